@@ -1,0 +1,6 @@
+//! herd: processes, IPC and supervision for multi-process Rust programs on one host.
+//!
+//! This crate re-exports the member crates under short names.
+pub use herd_ipc as ipc;
+pub use herd_supervisor as supervisor;
+pub use herd_worker as worker;

@@ -1,0 +1,1 @@
+//! herd-supervisor: starts and supervises a pool of workers.

@@ -1,0 +1,17 @@
+//! `Link`: the worker's end of its connection to the supervisor.
+//!
+//! The worker loop is written against this small trait rather than a concrete channel so it can
+//! run over a herd-ipc `Pipe` in real workers and over an in-memory channel in unit tests.
+use std::time::Duration;
+
+use crate::{FromWorker, ToWorker};
+
+/// A duplex, message-framed connection to the supervisor.
+pub trait Link {
+    /// Why a send or receive failed; any error means the supervisor is gone or the link broke.
+    type Error: std::error::Error + Send + Sync + 'static;
+    /// Sends one message.
+    fn send(&mut self, message: &FromWorker) -> Result<(), Self::Error>;
+    /// Waits up to `timeout` for one message; `Ok(None)` when none came in time.
+    fn recv_timeout(&mut self, timeout: Duration) -> Result<Option<ToWorker>, Self::Error>;
+}

@@ -1,0 +1,136 @@
+//! `Registry`: job kinds by name, type-erased so a worker can run any of them from bytes.
+use std::collections::BTreeMap;
+use std::fmt;
+
+use thiserror::Error;
+
+use crate::{decode_payload, encode_payload, JobError, JobKind};
+
+type Handler = Box<dyn Fn(&[u8]) -> Result<Vec<u8>, JobError> + Send + Sync>;
+
+/// Two job kinds were registered under one name.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("job kind `{0}` is already registered")]
+pub struct DuplicateKindError(pub String);
+
+/// Maps job-kind names to handlers from an encoded input to an encoded output.
+#[derive(Default)]
+pub struct Registry {
+    handlers: BTreeMap<&'static str, Handler>,
+}
+
+impl fmt::Debug for Registry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Registry")
+            .field("kinds", &self.names().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a job kind under `K::NAME`.
+    pub fn register<K: JobKind>(&mut self, kind: K) -> Result<&mut Self, DuplicateKindError> {
+        if self.handlers.contains_key(K::NAME) {
+            return Err(DuplicateKindError(K::NAME.to_owned()));
+        }
+        let handler: Handler = Box::new(move |bytes| {
+            let input: K::Input =
+                decode_payload(bytes).map_err(|e| JobError::InvalidInput(e.to_string()))?;
+            let output = kind.run(input)?;
+            encode_payload(&output).map_err(|e| JobError::failed(format!("encoding output: {e}")))
+        });
+        self.handlers.insert(K::NAME, handler);
+        Ok(self)
+    }
+
+    /// Whether a kind of this name is registered.
+    pub fn contains(&self, name: &str) -> bool {
+        self.handlers.contains_key(name)
+    }
+
+    /// The registered names, sorted.
+    pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.handlers.keys().copied()
+    }
+
+    /// Runs one job of kind `name` on an encoded input, giving the encoded output.
+    pub fn run(&self, name: &str, payload: &[u8]) -> Result<Vec<u8>, JobError> {
+        let handler = self
+            .handlers
+            .get(name)
+            .ok_or_else(|| JobError::UnknownKind(name.to_owned()))?;
+        handler(payload)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Double;
+    impl JobKind for Double {
+        const NAME: &'static str = "double";
+        type Input = i32;
+        type Output = i64;
+        fn run(&self, input: i32) -> Result<i64, JobError> {
+            if input < 0 {
+                return Err(JobError::InvalidInput(format!("negative: {input}")));
+            }
+            Ok(i64::from(input) * 2)
+        }
+    }
+
+    #[test]
+    fn runs_a_registered_kind_from_bytes() {
+        let mut registry = Registry::new();
+        registry.register(Double).unwrap();
+        let out = registry
+            .run("double", &encode_payload(&21i32).unwrap())
+            .unwrap();
+        assert_eq!(decode_payload::<i64>(&out).unwrap(), 42);
+    }
+
+    #[test]
+    fn the_kind_error_comes_back() {
+        let mut registry = Registry::new();
+        registry.register(Double).unwrap();
+        let err = registry
+            .run("double", &encode_payload(&-1i32).unwrap())
+            .unwrap_err();
+        assert_eq!(err, JobError::InvalidInput("negative: -1".into()));
+    }
+
+    #[test]
+    fn unknown_kind_and_bad_payload_are_errors_not_panics() {
+        let mut registry = Registry::new();
+        registry.register(Double).unwrap();
+        assert_eq!(
+            registry.run("triple", &[]).unwrap_err(),
+            JobError::UnknownKind("triple".into())
+        );
+        assert!(matches!(
+            registry.run("double", &[]).unwrap_err(),
+            JobError::InvalidInput(_)
+        ));
+        assert!(matches!(
+            registry.run("double", &[2, 0, 0]).unwrap_err(),
+            JobError::InvalidInput(_)
+        ));
+    }
+
+    #[test]
+    fn duplicate_names_are_refused() {
+        let mut registry = Registry::new();
+        registry.register(Double).unwrap();
+        assert_eq!(
+            registry.register(Double).unwrap_err(),
+            DuplicateKindError("double".into())
+        );
+        assert_eq!(registry.names().collect::<Vec<_>>(), ["double"]);
+    }
+}

@@ -1,0 +1,403 @@
+//! `LeaseTable`: every job of a run, who holds it, how often it was tried, and how it ended.
+//!
+//! Each job is leased to at most one worker at a time. When that worker is lost (it died, stopped
+//! heartbeating, or overran the job timeout and was killed) the job goes back to the front of the
+//! queue, until it has been tried `max_attempts` times; then it fails with the cause of the last
+//! loss, and every other job still runs. A job ends once: a second result for it (a late answer
+//! from a worker given up on, or a result sent twice) is counted as a duplicate and dropped.
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt;
+
+use herd_worker::{Job, JobError, JobId, JobResult};
+
+use crate::WorkerId;
+
+/// Why a worker lost the job it held.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LossCause {
+    /// The worker exited or was killed by a signal not sent by the supervisor.
+    Died(String),
+    /// The worker sent no heartbeat for too long and was killed.
+    MissedHeartbeat,
+    /// The job ran longer than the job timeout and its worker was killed.
+    TimedOut,
+}
+
+impl fmt::Display for LossCause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LossCause::Died(how) => write!(f, "worker died ({how})"),
+            LossCause::MissedHeartbeat => f.write_str("worker stopped heartbeating and was killed"),
+            LossCause::TimedOut => f.write_str("job timed out and its worker was killed"),
+        }
+    }
+}
+
+/// Why a job ended without an output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobFailure {
+    /// The job kind returned an error (not retried: it would fail again).
+    Error(JobError),
+    /// Every attempt lost its worker; this is the last cause.
+    Lost { attempts: u32, last: LossCause },
+    /// The run stopped before the job could finish.
+    Abandoned(String),
+}
+
+impl fmt::Display for JobFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            JobFailure::Error(error) => write!(f, "{error}"),
+            JobFailure::Lost { attempts, last } => {
+                write!(f, "gave up after {attempts} attempt(s); last: {last}")
+            }
+            JobFailure::Abandoned(reason) => write!(f, "not finished: {reason}"),
+        }
+    }
+}
+
+/// What happened to a result handed to [`LeaseTable::complete`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Completion {
+    /// The job is now finished with this result.
+    Accepted,
+    /// The job had already finished; this result was dropped.
+    Duplicate,
+    /// No such job.
+    Unknown,
+}
+
+/// What [`LeaseTable::release`] did with the job a lost worker held.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Released {
+    /// The worker held no job.
+    Nothing,
+    /// The job is queued again for another attempt.
+    Requeued(JobId),
+    /// The job used up its attempts and failed.
+    Failed(JobId),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum State {
+    Queued,
+    Leased(WorkerId),
+    Succeeded(Vec<u8>),
+    Failed(JobFailure),
+}
+
+#[derive(Debug)]
+struct Entry {
+    kind: String,
+    payload: Vec<u8>,
+    attempts: u32,
+    state: State,
+}
+
+/// The jobs of one run and their leases.
+#[derive(Debug)]
+pub struct LeaseTable {
+    entries: Vec<Entry>,
+    queue: VecDeque<JobId>,
+    leases: BTreeMap<WorkerId, JobId>,
+    max_attempts: u32,
+    unfinished: usize,
+    duplicates: u64,
+}
+
+impl LeaseTable {
+    /// An empty table; each job may be tried `max_attempts` times (at least once).
+    pub fn new(max_attempts: u32) -> Self {
+        Self {
+            entries: Vec::new(),
+            queue: VecDeque::new(),
+            leases: BTreeMap::new(),
+            max_attempts: max_attempts.max(1),
+            unfinished: 0,
+            duplicates: 0,
+        }
+    }
+
+    /// Adds a job at the back of the queue; ids are given in order from 0.
+    pub fn push(&mut self, kind: impl Into<String>, payload: Vec<u8>) -> JobId {
+        let id = self.entries.len() as JobId;
+        self.entries.push(Entry {
+            kind: kind.into(),
+            payload,
+            attempts: 0,
+            state: State::Queued,
+        });
+        self.queue.push_back(id);
+        self.unfinished += 1;
+        id
+    }
+
+    fn entry(&mut self, id: JobId) -> Option<&mut Entry> {
+        usize::try_from(id)
+            .ok()
+            .and_then(|index| self.entries.get_mut(index))
+    }
+
+    /// Leases the next queued job to `worker`, which must not hold one already.
+    pub fn lease(&mut self, worker: WorkerId) -> Option<Job> {
+        debug_assert!(
+            !self.leases.contains_key(&worker),
+            "{worker} already holds a job"
+        );
+        let id = self.queue.pop_front()?;
+        self.leases.insert(worker, id);
+        let entry = self.entry(id).expect("queued ids exist");
+        entry.attempts += 1;
+        entry.state = State::Leased(worker);
+        Some(Job {
+            id,
+            attempt: entry.attempts,
+            kind: entry.kind.clone(),
+            payload: entry.payload.clone(),
+        })
+    }
+
+    /// The job `worker` holds, if any.
+    pub fn leased_by(&self, worker: WorkerId) -> Option<JobId> {
+        self.leases.get(&worker).copied()
+    }
+
+    /// Records a result sent by `worker`. The first result for a job finishes it, whichever
+    /// worker and attempt it comes from; any later one is a duplicate.
+    pub fn complete(&mut self, worker: WorkerId, result: JobResult) -> Completion {
+        if self.leases.get(&worker) == Some(&result.id) {
+            self.leases.remove(&worker);
+        }
+        let Some(entry) = self.entry(result.id) else {
+            return Completion::Unknown;
+        };
+        match entry.state {
+            State::Succeeded(_) | State::Failed(_) => {
+                self.duplicates += 1;
+                return Completion::Duplicate;
+            }
+            State::Queued => self.queue.retain(|&queued| queued != result.id),
+            State::Leased(holder) if holder != worker => {
+                // Another worker runs it again; its answer will be the duplicate.
+                self.leases.remove(&holder);
+            }
+            State::Leased(_) => {}
+        }
+        let entry = self.entry(result.id).expect("checked above");
+        entry.state = match result.outcome {
+            Ok(output) => State::Succeeded(output),
+            Err(error) => State::Failed(JobFailure::Error(error)),
+        };
+        self.unfinished -= 1;
+        Completion::Accepted
+    }
+
+    /// `worker` is lost: the job it held is queued again, or fails once out of attempts.
+    pub fn release(&mut self, worker: WorkerId, cause: LossCause) -> Released {
+        let Some(id) = self.leases.remove(&worker) else {
+            return Released::Nothing;
+        };
+        let max_attempts = self.max_attempts;
+        let entry = self.entry(id).expect("leased ids exist");
+        if entry.attempts >= max_attempts {
+            entry.state = State::Failed(JobFailure::Lost {
+                attempts: entry.attempts,
+                last: cause,
+            });
+            self.unfinished -= 1;
+            Released::Failed(id)
+        } else {
+            entry.state = State::Queued;
+            self.queue.push_front(id);
+            Released::Requeued(id)
+        }
+    }
+
+    /// Jobs waiting for a worker.
+    pub fn queued(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Jobs neither succeeded nor failed.
+    pub fn unfinished(&self) -> usize {
+        self.unfinished
+    }
+
+    /// All jobs.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether there are no jobs at all.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Results dropped as duplicates so far.
+    pub fn duplicates(&self) -> u64 {
+        self.duplicates
+    }
+
+    /// The output of a succeeded job.
+    pub fn output(&self, id: JobId) -> Option<&[u8]> {
+        match &self.entries.get(usize::try_from(id).ok()?)?.state {
+            State::Succeeded(output) => Some(output),
+            _ => None,
+        }
+    }
+
+    /// Attempts made at a job so far.
+    pub fn attempts(&self, id: JobId) -> Option<u32> {
+        Some(self.entries.get(usize::try_from(id).ok()?)?.attempts)
+    }
+
+    /// Failed jobs with their cause, by id.
+    pub fn failures(&self) -> impl Iterator<Item = (JobId, &JobFailure)> + '_ {
+        self.entries
+            .iter()
+            .enumerate()
+            .filter_map(|(id, entry)| match &entry.state {
+                State::Failed(failure) => Some((id as JobId, failure)),
+                _ => None,
+            })
+    }
+
+    /// Fails every job not yet finished with `reason` (a run stopped before the end).
+    pub fn abandon(&mut self, reason: &str) {
+        for entry in &mut self.entries {
+            if matches!(entry.state, State::Queued | State::Leased(_)) {
+                entry.state = State::Failed(JobFailure::Abandoned(reason.to_owned()));
+            }
+        }
+        self.queue.clear();
+        self.leases.clear();
+        self.unfinished = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(id: JobId, attempt: u32, byte: u8) -> JobResult {
+        JobResult {
+            id,
+            attempt,
+            outcome: Ok(vec![byte]),
+        }
+    }
+
+    fn table(jobs: usize, max_attempts: u32) -> LeaseTable {
+        let mut table = LeaseTable::new(max_attempts);
+        for n in 0..jobs {
+            assert_eq!(table.push("echo", vec![n as u8]), n as JobId);
+        }
+        table
+    }
+
+    const A: WorkerId = WorkerId(1);
+    const B: WorkerId = WorkerId(2);
+
+    #[test]
+    fn jobs_are_leased_in_order_and_finish_once() {
+        let mut t = table(2, 3);
+        let job = t.lease(A).unwrap();
+        assert_eq!(
+            (job.id, job.attempt, job.payload.as_slice()),
+            (0, 1, &[0u8][..])
+        );
+        assert_eq!(t.leased_by(A), Some(0));
+        assert_eq!(t.lease(B).unwrap().id, 1);
+        assert_eq!(t.lease(WorkerId(3)), None);
+        assert_eq!(t.complete(A, ok(0, 1, 7)), Completion::Accepted);
+        assert_eq!(t.leased_by(A), None);
+        assert_eq!(t.complete(A, ok(0, 1, 7)), Completion::Duplicate);
+        assert_eq!(t.complete(B, ok(1, 1, 8)), Completion::Accepted);
+        assert_eq!((t.unfinished(), t.duplicates()), (0, 1));
+        assert_eq!(
+            (t.output(0), t.output(1)),
+            (Some(&[7u8][..]), Some(&[8u8][..]))
+        );
+        assert_eq!(t.complete(A, ok(9, 1, 0)), Completion::Unknown);
+    }
+
+    #[test]
+    fn a_lost_job_is_requeued_first_then_fails_after_max_attempts() {
+        let mut t = table(2, 2);
+        assert_eq!(t.lease(A).unwrap().id, 0);
+        assert_eq!(
+            t.release(A, LossCause::Died("SIGKILL".into())),
+            Released::Requeued(0)
+        );
+        let again = t.lease(B).unwrap();
+        assert_eq!(
+            (again.id, again.attempt),
+            (0, 2),
+            "a requeued job goes before job 1"
+        );
+        assert_eq!(t.release(B, LossCause::TimedOut), Released::Failed(0));
+        assert_eq!(t.release(B, LossCause::TimedOut), Released::Nothing);
+        assert_eq!(t.lease(A).unwrap().id, 1);
+        assert_eq!(t.complete(A, ok(1, 1, 1)), Completion::Accepted);
+        assert_eq!(t.unfinished(), 0);
+        let failures: Vec<_> = t.failures().collect();
+        assert_eq!(
+            failures,
+            [(
+                0,
+                &JobFailure::Lost {
+                    attempts: 2,
+                    last: LossCause::TimedOut
+                }
+            )]
+        );
+        assert!(failures[0].1.to_string().contains("after 2 attempt(s)"));
+    }
+
+    #[test]
+    fn a_late_result_from_a_lost_worker_finishes_the_job_and_the_rerun_is_the_duplicate() {
+        let mut t = table(1, 3);
+        t.lease(A).unwrap();
+        t.release(A, LossCause::MissedHeartbeat);
+        assert_eq!(t.queued(), 1);
+        // The stopped worker resumed and answered before being killed: its result still counts.
+        assert_eq!(t.complete(A, ok(0, 1, 5)), Completion::Accepted);
+        assert_eq!(t.queued(), 0, "the queued re-run is withdrawn");
+        assert_eq!(t.lease(B), None);
+
+        let mut t = table(1, 3);
+        t.lease(A).unwrap();
+        t.release(A, LossCause::MissedHeartbeat);
+        t.lease(B).unwrap();
+        assert_eq!(t.complete(A, ok(0, 1, 5)), Completion::Accepted);
+        assert_eq!(t.leased_by(B), None, "B's lease ends with the job");
+        assert_eq!(t.complete(B, ok(0, 2, 6)), Completion::Duplicate);
+        assert_eq!(t.output(0), Some(&[5u8][..]));
+        assert_eq!(t.attempts(0), Some(2));
+    }
+
+    #[test]
+    fn a_job_error_fails_at_once_without_retry() {
+        let mut t = table(1, 5);
+        t.lease(A).unwrap();
+        let result = JobResult {
+            id: 0,
+            attempt: 1,
+            outcome: Err(JobError::failed("bad line")),
+        };
+        assert_eq!(t.complete(A, result), Completion::Accepted);
+        assert_eq!(t.queued(), 0);
+        assert_eq!(t.failures().next().unwrap().1.to_string(), "bad line");
+    }
+
+    #[test]
+    fn abandon_fails_everything_unfinished() {
+        let mut t = table(3, 5);
+        t.lease(A).unwrap();
+        t.lease(B).unwrap();
+        t.complete(B, ok(1, 1, 0));
+        t.abandon("the run was stopped");
+        assert_eq!(t.unfinished(), 0);
+        assert_eq!(t.failures().map(|(id, _)| id).collect::<Vec<_>>(), [0, 2]);
+    }
+}

@@ -2,19 +2,32 @@
 //!
 //! The policy lives in small, OS-free modules unit-tested with mocks: [`LeaseTable`] (no lost
 //! or doubled job), [`RestartIntensity`] and [`Backoff`] (no restart storm), [`Drain`]
-//! (SIGINT/SIGTERM), [`Reaper`] (no zombie, no signal to a reaped pid).
+//! (SIGINT/SIGTERM), [`Reaper`] (no zombie, no signal to a reaped pid). [`Supervisor`] is the
+//! single-threaded loop that applies them to real workers started by a [`Launcher`].
 #![deny(unsafe_op_in_unsafe_fn)]
 
 mod backoff;
+mod config;
 mod drain;
 mod intensity;
+mod launch;
 mod lease;
 mod reap;
+mod report;
+mod signals;
+mod status;
+mod supervise;
 mod worker_id;
 
 pub use backoff::Backoff;
+pub use config::SupervisorConfig;
 pub use drain::{Drain, DrainState};
 pub use intensity::{IntensityExceeded, RestartIntensity};
+pub use launch::{Launcher, WorkerChannel};
 pub use lease::{Completion, JobFailure, LeaseTable, LossCause, Released};
 pub use reap::{ExitStatus, Kill, Reaper, Wait};
+pub use report::{RunReport, StopReason};
+pub use signals::{BlockedSignals, InheritedHandlers, SignalInbox};
+pub use status::{proc_stats, ProcStats, WorkerRow};
+pub use supervise::Supervisor;
 pub use worker_id::WorkerId;

@@ -1,0 +1,122 @@
+//! `SignalInbox`: the supervisor's signals, turned into events its single-threaded loop polls.
+//!
+//! gunicorn's arbiter pattern: handlers only record (signal-hook sets a flag per signal and
+//! writes a byte to a self-pipe); the main loop wakes on the pipe and acts. No logic runs in a
+//! handler, and no thread is needed, so the loop may fork.
+//!
+//! A forked worker inherits these handlers and the self-pipe: a signal sent to the worker would
+//! wake the supervisor. [`SignalInbox::forget_in_child`] unregisters them in the child, and
+//! [`SignalInbox::block`] keeps them from running between `fork` and that call.
+use std::io::{self, Read};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+use signal_hook::SigId;
+
+/// The signals the supervisor handles.
+pub const HANDLED: [Signal; 6] = [
+    Signal::SIGCHLD,
+    Signal::SIGINT,
+    Signal::SIGTERM,
+    Signal::SIGTTIN,
+    Signal::SIGTTOU,
+    Signal::SIGUSR1,
+];
+
+/// Recorded signals and the pipe that announces them.
+#[derive(Debug)]
+pub struct SignalInbox {
+    wake_read: UnixStream,
+    flags: Vec<(Signal, Arc<AtomicBool>)>,
+    ids: Vec<SigId>,
+}
+
+/// The registrations to undo in a forked child, for a fork closure to carry.
+#[derive(Debug, Clone)]
+pub struct InheritedHandlers(Vec<SigId>);
+
+impl InheritedHandlers {
+    /// Unregisters the supervisor's handlers in a forked child and unblocks the signals.
+    pub fn forget_in_child(&self) {
+        for id in &self.0 {
+            signal_hook::low_level::unregister(*id);
+        }
+        let _ = handled_set().thread_unblock();
+    }
+}
+
+fn handled_set() -> SigSet {
+    let mut set = SigSet::empty();
+    for signal in HANDLED {
+        set.add(signal);
+    }
+    set
+}
+
+/// While alive, the handled signals are blocked in this thread (held pending, not lost).
+#[derive(Debug)]
+pub struct BlockedSignals(SigSet);
+
+impl Drop for BlockedSignals {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&self.0), None);
+    }
+}
+
+impl SignalInbox {
+    /// Installs the handlers.
+    pub fn install() -> io::Result<Self> {
+        let (wake_read, wake_write) = UnixStream::pair()?;
+        wake_read.set_nonblocking(true)?;
+        wake_write.set_nonblocking(true)?;
+        let mut flags = Vec::new();
+        let mut ids = Vec::new();
+        for signal in HANDLED {
+            let flag = Arc::new(AtomicBool::new(false));
+            ids.push(signal_hook::flag::register(signal as i32, Arc::clone(&flag))?);
+            ids.push(signal_hook::low_level::pipe::register(signal as i32, wake_write.try_clone()?)?);
+            flags.push((signal, flag));
+        }
+        Ok(Self { wake_read, flags, ids })
+    }
+
+    /// What a forked child must unregister.
+    pub fn inherited(&self) -> InheritedHandlers {
+        InheritedHandlers(self.ids.clone())
+    }
+
+    /// Blocks the handled signals until the guard drops (around `fork`).
+    pub fn block(&self) -> io::Result<BlockedSignals> {
+        let mut old = SigSet::empty();
+        nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&handled_set()), Some(&mut old))?;
+        Ok(BlockedSignals(old))
+    }
+
+    /// The signals recorded since the last call, in [`HANDLED`] order.
+    pub fn take(&mut self) -> Vec<Signal> {
+        let mut sink = [0u8; 64];
+        while matches!(self.wake_read.read(&mut sink), Ok(n) if n > 0) {}
+        self.flags
+            .iter()
+            .filter(|(_, flag)| flag.swap(false, Ordering::Relaxed))
+            .map(|(signal, _)| *signal)
+            .collect()
+    }
+}
+
+impl AsFd for SignalInbox {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.wake_read.as_fd()
+    }
+}
+
+impl Drop for SignalInbox {
+    fn drop(&mut self) {
+        for id in self.ids.drain(..) {
+            signal_hook::low_level::unregister(id);
+        }
+    }
+}

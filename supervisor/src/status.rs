@@ -1,0 +1,98 @@
+//! The worker status table (SIGUSR1 and `--status-interval`): what the supervisor knows about
+//! each worker, with state, memory and CPU time read from procfs.
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use herd_worker::JobId;
+
+use crate::WorkerId;
+
+/// What the supervisor knows about one worker.
+#[derive(Debug, Clone)]
+pub struct WorkerRow {
+    /// Which worker.
+    pub id: WorkerId,
+    /// Its pid (not yet reaped, so not recycled).
+    pub pid: i32,
+    /// Jobs it finished.
+    pub jobs_done: u64,
+    /// The job it runs and for how long.
+    pub current: Option<(JobId, Duration)>,
+}
+
+/// A worker's state, resident memory and CPU time from `/proc/PID/stat`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ProcStats {
+    /// R, S, D, T, Z...
+    pub state: char,
+    /// Resident set size in bytes.
+    pub rss_bytes: u64,
+    /// User plus system CPU time.
+    pub cpu: Duration,
+}
+
+/// Reads a process's stats; `None` if it is gone.
+pub fn proc_stats(pid: i32) -> Option<ProcStats> {
+    let stat = procfs::process::Process::new(pid).ok()?.stat().ok()?;
+    let ticks = procfs::ticks_per_second().max(1);
+    Some(ProcStats {
+        state: stat.state,
+        rss_bytes: stat.rss * procfs::page_size(),
+        cpu: Duration::from_millis((stat.utime + stat.stime) * 1000 / ticks),
+    })
+}
+
+/// The table, one line per worker under a header.
+pub fn render(rows: &[WorkerRow], queued: usize, unfinished: usize) -> String {
+    let mut out = format!(
+        "supervisor status: {} worker(s), {queued} job(s) queued, {unfinished} unfinished\n",
+        rows.len()
+    );
+    let _ = writeln!(out, "{:>7} {:>8} {:>5} {:>10} {:>9} {:>6}  current job", "worker", "pid", "state", "rss", "cpu", "jobs");
+    for row in rows {
+        let stats = proc_stats(row.pid);
+        let state = stats.map_or('?', |s| s.state);
+        let rss = stats.map_or("?".to_owned(), |s| format!("{:.1}M", s.rss_bytes as f64 / 1048576.0));
+        let cpu = stats.map_or("?".to_owned(), |s| format!("{:.2}s", s.cpu.as_secs_f64()));
+        let current = row
+            .current
+            .map_or("idle".to_owned(), |(job, running)| format!("job {job} for {:.1}s", running.as_secs_f64()));
+        let _ = writeln!(
+            out,
+            "{:>7} {:>8} {:>5} {:>10} {:>9} {:>6}  {current}",
+            format!("#{}", row.id.0),
+            row.pid,
+            state,
+            rss,
+            cpu,
+            row.jobs_done
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_this_process_from_procfs() {
+        let stats = proc_stats(std::process::id() as i32).expect("this process is in /proc");
+        assert_eq!(stats.state, 'R', "the reading thread runs");
+        assert!(stats.rss_bytes > 0);
+    }
+
+    #[test]
+    fn renders_one_line_per_worker() {
+        let rows = [
+            WorkerRow { id: WorkerId(1), pid: std::process::id() as i32, jobs_done: 4, current: None },
+            WorkerRow { id: WorkerId(2), pid: i32::MAX, jobs_done: 0, current: Some((7, Duration::from_millis(1500))) },
+        ];
+        let table = render(&rows, 3, 9);
+        let lines: Vec<_> = table.lines().collect();
+        assert_eq!(lines.len(), 4, "{table}");
+        assert!(lines[0].contains("2 worker(s), 3 job(s) queued, 9 unfinished"));
+        assert!(lines[2].contains("#1") && lines[2].contains(" R ") && lines[2].ends_with("idle"), "{}", lines[2]);
+        assert!(lines[3].contains(" ? ") && lines[3].ends_with("job 7 for 1.5s"), "{}", lines[3]);
+    }
+}

@@ -1,0 +1,147 @@
+//! Diagnostic job kinds, for testing supervision with the real binary (`supervisor run KIND ARGS`):
+//! each drives a worker into one behaviour, from a clean answer to every kind of failure.
+//!
+//! Each takes one command-line argument (a string) as input and answers a string:
+//! - `echo TEXT`: answers TEXT;
+//! - `sleep MS`: sleeps MS milliseconds, answers `slept MS ms`;
+//! - `fail TEXT`: returns a job error (not retried);
+//! - `crash TEXT`: aborts the worker process (SIGABRT) on every job;
+//! - `hang TEXT`: never returns (for `--job-timeout`);
+//! - `grandchild MS`: starts a `sleep 600` child process, answers its pid, then sleeps MS ms
+//!   (for checking that a worker's own children die with it).
+use std::thread;
+use std::time::Duration;
+
+use herd_worker::{JobError, JobKind, Registry};
+
+fn millis(input: &str) -> Result<u64, JobError> {
+    input
+        .parse()
+        .map_err(|_| JobError::InvalidInput(format!("expected milliseconds (a whole number), got {input:?}")))
+}
+
+/// `echo TEXT`: answers its input.
+#[derive(Debug)]
+pub struct Echo;
+impl JobKind for Echo {
+    const NAME: &'static str = "echo";
+    type Input = String;
+    type Output = String;
+    fn run(&self, input: String) -> Result<String, JobError> {
+        Ok(input)
+    }
+}
+
+/// `sleep MS`: sleeps, then answers how long.
+#[derive(Debug)]
+pub struct Sleep;
+impl JobKind for Sleep {
+    const NAME: &'static str = "sleep";
+    type Input = String;
+    type Output = String;
+    fn run(&self, input: String) -> Result<String, JobError> {
+        let ms = millis(&input)?;
+        thread::sleep(Duration::from_millis(ms));
+        Ok(format!("slept {ms} ms"))
+    }
+}
+
+/// `fail TEXT`: a job error.
+#[derive(Debug)]
+pub struct Fail;
+impl JobKind for Fail {
+    const NAME: &'static str = "fail";
+    type Input = String;
+    type Output = String;
+    fn run(&self, input: String) -> Result<String, JobError> {
+        Err(JobError::failed(format!("asked to fail: {input}")))
+    }
+}
+
+/// `crash TEXT`: kills its own worker.
+#[derive(Debug)]
+pub struct Crash;
+impl JobKind for Crash {
+    const NAME: &'static str = "crash";
+    type Input = String;
+    type Output = String;
+    fn run(&self, _input: String) -> Result<String, JobError> {
+        std::process::abort()
+    }
+}
+
+/// `hang TEXT`: never answers.
+#[derive(Debug)]
+pub struct Hang;
+impl JobKind for Hang {
+    const NAME: &'static str = "hang";
+    type Input = String;
+    type Output = String;
+    fn run(&self, _input: String) -> Result<String, JobError> {
+        loop {
+            thread::sleep(Duration::from_secs(3600));
+        }
+    }
+}
+
+/// `grandchild MS`: leaves a child process running under the worker.
+#[derive(Debug)]
+pub struct Grandchild;
+impl JobKind for Grandchild {
+    const NAME: &'static str = "grandchild";
+    type Input = String;
+    type Output = String;
+    fn run(&self, input: String) -> Result<String, JobError> {
+        let ms = millis(&input)?;
+        let child = std::process::Command::new("sleep")
+            .arg("600")
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .map_err(|e| JobError::failed(format!("starting `sleep 600`: {e}")))?;
+        let pid = child.id();
+        // Deliberately not waited for: it must die with the worker's process group.
+        std::mem::forget(child);
+        thread::sleep(Duration::from_millis(ms));
+        Ok(pid.to_string())
+    }
+}
+
+/// The diagnostic kinds, by name.
+pub fn register_diagnostic_kinds(registry: &mut Registry) -> Result<(), herd_worker::DuplicateKindError> {
+    registry.register(Echo)?.register(Sleep)?.register(Fail)?.register(Crash)?.register(Hang)?.register(Grandchild)?;
+    Ok(())
+}
+
+/// Names of the diagnostic kinds.
+pub const DIAGNOSTIC_KINDS: [&str; 6] = ["echo", "sleep", "fail", "crash", "hang", "grandchild"];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use herd_worker::{decode_payload, encode_payload};
+
+    fn run(kind: &str, input: &str) -> Result<String, JobError> {
+        let mut registry = Registry::new();
+        register_diagnostic_kinds(&mut registry).unwrap();
+        registry.run(kind, &encode_payload(&input.to_owned()).unwrap()).map(|out| decode_payload(&out).unwrap())
+    }
+
+    #[test]
+    fn the_harmless_kinds_answer() {
+        assert_eq!(run("echo", "hi").unwrap(), "hi");
+        assert_eq!(run("sleep", "1").unwrap(), "slept 1 ms");
+        assert_eq!(run("fail", "x").unwrap_err(), JobError::Failed("asked to fail: x".into()));
+        assert!(matches!(run("sleep", "soon").unwrap_err(), JobError::InvalidInput(m) if m.contains("\"soon\"")));
+    }
+
+    #[test]
+    fn every_listed_kind_is_registered() {
+        let mut registry = Registry::new();
+        register_diagnostic_kinds(&mut registry).unwrap();
+        let mut names: Vec<_> = registry.names().collect();
+        let mut listed = DIAGNOSTIC_KINDS.to_vec();
+        names.sort_unstable();
+        listed.sort_unstable();
+        assert_eq!(names, listed);
+    }
+}

@@ -4,5 +4,8 @@
 // Used by the transports (Pipe, spawn, Queue) as they land.
 #[allow(dead_code)]
 mod codec;
+// The OS layer; its users (Pipe, Process) land on their branches.
+#[allow(dead_code, unused_imports)]
+mod platform;
 
 pub use codec::CodecError;

@@ -4,8 +4,13 @@
 // Used by the transports (Pipe, spawn, Queue) as they land.
 #[allow(dead_code)]
 mod codec;
-// The OS layer; its users (Pipe, Process) land on their branches.
-#[allow(dead_code, unused_imports)]
+mod pipe;
 mod platform;
+mod wait;
 
 pub use codec::CodecError;
+pub use pipe::{
+    Pipe, PipeReceiver, PipeSender, RecvError, RecvTimeoutError, SendBytesError, SendError,
+    SendTimeoutError, TryRecvError, TrySendError, DEFAULT_PIPE_MESSAGE_LIMIT,
+};
+pub use wait::{wait, Waitable};

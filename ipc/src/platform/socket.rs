@@ -125,6 +125,7 @@ impl Socket {
     /// peer has closed its end (or shut down writing) and everything sent has
     /// been read. With [`Blocking::No`] and nothing to read, the error is
     /// `ErrorKind::WouldBlock`.
+    #[allow(dead_code)] // the one-shot form, for spawn's argument channel (process layer)
     pub(crate) fn recv_with_fds(
         &self,
         buf: &mut [u8],
@@ -178,6 +179,7 @@ impl Socket {
 
     /// Reads until the peer closes (or shuts down writing): every byte and
     /// every descriptor it sent.
+    #[allow(dead_code)] // for spawn's argument and result channel (process layer)
     pub(crate) fn recv_to_end(&self) -> io::Result<(Vec<u8>, Vec<OwnedFd>)> {
         let mut bytes = Vec::new();
         let mut fds = Vec::new();

@@ -12,7 +12,7 @@ use crate::{Kill, Wait, WorkerId};
 /// The supervisor's end of one worker's connection; pollable through its fd.
 pub trait WorkerChannel: AsFd {
     /// Sends one message.
-    fn send(&mut self, message: &ToWorker) -> io::Result<()>;
+    fn send(&mut self, message: ToWorker) -> io::Result<()>;
     /// One message if one is ready, without blocking; an error once the worker's end is closed.
     fn try_recv(&mut self) -> io::Result<Option<FromWorker>>;
 }

@@ -8,10 +8,12 @@
 
 mod backoff;
 mod config;
+mod diagnostic_kinds;
 mod drain;
 mod intensity;
 mod launch;
 mod lease;
+mod pipe_link;
 mod reap;
 mod report;
 mod signals;
@@ -21,10 +23,12 @@ mod worker_id;
 
 pub use backoff::Backoff;
 pub use config::SupervisorConfig;
+pub use diagnostic_kinds::{register_diagnostic_kinds, Crash, Echo, Fail, Grandchild, Hang, Sleep, DIAGNOSTIC_KINDS};
 pub use drain::{Drain, DrainState};
 pub use intensity::{IntensityExceeded, RestartIntensity};
 pub use launch::{Launcher, WorkerChannel};
 pub use lease::{Completion, JobFailure, LeaseTable, LossCause, Released};
+pub use pipe_link::{worker_pipe, Frame, LinkError, SupervisorEnd, WorkerEnd};
 pub use reap::{ExitStatus, Kill, Reaper, Wait};
 pub use report::{RunReport, StopReason};
 pub use signals::{BlockedSignals, InheritedHandlers, SignalInbox};

@@ -272,7 +272,7 @@ impl<L: Launcher> Supervisor<L> {
         let grace = self.config.grace;
         let slot = &mut self.slots[index];
         slot.leaving = Some(Leaving::Asked { deadline: now + grace });
-        let sent = slot.channel.as_mut().map(|channel| channel.send(&ToWorker::Stop));
+        let sent = slot.channel.as_mut().map(|channel| channel.send(ToWorker::Stop));
         if !matches!(sent, Some(Ok(()))) {
             // No link: it cannot hear Stop, so SIGTERM (the worker leaves after its job).
             let _ = slot.reaper.signal(Signal::SIGTERM);
@@ -481,7 +481,7 @@ impl<L: Launcher> Supervisor<L> {
             let id = job.id;
             let slot = &mut self.slots[index];
             slot.job = Some((id, now));
-            let sent = slot.channel.as_mut().map(|channel| channel.send(&ToWorker::Run(job)));
+            let sent = slot.channel.as_mut().map(|channel| channel.send(ToWorker::Run(job)));
             if let Some(Err(error)) = sent {
                 let worker = slot.id;
                 self.say(&format!("sending job {id} to {worker}: {error}"));

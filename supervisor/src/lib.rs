@@ -1,1 +1,3 @@
 //! herd-supervisor: starts and supervises a pool of workers.
+pub mod genlogs;
+pub mod logcount;

@@ -6,6 +6,9 @@
 //! single-threaded loop that applies them to real workers started by a [`Launcher`].
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod genlogs;
+pub mod logcount;
+
 mod backoff;
 mod config;
 mod diagnostic_kinds;

@@ -1,0 +1,228 @@
+//! Client keys: the rule that turns one log line into the key it is counted under, and the
+//! canonical-IPv4 fast path that packs the overwhelmingly common key, a dotted quad, into a `u32`.
+//!
+//! The rule (issue 6): the key is the bytes before the first ` - -` (the whole line if there is
+//! none), then before the first `,`. Equivalently: the line up to the first `,` or ` - -`,
+//! whichever comes first, because neither pattern can overlap the other.
+//!
+//! Packing is exact: a key is packed if and only if its bytes are a canonical dotted quad (four
+//! decimal octets <= 255, no leading zeros, nothing else), so `01.2.3.4` and `1.2.3.4` stay two
+//! keys, and a packed key never equals a byte-string key.
+
+use memchr::{memchr, memmem};
+
+/// The separator between the client key and the identity/user fields of a combined log line.
+const IDENT_SEPARATOR: &[u8] = b" - -";
+
+/// A line's client key, as `&line[..key_len(line)]`.
+pub(crate) fn client_key(line: &[u8]) -> &[u8] {
+    &line[..key_len(line)]
+}
+
+/// The length of the client key of `line` (which has already lost its `\n` and trailing `\r`).
+pub(crate) fn key_len(line: &[u8]) -> usize {
+    let before_ident = memmem::find(line, IDENT_SEPARATOR).unwrap_or(line.len());
+    memchr(b',', &line[..before_ident]).unwrap_or(before_ident)
+}
+
+/// Whether a line is skipped: empty or only ASCII whitespace (space, `\t`, `\n`, `\x0C`, `\r`,
+/// the WHATWG/Rust definition: vertical tab is data).
+pub(crate) fn is_blank(line: &[u8]) -> bool {
+    line.iter().all(u8::is_ascii_whitespace)
+}
+
+/// The fast path for one line: if the line starts with a canonical dotted quad that is its whole
+/// client key (it is followed by the end of the line, `,` or ` - -`), that quad packed big-endian
+/// (`1.2.3.4` -> `0x01020304`). `None` means "take the general path", never "no key".
+#[inline]
+pub(crate) fn packed_ipv4_key(line: &[u8]) -> Option<u32> {
+    let (ip, len) = ipv4_prefix(line)?;
+    let rest = &line[len..];
+    match rest.first() {
+        None | Some(b',') => Some(ip),
+        Some(b' ') if rest.starts_with(IDENT_SEPARATOR) => Some(ip),
+        _ => None,
+    }
+}
+
+/// `key` packed if its bytes are exactly a canonical dotted quad.
+pub(crate) fn parse_canonical_ipv4(key: &[u8]) -> Option<u32> {
+    match ipv4_prefix(key)? {
+        (ip, len) if len == key.len() => Some(ip),
+        _ => None,
+    }
+}
+
+/// The canonical dotted quad at the start of `bytes` and its length. The quad must not be
+/// followed by another digit (`1.2.3.45` is not `1.2.3.4` followed by `5`).
+#[inline]
+fn ipv4_prefix(bytes: &[u8]) -> Option<(u32, usize)> {
+    let mut at = 0;
+    let mut ip = 0u32;
+    for index in 0..4 {
+        if index > 0 {
+            if bytes.get(at) != Some(&b'.') {
+                return None;
+            }
+            at += 1;
+        }
+        ip = (ip << 8) | octet(bytes, &mut at)?;
+    }
+    Some((ip, at))
+}
+
+/// One canonical decimal octet at `bytes[*at..]`: 1 to 3 digits, no leading zero, <= 255,
+/// not followed by a further digit. Advances `at` past it.
+#[inline]
+fn octet(bytes: &[u8], at: &mut usize) -> Option<u32> {
+    let digit = |i: usize| -> Option<u32> {
+        let d = bytes.get(i)?.wrapping_sub(b'0');
+        (d <= 9).then_some(u32::from(d))
+    };
+    let first = digit(*at)?;
+    let mut value = first;
+    let mut len = 1;
+    if first != 0 {
+        while len < 3 {
+            match digit(*at + len) {
+                Some(d) => {
+                    value = value * 10 + d;
+                    len += 1;
+                }
+                None => break,
+            }
+        }
+    }
+    // A digit right after `0`, or a fourth digit, makes the octet non-canonical.
+    if digit(*at + len).is_some() || value > 255 {
+        return None;
+    }
+    *at += len;
+    Some(value)
+}
+
+/// The dotted-quad text of a packed key.
+pub(crate) fn format_ipv4(ip: u32) -> String {
+    std::net::Ipv4Addr::from(ip).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_is_before_ident_separator() {
+        assert_eq!(client_key(b"1.2.3.4 - - [x] \"GET /\""), b"1.2.3.4");
+        assert_eq!(client_key(b"host.example - - [x]"), b"host.example");
+    }
+
+    #[test]
+    fn key_is_whole_line_without_separator() {
+        assert_eq!(client_key(b"just some text"), b"just some text");
+        assert_eq!(client_key(b"a - b - c"), b"a - b - c");
+        assert_eq!(client_key(b"a --"), b"a --");
+    }
+
+    #[test]
+    fn key_stops_at_first_comma_before_separator() {
+        assert_eq!(client_key(b"10.0.0.1, 192.168.1.1 - - [x]"), b"10.0.0.1");
+        assert_eq!(client_key(b"a,b,c"), b"a");
+        // A comma after the separator does not matter.
+        assert_eq!(client_key(b"abc - - x,y"), b"abc");
+        assert_eq!(client_key(b",lead - -"), b"");
+    }
+
+    #[test]
+    fn key_is_not_trimmed() {
+        assert_eq!(client_key(b"  1.2.3.4  - - x"), b"  1.2.3.4 ");
+        assert_eq!(client_key(b"\t1.2.3.4 - -"), b"\t1.2.3.4");
+    }
+
+    #[test]
+    fn key_of_separator_at_start_is_empty() {
+        assert_eq!(client_key(b" - - [x]"), b"");
+    }
+
+    #[test]
+    fn blank_is_ascii_whitespace_only() {
+        assert!(is_blank(b""));
+        assert!(is_blank(b" \t\r\x0c "));
+        assert!(!is_blank(b"\x0b"));
+        assert!(!is_blank(b" x "));
+        assert!(!is_blank("\u{a0}".as_bytes()));
+    }
+
+    #[test]
+    fn canonical_ipv4_is_packed() {
+        assert_eq!(parse_canonical_ipv4(b"1.2.3.4"), Some(0x0102_0304));
+        assert_eq!(parse_canonical_ipv4(b"0.0.0.0"), Some(0));
+        assert_eq!(parse_canonical_ipv4(b"255.255.255.255"), Some(u32::MAX));
+        assert_eq!(parse_canonical_ipv4(b"10.200.30.0"), Some(0x0AC8_1E00));
+    }
+
+    #[test]
+    fn non_canonical_ipv4_is_not_packed() {
+        for key in [
+            &b"01.2.3.4"[..],
+            b"1.2.3.04",
+            b"1.2.3.00",
+            b"256.1.1.1",
+            b"1.2.3.4567",
+            b"1.2.3",
+            b"1.2.3.4.5",
+            b"1.2.3.",
+            b".1.2.3",
+            b"1..2.3",
+            b" 1.2.3.4",
+            b"1.2.3.4 ",
+            b"1.2.3.4x",
+            b"",
+            b"::1",
+            b"\xff1.2.3.4",
+        ] {
+            assert_eq!(
+                parse_canonical_ipv4(key),
+                None,
+                "{:?}",
+                String::from_utf8_lossy(key)
+            );
+        }
+    }
+
+    #[test]
+    fn fast_path_agrees_with_general_rule() {
+        let lines: &[&[u8]] = &[
+            b"1.2.3.4 - - [x]",
+            b"1.2.3.4, 5.6.7.8 - - [x]",
+            b"1.2.3.4,x",
+            b"1.2.3.4",
+            b"1.2.3.4 - x",
+            b"1.2.3.4 -",
+            b"1.2.3.45 - -",
+            b"1.2.3.4x - -",
+            b"01.2.3.4 - -",
+            b"1.2.3.4  - -",
+            b"1.2.3.4\t- -",
+        ];
+        for line in lines {
+            let general = parse_canonical_ipv4(client_key(line));
+            assert_eq!(
+                packed_ipv4_key(line),
+                general,
+                "{:?}",
+                String::from_utf8_lossy(line)
+            );
+        }
+        assert_eq!(packed_ipv4_key(b"1.2.3.45 - -"), Some(0x0102_032D));
+        assert_eq!(packed_ipv4_key(b"1.2.3.4 - x"), None);
+    }
+
+    #[test]
+    fn format_round_trips() {
+        assert_eq!(format_ipv4(0x0102_0304), "1.2.3.4");
+        assert_eq!(
+            parse_canonical_ipv4(format_ipv4(0xC0A8_0001).as_bytes()),
+            Some(0xC0A8_0001)
+        );
+    }
+}

@@ -1,0 +1,32 @@
+//! logcount: requests and distinct client keys per access log (issue 6), as a library the
+//! supervisor runs as a job kind.
+//!
+//! A run is: [`plan`] the directory into [`ChunkJob`]s; run [`count_chunk`] on each (in any
+//! process, in any order); feed the outcomes to a [`Merger`]; render its [`Report`]. Jobs and
+//! their results are small serde values, so they cross process boundaries cheaply.
+
+mod distinct;
+mod keys;
+mod plan;
+mod report;
+mod scan;
+
+#[cfg(test)]
+mod tests;
+
+pub use plan::{
+    plan, ChunkJob, ChunkSource, Options, Plan, PlanError, PlannedFile, DEFAULT_CHUNK_BYTES,
+};
+pub use report::{FileCounts, Format, Merger, Report, TopKey};
+pub use scan::{count_chunk, ChunkCounts, ChunkError, DistinctKeys, KeyCounts};
+
+/// Plans, counts and merges a whole run in this thread: for tests, tools and small inputs.
+/// (The supervisor spreads [`Plan::jobs`] over its worker pool instead.)
+pub fn count_dir(dir: &std::path::Path, options: &Options) -> Result<Report, PlanError> {
+    let plan = plan(dir, options)?;
+    let mut merger = Merger::new(&plan);
+    for job in &plan.jobs {
+        merger.add(count_chunk(job));
+    }
+    Ok(merger.finish())
+}

@@ -1,0 +1,260 @@
+//! Planning a run: list the input files of DIR and cut each into chunk jobs, small serde values
+//! that a worker turns into counts with [`super::count_chunk`].
+//!
+//! Planning reads metadata only, never file contents: a plain file becomes byte ranges of about
+//! [`Options::chunk_bytes`] each (ranges need not fall on line ends; see `scan.rs` for the rule
+//! that makes any cut exact), and a `.gz` file one job, since deflate streams cannot be entered
+//! in the middle.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fs;
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Default chunk size: big enough that per-job overhead (open, seek, a result of up to one key
+/// list) is noise, small enough that one 1.2 GB file keeps two workers busy to the end.
+pub const DEFAULT_CHUNK_BYTES: u64 = 64 * 1024 * 1024;
+
+/// How to plan a run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Options {
+    /// Also count files in subdirectories (names relative to DIR, `sub/file.log`).
+    pub recursive: bool,
+    /// Target size of one chunk job of a plain file, in bytes (at least 1).
+    pub chunk_bytes: u64,
+    /// Report the K busiest client keys: jobs then also return per-key counts.
+    pub top: Option<usize>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            recursive: false,
+            chunk_bytes: DEFAULT_CHUNK_BYTES,
+            top: None,
+        }
+    }
+}
+
+/// One input file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlannedFile {
+    /// The name it is reported under: its path relative to DIR, non-UTF-8 bytes as `\xNN`.
+    pub name: String,
+    /// Its path (DIR joined with the relative path; symlinks are followed when read).
+    #[serde(with = "path_bytes")]
+    pub path: PathBuf,
+    /// Its size when planned (compressed size for `.gz`).
+    pub len: u64,
+}
+
+/// Which bytes of a file a chunk job reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ChunkSource {
+    /// The lines of a plain file that start at a byte offset in `start..end`.
+    Range {
+        /// First byte offset owned.
+        start: u64,
+        /// One past the last byte offset owned.
+        end: u64,
+    },
+    /// The whole of a gzip file, decompressed (concatenated members included).
+    Gzip,
+}
+
+/// One unit of work for a worker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkJob {
+    /// The file to read.
+    #[serde(with = "path_bytes")]
+    pub path: PathBuf,
+    /// Index of the file in [`Plan::files`]; results carry it back.
+    pub file_index: usize,
+    /// Which part of it.
+    pub source: ChunkSource,
+    /// Return per-key counts too (needed for `--top`; makes the result bigger).
+    pub per_key_counts: bool,
+}
+
+/// A planned run: the files, the jobs covering them, and files already known to be unreadable.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Plan {
+    /// Input files, sorted by name.
+    pub files: Vec<PlannedFile>,
+    /// Chunk jobs; every file has at least one (an empty file one empty range).
+    pub jobs: Vec<ChunkJob>,
+    /// Entries that could not even be examined (a broken symlink, a vanished file), by name.
+    pub errors: BTreeMap<String, String>,
+    /// `Options::top`, for the merge.
+    pub top: Option<usize>,
+}
+
+/// DIR itself is unusable: the whole run fails (exit 2 at the CLI).
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    /// DIR does not exist (or a path component is missing).
+    #[error("{}: no such directory", .0.display())]
+    Missing(PathBuf),
+    /// DIR exists but is not a directory.
+    #[error("{}: not a directory", .0.display())]
+    NotADirectory(PathBuf),
+    /// DIR could not be listed.
+    #[error("{}: cannot list directory: {source}", path.display())]
+    Unreadable {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// `chunk_bytes` was 0.
+    #[error("chunk size must be at least 1 byte")]
+    ZeroChunkSize,
+}
+
+/// Lists DIR and cuts its files into chunk jobs.
+pub fn plan(dir: &Path, options: &Options) -> Result<Plan, PlanError> {
+    if options.chunk_bytes == 0 {
+        return Err(PlanError::ZeroChunkSize);
+    }
+    let meta = fs::metadata(dir).map_err(|source| match source.kind() {
+        io::ErrorKind::NotFound => PlanError::Missing(dir.to_path_buf()),
+        _ => PlanError::Unreadable {
+            path: dir.to_path_buf(),
+            source,
+        },
+    })?;
+    if !meta.is_dir() {
+        return Err(PlanError::NotADirectory(dir.to_path_buf()));
+    }
+    let mut listing = Listing::default();
+    listing.visited.insert((meta.dev(), meta.ino()));
+    listing
+        .walk(dir, Path::new(""), options.recursive)
+        .map_err(|source| PlanError::Unreadable {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+    let Listing {
+        mut files, errors, ..
+    } = listing;
+    files.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut jobs = Vec::new();
+    for (file_index, file) in files.iter().enumerate() {
+        let job = |source| ChunkJob {
+            path: file.path.clone(),
+            file_index,
+            source,
+            per_key_counts: options.top.is_some(),
+        };
+        if is_gzip(&file.path) {
+            jobs.push(job(ChunkSource::Gzip));
+            continue;
+        }
+        let pieces = file.len.div_ceil(options.chunk_bytes).max(1);
+        let step = file.len.div_ceil(pieces);
+        for piece in 0..pieces {
+            let start = piece * step;
+            let end = (start + step).min(file.len);
+            jobs.push(job(ChunkSource::Range { start, end }));
+        }
+    }
+    Ok(Plan {
+        files,
+        jobs,
+        errors,
+        top: options.top,
+    })
+}
+
+fn is_gzip(path: &Path) -> bool {
+    path.extension().is_some_and(|ext| ext == "gz")
+}
+
+#[derive(Debug, Default)]
+struct Listing {
+    files: Vec<PlannedFile>,
+    errors: BTreeMap<String, String>,
+    /// (device, inode) of directories entered, so symlink cycles end.
+    visited: HashSet<(u64, u64)>,
+}
+
+impl Listing {
+    /// Adds the entries of `dir` (named `relative` under DIR). Only a failure to list DIR itself
+    /// is an error; a subdirectory that cannot be listed is reported under its name.
+    fn walk(&mut self, dir: &Path, relative: &Path, recursive: bool) -> io::Result<()> {
+        for entry in fs::read_dir(dir)? {
+            let entry = entry?;
+            let file_name = entry.file_name();
+            if file_name.as_encoded_bytes().starts_with(b".") {
+                continue;
+            }
+            let path = entry.path();
+            let relative = relative.join(&file_name);
+            let name = display_name(&relative);
+            // fs::metadata follows symlinks: a symlink to a file is a file.
+            let meta = match fs::metadata(&path) {
+                Ok(meta) => meta,
+                Err(e) => {
+                    let is_link = entry.file_type().is_ok_and(|t| t.is_symlink());
+                    let what = if is_link && e.kind() == io::ErrorKind::NotFound {
+                        "broken symlink"
+                    } else {
+                        "cannot stat"
+                    };
+                    self.errors.insert(name, format!("{what}: {e}"));
+                    continue;
+                }
+            };
+            if meta.is_file() {
+                self.files.push(PlannedFile {
+                    name,
+                    path,
+                    len: meta.len(),
+                });
+            } else if meta.is_dir() && recursive && self.visited.insert((meta.dev(), meta.ino())) {
+                if let Err(e) = self.walk(&path, &relative, recursive) {
+                    self.errors
+                        .insert(name, format!("cannot list directory: {e}"));
+                }
+            }
+            // Anything else (FIFOs, sockets, devices, directories without --recursive) is not
+            // a regular file and is not input.
+        }
+        Ok(())
+    }
+}
+
+/// A relative path as a report name: UTF-8 as is, each invalid byte as `\xNN`.
+fn display_name(relative: &Path) -> String {
+    let mut name = String::new();
+    for chunk in relative.as_os_str().as_encoded_bytes().utf8_chunks() {
+        name.push_str(chunk.valid());
+        for byte in chunk.invalid() {
+            name.push_str(&format!("\\x{byte:02X}"));
+        }
+    }
+    name
+}
+
+/// Serde for a path as its raw bytes, so that non-UTF-8 file names survive the trip to a worker
+/// (serde's own `PathBuf` impl refuses them).
+pub(crate) mod path_bytes {
+    use std::ffi::OsString;
+    use std::os::unix::ffi::{OsStrExt, OsStringExt};
+    use std::path::{Path, PathBuf};
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub(crate) fn serialize<S: Serializer>(path: &Path, serializer: S) -> Result<S::Ok, S::Error> {
+        path.as_os_str().as_bytes().serialize(serializer)
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<PathBuf, D::Error> {
+        Vec::<u8>::deserialize(deserializer).map(|bytes| PathBuf::from(OsString::from_vec(bytes)))
+    }
+}

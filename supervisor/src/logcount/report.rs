@@ -1,0 +1,388 @@
+//! The result of a run: merging chunk results into per-file and overall counts, and rendering
+//! them as a table, CSV or the JSON of issue 6.
+//!
+//! Distinct counts are exact: a file's keys are the union of its chunks' sorted key lists, and
+//! the overall keys the union of the files'; unions are linear merges of sorted vectors.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+
+use super::distinct::union_sorted;
+use super::keys::format_ipv4;
+use super::plan::Plan;
+use super::scan::{ChunkCounts, ChunkError, DistinctKeys};
+
+/// Requests and distinct client keys of one file, or of all files.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileCounts {
+    /// Lines counted.
+    pub total: u64,
+    /// Distinct client keys.
+    pub ip: u64,
+}
+
+/// One of the busiest client keys (`--top`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopKey {
+    /// The key, UTF-8 as is, invalid bytes as `\xNN`.
+    pub key: String,
+    /// Requests under it, over all files.
+    pub count: u64,
+}
+
+/// The merged result of a run.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Report {
+    /// Per file, by name.
+    pub files: BTreeMap<String, FileCounts>,
+    /// Over all files: summed totals, distinct keys across files.
+    pub all: FileCounts,
+    /// Files that could not be read, with the reason.
+    pub errors: BTreeMap<String, String>,
+    /// The busiest keys, most requests first (ties by key), if `--top` was asked.
+    pub top: Option<Vec<TopKey>>,
+}
+
+/// Output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Aligned columns with a total row.
+    Table,
+    /// `file,total,ip,error` with a header; the total row has an empty file name.
+    Csv,
+    /// `{"files": {...}, "all": {...}, "errors": {...}}`.
+    Json,
+}
+
+#[derive(Debug, Default)]
+struct FileParts {
+    total: u64,
+    ipv4: Vec<Vec<u32>>,
+    other: Vec<Vec<Vec<u8>>>,
+    error: Option<String>,
+}
+
+/// Gathers chunk results in any order (and at most once each, which the pool guarantees) and
+/// produces the [`Report`].
+#[derive(Debug)]
+pub struct Merger {
+    names: Vec<String>,
+    files: Vec<FileParts>,
+    errors: BTreeMap<String, String>,
+    top: Option<usize>,
+    ipv4_counts: HashMap<u32, u64>,
+    other_counts: HashMap<Vec<u8>, u64>,
+}
+
+impl Merger {
+    /// A merger for the files of `plan` (its planning errors are carried over).
+    pub fn new(plan: &Plan) -> Self {
+        Self {
+            names: plan.files.iter().map(|file| file.name.clone()).collect(),
+            files: plan.files.iter().map(|_| FileParts::default()).collect(),
+            errors: plan.errors.clone(),
+            top: plan.top,
+            ipv4_counts: HashMap::new(),
+            other_counts: HashMap::new(),
+        }
+    }
+
+    /// Adds the outcome of one chunk job.
+    pub fn add(&mut self, outcome: Result<ChunkCounts, ChunkError>) {
+        match outcome {
+            Ok(counts) => self.add_counts(counts),
+            Err(error) => self.add_failure(error.file_index, error.reason),
+        }
+    }
+
+    /// Adds the counts of one chunk. Counts for an unknown file index are ignored.
+    pub fn add_counts(&mut self, counts: ChunkCounts) {
+        let Some(file) = self.files.get_mut(counts.file_index) else {
+            return;
+        };
+        file.total += counts.total;
+        if self.top.is_some() {
+            if let Some(key_counts) = &counts.counts {
+                for (&key, &count) in counts.keys.ipv4.iter().zip(&key_counts.ipv4) {
+                    *self.ipv4_counts.entry(key).or_insert(0) += count;
+                }
+                for (key, &count) in counts.keys.other.iter().zip(&key_counts.other) {
+                    *self.other_counts.entry(key.clone()).or_insert(0) += count;
+                }
+            }
+        }
+        file.ipv4.push(counts.keys.ipv4);
+        file.other.push(counts.keys.other);
+    }
+
+    /// Marks a file unreadable (a chunk's [`ChunkError`], or a job the pool gave up on). The
+    /// file is then reported under `errors` only; the first reason is kept.
+    pub fn add_failure(&mut self, file_index: usize, reason: String) {
+        if let Some(file) = self.files.get_mut(file_index) {
+            file.error.get_or_insert(reason);
+        }
+    }
+
+    /// The merged report.
+    pub fn finish(self) -> Report {
+        let mut report = Report {
+            errors: self.errors,
+            ..Report::default()
+        };
+        let mut all_ipv4 = Vec::new();
+        let mut all_other = Vec::new();
+        for (name, file) in self.names.into_iter().zip(self.files) {
+            if let Some(reason) = file.error {
+                report.errors.insert(name, reason);
+                continue;
+            }
+            let keys = DistinctKeys {
+                ipv4: union_sorted(file.ipv4),
+                other: union_sorted(file.other),
+            };
+            report.all.total += file.total;
+            report.files.insert(
+                name,
+                FileCounts {
+                    total: file.total,
+                    ip: keys.len(),
+                },
+            );
+            all_ipv4.push(keys.ipv4);
+            all_other.push(keys.other);
+        }
+        let all = DistinctKeys {
+            ipv4: union_sorted(all_ipv4),
+            other: union_sorted(all_other),
+        };
+        report.all.ip = all.len();
+        if let Some(k) = self.top {
+            report.top = Some(top_keys(self.ipv4_counts, self.other_counts, k));
+        }
+        report
+    }
+}
+
+/// The `k` keys with most requests, ties broken by the key's bytes.
+fn top_keys(ipv4: HashMap<u32, u64>, other: HashMap<Vec<u8>, u64>, k: usize) -> Vec<TopKey> {
+    let mut all: Vec<(u64, Vec<u8>)> = ipv4
+        .into_iter()
+        .map(|(key, count)| (count, format_ipv4(key).into_bytes()))
+        .chain(other.into_iter().map(|(key, count)| (count, key)))
+        .collect();
+    all.sort_unstable_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+    all.truncate(k);
+    all.into_iter()
+        .map(|(count, key)| TopKey {
+            key: escape_bytes(&key),
+            count,
+        })
+        .collect()
+}
+
+/// Bytes as text: UTF-8 as is, each invalid byte as `\xNN`.
+fn escape_bytes(bytes: &[u8]) -> String {
+    let mut text = String::new();
+    for chunk in bytes.utf8_chunks() {
+        text.push_str(chunk.valid());
+        for byte in chunk.invalid() {
+            let _ = write!(text, "\\x{byte:02X}");
+        }
+    }
+    text
+}
+
+impl Report {
+    /// Whether some file could not be read (exit 1 at the CLI).
+    pub fn has_errors(&self) -> bool {
+        !self.errors.is_empty()
+    }
+
+    /// The report in `format`, ending with a newline.
+    pub fn render(&self, format: Format) -> String {
+        match format {
+            Format::Table => self.to_table(),
+            Format::Csv => self.to_csv(),
+            Format::Json => self.to_json(),
+        }
+    }
+
+    /// `{"files": {"NAME": {"total": N, "ip": M}, ...}, "all": {...}, "errors": {...}}`, with
+    /// the separators and ASCII-only escaping of Python's `json.dumps`, so the two versions'
+    /// outputs compare byte for byte. `"top": [{"key": K, "count": N}, ...]` follows if asked.
+    pub fn to_json(&self) -> String {
+        let counts = |c: &FileCounts| format!("{{\"total\": {}, \"ip\": {}}}", c.total, c.ip);
+        let files: Vec<String> = self
+            .files
+            .iter()
+            .map(|(name, c)| format!("{}: {}", json_string(name), counts(c)))
+            .collect();
+        let errors: Vec<String> = self
+            .errors
+            .iter()
+            .map(|(name, reason)| format!("{}: {}", json_string(name), json_string(reason)))
+            .collect();
+        let mut json = format!(
+            "{{\"files\": {{{}}}, \"all\": {}, \"errors\": {{{}}}",
+            files.join(", "),
+            counts(&self.all),
+            errors.join(", ")
+        );
+        if let Some(top) = &self.top {
+            let keys: Vec<String> = top
+                .iter()
+                .map(|t| {
+                    format!(
+                        "{{\"key\": {}, \"count\": {}}}",
+                        json_string(&t.key),
+                        t.count
+                    )
+                })
+                .collect();
+            let _ = write!(json, ", \"top\": [{}]", keys.join(", "));
+        }
+        json.push_str("}\n");
+        json
+    }
+
+    /// A header, one row per file, then the file name-less total row; errors as rows with only
+    /// the `error` column.
+    pub fn to_csv(&self) -> String {
+        let mut csv = String::from("file,total,ip,error\n");
+        for (name, c) in &self.files {
+            let _ = writeln!(csv, "{},{},{},", csv_field(name), c.total, c.ip);
+        }
+        for (name, reason) in &self.errors {
+            let _ = writeln!(csv, "{},,,{}", csv_field(name), csv_field(reason));
+        }
+        let _ = writeln!(csv, ",{},{},", self.all.total, self.all.ip);
+        if let Some(top) = &self.top {
+            csv.push_str("\nkey,count\n");
+            for t in top {
+                let _ = writeln!(csv, "{},{}", csv_field(&t.key), t.count);
+            }
+        }
+        csv
+    }
+
+    /// Columns `file`, `requests`, `distinct IPs`, sorted by name, then a `TOTAL` row.
+    pub fn to_table(&self) -> String {
+        let mut rows: Vec<[String; 3]> =
+            vec![["file".into(), "requests".into(), "distinct IPs".into()]];
+        for (name, c) in &self.files {
+            rows.push([name.clone(), c.total.to_string(), c.ip.to_string()]);
+        }
+        rows.push([
+            "TOTAL".into(),
+            self.all.total.to_string(),
+            self.all.ip.to_string(),
+        ]);
+        let width = |col: usize| {
+            rows.iter()
+                .map(|r| r[col].chars().count())
+                .max()
+                .unwrap_or(0)
+        };
+        let widths = [width(0), width(1), width(2)];
+        let mut table = String::new();
+        for (index, row) in rows.iter().enumerate() {
+            if index + 1 == rows.len() {
+                let _ = writeln!(
+                    table,
+                    "{}",
+                    "-".repeat(widths[0] + widths[1] + widths[2] + 4)
+                );
+            }
+            let _ = writeln!(
+                table,
+                "{:<w0$}  {:>w1$}  {:>w2$}",
+                row[0],
+                row[1],
+                row[2],
+                w0 = widths[0],
+                w1 = widths[1],
+                w2 = widths[2]
+            );
+        }
+        if !self.errors.is_empty() {
+            table.push_str("\nerrors:\n");
+            for (name, reason) in &self.errors {
+                let _ = writeln!(table, "  {name}: {reason}");
+            }
+        }
+        if let Some(top) = &self.top {
+            table.push_str("\ntop client keys:\n");
+            for t in top {
+                let _ = writeln!(table, "  {:>12}  {}", t.count, t.key);
+            }
+        }
+        table
+    }
+}
+
+/// A JSON string as Python's `json.dumps` writes it (ensure_ascii): `\"`, `\\`, `\n`, `\r`,
+/// `\t`, `\b`, `\f`, any other byte outside printable ASCII as `\u00XX`, non-ASCII as UTF-16
+/// `\uXXXX` escapes (lowercase hex).
+fn json_string(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for ch in text.chars() {
+        match ch {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            ' '..='~' => out.push(ch),
+            _ => {
+                let mut units = [0u16; 2];
+                for unit in ch.encode_utf16(&mut units) {
+                    let _ = write!(out, "\\u{unit:04x}");
+                }
+            }
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// A CSV field, quoted when it holds a comma, quote, CR or LF.
+fn csv_field(text: &str) -> String {
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_string_matches_python_ensure_ascii() {
+        assert_eq!(json_string("a.log"), "\"a.log\"");
+        assert_eq!(json_string("q\"b\\"), "\"q\\\"b\\\\\"");
+        assert_eq!(
+            json_string("é\u{1F600}\u{7f}\u{1}\t"),
+            "\"\\u00e9\\ud83d\\ude00\\u007f\\u0001\\t\""
+        );
+    }
+
+    #[test]
+    fn csv_quotes_when_needed() {
+        assert_eq!(csv_field("plain"), "plain");
+        assert_eq!(csv_field("a,b"), "\"a,b\"");
+        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+    }
+
+    #[test]
+    fn escape_bytes_marks_invalid_utf8() {
+        assert_eq!(escape_bytes(b"ok\xff\xfe!"), "ok\\xFF\\xFE!");
+        assert_eq!(escape_bytes("é".as_bytes()), "é");
+    }
+}

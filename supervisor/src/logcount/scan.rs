@@ -1,0 +1,378 @@
+//! Counting one chunk: the hot loop that streams a byte range of a file (or a whole decompressed
+//! `.gz`) through a bounded buffer, finds line ends with `memchr`, and adds each line's client
+//! key to the chunk's distinct sets.
+//!
+//! A chunk `[start, end)` owns exactly the lines that *start* inside it (a line starts at offset
+//! 0 or right after a `\n`). So it reads from `start - 1`, skips through the first `\n`, and
+//! reads past `end` to finish its last line; cutting a file anywhere, into any number of chunks,
+//! counts every line exactly once, and planning never has to read the file.
+//!
+//! Memory is one buffer plus the distinct keys: a line longer than the buffer is not gathered
+//! whole; [`SpanningLine`] keeps only its key prefix (which ends at the first `,` or ` - -`).
+
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom};
+
+use flate2::read::MultiGzDecoder;
+use memchr::{memchr, memchr_iter, memmem};
+use serde::{Deserialize, Serialize};
+
+use super::distinct::{sorted_u32_delta, ByteKeys, U32Set};
+use super::keys;
+use super::plan::{path_bytes, ChunkJob, ChunkSource};
+
+/// Read buffer: large enough that syscalls and per-buffer work vanish, small enough to stay in
+/// L2 next to the hot part of the key set.
+const BUFFER_BYTES: usize = 256 * 1024;
+
+/// The distinct client keys seen in a chunk (or a merged set of chunks): packed canonical IPv4
+/// keys and all other keys as raw bytes, each sorted ascending and deduplicated. The two lists
+/// never share a key, so the distinct count is the sum of their lengths.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DistinctKeys {
+    /// Canonical dotted quads, packed big-endian (`1.2.3.4` -> `0x01020304`).
+    #[serde(with = "sorted_u32_delta")]
+    pub ipv4: Vec<u32>,
+    /// Every other key, byte for byte.
+    pub other: Vec<Vec<u8>>,
+}
+
+impl DistinctKeys {
+    /// The number of distinct keys.
+    pub fn len(&self) -> u64 {
+        (self.ipv4.len() + self.other.len()) as u64
+    }
+
+    /// Whether there are no keys.
+    pub fn is_empty(&self) -> bool {
+        self.ipv4.is_empty() && self.other.is_empty()
+    }
+}
+
+/// Per-key request counts, parallel to [`DistinctKeys`] (`ipv4[i]` is the count of
+/// `keys.ipv4[i]`). Present only when the job asked for them (`--top`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyCounts {
+    /// Counts of the packed IPv4 keys.
+    pub ipv4: Vec<u64>,
+    /// Counts of the byte-string keys.
+    pub other: Vec<u64>,
+}
+
+/// What one chunk job found: small by design, it is what crosses the process boundary.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkCounts {
+    /// Index of the file in [`super::Plan::files`].
+    pub file_index: usize,
+    /// Lines counted (non-blank lines starting in the chunk).
+    pub total: u64,
+    /// The distinct client keys of those lines.
+    pub keys: DistinctKeys,
+    /// Per-key counts, if [`ChunkJob::per_key_counts`] was set.
+    pub counts: Option<KeyCounts>,
+}
+
+/// A chunk whose file could not be read; the file is reported under `errors` with `reason`.
+/// This is an outcome about the input, not a failure of the worker: retrying will not help.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("cannot read {}: {reason}", path.display())]
+pub struct ChunkError {
+    /// Index of the file in [`super::Plan::files`].
+    pub file_index: usize,
+    /// The file's path.
+    #[serde(with = "path_bytes")]
+    pub path: std::path::PathBuf,
+    /// Why, e.g. `cannot open: Permission denied (os error 13)` or `invalid gzip: ...`.
+    pub reason: String,
+}
+
+/// Counts the lines and distinct client keys of one chunk. A pure function of the job and the
+/// file's bytes; safe to run in any process, any number of times.
+pub fn count_chunk(job: &ChunkJob) -> Result<ChunkCounts, ChunkError> {
+    count_chunk_with_buffer(job, BUFFER_BYTES)
+}
+
+pub(crate) fn count_chunk_with_buffer(
+    job: &ChunkJob,
+    buffer_bytes: usize,
+) -> Result<ChunkCounts, ChunkError> {
+    let fail = |reason: String| ChunkError {
+        file_index: job.file_index,
+        path: job.path.clone(),
+        reason,
+    };
+    let mut file = File::open(&job.path).map_err(|e| fail(format!("cannot open: {e}")))?;
+    let mut counter = Counter::new(job.per_key_counts);
+    match job.source {
+        ChunkSource::Gzip => {
+            scan(
+                MultiGzDecoder::new(file),
+                &mut counter,
+                false,
+                None,
+                buffer_bytes,
+            )
+            .map_err(|e| match e.kind() {
+                io::ErrorKind::InvalidInput
+                | io::ErrorKind::InvalidData
+                | io::ErrorKind::UnexpectedEof => fail(format!("invalid gzip: {e}")),
+                _ => fail(format!("read error: {e}")),
+            })?;
+        }
+        ChunkSource::Range { start, end } => {
+            // Read from the byte before `start` to learn whether a line starts at `start`.
+            let read_from = start.saturating_sub(1);
+            if read_from > 0 {
+                file.seek(SeekFrom::Start(read_from))
+                    .map_err(|e| fail(format!("cannot seek: {e}")))?;
+            }
+            let line_starts_before = end.saturating_sub(read_from);
+            scan(
+                &mut file,
+                &mut counter,
+                start > 0,
+                Some(line_starts_before),
+                buffer_bytes,
+            )
+            .map_err(|e| fail(format!("read error: {e}")))?;
+        }
+    }
+    Ok(counter.finish(job.file_index))
+}
+
+/// Streams `source` through a buffer of `buffer_bytes`, counting every line that starts before
+/// stream offset `line_starts_before` (all lines if `None`). With `skip_first`, the bytes up to
+/// and including the first `\n` belong to the previous chunk.
+fn scan<R: Read>(
+    mut source: R,
+    counter: &mut Counter,
+    skip_first: bool,
+    line_starts_before: Option<u64>,
+    buffer_bytes: usize,
+) -> io::Result<()> {
+    let mut buffer = vec![0u8; buffer_bytes.max(1)];
+    let mut skipping = skip_first;
+    let mut spanning: Option<SpanningLine> = None;
+    // Stream offset of buffer[0].
+    let mut buffer_offset = 0u64;
+    loop {
+        let filled = match source.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        let data = &buffer[..filled];
+        // A line starting at buffer index `i` is ours iff `i < stop`.
+        let stop = line_starts_before.map_or(u64::MAX, |limit| limit.saturating_sub(buffer_offset));
+        let mut line_start = 0;
+        if skipping {
+            match memchr(b'\n', data) {
+                Some(newline) => {
+                    skipping = false;
+                    line_start = newline + 1;
+                }
+                // Any later `\n` would start a line at or past the limit: nothing here is ours.
+                None if filled as u64 >= stop => return Ok(()),
+                None => {
+                    buffer_offset += filled as u64;
+                    continue;
+                }
+            }
+        }
+        if let Some(line) = spanning.as_mut() {
+            match memchr(b'\n', data) {
+                Some(newline) => {
+                    line.feed(&data[..newline]);
+                    if let Some(line) = spanning.take() {
+                        line.finish(counter);
+                    }
+                    line_start = newline + 1;
+                }
+                None => {
+                    line.feed(data);
+                    buffer_offset += filled as u64;
+                    continue;
+                }
+            }
+        }
+        let first_line = line_start;
+        for newline in memchr_iter(b'\n', &data[first_line..]) {
+            if line_start as u64 >= stop {
+                return Ok(());
+            }
+            let newline = first_line + newline;
+            counter.line(&data[line_start..newline]);
+            line_start = newline + 1;
+        }
+        if line_start as u64 >= stop {
+            return Ok(());
+        }
+        if line_start < filled {
+            let mut line = SpanningLine::default();
+            line.feed(&data[line_start..]);
+            spanning = Some(line);
+        }
+        buffer_offset += filled as u64;
+    }
+    // A last line without `\n` still counts.
+    if let Some(line) = spanning {
+        line.finish(counter);
+    }
+    Ok(())
+}
+
+/// A line that crosses the end of the buffer: holds only what decides its key and whether it is
+/// blank, so memory stays bounded by the key, not the line.
+#[derive(Debug, Default)]
+struct SpanningLine {
+    /// The line's bytes so far while its key is still open; the key once `key_closed`.
+    key: Vec<u8>,
+    /// A `,` or ` - -` has been seen: `key` is final and later bytes only matter for blankness.
+    key_closed: bool,
+    /// A byte other than ASCII whitespace has been seen.
+    non_blank: bool,
+}
+
+impl SpanningLine {
+    fn feed(&mut self, bytes: &[u8]) {
+        if !self.non_blank {
+            self.non_blank = !keys::is_blank(bytes);
+        }
+        if self.key_closed {
+            return;
+        }
+        // The separator may straddle two feeds: look back 3 bytes (` - -` is 4 long).
+        let search_from = self.key.len().saturating_sub(3);
+        self.key.extend_from_slice(bytes);
+        let window = &self.key[search_from..];
+        let comma = memchr(b',', window);
+        let ident = memmem::find(window, b" - -");
+        let end = match (comma, ident) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if let Some(end) = end {
+            self.key.truncate(search_from + end);
+            self.key_closed = true;
+        }
+    }
+
+    fn finish(mut self, counter: &mut Counter) {
+        if !self.non_blank {
+            return;
+        }
+        if !self.key_closed && self.key.last() == Some(&b'\r') {
+            self.key.pop();
+        }
+        counter.key(&self.key);
+    }
+}
+
+/// A chunk's running counts.
+#[derive(Debug)]
+struct Counter {
+    total: u64,
+    ipv4: U32Set,
+    other: ByteKeys,
+    per_key_counts: bool,
+}
+
+impl Counter {
+    fn new(per_key_counts: bool) -> Self {
+        Self {
+            total: 0,
+            ipv4: U32Set::new(per_key_counts),
+            other: ByteKeys::default(),
+            per_key_counts,
+        }
+    }
+
+    /// One line, without its `\n`.
+    #[inline]
+    fn line(&mut self, line: &[u8]) {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        // A line starting with a dotted quad is not blank: count it without looking further.
+        if let Some(ip) = keys::packed_ipv4_key(line) {
+            self.total += 1;
+            self.ipv4.insert(ip);
+            return;
+        }
+        self.general_line(line);
+    }
+
+    #[cold]
+    fn general_line(&mut self, line: &[u8]) {
+        if keys::is_blank(line) {
+            return;
+        }
+        self.key(keys::client_key(line));
+    }
+
+    /// One counted line whose client key is `key`.
+    fn key(&mut self, key: &[u8]) {
+        self.total += 1;
+        match keys::parse_canonical_ipv4(key) {
+            Some(ip) => self.ipv4.insert(ip),
+            None => self.other.insert(key),
+        }
+    }
+
+    fn finish(self, file_index: usize) -> ChunkCounts {
+        let (ipv4, ipv4_counts) = self.ipv4.into_sorted();
+        let (other, other_counts) = self.other.into_sorted();
+        let counts = self.per_key_counts.then(|| KeyCounts {
+            ipv4: ipv4_counts.unwrap_or_default(),
+            other: other_counts,
+        });
+        ChunkCounts {
+            file_index,
+            total: self.total,
+            keys: DistinctKeys { ipv4, other },
+            counts,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spanning_line_keeps_only_its_key() {
+        let mut line = SpanningLine::default();
+        line.feed(b"203.0.113.7 -");
+        line.feed(b" -");
+        for _ in 0..1000 {
+            line.feed(&[b'x'; 10_000]);
+        }
+        assert!(line.key_closed);
+        assert_eq!(line.key, b"203.0.113.7");
+        assert!(line.key.capacity() < 64 * 1024, "{}", line.key.capacity());
+    }
+
+    #[test]
+    fn spanning_line_separator_split_across_feeds() {
+        for split in 0..=6 {
+            let text = b"ab - -cd";
+            let mut line = SpanningLine::default();
+            line.feed(&text[..split]);
+            line.feed(&text[split..]);
+            assert_eq!(line.key, b"ab", "split at {split}");
+        }
+        let mut line = SpanningLine::default();
+        line.feed(b"x -");
+        line.feed(b" y,z");
+        assert_eq!(line.key, b"x - y");
+    }
+
+    #[test]
+    fn spanning_blank_line_is_not_counted() {
+        let mut counter = Counter::new(false);
+        let mut line = SpanningLine::default();
+        line.feed(b"   ");
+        line.feed(b"\t\r");
+        line.finish(&mut counter);
+        assert_eq!(counter.total, 0);
+    }
+}

@@ -1,0 +1,604 @@
+//! Tests of logcount's semantics end to end in one process: plan, count every chunk, merge,
+//! compared with the rules of issue 6 and with a naive reference counter.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use proptest::prelude::*;
+
+use super::scan::count_chunk_with_buffer;
+use super::*;
+
+/// The issue's rules, written as plainly as possible and independently of the engine.
+fn reference(data: &[u8]) -> (u64, BTreeSet<Vec<u8>>) {
+    let mut total = 0;
+    let mut keys = BTreeSet::new();
+    for line in data.split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line
+            .iter()
+            .all(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\x0c' | b'\r'))
+        {
+            continue;
+        }
+        total += 1;
+        let ident = line
+            .windows(4)
+            .position(|w| w == b" - -")
+            .unwrap_or(line.len());
+        let key = &line[..ident];
+        let comma = key.iter().position(|&b| b == b',').unwrap_or(key.len());
+        keys.insert(key[..comma].to_vec());
+    }
+    (total, keys)
+}
+
+/// Distinct keys as byte strings (packed IPv4 keys written back as dotted quads).
+fn key_bytes(keys: &DistinctKeys) -> BTreeSet<Vec<u8>> {
+    keys.ipv4
+        .iter()
+        .map(|&ip| std::net::Ipv4Addr::from(ip).to_string().into_bytes())
+        .chain(keys.other.iter().cloned())
+        .collect()
+}
+
+/// Counts `data` (as a file) cut at `cuts`, reading through a buffer of `buffer` bytes.
+fn count_cut(data: &[u8], cuts: &[u64], buffer: usize) -> (u64, BTreeSet<Vec<u8>>) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log");
+    fs::write(&path, data).unwrap();
+    let mut bounds: Vec<u64> = cuts.iter().map(|&c| c.min(data.len() as u64)).collect();
+    bounds.extend([0, data.len() as u64]);
+    bounds.sort_unstable();
+    bounds.dedup();
+    let mut total = 0;
+    let mut keys = BTreeSet::new();
+    for range in bounds.windows(2) {
+        let job = ChunkJob {
+            path: path.clone(),
+            file_index: 0,
+            source: ChunkSource::Range {
+                start: range[0],
+                end: range[1],
+            },
+            per_key_counts: false,
+        };
+        let counts = count_chunk_with_buffer(&job, buffer).unwrap();
+        total += counts.total;
+        keys.extend(key_bytes(&counts.keys));
+    }
+    (total, keys)
+}
+
+fn write(dir: &Path, name: &str, data: &[u8]) -> PathBuf {
+    let path = dir.join(name);
+    fs::write(&path, data).unwrap();
+    path
+}
+
+fn count(dir: &Path) -> Report {
+    count_dir(dir, &Options::default()).unwrap()
+}
+
+fn one_file(data: &[u8]) -> FileCounts {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "f.log", data);
+    let report = count(dir.path());
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    report.files["f.log"]
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder.write_all(data).unwrap();
+    encoder.finish().unwrap()
+}
+
+const TRICKY: &[u8] = concat!(
+    "1.2.3.4 - - [a]\n",
+    "01.2.3.4 - - [b]\n",
+    "1.2.3.4\r\n",
+    "1.2.3.4, 9.9.9.9 - - [c]\n",
+    " 1.2.3.4 - - [d]\n",
+    "\u{1}\u{2} - - [e]\n",
+    "\u{1}\u{2}\r\r\n",
+    "\r\n",
+    " \t \u{c}\n",
+    "\u{b}\n",
+    "host - frank [f]\n",
+    ", - - [g]\n",
+    "1.2.3.4 - x",
+)
+.as_bytes();
+
+#[test]
+fn tricky_lines_follow_the_rules() {
+    let (total, keys) = reference(TRICKY);
+    let expected: BTreeSet<Vec<u8>> = [
+        &b"1.2.3.4"[..],
+        b"01.2.3.4",
+        b" 1.2.3.4",
+        b"\x01\x02",
+        b"\x01\x02\r",
+        b"\x0b",
+        b"host - frank [f]",
+        b"",
+        b"1.2.3.4 - x",
+    ]
+    .iter()
+    .map(|k| k.to_vec())
+    .collect();
+    assert_eq!(keys, expected, "the reference itself");
+    assert_eq!(total, 11);
+    assert_eq!(one_file(TRICKY), FileCounts { total: 11, ip: 9 });
+    assert_eq!(count_cut(TRICKY, &[], 4096), (total, keys));
+}
+
+#[test]
+fn one_trailing_cr_is_removed() {
+    assert_eq!(one_file(b"a\r\na\n").ip, 1);
+    assert_eq!(one_file(b"a\r\r\na\n").ip, 2);
+    assert_eq!(one_file(b"1.2.3.4\r\n1.2.3.4 - -\n").ip, 1);
+}
+
+#[test]
+fn blank_lines_are_skipped() {
+    assert_eq!(
+        one_file(b"\n\n \t\r\n\x0c\na\n   "),
+        FileCounts { total: 1, ip: 1 }
+    );
+    // Vertical tab is not ASCII whitespace in the WHATWG/Rust sense: it is data.
+    assert_eq!(one_file(b"\x0b\n"), FileCounts { total: 1, ip: 1 });
+}
+
+#[test]
+fn last_line_without_newline_counts() {
+    assert_eq!(one_file(b"a\nb"), FileCounts { total: 2, ip: 2 });
+    assert_eq!(one_file(b"b"), FileCounts { total: 1, ip: 1 });
+    assert_eq!(one_file(b""), FileCounts { total: 0, ip: 0 });
+}
+
+#[test]
+fn invalid_utf8_is_data() {
+    assert_eq!(
+        one_file(b"\xff - - x\n\xfe - - x\n\xff, y\n"),
+        FileCounts { total: 3, ip: 2 }
+    );
+}
+
+#[test]
+fn keys_are_byte_exact() {
+    // Leading zeros, spaces and case make different keys; a quad and the same quad as a whole
+    // line are one key.
+    let data = b"1.2.3.4 - -\n01.2.3.4 - -\n1.2.3.4 \n1.2.3.4\nAB - -\nab - -\n1.2.3.4,x\n";
+    assert_eq!(one_file(data), FileCounts { total: 7, ip: 5 });
+}
+
+#[test]
+fn forwarded_for_prefix_keys_the_client() {
+    let data =
+        b"203.0.113.7, 10.0.0.1 - - [x]\n203.0.113.7 - - [y]\n2001:db8::1, 10.0.0.1 - - [z]\n";
+    assert_eq!(one_file(data), FileCounts { total: 3, ip: 2 });
+}
+
+#[test]
+fn chunk_cut_at_every_boundary_equals_whole() {
+    let whole = reference(TRICKY);
+    for cut in 0..=TRICKY.len() as u64 {
+        for buffer in [1, 3, 7, 64, 4096] {
+            assert_eq!(
+                count_cut(TRICKY, &[cut], buffer),
+                whole,
+                "cut {cut} buffer {buffer}"
+            );
+        }
+    }
+}
+
+/// Line material that hits the rules' edges: quads canonical and not, separators, CRs,
+/// whitespace, invalid UTF-8.
+fn fragment() -> impl Strategy<Value = &'static [u8]> {
+    prop::sample::select(vec![
+        &b"1.2.3.4"[..],
+        b"01.2.3.4",
+        b"255.255.255.255",
+        b"256.0.0.1",
+        b"0.0.0.0",
+        b"1.2.3.45",
+        b" - -",
+        b" -",
+        b"-",
+        b",",
+        b" ",
+        b"\t",
+        b"\r",
+        b"\n",
+        b"\n",
+        b"\r\n",
+        b"x",
+        b"\xff",
+        b"::1",
+    ])
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    #[test]
+    fn chunking_never_changes_the_counts(
+        fragments in prop::collection::vec(fragment(), 0..60),
+        cuts in prop::collection::vec(0u64..400, 0..8),
+        buffer in 1usize..40,
+    ) {
+        let data = fragments.concat();
+        prop_assert_eq!(count_cut(&data, &cuts, buffer), reference(&data));
+    }
+}
+
+#[test]
+fn long_lines_work_with_a_small_buffer() {
+    let mut data = b"9.9.9.9 - - ".to_vec();
+    data.extend(std::iter::repeat_n(b'x', 10 << 20));
+    data.extend_from_slice(b"\n");
+    data.extend(std::iter::repeat_n(b'k', 3 << 20)); // a 3 MB key: the whole line
+    data.extend_from_slice(b"\r\n1.2.3.4 - -\n");
+    let whole = reference(&data);
+    assert_eq!(whole.0, 3);
+    assert_eq!(count_cut(&data, &[], 1 << 16), whole);
+    assert_eq!(
+        count_cut(&data, &[5, 7 << 20, (10 << 20) + 13, 12 << 20], 1 << 16),
+        whole
+    );
+    assert_eq!(one_file(&data), FileCounts { total: 3, ip: 3 });
+}
+
+#[test]
+fn distinct_across_files_is_a_union() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "a.log", b"1.1.1.1 - -\n2.2.2.2 - -\nx - -\n");
+    write(
+        dir.path(),
+        "b.log",
+        b"2.2.2.2 - -\n3.3.3.3 - -\nx - -\ny - -\n",
+    );
+    let report = count(dir.path());
+    assert_eq!(report.files["a.log"], FileCounts { total: 3, ip: 3 });
+    assert_eq!(report.files["b.log"], FileCounts { total: 4, ip: 4 });
+    assert_eq!(report.all, FileCounts { total: 7, ip: 5 });
+}
+
+#[test]
+fn big_file_in_many_chunks_equals_one_chunk() {
+    let dir = tempfile::tempdir().unwrap();
+    crate::genlogs::generate(
+        dir.path(),
+        &crate::genlogs::GenOptions {
+            files: 1,
+            lines: 20_000,
+            distinct: 5_000,
+            seed: 3,
+        },
+    )
+    .unwrap();
+    let whole = count(dir.path());
+    let options = Options {
+        chunk_bytes: 10_007,
+        ..Options::default()
+    };
+    let plan = plan(dir.path(), &options).unwrap();
+    assert!(plan.jobs.len() > 100, "{} jobs", plan.jobs.len());
+    let chunked = count_dir(dir.path(), &options).unwrap();
+    assert_eq!(chunked, whole);
+    let data = fs::read(dir.path().join("access-000.log")).unwrap();
+    let (total, keys) = reference(&data);
+    assert_eq!(
+        whole.all,
+        FileCounts {
+            total,
+            ip: keys.len() as u64
+        }
+    );
+}
+
+#[test]
+fn sample_files_in_the_repo() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../files");
+    let report = count(&dir);
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    assert_eq!(report.files["access-a.log"], FileCounts { total: 7, ip: 4 });
+    assert_eq!(report.files["access-b.log"], FileCounts { total: 5, ip: 4 });
+    assert_eq!(
+        report.files["access-c.log.gz"],
+        FileCounts { total: 4, ip: 3 }
+    );
+    assert_eq!(report.all, FileCounts { total: 16, ip: 7 });
+}
+
+#[test]
+fn gzip_is_read_decompressed_as_one_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = b"1.1.1.1 - -\n\n2.2.2.2, 3.3.3.3 - -\nz";
+    write(dir.path(), "plain.log", data);
+    write(dir.path(), "packed.log.gz", &gzip(data));
+    // Two gzip members back to back decompress as their concatenation (as `gzip -d` does).
+    let mut members = gzip(b"1.1.1.1 - -\n");
+    members.extend(gzip(b"4.4.4.4 - -\n"));
+    write(dir.path(), "multi.gz", &members);
+    let options = Options {
+        chunk_bytes: 5,
+        ..Options::default()
+    };
+    let plan = plan(dir.path(), &options).unwrap();
+    let gz_jobs = plan
+        .jobs
+        .iter()
+        .filter(|j| j.source == ChunkSource::Gzip)
+        .count();
+    assert_eq!(gz_jobs, 2);
+    let report = count_dir(dir.path(), &options).unwrap();
+    assert_eq!(report.files["plain.log"], FileCounts { total: 3, ip: 3 });
+    assert_eq!(report.files["packed.log.gz"], report.files["plain.log"]);
+    assert_eq!(report.files["multi.gz"], FileCounts { total: 2, ip: 2 });
+}
+
+#[test]
+fn unreadable_files_are_errors_and_the_rest_is_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "good.log", b"1.1.1.1 - -\n");
+    write(dir.path(), "bad.gz", b"this is not gzip\n");
+    let mut truncated = gzip(&b"1.1.1.1 - - [x]\n".repeat(1000));
+    truncated.truncate(truncated.len() / 2);
+    write(dir.path(), "truncated.gz", &truncated);
+    std::os::unix::fs::symlink(dir.path().join("nowhere"), dir.path().join("dangling.log"))
+        .unwrap();
+    let report = count(dir.path());
+    assert_eq!(report.files.keys().collect::<Vec<_>>(), ["good.log"]);
+    assert_eq!(report.all, FileCounts { total: 1, ip: 1 });
+    assert!(report.has_errors());
+    assert!(
+        report.errors["bad.gz"].starts_with("invalid gzip"),
+        "{:?}",
+        report.errors
+    );
+    assert!(
+        report.errors["truncated.gz"].starts_with("invalid gzip"),
+        "{:?}",
+        report.errors
+    );
+    assert!(
+        report.errors["dangling.log"].starts_with("broken symlink"),
+        "{:?}",
+        report.errors
+    );
+}
+
+#[test]
+fn file_vanishing_after_planning_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "gone.log", b"1.1.1.1 - -\n");
+    write(dir.path(), "kept.log", b"1.1.1.1 - -\n");
+    let plan = plan(dir.path(), &Options::default()).unwrap();
+    fs::remove_file(path).unwrap();
+    let mut merger = Merger::new(&plan);
+    for job in &plan.jobs {
+        merger.add(count_chunk(job));
+    }
+    let report = merger.finish();
+    assert!(
+        report.errors["gone.log"].contains("No such file"),
+        "{:?}",
+        report.errors
+    );
+    assert_eq!(report.files.len(), 1);
+}
+
+#[test]
+fn unreadable_permissions_are_an_error() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "secret.log", b"1.1.1.1 - -\n");
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o000)).unwrap();
+    let report = count(dir.path());
+    if nix::unistd::geteuid().is_root() {
+        // root reads anything: the file is simply counted.
+        assert_eq!(report.files["secret.log"].total, 1);
+    } else {
+        assert!(
+            report.errors["secret.log"].contains("Permission denied"),
+            "{:?}",
+            report.errors
+        );
+    }
+}
+
+#[test]
+fn a_failed_chunk_makes_the_whole_file_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "a.log", &b"1.1.1.1 - -\n".repeat(100));
+    let plan = plan(
+        dir.path(),
+        &Options {
+            chunk_bytes: 100,
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    let mut merger = Merger::new(&plan);
+    merger.add(count_chunk(&plan.jobs[0]));
+    merger.add_failure(0, "job failed after 3 attempts: worker killed".into());
+    let report = merger.finish();
+    assert!(report.files.is_empty());
+    assert_eq!(
+        report.errors["a.log"],
+        "job failed after 3 attempts: worker killed"
+    );
+    assert_eq!(report.all, FileCounts::default());
+}
+
+#[test]
+fn bad_dir_is_an_error_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing");
+    let err = plan(&missing, &Options::default()).unwrap_err();
+    assert!(matches!(err, PlanError::Missing(_)));
+    assert!(err.to_string().contains("missing") && err.to_string().contains("no such directory"));
+    let file = write(dir.path(), "plain", b"x");
+    let err = plan(&file, &Options::default()).unwrap_err();
+    assert!(matches!(err, PlanError::NotADirectory(_)));
+    assert!(err.to_string().contains("plain: not a directory"), "{err}");
+    let zero = Options {
+        chunk_bytes: 0,
+        ..Options::default()
+    };
+    assert!(matches!(
+        plan(dir.path(), &zero),
+        Err(PlanError::ZeroChunkSize)
+    ));
+}
+
+#[test]
+fn empty_dir_gives_an_empty_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = count(dir.path());
+    assert_eq!(report, Report::default());
+    assert_eq!(
+        report.render(Format::Json),
+        "{\"files\": {}, \"all\": {\"total\": 0, \"ip\": 0}, \"errors\": {}}\n"
+    );
+}
+
+#[test]
+fn listing_rules_dots_symlinks_subdirs() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write(d, "a.log", b"1.1.1.1 - -\n");
+    write(d, ".hidden.log", b"9.9.9.9 - -\n");
+    fs::create_dir(d.join("sub")).unwrap();
+    write(&d.join("sub"), "b.log", b"2.2.2.2 - -\n");
+    write(&d.join("sub"), ".c.log", b"3.3.3.3 - -\n");
+    fs::create_dir(d.join(".git")).unwrap();
+    write(&d.join(".git"), "d.log", b"4.4.4.4 - -\n");
+    std::os::unix::fs::symlink(d.join("a.log"), d.join("link.log")).unwrap();
+    std::os::unix::fs::symlink(d, d.join("sub").join("loop")).unwrap();
+    let flat = count(d);
+    assert_eq!(flat.files.keys().collect::<Vec<_>>(), ["a.log", "link.log"]);
+    assert_eq!(flat.all, FileCounts { total: 2, ip: 1 });
+    let deep = count_dir(
+        d,
+        &Options {
+            recursive: true,
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        deep.files.keys().collect::<Vec<_>>(),
+        ["a.log", "link.log", "sub/b.log"]
+    );
+    assert_eq!(deep.all, FileCounts { total: 3, ip: 2 });
+}
+
+#[test]
+fn non_utf8_file_names_travel_and_are_escaped() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().unwrap();
+    let name = std::ffi::OsStr::from_bytes(b"caf\xe9.log");
+    fs::write(dir.path().join(name), b"1.1.1.1 - -\n").unwrap();
+    let plan = plan(dir.path(), &Options::default()).unwrap();
+    assert_eq!(plan.files[0].name, "caf\\xE9.log");
+    let bytes = postcard::to_stdvec(&plan.jobs[0]).unwrap();
+    let job: ChunkJob = postcard::from_bytes(&bytes).unwrap();
+    assert_eq!(job, plan.jobs[0]);
+    assert_eq!(count_chunk(&job).unwrap().total, 1);
+}
+
+#[test]
+fn results_are_small_and_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    crate::genlogs::generate(
+        dir.path(),
+        &crate::genlogs::GenOptions {
+            files: 1,
+            lines: 50_000,
+            distinct: 2_000,
+            seed: 9,
+        },
+    )
+    .unwrap();
+    let plan = plan(dir.path(), &Options::default()).unwrap();
+    let counts = count_chunk(&plan.jobs[0]).unwrap();
+    let bytes = postcard::to_stdvec(&counts).unwrap();
+    assert_eq!(postcard::from_bytes::<ChunkCounts>(&bytes).unwrap(), counts);
+    // ~2,000 keys from a ~7 MB chunk: a few bytes per key, nothing per line.
+    assert!(counts.keys.len() > 1_900);
+    assert!(
+        bytes.len() < 8 * counts.keys.len() as usize,
+        "{} bytes",
+        bytes.len()
+    );
+    assert!(counts.counts.is_none());
+}
+
+#[test]
+fn top_keys_sum_over_chunks_and_files() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "a.log",
+        b"1.1.1.1 - -\n2.2.2.2 - -\n1.1.1.1 - -\nb - -\n",
+    );
+    write(
+        dir.path(),
+        "b.log",
+        b"2.2.2.2 - -\n2.2.2.2 - -\nb - -\na - -\n1.1.1.1\n",
+    );
+    let options = Options {
+        top: Some(3),
+        chunk_bytes: 7,
+        ..Options::default()
+    };
+    let report = count_dir(dir.path(), &options).unwrap();
+    let top: Vec<(&str, u64)> = report
+        .top
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|t| (t.key.as_str(), t.count))
+        .collect();
+    // 1.1.1.1 and 2.2.2.2 tie at 3 (the whole-line `1.1.1.1` is the same key): bytewise order.
+    assert_eq!(top, [("1.1.1.1", 3), ("2.2.2.2", 3), ("b", 2)]);
+    let json = report.render(Format::Json);
+    assert!(json.ends_with(
+        ", \"top\": [{\"key\": \"1.1.1.1\", \"count\": 3}, {\"key\": \"2.2.2.2\", \"count\": 3}, {\"key\": \"b\", \"count\": 2}]}\n"
+    ), "{json}");
+}
+
+#[test]
+fn renders_json_csv_and_table() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "b.log", b"1.1.1.1 - -\n2.2.2.2 - -\n");
+    write(dir.path(), "a,1.log", b"1.1.1.1 - -\n");
+    write(dir.path(), "bad.gz", b"plain text, not gzip\n");
+    let report = count(dir.path());
+    assert_eq!(
+        report.render(Format::Json),
+        "{\"files\": {\"a,1.log\": {\"total\": 1, \"ip\": 1}, \"b.log\": {\"total\": 2, \"ip\": 2}}, \
+         \"all\": {\"total\": 3, \"ip\": 2}, \"errors\": {\"bad.gz\": \"invalid gzip: invalid gzip header\"}}\n"
+    );
+    assert_eq!(
+        report.render(Format::Csv),
+        "file,total,ip,error\n\"a,1.log\",1,1,\nb.log,2,2,\nbad.gz,,,invalid gzip: invalid gzip header\n,3,2,\n"
+    );
+    let table = report.render(Format::Table);
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines[0], "file     requests  distinct IPs");
+    assert_eq!(lines[1], "a,1.log         1             1");
+    assert_eq!(lines[2], "b.log           2             2");
+    assert_eq!(lines[4], "TOTAL           3             2");
+    assert!(
+        table.contains("errors:\n  bad.gz: invalid gzip: invalid gzip header\n"),
+        "{table}"
+    );
+}

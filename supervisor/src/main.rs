@@ -1,2 +1,231 @@
-//! The `supervisor` binary.
-fn main() {}
+//! The `supervisor` binary: `supervisor run JOB [ARGS]` runs jobs over a supervised worker pool;
+//! `supervisor gen-logs DIR` writes test logs for logcount.
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use herd_supervisor::genlogs::{self, GenOptions};
+use herd_supervisor::logcount::{self, Format, Merger, Options as LogcountOptions};
+use herd_supervisor::{
+    builtin_registry, IpcLauncher, LeaseTable, LogcountChunk, RunReport, SignalInbox, StartMethod, Supervisor,
+    SupervisorConfig, DIAGNOSTIC_KINDS,
+};
+use herd_worker::{decode_payload, encode_payload, JobKind};
+
+#[derive(Debug, Parser)]
+#[command(name = "supervisor", version, about = "Runs jobs on a supervised pool of worker processes")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Runs JOB over the worker pool: `logcount DIR`, or a diagnostic kind (echo, sleep, fail,
+    /// crash, hang, grandchild; for testing) with one job per ARG.
+    Run(RunArgs),
+    /// Writes deterministic access logs for benchmarks and tests.
+    GenLogs(GenLogsArgs),
+}
+
+fn parse_seconds(text: &str) -> Result<Duration, String> {
+    let seconds: f64 = text.parse().map_err(|_| format!("expected seconds, got {text:?}"))?;
+    Duration::try_from_secs_f64(seconds).map_err(|_| format!("expected a non-negative number of seconds, got {text:?}"))
+}
+
+fn parse_workers(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) | Err(_) => Err(format!("expected a positive number of workers, got {text:?}")),
+        Ok(n) => Ok(n),
+    }
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// The job kind.
+    job: String,
+    /// Its arguments.
+    args: Vec<String>,
+    /// Workers to run (default: the available CPUs).
+    #[arg(long, value_parser = parse_workers)]
+    workers: Option<usize>,
+    /// How workers are started.
+    #[arg(long, value_enum, default_value = "fork")]
+    start_method: StartMethod,
+    /// At most R unplanned worker restarts within --restart-period, then the run stops.
+    #[arg(long, default_value_t = 10)]
+    max_restarts: u32,
+    /// The window of --max-restarts, in seconds.
+    #[arg(long, value_parser = parse_seconds, default_value = "30")]
+    restart_period: Duration,
+    /// Kill a worker whose job runs longer (seconds) and re-queue the job.
+    #[arg(long, value_parser = parse_seconds)]
+    job_timeout: Option<Duration>,
+    /// Kill a worker silent for longer (seconds; stopped or frozen) and re-queue its job.
+    #[arg(long, value_parser = parse_seconds, default_value = "10")]
+    heartbeat_timeout: Duration,
+    /// Tries per job before it is reported failed.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    max_attempts: u32,
+    /// Seconds running jobs get after SIGINT/SIGTERM (or the last job) before SIGKILL.
+    #[arg(long, value_parser = parse_seconds, default_value = "10")]
+    grace: Duration,
+    /// Replace a worker after this many jobs.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    max_tasks_per_child: Option<u64>,
+    /// Print the worker table every S seconds (it is also printed on SIGUSR1).
+    #[arg(long, value_parser = parse_seconds)]
+    status_interval: Option<Duration>,
+    /// logcount: output format.
+    #[arg(long, value_enum, default_value = "table")]
+    format: Format,
+    /// logcount: also report the K busiest client keys.
+    #[arg(long)]
+    top: Option<usize>,
+    /// logcount: also count files in subdirectories.
+    #[arg(long)]
+    recursive: bool,
+}
+
+#[derive(Debug, Args)]
+struct GenLogsArgs {
+    /// Directory to write into (created if missing).
+    dir: PathBuf,
+    /// Number of files.
+    #[arg(long, default_value_t = 8)]
+    files: usize,
+    /// Lines per file.
+    #[arg(long, default_value_t = 1_000_000)]
+    lines: u64,
+    /// Distinct client keys to draw from.
+    #[arg(long, default_value_t = 10_000)]
+    distinct: u64,
+    /// Random seed.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+/// An error that already carries its exit code.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+struct Exit {
+    code: u8,
+    message: String,
+}
+
+fn main() -> ExitCode {
+    herd_ipc::init();
+    match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("supervisor: {error:#}");
+            ExitCode::from(error.downcast_ref::<Exit>().map_or(1, |exit| exit.code))
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Run(args) => run_jobs(args),
+        Command::GenLogs(args) => {
+            let options = GenOptions { files: args.files, lines: args.lines, distinct: args.distinct, seed: args.seed };
+            let written = genlogs::generate(&args.dir, &options)?;
+            eprintln!("supervisor: wrote {} file(s) to {}", written.len(), args.dir.display());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn supervise(args: &RunArgs, jobs: LeaseTable) -> anyhow::Result<RunReport> {
+    let config = SupervisorConfig {
+        workers: args.workers.unwrap_or_else(|| SupervisorConfig::default().workers),
+        job_timeout: args.job_timeout,
+        heartbeat_timeout: args.heartbeat_timeout,
+        heartbeat_interval: (args.heartbeat_timeout / 5).clamp(Duration::from_millis(10), Duration::from_millis(500)),
+        max_attempts: args.max_attempts,
+        max_restarts: args.max_restarts,
+        restart_period: args.restart_period,
+        grace: args.grace,
+        max_tasks_per_child: args.max_tasks_per_child,
+        status_interval: args.status_interval,
+        progress: true,
+    };
+    // Workers' own children are re-parented to us, not to init, so we reap them.
+    nix::sys::prctl::set_child_subreaper(true).context("becoming a child subreaper")?;
+    let inbox = SignalInbox::install().context("installing signal handlers")?;
+    let launcher = IpcLauncher::new(args.start_method, builtin_registry, config.heartbeat_interval, inbox.inherited());
+    Ok(Supervisor::new(config, launcher, inbox, jobs).run())
+}
+
+fn run_jobs(args: RunArgs) -> anyhow::Result<ExitCode> {
+    if args.job == "logcount" {
+        return run_logcount(&args);
+    }
+    if !DIAGNOSTIC_KINDS.contains(&args.job.as_str()) {
+        return Err(Exit {
+            code: 2,
+            message: format!(
+                "unknown job kind `{}` (known: logcount, {})",
+                args.job,
+                DIAGNOSTIC_KINDS.join(", ")
+            ),
+        }
+        .into());
+    }
+    if args.format != Format::Table || args.top.is_some() || args.recursive {
+        return Err(Exit { code: 2, message: "--format, --top and --recursive are for logcount only".into() }.into());
+    }
+    let mut jobs = LeaseTable::new(args.max_attempts);
+    for arg in &args.args {
+        jobs.push(args.job.clone(), encode_payload(arg)?);
+    }
+    let report = supervise(&args, jobs)?;
+    for id in 0..report.jobs.len() as u64 {
+        if let Some(output) = report.jobs.output(id) {
+            println!("{}", decode_payload::<String>(output)?);
+        }
+    }
+    finish(&report)
+}
+
+fn finish(report: &RunReport) -> anyhow::Result<ExitCode> {
+    if report.success() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprint!("supervisor: {}", report.failure_summary());
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+fn run_logcount(args: &RunArgs) -> anyhow::Result<ExitCode> {
+    let [dir] = args.args.as_slice() else {
+        return Err(Exit { code: 2, message: "usage: supervisor run logcount DIR".into() }.into());
+    };
+    let options = LogcountOptions { recursive: args.recursive, top: args.top, ..LogcountOptions::default() };
+    let plan = logcount::plan(dir.as_ref(), &options).map_err(|error| Exit { code: 2, message: error.to_string() })?;
+    let mut jobs = LeaseTable::new(args.max_attempts);
+    for job in &plan.jobs {
+        jobs.push(LogcountChunk::NAME, encode_payload(job)?);
+    }
+    let report = supervise(args, jobs)?;
+    let mut merger = Merger::new(&plan);
+    for id in 0..plan.jobs.len() {
+        if let Some(output) = report.jobs.output(id as u64) {
+            merger.add(decode_payload(output)?);
+        }
+    }
+    for (id, failure) in report.jobs.failures() {
+        if let Some(job) = usize::try_from(id).ok().and_then(|index| plan.jobs.get(index)) {
+            merger.add_failure(job.file_index, format!("not counted: {failure}"));
+        }
+    }
+    let result = merger.finish();
+    print!("{}", result.render(args.format));
+    if !report.success() {
+        eprint!("supervisor: {}", report.failure_summary());
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(if result.errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}

@@ -5,8 +5,8 @@
 //! handler, and no thread is needed, so the loop may fork.
 //!
 //! A forked worker inherits these handlers and the self-pipe: a signal sent to the worker would
-//! wake the supervisor. [`SignalInbox::forget_in_child`] unregisters them in the child, and
-//! [`SignalInbox::block`] keeps them from running between `fork` and that call.
+//! wake the supervisor. [`InheritedHandlers::forget_in_child`] unregisters them in the child, and
+//! [`InheritedHandlers::block`] keeps them from running between `fork` and that call.
 use std::io::{self, Read};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
@@ -39,6 +39,13 @@ pub struct SignalInbox {
 pub struct InheritedHandlers(Vec<SigId>);
 
 impl InheritedHandlers {
+    /// Blocks the handled signals until the guard drops (around `fork`).
+    pub fn block(&self) -> io::Result<BlockedSignals> {
+        let mut old = SigSet::empty();
+        nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&handled_set()), Some(&mut old))?;
+        Ok(BlockedSignals(old))
+    }
+
     /// Unregisters the supervisor's handlers in a forked child and unblocks the signals.
     pub fn forget_in_child(&self) {
         for id in &self.0 {
@@ -86,13 +93,6 @@ impl SignalInbox {
     /// What a forked child must unregister.
     pub fn inherited(&self) -> InheritedHandlers {
         InheritedHandlers(self.ids.clone())
-    }
-
-    /// Blocks the handled signals until the guard drops (around `fork`).
-    pub fn block(&self) -> io::Result<BlockedSignals> {
-        let mut old = SigSet::empty();
-        nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&handled_set()), Some(&mut old))?;
-        Ok(BlockedSignals(old))
     }
 
     /// The signals recorded since the last call, in [`HANDLED`] order.

@@ -1,0 +1,181 @@
+//! `IpcLauncher`: workers as herd-ipc processes (fork or spawn), one [`Pipe`](herd_ipc::Pipe)
+//! each, every worker in a process group of its own and a daemon (SIGKILLed if the supervisor
+//! dies, however it dies).
+//!
+//! Fork: the child first drops the supervisor's inherited signal handlers (they would write to
+//! the supervisor's self-pipe); the handled signals stay blocked across `fork` so none runs in
+//! between. Spawn: the binary is re-executed and runs [`worker_entry`], which builds the
+//! registry with [`builtin_registry`] (a program with kinds of its own uses fork, or declares an
+//! entry like it). Both sides call `setpgid` so the group exists before either side relies on it.
+use std::io;
+use std::os::fd::AsFd;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use herd_ipc::{Child, Process};
+use herd_worker::{run_worker, Registry, WorkerOptions};
+use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::Signal;
+use nix::sys::wait::{Id, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+use serde::{Deserialize, Serialize};
+
+use crate::builtin::builtin_registry;
+use crate::pipe_link::{worker_pipe, SupervisorEnd, WorkerEnd};
+use crate::{ExitStatus, InheritedHandlers, Kill, Launcher, Wait, WorkerId};
+
+/// How workers are started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StartMethod {
+    /// A copy of the supervisor (fast; the registry is the one given to the launcher).
+    Fork,
+    /// A fresh execution of the supervisor's binary running [`worker_entry`].
+    Spawn,
+}
+
+/// Starts workers as herd-ipc processes.
+#[derive(Debug)]
+pub struct IpcLauncher {
+    method: StartMethod,
+    registry: fn() -> Registry,
+    heartbeat_interval: Duration,
+    inherited: InheritedHandlers,
+}
+
+impl IpcLauncher {
+    /// A launcher whose forked workers run the kinds `registry` builds; `inherited` are the
+    /// supervisor's handlers a forked child must drop.
+    pub fn new(
+        method: StartMethod,
+        registry: fn() -> Registry,
+        heartbeat_interval: Duration,
+        inherited: InheritedHandlers,
+    ) -> Self {
+        Self { method, registry, heartbeat_interval, inherited }
+    }
+}
+
+/// What a spawned worker receives.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct WorkerArgs {
+    /// Which worker it is.
+    pub id: u64,
+    /// Its end of the pipe.
+    pub end: WorkerEnd,
+    /// How often it heartbeats.
+    pub heartbeat_millis: u64,
+}
+
+/// The body of every worker process: runs jobs until told to stop; the text says why it left.
+fn worker_main(registry: &Registry, mut end: WorkerEnd, heartbeat_interval: Duration) -> String {
+    // Both sides set the group; the parent's call may lose the race to an exec, this one cannot.
+    let _ = nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0));
+    match run_worker(registry, &mut end, &WorkerOptions { heartbeat_interval }) {
+        Ok(exit) => format!("{exit:?}"),
+        Err(error) => format!("worker stopped: {error}"),
+    }
+}
+
+herd_ipc::entry! {
+    /// A spawned worker: runs the built-in job kinds over the pipe end it was given.
+    pub fn worker_entry(args: WorkerArgs) -> String {
+        worker_main(&builtin_registry(), args.end, Duration::from_millis(args.heartbeat_millis))
+    }
+}
+
+impl Launcher for IpcLauncher {
+    type Child = WorkerProcess;
+    type Channel = SupervisorEnd;
+
+    fn launch(&mut self, id: WorkerId) -> anyhow::Result<(WorkerProcess, SupervisorEnd)> {
+        let (supervisor_end, worker_end) = worker_pipe().context("creating the worker pipe")?;
+        let builder = Process::new().name(format!("herd-worker-{}", id.0)).daemon(true);
+        let child = match self.method {
+            StartMethod::Fork => {
+                let blocked = self.inherited.block().context("blocking signals around fork")?;
+                let inherited = self.inherited.clone();
+                let registry = self.registry;
+                let heartbeat = self.heartbeat_interval;
+                let child = builder.fork(move || {
+                    inherited.forget_in_child();
+                    worker_main(&registry(), worker_end, heartbeat)
+                });
+                drop(blocked);
+                child
+            }
+            StartMethod::Spawn => {
+                let heartbeat_millis = u64::try_from(self.heartbeat_interval.as_millis()).unwrap_or(u64::MAX);
+                builder.spawn(worker_entry, &WorkerArgs { id: id.0, end: worker_end, heartbeat_millis })
+            }
+        }
+        .with_context(|| format!("starting {id}"))?;
+        let pid = Pid::from_raw(child.pid() as i32);
+        // EACCES: the child already exec'd (it sets its group itself); ESRCH cannot happen, the
+        // child is not reaped.
+        let _ = nix::unistd::setpgid(pid, pid);
+        Ok((WorkerProcess { child }, supervisor_end))
+    }
+
+    fn reap_strays(&mut self, is_worker: &dyn Fn(i32) -> bool) {
+        loop {
+            let peek = nix::sys::wait::waitid(Id::All, WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT);
+            let pid = match peek {
+                Ok(WaitStatus::Exited(pid, _)) | Ok(WaitStatus::Signaled(pid, _, _)) => pid,
+                _ => return,
+            };
+            if is_worker(pid.as_raw()) {
+                // Its Reaper collects it on the next pass.
+                return;
+            }
+            // A worker's child re-parented to us (we are a subreaper): reap it.
+            if nix::sys::wait::waitpid(pid, Some(WaitPidFlag::WNOHANG)).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// A worker process, waited for through its pidfd and signalled by process group.
+#[derive(Debug)]
+pub struct WorkerProcess {
+    child: Child<String>,
+}
+
+impl Wait for WorkerProcess {
+    fn id(&self) -> i32 {
+        self.child.pid() as i32
+    }
+
+    fn has_exited(&mut self) -> io::Result<bool> {
+        // The pidfd turns readable when the child exits; reading it does not reap.
+        let mut fds = [PollFd::new(self.child.as_fd(), PollFlags::POLLIN)];
+        let ready = nix::poll::poll(&mut fds, PollTimeout::ZERO)?;
+        Ok(ready > 0)
+    }
+
+    fn reap(&mut self) -> io::Result<ExitStatus> {
+        let status = self.child.exit_status().ok_or_else(|| io::Error::other("the worker has not exited"))?;
+        Ok(match (status.code(), status.signal()) {
+            (Some(code), _) => ExitStatus::Code(code),
+            (None, Some(signal)) => Signal::try_from(signal).map_or(ExitStatus::Code(128 + signal), ExitStatus::Signal),
+            (None, None) => ExitStatus::Code(-1),
+        })
+    }
+}
+
+impl Kill for WorkerProcess {
+    fn signal_group(&mut self, signal: Signal) -> io::Result<()> {
+        let pid = Pid::from_raw(self.child.pid() as i32);
+        match nix::sys::signal::killpg(pid, signal) {
+            Ok(()) => Ok(()),
+            // The group does not exist yet (the child has not reached setpgid): the worker alone.
+            Err(Errno::ESRCH) => match signal {
+                Signal::SIGKILL => self.child.kill(),
+                Signal::SIGTERM => self.child.terminate(),
+                other => nix::sys::signal::kill(pid, other).map_err(io::Error::from),
+            },
+            Err(errno) => Err(errno.into()),
+        }
+    }
+}

@@ -4,5 +4,11 @@
 // Used by the transports (Pipe, spawn, Queue) as they land.
 #[allow(dead_code)]
 mod codec;
+mod platform;
+mod process;
 
 pub use codec::CodecError;
+pub use process::{
+    __private, active_children, current_process, init, Child, ChildInfo, CurrentProcess, Entry,
+    ExitStatus, JoinError, JoinTimeoutError, Process, StartError,
+};

@@ -7,6 +7,9 @@
 //! - `fail TEXT`: returns a job error (not retried);
 //! - `crash TEXT`: aborts the worker process (SIGABRT) on every job;
 //! - `hang TEXT`: never returns (for `--job-timeout`);
+//! - `hang-once PATH`: the first attempt creates PATH and hangs, a later one answers `recovered`
+//!   (a job that succeeds when re-run);
+//! - `pid TEXT`: answers the worker's pid (for `--max-tasks-per-child`);
 //! - `grandchild MS`: starts a `sleep 600` child process, answers its pid, then sleeps MS ms
 //!   (for checking that a worker's own children die with it).
 use std::thread;
@@ -84,6 +87,36 @@ impl JobKind for Hang {
     }
 }
 
+/// `hang-once PATH`: hangs unless PATH exists, creating it first.
+#[derive(Debug)]
+pub struct HangOnce;
+impl JobKind for HangOnce {
+    const NAME: &'static str = "hang-once";
+    type Input = String;
+    type Output = String;
+    fn run(&self, path: String) -> Result<String, JobError> {
+        match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+            Ok(_) => loop {
+                thread::sleep(Duration::from_secs(3600));
+            },
+            Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok("recovered".to_owned()),
+            Err(error) => Err(JobError::failed(format!("creating {path}: {error}"))),
+        }
+    }
+}
+
+/// `pid TEXT`: the worker's pid.
+#[derive(Debug)]
+pub struct WorkerPid;
+impl JobKind for WorkerPid {
+    const NAME: &'static str = "pid";
+    type Input = String;
+    type Output = String;
+    fn run(&self, _input: String) -> Result<String, JobError> {
+        Ok(std::process::id().to_string())
+    }
+}
+
 /// `grandchild MS`: leaves a child process running under the worker.
 #[derive(Debug)]
 pub struct Grandchild;
@@ -108,12 +141,14 @@ impl JobKind for Grandchild {
 
 /// The diagnostic kinds, by name.
 pub fn register_diagnostic_kinds(registry: &mut Registry) -> Result<(), herd_worker::DuplicateKindError> {
-    registry.register(Echo)?.register(Sleep)?.register(Fail)?.register(Crash)?.register(Hang)?.register(Grandchild)?;
+    registry.register(Echo)?.register(Sleep)?.register(Fail)?.register(Crash)?.register(Hang)?;
+    registry.register(HangOnce)?.register(WorkerPid)?.register(Grandchild)?;
     Ok(())
 }
 
 /// Names of the diagnostic kinds.
-pub const DIAGNOSTIC_KINDS: [&str; 6] = ["echo", "sleep", "fail", "crash", "hang", "grandchild"];
+pub const DIAGNOSTIC_KINDS: [&str; 8] =
+    ["echo", "sleep", "fail", "crash", "hang", "hang-once", "pid", "grandchild"];
 
 #[cfg(test)]
 mod tests {

@@ -30,7 +30,7 @@ mod worker_id;
 pub use backoff::Backoff;
 pub use builtin::builtin_registry;
 pub use config::SupervisorConfig;
-pub use diagnostic_kinds::{register_diagnostic_kinds, Crash, Echo, Fail, Grandchild, Hang, Sleep, DIAGNOSTIC_KINDS};
+pub use diagnostic_kinds::{register_diagnostic_kinds, Crash, Echo, Fail, Grandchild, Hang, HangOnce, Sleep, WorkerPid, DIAGNOSTIC_KINDS};
 pub use drain::{Drain, DrainState};
 pub use ipc_launcher::{worker_entry, IpcLauncher, StartMethod, WorkerArgs, WorkerProcess};
 pub use intensity::{IntensityExceeded, RestartIntensity};

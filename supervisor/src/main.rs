@@ -24,7 +24,8 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Runs JOB over the worker pool: `logcount DIR`, or a diagnostic kind (echo, sleep, fail,
-    /// crash, hang, grandchild; for testing) with one job per ARG.
+    /// crash, hang, hang-once, pid, grandchild; for testing) with one job per ARG, printing
+    /// each job's answer on a line, in job order.
     Run(RunArgs),
     /// Writes deterministic access logs for benchmarks and tests.
     GenLogs(GenLogsArgs),

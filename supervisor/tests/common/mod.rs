@@ -1,0 +1,232 @@
+//! Helpers for the `supervisor` binary's end-to-end tests: start it in a temp dir of its own,
+//! watch its workers through /proc, signal it, collect its output, all with timeouts.
+#![allow(dead_code)] // Each test binary uses its own subset.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use tempfile::TempDir;
+
+pub type TestResult = Result<(), libtest_mimic::Failed>;
+
+/// Fails the test with a message unless `condition` holds.
+#[macro_export]
+macro_rules! check {
+    ($condition:expr, $($message:tt)+) => {
+        if !$condition {
+            return Err(format!($($message)+).into());
+        }
+    };
+}
+
+/// A running `supervisor`, its output going to files in its own temp dir.
+pub struct Running {
+    child: Child,
+    pub dir: TempDir,
+    started: Instant,
+}
+
+/// How a `supervisor` run ended.
+#[derive(Debug)]
+pub struct Finished {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+    pub elapsed: Duration,
+}
+
+impl Finished {
+    pub fn lines(&self) -> Vec<&str> {
+        self.stdout.lines().collect()
+    }
+}
+
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_supervisor")
+}
+
+/// Starts `supervisor ARGS` with cwd in a fresh temp dir.
+pub fn start(args: &[&str]) -> Running {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    start_in(dir, args)
+}
+
+pub fn start_in(dir: TempDir, args: &[&str]) -> Running {
+    let stdout = std::fs::File::create(dir.path().join("stdout")).expect("stdout file");
+    let stderr = std::fs::File::create(dir.path().join("stderr")).expect("stderr file");
+    let child = Command::new(binary())
+        .args(args)
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(stderr)
+        .spawn()
+        .expect("starting the supervisor binary");
+    Running { child, dir, started: Instant::now() }
+}
+
+/// Runs `supervisor ARGS` to the end (at most `timeout`).
+pub fn run(args: &[&str], timeout: Duration) -> Result<Finished, String> {
+    start(args).finish(timeout)
+}
+
+impl Running {
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn signal(&self, signal: Signal) {
+        // The child is not reaped before `finish`, so its pid is still its own.
+        let _ = kill(Pid::from_raw(self.pid()), signal);
+    }
+
+    pub fn stderr_so_far(&self) -> String {
+        std::fs::read_to_string(self.path("stderr")).unwrap_or_default()
+    }
+
+    /// The supervisor's live (non-zombie) children: its workers.
+    pub fn workers(&self) -> Vec<i32> {
+        children_of(self.pid()).into_iter().filter(|&(_, state)| state != 'Z').map(|(pid, _)| pid).collect()
+    }
+
+    /// Waits until exactly `n` live workers, all idle or busy (not stopped).
+    pub fn wait_for_workers(&self, n: usize, timeout: Duration) -> Result<Vec<i32>, String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let workers = self.workers();
+            if workers.len() == n {
+                return Ok(workers);
+            }
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "expected {n} workers within {timeout:?}, have {workers:?}; stderr:\n{}",
+                    self.stderr_so_far()
+                ));
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Fails if a child of the supervisor stays a zombie for more than a moment.
+    pub fn check_no_lasting_zombie(&self) -> Result<(), String> {
+        no_lasting_zombie_under(self.pid())
+    }
+
+    /// Waits for the end (killing it after `timeout`).
+    pub fn finish(mut self, timeout: Duration) -> Result<Finished, String> {
+        let deadline = Instant::now() + timeout;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().map_err(|e| e.to_string())? {
+                break status;
+            }
+            if Instant::now() >= deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                return Err(format!(
+                    "the supervisor did not finish within {timeout:?}; stderr:\n{}",
+                    self.stderr_so_far()
+                ));
+            }
+            thread::sleep(Duration::from_millis(10));
+        };
+        Ok(Finished {
+            code: status.code(),
+            stdout: std::fs::read_to_string(self.path("stdout")).unwrap_or_default(),
+            stderr: self.stderr_so_far(),
+            elapsed: self.started.elapsed(),
+        })
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        // A failed test must not leave a supervisor behind (its workers die with it).
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// `(pid, state)` of every process whose parent is `parent`, from /proc.
+pub fn children_of(parent: i32) -> Vec<(i32, char)> {
+    let Ok(all) = procfs::process::all_processes() else { return Vec::new() };
+    all.filter_map(Result::ok)
+        .filter_map(|process| process.stat().ok())
+        .filter(|stat| stat.ppid == parent)
+        .map(|stat| (stat.pid, stat.state))
+        .collect()
+}
+
+/// Whether `pid` is a live process (not gone, not a zombie).
+pub fn is_alive(pid: i32) -> bool {
+    procfs::process::Process::new(pid).and_then(|p| p.stat()).is_ok_and(|stat| stat.state != 'Z')
+}
+
+/// Fails if a child of `parent` is a zombie now and still one 300 ms later.
+pub fn no_lasting_zombie_under(parent: i32) -> Result<(), String> {
+    let zombies: BTreeSet<i32> =
+        children_of(parent).into_iter().filter(|&(_, state)| state == 'Z').map(|(pid, _)| pid).collect();
+    if zombies.is_empty() {
+        return Ok(());
+    }
+    thread::sleep(Duration::from_millis(300));
+    let lasting: Vec<i32> = children_of(parent)
+        .into_iter()
+        .filter(|&(pid, state)| state == 'Z' && zombies.contains(&pid))
+        .map(|(pid, _)| pid)
+        .collect();
+    if lasting.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("zombie children of {parent} for over 300 ms: {lasting:?}"))
+    }
+}
+
+/// Fails if this test process has a zombie child.
+pub fn no_zombie_of_this_process() -> Result<(), String> {
+    no_lasting_zombie_under(std::process::id() as i32)
+}
+
+/// Entries of /dev/shm.
+pub fn shm_entries() -> BTreeSet<String> {
+    std::fs::read_dir("/dev/shm")
+        .map(|dir| dir.filter_map(Result::ok).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default()
+}
+
+/// Fails if /dev/shm holds an entry that was not in `before` and names herd (other programs on
+/// the machine may create their own meanwhile).
+pub fn nothing_new_in_shm(before: &BTreeSet<String>) -> Result<(), String> {
+    let new: Vec<String> =
+        shm_entries().difference(before).filter(|name| name.to_lowercase().contains("herd")).cloned().collect();
+    if new.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("left in /dev/shm: {new:?}"))
+    }
+}
+
+pub fn sleep_ms(ms: u64) {
+    thread::sleep(Duration::from_millis(ms));
+}
+
+pub fn path_str(path: &Path) -> &str {
+    path.to_str().expect("temp paths are UTF-8")
+}
+
+/// Runs trials on the main thread, one at a time.
+pub fn run_trials(trials: Vec<libtest_mimic::Trial>) -> std::process::ExitCode {
+    let mut args = libtest_mimic::Arguments::from_args();
+    args.test_threads = Some(1);
+    libtest_mimic::run(&args, trials).exit_code()
+}

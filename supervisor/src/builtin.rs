@@ -9,6 +9,8 @@ pub fn builtin_registry() -> Registry {
     let mut registry = Registry::new();
     // The names are distinct constants, so registration cannot collide.
     register_diagnostic_kinds(&mut registry).expect("diagnostic kind names are distinct");
-    registry.register(LogcountChunk).expect("logcount is not a diagnostic kind name");
+    registry
+        .register(LogcountChunk)
+        .expect("logcount is not a diagnostic kind name");
     registry
 }

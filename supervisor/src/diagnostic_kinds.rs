@@ -18,9 +18,11 @@ use std::time::Duration;
 use herd_worker::{JobError, JobKind, Registry};
 
 fn millis(input: &str) -> Result<u64, JobError> {
-    input
-        .parse()
-        .map_err(|_| JobError::InvalidInput(format!("expected milliseconds (a whole number), got {input:?}")))
+    input.parse().map_err(|_| {
+        JobError::InvalidInput(format!(
+            "expected milliseconds (a whole number), got {input:?}"
+        ))
+    })
 }
 
 /// `echo TEXT`: answers its input.
@@ -95,11 +97,17 @@ impl JobKind for HangOnce {
     type Input = String;
     type Output = String;
     fn run(&self, path: String) -> Result<String, JobError> {
-        match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+        {
             Ok(_) => loop {
                 thread::sleep(Duration::from_secs(3600));
             },
-            Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok("recovered".to_owned()),
+            Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
+                Ok("recovered".to_owned())
+            }
             Err(error) => Err(JobError::failed(format!("creating {path}: {error}"))),
         }
     }
@@ -140,15 +148,33 @@ impl JobKind for Grandchild {
 }
 
 /// The diagnostic kinds, by name.
-pub fn register_diagnostic_kinds(registry: &mut Registry) -> Result<(), herd_worker::DuplicateKindError> {
-    registry.register(Echo)?.register(Sleep)?.register(Fail)?.register(Crash)?.register(Hang)?;
-    registry.register(HangOnce)?.register(WorkerPid)?.register(Grandchild)?;
+pub fn register_diagnostic_kinds(
+    registry: &mut Registry,
+) -> Result<(), herd_worker::DuplicateKindError> {
+    registry
+        .register(Echo)?
+        .register(Sleep)?
+        .register(Fail)?
+        .register(Crash)?
+        .register(Hang)?;
+    registry
+        .register(HangOnce)?
+        .register(WorkerPid)?
+        .register(Grandchild)?;
     Ok(())
 }
 
 /// Names of the diagnostic kinds.
-pub const DIAGNOSTIC_KINDS: [&str; 8] =
-    ["echo", "sleep", "fail", "crash", "hang", "hang-once", "pid", "grandchild"];
+pub const DIAGNOSTIC_KINDS: [&str; 8] = [
+    "echo",
+    "sleep",
+    "fail",
+    "crash",
+    "hang",
+    "hang-once",
+    "pid",
+    "grandchild",
+];
 
 #[cfg(test)]
 mod tests {
@@ -158,15 +184,22 @@ mod tests {
     fn run(kind: &str, input: &str) -> Result<String, JobError> {
         let mut registry = Registry::new();
         register_diagnostic_kinds(&mut registry).unwrap();
-        registry.run(kind, &encode_payload(&input.to_owned()).unwrap()).map(|out| decode_payload(&out).unwrap())
+        registry
+            .run(kind, &encode_payload(&input.to_owned()).unwrap())
+            .map(|out| decode_payload(&out).unwrap())
     }
 
     #[test]
     fn the_harmless_kinds_answer() {
         assert_eq!(run("echo", "hi").unwrap(), "hi");
         assert_eq!(run("sleep", "1").unwrap(), "slept 1 ms");
-        assert_eq!(run("fail", "x").unwrap_err(), JobError::Failed("asked to fail: x".into()));
-        assert!(matches!(run("sleep", "soon").unwrap_err(), JobError::InvalidInput(m) if m.contains("\"soon\"")));
+        assert_eq!(
+            run("fail", "x").unwrap_err(),
+            JobError::Failed("asked to fail: x".into())
+        );
+        assert!(
+            matches!(run("sleep", "soon").unwrap_err(), JobError::InvalidInput(m) if m.contains("\"soon\""))
+        );
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! `IpcLauncher`: workers as herd-ipc processes (fork or spawn), one [`Pipe`](herd_ipc::Pipe)
-//! each, every worker in a process group of its own and a daemon (SIGKILLed if the supervisor
-//! dies, however it dies).
+//! each, every worker in a process group of its own that dies with the supervisor, however it
+//! dies ([`crate::parent_death`]).
 //!
 //! Fork: the child first drops the supervisor's inherited signal handlers (they would write to
 //! the supervisor's self-pipe); the handled signals stay blocked across `fork` so none runs in
@@ -22,6 +22,7 @@ use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
 use crate::builtin::builtin_registry;
+use crate::parent_death::die_with_supervisor;
 use crate::pipe_link::{worker_pipe, SupervisorEnd, WorkerEnd};
 use crate::{ExitStatus, InheritedHandlers, Kill, Launcher, Wait, WorkerId};
 
@@ -52,7 +53,12 @@ impl IpcLauncher {
         heartbeat_interval: Duration,
         inherited: InheritedHandlers,
     ) -> Self {
-        Self { method, registry, heartbeat_interval, inherited }
+        Self {
+            method,
+            registry,
+            heartbeat_interval,
+            inherited,
+        }
     }
 }
 
@@ -65,12 +71,22 @@ pub struct WorkerArgs {
     pub end: WorkerEnd,
     /// How often it heartbeats.
     pub heartbeat_millis: u64,
+    /// The supervisor's pid, to tell whether it died before the worker armed its handler.
+    pub supervisor: i32,
 }
 
 /// The body of every worker process: runs jobs until told to stop; the text says why it left.
-fn worker_main(registry: &Registry, mut end: WorkerEnd, heartbeat_interval: Duration) -> String {
+fn worker_main(
+    registry: &Registry,
+    mut end: WorkerEnd,
+    heartbeat_interval: Duration,
+    supervisor: i32,
+) -> String {
     // Both sides set the group; the parent's call may lose the race to an exec, this one cannot.
     let _ = nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0));
+    if let Err(error) = die_with_supervisor(supervisor) {
+        return format!("worker could not arm its parent-death handler: {error}");
+    }
     match run_worker(registry, &mut end, &WorkerOptions { heartbeat_interval }) {
         Ok(exit) => format!("{exit:?}"),
         Err(error) => format!("worker stopped: {error}"),
@@ -80,7 +96,7 @@ fn worker_main(registry: &Registry, mut end: WorkerEnd, heartbeat_interval: Dura
 herd_ipc::entry! {
     /// A spawned worker: runs the built-in job kinds over the pipe end it was given.
     pub fn worker_entry(args: WorkerArgs) -> String {
-        worker_main(&builtin_registry(), args.end, Duration::from_millis(args.heartbeat_millis))
+        worker_main(&builtin_registry(), args.end, Duration::from_millis(args.heartbeat_millis), args.supervisor)
     }
 }
 
@@ -90,23 +106,38 @@ impl Launcher for IpcLauncher {
 
     fn launch(&mut self, id: WorkerId) -> anyhow::Result<(WorkerProcess, SupervisorEnd)> {
         let (supervisor_end, worker_end) = worker_pipe().context("creating the worker pipe")?;
-        let builder = Process::new().name(format!("herd-worker-{}", id.0)).daemon(true);
+        // Not a herd-ipc daemon (SIGKILL on parent death): the worker arms its own handler,
+        // which kills its children too.
+        let builder = Process::new().name(format!("herd-worker-{}", id.0));
+        let supervisor = std::process::id() as i32;
         let child = match self.method {
             StartMethod::Fork => {
-                let blocked = self.inherited.block().context("blocking signals around fork")?;
+                let blocked = self
+                    .inherited
+                    .block()
+                    .context("blocking signals around fork")?;
                 let inherited = self.inherited.clone();
                 let registry = self.registry;
                 let heartbeat = self.heartbeat_interval;
                 let child = builder.fork(move || {
                     inherited.forget_in_child();
-                    worker_main(&registry(), worker_end, heartbeat)
+                    worker_main(&registry(), worker_end, heartbeat, supervisor)
                 });
                 drop(blocked);
                 child
             }
             StartMethod::Spawn => {
-                let heartbeat_millis = u64::try_from(self.heartbeat_interval.as_millis()).unwrap_or(u64::MAX);
-                builder.spawn(worker_entry, &WorkerArgs { id: id.0, end: worker_end, heartbeat_millis })
+                let heartbeat_millis =
+                    u64::try_from(self.heartbeat_interval.as_millis()).unwrap_or(u64::MAX);
+                builder.spawn(
+                    worker_entry,
+                    &WorkerArgs {
+                        id: id.0,
+                        end: worker_end,
+                        heartbeat_millis,
+                        supervisor,
+                    },
+                )
             }
         }
         .with_context(|| format!("starting {id}"))?;
@@ -119,7 +150,10 @@ impl Launcher for IpcLauncher {
 
     fn reap_strays(&mut self, is_worker: &dyn Fn(i32) -> bool) {
         loop {
-            let peek = nix::sys::wait::waitid(Id::All, WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT);
+            let peek = nix::sys::wait::waitid(
+                Id::All,
+                WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT,
+            );
             let pid = match peek {
                 Ok(WaitStatus::Exited(pid, _)) | Ok(WaitStatus::Signaled(pid, _, _)) => pid,
                 _ => return,
@@ -155,10 +189,15 @@ impl Wait for WorkerProcess {
     }
 
     fn reap(&mut self) -> io::Result<ExitStatus> {
-        let status = self.child.exit_status().ok_or_else(|| io::Error::other("the worker has not exited"))?;
+        let status = self
+            .child
+            .exit_status()
+            .ok_or_else(|| io::Error::other("the worker has not exited"))?;
         Ok(match (status.code(), status.signal()) {
             (Some(code), _) => ExitStatus::Code(code),
-            (None, Some(signal)) => Signal::try_from(signal).map_or(ExitStatus::Code(128 + signal), ExitStatus::Signal),
+            (None, Some(signal)) => {
+                Signal::try_from(signal).map_or(ExitStatus::Code(128 + signal), ExitStatus::Signal)
+            }
             (None, None) => ExitStatus::Code(-1),
         })
     }

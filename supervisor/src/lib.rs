@@ -19,6 +19,7 @@ mod ipc_launcher;
 mod launch;
 mod lease;
 mod logcount_kind;
+mod parent_death;
 mod pipe_link;
 mod reap;
 mod report;
@@ -30,10 +31,13 @@ mod worker_id;
 pub use backoff::Backoff;
 pub use builtin::builtin_registry;
 pub use config::SupervisorConfig;
-pub use diagnostic_kinds::{register_diagnostic_kinds, Crash, Echo, Fail, Grandchild, Hang, HangOnce, Sleep, WorkerPid, DIAGNOSTIC_KINDS};
+pub use diagnostic_kinds::{
+    register_diagnostic_kinds, Crash, Echo, Fail, Grandchild, Hang, HangOnce, Sleep, WorkerPid,
+    DIAGNOSTIC_KINDS,
+};
 pub use drain::{Drain, DrainState};
-pub use ipc_launcher::{worker_entry, IpcLauncher, StartMethod, WorkerArgs, WorkerProcess};
 pub use intensity::{IntensityExceeded, RestartIntensity};
+pub use ipc_launcher::{worker_entry, IpcLauncher, StartMethod, WorkerArgs, WorkerProcess};
 pub use launch::{Launcher, WorkerChannel};
 pub use lease::{Completion, JobFailure, LeaseTable, LossCause, Released};
 pub use logcount_kind::LogcountChunk;

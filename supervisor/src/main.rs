@@ -9,13 +9,17 @@ use clap::{Args, Parser, Subcommand};
 use herd_supervisor::genlogs::{self, GenOptions};
 use herd_supervisor::logcount::{self, Format, Merger, Options as LogcountOptions};
 use herd_supervisor::{
-    builtin_registry, IpcLauncher, LeaseTable, LogcountChunk, RunReport, SignalInbox, StartMethod, Supervisor,
-    SupervisorConfig, DIAGNOSTIC_KINDS,
+    builtin_registry, IpcLauncher, LeaseTable, LogcountChunk, RunReport, SignalInbox, StartMethod,
+    Supervisor, SupervisorConfig, DIAGNOSTIC_KINDS,
 };
 use herd_worker::{decode_payload, encode_payload, JobKind};
 
 #[derive(Debug, Parser)]
-#[command(name = "supervisor", version, about = "Runs jobs on a supervised pool of worker processes")]
+#[command(
+    name = "supervisor",
+    version,
+    about = "Runs jobs on a supervised pool of worker processes"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -32,13 +36,18 @@ enum Command {
 }
 
 fn parse_seconds(text: &str) -> Result<Duration, String> {
-    let seconds: f64 = text.parse().map_err(|_| format!("expected seconds, got {text:?}"))?;
-    Duration::try_from_secs_f64(seconds).map_err(|_| format!("expected a non-negative number of seconds, got {text:?}"))
+    let seconds: f64 = text
+        .parse()
+        .map_err(|_| format!("expected seconds, got {text:?}"))?;
+    Duration::try_from_secs_f64(seconds)
+        .map_err(|_| format!("expected a non-negative number of seconds, got {text:?}"))
 }
 
 fn parse_workers(text: &str) -> Result<usize, String> {
     match text.parse::<usize>() {
-        Ok(0) | Err(_) => Err(format!("expected a positive number of workers, got {text:?}")),
+        Ok(0) | Err(_) => Err(format!(
+            "expected a positive number of workers, got {text:?}"
+        )),
         Ok(n) => Ok(n),
     }
 }
@@ -131,9 +140,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Run(args) => run_jobs(args),
         Command::GenLogs(args) => {
-            let options = GenOptions { files: args.files, lines: args.lines, distinct: args.distinct, seed: args.seed };
+            let options = GenOptions {
+                files: args.files,
+                lines: args.lines,
+                distinct: args.distinct,
+                seed: args.seed,
+            };
             let written = genlogs::generate(&args.dir, &options)?;
-            eprintln!("supervisor: wrote {} file(s) to {}", written.len(), args.dir.display());
+            eprintln!(
+                "supervisor: wrote {} file(s) to {}",
+                written.len(),
+                args.dir.display()
+            );
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -141,10 +159,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 fn supervise(args: &RunArgs, jobs: LeaseTable) -> anyhow::Result<RunReport> {
     let config = SupervisorConfig {
-        workers: args.workers.unwrap_or_else(|| SupervisorConfig::default().workers),
+        workers: args
+            .workers
+            .unwrap_or_else(|| SupervisorConfig::default().workers),
         job_timeout: args.job_timeout,
         heartbeat_timeout: args.heartbeat_timeout,
-        heartbeat_interval: (args.heartbeat_timeout / 5).clamp(Duration::from_millis(10), Duration::from_millis(500)),
+        heartbeat_interval: (args.heartbeat_timeout / 5)
+            .clamp(Duration::from_millis(10), Duration::from_millis(500)),
         max_attempts: args.max_attempts,
         max_restarts: args.max_restarts,
         restart_period: args.restart_period,
@@ -156,7 +177,12 @@ fn supervise(args: &RunArgs, jobs: LeaseTable) -> anyhow::Result<RunReport> {
     // Workers' own children are re-parented to us, not to init, so we reap them.
     nix::sys::prctl::set_child_subreaper(true).context("becoming a child subreaper")?;
     let inbox = SignalInbox::install().context("installing signal handlers")?;
-    let launcher = IpcLauncher::new(args.start_method, builtin_registry, config.heartbeat_interval, inbox.inherited());
+    let launcher = IpcLauncher::new(
+        args.start_method,
+        builtin_registry,
+        config.heartbeat_interval,
+        inbox.inherited(),
+    );
     Ok(Supervisor::new(config, launcher, inbox, jobs).run())
 }
 
@@ -176,7 +202,11 @@ fn run_jobs(args: RunArgs) -> anyhow::Result<ExitCode> {
         .into());
     }
     if args.format != Format::Table || args.top.is_some() || args.recursive {
-        return Err(Exit { code: 2, message: "--format, --top and --recursive are for logcount only".into() }.into());
+        return Err(Exit {
+            code: 2,
+            message: "--format, --top and --recursive are for logcount only".into(),
+        }
+        .into());
     }
     let mut jobs = LeaseTable::new(args.max_attempts);
     for arg in &args.args {
@@ -202,10 +232,21 @@ fn finish(report: &RunReport) -> anyhow::Result<ExitCode> {
 
 fn run_logcount(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let [dir] = args.args.as_slice() else {
-        return Err(Exit { code: 2, message: "usage: supervisor run logcount DIR".into() }.into());
+        return Err(Exit {
+            code: 2,
+            message: "usage: supervisor run logcount DIR".into(),
+        }
+        .into());
     };
-    let options = LogcountOptions { recursive: args.recursive, top: args.top, ..LogcountOptions::default() };
-    let plan = logcount::plan(dir.as_ref(), &options).map_err(|error| Exit { code: 2, message: error.to_string() })?;
+    let options = LogcountOptions {
+        recursive: args.recursive,
+        top: args.top,
+        ..LogcountOptions::default()
+    };
+    let plan = logcount::plan(dir.as_ref(), &options).map_err(|error| Exit {
+        code: 2,
+        message: error.to_string(),
+    })?;
     let mut jobs = LeaseTable::new(args.max_attempts);
     for job in &plan.jobs {
         jobs.push(LogcountChunk::NAME, encode_payload(job)?);
@@ -218,7 +259,10 @@ fn run_logcount(args: &RunArgs) -> anyhow::Result<ExitCode> {
         }
     }
     for (id, failure) in report.jobs.failures() {
-        if let Some(job) = usize::try_from(id).ok().and_then(|index| plan.jobs.get(index)) {
+        if let Some(job) = usize::try_from(id)
+            .ok()
+            .and_then(|index| plan.jobs.get(index))
+        {
             merger.add_failure(job.file_index, format!("not counted: {failure}"));
         }
     }
@@ -228,5 +272,9 @@ fn run_logcount(args: &RunArgs) -> anyhow::Result<ExitCode> {
         eprint!("supervisor: {}", report.failure_summary());
         return Ok(ExitCode::FAILURE);
     }
-    Ok(if result.errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if result.errors.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }

@@ -68,11 +68,12 @@ impl From<LinkError> for io::Error {
 }
 
 fn send(pipe: &Pipe<Frame>, frame: Frame) -> Result<(), LinkError> {
-    pipe.send_timeout(frame, SEND_PATIENCE).map_err(|error| match error {
-        SendTimeoutError::Timeout(_) => LinkError::Full(SEND_PATIENCE),
-        other if other.is_disconnected() => LinkError::Disconnected,
-        other => LinkError::Pipe(other.to_string()),
-    })
+    pipe.send_timeout(frame, SEND_PATIENCE)
+        .map_err(|error| match error {
+            SendTimeoutError::Timeout(_) => LinkError::Full(SEND_PATIENCE),
+            other if other.is_disconnected() => LinkError::Disconnected,
+            other => LinkError::Pipe(other.to_string()),
+        })
 }
 
 impl WorkerChannel for SupervisorEnd {
@@ -83,7 +84,9 @@ impl WorkerChannel for SupervisorEnd {
     fn try_recv(&mut self) -> io::Result<Option<FromWorker>> {
         match self.0.try_recv() {
             Ok(Frame::Up(message)) => Ok(Some(message)),
-            Ok(Frame::Down(message)) => Err(LinkError::Protocol(format!("a worker sent {message:?}")).into()),
+            Ok(Frame::Down(message)) => {
+                Err(LinkError::Protocol(format!("a worker sent {message:?}")).into())
+            }
             Err(TryRecvError::Empty) => Ok(None),
             Err(error) if error.is_disconnected() => Err(LinkError::Disconnected.into()),
             Err(error) => Err(LinkError::Pipe(error.to_string()).into()),
@@ -107,7 +110,9 @@ impl Link for WorkerEnd {
     fn recv_timeout(&mut self, timeout: Duration) -> Result<Option<ToWorker>, LinkError> {
         match self.0.recv_timeout(timeout) {
             Ok(Frame::Down(message)) => Ok(Some(message)),
-            Ok(Frame::Up(message)) => Err(LinkError::Protocol(format!("the supervisor sent {message:?}"))),
+            Ok(Frame::Up(message)) => Err(LinkError::Protocol(format!(
+                "the supervisor sent {message:?}"
+            ))),
             Err(RecvTimeoutError::Timeout) => Ok(None),
             Err(error) if error.is_disconnected() => Err(LinkError::Disconnected),
             Err(error) => Err(LinkError::Pipe(error.to_string())),

@@ -48,7 +48,11 @@ impl RunReport {
         }
         let failures: Vec<_> = self.jobs.failures().collect();
         if !failures.is_empty() {
-            out.push_str(&format!("{} of {} job(s) failed:\n", failures.len(), self.jobs.len()));
+            out.push_str(&format!(
+                "{} of {} job(s) failed:\n",
+                failures.len(),
+                self.jobs.len()
+            ));
             for (id, failure) in failures {
                 out.push_str(&format!("  job {id}: {failure}\n"));
             }

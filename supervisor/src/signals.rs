@@ -42,7 +42,11 @@ impl InheritedHandlers {
     /// Blocks the handled signals until the guard drops (around `fork`).
     pub fn block(&self) -> io::Result<BlockedSignals> {
         let mut old = SigSet::empty();
-        nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&handled_set()), Some(&mut old))?;
+        nix::sys::signal::pthread_sigmask(
+            SigmaskHow::SIG_BLOCK,
+            Some(&handled_set()),
+            Some(&mut old),
+        )?;
         Ok(BlockedSignals(old))
     }
 
@@ -83,11 +87,21 @@ impl SignalInbox {
         let mut ids = Vec::new();
         for signal in HANDLED {
             let flag = Arc::new(AtomicBool::new(false));
-            ids.push(signal_hook::flag::register(signal as i32, Arc::clone(&flag))?);
-            ids.push(signal_hook::low_level::pipe::register(signal as i32, wake_write.try_clone()?)?);
+            ids.push(signal_hook::flag::register(
+                signal as i32,
+                Arc::clone(&flag),
+            )?);
+            ids.push(signal_hook::low_level::pipe::register(
+                signal as i32,
+                wake_write.try_clone()?,
+            )?);
             flags.push((signal, flag));
         }
-        Ok(Self { wake_read, flags, ids })
+        Ok(Self {
+            wake_read,
+            flags,
+            ids,
+        })
     }
 
     /// What a forked child must unregister.

@@ -80,10 +80,20 @@ pub struct Supervisor<L: Launcher> {
 
 impl<L: Launcher> Supervisor<L> {
     /// A supervisor for `jobs`, receiving its signals through `inbox`.
-    pub fn new(config: SupervisorConfig, launcher: L, inbox: SignalInbox, jobs: LeaseTable) -> Self {
+    pub fn new(
+        config: SupervisorConfig,
+        launcher: L,
+        inbox: SignalInbox,
+        jobs: LeaseTable,
+    ) -> Self {
         let progress = if config.progress && std::io::stderr().is_terminal() {
-            let bar = ProgressBar::with_draw_target(Some(jobs.len() as u64), ProgressDrawTarget::stderr());
-            if let Ok(style) = ProgressStyle::with_template("{bar:40} {pos}/{len} jobs {elapsed} {msg}") {
+            let bar = ProgressBar::with_draw_target(
+                Some(jobs.len() as u64),
+                ProgressDrawTarget::stderr(),
+            );
+            if let Ok(style) =
+                ProgressStyle::with_template("{bar:40} {pos}/{len} jobs {elapsed} {msg}")
+            {
                 bar.set_style(style);
             }
             bar
@@ -148,7 +158,10 @@ impl<L: Launcher> Supervisor<L> {
         }
         self.progress.finish_and_clear();
         if self.jobs.unfinished() > 0 {
-            let reason = self.stopped.as_ref().map_or_else(|| "the run stopped".to_owned(), ToString::to_string);
+            let reason = self
+                .stopped
+                .as_ref()
+                .map_or_else(|| "the run stopped".to_owned(), ToString::to_string);
             self.jobs.abandon(&reason);
         }
         RunReport {
@@ -220,7 +233,9 @@ impl<L: Launcher> Supervisor<L> {
         for index in 0..self.slots.len() {
             loop {
                 let slot = &mut self.slots[index];
-                let Some(channel) = slot.channel.as_mut() else { break };
+                let Some(channel) = slot.channel.as_mut() else {
+                    break;
+                };
                 let message = match channel.try_recv() {
                     Ok(Some(message)) => message,
                     Ok(None) => break,
@@ -253,11 +268,18 @@ impl<L: Launcher> Supervisor<L> {
                 self.backoff.reset();
                 self.progress.inc(1);
             }
-            Completion::Duplicate => self.say(&format!("job {id}: duplicate result from {worker} dropped")),
-            Completion::Unknown => self.say(&format!("{worker} answered unknown job {id}; ignored")),
+            Completion::Duplicate => {
+                self.say(&format!("job {id}: duplicate result from {worker} dropped"))
+            }
+            Completion::Unknown => {
+                self.say(&format!("{worker} answered unknown job {id}; ignored"))
+            }
         }
         let slot = &self.slots[index];
-        let recycle = self.config.max_tasks_per_child.is_some_and(|max| slot.jobs_done >= max);
+        let recycle = self
+            .config
+            .max_tasks_per_child
+            .is_some_and(|max| slot.jobs_done >= max);
         let shrink = self.active_workers() > self.target;
         if slot.leaving.is_none() && (recycle || shrink || self.phase == Phase::Ending) {
             self.ask_to_leave(index, now);
@@ -265,14 +287,23 @@ impl<L: Launcher> Supervisor<L> {
     }
 
     fn active_workers(&self) -> usize {
-        self.slots.iter().filter(|slot| slot.leaving.is_none()).count() + self.pending_starts.len()
+        self.slots
+            .iter()
+            .filter(|slot| slot.leaving.is_none())
+            .count()
+            + self.pending_starts.len()
     }
 
     fn ask_to_leave(&mut self, index: usize, now: Instant) {
         let grace = self.config.grace;
         let slot = &mut self.slots[index];
-        slot.leaving = Some(Leaving::Asked { deadline: now + grace });
-        let sent = slot.channel.as_mut().map(|channel| channel.send(ToWorker::Stop));
+        slot.leaving = Some(Leaving::Asked {
+            deadline: now + grace,
+        });
+        let sent = slot
+            .channel
+            .as_mut()
+            .map(|channel| channel.send(ToWorker::Stop));
         if !matches!(sent, Some(Ok(()))) {
             // No link: it cannot hear Stop, so SIGTERM (the worker leaves after its job).
             let _ = slot.reaper.signal(Signal::SIGTERM);
@@ -311,7 +342,9 @@ impl<L: Launcher> Supervisor<L> {
             )),
             Released::Failed(job) => {
                 self.progress.inc(1);
-                self.say(&format!("{worker} (pid {pid}) lost job {job}: {cause}; job failed, out of attempts"))
+                self.say(&format!(
+                    "{worker} (pid {pid}) lost job {job}: {cause}; job failed, out of attempts"
+                ))
             }
         }
     }
@@ -373,15 +406,19 @@ impl<L: Launcher> Supervisor<L> {
             let slot = &self.slots[index];
             let cause = match &slot.leaving {
                 Some(Leaving::Killed(_)) => None,
-                Some(Leaving::Asked { deadline }) => {
-                    (now >= *deadline).then(|| LossCause::Died("did not leave within the grace period".into()))
-                }
+                Some(Leaving::Asked { deadline }) => (now >= *deadline)
+                    .then(|| LossCause::Died("did not leave within the grace period".into())),
                 None => {
-                    if slot.link_closed_at.is_some_and(|at| now.duration_since(at) >= CLOSED_LINK_PATIENCE) {
+                    if slot
+                        .link_closed_at
+                        .is_some_and(|at| now.duration_since(at) >= CLOSED_LINK_PATIENCE)
+                    {
                         Some(LossCause::Died("closed its link to the supervisor".into()))
                     } else if now.duration_since(slot.last_heard) >= self.config.heartbeat_timeout {
                         Some(LossCause::MissedHeartbeat)
-                    } else if let (Some(limit), Some((_, started))) = (self.config.job_timeout, slot.job) {
+                    } else if let (Some(limit), Some((_, started))) =
+                        (self.config.job_timeout, slot.job)
+                    {
                         (now.duration_since(started) >= limit).then_some(LossCause::TimedOut)
                     } else {
                         None
@@ -390,12 +427,18 @@ impl<L: Launcher> Supervisor<L> {
             };
             if let Some(cause) = cause {
                 let slot = &self.slots[index];
-                self.say(&format!("killing {} (pid {}): {cause}", slot.id, slot.reaper.id()));
+                self.say(&format!(
+                    "killing {} (pid {}): {cause}",
+                    slot.id,
+                    slot.reaper.id()
+                ));
                 self.kill(index, cause);
             }
         }
         if self.drain.state(now) == DrainState::Stopping {
-            self.kill_all(LossCause::Died("the grace period after a stop signal ran out".into()));
+            self.kill_all(LossCause::Died(
+                "the grace period after a stop signal ran out".into(),
+            ));
         }
     }
 
@@ -426,7 +469,10 @@ impl<L: Launcher> Supervisor<L> {
             }
         }
         if self.active_workers() > self.target {
-            let idle = self.slots.iter().position(|slot| slot.leaving.is_none() && slot.job.is_none());
+            let idle = self
+                .slots
+                .iter()
+                .position(|slot| slot.leaving.is_none() && slot.job.is_none());
             if let Some(index) = idle {
                 self.ask_to_leave(index, now);
             }
@@ -474,14 +520,20 @@ impl<L: Launcher> Supervisor<L> {
         }
         for index in 0..self.slots.len() {
             let slot = &self.slots[index];
-            if !slot.ready || slot.job.is_some() || slot.leaving.is_some() || slot.channel.is_none() {
+            if !slot.ready || slot.job.is_some() || slot.leaving.is_some() || slot.channel.is_none()
+            {
                 continue;
             }
-            let Some(job) = self.jobs.lease(slot.id) else { return };
+            let Some(job) = self.jobs.lease(slot.id) else {
+                return;
+            };
             let id = job.id;
             let slot = &mut self.slots[index];
             slot.job = Some((id, now));
-            let sent = slot.channel.as_mut().map(|channel| channel.send(ToWorker::Run(job)));
+            let sent = slot
+                .channel
+                .as_mut()
+                .map(|channel| channel.send(ToWorker::Run(job)));
             if let Some(Err(error)) = sent {
                 let worker = slot.id;
                 self.say(&format!("sending job {id} to {worker}: {error}"));
@@ -499,7 +551,9 @@ impl<L: Launcher> Supervisor<L> {
                 id: slot.id,
                 pid: slot.reaper.id(),
                 jobs_done: slot.jobs_done,
-                current: slot.job.map(|(job, started)| (job, now.duration_since(started))),
+                current: slot
+                    .job
+                    .map(|(job, started)| (job, now.duration_since(started))),
             })
             .collect();
         let table = status::render(&rows, self.jobs.queued(), self.jobs.unfinished());

@@ -23,7 +23,11 @@ fn expected_sleep_output(jobs: &[String]) -> String {
 }
 
 fn with_args<'a>(head: &[&'a str], jobs: &'a [String], tail: &[&'a str]) -> Vec<&'a str> {
-    head.iter().copied().chain(jobs.iter().map(String::as_str)).chain(tail.iter().copied()).collect()
+    head.iter()
+        .copied()
+        .chain(jobs.iter().map(String::as_str))
+        .chain(tail.iter().copied())
+        .collect()
 }
 
 fn sigkill_random_workers_gives_the_clean_results(start_method: &'static str) -> TestResult {
@@ -33,7 +37,14 @@ fn sigkill_random_workers_gives_the_clean_results(start_method: &'static str) ->
     let args = with_args(
         &["run", "sleep"],
         &jobs,
-        &["--workers", "3", "--start-method", start_method, "--max-restarts", "100"],
+        &[
+            "--workers",
+            "3",
+            "--start-method",
+            start_method,
+            "--max-restarts",
+            "100",
+        ],
     );
     let running = start(&args);
     running.wait_for_workers(3, Duration::from_secs(10))?;
@@ -48,10 +59,23 @@ fn sigkill_random_workers_gives_the_clean_results(start_method: &'static str) ->
         running.check_no_lasting_zombie()?;
     }
     let finished = running.finish(LONG)?;
-    check!(finished.code == Some(0), "exit {:?}; stderr:\n{}", finished.code, finished.stderr);
-    check!(finished.stdout == expected, "results differ from a clean run:\n{}", finished.stdout);
+    check!(
+        finished.code == Some(0),
+        "exit {:?}; stderr:\n{}",
+        finished.code,
+        finished.stderr
+    );
+    check!(
+        finished.stdout == expected,
+        "results differ from a clean run:\n{}",
+        finished.stdout
+    );
     check!(killed.len() >= 5, "only killed {killed:?}");
-    check!(finished.stderr.contains("re-queued"), "no job was re-queued:\n{}", finished.stderr);
+    check!(
+        finished.stderr.contains("re-queued"),
+        "no job was re-queued:\n{}",
+        finished.stderr
+    );
     for pid in killed {
         check!(!is_alive(pid), "killed worker {pid} still alive");
     }
@@ -62,17 +86,32 @@ fn sigkill_random_workers_gives_the_clean_results(start_method: &'static str) ->
 
 fn sigstop_worker_is_replaced_and_its_job_rerun() -> TestResult {
     let jobs: Vec<String> = (0..4).map(|n| (700 + n).to_string()).collect();
-    let args = with_args(&["run", "sleep"], &jobs, &["--workers", "2", "--heartbeat-timeout", "1"]);
+    let args = with_args(
+        &["run", "sleep"],
+        &jobs,
+        &["--workers", "2", "--heartbeat-timeout", "1"],
+    );
     let running = start(&args);
     let workers = running.wait_for_workers(2, Duration::from_secs(10))?;
     sleep_ms(300);
     let stopped = workers[0];
     kill(Pid::from_raw(stopped), Signal::SIGSTOP)?;
     let finished = running.finish(LONG)?;
-    check!(finished.code == Some(0), "exit {:?}; stderr:\n{}", finished.code, finished.stderr);
-    check!(finished.stdout == expected_sleep_output(&jobs), "wrong results:\n{}", finished.stdout);
     check!(
-        finished.stderr.contains(&format!("(pid {stopped}) lost job"))
+        finished.code == Some(0),
+        "exit {:?}; stderr:\n{}",
+        finished.code,
+        finished.stderr
+    );
+    check!(
+        finished.stdout == expected_sleep_output(&jobs),
+        "wrong results:\n{}",
+        finished.stdout
+    );
+    check!(
+        finished
+            .stderr
+            .contains(&format!("(pid {stopped}) lost job"))
             && finished.stderr.contains("stopped heartbeating")
             && finished.stderr.contains("re-queued"),
         "the stopped worker's job was not re-run:\n{}",
@@ -85,7 +124,11 @@ fn sigstop_worker_is_replaced_and_its_job_rerun() -> TestResult {
 
 fn killing_many_workers_returns_the_pool_to_exactly_n() -> TestResult {
     let jobs = sleep_jobs(120, 60);
-    let args = with_args(&["run", "sleep"], &jobs, &["--workers", "4", "--max-restarts", "20"]);
+    let args = with_args(
+        &["run", "sleep"],
+        &jobs,
+        &["--workers", "4", "--max-restarts", "20"],
+    );
     let running = start(&args);
     let first = running.wait_for_workers(4, Duration::from_secs(10))?;
     sleep_ms(200);
@@ -100,36 +143,90 @@ fn killing_many_workers_returns_the_pool_to_exactly_n() -> TestResult {
         if now.len() == 4 && now.iter().all(|pid| !first.contains(pid)) {
             break now;
         }
-        check!(Instant::now() < deadline, "pool not back to 4 new workers: {now:?}\n{}", running.stderr_so_far());
+        check!(
+            Instant::now() < deadline,
+            "pool not back to 4 new workers: {now:?}\n{}",
+            running.stderr_so_far()
+        );
         sleep_ms(20);
     };
     for _ in 0..10 {
         sleep_ms(50);
-        check!(running.workers().len() == 4, "pool size drifted from 4: {:?}", running.workers());
+        check!(
+            running.workers().len() == 4,
+            "pool size drifted from 4: {:?}",
+            running.workers()
+        );
         running.check_no_lasting_zombie()?;
     }
     let finished = running.finish(LONG)?;
-    check!(finished.code == Some(0), "exit {:?}; stderr:\n{}", finished.code, finished.stderr);
-    check!(finished.stdout == expected_sleep_output(&jobs), "wrong results after mass kill");
+    check!(
+        finished.code == Some(0),
+        "exit {:?}; stderr:\n{}",
+        finished.code,
+        finished.stderr
+    );
+    check!(
+        finished.stdout == expected_sleep_output(&jobs),
+        "wrong results after mass kill"
+    );
     check!(replaced.len() == 4, "{replaced:?}");
     no_zombie_of_this_process()?;
     Ok(())
 }
 
 fn sigkill_supervisor_leaves_no_worker_alive(start_method: &'static str) -> TestResult {
-    let running = start(&["run", "grandchild", "20000", "20000", "20000", "--workers", "3", "--start-method", start_method]);
+    let running = start(&[
+        "run",
+        "grandchild",
+        "20000",
+        "20000",
+        "20000",
+        "--workers",
+        "3",
+        "--start-method",
+        start_method,
+    ]);
     let workers = running.wait_for_workers(3, Duration::from_secs(10))?;
-    sleep_ms(300);
+    // Each worker runs a job that started a child of its own: those must go too.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let grandchildren = loop {
+        let found: Vec<i32> = workers
+            .iter()
+            .flat_map(|&w| children_of(w))
+            .map(|(pid, _)| pid)
+            .collect();
+        if found.len() == 3 {
+            break found;
+        }
+        check!(
+            Instant::now() < deadline,
+            "workers started {found:?}, not 3 children"
+        );
+        sleep_ms(20);
+    };
     running.signal(Signal::SIGKILL);
     let killed_at = Instant::now();
     let finished = running.finish(Duration::from_secs(5))?;
-    check!(finished.code.is_none(), "the supervisor was not killed: {:?}", finished.code);
+    check!(
+        finished.code.is_none(),
+        "the supervisor was not killed: {:?}",
+        finished.code
+    );
     loop {
-        let alive: Vec<i32> = workers.iter().copied().filter(|&pid| is_alive(pid)).collect();
+        let alive: Vec<i32> = workers
+            .iter()
+            .chain(&grandchildren)
+            .copied()
+            .filter(|&pid| is_alive(pid))
+            .collect();
         if alive.is_empty() {
             break;
         }
-        check!(killed_at.elapsed() < Duration::from_secs(1), "workers alive 1 s after the supervisor died: {alive:?}");
+        check!(
+            killed_at.elapsed() < Duration::from_secs(1),
+            "workers or their children alive 1 s after the supervisor died: {alive:?}"
+        );
         sleep_ms(20);
     }
     no_zombie_of_this_process()?;
@@ -138,19 +235,43 @@ fn sigkill_supervisor_leaves_no_worker_alive(start_method: &'static str) -> Test
 
 fn a_worker_crashing_on_every_job_stops_at_the_intensity_limit() -> TestResult {
     let jobs: Vec<String> = (0..10).map(|n| n.to_string()).collect();
-    let args =
-        with_args(&["run", "crash"], &jobs, &["--workers", "2", "--max-restarts", "3", "--restart-period", "60"]);
+    let args = with_args(
+        &["run", "crash"],
+        &jobs,
+        &[
+            "--workers",
+            "2",
+            "--max-restarts",
+            "3",
+            "--restart-period",
+            "60",
+        ],
+    );
     let finished = run(&args, LONG)?;
     check!(finished.code == Some(1), "exit {:?}", finished.code);
     check!(
-        finished.stderr.contains("restart intensity exceeded: more than 3 worker restart(s) within 60s"),
+        finished
+            .stderr
+            .contains("restart intensity exceeded: more than 3 worker restart(s) within 60s"),
         "no intensity message:\n{}",
         finished.stderr
     );
     let deaths = finished.stderr.matches("died: killed by SIGABRT").count();
-    check!((4..=5).contains(&deaths), "{deaths} deaths for a limit of 3 restarts:\n{}", finished.stderr);
-    check!(finished.stderr.contains("10 of 10 job(s) failed"), "summary missing:\n{}", finished.stderr);
-    check!(finished.elapsed < Duration::from_secs(10), "took {:?}", finished.elapsed);
+    check!(
+        (4..=5).contains(&deaths),
+        "{deaths} deaths for a limit of 3 restarts:\n{}",
+        finished.stderr
+    );
+    check!(
+        finished.stderr.contains("10 of 10 job(s) failed"),
+        "summary missing:\n{}",
+        finished.stderr
+    );
+    check!(
+        finished.elapsed < Duration::from_secs(10),
+        "took {:?}",
+        finished.elapsed
+    );
     no_zombie_of_this_process()?;
     Ok(())
 }
@@ -160,22 +281,61 @@ fn a_hung_worker_is_killed_at_the_job_timeout_and_its_job_rerun() -> TestResult 
     let marker = dir.path().join("first-attempt");
     let started = Instant::now();
     let finished = run(
-        &["run", "hang-once", path_str(&marker), "--workers", "1", "--job-timeout", "0.5", "--max-attempts", "2"],
+        &[
+            "run",
+            "hang-once",
+            path_str(&marker),
+            "--workers",
+            "1",
+            "--job-timeout",
+            "0.5",
+            "--max-attempts",
+            "2",
+        ],
         LONG,
     )?;
-    check!(finished.code == Some(0), "exit {:?}; stderr:\n{}", finished.code, finished.stderr);
-    check!(finished.stdout == "recovered\n", "stdout: {}", finished.stdout);
     check!(
-        finished.stderr.contains("job timed out and its worker was killed; re-queued (attempt 2 of 2 next)"),
+        finished.code == Some(0),
+        "exit {:?}; stderr:\n{}",
+        finished.code,
+        finished.stderr
+    );
+    check!(
+        finished.stdout == "recovered\n",
+        "stdout: {}",
+        finished.stdout
+    );
+    check!(
+        finished
+            .stderr
+            .contains("job timed out and its worker was killed; re-queued (attempt 2 of 2 next)"),
         "stderr:\n{}",
         finished.stderr
     );
-    check!(started.elapsed() >= Duration::from_millis(500), "the timeout did not wait");
+    check!(
+        started.elapsed() >= Duration::from_millis(500),
+        "the timeout did not wait"
+    );
     // A job that hangs every time fails after its attempts, and the run says so.
-    let finished = run(&["run", "hang", "x", "--workers", "1", "--job-timeout", "0.3", "--max-attempts", "2"], LONG)?;
+    let finished = run(
+        &[
+            "run",
+            "hang",
+            "x",
+            "--workers",
+            "1",
+            "--job-timeout",
+            "0.3",
+            "--max-attempts",
+            "2",
+        ],
+        LONG,
+    )?;
     check!(finished.code == Some(1), "exit {:?}", finished.code);
     check!(
-        finished.stderr.contains("job 0: gave up after 2 attempt(s); last: job timed out"),
+        finished
+            .stderr
+            .contains("job 0: gave up after 2 attempt(s); last: job timed out"),
         "stderr:\n{}",
         finished.stderr
     );
@@ -184,7 +344,17 @@ fn a_hung_worker_is_killed_at_the_job_timeout_and_its_job_rerun() -> TestResult 
 }
 
 fn a_workers_own_children_die_with_it_and_are_reaped() -> TestResult {
-    let running = start(&["run", "grandchild", "20000", "--workers", "1", "--job-timeout", "1", "--max-attempts", "1"]);
+    let running = start(&[
+        "run",
+        "grandchild",
+        "20000",
+        "--workers",
+        "1",
+        "--job-timeout",
+        "1",
+        "--max-attempts",
+        "1",
+    ]);
     let workers = running.wait_for_workers(1, Duration::from_secs(10))?;
     let deadline = Instant::now() + Duration::from_secs(5);
     let grandchild = loop {
@@ -195,23 +365,61 @@ fn a_workers_own_children_die_with_it_and_are_reaped() -> TestResult {
         sleep_ms(20);
     };
     let finished = running.finish(LONG)?;
-    check!(finished.code == Some(1), "exit {:?}; stderr:\n{}", finished.code, finished.stderr);
-    check!(!is_alive(grandchild), "the worker's child {grandchild} outlived it");
+    check!(
+        finished.code == Some(1),
+        "exit {:?}; stderr:\n{}",
+        finished.code,
+        finished.stderr
+    );
+    check!(
+        !is_alive(grandchild),
+        "the worker's child {grandchild} outlived it"
+    );
     no_zombie_of_this_process()?;
     Ok(())
 }
 
 fn sigint_drains_then_a_second_one_stops_at_once() -> TestResult {
     // Drain: running jobs finish, queued ones are not started.
-    let running = start(&["run", "sleep", "600", "600", "600", "600", "600", "600", "--workers", "2", "--grace", "10"]);
+    let running = start(&[
+        "run",
+        "sleep",
+        "600",
+        "600",
+        "600",
+        "600",
+        "600",
+        "600",
+        "--workers",
+        "2",
+        "--grace",
+        "10",
+    ]);
     running.wait_for_workers(2, Duration::from_secs(10))?;
     sleep_ms(250);
     running.signal(Signal::SIGINT);
     let finished = running.finish(LONG)?;
-    check!(finished.code == Some(1), "exit {:?}; stderr:\n{}", finished.code, finished.stderr);
-    check!(finished.lines() == ["slept 600 ms", "slept 600 ms"], "drained results: {:?}", finished.lines());
-    check!(finished.stderr.contains("interrupted by a stop signal"), "stderr:\n{}", finished.stderr);
-    check!(finished.stderr.contains("4 of 6 job(s) failed"), "stderr:\n{}", finished.stderr);
+    check!(
+        finished.code == Some(1),
+        "exit {:?}; stderr:\n{}",
+        finished.code,
+        finished.stderr
+    );
+    check!(
+        finished.lines() == ["slept 600 ms", "slept 600 ms"],
+        "drained results: {:?}",
+        finished.lines()
+    );
+    check!(
+        finished.stderr.contains("interrupted by a stop signal"),
+        "stderr:\n{}",
+        finished.stderr
+    );
+    check!(
+        finished.stderr.contains("4 of 6 job(s) failed"),
+        "stderr:\n{}",
+        finished.stderr
+    );
 
     // A second signal does not wait for the grace period.
     let running = start(&["run", "hang", "a", "b", "--workers", "2", "--grace", "30"]);
@@ -222,7 +430,11 @@ fn sigint_drains_then_a_second_one_stops_at_once() -> TestResult {
     running.signal(Signal::SIGTERM);
     let finished = running.finish(Duration::from_secs(5))?;
     check!(finished.code == Some(1), "exit {:?}", finished.code);
-    check!(finished.stderr.contains("stopping at once"), "stderr:\n{}", finished.stderr);
+    check!(
+        finished.stderr.contains("stopping at once"),
+        "stderr:\n{}",
+        finished.stderr
+    );
 
     // The grace period ends with SIGKILL.
     let running = start(&["run", "hang", "a", "--workers", "1", "--grace", "0.5"]);
@@ -231,7 +443,11 @@ fn sigint_drains_then_a_second_one_stops_at_once() -> TestResult {
     running.signal(Signal::SIGTERM);
     let finished = running.finish(Duration::from_secs(5))?;
     check!(finished.code == Some(1), "exit {:?}", finished.code);
-    check!(finished.stderr.contains("grace period"), "stderr:\n{}", finished.stderr);
+    check!(
+        finished.stderr.contains("grace period"),
+        "stderr:\n{}",
+        finished.stderr
+    );
     no_zombie_of_this_process()?;
     Ok(())
 }
@@ -249,26 +465,66 @@ fn sigttin_and_sigttou_resize_the_pool() -> TestResult {
     running.wait_for_workers(1, Duration::from_secs(5))?;
     running.signal(Signal::SIGTTOU);
     sleep_ms(300);
-    check!(running.workers().len() == 1, "the pool shrank below 1: {:?}", running.workers());
+    check!(
+        running.workers().len() == 1,
+        "the pool shrank below 1: {:?}",
+        running.workers()
+    );
     running.signal(Signal::SIGTTIN);
     running.wait_for_workers(2, Duration::from_secs(5))?;
     let finished = running.finish(LONG)?;
-    check!(finished.code == Some(0), "exit {:?}; stderr:\n{}", finished.code, finished.stderr);
-    check!(finished.stdout == expected_sleep_output(&jobs), "wrong results after resizing");
+    check!(
+        finished.code == Some(0),
+        "exit {:?}; stderr:\n{}",
+        finished.code,
+        finished.stderr
+    );
+    check!(
+        finished.stdout == expected_sleep_output(&jobs),
+        "wrong results after resizing"
+    );
     Ok(())
 }
 
 fn max_tasks_per_child_recycles_workers() -> TestResult {
-    let finished = run(&["run", "pid", "a", "b", "c", "d", "e", "f", "--workers", "1", "--max-tasks-per-child", "2"], LONG)?;
-    check!(finished.code == Some(0), "exit {:?}; stderr:\n{}", finished.code, finished.stderr);
+    let finished = run(
+        &[
+            "run",
+            "pid",
+            "a",
+            "b",
+            "c",
+            "d",
+            "e",
+            "f",
+            "--workers",
+            "1",
+            "--max-tasks-per-child",
+            "2",
+        ],
+        LONG,
+    )?;
+    check!(
+        finished.code == Some(0),
+        "exit {:?}; stderr:\n{}",
+        finished.code,
+        finished.stderr
+    );
     let pids = finished.lines();
     check!(pids.len() == 6, "{pids:?}");
     for pair in pids.chunks(2) {
         check!(pair[0] == pair[1], "a worker did not run 2 jobs: {pids:?}");
     }
     let distinct: std::collections::BTreeSet<_> = pids.iter().collect();
-    check!(distinct.len() == 3, "expected 3 workers for 6 jobs at 2 each: {pids:?}");
-    check!(!finished.stderr.contains("died"), "recycling is not a death:\n{}", finished.stderr);
+    check!(
+        distinct.len() == 3,
+        "expected 3 workers for 6 jobs at 2 each: {pids:?}"
+    );
+    check!(
+        !finished.stderr.contains("died"),
+        "recycling is not a death:\n{}",
+        finished.stderr
+    );
     Ok(())
 }
 
@@ -279,30 +535,68 @@ fn status_table_on_sigusr1_and_interval() -> TestResult {
     running.signal(Signal::SIGUSR1);
     let finished = running.finish(LONG)?;
     check!(finished.code == Some(0), "exit {:?}", finished.code);
-    check!(finished.stderr.contains("supervisor status: 2 worker(s)"), "no table:\n{}", finished.stderr);
+    check!(
+        finished.stderr.contains("supervisor status: 2 worker(s)"),
+        "no table:\n{}",
+        finished.stderr
+    );
     for pid in workers {
-        check!(finished.stderr.contains(&format!(" {pid} ")), "worker {pid} not in the table:\n{}", finished.stderr);
+        check!(
+            finished.stderr.contains(&format!(" {pid} ")),
+            "worker {pid} not in the table:\n{}",
+            finished.stderr
+        );
     }
-    check!(finished.stderr.contains("job 0 for") || finished.stderr.contains("job 1 for"), "no current job shown");
+    check!(
+        finished.stderr.contains("job 0 for") || finished.stderr.contains("job 1 for"),
+        "no current job shown"
+    );
 
-    let finished = run(&["run", "sleep", "700", "--workers", "1", "--status-interval", "0.2"], LONG)?;
+    let finished = run(
+        &[
+            "run",
+            "sleep",
+            "700",
+            "--workers",
+            "1",
+            "--status-interval",
+            "0.2",
+        ],
+        LONG,
+    )?;
     let tables = finished.stderr.matches("supervisor status:").count();
-    check!(tables >= 2, "{tables} tables in 0.7 s at 0.2 s intervals:\n{}", finished.stderr);
+    check!(
+        tables >= 2,
+        "{tables} tables in 0.7 s at 0.2 s intervals:\n{}",
+        finished.stderr
+    );
     Ok(())
 }
 
 fn main() -> std::process::ExitCode {
     let trials = vec![
-        Trial::test("sigkill_random_workers_gives_the_clean_results_fork", || {
-            sigkill_random_workers_gives_the_clean_results("fork")
+        Trial::test(
+            "sigkill_random_workers_gives_the_clean_results_fork",
+            || sigkill_random_workers_gives_the_clean_results("fork"),
+        ),
+        Trial::test(
+            "sigkill_random_workers_gives_the_clean_results_spawn",
+            || sigkill_random_workers_gives_the_clean_results("spawn"),
+        ),
+        Trial::test(
+            "sigstop_worker_is_replaced_and_its_job_rerun",
+            sigstop_worker_is_replaced_and_its_job_rerun,
+        ),
+        Trial::test(
+            "killing_many_workers_returns_the_pool_to_exactly_n",
+            killing_many_workers_returns_the_pool_to_exactly_n,
+        ),
+        Trial::test("sigkill_supervisor_leaves_no_worker_alive_fork", || {
+            sigkill_supervisor_leaves_no_worker_alive("fork")
         }),
-        Trial::test("sigkill_random_workers_gives_the_clean_results_spawn", || {
-            sigkill_random_workers_gives_the_clean_results("spawn")
+        Trial::test("sigkill_supervisor_leaves_no_worker_alive_spawn", || {
+            sigkill_supervisor_leaves_no_worker_alive("spawn")
         }),
-        Trial::test("sigstop_worker_is_replaced_and_its_job_rerun", sigstop_worker_is_replaced_and_its_job_rerun),
-        Trial::test("killing_many_workers_returns_the_pool_to_exactly_n", killing_many_workers_returns_the_pool_to_exactly_n),
-        Trial::test("sigkill_supervisor_leaves_no_worker_alive_fork", || sigkill_supervisor_leaves_no_worker_alive("fork")),
-        Trial::test("sigkill_supervisor_leaves_no_worker_alive_spawn", || sigkill_supervisor_leaves_no_worker_alive("spawn")),
         Trial::test(
             "a_worker_crashing_on_every_job_stops_at_the_intensity_limit",
             a_worker_crashing_on_every_job_stops_at_the_intensity_limit,
@@ -311,11 +605,26 @@ fn main() -> std::process::ExitCode {
             "a_hung_worker_is_killed_at_the_job_timeout_and_its_job_rerun",
             a_hung_worker_is_killed_at_the_job_timeout_and_its_job_rerun,
         ),
-        Trial::test("a_workers_own_children_die_with_it_and_are_reaped", a_workers_own_children_die_with_it_and_are_reaped),
-        Trial::test("sigint_drains_then_a_second_one_stops_at_once", sigint_drains_then_a_second_one_stops_at_once),
-        Trial::test("sigttin_and_sigttou_resize_the_pool", sigttin_and_sigttou_resize_the_pool),
-        Trial::test("max_tasks_per_child_recycles_workers", max_tasks_per_child_recycles_workers),
-        Trial::test("status_table_on_sigusr1_and_interval", status_table_on_sigusr1_and_interval),
+        Trial::test(
+            "a_workers_own_children_die_with_it_and_are_reaped",
+            a_workers_own_children_die_with_it_and_are_reaped,
+        ),
+        Trial::test(
+            "sigint_drains_then_a_second_one_stops_at_once",
+            sigint_drains_then_a_second_one_stops_at_once,
+        ),
+        Trial::test(
+            "sigttin_and_sigttou_resize_the_pool",
+            sigttin_and_sigttou_resize_the_pool,
+        ),
+        Trial::test(
+            "max_tasks_per_child_recycles_workers",
+            max_tasks_per_child_recycles_workers,
+        ),
+        Trial::test(
+            "status_table_on_sigusr1_and_interval",
+            status_table_on_sigusr1_and_interval,
+        ),
     ];
     run_trials(trials)
 }

@@ -15,12 +15,28 @@ const LONG: Duration = Duration::from_secs(30);
 
 fn echo_prints_every_answer_in_job_order(start_method: &'static str) -> TestResult {
     let words: Vec<String> = (0..25).map(|n| format!("word-{n}")).collect();
-    let mut args = vec!["run", "echo", "--workers", "3", "--start-method", start_method];
+    let mut args = vec![
+        "run",
+        "echo",
+        "--workers",
+        "3",
+        "--start-method",
+        start_method,
+    ];
     args.extend(words.iter().map(String::as_str));
     let finished = run(&args, LONG)?;
-    check!(finished.code == Some(0), "exit {:?}; stderr:\n{}", finished.code, finished.stderr);
+    check!(
+        finished.code == Some(0),
+        "exit {:?}; stderr:\n{}",
+        finished.code,
+        finished.stderr
+    );
     check!(finished.lines() == words, "stdout:\n{}", finished.stdout);
-    check!(finished.stderr.is_empty(), "a clean run is quiet on a non-terminal stderr:\n{}", finished.stderr);
+    check!(
+        finished.stderr.is_empty(),
+        "a clean run is quiet on a non-terminal stderr:\n{}",
+        finished.stderr
+    );
     no_zombie_of_this_process()?;
     Ok(())
 }
@@ -28,37 +44,71 @@ fn echo_prints_every_answer_in_job_order(start_method: &'static str) -> TestResu
 fn failed_jobs_give_a_summary_and_exit_1_while_the_others_finish() -> TestResult {
     let finished = run(&["run", "sleep", "5", "soon", "7", "--workers", "2"], LONG)?;
     check!(finished.code == Some(1), "exit {:?}", finished.code);
-    check!(finished.lines() == ["slept 5 ms", "slept 7 ms"], "stdout:\n{}", finished.stdout);
     check!(
-        finished.stderr.contains("1 of 3 job(s) failed") && finished.stderr.contains("job 1: invalid input"),
+        finished.lines() == ["slept 5 ms", "slept 7 ms"],
+        "stdout:\n{}",
+        finished.stdout
+    );
+    check!(
+        finished.stderr.contains("1 of 3 job(s) failed")
+            && finished.stderr.contains("job 1: invalid input"),
         "stderr:\n{}",
         finished.stderr
     );
     let finished = run(&["run", "fail", "x", "--workers", "1"], LONG)?;
     check!(finished.code == Some(1), "exit {:?}", finished.code);
-    check!(finished.stderr.contains("job 0: asked to fail: x"), "stderr:\n{}", finished.stderr);
+    check!(
+        finished.stderr.contains("job 0: asked to fail: x"),
+        "stderr:\n{}",
+        finished.stderr
+    );
     Ok(())
 }
 
 fn bad_usage_is_a_clear_error_with_exit_2() -> TestResult {
     let cases: [(&[&str], &str); 5] = [
         (&["run", "nope"], "unknown job kind `nope`"),
-        (&["run", "echo", "a", "--workers", "0"], "positive number of workers"),
-        (&["run", "echo", "a", "--job-timeout=-1"], "non-negative number of seconds"),
+        (
+            &["run", "echo", "a", "--workers", "0"],
+            "positive number of workers",
+        ),
+        (
+            &["run", "echo", "a", "--job-timeout=-1"],
+            "non-negative number of seconds",
+        ),
         (&["run", "echo", "a", "--top", "3"], "for logcount only"),
         (&["run", "logcount"], "usage: supervisor run logcount DIR"),
     ];
     for (args, message) in cases {
         let finished = run(args, LONG)?;
-        check!(finished.code == Some(2), "{args:?}: exit {:?}", finished.code);
-        check!(finished.stderr.contains(message), "{args:?}: stderr lacks {message:?}:\n{}", finished.stderr);
+        check!(
+            finished.code == Some(2),
+            "{args:?}: exit {:?}",
+            finished.code
+        );
+        check!(
+            finished.stderr.contains(message),
+            "{args:?}: stderr lacks {message:?}:\n{}",
+            finished.stderr
+        );
     }
     Ok(())
 }
 
 fn gen_logs(dir: &std::path::Path, files: &str, lines: &str) -> Result<(), String> {
     let finished = run(
-        &["gen-logs", path_str(dir), "--files", files, "--lines", lines, "--distinct", "300", "--seed", "5"],
+        &[
+            "gen-logs",
+            path_str(dir),
+            "--files",
+            files,
+            "--lines",
+            lines,
+            "--distinct",
+            "300",
+            "--seed",
+            "5",
+        ],
         LONG,
     )?;
     if finished.code == Some(0) {
@@ -71,27 +121,86 @@ fn gen_logs(dir: &std::path::Path, files: &str, lines: &str) -> Result<(), Strin
 fn logcount_over_the_pool_matches_the_in_process_count() -> TestResult {
     let data = tempfile::tempdir()?;
     gen_logs(data.path(), "4", "5000")?;
-    std::fs::write(data.path().join("extra.log"), "1.2.3.4 - - x\n\n5.6.7.8, 9 - - y\r\n1.2.3.4")?;
-    let expected = count_dir(data.path(), &Options { top: Some(3), ..Options::default() })?;
+    std::fs::write(
+        data.path().join("extra.log"),
+        "1.2.3.4 - - x\n\n5.6.7.8, 9 - - y\r\n1.2.3.4",
+    )?;
+    let expected = count_dir(
+        data.path(),
+        &Options {
+            top: Some(3),
+            ..Options::default()
+        },
+    )?;
     for method in ["fork", "spawn"] {
         let finished = run(
-            &["run", "logcount", path_str(data.path()), "--format", "json", "--top", "3", "--workers", "2", "--start-method", method],
+            &[
+                "run",
+                "logcount",
+                path_str(data.path()),
+                "--format",
+                "json",
+                "--top",
+                "3",
+                "--workers",
+                "2",
+                "--start-method",
+                method,
+            ],
             LONG,
         )?;
-        check!(finished.code == Some(0), "{method}: exit {:?}; stderr:\n{}", finished.code, finished.stderr);
-        check!(finished.stdout == expected.render(Format::Json), "{method}: pool result differs:\n{}", finished.stdout);
+        check!(
+            finished.code == Some(0),
+            "{method}: exit {:?}; stderr:\n{}",
+            finished.code,
+            finished.stderr
+        );
+        check!(
+            finished.stdout == expected.render(Format::Json),
+            "{method}: pool result differs:\n{}",
+            finished.stdout
+        );
     }
     let json: serde_json::Value = serde_json::from_str(&expected.render(Format::Json))?;
-    check!(json["files"]["extra.log"]["total"] == 3 && json["files"]["extra.log"]["ip"] == 2, "{json}");
+    check!(
+        json["files"]["extra.log"]["total"] == 3 && json["files"]["extra.log"]["ip"] == 2,
+        "{json}"
+    );
     Ok(())
 }
 
 fn logcount_with_workers_killed_gives_the_clean_result() -> TestResult {
     let data = tempfile::tempdir()?;
     gen_logs(data.path(), "6", "60000")?;
-    let clean = run(&["run", "logcount", path_str(data.path()), "--format", "csv", "--workers", "2"], LONG)?;
-    check!(clean.code == Some(0), "clean run: exit {:?}; {}", clean.code, clean.stderr);
-    let running = start(&["run", "logcount", path_str(data.path()), "--format", "csv", "--workers", "2", "--max-restarts", "50"]);
+    let clean = run(
+        &[
+            "run",
+            "logcount",
+            path_str(data.path()),
+            "--format",
+            "csv",
+            "--workers",
+            "2",
+        ],
+        LONG,
+    )?;
+    check!(
+        clean.code == Some(0),
+        "clean run: exit {:?}; {}",
+        clean.code,
+        clean.stderr
+    );
+    let running = start(&[
+        "run",
+        "logcount",
+        path_str(data.path()),
+        "--format",
+        "csv",
+        "--workers",
+        "2",
+        "--max-restarts",
+        "50",
+    ]);
     running.wait_for_workers(2, Duration::from_secs(10))?;
     for _ in 0..3 {
         if let Some(&victim) = running.workers().first() {
@@ -100,29 +209,84 @@ fn logcount_with_workers_killed_gives_the_clean_result() -> TestResult {
         sleep_ms(30);
     }
     let finished = running.finish(LONG)?;
-    check!(finished.code == Some(0), "exit {:?}; stderr:\n{}", finished.code, finished.stderr);
-    check!(finished.stdout == clean.stdout, "chaos result differs:\n{}\nclean:\n{}", finished.stdout, clean.stdout);
+    check!(
+        finished.code == Some(0),
+        "exit {:?}; stderr:\n{}",
+        finished.code,
+        finished.stderr
+    );
+    check!(
+        finished.stdout == clean.stdout,
+        "chaos result differs:\n{}\nclean:\n{}",
+        finished.stdout,
+        clean.stdout
+    );
     Ok(())
 }
 
 fn logcount_bad_input_exit_codes() -> TestResult {
     let finished = run(&["run", "logcount", "no-such-dir"], LONG)?;
-    check!(finished.code == Some(2), "missing dir: exit {:?}", finished.code);
-    check!(finished.stderr.trim_end().lines().count() == 1, "not one line:\n{}", finished.stderr);
-    check!(finished.stderr.contains("no-such-dir"), "does not name it:\n{}", finished.stderr);
+    check!(
+        finished.code == Some(2),
+        "missing dir: exit {:?}",
+        finished.code
+    );
+    check!(
+        finished.stderr.trim_end().lines().count() == 1,
+        "not one line:\n{}",
+        finished.stderr
+    );
+    check!(
+        finished.stderr.contains("no-such-dir"),
+        "does not name it:\n{}",
+        finished.stderr
+    );
 
     let data = tempfile::tempdir()?;
     std::fs::write(data.path().join("a.log"), "1.1.1.1 - - a\n2.2.2.2 - - b\n")?;
     std::os::unix::fs::symlink("/nonexistent/target", data.path().join("broken.log"))?;
-    let finished = run(&["run", "logcount", path_str(data.path()), "--format", "json", "--workers", "1"], LONG)?;
-    check!(finished.code == Some(1), "unreadable file: exit {:?}; {}", finished.code, finished.stderr);
+    let finished = run(
+        &[
+            "run",
+            "logcount",
+            path_str(data.path()),
+            "--format",
+            "json",
+            "--workers",
+            "1",
+        ],
+        LONG,
+    )?;
+    check!(
+        finished.code == Some(1),
+        "unreadable file: exit {:?}; {}",
+        finished.code,
+        finished.stderr
+    );
     let json: serde_json::Value = serde_json::from_str(&finished.stdout)?;
     check!(json["files"]["a.log"]["total"] == 2, "{json}");
-    check!(json["errors"]["broken.log"].is_string(), "broken symlink not under errors: {json}");
+    check!(
+        json["errors"]["broken.log"].is_string(),
+        "broken symlink not under errors: {json}"
+    );
 
     let empty = tempfile::tempdir()?;
-    let finished = run(&["run", "logcount", path_str(empty.path()), "--format", "json"], LONG)?;
-    check!(finished.code == Some(0), "empty dir: exit {:?}; {}", finished.code, finished.stderr);
+    let finished = run(
+        &[
+            "run",
+            "logcount",
+            path_str(empty.path()),
+            "--format",
+            "json",
+        ],
+        LONG,
+    )?;
+    check!(
+        finished.code == Some(0),
+        "empty dir: exit {:?}; {}",
+        finished.code,
+        finished.stderr
+    );
     let json: serde_json::Value = serde_json::from_str(&finished.stdout)?;
     check!(json["all"]["total"] == 0, "{json}");
     Ok(())
@@ -136,27 +300,46 @@ fn gen_logs_is_deterministic() -> TestResult {
     for name in ["access-000.log", "access-001.log"] {
         let left = std::fs::read(a.path().join(name))?;
         let right = std::fs::read(b.path().join(name))?;
-        check!(left == right && !left.is_empty(), "{name} differs between two runs with one seed");
-        check!(left.iter().filter(|&&b| b == b'\n').count() == 1000, "{name}: not 1000 lines");
+        check!(
+            left == right && !left.is_empty(),
+            "{name} differs between two runs with one seed"
+        );
+        check!(
+            left.iter().filter(|&&b| b == b'\n').count() == 1000,
+            "{name}: not 1000 lines"
+        );
     }
     Ok(())
 }
 
 fn main() -> std::process::ExitCode {
     run_trials(vec![
-        Trial::test("echo_prints_every_answer_in_job_order_fork", || echo_prints_every_answer_in_job_order("fork")),
-        Trial::test("echo_prints_every_answer_in_job_order_spawn", || echo_prints_every_answer_in_job_order("spawn")),
+        Trial::test("echo_prints_every_answer_in_job_order_fork", || {
+            echo_prints_every_answer_in_job_order("fork")
+        }),
+        Trial::test("echo_prints_every_answer_in_job_order_spawn", || {
+            echo_prints_every_answer_in_job_order("spawn")
+        }),
         Trial::test(
             "failed_jobs_give_a_summary_and_exit_1_while_the_others_finish",
             failed_jobs_give_a_summary_and_exit_1_while_the_others_finish,
         ),
-        Trial::test("bad_usage_is_a_clear_error_with_exit_2", bad_usage_is_a_clear_error_with_exit_2),
+        Trial::test(
+            "bad_usage_is_a_clear_error_with_exit_2",
+            bad_usage_is_a_clear_error_with_exit_2,
+        ),
         Trial::test(
             "logcount_over_the_pool_matches_the_in_process_count",
             logcount_over_the_pool_matches_the_in_process_count,
         ),
-        Trial::test("logcount_with_workers_killed_gives_the_clean_result", logcount_with_workers_killed_gives_the_clean_result),
-        Trial::test("logcount_bad_input_exit_codes", logcount_bad_input_exit_codes),
+        Trial::test(
+            "logcount_with_workers_killed_gives_the_clean_result",
+            logcount_with_workers_killed_gives_the_clean_result,
+        ),
+        Trial::test(
+            "logcount_bad_input_exit_codes",
+            logcount_bad_input_exit_codes,
+        ),
         Trial::test("gen_logs_is_deterministic", gen_logs_is_deterministic),
     ])
 }

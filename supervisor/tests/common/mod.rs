@@ -67,7 +67,11 @@ pub fn start_in(dir: TempDir, args: &[&str]) -> Running {
         .stderr(stderr)
         .spawn()
         .expect("starting the supervisor binary");
-    Running { child, dir, started: Instant::now() }
+    Running {
+        child,
+        dir,
+        started: Instant::now(),
+    }
 }
 
 /// Runs `supervisor ARGS` to the end (at most `timeout`).
@@ -95,7 +99,11 @@ impl Running {
 
     /// The supervisor's live (non-zombie) children: its workers.
     pub fn workers(&self) -> Vec<i32> {
-        children_of(self.pid()).into_iter().filter(|&(_, state)| state != 'Z').map(|(pid, _)| pid).collect()
+        children_of(self.pid())
+            .into_iter()
+            .filter(|&(_, state)| state != 'Z')
+            .map(|(pid, _)| pid)
+            .collect()
     }
 
     /// Waits until exactly `n` live workers, all idle or busy (not stopped).
@@ -159,7 +167,9 @@ impl Drop for Running {
 
 /// `(pid, state)` of every process whose parent is `parent`, from /proc.
 pub fn children_of(parent: i32) -> Vec<(i32, char)> {
-    let Ok(all) = procfs::process::all_processes() else { return Vec::new() };
+    let Ok(all) = procfs::process::all_processes() else {
+        return Vec::new();
+    };
     all.filter_map(Result::ok)
         .filter_map(|process| process.stat().ok())
         .filter(|stat| stat.ppid == parent)
@@ -169,13 +179,18 @@ pub fn children_of(parent: i32) -> Vec<(i32, char)> {
 
 /// Whether `pid` is a live process (not gone, not a zombie).
 pub fn is_alive(pid: i32) -> bool {
-    procfs::process::Process::new(pid).and_then(|p| p.stat()).is_ok_and(|stat| stat.state != 'Z')
+    procfs::process::Process::new(pid)
+        .and_then(|p| p.stat())
+        .is_ok_and(|stat| stat.state != 'Z')
 }
 
 /// Fails if a child of `parent` is a zombie now and still one 300 ms later.
 pub fn no_lasting_zombie_under(parent: i32) -> Result<(), String> {
-    let zombies: BTreeSet<i32> =
-        children_of(parent).into_iter().filter(|&(_, state)| state == 'Z').map(|(pid, _)| pid).collect();
+    let zombies: BTreeSet<i32> = children_of(parent)
+        .into_iter()
+        .filter(|&(_, state)| state == 'Z')
+        .map(|(pid, _)| pid)
+        .collect();
     if zombies.is_empty() {
         return Ok(());
     }
@@ -188,7 +203,9 @@ pub fn no_lasting_zombie_under(parent: i32) -> Result<(), String> {
     if lasting.is_empty() {
         Ok(())
     } else {
-        Err(format!("zombie children of {parent} for over 300 ms: {lasting:?}"))
+        Err(format!(
+            "zombie children of {parent} for over 300 ms: {lasting:?}"
+        ))
     }
 }
 
@@ -200,15 +217,22 @@ pub fn no_zombie_of_this_process() -> Result<(), String> {
 /// Entries of /dev/shm.
 pub fn shm_entries() -> BTreeSet<String> {
     std::fs::read_dir("/dev/shm")
-        .map(|dir| dir.filter_map(Result::ok).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .map(|dir| {
+            dir.filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
 /// Fails if /dev/shm holds an entry that was not in `before` and names herd (other programs on
 /// the machine may create their own meanwhile).
 pub fn nothing_new_in_shm(before: &BTreeSet<String>) -> Result<(), String> {
-    let new: Vec<String> =
-        shm_entries().difference(before).filter(|name| name.to_lowercase().contains("herd")).cloned().collect();
+    let new: Vec<String> = shm_entries()
+        .difference(before)
+        .filter(|name| name.to_lowercase().contains("herd"))
+        .cloned()
+        .collect();
     if new.is_empty() {
         Ok(())
     } else {

@@ -56,7 +56,9 @@ fn count(dir: &std::path::Path, flags: &[String]) -> anyhow::Result<ExitCode> {
     let mut options = Options::default();
     let mut format = Format::Json;
     for pair in flags.chunks(2) {
-        let [flag, value] = pair else { bail!("flag without value: {}", pair[0]) };
+        let [flag, value] = pair else {
+            bail!("flag without value: {}", pair[0])
+        };
         match flag.as_str() {
             "--workers" => workers = value.parse().context("--workers")?,
             "--chunk-bytes" => options.chunk_bytes = value.parse().context("--chunk-bytes")?,
@@ -100,7 +102,11 @@ fn count(dir: &std::path::Path, flags: &[String]) -> anyhow::Result<ExitCode> {
     eprintln!("jobs {}", plan.jobs.len());
     eprintln!("result_bytes {result_bytes}");
     eprintln!("peak_rss_mb {:.1}", peak_rss_kb()? as f64 / 1024.0);
-    Ok(if report.has_errors() { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    Ok(if report.has_errors() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// VmHWM (peak resident set) of this process, in KiB.
@@ -110,5 +116,9 @@ fn peak_rss_kb() -> anyhow::Result<u64> {
         .lines()
         .find(|l| l.starts_with("VmHWM:"))
         .context("no VmHWM in /proc/self/status")?;
-    Ok(line.split_whitespace().nth(1).context("bad VmHWM")?.parse()?)
+    Ok(line
+        .split_whitespace()
+        .nth(1)
+        .context("bad VmHWM")?
+        .parse()?)
 }

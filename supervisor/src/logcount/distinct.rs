@@ -28,6 +28,9 @@ pub(crate) struct PackedKeys {
     batch: Vec<u32>,
     scratch: Vec<u32>,
     keys: Vec<u32>,
+    /// The previous `keys` allocation, reused as the next merge's output: fresh pages for every
+    /// flush cost more in page faults than the merge itself.
+    spare_keys: Vec<u32>,
     counts: Option<Vec<u64>>,
     batch_limit: usize,
 }
@@ -38,6 +41,7 @@ impl PackedKeys {
             batch: Vec::with_capacity(MIN_BATCH),
             scratch: Vec::new(),
             keys: Vec::new(),
+            spare_keys: Vec::new(),
             counts: with_counts.then(Vec::new),
             batch_limit: MIN_BATCH,
         }
@@ -56,20 +60,20 @@ impl PackedKeys {
     #[cold]
     fn flush(&mut self) {
         radix_sort(&mut self.batch, &mut self.scratch);
-        let old_keys = std::mem::take(&mut self.keys);
-        let mut keys = Vec::with_capacity(old_keys.len() + self.batch.len().min(MIN_BATCH));
+        let mut keys = std::mem::take(&mut self.spare_keys);
+        keys.clear();
         match self.counts.take() {
             None => {
                 self.batch.dedup();
-                keys = merge_distinct(&old_keys, &self.batch, keys);
+                merge_distinct(&self.keys, &self.batch, &mut keys);
             }
             Some(old_counts) => {
-                let mut counts = Vec::with_capacity(keys.capacity());
-                merge_counted(&old_keys, &old_counts, &self.batch, &mut keys, &mut counts);
+                let mut counts = Vec::with_capacity(self.keys.len() + self.batch.len());
+                merge_counted(&self.keys, &old_counts, &self.batch, &mut keys, &mut counts);
                 self.counts = Some(counts);
             }
         }
-        self.keys = keys;
+        self.spare_keys = std::mem::replace(&mut self.keys, keys);
         self.batch.clear();
         // Amortised O(1) per key: never merge the whole key list for less than its size in new
         // keys.
@@ -86,7 +90,8 @@ impl PackedKeys {
 }
 
 /// `a ∪ b` for sorted, deduplicated `a` and `b`, appended to `out`.
-fn merge_distinct(a: &[u32], b: &[u32], mut out: Vec<u32>) -> Vec<u32> {
+fn merge_distinct(a: &[u32], b: &[u32], out: &mut Vec<u32>) {
+    out.reserve(a.len() + b.len());
     let (mut i, mut j) = (0, 0);
     while i < a.len() && j < b.len() {
         let (x, y) = (a[i], b[j]);
@@ -96,7 +101,6 @@ fn merge_distinct(a: &[u32], b: &[u32], mut out: Vec<u32>) -> Vec<u32> {
     }
     out.extend_from_slice(&a[i..]);
     out.extend_from_slice(&b[j..]);
-    out
 }
 
 /// Merges sorted `batch` (with repeats: each occurrence counts 1) into the sorted distinct
@@ -143,7 +147,7 @@ fn radix_sort(keys: &mut Vec<u32>, scratch: &mut Vec<u32>) {
     scratch.clear();
     scratch.resize(keys.len(), 0);
     for (pass, histogram) in histograms.iter_mut().enumerate() {
-        if histogram.iter().any(|&n| n == keys.len()) {
+        if histogram.contains(&keys.len()) {
             continue;
         }
         let mut offset = 0;
@@ -314,7 +318,9 @@ mod tests {
             set.insert(key);
         }
         assert_eq!(set.into_sorted(), (vec![0, 3, 5, 9], None));
-        let keys: Vec<u32> = (0..300_000u32).map(|i| i.wrapping_mul(2_654_435_761)).collect();
+        let keys: Vec<u32> = (0..300_000u32)
+            .map(|i| i.wrapping_mul(2_654_435_761))
+            .collect();
         let mut set = PackedKeys::new(false);
         for &key in keys.iter().chain(&keys) {
             set.insert(key);
@@ -326,7 +332,9 @@ mod tests {
 
     #[test]
     fn radix_sort_sorts() {
-        let mut keys: Vec<u32> = (0..10_000u32).map(|i| i.wrapping_mul(0x9E37_79B1) ^ (i >> 3)).collect();
+        let mut keys: Vec<u32> = (0..10_000u32)
+            .map(|i| i.wrapping_mul(0x9E37_79B1) ^ (i >> 3))
+            .collect();
         keys.extend([0, u32::MAX, 7, 7]);
         let mut expected = keys.clone();
         expected.sort_unstable();

@@ -110,7 +110,12 @@ fn ipv4_prefix_swar(window: &[u8; 16]) -> Option<(u32, usize)> {
     }
     let [p1, p2, p3, p4] = ends;
     // All four octets 1..=3 digits long; a quad is at most 15 bytes, so p4 <= 15.
-    let lengths = [p1, p2.wrapping_sub(p1 + 1), p3.wrapping_sub(p2 + 1), p4.wrapping_sub(p3 + 1)];
+    let lengths = [
+        p1,
+        p2.wrapping_sub(p1 + 1),
+        p3.wrapping_sub(p2 + 1),
+        p4.wrapping_sub(p3 + 1),
+    ];
     if lengths.iter().any(|&n| n.wrapping_sub(1) > 2) || p4 > 15 {
         return None;
     }
@@ -313,8 +318,18 @@ mod tests {
             (b"................", None),
         ] {
             let window: &[u8; 16] = text.first_chunk().unwrap();
-            assert_eq!(ipv4_prefix_swar(window), expected, "{}", String::from_utf8_lossy(text));
-            assert_eq!(ipv4_prefix(text), expected, "{}", String::from_utf8_lossy(text));
+            assert_eq!(
+                ipv4_prefix_swar(window),
+                expected,
+                "{}",
+                String::from_utf8_lossy(text)
+            );
+            assert_eq!(
+                ipv4_prefix(text),
+                expected,
+                "{}",
+                String::from_utf8_lossy(text)
+            );
         }
     }
 

@@ -2,128 +2,172 @@
 //! for the rare byte-string keys, and the sorted-vector form both travel in and are merged in.
 //!
 //! Why not `HashSet<Vec<u8>>`: one allocation and a SipHash of ~10 bytes per line made a
-//! straightforward version only ~2x Python. Here a line whose key is a dotted quad costs one
-//! multiply and (for a few hundred thousand clients) an L2-resident probe in a `Vec<u32>`.
+//! straightforward version only ~2x Python. Here a line whose key is a dotted quad costs an
+//! append to a batch that is later radix-sorted and merged: sequential, cache-resident work.
 //! Partial results leave a chunk as sorted, deduplicated vectors: small (delta-encoded on the
 //! wire, see [`sorted_u32_delta`]) and merged by linear unions rather than rehashing.
 
 use std::collections::HashMap;
 
-/// Fibonacci hashing constant (2^32 / golden ratio, odd): spreads the low, fast-varying octets
-/// of an address over the high bits that pick the slot.
-const FIBONACCI_32: u32 = 0x9E37_79B1;
-/// Initial slots (64 KiB): a chunk with few clients stays in L1/L2.
-const INITIAL_SLOTS_LOG2: u32 = 14;
+/// Keys gathered before a flush, at least: 256 KiB, so the batch and its radix scratch stay in L2.
+const MIN_BATCH: usize = 1 << 16;
+/// Radix digit width: 3 passes of 11 bits cover a `u32` with 2,048-entry (L1-sized) histograms.
+const RADIX_BITS: u32 = 11;
+const RADIX_BUCKETS: usize = 1 << RADIX_BITS;
+const RADIX_PASSES: usize = 3;
 
-/// A set of `u32` keys, optionally with a count per key, by linear probing. Slot value 0 marks
-/// an empty slot, so key 0 (`0.0.0.0`) is held apart in `zero`.
+/// Distinct packed IPv4 keys (optionally with counts) by batching: each key is appended to a
+/// batch (a sequential store, no probe); a full batch is radix-sorted and merged into the sorted
+/// distinct keys. Per line that is a handful of sequential, cache-resident operations, where a
+/// hash set with 100,000 clients misses L2 on most probes.
+///
+/// Memory is bounded by the distinct keys, not the lines: the batch is at most
+/// `max(MIN_BATCH, keys.len())` long, so a multi-GB `.gz` costs what its clients cost.
 #[derive(Debug)]
-pub(crate) struct U32Set {
-    slots: Vec<u32>,
+pub(crate) struct PackedKeys {
+    batch: Vec<u32>,
+    scratch: Vec<u32>,
+    keys: Vec<u32>,
+    /// The previous `keys` allocation, reused as the next merge's output: fresh pages for every
+    /// flush cost more in page faults than the merge itself.
+    spare_keys: Vec<u32>,
     counts: Option<Vec<u64>>,
-    shift: u32,
-    len: usize,
-    zero: Option<u64>,
+    batch_limit: usize,
 }
 
-impl U32Set {
+impl PackedKeys {
     pub(crate) fn new(with_counts: bool) -> Self {
-        let slots = 1usize << INITIAL_SLOTS_LOG2;
         Self {
-            slots: vec![0; slots],
-            counts: with_counts.then(|| vec![0; slots]),
-            shift: 32 - INITIAL_SLOTS_LOG2,
-            len: 0,
-            zero: None,
+            batch: Vec::with_capacity(MIN_BATCH),
+            scratch: Vec::new(),
+            keys: Vec::new(),
+            spare_keys: Vec::new(),
+            counts: with_counts.then(Vec::new),
+            batch_limit: MIN_BATCH,
         }
-    }
-
-    #[inline]
-    fn slot_of(&self, key: u32) -> usize {
-        (key.wrapping_mul(FIBONACCI_32) >> self.shift) as usize
     }
 
     /// Adds one occurrence of `key`.
     #[inline]
     pub(crate) fn insert(&mut self, key: u32) {
-        if key == 0 {
-            *self.zero.get_or_insert(0) += 1;
-            return;
-        }
-        let mask = self.slots.len() - 1;
-        let mut at = self.slot_of(key);
-        loop {
-            let slot = self.slots[at];
-            if slot == key {
-                if let Some(counts) = &mut self.counts {
-                    counts[at] += 1;
-                }
-                return;
-            }
-            if slot == 0 {
-                self.slots[at] = key;
-                if let Some(counts) = &mut self.counts {
-                    counts[at] = 1;
-                }
-                self.len += 1;
-                // Load factor <= 1/2 keeps probe runs short.
-                if self.len * 2 > self.slots.len() {
-                    self.grow();
-                }
-                return;
-            }
-            at = (at + 1) & mask;
+        self.batch.push(key);
+        if self.batch.len() >= self.batch_limit {
+            self.flush();
         }
     }
 
+    /// Sorts the batch and merges it into `keys` (and `counts`).
     #[cold]
-    fn grow(&mut self) {
-        let old_slots = std::mem::take(&mut self.slots);
-        let old_counts = self.counts.take();
-        let new_len = old_slots.len() * 2;
-        self.slots = vec![0; new_len];
-        self.counts = old_counts.as_ref().map(|_| vec![0; new_len]);
-        self.shift -= 1;
-        let mask = new_len - 1;
-        for (index, key) in old_slots.into_iter().enumerate() {
-            if key == 0 {
-                continue;
+    fn flush(&mut self) {
+        radix_sort(&mut self.batch, &mut self.scratch);
+        let mut keys = std::mem::take(&mut self.spare_keys);
+        keys.clear();
+        match self.counts.take() {
+            None => {
+                self.batch.dedup();
+                merge_distinct(&self.keys, &self.batch, &mut keys);
             }
-            let mut at = self.slot_of(key);
-            while self.slots[at] != 0 {
-                at = (at + 1) & mask;
-            }
-            self.slots[at] = key;
-            if let (Some(new), Some(old)) = (&mut self.counts, &old_counts) {
-                new[at] = old[index];
+            Some(old_counts) => {
+                let mut counts = Vec::with_capacity(self.keys.len() + self.batch.len());
+                merge_counted(&self.keys, &old_counts, &self.batch, &mut keys, &mut counts);
+                self.counts = Some(counts);
             }
         }
+        self.spare_keys = std::mem::replace(&mut self.keys, keys);
+        self.batch.clear();
+        // Amortised O(1) per key: never merge the whole key list for less than its size in new
+        // keys.
+        self.batch_limit = MIN_BATCH.max(self.keys.len());
     }
 
     /// The keys, sorted ascending, and their counts in the same order if counted.
-    pub(crate) fn into_sorted(self) -> (Vec<u32>, Option<Vec<u64>>) {
-        let Self {
-            slots,
-            counts,
-            zero,
-            ..
-        } = self;
-        match counts {
-            None => {
-                let mut keys: Vec<u32> = zero.map(|_| 0).into_iter().collect();
-                keys.extend(slots.into_iter().filter(|&key| key != 0));
-                keys.sort_unstable();
-                (keys, None)
-            }
-            Some(counts) => {
-                let mut pairs: Vec<(u32, u64)> = zero.map(|count| (0, count)).into_iter().collect();
-                pairs.extend(slots.into_iter().zip(counts).filter(|&(key, _)| key != 0));
-                pairs.sort_unstable_by_key(|&(key, _)| key);
-                let (keys, counts) = pairs.into_iter().unzip();
-                (keys, Some(counts))
-            }
+    pub(crate) fn into_sorted(mut self) -> (Vec<u32>, Option<Vec<u64>>) {
+        if !self.batch.is_empty() {
+            self.flush();
+        }
+        (self.keys, self.counts)
+    }
+}
+
+/// `a ∪ b` for sorted, deduplicated `a` and `b`, appended to `out`.
+fn merge_distinct(a: &[u32], b: &[u32], out: &mut Vec<u32>) {
+    out.reserve(a.len() + b.len());
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        let (x, y) = (a[i], b[j]);
+        out.push(x.min(y));
+        i += usize::from(x <= y);
+        j += usize::from(y <= x);
+    }
+    out.extend_from_slice(&a[i..]);
+    out.extend_from_slice(&b[j..]);
+}
+
+/// Merges sorted `batch` (with repeats: each occurrence counts 1) into the sorted distinct
+/// `keys`/`counts`, writing the result to `out_keys`/`out_counts`.
+fn merge_counted(
+    keys: &[u32],
+    counts: &[u64],
+    batch: &[u32],
+    out_keys: &mut Vec<u32>,
+    out_counts: &mut Vec<u64>,
+) {
+    let mut i = 0;
+    let mut j = 0;
+    while j < batch.len() {
+        let key = batch[j];
+        let run = batch[j..].iter().take_while(|&&k| k == key).count() as u64;
+        j += run as usize;
+        while i < keys.len() && keys[i] < key {
+            out_keys.push(keys[i]);
+            out_counts.push(counts[i]);
+            i += 1;
+        }
+        let mut count = run;
+        if i < keys.len() && keys[i] == key {
+            count += counts[i];
+            i += 1;
+        }
+        out_keys.push(key);
+        out_counts.push(count);
+    }
+    out_keys.extend_from_slice(&keys[i..]);
+    out_counts.extend_from_slice(&counts[i..]);
+}
+
+/// LSD radix sort of `keys` in 3 passes of 11 bits; `scratch` is reused between calls.
+/// A pass whose digit is the same for every key is skipped.
+fn radix_sort(keys: &mut Vec<u32>, scratch: &mut Vec<u32>) {
+    let mut histograms = [[0usize; RADIX_BUCKETS]; RADIX_PASSES];
+    for &key in keys.iter() {
+        for (pass, histogram) in histograms.iter_mut().enumerate() {
+            histogram[digit(key, pass)] += 1;
         }
     }
+    scratch.clear();
+    scratch.resize(keys.len(), 0);
+    for (pass, histogram) in histograms.iter_mut().enumerate() {
+        if histogram.contains(&keys.len()) {
+            continue;
+        }
+        let mut offset = 0;
+        for slot in histogram.iter_mut() {
+            let n = *slot;
+            *slot = offset;
+            offset += n;
+        }
+        for &key in keys.iter() {
+            let slot = &mut histogram[digit(key, pass)];
+            scratch[*slot] = key;
+            *slot += 1;
+        }
+        std::mem::swap(keys, scratch);
+    }
+}
+
+#[inline]
+fn digit(key: u32, pass: usize) -> usize {
+    ((key >> (RADIX_BITS * pass as u32)) as usize) & (RADIX_BUCKETS - 1)
 }
 
 /// Byte-string keys (anything that is not a canonical dotted quad) with their counts. Rare in
@@ -249,12 +293,12 @@ mod tests {
     }
 
     #[test]
-    fn u32_set_counts_through_growth_and_zero() {
+    fn packed_keys_count_through_many_flushes() {
         let keys: Vec<u32> = (0..200_000u32)
             .map(|i| i.wrapping_mul(2_654_435_761) % 70_001)
             .chain([0, 0, u32::MAX, 1])
             .collect();
-        let mut set = U32Set::new(true);
+        let mut set = PackedKeys::new(true);
         for &key in &keys {
             set.insert(key);
         }
@@ -268,12 +312,37 @@ mod tests {
     }
 
     #[test]
-    fn u32_set_without_counts_is_sorted_distinct() {
-        let mut set = U32Set::new(false);
+    fn packed_keys_without_counts_are_sorted_distinct() {
+        let mut set = PackedKeys::new(false);
         for key in [5, 3, 5, 0, 9, 3, 0] {
             set.insert(key);
         }
         assert_eq!(set.into_sorted(), (vec![0, 3, 5, 9], None));
+        let keys: Vec<u32> = (0..300_000u32)
+            .map(|i| i.wrapping_mul(2_654_435_761))
+            .collect();
+        let mut set = PackedKeys::new(false);
+        for &key in keys.iter().chain(&keys) {
+            set.insert(key);
+        }
+        let mut expected = keys;
+        expected.sort_unstable();
+        assert_eq!(set.into_sorted(), (expected, None));
+    }
+
+    #[test]
+    fn radix_sort_sorts() {
+        let mut keys: Vec<u32> = (0..10_000u32)
+            .map(|i| i.wrapping_mul(0x9E37_79B1) ^ (i >> 3))
+            .collect();
+        keys.extend([0, u32::MAX, 7, 7]);
+        let mut expected = keys.clone();
+        expected.sort_unstable();
+        radix_sort(&mut keys, &mut Vec::new());
+        assert_eq!(keys, expected);
+        let mut same = vec![42u32; 100];
+        radix_sort(&mut same, &mut Vec::new());
+        assert_eq!(same, vec![42u32; 100]);
     }
 
     #[test]

@@ -17,7 +17,7 @@ use flate2::read::MultiGzDecoder;
 use memchr::{memchr, memchr_iter, memmem};
 use serde::{Deserialize, Serialize};
 
-use super::distinct::{sorted_u32_delta, ByteKeys, U32Set};
+use super::distinct::{sorted_u32_delta, ByteKeys, PackedKeys};
 use super::keys;
 use super::plan::{path_bytes, ChunkJob, ChunkSource};
 
@@ -273,7 +273,7 @@ impl SpanningLine {
 #[derive(Debug)]
 struct Counter {
     total: u64,
-    ipv4: U32Set,
+    ipv4: PackedKeys,
     other: ByteKeys,
     per_key_counts: bool,
 }
@@ -282,7 +282,7 @@ impl Counter {
     fn new(per_key_counts: bool) -> Self {
         Self {
             total: 0,
-            ipv4: U32Set::new(per_key_counts),
+            ipv4: PackedKeys::new(per_key_counts),
             other: ByteKeys::default(),
             per_key_counts,
         }

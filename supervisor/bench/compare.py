@@ -1,0 +1,141 @@
+#!/usr/bin/env python3
+"""logcount benchmark (issue 6): side by side in one run, on N files x M lines (default 8 x
+1,000,000, ~1.2 GB, page-cached) with 2 workers:
+  - logcount (bench/driver.rs: the engine on W threads, results postcard-encoded as between
+    processes; replace with `supervisor run logcount` once the worker pool runs it),
+  - the Python ProcessPoolExecutor counter (bench/logcount.py), and
+  - `wc -l` on the same files;
+then one 1.2 GB file (the N files concatenated) with 1 and with 2 workers. Prints one figure a
+line (`name value unit`) and the ratios against the targets; checks that logcount and Python
+print the same JSON. Each timing is the best of --repeat runs (the machine is shared).
+
+usage: supervisor/bench/compare.py [--dir /tmp/herd-logcount-bench] [--files 8] [--lines 1000000]
+                                   [--distinct 100000] [--seed 1] [--workers 2] [--repeat 3]
+"""
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+TIME = shutil.which("time") or ("/usr/bin/time" if os.path.exists("/usr/bin/time") else None)
+
+
+def driver_path():
+    target = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
+    return os.path.join(target, "release", "examples", "logcount_driver")
+
+
+def run(cmd, stdout_path=None):
+    """(wall seconds, peak RSS in MB of the largest process or None, stdout bytes)."""
+    with tempfile.NamedTemporaryFile("r") as rss_file:
+        full = ([TIME, "-f", "%M", "-o", rss_file.name] if TIME else []) + cmd
+        start = time.perf_counter()
+        result = subprocess.run(full, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        wall = time.perf_counter() - start
+        if result.returncode != 0:
+            sys.exit(f"{' '.join(cmd)} failed ({result.returncode}): {result.stderr.decode()[-500:]}")
+        rss = None
+        if TIME:
+            text = rss_file.read().strip().splitlines()
+            rss = int(text[-1]) / 1024 if text and text[-1].isdigit() else None
+    return wall, rss, result.stdout
+
+
+def best(cmd, repeat):
+    runs = [run(cmd) for _ in range(repeat)]
+    wall = min(r[0] for r in runs)
+    rss = max((r[1] for r in runs if r[1] is not None), default=None)
+    return wall, rss, runs[0][2]
+
+
+def warm(paths):
+    for path in paths:
+        with open(path, "rb") as f:
+            while f.read(1 << 24):
+                pass
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--dir", default="/tmp/herd-logcount-bench")
+    parser.add_argument("--files", type=int, default=8)
+    parser.add_argument("--lines", type=int, default=1_000_000)
+    parser.add_argument("--distinct", type=int, default=100_000)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--supervisor", help="a `supervisor` binary: time `run logcount` on its worker pool instead of the in-process driver")
+    args = parser.parse_args()
+
+    subprocess.run(
+        ["cargo", "build", "--quiet", "--release", "-p", "herd-supervisor", "--example", "logcount_driver"],
+        cwd=ROOT, check=True,
+    )
+    driver = driver_path()
+    files_dir = os.path.join(args.dir, "files")
+    single_dir = os.path.join(args.dir, "single")
+    stamp = f"{args.files} {args.lines} {args.distinct} {args.seed}\n"
+    stamp_path = os.path.join(args.dir, ".params")
+    if not os.path.exists(stamp_path) or open(stamp_path).read() != stamp:
+        shutil.rmtree(args.dir, ignore_errors=True)
+        subprocess.run([driver, "gen", files_dir, str(args.files), str(args.lines), str(args.distinct), str(args.seed)], check=True)
+        os.makedirs(single_dir)
+        with open(os.path.join(single_dir, "all.log"), "wb") as out:
+            for name in sorted(os.listdir(files_dir)):
+                with open(os.path.join(files_dir, name), "rb") as part:
+                    shutil.copyfileobj(part, out, 1 << 24)
+        with open(stamp_path, "w") as f:
+            f.write(stamp)
+    paths = sorted(os.path.join(files_dir, n) for n in os.listdir(files_dir))
+    size = sum(os.path.getsize(p) for p in paths)
+    warm(paths + [os.path.join(single_dir, "all.log")])
+
+    w = str(args.workers)
+
+    def logcount(directory, workers):
+        if args.supervisor:
+            return [args.supervisor, "run", "logcount", directory, "--workers", workers, "--format", "json"]
+        return [driver, "count", directory, "--workers", workers]
+
+    wc_wall, wc_rss, _ = best(["wc", "-l"] + paths, args.repeat)
+    lc_wall, lc_rss, lc_out = best(logcount(files_dir, w), args.repeat)
+    py_wall, py_rss, py_out = best([sys.executable, os.path.join(HERE, "logcount.py"), files_dir, "--workers", w], 1)
+    one_wall, one_rss, one_out = best(logcount(single_dir, "1"), args.repeat)
+    two_wall, two_rss, two_out = best(logcount(single_dir, w), args.repeat)
+
+    if lc_out != py_out:
+        sys.exit(f"logcount and Python disagree:\n{lc_out[:300]}\n{py_out[:300]}")
+    if one_out != two_out:
+        sys.exit("1 and 2 workers disagree on the single file")
+
+    print(f"logcount_runner {'supervisor worker pool' if args.supervisor else 'in-process driver (threads)'}")
+    print(f"input_bytes {size} B")
+    print(f"input_files {len(paths)} files")
+    for name, wall, rss in [
+        ("wc_l_wall", wc_wall, wc_rss),
+        ("logcount_wall", lc_wall, lc_rss),
+        ("python_pool_wall", py_wall, py_rss),
+        ("logcount_single_file_1_worker_wall", one_wall, one_rss),
+        (f"logcount_single_file_{w}_workers_wall", two_wall, two_rss),
+    ]:
+        print(f"{name} {wall:.3f} s")
+        if rss is not None:
+            print(f"{name.replace('_wall', '_peak_rss')} {rss:.1f} MB")
+    print(f"logcount_throughput {size / lc_wall / 1e9:.2f} GB/s")
+    ratios = [
+        ("python_over_logcount", py_wall / lc_wall, ">= 20"),
+        ("logcount_over_wc_l", lc_wall / wc_wall, "<= 2"),
+        ("single_file_1_over_2_workers", one_wall / two_wall, ">= 1.7"),
+    ]
+    for name, value, target in ratios:
+        print(f"{name} {value:.2f} x (target {target})")
+    print("outputs: logcount == python (byte for byte)")
+
+
+if __name__ == "__main__":
+    main()

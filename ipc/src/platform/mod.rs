@@ -1,9 +1,11 @@
-//! The OS layer of herd-ipc: every `unsafe` call into the kernel lives below this module; the re-exports here
-//! are the contract the rest of the crate builds on.
+//! The OS layer of herd-ipc: every `unsafe` call into the kernel lives in the
+//! modules below, and this re-export list is all the rest of the crate may use.
+
 mod fork;
 mod handoff;
 mod name;
 mod pidfd;
+mod socket;
 
 pub(crate) use fork::{fork_and_exec_self, fork_and_run, ChildSetup, ExecPlan, ForkPermit};
 pub(crate) use handoff::{
@@ -11,3 +13,4 @@ pub(crate) use handoff::{
 };
 pub(crate) use name::{current_name, set_current_name};
 pub(crate) use pidfd::{poll_readable, Pidfd, Reaped};
+pub(crate) use socket::{control_buffer, poll, Blocking, Socket, MAX_FDS_PER_MESSAGE};

@@ -10,7 +10,8 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use herd::ipc::{
-    active_children, current_process, ExitStatus, JoinError, JoinTimeoutError, Process, StartError,
+    active_children, current_process, ExitStatus, JoinError, JoinTimeoutError, Pipe, PipeReceiver,
+    PipeSender, Process, StartError,
 };
 use libtest_mimic::{Arguments, Failed, Trial};
 
@@ -46,6 +47,13 @@ herd::ipc::entry! {
     /// Sleeps for the given number of milliseconds.
     fn nap(millis: u64) -> () {
         std::thread::sleep(Duration::from_millis(millis))
+    }
+}
+
+herd::ipc::entry! {
+    /// Sends a greeting through the Pipe end it was given (its fd inherited through exec).
+    fn greet_through(sender: PipeSender<String>) -> bool {
+        sender.send(format!("hello from {}", current_process().name)).is_ok()
     }
 }
 
@@ -118,6 +126,17 @@ fn main() -> ExitCode {
         (
             "spawn_from_multi_threaded_parent",
             spawn_from_multi_threaded_parent,
+        ),
+        (
+            "spawn_passes_a_pipe_end_as_argument",
+            spawn_passes_a_pipe_end_as_argument,
+        ),
+        ("fork_returns_a_pipe_end", fork_returns_a_pipe_end),
+        ("zombie_demo_sees_a_zombie", zombie_demo_sees_a_zombie),
+        ("orphan_demo_sees_reparenting", orphan_demo_sees_reparenting),
+        (
+            "wait_reports_the_child_that_exited",
+            wait_reports_the_child_that_exited,
         ),
     ];
     let trials = trials
@@ -525,5 +544,105 @@ fn spawn_from_multi_threaded_parent() -> TestResult {
     stop.send(())?;
     let _ = thread.join();
     assert_eq!(result??, 2);
+    Ok(())
+}
+
+fn spawn_passes_a_pipe_end_as_argument() -> TestResult {
+    let (sender, receiver) = Pipe::<String>::simplex()?;
+    let child = Process::new()
+        .name("greeter")
+        .spawn(greet_through, &sender)?;
+    drop(sender);
+    assert_eq!(receiver.recv_timeout(PATIENCE)?, "hello from greeter");
+    assert!(child.join_timeout(PATIENCE)?);
+    Ok(())
+}
+
+fn fork_returns_a_pipe_end() -> TestResult {
+    // The child makes a pipe, leaves a message in it and returns the receiving end: its fd travels back to the
+    // parent with the result (SCM_RIGHTS) and outlives the child.
+    let child = Process::new().fork(|| -> Result<PipeReceiver<String>, String> {
+        let (sender, receiver) = Pipe::<String>::simplex().map_err(|e| e.to_string())?;
+        sender
+            .send("made in the child".to_owned())
+            .map_err(|e| e.to_string())?;
+        Ok(receiver)
+    })?;
+    let receiver = child.join_timeout(PATIENCE)??;
+    assert_eq!(receiver.recv_timeout(PATIENCE)?, "made in the child");
+    Ok(())
+}
+
+fn wait_reports_the_child_that_exited() -> TestResult {
+    let slow = sleeper()?;
+    let quick = Process::new().fork(|| std::thread::sleep(Duration::from_millis(50)))?;
+    let ready = herd::ipc::wait(&[&slow, &quick], Some(PATIENCE))?;
+    assert_eq!(ready, vec![1]);
+    assert!(slow.is_alive() && !quick.is_alive());
+    quick.join()?;
+    Ok(())
+}
+
+/// Runs an example binary built next to this test binary (cargo builds examples for `cargo test`), with a
+/// deadline; returns its stdout if it exited with code 0.
+fn run_example(name: &str, args: &[&str]) -> Result<String, Failed> {
+    let exe = std::env::current_exe()?;
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .ok_or("test binary has no target dir")?;
+    let path = profile_dir.join("examples").join(name);
+    if !path.exists() {
+        return Err(format!("{} not built (run through cargo test)", path.display()).into());
+    }
+    let mut child = std::process::Command::new(&path)
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    let deadline = Instant::now() + PATIENCE;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!("example {name} did not finish within {PATIENCE:?}").into());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let output = child.wait_with_output()?;
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    if !status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        return Err(format!("example {name} {args:?} failed ({status}):\n{stdout}{stderr}").into());
+    }
+    Ok(stdout)
+}
+
+fn zombie_demo_sees_a_zombie() -> TestResult {
+    let out = run_example("zombie", &["--hold", "0"])?;
+    let first = out.lines().next().unwrap_or_default();
+    assert!(
+        first.contains("parent pid") && first.contains("child pid"),
+        "{out}"
+    );
+    assert!(out.contains("state Z") && out.contains("is gone"), "{out}");
+    Ok(())
+}
+
+fn orphan_demo_sees_reparenting() -> TestResult {
+    let out = run_example("orphan", &["--hold", "0"])?;
+    assert!(
+        out.lines().next().unwrap_or_default().contains("child pid"),
+        "{out}"
+    );
+    assert!(out.contains("my parent is now"), "{out}");
+    let out = run_example("orphan", &["--hold", "0", "--subreaper"])?;
+    assert!(
+        out.contains("adopted orphan") && out.contains("reaped it"),
+        "{out}"
+    );
     Ok(())
 }

@@ -6,10 +6,8 @@
 //! for `poll`.
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
-use std::time::Duration;
 
 use nix::errno::Errno;
-use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
 
 /// How a reaped child ended, as the kernel reports it.
@@ -92,32 +90,4 @@ impl AsFd for Pidfd {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.0.as_fd()
     }
-}
-
-/// Readiness of the fds handed to [`poll_readable`], in the same order.
-pub(crate) fn poll_readable(
-    fds: &[BorrowedFd<'_>],
-    timeout: Option<Duration>,
-) -> io::Result<Vec<bool>> {
-    let mut poll_fds: Vec<PollFd<'_>> = fds
-        .iter()
-        .map(|fd| PollFd::new(*fd, PollFlags::POLLIN))
-        .collect();
-    let timeout = match timeout {
-        None => PollTimeout::NONE,
-        // Round up so a short positive timeout does not become a busy loop of zero-millisecond polls; clamp
-        // long ones to what poll takes (callers loop until their own deadline).
-        Some(left) => {
-            let millis = left.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128);
-            PollTimeout::try_from(millis as i32).unwrap_or(PollTimeout::MAX)
-        }
-    };
-    match nix::poll::poll(&mut poll_fds, timeout) {
-        Ok(_) | Err(Errno::EINTR) => {}
-        Err(errno) => return Err(errno.into()),
-    }
-    Ok(poll_fds
-        .iter()
-        .map(|fd| fd.revents().is_some_and(|r| !r.is_empty()))
-        .collect())
 }

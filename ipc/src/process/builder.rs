@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::codec::{self, CodecError};
-use crate::platform::{self, ChildSetup, ExecPlan, ForkPermit, Pidfd};
+use crate::platform::{self, ChildSetup, ExecPlan, ForkPermit, Pidfd, Socket};
 use crate::process::child::Child;
 use crate::process::entry::{self, Entry, SpawnRequest, SPAWN_FLAG};
 use crate::process::outcome::{ChildOutcome, ResultReader};
@@ -95,7 +95,7 @@ impl Process {
         };
         let name = self.child_name();
         let (result_read, result_write) =
-            platform::result_pipe().map_err(StartError::os("create the result pipe"))?;
+            Socket::pair().map_err(StartError::os("create the result channel"))?;
         let _ = io::stdout().flush();
         let flush_in_child = !permit.parent_was_multi_threaded();
         let child_name = &name;
@@ -106,7 +106,8 @@ impl Process {
             if flush_in_child {
                 let _ = io::stdout().flush();
             }
-            ChildOutcome::of_run(run).send(result_write_end)
+            let (outcome, fds) = ChildOutcome::of_run(run);
+            outcome.send(result_write_end, &fds)
         })
         .map_err(StartError::os("fork"))?;
         drop(result_write);
@@ -144,7 +145,7 @@ impl Process {
         })?;
         let name = self.child_name();
         let (result_read, result_write) =
-            platform::result_pipe().map_err(StartError::os("create the result pipe"))?;
+            Socket::pair().map_err(StartError::os("create the result channel"))?;
         let request = SpawnRequest {
             entry: entry.to_owned(),
             name: name.clone(),
@@ -209,7 +210,7 @@ impl Process {
         self,
         pid: i32,
         name: String,
-        result_read: OwnedFd,
+        result_read: Socket,
     ) -> Result<Child<T>, StartError> {
         let pidfd = Pidfd::open(pid).map_err(StartError::os("open a pidfd for the child"))?;
         let pid = u32::try_from(pid).map_err(|_| StartError::Os {
@@ -226,8 +227,8 @@ impl Process {
 }
 
 /// An fd number as a command-line argument.
-fn fd_arg(fd: &OwnedFd) -> String {
-    fd.as_raw_fd().to_string()
+fn fd_arg(fd: &impl AsFd) -> String {
+    fd.as_fd().as_raw_fd().to_string()
 }
 
 /// Why a child could not be started.

@@ -246,6 +246,22 @@ impl LeaseTable {
         }
     }
 
+    /// Why a job failed, if it did.
+    pub fn failure(&self, id: JobId) -> Option<&JobFailure> {
+        match &self.entries.get(usize::try_from(id).ok()?)?.state {
+            State::Failed(failure) => Some(failure),
+            _ => None,
+        }
+    }
+
+    /// Whether a job succeeded or failed (`false` for an unknown id).
+    pub fn is_finished(&self, id: JobId) -> bool {
+        usize::try_from(id)
+            .ok()
+            .and_then(|index| self.entries.get(index))
+            .is_some_and(|entry| matches!(entry.state, State::Succeeded(_) | State::Failed(_)))
+    }
+
     /// Attempts made at a job so far.
     pub fn attempts(&self, id: JobId) -> Option<u32> {
         Some(self.entries.get(usize::try_from(id).ok()?)?.attempts)

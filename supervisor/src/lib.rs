@@ -3,7 +3,8 @@
 //! The policy lives in small, OS-free modules unit-tested with mocks: [`LeaseTable`] (no lost
 //! or doubled job), [`RestartIntensity`] and [`Backoff`] (no restart storm), [`Drain`]
 //! (SIGINT/SIGTERM), [`Reaper`] (no zombie, no signal to a reaped pid). [`Supervisor`] is the
-//! single-threaded loop that applies them to real workers started by a [`Launcher`].
+//! single-threaded loop that applies them to real workers started by a [`Launcher`]; [`Pool`]
+//! offers the same machinery to other programs, in the spirit of `multiprocessing.Pool`.
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod genlogs;
@@ -21,6 +22,7 @@ mod lease;
 mod logcount_kind;
 mod parent_death;
 mod pipe_link;
+mod pool;
 mod reap;
 mod report;
 mod signals;
@@ -42,6 +44,7 @@ pub use launch::{Launcher, WorkerChannel};
 pub use lease::{Completion, JobFailure, LeaseTable, LossCause, Released};
 pub use logcount_kind::LogcountChunk;
 pub use pipe_link::{worker_pipe, Frame, LinkError, SupervisorEnd, WorkerEnd};
+pub use pool::{AsyncResult, ImapUnordered, Pool, PoolError};
 pub use reap::{ExitStatus, Kill, Reaper, Wait};
 pub use report::{RunReport, StopReason};
 pub use signals::{BlockedSignals, InheritedHandlers, SignalInbox};

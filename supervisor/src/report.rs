@@ -10,6 +10,8 @@ pub enum StopReason {
     Intensity(IntensityExceeded),
     /// SIGINT or SIGTERM.
     Interrupted,
+    /// [`crate::Pool::terminate`] (or [`crate::Supervisor::terminate`]).
+    Terminated,
 }
 
 impl fmt::Display for StopReason {
@@ -17,6 +19,7 @@ impl fmt::Display for StopReason {
         match self {
             StopReason::Intensity(exceeded) => write!(f, "{exceeded}"),
             StopReason::Interrupted => f.write_str("interrupted by a stop signal"),
+            StopReason::Terminated => f.write_str("terminated"),
         }
     }
 }

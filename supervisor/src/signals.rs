@@ -78,14 +78,20 @@ impl Drop for BlockedSignals {
 }
 
 impl SignalInbox {
-    /// Installs the handlers.
+    /// Installs handlers for every signal in [`HANDLED`] (the `supervisor` binary).
     pub fn install() -> io::Result<Self> {
+        Self::install_for(&HANDLED)
+    }
+
+    /// Installs handlers for `signals` only, e.g. just SIGCHLD in a program embedding a
+    /// [`crate::Pool`], which keeps its own SIGINT behaviour.
+    pub fn install_for(signals: &[Signal]) -> io::Result<Self> {
         let (wake_read, wake_write) = UnixStream::pair()?;
         wake_read.set_nonblocking(true)?;
         wake_write.set_nonblocking(true)?;
         let mut flags = Vec::new();
         let mut ids = Vec::new();
-        for signal in HANDLED {
+        for &signal in signals {
             let flag = Arc::new(AtomicBool::new(false));
             ids.push(signal_hook::flag::register(
                 signal as i32,

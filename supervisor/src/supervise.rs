@@ -72,6 +72,7 @@ pub struct Supervisor<L: Launcher> {
     intensity: RestartIntensity,
     backoff: Backoff,
     phase: Phase,
+    keep_alive: bool,
     stopped: Option<StopReason>,
     restarts: u64,
     next_status: Option<Instant>,
@@ -115,6 +116,7 @@ impl<L: Launcher> Supervisor<L> {
             next_worker: 1,
             jobs,
             phase: Phase::Running,
+            keep_alive: false,
             stopped: None,
             restarts: 0,
             progress,
@@ -125,36 +127,91 @@ impl<L: Launcher> Supervisor<L> {
         self.progress.suspend(|| eprintln!("supervisor: {message}"));
     }
 
+    /// Keeps the pool up while it has no job, for jobs submitted later (a [`crate::Pool`]),
+    /// until [`close`](Self::close).
+    pub fn keep_alive(mut self) -> Self {
+        self.keep_alive = true;
+        self
+    }
+
     /// Runs every job, or until stopped; then every worker is gone and reaped.
     pub fn run(mut self) -> RunReport {
-        if self.jobs.unfinished() > 0 {
-            let now = Instant::now();
-            self.pending_starts = vec![now; self.target];
-        } else {
-            self.phase = Phase::Ending;
+        while !self.step() {}
+        self.into_report()
+    }
+
+    /// One pass of the loop: act on what happened, then wait (at most a tick) for more. Returns
+    /// whether the run is over (every worker gone and reaped).
+    pub fn step(&mut self) -> bool {
+        let now = Instant::now();
+        for signal in self.inbox.take() {
+            self.on_signal(signal, now);
         }
-        loop {
-            self.wait_for_events();
-            let now = Instant::now();
-            for signal in self.inbox.take() {
-                self.on_signal(signal, now);
-            }
-            self.read_messages(now);
-            self.reap(now);
-            self.check_timers(now);
-            self.maybe_end(now);
-            if self.phase == Phase::Running {
-                self.resize(now);
-                self.start_due_workers(now);
-                self.dispatch(now);
-            }
-            if self.next_status.is_some_and(|at| now >= at) {
-                self.print_status(now);
-                self.next_status = self.config.status_interval.map(|every| now + every);
-            }
-            if self.phase == Phase::Ending && self.slots.is_empty() {
-                break;
-            }
+        self.read_messages(now);
+        self.reap(now);
+        self.check_timers(now);
+        self.maybe_end(now);
+        if self.phase == Phase::Running {
+            self.resize(now);
+            self.start_due_workers(now);
+            self.dispatch(now);
+        }
+        if self.next_status.is_some_and(|at| now >= at) {
+            self.print_status(now);
+            self.next_status = self.config.status_interval.map(|every| now + every);
+        }
+        if self.is_over() {
+            return true;
+        }
+        self.wait_for_events();
+        false
+    }
+
+    /// Whether every worker is gone and no more will start.
+    pub fn is_over(&self) -> bool {
+        self.phase == Phase::Ending && self.slots.is_empty()
+    }
+
+    /// Adds a job; `None` once the run is ending (closed, stopped or interrupted).
+    pub fn submit(&mut self, kind: &str, payload: Vec<u8>) -> Option<JobId> {
+        if self.phase != Phase::Running || !self.drain.accepts_jobs() {
+            return None;
+        }
+        self.progress.inc_length(1);
+        Some(self.jobs.push(kind, payload))
+    }
+
+    /// The jobs so far, with their outputs and failures.
+    pub fn jobs(&self) -> &LeaseTable {
+        &self.jobs
+    }
+
+    /// Why the run stopped early, if it did.
+    pub fn stopped(&self) -> Option<&StopReason> {
+        self.stopped.as_ref()
+    }
+
+    /// No more jobs will come: the run ends once the submitted ones are done.
+    pub fn close(&mut self) {
+        self.keep_alive = false;
+    }
+
+    /// Stops now: every worker is killed, unfinished jobs fail as abandoned.
+    pub fn terminate(&mut self) {
+        if self.jobs.unfinished() > 0 {
+            self.stopped.get_or_insert(StopReason::Terminated);
+        }
+        self.keep_alive = false;
+        self.phase = Phase::Ending;
+        self.pending_starts.clear();
+        self.kill_all(LossCause::Died("the pool was terminated".into()));
+    }
+
+    /// Runs to the end and reports; unfinished jobs fail as abandoned.
+    pub fn into_report(mut self) -> RunReport {
+        self.close();
+        while !self.is_over() {
+            self.step();
         }
         self.progress.finish_and_clear();
         if self.jobs.unfinished() > 0 {
@@ -165,8 +222,8 @@ impl<L: Launcher> Supervisor<L> {
             self.jobs.abandon(&reason);
         }
         RunReport {
-            jobs: self.jobs,
-            stopped: self.stopped,
+            jobs: std::mem::replace(&mut self.jobs, LeaseTable::new(1)),
+            stopped: self.stopped.take(),
             workers_started: self.next_worker - 1,
             restarts: self.restarts,
         }
@@ -443,7 +500,7 @@ impl<L: Launcher> Supervisor<L> {
     }
 
     fn maybe_end(&mut self, now: Instant) {
-        if self.phase == Phase::Running && self.jobs.unfinished() == 0 {
+        if self.phase == Phase::Running && self.jobs.unfinished() == 0 && !self.keep_alive {
             self.begin_ending(now);
         }
     }

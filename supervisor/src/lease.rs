@@ -213,6 +213,17 @@ impl LeaseTable {
         }
     }
 
+    /// `worker` never started the job it was sent (it was leaving): the job goes back to the
+    /// front of the queue and the attempt does not count.
+    pub fn return_unstarted(&mut self, worker: WorkerId) -> Option<JobId> {
+        let id = self.leases.remove(&worker)?;
+        let entry = self.entry(id).expect("leased ids exist");
+        entry.attempts -= 1;
+        entry.state = State::Queued;
+        self.queue.push_front(id);
+        Some(id)
+    }
+
     /// Jobs waiting for a worker.
     pub fn queued(&self) -> usize {
         self.queue.len()
@@ -390,6 +401,20 @@ mod tests {
         assert_eq!(t.complete(B, ok(0, 2, 6)), Completion::Duplicate);
         assert_eq!(t.output(0), Some(&[5u8][..]));
         assert_eq!(t.attempts(0), Some(2));
+    }
+
+    #[test]
+    fn an_unstarted_job_comes_back_without_using_an_attempt() {
+        let mut t = table(2, 1);
+        assert_eq!(t.lease(A).unwrap().id, 0);
+        assert_eq!(t.return_unstarted(A), Some(0));
+        assert_eq!(t.return_unstarted(A), None);
+        let job = t.lease(B).unwrap();
+        assert_eq!(
+            (job.id, job.attempt),
+            (0, 1),
+            "first in line, still its first attempt"
+        );
     }
 
     #[test]

@@ -307,6 +307,7 @@ impl<L: Launcher> Supervisor<L> {
                     FromWorker::Ready => slot.ready = true,
                     FromWorker::Heartbeat => {}
                     FromWorker::Done(result) => self.on_result(index, result, now),
+                    FromWorker::Leaving => self.on_leaving(index, now),
                 }
             }
         }
@@ -340,6 +341,25 @@ impl<L: Launcher> Supervisor<L> {
         let shrink = self.active_workers() > self.target;
         if slot.leaving.is_none() && (recycle || shrink || self.phase == Phase::Ending) {
             self.ask_to_leave(index, now);
+        }
+    }
+
+    /// The worker got SIGTERM and leaves after its last result: a planned exit, replaced
+    /// without counting as a restart; a job sent to it meanwhile goes back unstarted.
+    fn on_leaving(&mut self, index: usize, now: Instant) {
+        let grace = self.config.grace;
+        let slot = &mut self.slots[index];
+        if slot.leaving.is_some() {
+            return;
+        }
+        slot.leaving = Some(Leaving::Asked {
+            deadline: now + grace,
+        });
+        slot.job = None;
+        let (worker, pid) = (slot.id, slot.reaper.id());
+        self.say(&format!("{worker} (pid {pid}) leaves (SIGTERM)"));
+        if let Some(job) = self.jobs.return_unstarted(worker) {
+            self.say(&format!("job {job} goes back unstarted"));
         }
     }
 

@@ -52,4 +52,7 @@ pub enum FromWorker {
     Heartbeat,
     /// A job finished.
     Done(JobResult),
+    /// The worker leaves (it got SIGTERM) and takes no more jobs; a job sent meanwhile was not
+    /// started.
+    Leaving,
 }

@@ -105,6 +105,7 @@ pub fn run_worker<L: Link>(
         link.send(&FromWorker::Ready).map_err(link_error)?;
         loop {
             if terminate.load(Ordering::Relaxed) {
+                link.send(&FromWorker::Leaving).map_err(link_error)?;
                 return Ok(WorkerExit::Terminated);
             }
             let job = match link
@@ -221,7 +222,7 @@ mod tests {
             {
                 FromWorker::Done(result) => return (result, heartbeats),
                 FromWorker::Heartbeat => heartbeats += 1,
-                FromWorker::Ready => panic!("Ready twice"),
+                other => panic!("unexpected {other:?}"),
             }
         }
     }

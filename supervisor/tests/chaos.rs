@@ -71,7 +71,10 @@ fn sigkill_random_workers_gives_the_clean_results(start_method: &'static str) ->
         "results differ from a clean run:\n{}",
         finished.stdout
     );
-    check!(killed.len() >= 4, "only killed {killed:?}: the run ended too soon to test anything");
+    check!(
+        killed.len() >= 4,
+        "only killed {killed:?}: the run ended too soon to test anything"
+    );
     check!(
         finished.stderr.contains("re-queued"),
         "no job was re-queued:\n{}",
@@ -86,7 +89,7 @@ fn sigkill_random_workers_gives_the_clean_results(start_method: &'static str) ->
 }
 
 fn sigstop_worker_is_replaced_and_its_job_rerun() -> TestResult {
-    let jobs: Vec<String> = (0..4).map(|n| (700 + n).to_string()).collect();
+    let jobs: Vec<String> = (0..4).map(|n| (1500 + n).to_string()).collect();
     let args = with_args(
         &["run", "sleep"],
         &jobs,
@@ -94,7 +97,7 @@ fn sigstop_worker_is_replaced_and_its_job_rerun() -> TestResult {
     );
     let running = start(&args);
     let workers = running.wait_for_workers(2, Duration::from_secs(10))?;
-    sleep_ms(300);
+    sleep_ms(500); // well into its first job
     let stopped = workers[0];
     kill(Pid::from_raw(stopped), Signal::SIGSTOP)?;
     let finished = running.finish(LONG)?;

@@ -89,15 +89,15 @@ fn sigkill_random_workers_gives_the_clean_results(start_method: &'static str) ->
 }
 
 fn sigstop_worker_is_replaced_and_its_job_rerun() -> TestResult {
-    let jobs: Vec<String> = (0..4).map(|n| (1500 + n).to_string()).collect();
+    let jobs: Vec<String> = (0..4).map(|n| (1000 + n).to_string()).collect();
     let args = with_args(
         &["run", "sleep"],
         &jobs,
-        &["--workers", "2", "--heartbeat-timeout", "1"],
+        &["--workers", "2", "--heartbeat-timeout", "0.5"],
     );
     let running = start(&args);
     let workers = running.wait_for_workers(2, Duration::from_secs(10))?;
-    sleep_ms(500); // well into its first job
+    sleep_ms(400); // well into its first job
     let stopped = workers[0];
     kill(Pid::from_raw(stopped), Signal::SIGSTOP)?;
     let finished = running.finish(LONG)?;
@@ -489,7 +489,7 @@ fn sigint_drains_then_a_second_one_stops_at_once() -> TestResult {
 }
 
 fn sigttin_and_sigttou_resize_the_pool() -> TestResult {
-    let jobs = sleep_jobs(150, 50);
+    let jobs = sleep_jobs(100, 40);
     let args = with_args(&["run", "sleep"], &jobs, &["--workers", "2"]);
     let running = start(&args);
     running.wait_for_workers(2, Duration::from_secs(10))?;

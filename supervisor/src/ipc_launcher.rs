@@ -78,7 +78,7 @@ pub struct WorkerArgs {
 /// The body of every worker process: runs jobs until told to stop; the text says why it left.
 fn worker_main(
     registry: &Registry,
-    mut end: WorkerEnd,
+    end: WorkerEnd,
     heartbeat_interval: Duration,
     supervisor: i32,
 ) -> String {
@@ -87,7 +87,7 @@ fn worker_main(
     if let Err(error) = die_with_supervisor(supervisor) {
         return format!("worker could not arm its parent-death handler: {error}");
     }
-    match run_worker(registry, &mut end, &WorkerOptions { heartbeat_interval }) {
+    match run_worker(registry, &end, &WorkerOptions { heartbeat_interval }) {
         Ok(exit) => format!("{exit:?}"),
         Err(error) => format!("worker stopped: {error}"),
     }

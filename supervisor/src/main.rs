@@ -1,5 +1,6 @@
 //! The `supervisor` binary: `supervisor run JOB [ARGS]` runs jobs over a supervised worker pool;
 //! `supervisor gen-logs DIR` writes test logs for logcount.
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -213,11 +214,14 @@ fn run_jobs(args: RunArgs) -> anyhow::Result<ExitCode> {
         jobs.push(args.job.clone(), encode_payload(arg)?);
     }
     let report = supervise(&args, jobs)?;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     for id in 0..report.jobs.len() as u64 {
         if let Some(output) = report.jobs.output(id) {
-            println!("{}", decode_payload::<String>(output)?);
+            writeln!(out, "{}", decode_payload::<String>(output)?)?;
         }
     }
+    out.flush()?;
+    drop(out);
     finish(&report)
 }
 

@@ -103,11 +103,11 @@ impl AsFd for SupervisorEnd {
 impl Link for WorkerEnd {
     type Error = LinkError;
 
-    fn send(&mut self, message: &FromWorker) -> Result<(), LinkError> {
+    fn send(&self, message: &FromWorker) -> Result<(), LinkError> {
         send(&self.0, Frame::Up(message.clone()))
     }
 
-    fn recv_timeout(&mut self, timeout: Duration) -> Result<Option<ToWorker>, LinkError> {
+    fn recv_timeout(&self, timeout: Duration) -> Result<Option<ToWorker>, LinkError> {
         match self.0.recv_timeout(timeout) {
             Ok(Frame::Down(message)) => Ok(Some(message)),
             Ok(Frame::Up(message)) => Err(LinkError::Protocol(format!(

@@ -76,6 +76,8 @@ pub struct Supervisor<L: Launcher> {
     stopped: Option<StopReason>,
     restarts: u64,
     next_status: Option<Instant>,
+    child_exited: bool,
+    last_reap: Instant,
     progress: ProgressBar,
 }
 
@@ -108,6 +110,8 @@ impl<L: Launcher> Supervisor<L> {
             intensity: RestartIntensity::new(config.max_restarts, config.restart_period),
             backoff: Backoff::new(Duration::from_millis(100), Duration::from_secs(5)),
             next_status: config.status_interval.map(|every| now + every),
+            child_exited: false,
+            last_reap: now,
             config,
             launcher,
             inbox,
@@ -148,7 +152,12 @@ impl<L: Launcher> Supervisor<L> {
             self.on_signal(signal, now);
         }
         self.read_messages(now);
-        self.reap(now);
+        // SIGCHLD says when; the tick is a safety net (signals coalesce, a handler may be late).
+        if self.child_exited || now.duration_since(self.last_reap) >= TICK {
+            self.child_exited = false;
+            self.last_reap = now;
+            self.reap(now);
+        }
         self.check_timers(now);
         self.maybe_end(now);
         if self.phase == Phase::Running {
@@ -281,7 +290,7 @@ impl<L: Launcher> Supervisor<L> {
                 self.say(&format!("SIGTTOU: pool size now {}", self.target));
             }
             Signal::SIGUSR1 => self.print_status(now),
-            // SIGCHLD: reaping happens on every pass anyway.
+            Signal::SIGCHLD => self.child_exited = true,
             _ => {}
         }
     }

@@ -6,12 +6,13 @@ use std::time::Duration;
 
 use crate::{FromWorker, ToWorker};
 
-/// A duplex, message-framed connection to the supervisor.
-pub trait Link {
+/// A duplex, message-framed connection to the supervisor. `Sync`: the heartbeat thread sends
+/// on it while the loop's thread receives and sends; whole messages never interleave.
+pub trait Link: Sync {
     /// Why a send or receive failed; any error means the supervisor is gone or the link broke.
     type Error: std::error::Error + Send + Sync + 'static;
     /// Sends one message.
-    fn send(&mut self, message: &FromWorker) -> Result<(), Self::Error>;
+    fn send(&self, message: &FromWorker) -> Result<(), Self::Error>;
     /// Waits up to `timeout` for one message; `Ok(None)` when none came in time.
-    fn recv_timeout(&mut self, timeout: Duration) -> Result<Option<ToWorker>, Self::Error>;
+    fn recv_timeout(&self, timeout: Duration) -> Result<Option<ToWorker>, Self::Error>;
 }

@@ -1,10 +1,10 @@
 //! The worker loop: take a job, run it, send the result; heartbeat all along; leave on `Stop`,
 //! on SIGTERM once the current job is done, or when the supervisor is gone.
 //!
-//! The job runs on a second thread so the loop's thread stays free to heartbeat: a slow or hung
-//! job still heartbeats (the supervisor's job timeout deals with it), while a stopped or frozen
-//! process does not (the supervisor's heartbeat timeout deals with that). Only the loop's thread
-//! touches the link, so the link needs no lock.
+//! Jobs run on the loop's own thread (no hand-off per job); a second thread sends the
+//! heartbeats on the same link (a [`Link`] is `Sync`). So a slow or hung job still heartbeats
+//! (the supervisor's job timeout deals with it), while a stopped or frozen process does not (the
+//! supervisor's heartbeat timeout deals with that).
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
@@ -48,9 +48,9 @@ pub enum WorkerError {
     /// The link to the supervisor broke: the supervisor is gone.
     #[error("link to the supervisor: {0}")]
     Link(#[source] Box<dyn std::error::Error + Send + Sync>),
-    /// The job thread could not be started.
-    #[error("starting the job thread: {0}")]
-    JobThread(#[source] std::io::Error),
+    /// The heartbeat thread could not be started.
+    #[error("starting the heartbeat thread: {0}")]
+    HeartbeatThread(#[source] std::io::Error),
 }
 
 fn link_error<E: std::error::Error + Send + Sync + 'static>(error: E) -> WorkerError {
@@ -83,57 +83,43 @@ fn run_one(registry: &Registry, job: Job) -> JobResult {
 /// it installs a SIGTERM handler for its duration.
 pub fn run_worker<L: Link>(
     registry: &Registry,
-    link: &mut L,
+    link: &L,
     options: &WorkerOptions,
 ) -> Result<WorkerExit, WorkerError> {
     let terminate = Arc::new(AtomicBool::new(false));
     let sigterm = signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&terminate))
         .map_err(WorkerError::Signal)?;
     let outcome = thread::scope(|scope| {
-        let (job_tx, job_rx) = mpsc::channel::<Job>();
-        let (result_tx, result_rx) = mpsc::channel::<JobResult>();
+        // Dropping `stop_heartbeats` (when this closure returns) ends the heartbeat thread at once.
+        let (stop_heartbeats, stopped) = mpsc::channel::<()>();
+        let interval = options.heartbeat_interval;
         thread::Builder::new()
-            .name("herd-job".into())
+            .name("herd-heartbeat".into())
             .spawn_scoped(scope, move || {
-                for job in job_rx {
-                    if result_tx.send(run_one(registry, job)).is_err() {
-                        break;
+                while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(interval) {
+                    if link.send(&FromWorker::Heartbeat).is_err() {
+                        break; // The loop sees the broken link itself.
                     }
                 }
             })
-            .map_err(WorkerError::JobThread)?;
+            .map_err(WorkerError::HeartbeatThread)?;
         link.send(&FromWorker::Ready).map_err(link_error)?;
-        loop {
+        let exit = loop {
             if terminate.load(Ordering::Relaxed) {
                 link.send(&FromWorker::Leaving).map_err(link_error)?;
-                return Ok(WorkerExit::Terminated);
+                break WorkerExit::Terminated;
             }
-            let job = match link
-                .recv_timeout(options.heartbeat_interval)
-                .map_err(link_error)?
-            {
-                None => {
-                    link.send(&FromWorker::Heartbeat).map_err(link_error)?;
-                    continue;
+            match link.recv_timeout(interval).map_err(link_error)? {
+                None => {}
+                Some(ToWorker::Stop) => break WorkerExit::Stopped,
+                Some(ToWorker::Run(job)) => {
+                    let result = run_one(registry, job);
+                    link.send(&FromWorker::Done(result)).map_err(link_error)?;
                 }
-                Some(ToWorker::Stop) => return Ok(WorkerExit::Stopped),
-                Some(ToWorker::Run(job)) => job,
-            };
-            // The job thread only ends when `job_tx` is dropped, which happens after this loop.
-            job_tx.send(job).expect("the job thread outlives the loop");
-            let result = loop {
-                match result_rx.recv_timeout(options.heartbeat_interval) {
-                    Ok(result) => break result,
-                    Err(mpsc::RecvTimeoutError::Timeout) => {
-                        link.send(&FromWorker::Heartbeat).map_err(link_error)?
-                    }
-                    Err(mpsc::RecvTimeoutError::Disconnected) => {
-                        unreachable!("the job thread catches panics and runs until `job_tx` drops")
-                    }
-                }
-            };
-            link.send(&FromWorker::Done(result)).map_err(link_error)?;
-        }
+            }
+        };
+        drop(stop_heartbeats);
+        Ok(exit)
     });
     signal_hook::low_level::unregister(sigterm);
     outcome
@@ -146,8 +132,8 @@ mod tests {
 
     /// The supervisor's side of an in-memory link.
     struct ChannelLink {
-        to_worker: mpsc::Receiver<ToWorker>,
-        from_worker: mpsc::Sender<FromWorker>,
+        to_worker: std::sync::Mutex<mpsc::Receiver<ToWorker>>,
+        from_worker: std::sync::Mutex<mpsc::Sender<FromWorker>>,
     }
 
     #[derive(Debug, Error)]
@@ -156,11 +142,13 @@ mod tests {
 
     impl Link for ChannelLink {
         type Error = Gone;
-        fn send(&mut self, message: &FromWorker) -> Result<(), Gone> {
-            self.from_worker.send(message.clone()).map_err(|_| Gone)
+        fn send(&self, message: &FromWorker) -> Result<(), Gone> {
+            let sender = self.from_worker.lock().map_err(|_| Gone)?;
+            sender.send(message.clone()).map_err(|_| Gone)
         }
-        fn recv_timeout(&mut self, timeout: Duration) -> Result<Option<ToWorker>, Gone> {
-            match self.to_worker.recv_timeout(timeout) {
+        fn recv_timeout(&self, timeout: Duration) -> Result<Option<ToWorker>, Gone> {
+            let receiver = self.to_worker.lock().map_err(|_| Gone)?;
+            match receiver.recv_timeout(timeout) {
                 Ok(message) => Ok(Some(message)),
                 Err(mpsc::RecvTimeoutError::Timeout) => Ok(None),
                 Err(mpsc::RecvTimeoutError::Disconnected) => Err(Gone),
@@ -192,14 +180,14 @@ mod tests {
         let handle = thread::spawn(move || {
             let mut registry = Registry::new();
             registry.register(Nap).unwrap();
-            let mut link = ChannelLink {
-                to_worker: to_rx,
-                from_worker: from_tx,
+            let link = ChannelLink {
+                to_worker: std::sync::Mutex::new(to_rx),
+                from_worker: std::sync::Mutex::new(from_tx),
             };
             let options = WorkerOptions {
                 heartbeat_interval: Duration::from_millis(20),
             };
-            run_worker(&registry, &mut link, &options)
+            run_worker(&registry, &link, &options)
         });
         (to_tx, from_rx, handle)
     }

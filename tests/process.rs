@@ -132,6 +132,7 @@ fn main() -> ExitCode {
             spawn_passes_a_pipe_end_as_argument,
         ),
         ("fork_returns_a_pipe_end", fork_returns_a_pipe_end),
+        ("ignored_sigchld_is_refused", ignored_sigchld_is_refused),
         ("zombie_demo_sees_a_zombie", zombie_demo_sees_a_zombie),
         ("orphan_demo_sees_reparenting", orphan_demo_sees_reparenting),
         (
@@ -425,7 +426,12 @@ fn non_daemon_survives_parent_sigkill() -> TestResult {
         !has_ended(pid),
         "the non-daemon grandchild {pid} died with its parent"
     );
-    // It sleeps 5 s and is reaped by whoever adopted it; nothing to clean up here.
+    // Not our child (it was adopted), so no pidfd of ours names it; it was alive a moment ago and sleeps 5 s,
+    // so its pid cannot have been reused yet. Its adopter reaps it.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )?;
     Ok(())
 }
 
@@ -644,5 +650,22 @@ fn orphan_demo_sees_reparenting() -> TestResult {
         out.contains("adopted orphan") && out.contains("reaped it"),
         "{out}"
     );
+    Ok(())
+}
+
+fn ignored_sigchld_is_refused() -> TestResult {
+    use nix::sys::signal::{signal, SigHandler, Signal};
+    // SAFETY: installs SIG_IGN (no handler code) and restores the default below; this test runs alone on the
+    // main thread.
+    unsafe { signal(Signal::SIGCHLD, SigHandler::SigIgn) }?;
+    let refused = Process::new().fork(|| 1);
+    let refused_spawn = Process::new().spawn(add, &(1, 2));
+    // SAFETY: as above: restores the default disposition.
+    unsafe { signal(Signal::SIGCHLD, SigHandler::SigDfl) }?;
+    let err = expect_err(refused)?;
+    assert!(matches!(err, StartError::AutoReaped), "{err}");
+    assert!(err.to_string().contains("SIGCHLD"), "{err}");
+    assert!(matches!(expect_err(refused_spawn)?, StartError::AutoReaped));
+    assert_eq!(Process::new().fork(|| 1)?.join()?, 1);
     Ok(())
 }

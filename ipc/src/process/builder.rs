@@ -85,6 +85,7 @@ impl Process {
         F: FnOnce() -> T,
         T: Serialize,
     {
+        Self::check_reapable()?;
         let permit = if self.allow_multi_threaded_fork {
             // SAFETY: allow_multi_threaded_fork is an unsafe fn whose caller took on exactly the contract of
             // multi_threaded_by_contract (the child touches nothing other threads may hold locked).
@@ -133,6 +134,7 @@ impl Process {
         A: Serialize + ?Sized,
         T: DeserializeOwned,
     {
+        Self::check_reapable()?;
         if !entry::is_registered(entry) {
             return Err(StartError::UnknownEntry {
                 entry: entry.to_owned(),
@@ -191,6 +193,14 @@ impl Process {
         self.finish_start(pid, name, result_read)
     }
 
+    /// Checks what every start needs: children that stay waitable until herd reaps them.
+    fn check_reapable() -> Result<(), StartError> {
+        if platform::children_are_auto_reaped() {
+            return Err(StartError::AutoReaped);
+        }
+        Ok(())
+    }
+
     fn setup(&self) -> ChildSetup {
         ChildSetup {
             die_with_parent: self.daemon,
@@ -212,7 +222,7 @@ impl Process {
         name: String,
         result_read: Socket,
     ) -> Result<Child<T>, StartError> {
-        let pidfd = Pidfd::open(pid).map_err(StartError::os("open a pidfd for the child"))?;
+        let pidfd = Pidfd::open_child(pid).map_err(StartError::os("open a pidfd for the child"))?;
         let pid = u32::try_from(pid).map_err(|_| StartError::Os {
             action: "fork",
             source: io::Error::other("negative pid"),
@@ -246,6 +256,13 @@ pub enum StartError {
     /// The arguments could not be serialised.
     #[error("the arguments for entry {entry:?} cannot be encoded: {source}")]
     Arguments { entry: String, source: CodecError },
+    /// SIGCHLD is ignored (or SA_NOCLDWAIT is set) in this process: the kernel would reap children by itself,
+    /// so no exit status or value could be collected.
+    #[error(
+        "cannot start a child: SIGCHLD is ignored (or SA_NOCLDWAIT set) in this process, so the kernel reaps \
+         children itself and their exit status is lost; restore the default SIGCHLD disposition"
+    )]
+    AutoReaped,
     /// A system call failed.
     #[error("could not {action}: {source}")]
     Os {

@@ -132,6 +132,14 @@ fn main() -> ExitCode {
             spawn_passes_a_pipe_end_as_argument,
         ),
         ("fork_returns_a_pipe_end", fork_returns_a_pipe_end),
+        (
+            "unencodable_values_fail_clearly",
+            unencodable_values_fail_clearly,
+        ),
+        (
+            "send_signal_delivers_any_signal",
+            send_signal_delivers_any_signal,
+        ),
         ("ignored_sigchld_is_refused", ignored_sigchld_is_refused),
         ("zombie_demo_sees_a_zombie", zombie_demo_sees_a_zombie),
         ("orphan_demo_sees_reparenting", orphan_demo_sees_reparenting),
@@ -667,5 +675,59 @@ fn ignored_sigchld_is_refused() -> TestResult {
     assert!(err.to_string().contains("SIGCHLD"), "{err}");
     assert!(matches!(expect_err(refused_spawn)?, StartError::AutoReaped));
     assert_eq!(Process::new().fork(|| 1)?.join()?, 1);
+    Ok(())
+}
+
+/// A value whose serialisation always fails.
+#[derive(Debug, serde::Deserialize)]
+struct Unencodable;
+
+impl serde::Serialize for Unencodable {
+    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        Err(serde::ser::Error::custom(
+            "Unencodable refuses to be encoded",
+        ))
+    }
+}
+
+fn unencodable_values_fail_clearly() -> TestResult {
+    let err = expect_err(
+        Process::new().spawn_named::<_, ()>(<add as herd::ipc::Entry>::NAME, &Unencodable),
+    )?;
+    assert!(matches!(err, StartError::Arguments { .. }), "{err}");
+    // postcard keeps no custom serde message: the error names the entry and the failing step.
+    let text = err.to_string();
+    assert!(
+        text.contains("process::add") && text.contains("cannot be encoded"),
+        "{text}"
+    );
+
+    let child = Process::new().fork(|| Unencodable)?;
+    let err = expect_err(child.join_timeout(PATIENCE))?;
+    match err {
+        JoinTimeoutError::Failed(JoinError::Failed {
+            message, status, ..
+        }) => {
+            assert!(
+                message.contains("returned value could not be encoded"),
+                "{message}"
+            );
+            assert_eq!(status, ExitStatus::Exited(1));
+        }
+        other => return Err(format!("expected an encoding failure, got {other:?}").into()),
+    }
+    Ok(())
+}
+
+fn send_signal_delivers_any_signal() -> TestResult {
+    let child = sleeper()?;
+    child.send_signal(libc::SIGINT)?;
+    let err = expect_err(child.join_timeout(PATIENCE))?;
+    match err {
+        JoinTimeoutError::Failed(err) => {
+            assert_eq!(err.exit_status(), Some(ExitStatus::Signaled(libc::SIGINT)))
+        }
+        other => return Err(format!("expected SIGINT, got {other:?}").into()),
+    }
     Ok(())
 }

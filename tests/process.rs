@@ -45,7 +45,7 @@ herd::ipc::entry! {
 
 herd::ipc::entry! {
     /// Sleeps for the given number of milliseconds.
-    fn nap(millis: u64) -> () {
+    fn nap(millis: u64) {
         std::thread::sleep(Duration::from_millis(millis))
     }
 }

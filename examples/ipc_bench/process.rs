@@ -9,7 +9,7 @@ use crate::report;
 
 herd::ipc::entry! {
     /// The trivial spawned child: returns at once.
-    fn noop(_unit: ()) -> () {}
+    fn noop(_unit: ()) {}
 }
 
 /// Measures for about this long per figure (at least `MIN_ROUNDS` rounds), so the report stays quick.

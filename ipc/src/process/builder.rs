@@ -91,8 +91,10 @@ impl Process {
             // multi_threaded_by_contract (the child touches nothing other threads may hold locked).
             unsafe { ForkPermit::multi_threaded_by_contract() }
         } else {
-            ForkPermit::single_threaded()
-                .map_err(|threads| StartError::MultiThreaded { threads })?
+            ForkPermit::single_threaded().map_err(|threads| match threads {
+                Some(threads) => StartError::MultiThreaded { threads },
+                None => StartError::ThreadsUnknown,
+            })?
         };
         let name = self.child_name();
         let (result_read, result_write) =
@@ -250,6 +252,13 @@ pub enum StartError {
          in the child (use Process::spawn, or the unsafe Process::allow_multi_threaded_fork)"
     )]
     MultiThreaded { threads: usize },
+    /// `fork` was refused: the threads of this process cannot be counted (`/proc/self/task` is unreadable), so
+    /// it may be multi-threaded.
+    #[error(
+        "refusing to fork: /proc/self/task is unreadable, so this process may have other threads whose locks \
+         would stay locked in the child (mount /proc, or use Process::spawn)"
+    )]
+    ThreadsUnknown,
     /// No entry of this name is registered in this binary (see [`entry!`](crate::entry!)).
     #[error("no entry named {entry:?} is registered in this binary (registered: [{registered}])")]
     UnknownEntry { entry: String, registered: String },

@@ -140,6 +140,10 @@ fn main() -> ExitCode {
             "send_signal_delivers_any_signal",
             send_signal_delivers_any_signal,
         ),
+        (
+            "unsendable_result_fails_clearly",
+            unsendable_result_fails_clearly,
+        ),
         ("ignored_sigchld_is_refused", ignored_sigchld_is_refused),
         ("zombie_demo_sees_a_zombie", zombie_demo_sees_a_zombie),
         ("orphan_demo_sees_reparenting", orphan_demo_sees_reparenting),
@@ -728,6 +732,27 @@ fn send_signal_delivers_any_signal() -> TestResult {
             assert_eq!(err.exit_status(), Some(ExitStatus::Signaled(libc::SIGINT)))
         }
         other => return Err(format!("expected SIGINT, got {other:?}").into()),
+    }
+    Ok(())
+}
+
+fn unsendable_result_fails_clearly() -> TestResult {
+    // One message carries at most 253 fds (SCM_MAX_FD): a value holding 254 handles cannot travel back.
+    let child = Process::new().fork(|| -> Result<Vec<PipeReceiver<u8>>, String> {
+        (0..254)
+            .map(|_| Pipe::<u8>::simplex().map(|(_, receiver)| receiver))
+            .collect::<Result<_, _>>()
+            .map_err(|err| err.to_string())
+    })?;
+    let err = expect_err(child.join_timeout(PATIENCE))?;
+    match err {
+        JoinTimeoutError::Failed(JoinError::Failed {
+            message, status, ..
+        }) => {
+            assert!(message.contains("could not send its result"), "{message}");
+            assert_eq!(status, ExitStatus::Exited(1));
+        }
+        other => return Err(format!("expected a send failure, got {other:?}").into()),
     }
     Ok(())
 }

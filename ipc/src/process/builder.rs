@@ -184,7 +184,8 @@ impl Process {
         let failure = ChildOutcome::Failed(
             "re-executing the current binary (/proc/self/exe) failed".to_owned(),
         )
-        .to_frame();
+        .to_frame()
+        .map_err(StartError::os("encode the exec failure report"))?;
         let plan = ExecPlan::new(argv, &inherit, result_write.as_fd(), failure);
         let pid =
             platform::fork_and_exec_self(&plan, self.setup()).map_err(StartError::os("fork"))?;

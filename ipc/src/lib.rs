@@ -14,7 +14,7 @@ pub use codec::CodecError;
 pub use platform::{AtomicInteger, Pod};
 pub use sync::{
     Barrier, BarrierWaitError, BoundedSemaphore, Condition, ConditionGuard, ConditionWaitError,
-    Event, Lock, LockError, LockGuard, LockTimeoutError, OverReleased, OwnerDied, RLock,
-    Semaphore, TimedOut, TryLockError,
+    Event, Lock, LockError, LockGuard, LockTimeoutError, OverReleased, OwnerDied, RLock, Semaphore,
+    TimedOut, TryLockError,
 };
 pub use value::{Value, ValueGuard};

@@ -50,8 +50,11 @@ pub trait AtomicInteger: Pod + sealed::Sealed {
     /// `Atomic::fetch_sub` (wrapping).
     fn atomic_fetch_sub(atomic: &Self::Atomic, value: Self, order: Ordering) -> Self;
     /// `Atomic::compare_exchange` with `SeqCst` on success and failure.
-    fn atomic_compare_exchange(atomic: &Self::Atomic, current: Self, new: Self)
-        -> Result<Self, Self>;
+    fn atomic_compare_exchange(
+        atomic: &Self::Atomic,
+        current: Self,
+        new: Self,
+    ) -> Result<Self, Self>;
 }
 
 macro_rules! impl_atomic {

@@ -107,7 +107,10 @@ impl<T: Pod> SharedPodArray<T> {
 
     /// Locks the array (until `deadline`, if any). A dead previous holder is recovered from
     /// here, and reported by [`PodArrayGuard::previous_owner_died`].
-    pub(crate) fn lock(&self, deadline: Option<Instant>) -> Result<PodArrayGuard<'_, T>, MutexError> {
+    pub(crate) fn lock(
+        &self,
+        deadline: Option<Instant>,
+    ) -> Result<PodArrayGuard<'_, T>, MutexError> {
         let mutex = &self.shared.state().mutex;
         let acquired = match deadline {
             None => mutex.lock()?,
@@ -217,7 +220,10 @@ mod tests {
         assert_eq!(other.len(), 3);
         other.lock(None).expect("lock")[1] = 20;
         assert_eq!(&*array.lock(None).expect("lock"), &[1, 20, 3]);
-        array.atomic(2).expect("in range").fetch_add(5, Ordering::SeqCst);
+        array
+            .atomic(2)
+            .expect("in range")
+            .fetch_add(5, Ordering::SeqCst);
         assert_eq!(other.lock(None).expect("lock")[2], 8);
         assert!(array.atomic(3).is_none());
         SharedPodArray::<i64>::from_fd(dup()).expect_err("element type differs");

@@ -111,8 +111,8 @@ impl<S: SharedLayout> SharedState<S> {
         {
             return Err(wrong());
         }
-        let tail_len = usize::try_from(header.tail_len.load(Ordering::Relaxed))
-            .map_err(|_| wrong())?;
+        let tail_len =
+            usize::try_from(header.tail_len.load(Ordering::Relaxed)).map_err(|_| wrong())?;
         if this.shm.len() - tail_offset::<S>() < tail_len {
             return Err(wrong());
         }

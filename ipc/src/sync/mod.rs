@@ -23,8 +23,8 @@ pub use lock::{Lock, LockGuard};
 pub use lock_error::{LockError, LockTimeoutError, OwnerDied, TryLockError};
 pub use rlock::RLock;
 pub use semaphore::Semaphore;
-pub use timeout::TimedOut;
 pub(crate) use timeout::deadline_after;
+pub use timeout::TimedOut;
 
 /// Implements `Serialize`/`Deserialize` for a handle whose only field `$field` is a
 /// `SharedState<$state>`: the segment travels as its fd and is checked on arrival.

@@ -48,8 +48,7 @@ impl RLock {
     /// Acquires the lock if it is free or already held by this thread, without waiting.
     pub fn try_lock(&self) -> Result<LockGuard<'_>, TryLockError<LockGuard<'_>>> {
         let mutex = &self.state.state().mutex;
-        Attempt::from_platform(mutex.try_lock(), |died| LockGuard::new(mutex, died))
-            .into_try_lock()
+        Attempt::from_platform(mutex.try_lock(), |died| LockGuard::new(mutex, died)).into_try_lock()
     }
 
     /// Blocks until the lock is acquired or `timeout` elapses.

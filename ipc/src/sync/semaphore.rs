@@ -60,7 +60,11 @@ impl SemaphoreState {
             let outcome = futex_wait(&self.count, 0, deadline);
             self.waiters.fetch_sub(1, Ordering::SeqCst);
             if outcome == FutexWait::TimedOut {
-                return if self.try_acquire() { Ok(()) } else { Err(TimedOut) };
+                return if self.try_acquire() {
+                    Ok(())
+                } else {
+                    Err(TimedOut)
+                };
             }
         }
     }

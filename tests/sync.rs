@@ -10,87 +10,157 @@ use herd::ipc::{
     AccessError, Array, Barrier, BarrierWaitError, BoundedSemaphore, Condition, ConditionWaitError,
     Event, Lock, LockError, LockTimeoutError, RLock, Semaphore, TryLockError, Value,
 };
-use sync_support::{ensure, fork_child, run, trial};
+use sync_support::{ensure, fork_child, run, spawn_child, wait_until, Verdict};
 
 const JOIN: Duration = Duration::from_secs(20);
 const SHORT: Duration = Duration::from_secs(5);
 
+/// Every primitive, as one spawn argument: each travels as its segment's fd.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Handles {
+    lock: Lock,
+    rlock: RLock,
+    semaphore: Semaphore,
+    bounded: BoundedSemaphore,
+    event: Event,
+    condition: Condition,
+    barrier: Barrier,
+    value: Value<u64>,
+    array: Array<i32>,
+}
+
+herd::ipc::entry! {
+    /// Uses every primitive received from the parent, in step with it.
+    fn use_every_primitive(handles: Handles) -> Verdict {
+        let h = handles;
+        h.barrier.wait_timeout(SHORT).map_err(err)?;
+        h.event.wait_timeout(SHORT).map_err(err)?;
+        h.semaphore.acquire_timeout(SHORT).map_err(err)?;
+        {
+            let _guard = h.lock.lock().map_err(err)?;
+            h.value.with_lock(|v| *v += 1).map_err(err)?;
+        }
+        {
+            let _outer = h.rlock.lock().map_err(err)?;
+            let _inner = h.rlock.lock().map_err(err)?;
+        }
+        h.array.copy_from_slice(0, &[1, 2, 3]).map_err(err)?;
+        h.bounded.release().map_err(err)?;
+        ensure(h.bounded.release().is_err(), || "over-release accepted".into())?;
+        h.value.fetch_add(10);
+        let _guard = h.condition.lock().map_err(err)?;
+        h.array.set(3, 4).map_err(err)?;
+        h.condition.notify_all();
+        Ok(())
+    }
+}
+
+herd::ipc::entry! {
+    /// Takes the lock, says so, and sleeps until killed.
+    fn hold_lock_until_killed(args: (Lock, Event)) -> Verdict {
+        let (lock, locked) = args;
+        let _guard = lock.lock().map_err(err)?;
+        locked.set();
+        std::thread::sleep(Duration::from_secs(60));
+        Ok(())
+    }
+}
+
+herd::ipc::entry! {
+    /// Expects a Value<i64>; the parent sends a Value<u64> to check the type check.
+    fn expect_i64_value(value: Value<i64>) -> Verdict {
+        value.set(-1).map_err(err)
+    }
+}
+
 fn main() -> ExitCode {
     run(vec![
-        trial(
+        (
+            "spawned_children_share_every_primitive_by_fd",
+            spawned_children_share_every_primitive_by_fd,
+        ),
+        (
+            "spawned_lock_holder_killed_gives_owner_died",
+            spawned_lock_holder_killed_gives_owner_died,
+        ),
+        (
+            "spawned_child_rejects_a_segment_of_the_wrong_type",
+            spawned_child_rejects_a_segment_of_the_wrong_type,
+        ),
+        (
             "lock_excludes_across_processes",
             lock_excludes_across_processes,
         ),
-        trial(
+        (
             "lock_timeout_and_try_lock_across_processes",
             lock_timeout_and_try_lock_across_processes,
         ),
-        trial(
+        (
             "lock_relock_by_holder_is_an_error",
             lock_relock_by_holder_is_an_error,
         ),
-        trial(
+        (
             "killed_lock_holder_gives_owner_died_within_1s",
             killed_lock_holder_gives_owner_died_within_1s,
         ),
-        trial(
+        (
             "blocked_waiter_gets_owner_died_when_holder_is_killed",
             blocked_waiter_gets_owner_died_when_holder_is_killed,
         ),
-        trial(
+        (
             "owner_died_not_marked_consistent_makes_lock_unrecoverable",
             owner_died_not_marked_consistent_makes_lock_unrecoverable,
         ),
-        trial(
+        (
             "rlock_is_reentrant_in_its_owner_only",
             rlock_is_reentrant_in_its_owner_only,
         ),
-        trial(
+        (
             "semaphore_limits_concurrency_across_processes",
             semaphore_limits_concurrency_across_processes,
         ),
-        trial(
+        (
             "semaphore_release_wakes_other_process_and_times_out",
             semaphore_release_wakes_other_process_and_times_out,
         ),
-        trial(
+        (
             "bounded_semaphore_over_release_is_an_error",
             bounded_semaphore_over_release_is_an_error,
         ),
-        trial(
+        (
             "event_wakes_waiters_in_other_processes",
             event_wakes_waiters_in_other_processes,
         ),
-        trial(
+        (
             "condition_notify_wakes_waiters_in_other_processes",
             condition_notify_wakes_waiters_in_other_processes,
         ),
-        trial(
+        (
             "condition_wait_times_out_holding_the_lock",
             condition_wait_times_out_holding_the_lock,
         ),
-        trial(
+        (
             "barrier_releases_all_parties_with_distinct_indices",
             barrier_releases_all_parties_with_distinct_indices,
         ),
-        trial(
+        (
             "barrier_breaks_when_a_party_never_arrives",
             barrier_breaks_when_a_party_never_arrives,
         ),
-        trial(
+        (
             "value_atomic_increments_from_two_processes_sum_exactly",
             value_atomic_increments_from_two_processes_sum_exactly,
         ),
-        trial(
+        (
             "value_locked_increments_from_two_processes_sum_exactly",
             value_locked_increments_from_two_processes_sum_exactly,
         ),
-        trial(
+        (
             "array_atomics_and_slices_across_processes",
             array_atomics_and_slices_across_processes,
         ),
-        trial("array_bad_indices_are_errors", array_bad_indices_are_errors),
-        trial(
+        ("array_bad_indices_are_errors", array_bad_indices_are_errors),
+        (
             "value_lock_recovers_from_a_killed_holder",
             value_lock_recovers_from_a_killed_holder,
         ),
@@ -101,8 +171,89 @@ fn err(e: impl std::fmt::Display) -> String {
     e.to_string()
 }
 
+fn spawned_children_share_every_primitive_by_fd() -> Verdict {
+    let h = Handles {
+        lock: Lock::new().map_err(err)?,
+        rlock: RLock::new().map_err(err)?,
+        semaphore: Semaphore::new(0).map_err(err)?,
+        bounded: BoundedSemaphore::new(1).map_err(err)?,
+        event: Event::new().map_err(err)?,
+        condition: Condition::new().map_err(err)?,
+        barrier: Barrier::new(2).map_err(err)?,
+        value: Value::new(0).map_err(err)?,
+        array: Array::new(4).map_err(err)?,
+    };
+    h.bounded.acquire_timeout(SHORT).map_err(err)?;
+    let child = spawn_child(use_every_primitive, &h);
+    h.barrier.wait_timeout(SHORT).map_err(err)?;
+    h.event.set();
+    h.semaphore.release();
+    {
+        let mut guard = h.condition.lock().map_err(err)?;
+        guard
+            .wait_for(
+                || {
+                    h.array
+                        .atomic(3)
+                        .map(|a| a.load(std::sync::atomic::Ordering::SeqCst))
+                        .ok()
+                        == Some(4)
+                },
+                SHORT,
+            )
+            .map_err(err)?;
+    }
+    child.join(JOIN)?;
+    ensure(h.value.get().map_err(err)? == 11, || "value".into())?;
+    ensure(h.array.to_vec().map_err(err)? == [1, 2, 3, 4], || {
+        "array".into()
+    })?;
+    ensure(h.bounded.value() == 1 && h.semaphore.value() == 0, || {
+        "semaphores".into()
+    })?;
+    ensure(
+        h.lock.try_lock().is_ok() && h.rlock.try_lock().is_ok(),
+        || "locks left held".into(),
+    )
+}
+
+fn spawned_lock_holder_killed_gives_owner_died() -> Verdict {
+    let lock = Lock::new().map_err(err)?;
+    let locked = Event::new().map_err(err)?;
+    let holder = spawn_child(hold_lock_until_killed, &(lock.clone(), locked.clone()));
+    locked
+        .wait_timeout(SHORT)
+        .map_err(|_| "spawned holder never locked".to_string())?;
+    holder.kill()?;
+    let start = Instant::now();
+    match lock.lock_timeout(Duration::from_secs(1)) {
+        Err(LockTimeoutError::OwnerDied(died)) => died.into_inner().mark_consistent(),
+        Err(other) => return Err(format!("expected OwnerDied, got {other}")),
+        Ok(_) => return Err("expected OwnerDied, got a clean lock".into()),
+    }
+    ensure(start.elapsed() < Duration::from_secs(1), || {
+        format!("took {:?}", start.elapsed())
+    })
+}
+
+fn spawned_child_rejects_a_segment_of_the_wrong_type() -> Verdict {
+    let value = Value::<u64>::new(5).map_err(err)?;
+    let child = herd::ipc::Process::new()
+        .spawn_named::<_, Verdict>(<expect_i64_value as herd::ipc::Entry>::NAME, &value)
+        .map_err(err)?;
+    match child.join_timeout(JOIN) {
+        Err(herd::ipc::JoinTimeoutError::Failed(failure)) => {
+            let message = failure.to_string();
+            ensure(message.contains("Value<i64>"), || message)?;
+        }
+        Err(other) => return Err(format!("expected a decode failure, got {other}")),
+        Ok(verdict) => return Err(format!("child accepted the wrong type: {verdict:?}")),
+    }
+    ensure(value.get().map_err(err)? == 5, || "value changed".into())
+}
+
 /// Two processes do a deliberately racy read-yield-write under the Lock; no update is lost.
-fn lock_excludes_across_processes() -> Result<(), String> {
+fn lock_excludes_across_processes() -> Verdict {
     let lock = Lock::new().map_err(err)?;
     let counter = Value::<u64>::new(0).map_err(err)?;
     const ROUNDS: u64 = 2000;
@@ -126,7 +277,7 @@ fn lock_excludes_across_processes() -> Result<(), String> {
     })
 }
 
-fn lock_timeout_and_try_lock_across_processes() -> Result<(), String> {
+fn lock_timeout_and_try_lock_across_processes() -> Verdict {
     let lock = Lock::new().map_err(err)?;
     let guard = lock.lock().map_err(err)?;
     let child = {
@@ -160,7 +311,7 @@ fn lock_timeout_and_try_lock_across_processes() -> Result<(), String> {
     child.join(JOIN)
 }
 
-fn lock_relock_by_holder_is_an_error() -> Result<(), String> {
+fn lock_relock_by_holder_is_an_error() -> Verdict {
     let lock = Lock::new().map_err(err)?;
     let _guard = lock.lock().map_err(err)?;
     let relock = lock.lock();
@@ -172,7 +323,7 @@ fn lock_relock_by_holder_is_an_error() -> Result<(), String> {
 }
 
 /// The holder is SIGKILLed; the next acquirer gets the lock within 1 s, told the owner died.
-fn killed_lock_holder_gives_owner_died_within_1s() -> Result<(), String> {
+fn killed_lock_holder_gives_owner_died_within_1s() -> Verdict {
     let lock = Lock::new().map_err(err)?;
     let locked = Event::new().map_err(err)?;
     let holder = {
@@ -211,7 +362,7 @@ fn killed_lock_holder_gives_owner_died_within_1s() -> Result<(), String> {
 }
 
 /// A waiter already blocked in another process is woken by the kernel when the holder dies.
-fn blocked_waiter_gets_owner_died_when_holder_is_killed() -> Result<(), String> {
+fn blocked_waiter_gets_owner_died_when_holder_is_killed() -> Verdict {
     let lock = Lock::new().map_err(err)?;
     let locked = Event::new().map_err(err)?;
     let holder = {
@@ -258,7 +409,7 @@ fn blocked_waiter_gets_owner_died_when_holder_is_killed() -> Result<(), String> 
     })
 }
 
-fn owner_died_not_marked_consistent_makes_lock_unrecoverable() -> Result<(), String> {
+fn owner_died_not_marked_consistent_makes_lock_unrecoverable() -> Verdict {
     let lock = Lock::new().map_err(err)?;
     let holder = {
         let lock = lock.clone();
@@ -284,7 +435,7 @@ fn owner_died_not_marked_consistent_makes_lock_unrecoverable() -> Result<(), Str
     child.join(JOIN)
 }
 
-fn rlock_is_reentrant_in_its_owner_only() -> Result<(), String> {
+fn rlock_is_reentrant_in_its_owner_only() -> Verdict {
     let rlock = RLock::new().map_err(err)?;
     let outer = rlock.lock().map_err(err)?;
     let inner = rlock.try_lock().map_err(err)?;
@@ -306,7 +457,7 @@ fn rlock_is_reentrant_in_its_owner_only() -> Result<(), String> {
     probe(true).join(JOIN)
 }
 
-fn semaphore_limits_concurrency_across_processes() -> Result<(), String> {
+fn semaphore_limits_concurrency_across_processes() -> Verdict {
     let semaphore = Semaphore::new(2).map_err(err)?;
     let inside = Value::<u32>::new(0).map_err(err)?;
     let most = Value::<u32>::new(0).map_err(err)?;
@@ -343,7 +494,7 @@ fn semaphore_limits_concurrency_across_processes() -> Result<(), String> {
     })
 }
 
-fn semaphore_release_wakes_other_process_and_times_out() -> Result<(), String> {
+fn semaphore_release_wakes_other_process_and_times_out() -> Verdict {
     let semaphore = Semaphore::new(0).map_err(err)?;
     let start = Instant::now();
     ensure(
@@ -370,7 +521,7 @@ fn semaphore_release_wakes_other_process_and_times_out() -> Result<(), String> {
     })
 }
 
-fn bounded_semaphore_over_release_is_an_error() -> Result<(), String> {
+fn bounded_semaphore_over_release_is_an_error() -> Verdict {
     let semaphore = BoundedSemaphore::new(1).map_err(err)?;
     let child = {
         let semaphore = semaphore.clone();
@@ -389,7 +540,7 @@ fn bounded_semaphore_over_release_is_an_error() -> Result<(), String> {
     })
 }
 
-fn event_wakes_waiters_in_other_processes() -> Result<(), String> {
+fn event_wakes_waiters_in_other_processes() -> Verdict {
     let event = Event::new().map_err(err)?;
     ensure(
         event.wait_timeout(Duration::from_millis(20)).is_err(),
@@ -421,7 +572,7 @@ fn event_wakes_waiters_in_other_processes() -> Result<(), String> {
     child.join(JOIN)
 }
 
-fn condition_notify_wakes_waiters_in_other_processes() -> Result<(), String> {
+fn condition_notify_wakes_waiters_in_other_processes() -> Verdict {
     let condition = Condition::new().map_err(err)?;
     let ready = Value::<u32>::new(0).map_err(err)?;
     let waiting = Semaphore::new(0).map_err(err)?;
@@ -449,7 +600,7 @@ fn condition_notify_wakes_waiters_in_other_processes() -> Result<(), String> {
     Ok(())
 }
 
-fn condition_wait_times_out_holding_the_lock() -> Result<(), String> {
+fn condition_wait_times_out_holding_the_lock() -> Verdict {
     let condition = Condition::new().map_err(err)?;
     let mut guard = condition.lock().map_err(err)?;
     let start = Instant::now();
@@ -475,7 +626,7 @@ fn condition_wait_times_out_holding_the_lock() -> Result<(), String> {
     child.join(JOIN)
 }
 
-fn barrier_releases_all_parties_with_distinct_indices() -> Result<(), String> {
+fn barrier_releases_all_parties_with_distinct_indices() -> Verdict {
     let barrier = Barrier::new(3).map_err(err)?;
     let indices = Array::<u32>::new(3).map_err(err)?;
     let children: Vec<_> = (0..2)
@@ -506,7 +657,7 @@ fn barrier_releases_all_parties_with_distinct_indices() -> Result<(), String> {
     })
 }
 
-fn barrier_breaks_when_a_party_never_arrives() -> Result<(), String> {
+fn barrier_breaks_when_a_party_never_arrives() -> Verdict {
     let barrier = Barrier::new(3).map_err(err)?;
     let patient = {
         let barrier = barrier.clone();
@@ -517,9 +668,9 @@ fn barrier_breaks_when_a_party_never_arrives() -> Result<(), String> {
             },
         )
     };
-    while barrier.n_waiting() < 1 {
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    ensure(wait_until(SHORT, || barrier.n_waiting() == 1), || {
+        "the patient party never arrived".into()
+    })?;
     let start = Instant::now();
     let impatient = {
         let barrier = barrier.clone();
@@ -557,7 +708,7 @@ fn barrier_breaks_when_a_party_never_arrives() -> Result<(), String> {
     Ok(())
 }
 
-fn value_atomic_increments_from_two_processes_sum_exactly() -> Result<(), String> {
+fn value_atomic_increments_from_two_processes_sum_exactly() -> Verdict {
     let value = Value::<u64>::new(0).map_err(err)?;
     const ROUNDS: u64 = 200_000;
     let children: Vec<_> = (0..2)
@@ -586,7 +737,7 @@ fn value_atomic_increments_from_two_processes_sum_exactly() -> Result<(), String
     })
 }
 
-fn value_locked_increments_from_two_processes_sum_exactly() -> Result<(), String> {
+fn value_locked_increments_from_two_processes_sum_exactly() -> Verdict {
     let value = Value::<i64>::new(-5).map_err(err)?;
     const ROUNDS: i64 = 20_000;
     let children: Vec<_> = (0..2)
@@ -607,7 +758,7 @@ fn value_locked_increments_from_two_processes_sum_exactly() -> Result<(), String
     ensure(total == 2 * ROUNDS - 5, || format!("sum {total}"))
 }
 
-fn array_atomics_and_slices_across_processes() -> Result<(), String> {
+fn array_atomics_and_slices_across_processes() -> Verdict {
     let array = Array::<u32>::from_slice(&[10, 20, 30, 40]).map_err(err)?;
     const ROUNDS: u32 = 50_000;
     let children: Vec<_> = (0..2)
@@ -650,7 +801,7 @@ fn array_atomics_and_slices_across_processes() -> Result<(), String> {
     })
 }
 
-fn array_bad_indices_are_errors() -> Result<(), String> {
+fn array_bad_indices_are_errors() -> Verdict {
     let array = Array::<f64>::new(3).map_err(err)?;
     ensure(
         array.len() == 3 && array.get(2).map_err(err)? == 0.0,
@@ -697,7 +848,7 @@ fn array_bad_indices_are_errors() -> Result<(), String> {
     )
 }
 
-fn value_lock_recovers_from_a_killed_holder() -> Result<(), String> {
+fn value_lock_recovers_from_a_killed_holder() -> Verdict {
     let value = Value::<[u64; 2]>::new([1, 1]).map_err(err)?;
     let locked = Event::new().map_err(err)?;
     let holder = {

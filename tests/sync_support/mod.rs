@@ -1,105 +1,73 @@
-//! Fork-based helpers for the sync and shm test binaries (harness = false, single-threaded).
+//! Helpers for the sync and shm test binaries (harness = false, trials on the main thread so
+//! the process stays single-threaded and may fork).
 //!
-//! A child runs a closure and reports through its exit status: 0 = Ok, 1 = Err (message on
-//! stderr), 101 = panic. Every wait is bounded; a child that outlives its wait is SIGKILLed and
-//! reaped, so a bug fails the test instead of hanging it and never leaves a zombie behind.
+//! A child runs a closure returning `Result<(), String>`, which the Process API carries back on
+//! join. Every wait is bounded; a child that outlives its wait is killed and reaped when its
+//! handle drops, so a bug fails the test instead of hanging it and never leaves a zombie.
 
 #![allow(dead_code)] // each test binary uses a different subset
 
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{kill, Signal};
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-use nix::unistd::{fork, ForkResult, Pid};
+use herd::ipc::{JoinTimeoutError, Process};
 
-pub type TestResult = Result<(), libtest_mimic::Failed>;
+pub type Verdict = Result<(), String>;
 
-/// A forked child process running a test closure.
-pub struct Child {
-    pub pid: Pid,
-    reaped: bool,
+/// A child process running a test body.
+pub struct TestChild(herd::ipc::Child<Verdict>);
+
+/// Forks a child that runs `body`.
+pub fn fork_child(body: impl FnOnce() -> Verdict) -> TestChild {
+    TestChild(Process::new().fork(body).expect("fork a test child"))
 }
 
-/// Forks; the child runs `body` and exits with its verdict.
-pub fn fork_child(body: impl FnOnce() -> Result<(), String>) -> Child {
-    // SAFETY: the test binary runs every trial on its main thread and starts no other threads,
-    // so the child is a faithful single-threaded copy that may run arbitrary code.
-    match unsafe { fork() }.expect("fork") {
-        ForkResult::Parent { child } => Child {
-            pid: child,
-            reaped: false,
-        },
-        ForkResult::Child => {
-            let code = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)) {
-                Ok(Ok(())) => 0,
-                Ok(Err(message)) => {
-                    eprintln!("child {}: {message}", std::process::id());
-                    1
-                }
-                Err(_) => 101,
-            };
-            // SAFETY: _exit ends the forked child without running the parent's atexit handlers
-            // or flushing stdio buffers it inherited (which would duplicate output).
-            unsafe { libc::_exit(code) }
-        }
-    }
+/// Spawns (re-executes this binary as) a child that runs `entry` on `args`.
+pub fn spawn_child<E>(entry: E, args: &E::Args) -> TestChild
+where
+    E: herd::ipc::Entry<Output = Verdict>,
+{
+    TestChild(
+        Process::new()
+            .spawn(entry, args)
+            .expect("spawn a test child"),
+    )
 }
 
-impl Child {
-    /// Waits up to `timeout` for the child to exit; Ok if it exited with status 0.
-    pub fn join(mut self, timeout: Duration) -> Result<(), String> {
-        match self.wait_status(timeout)? {
-            WaitStatus::Exited(_, 0) => Ok(()),
-            other => Err(format!("child {} ended with {other:?}", self.pid)),
-        }
+impl TestChild {
+    pub fn pid(&self) -> u32 {
+        self.0.pid()
     }
 
-    /// Waits up to `timeout` for the child to end, returning its raw status.
-    pub fn wait_status(&mut self, timeout: Duration) -> Result<WaitStatus, String> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            match waitpid(self.pid, Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::StillAlive) => {}
-                Ok(status) => {
-                    self.reaped = true;
-                    return Ok(status);
-                }
-                Err(err) => return Err(format!("waitpid {}: {err}", self.pid)),
+    /// Waits up to `timeout` for the child's verdict.
+    pub fn join(self, timeout: Duration) -> Verdict {
+        let pid = self.0.pid();
+        match self.0.join_timeout(timeout) {
+            Ok(verdict) => verdict.map_err(|message| format!("child {pid}: {message}")),
+            Err(JoinTimeoutError::Timeout(_)) => {
+                Err(format!("child {pid} still running after {timeout:?}"))
             }
-            if Instant::now() >= deadline {
-                return Err(format!(
-                    "child {} still running after {timeout:?}",
-                    self.pid
-                ));
+            Err(JoinTimeoutError::Failed(err)) => Err(err.to_string()),
+        }
+    }
+
+    /// SIGKILLs the child and checks that SIGKILL is what ended it.
+    pub fn kill(self) -> Verdict {
+        let pid = self.0.pid();
+        self.0.kill().map_err(|err| format!("kill {pid}: {err}"))?;
+        match self.0.join_timeout(Duration::from_secs(5)) {
+            Err(JoinTimeoutError::Failed(err))
+                if err.exit_status().and_then(|s| s.signal()) == Some(libc::SIGKILL) =>
+            {
+                Ok(())
             }
-            std::thread::sleep(Duration::from_millis(1));
-        }
-    }
-
-    /// SIGKILLs the child and reaps it.
-    pub fn kill(mut self) -> Result<(), String> {
-        kill(self.pid, Signal::SIGKILL).map_err(|err| format!("kill {}: {err}", self.pid))?;
-        match self.wait_status(Duration::from_secs(5))? {
-            WaitStatus::Signaled(_, Signal::SIGKILL, _) => Ok(()),
-            other => Err(format!(
-                "child {} ended with {other:?}, not SIGKILL",
-                self.pid
-            )),
+            Err(other) => Err(format!("child {pid} after SIGKILL: {other}")),
+            Ok(_) => Err(format!("child {pid} returned a value despite SIGKILL")),
         }
     }
 }
 
-impl Drop for Child {
-    fn drop(&mut self) {
-        if !self.reaped {
-            let _ = kill(self.pid, Signal::SIGKILL);
-            let _ = waitpid(self.pid, None);
-        }
-    }
-}
-
-/// Turns a condition into a test failure with a message.
-pub fn ensure(condition: bool, message: impl FnOnce() -> String) -> Result<(), String> {
+/// Turns a condition into a failure with a message.
+pub fn ensure(condition: bool, message: impl FnOnce() -> String) -> Verdict {
     if condition {
         Ok(())
     } else {
@@ -107,14 +75,62 @@ pub fn ensure(condition: bool, message: impl FnOnce() -> String) -> Result<(), S
     }
 }
 
-/// Runs the trials on the main thread (the process must stay single-threaded to fork).
-pub fn run(trials: Vec<libtest_mimic::Trial>) -> std::process::ExitCode {
-    let mut args = libtest_mimic::Arguments::from_args();
-    args.test_threads = Some(1);
-    libtest_mimic::run(&args, trials).exit_code()
+/// Polls `condition` every millisecond until it holds or `timeout` passes.
+pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while !condition() {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    true
 }
 
-/// Adapts a `Result<(), String>` test body to libtest-mimic.
-pub fn trial(name: &'static str, body: fn() -> Result<(), String>) -> libtest_mimic::Trial {
-    libtest_mimic::Trial::test(name, move || body().map_err(libtest_mimic::Failed::from))
+/// Zombie children of this process (state Z in /proc), which every trial must leave none of.
+pub fn zombies() -> Vec<u32> {
+    let me = std::process::id();
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // Fields after the parenthesised command: state, ppid, ...
+        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) else {
+            continue;
+        };
+        let mut fields = rest.split_whitespace();
+        let (state, ppid) = (fields.next(), fields.next());
+        if state == Some("Z") && ppid == Some(me.to_string().as_str()) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+/// Runs the trials on the main thread; each trial also fails if it leaves a zombie child.
+pub fn run(trials: Vec<(&'static str, fn() -> Verdict)>) -> std::process::ExitCode {
+    herd::ipc::init();
+    let mut args = libtest_mimic::Arguments::from_args();
+    args.test_threads = Some(1);
+    let trials = trials
+        .into_iter()
+        .map(|(name, body)| {
+            libtest_mimic::Trial::test(name, move || {
+                body()?;
+                let left = zombies();
+                ensure(left.is_empty(), || {
+                    format!("zombie children left: {left:?}")
+                })?;
+                Ok(())
+            })
+        })
+        .collect();
+    libtest_mimic::run(&args, trials).exit_code()
 }

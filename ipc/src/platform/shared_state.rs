@@ -94,7 +94,7 @@ impl<S: SharedLayout> SharedState<S> {
         let wrong = || {
             io::Error::new(
                 io::ErrorKind::InvalidData,
-                format!("received fd is not a herd {} segment ({variant})", S::KIND),
+                format!("received fd is not a {} segment ({variant})", S::KIND),
             )
         };
         if shm.len() < tail_offset::<S>() {

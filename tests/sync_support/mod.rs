@@ -13,6 +13,9 @@ use herd::ipc::{JoinTimeoutError, Process};
 
 pub type Verdict = Result<(), String>;
 
+/// A named trial body.
+pub type NamedTrial = (&'static str, fn() -> Verdict);
+
 /// A child process running a test body.
 pub struct TestChild(herd::ipc::Child<Verdict>);
 
@@ -115,7 +118,7 @@ pub fn zombies() -> Vec<u32> {
 }
 
 /// Runs the trials on the main thread; each trial also fails if it leaves a zombie child.
-pub fn run(trials: Vec<(&'static str, fn() -> Verdict)>) -> std::process::ExitCode {
+pub fn run(trials: Vec<NamedTrial>) -> std::process::ExitCode {
     herd::ipc::init();
     let mut args = libtest_mimic::Arguments::from_args();
     args.test_threads = Some(1);

@@ -59,22 +59,22 @@ pub fn run() -> anyhow::Result<()> {
     }?;
     // SAFETY: see above; only atomic operations ever touch this word.
     let counter: &'static AtomicU64 = unsafe { base.cast::<AtomicU64>().as_ref() };
-    let raw = per_second(|| counter.load(Ordering::SeqCst), move || {
-        for _ in 0..BATCH {
-            counter.fetch_add(1, Ordering::SeqCst);
-        }
-        true
-    })?;
+    let raw = per_second(
+        || counter.load(Ordering::SeqCst),
+        move || {
+            for _ in 0..BATCH {
+                counter.fetch_add(1, Ordering::SeqCst);
+            }
+            true
+        },
+    )?;
     super::report("raw_atomic_incr_per_s", raw, "incr/s");
     Ok(())
 }
 
 /// Runs `batch` (BATCH increments; false = failed) in WORKERS forked processes for WINDOW and
 /// returns increments per second, after checking `counter()` equals the workers' own tallies.
-fn per_second(
-    counter: impl Fn() -> u64,
-    batch: impl Fn() -> bool + Clone,
-) -> anyhow::Result<f64> {
+fn per_second(counter: impl Fn() -> u64, batch: impl Fn() -> bool + Clone) -> anyhow::Result<f64> {
     let (start, stop) = (Event::new()?, Event::new()?);
     let workers = (0..WORKERS)
         .map(|_| {
@@ -105,6 +105,10 @@ fn per_second(
             .map_err(|e| anyhow::anyhow!("{e}"))?
             .map_err(anyhow::Error::msg)?;
     }
-    ensure!(counter() == total, "counter {} != tallies {total}", counter());
+    ensure!(
+        counter() == total,
+        "counter {} != tallies {total}",
+        counter()
+    );
     Ok(total as f64 / elapsed)
 }

@@ -1,10 +1,12 @@
-"""Runs ipc_bench (Rust, release) and the Python multiprocessing counterparts, prints ratios.
+#!/usr/bin/env python3
+"""Runs the herd benchmark (`cargo run --release --example ipc_bench`) and its Python multiprocessing
+counterparts (`python/<area>.py`), then prints each figure side by side with the ratio.
 
-Usage: python3 examples/ipc_bench/compare.py [--only AREA]
+    python3 examples/ipc_bench/compare.py [--only AREA]
 
-Figures are `name value unit` lines. For each name both sides print, the ratio is how many times
-better herd is (higher is better for per-second figures, lower for microseconds). BASELINES pairs a
-herd figure with a raw baseline measured in the same run (the ratio says how close herd gets).
+Figures are `name value unit` lines. For times (ns, us, ms, s) lower is better and the speed-up is
+python / rust; for rates (anything else, e.g. msg/s) higher is better and the speed-up is rust / python.
+Names only one side prints (baselines, say) are listed without a ratio.
 """
 import argparse
 import pathlib
@@ -13,7 +15,8 @@ import sys
 
 HERE = pathlib.Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
-# herd figure -> raw baseline measured by ipc_bench in the same run.
+TIME_UNITS = {"ns", "us", "ms", "s"}
+# herd figure -> raw baseline measured by ipc_bench in the same run; printed as herd / baseline.
 BASELINES = {
     "value_atomic_incr_per_s": "raw_atomic_incr_per_s",
 }
@@ -31,42 +34,48 @@ def parse(text):
     return figures
 
 
-def higher_is_better(name):
-    return not name.endswith("_us")
-
-
-def ratio(name, ours, theirs):
-    if ours == 0 or theirs == 0:
-        return float("nan")
-    return ours / theirs if higher_is_better(name) else theirs / ours
+def run(cmd):
+    print("$", " ".join(cmd), file=sys.stderr, flush=True)
+    done = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    if done.returncode != 0:
+        sys.exit(f"failed ({done.returncode}): {' '.join(cmd)}")
+    return done.stdout
 
 
 def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--only", help="run one area (process, pipe, queue, sync, manager)")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", metavar="AREA", help="one area: process, pipe, queue, sync, manager")
     args = parser.parse_args()
-    cmd = ["cargo", "run", "--quiet", "--release", "--example", "ipc_bench", "--"]
+
+    bench = ["cargo", "run", "--quiet", "--release", "--example", "ipc_bench", "--"]
     if args.only:
-        cmd += ["--only", args.only]
-    rust = parse(subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, text=True).stdout)
-    python = {}
+        bench += ["--only", args.only]
+    rust = parse(run(bench))
+
     scripts = sorted((HERE / "python").glob("*.py"))
+    if args.only:
+        scripts = [s for s in scripts if s.stem == args.only]
+    python = {}
     for script in scripts:
-        if args.only and script.stem != args.only:
-            continue
-        out = subprocess.run([sys.executable, str(script)], check=True, capture_output=True, text=True)
-        python.update(parse(out.stdout))
-    print(f"{'name':36} {'herd':>16} {'python':>16} {'ratio':>8}")
-    for name, (value, unit) in rust.items():
-        if name in python:
-            theirs = python[name][0]
-            print(f"{name:36} {value:16.1f} {theirs:16.1f} {ratio(name, value, theirs):7.1f}x  ({unit})")
-        else:
-            print(f"{name:36} {value:16.1f} {'-':>16} {'':8}  ({unit})")
+        python.update(parse(run([sys.executable, str(script)])))
+
+    width = max((len(name) for name in {**rust, **python}), default=10)
+    print(f"{'name':<{width}}  {'rust':>12}  {'python':>12}  unit   speed-up")
+    for name in list(rust) + [n for n in python if n not in rust]:
+        r = rust.get(name)
+        p = python.get(name)
+        unit = (r or p)[1]
+        r_text = f"{r[0]:12.4f}" if r else f"{'-':>12}"
+        p_text = f"{p[0]:12.4f}" if p else f"{'-':>12}"
+        ratio = ""
+        if r and p and r[0] > 0 and p[0] > 0:
+            speedup = p[0] / r[0] if unit in TIME_UNITS else r[0] / p[0]
+            ratio = f"{speedup:8.2f}x herd"
+        print(f"{name:<{width}}  {r_text}  {p_text}  {unit:<5}  {ratio}")
+
     for name, baseline in BASELINES.items():
-        if name in rust and baseline in rust:
-            r = ratio(name, rust[name][0], rust[baseline][0])
-            print(f"{name} / {baseline}: {r:.2f}")
+        if name in rust and baseline in rust and rust[baseline][0] > 0:
+            print(f"{name} / {baseline}: {rust[name][0] / rust[baseline][0]:.2f}")
 
 
 if __name__ == "__main__":

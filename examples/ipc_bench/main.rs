@@ -1,29 +1,20 @@
-//! ipc_bench: herd-ipc throughput and latency figures, one per line as `name value unit`.
+//! `ipc_bench`: the herd benchmark report. One module per area; each prints one figure a line as
+//! `name value unit`, the format `compare.py` reads next to the Python `multiprocessing` counterparts in
+//! `python/<area>.py`.
 //!
-//! Each area (process, pipe, queue, sync, manager) is a module with a `run` function printing
-//! its figures; `--only AREA` runs one. `compare.py` runs this and the Python `multiprocessing`
-//! counterparts in `python/` and prints the ratios. Build with `--release`.
-
+//! `cargo run --release --example ipc_bench [-- --only AREA]`.
 use std::process::ExitCode;
 
 use anyhow::bail;
-use clap::Parser;
 
+mod process;
 mod sync;
 
-/// An area's entry point: prints its figures.
-type Area = fn() -> anyhow::Result<()>;
+/// Measures one area and prints its figures.
+type Measure = fn() -> anyhow::Result<()>;
 
-/// The areas, in run order.
-const AREAS: &[(&str, Area)] = &[("sync", sync::run)];
-
-#[derive(Debug, Parser)]
-#[command(about = "herd-ipc benchmarks: prints `name value unit` lines")]
-struct Args {
-    /// Run only this area.
-    #[arg(long)]
-    only: Option<String>,
-}
+/// The areas, in report order: name and the function that measures and reports it.
+const AREAS: &[(&str, Measure)] = &[("process", process::run), ("sync", sync::run)];
 
 fn main() -> ExitCode {
     herd::ipc::init();
@@ -37,22 +28,34 @@ fn main() -> ExitCode {
 }
 
 fn run() -> anyhow::Result<()> {
-    let args = Args::parse();
-    if let Some(only) = &args.only {
-        if !AREAS.iter().any(|(name, _)| name == only) {
-            let known: Vec<&str> = AREAS.iter().map(|(name, _)| *name).collect();
-            bail!("unknown area {only:?}; known areas: {}", known.join(", "));
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let only = match args.as_slice() {
+        [] => None,
+        [flag, area] if flag == "--only" => Some(area.as_str()),
+        _ => bail!("usage: ipc_bench [--only AREA]   (areas: {})", area_names()),
+    };
+    if let Some(area) = only {
+        if !AREAS.iter().any(|(name, _)| *name == area) {
+            bail!("unknown area {area:?} (areas: {})", area_names());
         }
     }
-    for (name, area) in AREAS {
-        if args.only.as_deref().map_or(true, |only| only == *name) {
-            area()?;
+    for (name, measure) in AREAS {
+        if only.map_or(true, |area| area == *name) {
+            measure()?;
         }
     }
     Ok(())
 }
 
-/// Prints one figure in the common format.
-fn report(name: &str, value: f64, unit: &str) {
-    println!("{name} {value:.1} {unit}");
+fn area_names() -> String {
+    AREAS
+        .iter()
+        .map(|(name, _)| *name)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Prints one figure: `name value unit`.
+pub fn report(name: &str, value: f64, unit: &str) {
+    println!("{name} {value:.4} {unit}");
 }

@@ -71,9 +71,10 @@ const PARENT_ALREADY_GONE: i32 = 125;
 const EXEC_FAILED: i32 = 127;
 
 /// Forks; the child runs `setup`, then `body`, then `_exit`s with the code `body` returned (1 if it unwound).
-/// Returns the child's pid in the parent; never returns in the child.
+/// Returns the child's pid in the parent; never returns in the child. Only the permit's existence matters: it
+/// must be made just before the call, with no thread started in between.
 pub(crate) fn fork_and_run(
-    permit: &ForkPermit,
+    _permit: &ForkPermit,
     setup: ChildSetup,
     body: impl FnOnce() -> i32,
 ) -> io::Result<i32> {
@@ -85,7 +86,6 @@ pub(crate) fn fork_and_run(
     match unsafe { nix::unistd::fork() }.map_err(io::Error::from)? {
         ForkResult::Parent { child } => Ok(child.as_raw()),
         ForkResult::Child => {
-            let _ = permit;
             if setup.die_with_parent && !die_with_parent(parent) {
                 exit_now(PARENT_ALREADY_GONE);
             }

@@ -136,6 +136,10 @@ fn main() -> ExitCode {
             condition_notify_wakes_waiters_in_other_processes,
         ),
         (
+            "condition_notify_one_hands_each_token_to_one_waiter",
+            condition_notify_one_hands_each_token_to_one_waiter,
+        ),
+        (
             "condition_wait_times_out_holding_the_lock",
             condition_wait_times_out_holding_the_lock,
         ),
@@ -596,6 +600,54 @@ fn condition_notify_wakes_waiters_in_other_processes() -> Verdict {
     }
     for waiter in waiters {
         waiter.join(JOIN)?;
+    }
+    Ok(())
+}
+
+/// Producer/consumer over a Condition: each token, announced by notify_one, is taken by exactly
+/// one of two waiting processes; both finish once two tokens have been handed out.
+fn condition_notify_one_hands_each_token_to_one_waiter() -> Verdict {
+    let condition = Condition::new().map_err(err)?;
+    let tokens = Value::<u32>::new(0).map_err(err)?;
+    let taken = Value::<u32>::new(0).map_err(err)?;
+    let waiting = Semaphore::new(0).map_err(err)?;
+    let consumers: Vec<_> = (0..2)
+        .map(|_| {
+            let (condition, tokens, taken, waiting) = (
+                condition.clone(),
+                tokens.clone(),
+                taken.clone(),
+                waiting.clone(),
+            );
+            fork_child(move || {
+                let mut guard = condition.lock().map_err(err)?;
+                waiting.release();
+                guard.wait_for(|| tokens.load() > 0, SHORT).map_err(err)?;
+                tokens.fetch_sub(1);
+                taken.fetch_add(1);
+                Ok(())
+            })
+        })
+        .collect();
+    for _ in 0..2 {
+        waiting.acquire_timeout(SHORT).map_err(err)?;
+    }
+    for round in 1..=2 {
+        {
+            let _guard = condition.lock().map_err(err)?;
+            tokens.fetch_add(1);
+            condition.notify_one();
+        }
+        ensure(wait_until(SHORT, || taken.load() == round), || {
+            format!("token {round} not taken: taken={}", taken.load())
+        })?;
+        std::thread::sleep(Duration::from_millis(20));
+        ensure(taken.load() == round && tokens.load() == 0, || {
+            format!("one token taken twice: taken={}", taken.load())
+        })?;
+    }
+    for consumer in consumers {
+        consumer.join(JOIN)?;
     }
     Ok(())
 }

@@ -8,12 +8,13 @@ use std::process::ExitCode;
 use anyhow::bail;
 
 mod process;
+mod sync;
 
 /// Measures one area and prints its figures.
 type Measure = fn() -> anyhow::Result<()>;
 
 /// The areas, in report order: name and the function that measures and reports it.
-const AREAS: &[(&str, Measure)] = &[("process", process::run)];
+const AREAS: &[(&str, Measure)] = &[("process", process::run), ("sync", sync::run)];
 
 fn main() -> ExitCode {
     herd::ipc::init();

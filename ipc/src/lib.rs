@@ -2,8 +2,6 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 mod array;
-// Used by the transports (Pipe, spawn, Queue) as they land.
-#[allow(dead_code)]
 mod codec;
 mod pipe;
 mod platform;

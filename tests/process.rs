@@ -45,7 +45,7 @@ herd::ipc::entry! {
 
 herd::ipc::entry! {
     /// Sleeps for the given number of milliseconds.
-    fn nap(millis: u64) -> () {
+    fn nap(millis: u64) {
         std::thread::sleep(Duration::from_millis(millis))
     }
 }
@@ -132,6 +132,19 @@ fn main() -> ExitCode {
             spawn_passes_a_pipe_end_as_argument,
         ),
         ("fork_returns_a_pipe_end", fork_returns_a_pipe_end),
+        (
+            "unencodable_values_fail_clearly",
+            unencodable_values_fail_clearly,
+        ),
+        (
+            "send_signal_delivers_any_signal",
+            send_signal_delivers_any_signal,
+        ),
+        (
+            "unsendable_result_fails_clearly",
+            unsendable_result_fails_clearly,
+        ),
+        ("ignored_sigchld_is_refused", ignored_sigchld_is_refused),
         ("zombie_demo_sees_a_zombie", zombie_demo_sees_a_zombie),
         ("orphan_demo_sees_reparenting", orphan_demo_sees_reparenting),
         (
@@ -425,7 +438,12 @@ fn non_daemon_survives_parent_sigkill() -> TestResult {
         !has_ended(pid),
         "the non-daemon grandchild {pid} died with its parent"
     );
-    // It sleeps 5 s and is reaped by whoever adopted it; nothing to clean up here.
+    // Not our child (it was adopted), so no pidfd of ours names it; it was alive a moment ago and sleeps 5 s,
+    // so its pid cannot have been reused yet. Its adopter reaps it.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )?;
     Ok(())
 }
 
@@ -644,5 +662,97 @@ fn orphan_demo_sees_reparenting() -> TestResult {
         out.contains("adopted orphan") && out.contains("reaped it"),
         "{out}"
     );
+    Ok(())
+}
+
+fn ignored_sigchld_is_refused() -> TestResult {
+    use nix::sys::signal::{signal, SigHandler, Signal};
+    // SAFETY: installs SIG_IGN (no handler code) and restores the default below; this test runs alone on the
+    // main thread.
+    unsafe { signal(Signal::SIGCHLD, SigHandler::SigIgn) }?;
+    let refused = Process::new().fork(|| 1);
+    let refused_spawn = Process::new().spawn(add, &(1, 2));
+    // SAFETY: as above: restores the default disposition.
+    unsafe { signal(Signal::SIGCHLD, SigHandler::SigDfl) }?;
+    let err = expect_err(refused)?;
+    assert!(matches!(err, StartError::AutoReaped), "{err}");
+    assert!(err.to_string().contains("SIGCHLD"), "{err}");
+    assert!(matches!(expect_err(refused_spawn)?, StartError::AutoReaped));
+    assert_eq!(Process::new().fork(|| 1)?.join()?, 1);
+    Ok(())
+}
+
+/// A value whose serialisation always fails.
+#[derive(Debug, serde::Deserialize)]
+struct Unencodable;
+
+impl serde::Serialize for Unencodable {
+    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        Err(serde::ser::Error::custom(
+            "Unencodable refuses to be encoded",
+        ))
+    }
+}
+
+fn unencodable_values_fail_clearly() -> TestResult {
+    let err = expect_err(
+        Process::new().spawn_named::<_, ()>(<add as herd::ipc::Entry>::NAME, &Unencodable),
+    )?;
+    assert!(matches!(err, StartError::Arguments { .. }), "{err}");
+    // postcard keeps no custom serde message: the error names the entry and the failing step.
+    let text = err.to_string();
+    assert!(
+        text.contains("process::add") && text.contains("cannot be encoded"),
+        "{text}"
+    );
+
+    let child = Process::new().fork(|| Unencodable)?;
+    let err = expect_err(child.join_timeout(PATIENCE))?;
+    match err {
+        JoinTimeoutError::Failed(JoinError::Failed {
+            message, status, ..
+        }) => {
+            assert!(
+                message.contains("returned value could not be encoded"),
+                "{message}"
+            );
+            assert_eq!(status, ExitStatus::Exited(1));
+        }
+        other => return Err(format!("expected an encoding failure, got {other:?}").into()),
+    }
+    Ok(())
+}
+
+fn send_signal_delivers_any_signal() -> TestResult {
+    let child = sleeper()?;
+    child.send_signal(libc::SIGINT)?;
+    let err = expect_err(child.join_timeout(PATIENCE))?;
+    match err {
+        JoinTimeoutError::Failed(err) => {
+            assert_eq!(err.exit_status(), Some(ExitStatus::Signaled(libc::SIGINT)))
+        }
+        other => return Err(format!("expected SIGINT, got {other:?}").into()),
+    }
+    Ok(())
+}
+
+fn unsendable_result_fails_clearly() -> TestResult {
+    // One message carries at most 253 fds (SCM_MAX_FD): a value holding 254 handles cannot travel back.
+    let child = Process::new().fork(|| -> Result<Vec<PipeReceiver<u8>>, String> {
+        (0..254)
+            .map(|_| Pipe::<u8>::simplex().map(|(_, receiver)| receiver))
+            .collect::<Result<_, _>>()
+            .map_err(|err| err.to_string())
+    })?;
+    let err = expect_err(child.join_timeout(PATIENCE))?;
+    match err {
+        JoinTimeoutError::Failed(JoinError::Failed {
+            message, status, ..
+        }) => {
+            assert!(message.contains("could not send its result"), "{message}");
+            assert_eq!(status, ExitStatus::Exited(1));
+        }
+        other => return Err(format!("expected a send failure, got {other:?}").into()),
+    }
     Ok(())
 }

@@ -82,6 +82,12 @@ impl<T> Child<T> {
         self.shared.signal(libc::SIGKILL)
     }
 
+    /// Sends any signal (e.g. `libc::SIGINT`) the way [`terminate`](Self::terminate) does: through the pidfd,
+    /// and only while the child has not been reaped.
+    pub fn send_signal(&self, signal: i32) -> io::Result<()> {
+        self.shared.signal(signal)
+    }
+
     /// Waits until the child ends or `deadline` passes (`Ok(None)`), collecting its result as it arrives so a
     /// result bigger than the socket buffer cannot stall the child.
     fn wait_until(&mut self, deadline: Option<Instant>) -> io::Result<Option<ExitStatus>> {

@@ -27,7 +27,7 @@ pub trait Entry: Copy + 'static {
 }
 
 /// Declares an entry for [`Process::spawn`](crate::Process::spawn): a unit struct named like the function,
-/// implementing [`Entry`], registered for the spawned child to find.
+/// implementing [`Entry`], registered for the spawned child to find. Without `-> T` the entry returns `()`.
 ///
 /// ```ignore
 /// herd_ipc::entry! {
@@ -56,6 +56,9 @@ macro_rules! entry {
         $crate::__private::inventory::submit! {
             $crate::__private::EntryRegistration::of::<$name>()
         }
+    };
+    ($(#[$meta:meta])* $vis:vis fn $name:ident($arg:tt : $args:ty) $body:block) => {
+        $crate::entry! { $(#[$meta])* $vis fn $name($arg: $args) -> () $body }
     };
 }
 

@@ -52,21 +52,39 @@ impl ChildOutcome {
     }
 
     /// The outcome as one frame: a little-endian u32 length, then its postcard bytes.
-    pub(crate) fn to_frame(&self) -> Vec<u8> {
-        let mut frame = vec![0u8; 4];
-        // Serialising an enum of Vec<u8>/String into a Vec cannot fail.
-        frame = postcard::to_extend(self, frame).unwrap_or_else(|_| vec![0u8; 4]);
-        let len = u32::try_from(frame.len() - 4).unwrap_or(u32::MAX);
+    pub(crate) fn to_frame(&self) -> io::Result<Vec<u8>> {
+        let frame = postcard::to_extend(self, vec![0u8; 4]).map_err(io::Error::other)?;
+        let len = u32::try_from(frame.len() - 4).map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "a result of {} bytes exceeds the 4 GiB frame limit",
+                    frame.len() - 4
+                ),
+            )
+        })?;
+        let mut frame = frame;
         frame[..4].copy_from_slice(&len.to_le_bytes());
-        frame
+        Ok(frame)
     }
 
-    /// Sends this outcome's frame (and `fds`) to the parent and returns the matching exit code. A closed
-    /// channel (the parent dropped its handle) is not an error worth reporting: nobody is listening.
-    pub(crate) fn send(&self, channel: &Socket, fds: &[OwnedFd]) -> i32 {
+    fn try_send(&self, channel: &Socket, fds: &[OwnedFd]) -> io::Result<()> {
         let fds: Vec<BorrowedFd<'_>> = fds.iter().map(OwnedFd::as_fd).collect();
-        let _ = channel.send_all(&[IoSlice::new(&self.to_frame())], &fds);
-        self.exit_code()
+        channel.send_all(&[IoSlice::new(&self.to_frame()?)], &fds)
+    }
+
+    /// Sends this outcome's frame (and `fds`) to the parent and returns the exit code that goes with it. If it
+    /// cannot be sent (too many fds, too big), the parent is told why instead and the code says failure. A
+    /// closed channel (the parent dropped its handle) needs no report: nobody is listening.
+    pub(crate) fn send(&self, channel: &Socket, fds: &[OwnedFd]) -> i32 {
+        match self.try_send(channel, fds) {
+            Ok(()) => self.exit_code(),
+            Err(err) => {
+                let why = Self::Failed(format!("the child could not send its result: {err}"));
+                let _ = why.try_send(channel, &[]);
+                EXIT_FAILED
+            }
+        }
     }
 }
 

@@ -1,17 +1,15 @@
 #!/usr/bin/env python3
-"""Runs ipc_bench and its Python multiprocessing counterparts side by side and
-prints the ratios.
+"""Runs the herd benchmark (`cargo run --release --example ipc_bench`) and its Python multiprocessing
+counterparts (`python/<area>.py`), then prints each figure side by side with the ratio.
 
-Usage: compare.py [--only AREA]...   (run from anywhere inside the repository)
+    python3 examples/ipc_bench/compare.py [--only AREA]
 
-Each side prints `name value unit` lines. A figure in `us` (or `ns`, `ms`) is a
-time, lower is better; any other unit (`per_s`, ...) is a rate, higher is
-better. "x python" is how many times better herd is than Python on the same
-name; "x baseline" compares a herd figure with the raw baseline measured in the
-same run, herd / baseline (for a time, 1.0 means as fast as the raw syscalls;
-for a rate, 0.5 means half the raw rate).
+Figures are `name value unit` lines. For times (ns, us, ms, s) lower is better and the speed-up is
+python / rust; for rates (anything else, e.g. msg/s) higher is better and the speed-up is rust / python.
+Names only one side prints (baselines, say) are listed without a ratio. A herd figure with a raw
+baseline measured in the same run (BASELINES) also gets "vs baseline": herd / baseline (for a time,
+1.00 means as fast as the raw system calls; for a rate, 0.50 means half the raw rate).
 """
-
 import argparse
 import pathlib
 import subprocess
@@ -19,9 +17,8 @@ import sys
 
 HERE = pathlib.Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
-AREAS = ["process", "pipe", "queue", "sync", "manager"]
 TIME_UNITS = {"ns", "us", "ms", "s"}
-# herd figure -> raw baseline measured in the same run.
+# herd figure -> the raw baseline measured in the same run.
 BASELINES = {
     "pipe_roundtrip_us": "raw_socketpair_roundtrip_us",
 }
@@ -39,49 +36,47 @@ def parse(text):
     return figures
 
 
-def run_rust(areas):
-    cmd = ["cargo", "run", "--quiet", "--release", "--example", "ipc_bench", "--", *areas]
-    out = subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, text=True)
-    return parse(out.stdout)
-
-
-def run_python(areas):
-    figures = {}
-    for area in areas:
-        script = HERE / "python" / f"{area}.py"
-        if script.exists():
-            out = subprocess.run([sys.executable, str(script)], check=True,
-                                 capture_output=True, text=True)
-            figures.update(parse(out.stdout))
-    return figures
-
-
-def better_ratio(herd, other, unit):
-    """How many times better `herd` is than `other`."""
-    if unit in TIME_UNITS:
-        return other / herd if herd else float("inf")
-    return herd / other if other else float("inf")
+def run(cmd):
+    print("$", " ".join(cmd), file=sys.stderr, flush=True)
+    done = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    if done.returncode != 0:
+        sys.exit(f"failed ({done.returncode}): {' '.join(cmd)}")
+    return done.stdout
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", action="append", choices=AREAS,
-                        help="run only this area (repeatable)")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", metavar="AREA", help="one area: process, pipe, queue, sync, manager")
     args = parser.parse_args()
-    areas = args.only or [a for a in AREAS if (HERE / f"{a}.rs").exists()]
-    rust = run_rust(areas)
-    python = run_python(areas)
-    print(f"{'name':40} {'herd':>12} {'python':>12} {'x python':>9} {'x baseline':>11}")
-    for name, (value, unit) in rust.items():
-        py = python.get(name)
-        py_text = f"{py[0]:12.3f}" if py else f"{'-':>12}"
-        vs_py = f"{better_ratio(value, py[0], unit):9.2f}" if py else f"{'-':>9}"
-        base = BASELINES.get(name)
-        if base in rust:
-            vs_base = f"{value / rust[base][0]:11.2f}"
-        else:
-            vs_base = f"{'-':>11}"
-        print(f"{name:40} {value:12.3f} {py_text} {vs_py} {vs_base}  {unit}")
+
+    bench = ["cargo", "run", "--quiet", "--release", "--example", "ipc_bench", "--"]
+    if args.only:
+        bench += ["--only", args.only]
+    rust = parse(run(bench))
+
+    scripts = sorted((HERE / "python").glob("*.py"))
+    if args.only:
+        scripts = [s for s in scripts if s.stem == args.only]
+    python = {}
+    for script in scripts:
+        python.update(parse(run([sys.executable, str(script)])))
+
+    width = max((len(name) for name in {**rust, **python}), default=10)
+    print(f"{'name':<{width}}  {'rust':>12}  {'python':>12}  unit   speed-up")
+    for name in list(rust) + [n for n in python if n not in rust]:
+        r = rust.get(name)
+        p = python.get(name)
+        unit = (r or p)[1]
+        r_text = f"{r[0]:12.4f}" if r else f"{'-':>12}"
+        p_text = f"{p[0]:12.4f}" if p else f"{'-':>12}"
+        ratio = ""
+        if r and p and r[0] > 0 and p[0] > 0:
+            speedup = p[0] / r[0] if unit in TIME_UNITS else r[0] / p[0]
+            ratio = f"{speedup:8.2f}x herd"
+        base = rust.get(BASELINES.get(name))
+        if r and base and base[0] > 0:
+            ratio += f"  {r[0] / base[0]:.2f} vs baseline"
+        print(f"{name:<{width}}  {r_text}  {p_text}  {unit:<5}  {ratio}")
 
 
 if __name__ == "__main__":

@@ -6,11 +6,16 @@
 mod codec;
 mod pipe;
 mod platform;
+mod process;
 mod wait;
 
 pub use codec::CodecError;
 pub use pipe::{
     Pipe, PipeReceiver, PipeSender, RecvError, RecvTimeoutError, SendBytesError, SendError,
     SendTimeoutError, TryRecvError, TrySendError, DEFAULT_PIPE_MESSAGE_LIMIT,
+};
+pub use process::{
+    __private, active_children, current_process, init, Child, ChildInfo, CurrentProcess, Entry,
+    ExitStatus, JoinError, JoinTimeoutError, Process, StartError,
 };
 pub use wait::{wait, Waitable};

@@ -287,24 +287,26 @@ mod tests {
     use std::fs::File;
     use std::io::{Read, Seek, Write};
 
-    /// Reads until the peer closes: every byte and descriptor it sent.
-    fn read_to_end(socket: &Socket) -> (Vec<u8>, Vec<OwnedFd>) {
-        let (mut bytes, mut fds) = (Vec::new(), Vec::new());
-        let mut chunk = vec![0u8; 64 * 1024];
-        loop {
-            match socket
-                .recv_with_fds(&mut chunk, &mut fds, Blocking::Yes)
-                .unwrap()
-            {
-                0 => return (bytes, fds),
-                n => bytes.extend_from_slice(&chunk[..n]),
-            }
-        }
-    }
-
     fn is_cloexec(fd: BorrowedFd<'_>) -> bool {
         let flags = nix::fcntl::fcntl(fd.as_raw_fd(), nix::fcntl::FcntlArg::F_GETFD).unwrap();
         flags & libc::FD_CLOEXEC != 0
+    }
+
+    /// Reads until the peer closes (or shuts down writing): every byte and
+    /// every descriptor it sent.
+    fn recv_to_end(socket: &Socket) -> io::Result<(Vec<u8>, Vec<OwnedFd>)> {
+        let mut bytes = Vec::new();
+        let mut fds = Vec::new();
+        let mut control = control_buffer();
+        let mut chunk = vec![0u8; 64 * 1024];
+        loop {
+            let n =
+                socket.recv_with_fds_using(&mut chunk, &mut fds, Blocking::Yes, &mut control)?;
+            if n == 0 {
+                return Ok((bytes, fds));
+            }
+            bytes.extend_from_slice(&chunk[..n]);
+        }
     }
 
     #[test]
@@ -355,7 +357,7 @@ mod tests {
         a.send_all(&[IoSlice::new(b"last")], &[]).unwrap();
         drop(a);
         assert!(b.poll_readable(Some(Duration::ZERO)).unwrap());
-        let (bytes, fds) = read_to_end(&b);
+        let (bytes, fds) = recv_to_end(&b).unwrap();
         assert_eq!((bytes.as_slice(), fds.len()), (&b"last"[..], 0));
         let err = b.send_all(&[IoSlice::new(b"x")], &[]).unwrap_err();
         assert_eq!(err.raw_os_error(), Some(libc::EPIPE), "{err}");
@@ -365,7 +367,7 @@ mod tests {
     fn large_message_is_sent_whole_while_peer_reads() {
         let (a, b) = Socket::pair().unwrap();
         let big: Vec<u8> = (0..4 * 1024 * 1024).map(|i| (i % 251) as u8).collect();
-        let reader = std::thread::spawn(move || read_to_end(&b).0);
+        let reader = std::thread::spawn(move || recv_to_end(&b).unwrap().0);
         a.send_all(&[IoSlice::new(&big[..10]), IoSlice::new(&big[10..])], &[])
             .unwrap();
         a.shutdown_write().unwrap();

@@ -100,14 +100,7 @@ impl<T> Pipe<T> {
 
     /// Sends `bytes` as one message, to be received whole by `recv_bytes`.
     pub fn send_bytes(&self, bytes: &[u8]) -> Result<(), SendBytesError> {
-        self.channel
-            .send_bytes(bytes)
-            .map_err(|failure| match failure {
-                SendFailure::Send(err) => err,
-                // Raw bytes are neither encoded nor sent with a deadline.
-                SendFailure::Encode(err) => SendBytesError::Io(io::Error::other(err)),
-                SendFailure::Full => SendBytesError::Io(io::ErrorKind::WouldBlock.into()),
-            })
+        self.channel.send_bytes(bytes)
     }
 
     /// Receives the next message as its raw bytes (for a typed message, its
@@ -253,11 +246,10 @@ impl<T> fmt::Debug for Pipe<T> {
 /// limit.
 impl<T> Serialize for Pipe<T> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        if self.channel.has_buffered_input() {
-            return Err(serde::ser::Error::custom(
-                "cannot send a Pipe end that holds received but unread messages \
-                 (they would stay behind): receive them first",
-            ));
+        if let Some(reason) = self.channel.travel_blocker() {
+            return Err(serde::ser::Error::custom(format_args!(
+                "cannot send this Pipe end: {reason}"
+            )));
         }
         (FdOut(self.as_fd()), self.max_message_size() as u64).serialize(serializer)
     }
@@ -476,6 +468,25 @@ mod tests {
         let b = err.into_inner();
         assert_eq!(b.recv().unwrap(), 2);
         carrier.send(b).unwrap();
+    }
+
+    #[test]
+    fn a_buffered_bad_header_counts_as_ready_for_wait() {
+        let (a, b) = Pipe::<u8>::new().unwrap();
+        a.send(1).unwrap();
+        nix::unistd::write(a.as_fd(), b"garbage!").unwrap();
+        // One read takes the message and the garbage behind it.
+        assert_eq!(b.recv().unwrap(), 1);
+        let ready = crate::wait(&[&b], Some(Duration::ZERO)).unwrap();
+        assert_eq!(
+            ready,
+            [0],
+            "wait must report the end whose recv fails at once"
+        );
+        assert!(matches!(
+            b.try_recv(),
+            Err(TryRecvError::Recv(RecvError::BadFrame(_)))
+        ));
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::bail;
 
+mod pipe;
 mod process;
 mod sync;
 
@@ -14,7 +15,11 @@ mod sync;
 type Measure = fn() -> anyhow::Result<()>;
 
 /// The areas, in report order: name and the function that measures and reports it.
-const AREAS: &[(&str, Measure)] = &[("process", process::run), ("sync", sync::run)];
+const AREAS: &[(&str, Measure)] = &[
+    ("process", process::run),
+    ("pipe", pipe::run),
+    ("sync", sync::run),
+];
 
 fn main() -> ExitCode {
     herd::ipc::init();

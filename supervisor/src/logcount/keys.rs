@@ -92,6 +92,20 @@ fn lanes_below(x: u128, limit: u8) -> u128 {
     !t & !x & LANES_80
 }
 
+/// The high bits of the 8 lanes of `x` as an 8-bit mask (lane `k` -> bit `k`): SSE2's
+/// `movemask` in portable code. The multiplier places lane `k`'s bit at position `56 + k`; no
+/// two partial products share a bit, so nothing carries.
+#[inline]
+fn lane_mask(x: u64) -> u32 {
+    (((x >> 7) & 0x0101_0101_0101_0101).wrapping_mul(0x0102_0408_1020_4080) >> 56) as u32
+}
+
+/// The high bits of the 16 lanes of `x` as a 16-bit mask.
+#[inline]
+fn lane_mask_16(x: u128) -> u32 {
+    lane_mask(x as u64) | (lane_mask((x >> 64) as u64) << 8)
+}
+
 /// [`ipv4_prefix`] on a 16-byte window (every dotted quad and its terminator fit in 16 bytes),
 /// without the data-dependent branches of a digit loop: octet lengths vary from line to line,
 /// and a mispredicted branch per octet was the largest cost of the hot loop. Digit and dot
@@ -99,36 +113,37 @@ fn lanes_below(x: u128, limit: u8) -> u128 {
 #[inline]
 fn ipv4_prefix_swar(window: &[u8; 16]) -> Option<(u32, usize)> {
     let x = u128::from_le_bytes(*window);
-    let digits = lanes_below(x, b'9' + 1) & !lanes_below(x, b'0');
-    let dots = lanes_equal(x, b'.');
-    let mut non_digits = LANES_80 & !digits;
-    // Byte index of each of the first four non-digits: three dots and the terminator.
+    let digits = lane_mask_16(lanes_below(x, b'9' + 1) & !lanes_below(x, b'0'));
+    let dots = lane_mask_16(lanes_equal(x, b'.'));
+    // Non-digit positions, with a sentinel at 16 so that a window of digits ends there.
+    let mut non_digits = (!digits & 0xFFFF) | 0x1_0000;
     let mut ends = [0usize; 4];
     for end in &mut ends {
-        *end = (non_digits.trailing_zeros() / 8) as usize;
+        *end = non_digits.trailing_zeros() as usize;
         non_digits &= non_digits.wrapping_sub(1);
     }
     let [p1, p2, p3, p4] = ends;
-    // All four octets 1..=3 digits long; a quad is at most 15 bytes, so p4 <= 15.
     let lengths = [
         p1,
         p2.wrapping_sub(p1 + 1),
         p3.wrapping_sub(p2 + 1),
         p4.wrapping_sub(p3 + 1),
     ];
-    if lengths.iter().any(|&n| n.wrapping_sub(1) > 2) || p4 > 15 {
+    // Every octet 1..=3 digits (so p4 <= 15), and the first three non-digits are the dots.
+    if lengths
+        .iter()
+        .fold(false, |bad, &n| bad | (n.wrapping_sub(1) > 2))
+    {
         return None;
     }
-    let dot_at = |i: usize| (dots >> (8 * i + 7)) & 1 == 1;
-    if !(dot_at(p1) && dot_at(p2) && dot_at(p3)) {
+    if dots & ((1 << p4) - 1) != (1 << p1) | (1 << p2) | (1 << p3) {
         return None;
     }
     let digit = |i: usize| u32::from(window[i & 15].wrapping_sub(b'0'));
     let mut ip = 0u32;
     for (&end, &len) in ends.iter().zip(&lengths) {
-        let first = end - len;
         // A leading zero (`01`) makes the quad non-canonical.
-        if len > 1 && window[first] == b'0' {
+        if len > 1 && window[(end - len) & 15] == b'0' {
             return None;
         }
         let ones = digit(end - 1);

@@ -9,7 +9,11 @@
 //! decimal octets <= 255, no leading zeros, nothing else), so `01.2.3.4` and `1.2.3.4` stay two
 //! keys, and a packed key never equals a byte-string key.
 
+use std::sync::LazyLock;
+
 use memchr::{memchr, memmem};
+
+use super::lanes;
 
 /// The separator between the client key and the identity/user fields of a combined log line.
 const IDENT_SEPARATOR: &[u8] = b" - -";
@@ -21,7 +25,10 @@ pub(crate) fn client_key(line: &[u8]) -> &[u8] {
 
 /// The length of the client key of `line` (which has already lost its `\n` and trailing `\r`).
 pub(crate) fn key_len(line: &[u8]) -> usize {
-    let before_ident = memmem::find(line, IDENT_SEPARATOR).unwrap_or(line.len());
+    // `memmem::find` would build a searcher per line.
+    static IDENT_FINDER: LazyLock<memmem::Finder<'static>> =
+        LazyLock::new(|| memmem::Finder::new(IDENT_SEPARATOR));
+    let before_ident = IDENT_FINDER.find(line).unwrap_or(line.len());
     memchr(b',', &line[..before_ident]).unwrap_or(before_ident)
 }
 
@@ -34,10 +41,10 @@ pub(crate) fn is_blank(line: &[u8]) -> bool {
 /// The fast path for one line: if the line starts with a canonical dotted quad that is its whole
 /// client key (it is followed by the end of the line, `,` or ` - -`), that quad packed big-endian
 /// (`1.2.3.4` -> `0x01020304`). `None` means "take the general path", never "no key".
-#[inline]
+#[inline(always)]
 pub(crate) fn packed_ipv4_key(line: &[u8]) -> Option<u32> {
     let (ip, len) = match line.first_chunk::<16>() {
-        Some(window) => ipv4_prefix_swar(window)?,
+        Some(window) => ipv4_prefix_window(window)?,
         None => ipv4_prefix(line)?,
     };
     let rest = &line[len..];
@@ -74,47 +81,13 @@ fn ipv4_prefix(bytes: &[u8]) -> Option<(u32, usize)> {
     Some((ip, at))
 }
 
-const LANES_01: u128 = u128::from_le_bytes([0x01; 16]);
-const LANES_7F: u128 = u128::from_le_bytes([0x7F; 16]);
-const LANES_80: u128 = u128::from_le_bytes([0x80; 16]);
-
-/// Lanes (bytes) of `x` equal to `byte`, as their high bit.
-#[inline]
-fn lanes_equal(x: u128, byte: u8) -> u128 {
-    let t = x ^ (LANES_01 * u128::from(byte));
-    !(((t & LANES_7F) + LANES_7F) | t) & LANES_80
-}
-
-/// Lanes of `x` below `limit` (<= 0x80), as their high bit.
-#[inline]
-fn lanes_below(x: u128, limit: u8) -> u128 {
-    let t = (x & LANES_7F) + LANES_01 * u128::from(0x80 - limit);
-    !t & !x & LANES_80
-}
-
-/// The high bits of the 8 lanes of `x` as an 8-bit mask (lane `k` -> bit `k`): SSE2's
-/// `movemask` in portable code. The multiplier places lane `k`'s bit at position `56 + k`; no
-/// two partial products share a bit, so nothing carries.
-#[inline]
-fn lane_mask(x: u64) -> u32 {
-    (((x >> 7) & 0x0101_0101_0101_0101).wrapping_mul(0x0102_0408_1020_4080) >> 56) as u32
-}
-
-/// The high bits of the 16 lanes of `x` as a 16-bit mask.
-#[inline]
-fn lane_mask_16(x: u128) -> u32 {
-    lane_mask(x as u64) | (lane_mask((x >> 64) as u64) << 8)
-}
-
 /// [`ipv4_prefix`] on a 16-byte window (every dotted quad and its terminator fit in 16 bytes),
 /// without the data-dependent branches of a digit loop: octet lengths vary from line to line,
 /// and a mispredicted branch per octet was the largest cost of the hot loop. Digit and dot
-/// positions come from SWAR lane masks; the branches left only reject (rare) non-quads.
+/// positions come from lane masks; the branches left only reject (rare) non-quads.
 #[inline]
-fn ipv4_prefix_swar(window: &[u8; 16]) -> Option<(u32, usize)> {
-    let x = u128::from_le_bytes(*window);
-    let digits = lane_mask_16(lanes_below(x, b'9' + 1) & !lanes_below(x, b'0'));
-    let dots = lane_mask_16(lanes_equal(x, b'.'));
+fn ipv4_prefix_window(window: &[u8; 16]) -> Option<(u32, usize)> {
+    let (digits, dots) = lanes::digit_and_dot_masks(window);
     // Non-digit positions, with a sentinel at 16 so that a window of digits ends there.
     let mut non_digits = (!digits & 0xFFFF) | 0x1_0000;
     let mut ends = [0usize; 4];
@@ -139,21 +112,25 @@ fn ipv4_prefix_swar(window: &[u8; 16]) -> Option<(u32, usize)> {
     if dots & ((1 << p4) - 1) != (1 << p1) | (1 << p2) | (1 << p3) {
         return None;
     }
+    // Values without branches on the octet lengths (random from line to line, they would
+    // mispredict): digits beyond an octet's length are masked to 0, and every rejection is
+    // folded into one flag tested once.
     let digit = |i: usize| u32::from(window[i & 15].wrapping_sub(b'0'));
     let mut ip = 0u32;
+    let mut bad = false;
     for (&end, &len) in ends.iter().zip(&lengths) {
+        let has_tens = u32::from(len >= 2).wrapping_neg();
+        let has_hundreds = u32::from(len == 3).wrapping_neg();
+        let value = (digit(end.wrapping_sub(3)) & has_hundreds) * 100
+            + (digit(end.wrapping_sub(2)) & has_tens) * 10
+            + digit(end - 1);
         // A leading zero (`01`) makes the quad non-canonical.
-        if len > 1 && window[(end - len) & 15] == b'0' {
-            return None;
-        }
-        let ones = digit(end - 1);
-        let tens = if len >= 2 { digit(end - 2) } else { 0 };
-        let hundreds = if len == 3 { digit(end - 3) } else { 0 };
-        let value = hundreds * 100 + tens * 10 + ones;
-        if value > 255 {
-            return None;
-        }
+        bad |= (len > 1) & (window[end.wrapping_sub(len) & 15] == b'0');
+        bad |= value > 255;
         ip = (ip << 8) | value;
+    }
+    if bad {
+        return None;
     }
     Some((ip, p4))
 }
@@ -311,7 +288,7 @@ mod tests {
                 proptest::sample::select(b"0123456789012345678..., -x\xff".to_vec()), 16..20)
         ) {
             let window: &[u8; 16] = bytes.first_chunk().unwrap();
-            proptest::prop_assert_eq!(ipv4_prefix_swar(window), ipv4_prefix(&bytes));
+            proptest::prop_assert_eq!(ipv4_prefix_window(window), ipv4_prefix(&bytes));
         }
     }
 
@@ -334,7 +311,7 @@ mod tests {
         ] {
             let window: &[u8; 16] = text.first_chunk().unwrap();
             assert_eq!(
-                ipv4_prefix_swar(window),
+                ipv4_prefix_window(window),
                 expected,
                 "{}",
                 String::from_utf8_lossy(text)

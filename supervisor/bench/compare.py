@@ -10,10 +10,12 @@ line (`name value unit`) and the ratios against the targets; checks that logcoun
 print the same JSON. Each timing is the best of --repeat runs (the machine is shared).
 
 usage: supervisor/bench/compare.py [--dir /tmp/herd-logcount-bench] [--files 8] [--lines 1000000]
-                                   [--distinct 100000] [--seed 1] [--workers 2] [--repeat 3]
+                                   [--distinct 100000] [--seed 1] [--workers 2] [--repeat 7]
+                                   [--python-repeat 2] [--supervisor target/release/supervisor]
 """
 import argparse
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -30,27 +32,47 @@ def driver_path():
     return os.path.join(target, "release", "examples", "logcount_driver")
 
 
-def run(cmd, stdout_path=None):
-    """(wall seconds, peak RSS in MB of the largest process or None, stdout bytes)."""
+def cpu_of_children():
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run(cmd):
+    """(wall seconds, peak RSS in MB of the largest process or None, stdout bytes, CPU seconds
+    of the command and every process it waited for)."""
     with tempfile.NamedTemporaryFile("r") as rss_file:
         full = ([TIME, "-f", "%M", "-o", rss_file.name] if TIME else []) + cmd
+        cpu_before = cpu_of_children()
         start = time.perf_counter()
         result = subprocess.run(full, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         wall = time.perf_counter() - start
+        cpu = cpu_of_children() - cpu_before
         if result.returncode != 0:
             sys.exit(f"{' '.join(cmd)} failed ({result.returncode}): {result.stderr.decode()[-500:]}")
         rss = None
         if TIME:
             text = rss_file.read().strip().splitlines()
             rss = int(text[-1]) / 1024 if text and text[-1].isdigit() else None
-    return wall, rss, result.stdout
+    return wall, rss, result.stdout, cpu
 
 
-def best(cmd, repeat):
-    runs = [run(cmd) for _ in range(repeat)]
-    wall = min(r[0] for r in runs)
-    rss = max((r[1] for r in runs if r[1] is not None), default=None)
-    return wall, rss, runs[0][2]
+def best(cmds, repeat):
+    """Runs the commands round-robin `repeat` times (so that a burst of load from other
+    processes on this shared machine hits all of them alike) and returns, for each, the best
+    wall time, the peak RSS and the first run's stdout."""
+    runs = [[] for _ in cmds]
+    for _ in range(repeat):
+        for index, cmd in enumerate(cmds):
+            runs[index].append(run(cmd))
+    return [
+        (
+            min(r[0] for r in rs),
+            max((r[1] for r in rs if r[1] is not None), default=None),
+            rs[0][2],
+            min(r[3] for r in rs),
+        )
+        for rs in runs
+    ]
 
 
 def warm(paths):
@@ -68,7 +90,8 @@ def main():
     parser.add_argument("--distinct", type=int, default=100_000)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--python-repeat", type=int, default=2)
     parser.add_argument("--supervisor", help="a `supervisor` binary: time `run logcount` on its worker pool instead of the in-process driver")
     args = parser.parse_args()
 
@@ -102,11 +125,14 @@ def main():
             return [args.supervisor, "run", "logcount", directory, "--workers", workers, "--format", "json"]
         return [driver, "count", directory, "--workers", workers]
 
-    wc_wall, wc_rss, _ = best(["wc", "-l"] + paths, args.repeat)
-    lc_wall, lc_rss, lc_out = best(logcount(files_dir, w), args.repeat)
-    py_wall, py_rss, py_out = best([sys.executable, os.path.join(HERE, "logcount.py"), files_dir, "--workers", w], 1)
-    one_wall, one_rss, one_out = best(logcount(single_dir, "1"), args.repeat)
-    two_wall, two_rss, two_out = best(logcount(single_dir, w), args.repeat)
+    python = [sys.executable, os.path.join(HERE, "logcount.py"), files_dir, "--workers", w]
+    (py_wall, py_rss, py_out, py_cpu), = best([python], args.python_repeat)
+    (wc_wall, wc_rss, _, wc_cpu), (lc_wall, lc_rss, lc_out, lc_cpu) = best(
+        [["wc", "-l"] + paths, logcount(files_dir, w)], args.repeat
+    )
+    (one_wall, one_rss, one_out, one_cpu), (two_wall, two_rss, two_out, two_cpu) = best(
+        [logcount(single_dir, "1"), logcount(single_dir, w)], args.repeat
+    )
 
     if lc_out != py_out:
         sys.exit(f"logcount and Python disagree:\n{lc_out[:300]}\n{py_out[:300]}")
@@ -116,19 +142,21 @@ def main():
     print(f"logcount_runner {'supervisor worker pool' if args.supervisor else 'in-process driver (threads)'}")
     print(f"input_bytes {size} B")
     print(f"input_files {len(paths)} files")
-    for name, wall, rss in [
-        ("wc_l_wall", wc_wall, wc_rss),
-        ("logcount_wall", lc_wall, lc_rss),
-        ("python_pool_wall", py_wall, py_rss),
-        ("logcount_single_file_1_worker_wall", one_wall, one_rss),
-        (f"logcount_single_file_{w}_workers_wall", two_wall, two_rss),
+    for name, wall, rss, cpu in [
+        ("wc_l", wc_wall, wc_rss, wc_cpu),
+        ("logcount", lc_wall, lc_rss, lc_cpu),
+        ("python_pool", py_wall, py_rss, py_cpu),
+        ("logcount_single_file_1_worker", one_wall, one_rss, one_cpu),
+        (f"logcount_single_file_{w}_workers", two_wall, two_rss, two_cpu),
     ]:
-        print(f"{name} {wall:.3f} s")
+        print(f"{name}_wall {wall:.3f} s")
+        print(f"{name}_cpu {cpu:.3f} s")
         if rss is not None:
-            print(f"{name.replace('_wall', '_peak_rss')} {rss:.1f} MB")
+            print(f"{name}_peak_rss {rss:.1f} MB")
     print(f"logcount_throughput {size / lc_wall / 1e9:.2f} GB/s")
     ratios = [
         ("python_over_logcount", py_wall / lc_wall, ">= 20"),
+        ("python_over_logcount_cpu", py_cpu / lc_cpu, "none: CPU seconds, less sensitive to other load"),
         ("logcount_over_wc_l", lc_wall / wc_wall, "<= 2"),
         ("single_file_1_over_2_workers", one_wall / two_wall, ">= 1.7"),
     ]

@@ -9,7 +9,11 @@
 //! decimal octets <= 255, no leading zeros, nothing else), so `01.2.3.4` and `1.2.3.4` stay two
 //! keys, and a packed key never equals a byte-string key.
 
+use std::sync::LazyLock;
+
 use memchr::{memchr, memmem};
+
+use super::lanes;
 
 /// The separator between the client key and the identity/user fields of a combined log line.
 const IDENT_SEPARATOR: &[u8] = b" - -";
@@ -21,7 +25,10 @@ pub(crate) fn client_key(line: &[u8]) -> &[u8] {
 
 /// The length of the client key of `line` (which has already lost its `\n` and trailing `\r`).
 pub(crate) fn key_len(line: &[u8]) -> usize {
-    let before_ident = memmem::find(line, IDENT_SEPARATOR).unwrap_or(line.len());
+    // `memmem::find` would build a searcher per line.
+    static IDENT_FINDER: LazyLock<memmem::Finder<'static>> =
+        LazyLock::new(|| memmem::Finder::new(IDENT_SEPARATOR));
+    let before_ident = IDENT_FINDER.find(line).unwrap_or(line.len());
     memchr(b',', &line[..before_ident]).unwrap_or(before_ident)
 }
 
@@ -34,10 +41,10 @@ pub(crate) fn is_blank(line: &[u8]) -> bool {
 /// The fast path for one line: if the line starts with a canonical dotted quad that is its whole
 /// client key (it is followed by the end of the line, `,` or ` - -`), that quad packed big-endian
 /// (`1.2.3.4` -> `0x01020304`). `None` means "take the general path", never "no key".
-#[inline]
+#[inline(always)]
 pub(crate) fn packed_ipv4_key(line: &[u8]) -> Option<u32> {
     let (ip, len) = match line.first_chunk::<16>() {
-        Some(window) => ipv4_prefix_swar(window)?,
+        Some(window) => ipv4_prefix_window(window)?,
         None => ipv4_prefix(line)?,
     };
     let rest = &line[len..];
@@ -74,71 +81,56 @@ fn ipv4_prefix(bytes: &[u8]) -> Option<(u32, usize)> {
     Some((ip, at))
 }
 
-const LANES_01: u128 = u128::from_le_bytes([0x01; 16]);
-const LANES_7F: u128 = u128::from_le_bytes([0x7F; 16]);
-const LANES_80: u128 = u128::from_le_bytes([0x80; 16]);
-
-/// Lanes (bytes) of `x` equal to `byte`, as their high bit.
-#[inline]
-fn lanes_equal(x: u128, byte: u8) -> u128 {
-    let t = x ^ (LANES_01 * u128::from(byte));
-    !(((t & LANES_7F) + LANES_7F) | t) & LANES_80
-}
-
-/// Lanes of `x` below `limit` (<= 0x80), as their high bit.
-#[inline]
-fn lanes_below(x: u128, limit: u8) -> u128 {
-    let t = (x & LANES_7F) + LANES_01 * u128::from(0x80 - limit);
-    !t & !x & LANES_80
-}
-
 /// [`ipv4_prefix`] on a 16-byte window (every dotted quad and its terminator fit in 16 bytes),
 /// without the data-dependent branches of a digit loop: octet lengths vary from line to line,
 /// and a mispredicted branch per octet was the largest cost of the hot loop. Digit and dot
-/// positions come from SWAR lane masks; the branches left only reject (rare) non-quads.
+/// positions come from lane masks; the branches left only reject (rare) non-quads.
 #[inline]
-fn ipv4_prefix_swar(window: &[u8; 16]) -> Option<(u32, usize)> {
-    let x = u128::from_le_bytes(*window);
-    let digits = lanes_below(x, b'9' + 1) & !lanes_below(x, b'0');
-    let dots = lanes_equal(x, b'.');
-    let mut non_digits = LANES_80 & !digits;
-    // Byte index of each of the first four non-digits: three dots and the terminator.
+fn ipv4_prefix_window(window: &[u8; 16]) -> Option<(u32, usize)> {
+    let (digits, dots) = lanes::digit_and_dot_masks(window);
+    // Non-digit positions, with a sentinel at 16 so that a window of digits ends there.
+    let mut non_digits = (!digits & 0xFFFF) | 0x1_0000;
     let mut ends = [0usize; 4];
     for end in &mut ends {
-        *end = (non_digits.trailing_zeros() / 8) as usize;
+        *end = non_digits.trailing_zeros() as usize;
         non_digits &= non_digits.wrapping_sub(1);
     }
     let [p1, p2, p3, p4] = ends;
-    // All four octets 1..=3 digits long; a quad is at most 15 bytes, so p4 <= 15.
     let lengths = [
         p1,
         p2.wrapping_sub(p1 + 1),
         p3.wrapping_sub(p2 + 1),
         p4.wrapping_sub(p3 + 1),
     ];
-    if lengths.iter().any(|&n| n.wrapping_sub(1) > 2) || p4 > 15 {
+    // Every octet 1..=3 digits (so p4 <= 15), and the first three non-digits are the dots.
+    if lengths
+        .iter()
+        .fold(false, |bad, &n| bad | (n.wrapping_sub(1) > 2))
+    {
         return None;
     }
-    let dot_at = |i: usize| (dots >> (8 * i + 7)) & 1 == 1;
-    if !(dot_at(p1) && dot_at(p2) && dot_at(p3)) {
+    if dots & ((1 << p4) - 1) != (1 << p1) | (1 << p2) | (1 << p3) {
         return None;
     }
+    // Values without branches on the octet lengths (random from line to line, they would
+    // mispredict): digits beyond an octet's length are masked to 0, and every rejection is
+    // folded into one flag tested once.
     let digit = |i: usize| u32::from(window[i & 15].wrapping_sub(b'0'));
     let mut ip = 0u32;
+    let mut bad = false;
     for (&end, &len) in ends.iter().zip(&lengths) {
-        let first = end - len;
+        let has_tens = u32::from(len >= 2).wrapping_neg();
+        let has_hundreds = u32::from(len == 3).wrapping_neg();
+        let value = (digit(end.wrapping_sub(3)) & has_hundreds) * 100
+            + (digit(end.wrapping_sub(2)) & has_tens) * 10
+            + digit(end - 1);
         // A leading zero (`01`) makes the quad non-canonical.
-        if len > 1 && window[first] == b'0' {
-            return None;
-        }
-        let ones = digit(end - 1);
-        let tens = if len >= 2 { digit(end - 2) } else { 0 };
-        let hundreds = if len == 3 { digit(end - 3) } else { 0 };
-        let value = hundreds * 100 + tens * 10 + ones;
-        if value > 255 {
-            return None;
-        }
+        bad |= (len > 1) & (window[end.wrapping_sub(len) & 15] == b'0');
+        bad |= value > 255;
         ip = (ip << 8) | value;
+    }
+    if bad {
+        return None;
     }
     Some((ip, p4))
 }
@@ -296,7 +288,7 @@ mod tests {
                 proptest::sample::select(b"0123456789012345678..., -x\xff".to_vec()), 16..20)
         ) {
             let window: &[u8; 16] = bytes.first_chunk().unwrap();
-            proptest::prop_assert_eq!(ipv4_prefix_swar(window), ipv4_prefix(&bytes));
+            proptest::prop_assert_eq!(ipv4_prefix_window(window), ipv4_prefix(&bytes));
         }
     }
 
@@ -319,7 +311,7 @@ mod tests {
         ] {
             let window: &[u8; 16] = text.first_chunk().unwrap();
             assert_eq!(
-                ipv4_prefix_swar(window),
+                ipv4_prefix_window(window),
                 expected,
                 "{}",
                 String::from_utf8_lossy(text)

@@ -7,6 +7,7 @@
 
 mod distinct;
 mod keys;
+mod lanes;
 mod plan;
 mod report;
 mod scan;

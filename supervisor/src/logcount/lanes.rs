@@ -1,0 +1,203 @@
+//! Byte lanes: masks of which bytes of a 16- or 64-byte block are a newline, a digit or a dot,
+//! one bit per byte. These feed the hot loop's two questions, "where do lines end" and "where
+//! are the dots of this dotted quad", without a branch per byte.
+//!
+//! On x86_64 they use SSE2, part of the x86_64 baseline and so always present: a compare and a
+//! `movemask` per 16 bytes (the one `unsafe` here only asserts that SSE2 is there; the
+//! intrinsics take no pointers). Elsewhere, the same masks come from SWAR arithmetic on `u64`/`u128`. Tests check the
+//! two against each other and against a byte-by-byte loop.
+
+/// Bit `i` set iff `block[i] == b'\n'`.
+#[inline]
+pub(crate) fn newline_mask(block: &[u8; 64]) -> u64 {
+    let mut mask = 0u64;
+    for (index, part) in block.chunks_exact(16).enumerate() {
+        let part: &[u8; 16] = part.try_into().expect("chunks_exact(16) yields 16 bytes");
+        mask |= u64::from(equal_mask(part, b'\n')) << (16 * index);
+    }
+    mask
+}
+
+/// `(digits, dots)`: bit `i` set iff `window[i]` is an ASCII digit, resp. `.`.
+#[inline]
+pub(crate) fn digit_and_dot_masks(window: &[u8; 16]) -> (u32, u32) {
+    (digit_mask(window), equal_mask(window, b'.'))
+}
+
+#[cfg(target_arch = "x86_64")]
+mod imp {
+    use std::arch::x86_64::{
+        __m128i, _mm_and_si128, _mm_cmpeq_epi8, _mm_cmpgt_epi8, _mm_cmplt_epi8, _mm_movemask_epi8,
+        _mm_set1_epi8, _mm_set_epi64x,
+    };
+
+    #[inline]
+    #[target_feature(enable = "sse2")]
+    fn load(bytes: &[u8; 16]) -> __m128i {
+        let (low, high) = bytes.split_at(8);
+        let low = i64::from_le_bytes(low.try_into().expect("8 bytes"));
+        let high = i64::from_le_bytes(high.try_into().expect("8 bytes"));
+        _mm_set_epi64x(high, low)
+    }
+
+    #[inline]
+    #[target_feature(enable = "sse2")]
+    fn equal_mask_sse2(bytes: &[u8; 16], byte: u8) -> u32 {
+        let equal = _mm_cmpeq_epi8(load(bytes), _mm_set1_epi8(byte as i8));
+        _mm_movemask_epi8(equal) as u32
+    }
+
+    #[inline]
+    #[target_feature(enable = "sse2")]
+    fn digit_mask_sse2(bytes: &[u8; 16]) -> u32 {
+        // Signed compares: bytes >= 0x80 are negative, so never digits.
+        let x = load(bytes);
+        let digits = _mm_and_si128(
+            _mm_cmpgt_epi8(x, _mm_set1_epi8(b'0' as i8 - 1)),
+            _mm_cmplt_epi8(x, _mm_set1_epi8(b'9' as i8 + 1)),
+        );
+        _mm_movemask_epi8(digits) as u32
+    }
+
+    #[inline]
+    pub(super) fn equal_mask(bytes: &[u8; 16], byte: u8) -> u32 {
+        // SAFETY: the only requirement of a `target_feature` function is that the CPU has the
+        // feature; SSE2 is part of the x86_64 baseline (every x86_64 CPU has it, and this module
+        // is compiled for x86_64 only). The function reads nothing but its arguments.
+        unsafe { equal_mask_sse2(bytes, byte) }
+    }
+
+    #[inline]
+    pub(super) fn digit_mask(bytes: &[u8; 16]) -> u32 {
+        // SAFETY: as in `equal_mask`: SSE2 is baseline on x86_64.
+        unsafe { digit_mask_sse2(bytes) }
+    }
+}
+
+/// The portable version: on x86_64 it is compiled for the tests only, which hold SSE2 to it.
+#[cfg(any(test, not(target_arch = "x86_64")))]
+mod swar {
+    const LANES_01: u128 = u128::from_le_bytes([0x01; 16]);
+    const LANES_7F: u128 = u128::from_le_bytes([0x7F; 16]);
+    const LANES_80: u128 = u128::from_le_bytes([0x80; 16]);
+
+    /// Lanes (bytes) of `x` equal to `byte`, as their high bit.
+    fn lanes_equal(x: u128, byte: u8) -> u128 {
+        let t = x ^ (LANES_01 * u128::from(byte));
+        !(((t & LANES_7F) + LANES_7F) | t) & LANES_80
+    }
+
+    /// Lanes of `x` below `limit` (<= 0x80), as their high bit.
+    fn lanes_below(x: u128, limit: u8) -> u128 {
+        let t = (x & LANES_7F) + LANES_01 * u128::from(0x80 - limit);
+        !t & !x & LANES_80
+    }
+
+    /// The high bits of the 8 lanes of `x` as an 8-bit mask (lane `k` -> bit `k`): the
+    /// multiplier places lane `k`'s bit at position `56 + k`, and no two partial products share
+    /// a bit, so nothing carries.
+    fn lane_mask(x: u64) -> u32 {
+        (((x >> 7) & 0x0101_0101_0101_0101).wrapping_mul(0x0102_0408_1020_4080) >> 56) as u32
+    }
+
+    fn lane_mask_16(x: u128) -> u32 {
+        lane_mask(x as u64) | (lane_mask((x >> 64) as u64) << 8)
+    }
+
+    pub(super) fn equal_mask(bytes: &[u8; 16], byte: u8) -> u32 {
+        lane_mask_16(lanes_equal(u128::from_le_bytes(*bytes), byte))
+    }
+
+    pub(super) fn digit_mask(bytes: &[u8; 16]) -> u32 {
+        let x = u128::from_le_bytes(*bytes);
+        lane_mask_16(lanes_below(x, b'9' + 1) & !lanes_below(x, b'0'))
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+use imp::{digit_mask, equal_mask};
+#[cfg(not(target_arch = "x86_64"))]
+use swar::{digit_mask, equal_mask};
+
+/// The positions of `\n` in `data`, ascending: a 64-bit mask per 64-byte block, then one bit
+/// per line. For ~150-byte log lines this beats restarting `memchr` at every line.
+#[derive(Debug)]
+pub(crate) struct Newlines<'a> {
+    data: &'a [u8],
+    /// Offset of the block `mask` describes.
+    block: usize,
+    /// Newlines of that block not yet returned.
+    mask: u64,
+}
+
+impl<'a> Newlines<'a> {
+    pub(crate) fn new(data: &'a [u8]) -> Self {
+        Self {
+            data,
+            block: 0,
+            mask: block_mask(data),
+        }
+    }
+}
+
+/// Newline mask of the first (up to) 64 bytes of `data`.
+#[inline]
+fn block_mask(data: &[u8]) -> u64 {
+    match data.first_chunk::<64>() {
+        Some(block) => newline_mask(block),
+        None => data
+            .iter()
+            .enumerate()
+            .filter(|&(_, &b)| b == b'\n')
+            .fold(0, |mask, (i, _)| mask | (1 << i)),
+    }
+}
+
+impl Iterator for Newlines<'_> {
+    type Item = usize;
+
+    #[inline]
+    fn next(&mut self) -> Option<usize> {
+        while self.mask == 0 {
+            self.block += 64;
+            if self.block >= self.data.len() {
+                return None;
+            }
+            self.mask = block_mask(&self.data[self.block..]);
+        }
+        let bit = self.mask.trailing_zeros() as usize;
+        self.mask &= self.mask - 1;
+        Some(self.block + bit)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn slow_mask(bytes: &[u8], wanted: impl Fn(u8) -> bool) -> u64 {
+        bytes
+            .iter()
+            .enumerate()
+            .filter(|&(_, &b)| wanted(b))
+            .fold(0, |m, (i, _)| m | (1 << i))
+    }
+
+    proptest! {
+        #[test]
+        fn masks_agree_byte_by_byte(bytes in prop::array::uniform16(any::<u8>())) {
+            let digits = slow_mask(&bytes, |b| b.is_ascii_digit()) as u32;
+            let dots = slow_mask(&bytes, |b| b == b'.') as u32;
+            prop_assert_eq!(digit_and_dot_masks(&bytes), (digits, dots));
+            prop_assert_eq!((swar::digit_mask(&bytes), swar::equal_mask(&bytes, b'.')), (digits, dots));
+            prop_assert_eq!(u64::from(equal_mask(&bytes, b'\n')), slow_mask(&bytes, |b| b == b'\n'));
+        }
+
+        #[test]
+        fn newlines_are_memchr(bytes in prop::collection::vec(prop::sample::select(b"ab\n.9\xff".to_vec()), 0..300)) {
+            let expected: Vec<usize> = memchr::memchr_iter(b'\n', &bytes).collect();
+            prop_assert_eq!(Newlines::new(&bytes).collect::<Vec<_>>(), expected);
+        }
+    }
+}

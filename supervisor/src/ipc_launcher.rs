@@ -42,6 +42,7 @@ pub struct IpcLauncher {
     registry: fn() -> Registry,
     heartbeat_interval: Duration,
     inherited: InheritedHandlers,
+    reap_strays: bool,
 }
 
 impl IpcLauncher {
@@ -58,7 +59,18 @@ impl IpcLauncher {
             registry,
             heartbeat_interval,
             inherited,
+            reap_strays: false,
         }
+    }
+}
+
+impl IpcLauncher {
+    /// Also reaps exited children that are not workers: for a supervisor that is a child
+    /// subreaper and owns every child of its process (the `supervisor` binary). Not for a
+    /// [`crate::Pool`] inside a program with children of its own: their exit statuses are theirs.
+    pub fn reaping_strays(mut self) -> Self {
+        self.reap_strays = true;
+        self
     }
 }
 
@@ -149,6 +161,9 @@ impl Launcher for IpcLauncher {
     }
 
     fn reap_strays(&mut self, is_worker: &dyn Fn(i32) -> bool) {
+        if !self.reap_strays {
+            return;
+        }
         loop {
             let peek = nix::sys::wait::waitid(
                 Id::All,

@@ -183,7 +183,8 @@ fn supervise(args: &RunArgs, jobs: LeaseTable) -> anyhow::Result<RunReport> {
         builtin_registry,
         config.heartbeat_interval,
         inbox.inherited(),
-    );
+    )
+    .reaping_strays();
     Ok(Supervisor::new(config, launcher, inbox, jobs).run())
 }
 

@@ -211,6 +211,21 @@ fn map_survives_workers_killed() -> TestResult {
     Ok(())
 }
 
+fn the_hosts_own_children_are_left_to_it() -> TestResult {
+    let mut own = std::process::Command::new("true").spawn()?;
+    let mut pool = Pool::new(2, registry)?;
+    sleep_ms(100); // `true` has exited by now: a stray-reaping pool would take its status
+    check!(pool.map::<Square>(0..10u64)?.len() == 10, "map");
+    let status = own.wait()?;
+    check!(
+        status.success(),
+        "the host's child status was taken: {status:?}"
+    );
+    pool.join()?;
+    no_children_left()?;
+    Ok(())
+}
+
 fn main() -> std::process::ExitCode {
     run_trials(vec![
         Trial::test("map_returns_outputs_in_order", map_returns_outputs_in_order),
@@ -224,5 +239,9 @@ fn main() -> std::process::ExitCode {
             terminate_kills_workers_mid_job,
         ),
         Trial::test("map_survives_workers_killed", map_survives_workers_killed),
+        Trial::test(
+            "the_hosts_own_children_are_left_to_it",
+            the_hosts_own_children_are_left_to_it,
+        ),
     ])
 }

@@ -40,10 +40,22 @@ impl JobKind for NapPid {
     }
 }
 
+/// Kills its worker, every time.
+struct Poison;
+impl JobKind for Poison {
+    const NAME: &'static str = "poison";
+    type Input = ();
+    type Output = ();
+    fn run(&self, _: ()) -> Result<(), JobError> {
+        std::process::abort()
+    }
+}
+
 fn registry() -> Registry {
     let mut registry = Registry::new();
     registry.register(Square).unwrap();
     registry.register(NapPid).unwrap();
+    registry.register(Poison).unwrap();
     registry
 }
 
@@ -226,6 +238,29 @@ fn the_hosts_own_children_are_left_to_it() -> TestResult {
     Ok(())
 }
 
+fn a_poison_job_cannot_sink_the_run() -> TestResult {
+    let mut pool = Pool::new(2, registry)?;
+    let poison = pool.apply_async::<Poison>(&())?;
+    let squares = pool.map::<Square>(20..40u64)?;
+    check!(
+        squares == (20..40u64).map(|n| n * n).collect::<Vec<_>>(),
+        "{squares:?}"
+    );
+    let err = poison.get(&mut pool).unwrap_err();
+    check!(
+        err.to_string().contains("gave up after 3 attempt(s)")
+            && err.to_string().contains("SIGABRT"),
+        "{err}"
+    );
+    check!(
+        pool.map::<Square>([3])? == [9],
+        "the pool still works after the poison"
+    );
+    pool.join()?;
+    no_children_left()?;
+    Ok(())
+}
+
 fn main() -> std::process::ExitCode {
     run_trials(vec![
         Trial::test("map_returns_outputs_in_order", map_returns_outputs_in_order),
@@ -239,6 +274,10 @@ fn main() -> std::process::ExitCode {
             terminate_kills_workers_mid_job,
         ),
         Trial::test("map_survives_workers_killed", map_survives_workers_killed),
+        Trial::test(
+            "a_poison_job_cannot_sink_the_run",
+            a_poison_job_cannot_sink_the_run,
+        ),
         Trial::test(
             "the_hosts_own_children_are_left_to_it",
             the_hosts_own_children_are_left_to_it,

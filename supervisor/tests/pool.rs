@@ -262,6 +262,9 @@ fn a_poison_job_cannot_sink_the_run() -> TestResult {
 }
 
 fn main() -> std::process::ExitCode {
+    // Pool waits have no timeout of their own: a pool bug must fail this binary, not hang it.
+    // SIGALRM's default action ends the process; the workers die with it.
+    nix::unistd::alarm::set(120);
     run_trials(vec![
         Trial::test("map_returns_outputs_in_order", map_returns_outputs_in_order),
         Trial::test(

@@ -77,8 +77,6 @@ impl IpcLauncher {
 /// What a spawned worker receives.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct WorkerArgs {
-    /// Which worker it is.
-    pub id: u64,
     /// Its end of the pipe.
     pub end: WorkerEnd,
     /// How often it heartbeats.
@@ -144,7 +142,6 @@ impl Launcher for IpcLauncher {
                 builder.spawn(
                     worker_entry,
                     &WorkerArgs {
-                        id: id.0,
                         end: worker_end,
                         heartbeat_millis,
                         supervisor,

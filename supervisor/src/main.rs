@@ -118,6 +118,11 @@ struct GenLogsArgs {
     seed: u64,
 }
 
+/// logcount: chunks per worker aimed at, so the last chunks of a run spread over every worker.
+const CHUNKS_PER_WORKER: u64 = 8;
+/// logcount: the smallest chunk worth a job of its own.
+const MIN_CHUNK_BYTES: u64 = 4 << 20;
+
 /// An error that already carries its exit code.
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]
@@ -248,10 +253,27 @@ fn run_logcount(args: &RunArgs) -> anyhow::Result<ExitCode> {
         top: args.top,
         ..LogcountOptions::default()
     };
-    let plan = logcount::plan(dir.as_ref(), &options).map_err(|error| Exit {
-        code: 2,
-        message: error.to_string(),
-    })?;
+    let plan_with = |options: &LogcountOptions| {
+        logcount::plan(dir.as_ref(), options).map_err(|error| Exit {
+            code: 2,
+            message: error.to_string(),
+        })
+    };
+    let mut plan = plan_with(&options)?;
+    // Cut the input so every worker gets several chunks (load balance at the end of the run),
+    // but no chunk is so small that per-job costs show. Planning reads metadata only.
+    let workers = args
+        .workers
+        .unwrap_or_else(|| SupervisorConfig::default().workers) as u64;
+    let total: u64 = plan.files.iter().map(|file| file.len).sum();
+    let balanced =
+        (total / (workers * CHUNKS_PER_WORKER)).clamp(MIN_CHUNK_BYTES, options.chunk_bytes);
+    if balanced < options.chunk_bytes {
+        plan = plan_with(&LogcountOptions {
+            chunk_bytes: balanced,
+            ..options
+        })?;
+    }
     let mut jobs = LeaseTable::new(args.max_attempts);
     for job in &plan.jobs {
         jobs.push(LogcountChunk::NAME, encode_payload(job)?);

@@ -257,7 +257,7 @@ impl Pool {
         while !self.supervisor.is_over() {
             self.pump();
         }
-        let report = self.supervisor.into_report();
+        let report = self.supervisor.finish();
         match report.stopped {
             Some(reason) => Err(PoolError::Stopped(reason)),
             None => Ok(()),
@@ -266,9 +266,23 @@ impl Pool {
 
     /// Kills every worker now; pending jobs fail.
     pub fn terminate(mut self) {
+        self.kill_workers();
+    }
+
+    fn kill_workers(&mut self) {
         self.supervisor.terminate();
         while !self.supervisor.is_over() {
             self.supervisor.step();
+        }
+    }
+}
+
+impl Drop for Pool {
+    /// A pool dropped without [`join`](Pool::join) is terminated: its workers and their own
+    /// children are killed (by process group) and reaped.
+    fn drop(&mut self) {
+        if !self.supervisor.is_over() {
+            self.kill_workers();
         }
     }
 }

@@ -218,6 +218,12 @@ impl<L: Launcher> Supervisor<L> {
 
     /// Runs to the end and reports; unfinished jobs fail as abandoned.
     pub fn into_report(mut self) -> RunReport {
+        self.finish()
+    }
+
+    /// Like [`into_report`](Self::into_report) through a reference (the job table moves out
+    /// into the report).
+    pub fn finish(&mut self) -> RunReport {
         self.close();
         while !self.is_over() {
             self.step();
@@ -421,6 +427,8 @@ impl<L: Launcher> Supervisor<L> {
     fn release(&mut self, worker: WorkerId, pid: i32, cause: LossCause) {
         match self.jobs.release(worker, cause.clone()) {
             Released::Nothing => {}
+            // When the run is ending the job will not run again: it is reported as abandoned.
+            Released::Requeued(_) if self.phase == Phase::Ending => {}
             Released::Requeued(job) => self.say(&format!(
                 "{worker} (pid {pid}) lost job {job}: {cause}; re-queued (attempt {} of {} next)",
                 self.jobs.attempts(job).unwrap_or(0) + 1,
@@ -522,9 +530,19 @@ impl<L: Launcher> Supervisor<L> {
             }
         }
         if self.drain.state(now) == DrainState::Stopping {
-            self.kill_all(LossCause::Died(
-                "the grace period after a stop signal ran out".into(),
-            ));
+            let left = self
+                .slots
+                .iter()
+                .filter(|slot| !matches!(slot.leaving, Some(Leaving::Killed(_))))
+                .count();
+            if left > 0 {
+                self.say(&format!(
+                    "the grace period after a stop signal ran out: killing {left} worker(s)"
+                ));
+                self.kill_all(LossCause::Died(
+                    "the grace period after a stop signal ran out".into(),
+                ));
+            }
         }
     }
 

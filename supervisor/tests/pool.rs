@@ -51,11 +51,30 @@ impl JobKind for Poison {
     }
 }
 
+/// Starts a `sleep 600` child of the worker, answers its pid, then naps `ms`.
+struct Spawner;
+impl JobKind for Spawner {
+    const NAME: &'static str = "spawner";
+    type Input = u64;
+    type Output = u32;
+    fn run(&self, ms: u64) -> Result<u32, JobError> {
+        let child = std::process::Command::new("sleep")
+            .arg("600")
+            .spawn()
+            .map_err(JobError::failed)?;
+        let pid = child.id();
+        std::mem::forget(child); // left running: it must die with the worker's group
+        std::thread::sleep(Duration::from_millis(ms));
+        Ok(pid)
+    }
+}
+
 fn registry() -> Registry {
     let mut registry = Registry::new();
     registry.register(Square).unwrap();
     registry.register(NapPid).unwrap();
     registry.register(Poison).unwrap();
+    registry.register(Spawner).unwrap();
     registry
 }
 
@@ -261,6 +280,28 @@ fn a_poison_job_cannot_sink_the_run() -> TestResult {
     Ok(())
 }
 
+fn dropping_the_pool_kills_its_workers_and_their_children() -> TestResult {
+    let grandchild;
+    {
+        let mut pool = Pool::new(1, registry)?;
+        // The first job answers at once with its child's pid; the second keeps the worker busy.
+        grandchild = pool.apply_async::<Spawner>(&0)?.get(&mut pool)? as i32;
+        let busy = pool.apply_async::<NapPid>(&20_000)?;
+        check!(!busy.ready(&mut pool), "a 20 s job is not ready");
+        check!(is_alive(grandchild), "the worker's child is not running");
+    }
+    no_children_left()?;
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while is_alive(grandchild) {
+        check!(
+            Instant::now() < deadline,
+            "the worker's child {grandchild} outlived the dropped pool"
+        );
+        sleep_ms(20);
+    }
+    Ok(())
+}
+
 fn main() -> std::process::ExitCode {
     // Pool waits have no timeout of their own: a pool bug must fail this binary, not hang it.
     // SIGALRM's default action ends the process; the workers die with it.
@@ -284,6 +325,10 @@ fn main() -> std::process::ExitCode {
         Trial::test(
             "the_hosts_own_children_are_left_to_it",
             the_hosts_own_children_are_left_to_it,
+        ),
+        Trial::test(
+            "dropping_the_pool_kills_its_workers_and_their_children",
+            dropping_the_pool_kills_its_workers_and_their_children,
         ),
     ])
 }

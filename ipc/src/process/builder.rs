@@ -158,7 +158,7 @@ impl Process {
         };
         let request_bytes = postcard::to_stdvec(&request).map_err(|err| StartError::Arguments {
             entry: entry.to_owned(),
-            source: CodecError::Encode(err),
+            source: CodecError::encode(err),
         })?;
         let request_fd = platform::memfd_with(&request_bytes)
             .map_err(StartError::os("create the spawn request"))?;

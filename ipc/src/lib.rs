@@ -8,14 +8,19 @@
 //! against `multiprocessing` on the same machine, are in `docs/process.md` and `docs/sync.md`), and
 //! robust when a process dies: a lock whose holder is SIGKILLed is handed to the next process with
 //! an [`OwnerDied`] outcome instead of deadlocking, a pipe whose peer dies reports
-//! [`RecvError::Disconnected`], a dropped [`Child`] handle is killed and reaped instead of becoming a
-//! zombie, and shared memory lives in memfd segments that never appear in `/dev/shm` and are freed
-//! by the kernel once the last process using them is gone, however it ended.
+//! [`RecvError::Disconnected`], a dropped [`Child`] handle is killed and reaped instead of becoming
+//! a zombie, and shared memory lives in memfd segments that never appear in `/dev/shm` and are
+//! freed by the kernel once the last process using them is gone, however it ended.
 //!
 //! Linux only. Every example below is a doctest that starts real processes and checks what they
 //! did; they run with `cargo test --doc -p herd-ipc`.
 //!
-//! # Starting a process by fork
+//! # Starting processes
+//!
+//! A child runs either a closure in a copy of this process (fork) or a registered function in a
+//! fresh run of this program (spawn). Either way the parent holds a [`Child`] handle.
+//!
+//! ## By fork
 //!
 //! [`Process::fork`] runs a closure in a copy of the current process. The closure may borrow from
 //! the caller (the child has its own copy of everything), and whatever it returns comes back on
@@ -24,7 +29,8 @@
 //! (an exit code or a signal; [`ExitStatus::exitcode`] is `multiprocessing`'s `exitcode`, negative
 //! for a signal).
 //!
-//! The examples join with [`Child::join_timeout`], so a bug fails the example instead of hanging it.
+//! The examples join with [`Child::join_timeout`], so a bug fails the example instead of hanging
+//! it.
 //!
 //! ```
 //! use std::time::Duration;
@@ -56,16 +62,20 @@
 //!     let quitter = Process::new().fork::<(), _>(|| std::process::exit(3))?;
 //!     let sleeper = Process::new().fork(|| std::thread::sleep(Duration::from_secs(60)))?;
 //!     sleeper.terminate()?; // SIGTERM
-//!     for (child, expected) in [(quitter, ExitStatus::Exited(3)), (sleeper, ExitStatus::Signaled(15))] {
-//!         match child.join_timeout(PATIENCE) {
-//!             Err(JoinTimeoutError::Failed(JoinError::NoValue { status, .. }))
-//!             | Err(JoinTimeoutError::Failed(JoinError::Killed { status, .. })) => {
-//!                 assert_eq!(status, expected)
-//!             }
-//!             other => panic!("expected {expected}, got {other:?}"),
+//!     match quitter.join_timeout(PATIENCE) {
+//!         Err(JoinTimeoutError::Failed(JoinError::NoValue { status, .. })) => {
+//!             assert_eq!(status, ExitStatus::Exited(3));
+//!             assert_eq!(status.exitcode(), 3);
 //!         }
+//!         other => panic!("expected exit code 3, got {other:?}"),
 //!     }
-//!     assert_eq!(ExitStatus::Signaled(15).exitcode(), -15);
+//!     match sleeper.join_timeout(PATIENCE) {
+//!         Err(JoinTimeoutError::Failed(JoinError::Killed { status, .. })) => {
+//!             assert_eq!(status.signal(), Some(15));
+//!             assert_eq!(status.exitcode(), -15); // negative for a signal, as in Python
+//!         }
+//!         other => panic!("expected SIGTERM, got {other:?}"),
+//!     }
 //!     Ok(())
 //! }
 //! ```
@@ -75,13 +85,13 @@
 //! [`.daemon(true)`](Process::daemon) is also killed when its parent dies, even by SIGKILL.
 //! [`active_children`] and [`current_process`] work as in `multiprocessing`.
 //!
-//! `fork` refuses to run in a process that has more than one thread ([`StartError::MultiThreaded`]);
-//! see [What is safe after fork](#what-is-safe-after-fork). A doctest's `main` runs on the main
-//! thread of its own single-threaded process, so fork is fine here; so is an integration test with
-//! `harness = false` that runs its trials on the main thread. Libtest's ordinary `#[test]`s run on
-//! worker threads and cannot fork.
+//! `fork` refuses to run in a process that has more than one thread
+//! ([`StartError::MultiThreaded`]); see [What is safe after fork](#what-is-safe-after-fork). A
+//! doctest's `main` runs on the main thread of its own single-threaded process, so fork is fine
+//! here; so is an integration test with `harness = false` that runs its trials on the main thread.
+//! libtest's default harness runs each `#[test]` on a thread of its own, where fork refuses.
 //!
-//! # Starting a process by spawn
+//! ## By spawn
 //!
 //! [`Process::spawn`] re-executes the current binary and runs an *entry*, a function declared with
 //! [`entry!`], on serialised arguments. Nothing but the arguments is shared, and it is safe in a
@@ -127,7 +137,9 @@
 //! }
 //! ```
 //!
-//! # Pipe
+//! # Sharing data
+//!
+//! ## Pipe
 //!
 //! [`Pipe::new`] gives two connected ends of a Unix socket pair carrying typed messages (postcard).
 //! Both ends send and receive; [`Pipe::simplex`] gives a [`PipeSender`] and a [`PipeReceiver`]
@@ -178,11 +190,11 @@
 //! receive, never a panic or a huge allocation; a message of the wrong type is a
 //! [`RecvError::Decode`].
 //!
-//! ## Waiting on several ends
+//! ### Waiting on several ends
 //!
 //! [`wait`] blocks until at least one of several ends is ready and returns their indices, like
-//! `multiprocessing.connection.wait`. An end is ready when a message has arrived or its peer is
-//! gone. A [`Child`] can be waited on too: it is ready once the child has exited.
+//! `multiprocessing.connection.wait`. An end is ready when a message has arrived (or begun to) or
+//! its peer is gone. A [`Child`] can be waited on too: it is ready once the child has exited.
 //!
 //! ```
 //! use std::time::Duration;
@@ -229,15 +241,21 @@
 //! }
 //! ```
 //!
-//! # Value and Array
+//! ## Queue
 //!
-//! [`Value<T>`] holds one plain-old-data [`Pod`] value in shared memory, [`Array<T>`] a fixed number
-//! of them. Every process holding the handle sees the same memory: a fork child inherits it, a
-//! spawned child receives it as an argument. `get`, `set` and [`with_lock`](Value::with_lock) take
-//! the handle's process-shared lock (`multiprocessing`'s `get_lock()`), so an update of several
-//! fields or elements is atomic; integer types also have lock-free atomics such as
-//! [`fetch_add`](Value::fetch_add) and [`compare_exchange`](Value::compare_exchange) (on an Array
-//! through [`Array::atomic`]), which do not take the lock.
+//! A multi-producer, multi-consumer queue in shared memory; this section is written when the Queue
+//! lands.
+//!
+//! ## Value and Array
+//!
+//! [`Value<T>`] holds one plain-old-data [`Pod`] value in shared memory, [`Array<T>`] a fixed
+//! number of them. Every process holding the handle sees the same memory: a fork child inherits it,
+//! a spawned child receives it as an argument. `get`, `set` and [`with_lock`](Value::with_lock)
+//! take the handle's process-shared lock (`multiprocessing`'s `get_lock()`), so an update of
+//! several fields or elements is atomic for everyone who takes the lock; integer types also have
+//! lock-free atomics such as [`fetch_add`](Value::fetch_add) and
+//! [`compare_exchange`](Value::compare_exchange) (on an Array through [`Array::atomic`]), which do
+//! not take the lock.
 //!
 //! ```
 //! use std::time::Duration;
@@ -276,25 +294,28 @@
 //! ```
 //!
 //! Only plain-old-data may live in shared memory: numbers, arrays of them, and `#[repr(C)]` structs
-//! of them without padding for which you implement [`Pod`]. No pointers, `String`s or `bool`s:
-//! every bit pattern must be valid, because a process killed in the middle of a write leaves a
-//! half-written value behind. If the holder of a Value's or an Array's lock dies, the next locker
-//! gets the lock at once and [`ValueGuard::previous_owner_died`] (or
-//! [`ArrayGuard::previous_owner_died`]) tells it so.
+//! of them without padding for which you implement [`Pod`]. No pointers or references (so no
+//! `String`), no `bool` or `char`: every bit pattern must be a valid value, because a process
+//! killed in the middle of a write leaves a half-written value behind. If the holder of a Value's
+//! or an Array's lock dies, the next locker gets the lock at once and
+//! [`ValueGuard::previous_owner_died`] (or [`ArrayGuard::previous_owner_died`]) tells it so.
 //!
-//! # Lock, and a holder that dies
+//! ## Lock, and a holder that dies
 //!
 //! A [`Lock`] is a robust, process-shared mutex. When its holder dies while holding it, SIGKILL
-//! included, the kernel releases it, and the next acquirer gets the guard wrapped in [`OwnerDied`],
-//! modelled on std's poisoning: the protected data may be half-updated, so check or repair it, then
-//! call [`mark_consistent`](LockGuard::mark_consistent). (If the guard is dropped without that call,
-//! the lock becomes [`LockError::Unrecoverable`] for every process, as POSIX robust mutexes do.)
+//! included, the kernel marks the lock as orphaned and wakes a waiter, and the next acquirer gets
+//! the guard at once, wrapped in [`OwnerDied`] (modelled on std's poisoning): the protected data
+//! may be half-updated, so check or repair it, then call
+//! [`mark_consistent`](LockGuard::mark_consistent). (If the guard is dropped without that call, the
+//! lock becomes [`LockError::Unrecoverable`] for every process, as POSIX robust mutexes do.)
 //! Python's `multiprocessing.Lock` deadlocks here.
 //!
 //! ```
 //! use std::time::Duration;
 //!
-//! use herd_ipc::{Event, JoinError, JoinTimeoutError, Lock, LockTimeoutError, Process, TryLockError};
+//! use herd_ipc::{
+//!     Event, JoinError, JoinTimeoutError, Lock, LockTimeoutError, Process, TryLockError,
+//! };
 //!
 //! const PATIENCE: Duration = Duration::from_secs(10);
 //!
@@ -335,12 +356,12 @@
 //! the holding thread is [`LockError::AlreadyHeld`] rather than a silent deadlock. [`RLock`] is the
 //! reentrant variant; [`Condition`] and [`Barrier`] complete the set.
 //!
-//! # Event and Semaphore
+//! ## Event and Semaphore
 //!
 //! An [`Event`] is a flag that processes sleep on until it is set; a [`Semaphore`] a counter of
-//! units ([`BoundedSemaphore`] refuses to be released above its initial value). Both are single
-//! atomic words in shared memory, so a process killed while using them cannot wedge them (units it
-//! acquired and never released are lost, as in Python).
+//! units ([`BoundedSemaphore`] refuses to be released above its initial value). Both are atomic
+//! words in shared memory with no lock inside, so a process killed while using them cannot wedge
+//! them (units it acquired and never released are lost, as in Python).
 //!
 //! ```
 //! use std::time::Duration;
@@ -376,19 +397,24 @@
 //! }
 //! ```
 //!
-//! # Handles travel to spawned children
+//! ## Manager
 //!
-//! Every herd handle (a [`Pipe`] end, a [`Value`], an [`Array`], a [`Lock`], an [`Event`], ...) is
-//! backed by a file descriptor, and its `Serialize` passes that descriptor along, so a handle can
-//! be a spawn argument (or travel inside a Pipe message, or come back as a return value). The
-//! spawned child gets only what it is given: unlike a fork child, it holds no copies of the
-//! parent's other descriptors, so here the child sees `Disconnected` as soon as the parent drops its
-//! sender. Serialising a handle anywhere else (to JSON, say) is an error, not a useless number.
+//! Shared objects served by a manager process; this section is written when the Manager lands.
+//!
+//! ## Handles travel to spawned children
+//!
+//! Every herd-ipc object that processes share (a [`Pipe`] end, a [`Value`], an [`Array`], a
+//! [`Lock`], an [`Event`], ...) is a handle backed by a file descriptor, and its `Serialize` passes
+//! that descriptor along, so a handle can be a spawn argument (or travel inside a Pipe message, or
+//! come back as a return value). The spawned child gets only what it is given: unlike a fork child,
+//! it holds no copies of the parent's other herd descriptors (they are all close-on-exec), so here
+//! the child sees `Disconnected` as soon as the parent drops its sender. Serialising a handle
+//! anywhere else (to JSON, say) is an error, not a useless number.
 //!
 //! ```
 //! use std::time::Duration;
 //!
-//! use herd_ipc::{Pipe, PipeReceiver, Process, RecvError, Value};
+//! use herd_ipc::{Pipe, PipeReceiver, Process, Value};
 //!
 //! const PATIENCE: Duration = Duration::from_secs(10);
 //!
@@ -426,30 +452,23 @@
 //! }
 //! ```
 //!
-//! ## Queue
-//!
-//! A multi-producer, multi-consumer queue in shared memory; this section is written when the Queue
-//! lands.
-//!
-//! ## Manager
-//!
-//! Shared objects served by a manager process; this section is written when the Manager lands.
-//!
 //! # What is safe after fork
 //!
 //! `fork` copies the whole address space but only the calling thread. A lock that another thread
-//! held at that moment (inside `malloc` replacements, std's stdout lock, the environment lock, a
-//! logger, your own mutexes) stays locked for ever in the child. That is why [`Process::fork`]
-//! counts the threads of the process and refuses with [`StartError::MultiThreaded`] when there is
-//! more than one; [`Process::allow_multi_threaded_fork`] is the `unsafe` way round, whose contract
-//! lists what the child must then avoid. In a single-threaded parent, the child may run any code:
-//! borrow from the caller, allocate, print, use every herd handle it inherited. It ends with
-//! `_exit` after the closure returns, so destructors of the parent's objects and `atexit` handlers
-//! do not run twice. The child inherits copies of all the parent's descriptors, the parent's own
-//! Pipe ends included: a fork child never sees the parent hang up on it, so tell it to stop with a
-//! message (as in the Pipe example) or use spawn. Lock ownership is per thread, so a child does not
-//! own the locks its parent held. In a multi-threaded program, use [`Process::spawn`]: between its
-//! fork and `exec` the child makes only async-signal-safe calls.
+//! held at that moment (std's stdout lock, the environment lock, a logger's lock, the locks of an
+//! allocator other than glibc's `malloc`, your own mutexes) stays locked for ever in the child.
+//! That is why [`Process::fork`] counts the threads of the process and refuses with
+//! [`StartError::MultiThreaded`] when there is more than one;
+//! [`Process::allow_multi_threaded_fork`] is the `unsafe` way round, whose contract lists what the
+//! child must then avoid. In a single-threaded parent, the child may run any code: borrow from the
+//! caller, allocate, print, use every herd handle it inherited. It ends with `_exit` after the
+//! closure returns, so destructors of the parent's objects and `atexit` handlers do not run twice.
+//! The child inherits copies of all the parent's descriptors, including the parent's own end of
+//! every Pipe that existed at fork time: that copy keeps the parent's end open, so the child cannot
+//! see the parent hang up. Tell it to stop with a message (as in the Pipe example), or use spawn.
+//! Lock ownership is per thread, so a child does not own the locks its parent held. In a
+//! multi-threaded program, use [`Process::spawn`]: between its fork and `exec` the child makes only
+//! async-signal-safe calls.
 //!
 //! # Robustness guarantees
 //!
@@ -458,12 +477,13 @@
 //!
 //! - **No zombies.** Every child is reaped by `join`, by `is_alive`/`exit_status`/
 //!   [`active_children`], or by the handle's Drop, which kills it first: `process.rs`
-//!   `drop_kills_and_reaps`, `active_children_lists_and_reaps`; after every trial of `process.rs`
-//!   and `sync.rs` the harness checks `/proc` for zombie children.
+//!   `drop_kills_and_reaps`, `active_children_lists_and_reaps`; after every trial of `process.rs`,
+//!   `sync.rs` and `shm.rs` the harness checks `/proc` for zombie children, and `pipe.rs` ends with
+//!   `no_zombie_left`.
 //! - **Signals never hit a recycled pid**: they go through the child's pidfd, and only until it is
 //!   reaped: `process.rs` `signal_after_reap_is_a_no_op`.
-//! - **Daemon children die with their parent**, even a SIGKILLed one:
-//!   `process.rs` `daemon_dies_when_parent_is_sigkilled` (and `non_daemon_survives_parent_sigkill`).
+//! - **Daemon children die with their parent**, even a SIGKILLed one: `process.rs`
+//!   `daemon_dies_when_parent_is_sigkilled` (and `non_daemon_survives_parent_sigkill`).
 //! - **Why a child gave no value is reported, never hung on**: `process.rs` `exit_code_vs_signal`,
 //!   `panic_message_is_carried_back`, `spawn_killed_child_reports_signal`,
 //!   `spawn_unregistered_entry_is_refused`, `spawn_undecodable_args_fail_clearly`,

@@ -94,9 +94,10 @@
 //! ## By spawn
 //!
 //! [`Process::spawn`] re-executes the current binary and runs an *entry*, a function declared with
-//! [`entry!`], on serialised arguments. Nothing but the arguments is shared, and it is safe in a
-//! multi-threaded program. Every binary that spawns calls [`init`] first thing in `main`: in the
-//! re-executed child, `init` runs the entry, sends its return value back and exits.
+//! [`entry!`], on serialised arguments. No memory is shared: the child is a fresh run of the
+//! program, handed the entry's arguments, and spawning is safe in a multi-threaded program. Every
+//! binary that spawns calls [`init`] first thing in `main`: in the re-executed child, `init` runs
+//! the entry, sends its return value back and exits.
 //!
 //! ```
 //! use std::time::Duration;
@@ -146,8 +147,8 @@
 //! instead. When the last copy of one end is closed, in whichever process held it and however that
 //! process ended, the other end first receives everything that was sent and then gets
 //! [`RecvError::Disconnected`] (`multiprocessing`'s `EOFError`); sending to it gives
-//! [`SendError::Disconnected`] with the message handed back. Each operation comes as a trio:
-//! `send`/`try_send`/`send_timeout`, `recv`/`try_recv`/`recv_timeout`.
+//! [`SendError::Disconnected`] with the message handed back. Typed sends and receives come as
+//! trios: `send`/`try_send`/`send_timeout`, `recv`/`try_recv`/`recv_timeout`.
 //!
 //! ```
 //! use std::time::Duration;

@@ -138,6 +138,9 @@ impl Process {
         A: Serialize + ?Sized,
         T: DeserializeOwned,
     {
+        if entry::is_spawned_child() {
+            return Err(StartError::SpawnedWithoutInit);
+        }
         Self::check_reapable()?;
         if !entry::is_registered(entry) {
             return Err(StartError::UnknownEntry {
@@ -288,6 +291,13 @@ pub enum StartError {
          children itself and their exit status is lost; restore the default SIGCHLD disposition"
     )]
     AutoReaped,
+    /// This process is itself a spawned child whose `main` did not call [`crate::init`] first, so it is re-running
+    /// the parent's `main`; spawning again would repeat that without end (Python refuses the same way).
+    #[error(
+        "refusing to spawn: this process was started by herd spawn, but its main did not call herd_ipc::init() \
+         first, so it is re-running the parent's main; call herd_ipc::init() at the top of main"
+    )]
+    SpawnedWithoutInit,
     /// A system call failed.
     #[error("could not {action}: {source}")]
     Os {

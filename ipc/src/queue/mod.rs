@@ -1,0 +1,2 @@
+//! Shared-memory MPMC queues: [`Queue`] and [`JoinableQueue`].
+mod ring;

@@ -11,3 +11,9 @@ mod platform;
 mod queue;
 
 pub use codec::CodecError;
+pub use queue::{
+    GetError, GetTimeoutError, JoinTimeoutError, JoinableQueue, MessageError, PutError,
+    PutTimeoutError, Queue, QueueBroken, QueueBuilder, QueueError, TaskDoneError, TryGetError,
+    TryPutError, DEFAULT_CAPACITY_BYTES as QUEUE_DEFAULT_CAPACITY_BYTES,
+    DEFAULT_MAX_MESSAGE_BYTES as QUEUE_DEFAULT_MAX_MESSAGE_BYTES,
+};

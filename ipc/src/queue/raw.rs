@@ -1,0 +1,352 @@
+//! [`RawQueue`]: the untyped MPMC queue of byte messages in one shared-memory segment. It owns
+//! the protocol that makes the ring safe to share between processes, any of which may die.
+//!
+//! Producers serialise on the producer lock and consumers on the consumer lock (two robust
+//! process-shared mutexes), so a producer and a consumer never wait for each other. Under its
+//! lock a producer copies the record into the free bytes, then publishes the tail with one atomic
+//! store; a consumer copies the head record out, then publishes the head the same way. The other
+//! side reads the cursor it does not own without any lock.
+//!
+//! A process killed inside an operation leaves its lock "owner died": the next process to take
+//! that lock is told so and marks it consistent. Nothing needs repair: a record is in the ring
+//! exactly when the tail that covers it was published, and out of it exactly when the head was.
+//! Hence the one in-flight message of the killed process is lost if a producer died before its
+//! tail store, or a consumer died after its head store; otherwise it is delivered to someone else.
+//! The recovering process then wakes every sleeper, in case the dead one died before waking them.
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use super::errors::{QueueBroken, TaskDoneError};
+use super::ring::{self, Cursor, Occupancy, RingMemory, RECORD_HEADER_BYTES};
+use super::waiting::{wait_until, wake_all, wake_one, Waited};
+use crate::platform::{Acquired, MutexError, QueueHeader, QueueLayout, QueueSegment, RobustMutex};
+
+/// Why a push did not happen.
+#[derive(Debug)]
+pub(crate) enum PushError {
+    /// No room (or, for a blocking push, no room before the deadline).
+    Full,
+    Closed,
+    Broken(QueueBroken),
+}
+
+/// Why a pop did not happen.
+#[derive(Debug)]
+pub(crate) enum PopError {
+    /// Nothing to take (or, for a blocking pop, nothing before the deadline).
+    Empty,
+    /// Closed and drained.
+    Closed,
+    Broken(QueueBroken),
+}
+
+/// The untyped queue over one mapped segment.
+#[derive(Debug)]
+pub(crate) struct RawQueue {
+    segment: QueueSegment,
+}
+
+impl RingMemory for QueueSegment {
+    fn capacity(&self) -> u32 {
+        self.layout().capacity
+    }
+    fn copy_in(&self, offset: u32, bytes: &[u8]) {
+        QueueSegment::copy_in(self, offset, bytes);
+    }
+    fn copy_out(&self, offset: u32, out: &mut [u8]) {
+        QueueSegment::copy_out(self, offset, out);
+    }
+}
+
+/// A held lock; unlocks when dropped.
+struct Held<'a> {
+    mutex: &'a RobustMutex,
+    /// The previous owner died holding the lock.
+    recovered: bool,
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        // Unlocking a robust mutex we own cannot fail; if it did, the next locker would be told
+        // the owner died (our process exits) or block, and nothing here could do better.
+        let _ = self.mutex.unlock();
+    }
+}
+
+fn broken(reason: impl ToString) -> QueueBroken {
+    QueueBroken {
+        reason: reason.to_string(),
+    }
+}
+
+impl RawQueue {
+    pub(crate) fn create(label: &str, layout: QueueLayout) -> std::io::Result<Self> {
+        Ok(RawQueue {
+            segment: QueueSegment::create(label, layout)?,
+        })
+    }
+
+    pub(crate) fn from_fd(fd: OwnedFd) -> std::io::Result<Self> {
+        Ok(RawQueue {
+            segment: QueueSegment::from_fd(fd)?,
+        })
+    }
+
+    pub(crate) fn layout(&self) -> QueueLayout {
+        self.segment.layout()
+    }
+
+    fn header(&self) -> &QueueHeader {
+        self.segment.header()
+    }
+
+    fn lock<'a>(&'a self, mutex: &'a RobustMutex) -> Result<Held<'a>, QueueBroken> {
+        let recovered = match mutex.lock() {
+            Ok(Acquired::Clean) => false,
+            Ok(Acquired::OwnerDied) => {
+                // The protocol keeps the ring consistent at every instant (see the module doc),
+                // so there is nothing to repair before declaring it consistent.
+                mutex
+                    .make_consistent()
+                    .map_err(|error| broken(format!("cannot recover the queue lock: {error}")))?;
+                true
+            }
+            Err(MutexError::NotRecoverable) => {
+                return Err(broken("the queue lock is unrecoverable"))
+            }
+            Err(error) => return Err(broken(format!("cannot take the queue lock: {error}"))),
+        };
+        Ok(Held { mutex, recovered })
+    }
+
+    /// After recovering a lock from a dead owner: wake everyone it may have failed to wake.
+    fn wake_everyone(&self) {
+        let header = self.header();
+        wake_all(&header.not_empty);
+        wake_all(&header.not_full);
+        wake_all(&header.all_done);
+    }
+
+    /// Lock-free snapshot: head first, so the pair is one a consumer could have seen (a newer
+    /// tail than head is always consistent; the reverse is not).
+    fn snapshot(&self) -> (Cursor, Cursor) {
+        let header = self.header();
+        let head = Cursor::unpack(header.head.cursor.load(Ordering::SeqCst));
+        let tail = Cursor::unpack(header.tail.cursor.load(Ordering::SeqCst));
+        (head, tail)
+    }
+
+    fn is_closed(&self) -> bool {
+        self.header().closed.load(Ordering::SeqCst) != 0
+    }
+
+    /// Whether a record of `needed` bytes looks like it fits (lock-free; the locked push decides).
+    fn looks_roomy(&self, needed: u32) -> bool {
+        let (head, tail) = self.snapshot();
+        let layout = self.layout();
+        match ring::occupancy(head, tail, layout.capacity) {
+            Ok(occupied) => fits(occupied, needed, layout),
+            // Cursors read at two instants may not form a valid pair: let the locked push judge.
+            Err(_) => true,
+        }
+    }
+
+    fn looks_nonempty(&self) -> bool {
+        let (head, tail) = self.snapshot();
+        head.messages != tail.messages
+    }
+
+    /// Pushes one record without waiting for room.
+    pub(crate) fn try_push(&self, payload: &[u8]) -> Result<(), PushError> {
+        let header = self.header();
+        let held = self
+            .lock(&header.producer_lock.lock)
+            .map_err(PushError::Broken)?;
+        let result = self.push_locked(payload);
+        let recovered = held.recovered;
+        drop(held);
+        if recovered {
+            self.wake_everyone();
+        }
+        if result.is_ok() {
+            wake_one(&header.not_empty);
+        }
+        result
+    }
+
+    fn push_locked(&self, payload: &[u8]) -> Result<(), PushError> {
+        let header = self.header();
+        let layout = self.layout();
+        if header.closed.load(Ordering::SeqCst) != 0 {
+            return Err(PushError::Closed);
+        }
+        let tail = Cursor::unpack(header.tail.cursor.load(Ordering::Relaxed));
+        let head = Cursor::unpack(header.head.cursor.load(Ordering::Acquire));
+        let occupied = ring::occupancy(head, tail, layout.capacity)
+            .map_err(|corrupted| PushError::Broken(broken(corrupted)))?;
+        let needed = ring::record_bytes(payload.len())
+            .filter(|_| payload.len() <= layout.max_message as usize)
+            .ok_or_else(|| PushError::Broken(broken("record larger than the message limit")))?;
+        if !fits(occupied, needed, layout) {
+            return Err(PushError::Full);
+        }
+        let tail = ring::write_record(&self.segment, tail, payload);
+        header.tail.cursor.store(tail.pack(), Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Pushes one record, waiting for room until `deadline` (None: as long as it takes).
+    pub(crate) fn push(&self, payload: &[u8], deadline: Option<Instant>) -> Result<(), PushError> {
+        let needed = ring::record_bytes(payload.len()).unwrap_or(u32::MAX);
+        loop {
+            match self.try_push(payload) {
+                Err(PushError::Full) => {}
+                other => return other,
+            }
+            let ready = || self.is_closed() || self.looks_roomy(needed);
+            if wait_until(&self.header().not_full, deadline, ready) == Waited::TimedOut {
+                return self.try_push(payload);
+            }
+        }
+    }
+
+    /// Pops one record into `out` without waiting.
+    pub(crate) fn try_pop(&self, out: &mut Vec<u8>) -> Result<(), PopError> {
+        let header = self.header();
+        let held = self
+            .lock(&header.consumer_lock.lock)
+            .map_err(PopError::Broken)?;
+        let result = self.pop_locked(out);
+        let recovered = held.recovered;
+        drop(held);
+        if recovered {
+            self.wake_everyone();
+        }
+        if result.is_ok() {
+            wake_one(&header.not_full);
+        }
+        result
+    }
+
+    fn pop_locked(&self, out: &mut Vec<u8>) -> Result<(), PopError> {
+        let header = self.header();
+        let layout = self.layout();
+        let head = Cursor::unpack(header.head.cursor.load(Ordering::Relaxed));
+        let mut tail = Cursor::unpack(header.tail.cursor.load(Ordering::Acquire));
+        if head.messages == tail.messages {
+            if header.closed.load(Ordering::SeqCst) == 0 {
+                return Err(PopError::Empty);
+            }
+            // close() set the flag under the producer lock, after every put it let in had
+            // published its tail: a tail read now is final.
+            tail = Cursor::unpack(header.tail.cursor.load(Ordering::Acquire));
+            if head.messages == tail.messages {
+                return Err(PopError::Closed);
+            }
+        }
+        let occupied = ring::occupancy(head, tail, layout.capacity)
+            .map_err(|corrupted| PopError::Broken(broken(corrupted)))?;
+        let head = ring::read_record(&self.segment, head, occupied, layout.max_message, out)
+            .map_err(|corrupted| PopError::Broken(broken(corrupted)))?;
+        header.head.cursor.store(head.pack(), Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Pops one record into `out`, waiting until `deadline` (None: as long as it takes).
+    pub(crate) fn pop(&self, out: &mut Vec<u8>, deadline: Option<Instant>) -> Result<(), PopError> {
+        loop {
+            match self.try_pop(out) {
+                Err(PopError::Empty) => {}
+                other => return other,
+            }
+            let ready = || self.is_closed() || self.looks_nonempty();
+            if wait_until(&self.header().not_empty, deadline, ready) == Waited::TimedOut {
+                return self.try_pop(out);
+            }
+        }
+    }
+
+    /// Refuses further pushes and wakes every waiter.
+    pub(crate) fn close(&self) -> Result<(), QueueBroken> {
+        let header = self.header();
+        let held = self.lock(&header.producer_lock.lock)?;
+        header.closed.store(1, Ordering::SeqCst);
+        drop(held);
+        self.wake_everyone();
+        Ok(())
+    }
+
+    pub(crate) fn closed(&self) -> bool {
+        self.is_closed()
+    }
+
+    /// Messages in the ring (lock-free snapshot: exact when nothing moves, otherwise a value the
+    /// queue held at some instant during the call or an overestimate by the messages taken
+    /// during it).
+    pub(crate) fn len(&self) -> u32 {
+        let (head, tail) = self.snapshot();
+        tail.messages.wrapping_sub(head.messages)
+    }
+
+    /// Whether a put of the smallest message would have to wait right now (snapshot).
+    pub(crate) fn is_full(&self) -> bool {
+        !self.looks_roomy(RECORD_HEADER_BYTES)
+    }
+
+    /// Messages put but not yet marked done (JoinableQueue).
+    pub(crate) fn unfinished(&self) -> u32 {
+        let header = self.header();
+        let done = header.tasks_done.count.load(Ordering::SeqCst);
+        let produced = Cursor::unpack(header.tail.cursor.load(Ordering::SeqCst)).messages;
+        produced.wrapping_sub(done)
+    }
+
+    /// Marks one put message as done; wakes joiners when none is left.
+    pub(crate) fn task_done(&self) -> Result<(), TaskDoneError> {
+        let header = self.header();
+        let mut done = header.tasks_done.count.load(Ordering::SeqCst);
+        loop {
+            let produced = Cursor::unpack(header.tail.cursor.load(Ordering::SeqCst)).messages;
+            if produced == done {
+                return Err(TaskDoneError);
+            }
+            match header.tasks_done.count.compare_exchange_weak(
+                done,
+                done.wrapping_add(1),
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            ) {
+                Ok(_) => {
+                    if produced == done.wrapping_add(1) {
+                        wake_all(&header.all_done);
+                    }
+                    return Ok(());
+                }
+                Err(current) => done = current,
+            }
+        }
+    }
+
+    /// Waits until every put message is done, or `deadline`; returns the unfinished count on
+    /// timeout.
+    pub(crate) fn join(&self, deadline: Option<Instant>) -> Result<(), u32> {
+        match wait_until(&self.header().all_done, deadline, || self.unfinished() == 0) {
+            Waited::Ready => Ok(()),
+            Waited::TimedOut => Err(self.unfinished()),
+        }
+    }
+}
+
+/// Whether a record of `needed` bytes may be pushed onto a ring holding `occupied`.
+fn fits(occupied: Occupancy, needed: u32, layout: QueueLayout) -> bool {
+    let under_maxsize = layout.maxsize == 0 || occupied.messages < layout.maxsize;
+    under_maxsize && occupied.messages < u32::MAX && needed <= layout.capacity - occupied.bytes
+}
+
+impl AsFd for RawQueue {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.segment.as_fd()
+    }
+}

@@ -1,0 +1,261 @@
+//! [`Queue<T>`]: a typed MPMC queue in shared memory, usable from any number of producer and
+//! consumer processes (fork children inherit it; spawn children receive it as an argument).
+
+use std::cell::RefCell;
+use std::fmt;
+use std::marker::PhantomData;
+use std::os::fd::AsFd;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::de::{DeserializeOwned, Error as _};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::builder::QueueBuilder;
+use super::errors::{
+    GetError, GetTimeoutError, MessageError, PutError, PutTimeoutError, QueueBroken, QueueError,
+    TryGetError, TryPutError,
+};
+use super::raw::{PopError, PushError, RawQueue};
+use crate::codec::{self, CodecError};
+
+thread_local! {
+    /// Reused buffers for encoded messages (put) and records copied out of the ring (get), so
+    /// the fast path allocates nothing but what the value itself needs.
+    static SCRATCH: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `work` with an empty scratch buffer of this thread (a fresh one if `work` nests).
+fn with_scratch<R>(work: impl FnOnce(&mut Vec<u8>) -> R) -> R {
+    let mut buffer = SCRATCH.with(|pool| pool.borrow_mut().pop()).unwrap_or_default();
+    buffer.clear();
+    let result = work(&mut buffer);
+    // Keep ordinary buffers; give back memory after an unusually large message.
+    if buffer.capacity() <= 1 << 20 {
+        SCRATCH.with(|pool| pool.borrow_mut().push(buffer));
+    }
+    result
+}
+
+/// An MPMC queue of `T` (encoded with postcard) in a shared-memory ring.
+///
+/// Clones share the queue. Messages put by one producer are got in the order it put them; no
+/// message is lost or duplicated under any number of producers and consumers, unless a process
+/// is killed mid-operation (see the crate docs: at most its one in-flight message is lost).
+pub struct Queue<T> {
+    pub(super) raw: Arc<RawQueue>,
+    pub(super) message: PhantomData<fn(T) -> T>,
+}
+
+/// Why a failed ring operation failed, before it is dressed as the caller's error type.
+enum Refusal {
+    Message(MessageError),
+    Push(PushError),
+}
+
+impl<T: Serialize + DeserializeOwned> Queue<T> {
+    /// An unbounded queue (bounded only by its ring, [`QueueBuilder`]'s default size).
+    pub fn new() -> Result<Self, QueueError> {
+        QueueBuilder::new().build()
+    }
+
+    /// A queue holding at most `maxsize` messages (`0`: no message bound, as in Python).
+    pub fn bounded(maxsize: usize) -> Result<Self, QueueError> {
+        QueueBuilder::new().maxsize(maxsize).build()
+    }
+
+    /// Configures a queue's sizes.
+    pub fn builder() -> QueueBuilder<T> {
+        QueueBuilder::new()
+    }
+
+    /// Puts `value`, waiting for room as long as it takes.
+    pub fn put(&self, value: T) -> Result<(), PutError<T>> {
+        match self.put_until(&value, None) {
+            Ok(()) => Ok(()),
+            Err(Refusal::Message(error)) => Err(PutError::Refused(value, error)),
+            Err(Refusal::Push(PushError::Closed)) => Err(PutError::Closed(value)),
+            Err(Refusal::Push(PushError::Broken(error))) => Err(PutError::Broken(value, error)),
+            Err(Refusal::Push(PushError::Full)) => Err(PutError::Broken(
+                value,
+                QueueBroken {
+                    reason: "a put without deadline reported a timeout".into(),
+                },
+            )),
+        }
+    }
+
+    /// Puts `value` only if there is room right now.
+    pub fn try_put(&self, value: T) -> Result<(), TryPutError<T>> {
+        let result = with_scratch(|buffer| {
+            self.encode(&value, buffer).map_err(Refusal::Message)?;
+            self.raw.try_push(buffer).map_err(Refusal::Push)
+        });
+        match result {
+            Ok(()) => Ok(()),
+            Err(Refusal::Message(error)) => Err(TryPutError::Refused(value, error)),
+            Err(Refusal::Push(PushError::Full)) => Err(TryPutError::Full(value)),
+            Err(Refusal::Push(PushError::Closed)) => Err(TryPutError::Closed(value)),
+            Err(Refusal::Push(PushError::Broken(error))) => Err(TryPutError::Broken(value, error)),
+        }
+    }
+
+    /// Puts `value`, waiting at most `timeout` for room.
+    pub fn put_timeout(&self, value: T, timeout: Duration) -> Result<(), PutTimeoutError<T>> {
+        match self.put_until(&value, Instant::now().checked_add(timeout)) {
+            Ok(()) => Ok(()),
+            Err(Refusal::Message(error)) => Err(PutTimeoutError::Refused(value, error)),
+            Err(Refusal::Push(PushError::Full)) => Err(PutTimeoutError::Timeout(value)),
+            Err(Refusal::Push(PushError::Closed)) => Err(PutTimeoutError::Closed(value)),
+            Err(Refusal::Push(PushError::Broken(error))) => {
+                Err(PutTimeoutError::Broken(value, error))
+            }
+        }
+    }
+
+    fn put_until(&self, value: &T, deadline: Option<Instant>) -> Result<(), Refusal> {
+        with_scratch(|buffer| {
+            self.encode(value, buffer).map_err(Refusal::Message)?;
+            self.raw.push(buffer, deadline).map_err(Refusal::Push)
+        })
+    }
+
+    /// Encodes into `buffer`, refusing messages the queue cannot carry.
+    fn encode(&self, value: &T, buffer: &mut Vec<u8>) -> Result<(), MessageError> {
+        let handles = codec::encode_into(value, buffer).map_err(MessageError::Encode)?;
+        if !handles.is_empty() {
+            return Err(MessageError::CarriesHandles {
+                count: handles.len(),
+            });
+        }
+        let limit = self.max_message_bytes();
+        if buffer.len() > limit {
+            return Err(MessageError::TooLarge {
+                size: buffer.len(),
+                limit,
+            });
+        }
+        Ok(())
+    }
+
+    /// Takes the next message, waiting as long as it takes; `Closed` once closed and drained.
+    pub fn get(&self) -> Result<T, GetError> {
+        with_scratch(|buffer| match self.raw.pop(buffer, None) {
+            Ok(()) => decode(buffer).map_err(GetError::Decode),
+            Err(PopError::Closed) => Err(GetError::Closed),
+            Err(PopError::Broken(error)) => Err(GetError::Broken(error)),
+            Err(PopError::Empty) => Err(GetError::Broken(QueueBroken {
+                reason: "a get without deadline reported a timeout".into(),
+            })),
+        })
+    }
+
+    /// Takes the next message if there is one right now.
+    pub fn try_get(&self) -> Result<T, TryGetError> {
+        with_scratch(|buffer| match self.raw.try_pop(buffer) {
+            Ok(()) => decode(buffer).map_err(TryGetError::Decode),
+            Err(PopError::Empty) => Err(TryGetError::Empty),
+            Err(PopError::Closed) => Err(TryGetError::Closed),
+            Err(PopError::Broken(error)) => Err(TryGetError::Broken(error)),
+        })
+    }
+
+    /// Takes the next message, waiting at most `timeout`.
+    pub fn get_timeout(&self, timeout: Duration) -> Result<T, GetTimeoutError> {
+        let deadline = Instant::now().checked_add(timeout);
+        with_scratch(|buffer| match self.raw.pop(buffer, deadline) {
+            Ok(()) => decode(buffer).map_err(GetTimeoutError::Decode),
+            Err(PopError::Empty) => Err(GetTimeoutError::Timeout),
+            Err(PopError::Closed) => Err(GetTimeoutError::Closed),
+            Err(PopError::Broken(error)) => Err(GetTimeoutError::Broken(error)),
+        })
+    }
+}
+
+fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+    codec::decode(bytes, Vec::new())
+}
+
+impl<T> Queue<T> {
+    /// Messages in the queue. Approximate while other processes put or get: a lock-free
+    /// snapshot, exact when the queue is quiet.
+    pub fn len(&self) -> usize {
+        self.raw.len() as usize
+    }
+
+    /// Whether the queue holds no message (snapshot, like [`Queue::len`]).
+    pub fn is_empty(&self) -> bool {
+        self.raw.len() == 0
+    }
+
+    /// Whether a put would have to wait right now: `maxsize` messages are in, or the ring has
+    /// no room even for an empty message (snapshot, like [`Queue::len`]).
+    pub fn is_full(&self) -> bool {
+        self.raw.is_full()
+    }
+
+    /// Closes the queue for every process: later puts fail with `Closed`; consumers take what is
+    /// left and then get `Closed`. Waiting producers and consumers are woken.
+    pub fn close(&self) -> Result<(), QueueBroken> {
+        self.raw.close()
+    }
+
+    /// Whether [`Queue::close`] was called (by any process).
+    pub fn is_closed(&self) -> bool {
+        self.raw.closed()
+    }
+
+    /// The message bound (`None`: bounded only by bytes).
+    pub fn maxsize(&self) -> Option<usize> {
+        match self.raw.layout().maxsize {
+            0 => None,
+            maxsize => Some(maxsize as usize),
+        }
+    }
+
+    /// Size of the ring in bytes.
+    pub fn capacity_bytes(&self) -> usize {
+        self.raw.layout().capacity as usize
+    }
+
+    /// Largest encoded message a put accepts.
+    pub fn max_message_bytes(&self) -> usize {
+        self.raw.layout().max_message as usize
+    }
+}
+
+impl<T> Clone for Queue<T> {
+    fn clone(&self) -> Self {
+        Queue {
+            raw: Arc::clone(&self.raw),
+            message: PhantomData,
+        }
+    }
+}
+
+impl<T> fmt::Debug for Queue<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Queue")
+            .field("message", &std::any::type_name::<T>())
+            .field("layout", &self.raw.layout())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Travels as its shared-memory fd (spawn arguments, Pipe messages); see `codec`.
+impl<T> Serialize for Queue<T> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        codec::serialize_fd(self.raw.as_fd(), serializer)
+    }
+}
+
+impl<'de, T> Deserialize<'de> for Queue<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let fd = codec::deserialize_fd(deserializer)?;
+        let raw = RawQueue::from_fd(fd).map_err(D::Error::custom)?;
+        Ok(Queue {
+            raw: Arc::new(raw),
+            message: PhantomData,
+        })
+    }
+}

@@ -181,18 +181,23 @@ fn one_producer_one_consumer_in_order() -> TestResult {
     let mut children = Children::new();
     let producer = children.fork(|| {
         for i in 0..COUNT {
-            queue.put((i, format!("message {i}"))).map_err(|e| e.to_string())?;
+            queue
+                .put((i, format!("message {i}")))
+                .map_err(|e| e.to_string())?;
         }
         Ok(())
     });
     for expected in 0..COUNT {
         let (number, text) = queue.get_timeout(CHILD_TIMEOUT)?;
-        check(number == expected && text == format!("message {expected}"), || {
-            format!("expected {expected}, got ({number}, {text:?})")
-        })?;
+        check(
+            number == expected && text == format!("message {expected}"),
+            || format!("expected {expected}, got ({number}, {text:?})"),
+        )?;
     }
     children.expect_success(producer)?;
-    check(queue.is_empty() && queue.len() == 0, || "queue not empty".into())?;
+    check(queue.is_empty() && queue.try_get().is_err(), || {
+        "queue not empty".into()
+    })?;
     Ok(())
 }
 
@@ -260,10 +265,13 @@ fn many_producers_many_consumers_no_loss_no_dup_fifo() -> TestResult {
         proptest::sample::select(vec![64usize, 256, 4096, 1 << 20]),
     );
     runner
-        .run(&strategy, |(producers, consumers, per_producer, capacity)| {
-            run_many_to_many(producers, consumers, &per_producer, capacity)
-                .map_err(TestCaseError::fail)
-        })
+        .run(
+            &strategy,
+            |(producers, consumers, per_producer, capacity)| {
+                run_many_to_many(producers, consumers, &per_producer, capacity)
+                    .map_err(TestCaseError::fail)
+            },
+        )
         .map_err(|error| Failed::from(error.to_string()))
 }
 
@@ -335,7 +343,9 @@ fn timeouts_and_non_blocking_calls() -> TestResult {
     })?;
     queue.try_put(1)?;
     queue.put_timeout(2, Duration::from_millis(10))?;
-    check(queue.is_full() && queue.len() == 2, || "bounded queue not full".into())?;
+    check(queue.is_full() && queue.len() == 2, || {
+        "bounded queue not full".into()
+    })?;
     match queue.try_put(3) {
         Err(TryPutError::Full(value)) => check(value == 3, || "value not returned".into())?,
         other => return Err(format!("try_put on full queue: {other:?}").into()),
@@ -351,15 +361,19 @@ fn timeouts_and_non_blocking_calls() -> TestResult {
     // A blocked get_timeout is woken by a put from another process well before its deadline.
     let mut children = Children::new();
     let consumer = children.fork(|| {
-        let drain = [queue.get().map_err(|e| e.to_string())?, queue.get().map_err(|e| e.to_string())?];
+        let drain = [
+            queue.get().map_err(|e| e.to_string())?,
+            queue.get().map_err(|e| e.to_string())?,
+        ];
         check(drain == [1, 2], || format!("drained {drain:?}"))?;
         let start = Instant::now();
         let value = queue
             .get_timeout(Duration::from_secs(20))
             .map_err(|e| e.to_string())?;
-        check(value == 42 && start.elapsed() < Duration::from_secs(10), || {
-            format!("got {value} after {:?}", start.elapsed())
-        })
+        check(
+            value == 42 && start.elapsed() < Duration::from_secs(10),
+            || format!("got {value} after {:?}", start.elapsed()),
+        )
     });
     std::thread::sleep(Duration::from_millis(100));
     queue.put_timeout(42, CHILD_TIMEOUT)?;
@@ -369,7 +383,9 @@ fn timeouts_and_non_blocking_calls() -> TestResult {
 
 fn oversized_messages_are_refused_whole() -> TestResult {
     let queue: Queue<Vec<u8>> = Queue::builder().max_message_bytes(1000).build()?;
-    check(queue.max_message_bytes() == 1000, || "limit not kept".into())?;
+    check(queue.max_message_bytes() == 1000, || {
+        "limit not kept".into()
+    })?;
     queue.put(vec![7; 900])?;
     match queue.put(vec![1; 5000]) {
         Err(PutError::Refused(value, MessageError::TooLarge { size, limit })) => {
@@ -384,14 +400,17 @@ fn oversized_messages_are_refused_whole() -> TestResult {
         other => return Err(format!("oversized try_put: {other:?}").into()),
     }
     match queue.put_timeout(vec![1; 1001], Duration::from_millis(10)) {
-        Err(error @ PutTimeoutError::Refused(..)) => {
-            check(error.to_string().contains("exceeds the queue's limit of 1000"), || {
-                error.to_string()
-            })?
-        }
+        Err(error @ PutTimeoutError::Refused(..)) => check(
+            error
+                .to_string()
+                .contains("exceeds the queue's limit of 1000"),
+            || error.to_string(),
+        )?,
         other => return Err(format!("oversized put_timeout: {other:?}").into()),
     }
-    check(queue.len() == 1, || format!("len {} after refusals", queue.len()))?;
+    check(queue.len() == 1, || {
+        format!("len {} after refusals", queue.len())
+    })?;
     check(queue.get()? == vec![7; 900], || "message damaged".into())?;
     Ok(())
 }
@@ -403,7 +422,9 @@ fn joinable_queue_join_waits_for_every_task_done() -> TestResult {
     for i in 0..COUNT {
         queue.put(i)?;
     }
-    check(queue.unfinished_tasks() == COUNT as usize, || "unfinished".into())?;
+    check(queue.unfinished_tasks() == COUNT as usize, || {
+        "unfinished".into()
+    })?;
     match queue.join_timeout(Duration::from_millis(50)) {
         Err(error) => check(error.unfinished == COUNT, || error.to_string())?,
         Ok(()) => return Err("join returned with tasks unfinished".into()),
@@ -430,7 +451,9 @@ fn joinable_queue_join_waits_for_every_task_done() -> TestResult {
     for pid in workers {
         children.expect_success(pid)?;
     }
-    check(queue.task_done().is_err(), || "extra task_done accepted".into())?;
+    check(queue.task_done().is_err(), || {
+        "extra task_done accepted".into()
+    })?;
     queue.join();
     Ok(())
 }
@@ -523,7 +546,9 @@ fn killed_producers_do_not_stop_the_others() -> TestResult {
     }
     for (producer, sequences) in &by_producer {
         let contiguous = sequences.iter().enumerate().all(|(i, s)| *s == i as u32);
-        check(contiguous, || format!("producer {producer}: gap or duplicate"))?;
+        check(contiguous, || {
+            format!("producer {producer}: gap or duplicate")
+        })?;
     }
     let survivor_got = by_producer.get(&SURVIVOR).map_or(0, Vec::len);
     check(survivor_got == SURVIVOR_COUNT as usize, || {
@@ -558,7 +583,10 @@ fn main() -> ExitCode {
     args.test_threads = Some(1);
     let shm_before = dev_shm_entries();
     let trials = vec![
-        Trial::test("one_producer_one_consumer_in_order", one_producer_one_consumer_in_order),
+        Trial::test(
+            "one_producer_one_consumer_in_order",
+            one_producer_one_consumer_in_order,
+        ),
         Trial::test(
             "many_producers_many_consumers_no_loss_no_dup_fifo",
             many_producers_many_consumers_no_loss_no_dup_fifo,
@@ -567,8 +595,14 @@ fn main() -> ExitCode {
             "close_lets_consumers_drain_then_reports_closed",
             close_lets_consumers_drain_then_reports_closed,
         ),
-        Trial::test("timeouts_and_non_blocking_calls", timeouts_and_non_blocking_calls),
-        Trial::test("oversized_messages_are_refused_whole", oversized_messages_are_refused_whole),
+        Trial::test(
+            "timeouts_and_non_blocking_calls",
+            timeouts_and_non_blocking_calls,
+        ),
+        Trial::test(
+            "oversized_messages_are_refused_whole",
+            oversized_messages_are_refused_whole,
+        ),
         Trial::test(
             "joinable_queue_join_waits_for_every_task_done",
             joinable_queue_join_waits_for_every_task_done,

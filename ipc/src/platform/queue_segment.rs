@@ -208,7 +208,11 @@ impl QueueSegment {
         // region is plain bytes (no validity invariant); by the queue protocol no other process
         // reads or writes these free bytes until the producer publishes the tail after this copy.
         unsafe {
-            std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.memory.as_ptr().add(start), bytes.len())
+            std::ptr::copy_nonoverlapping(
+                bytes.as_ptr(),
+                self.memory.as_ptr().add(start),
+                bytes.len(),
+            )
         };
     }
 
@@ -219,7 +223,11 @@ impl QueueSegment {
         // distinct local buffer. By the queue protocol these bytes belong to a published record
         // that no producer may overwrite until the consumer publishes the head after this copy.
         unsafe {
-            std::ptr::copy_nonoverlapping(self.memory.as_ptr().add(start), out.as_mut_ptr(), out.len())
+            std::ptr::copy_nonoverlapping(
+                self.memory.as_ptr().add(start),
+                out.as_mut_ptr(),
+                out.len(),
+            )
         };
     }
 
@@ -282,7 +290,10 @@ mod tests {
         let plain = SharedMemory::create("not-a-queue", 4096).expect("shm");
         let fd = plain.as_fd().try_clone_to_owned().expect("dup");
         let error = QueueSegment::from_fd(fd).expect_err("no magic");
-        assert!(error.to_string().contains("not a herd queue segment"), "{error}");
+        assert!(
+            error.to_string().contains("not a herd queue segment"),
+            "{error}"
+        );
         let bad = QueueLayout {
             max_message: 1000,
             ..layout()

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::errors::QueueError;
 use super::raw::RawQueue;
-use super::ring::{RECORD_HEADER_BYTES, MAX_CAPACITY_BYTES};
+use super::ring::{MAX_CAPACITY_BYTES, RECORD_HEADER_BYTES};
 use super::{JoinableQueue, Queue};
 use crate::platform::QueueLayout;
 
@@ -122,7 +122,9 @@ impl<T: Serialize + DeserializeOwned> QueueBuilder<T> {
         let max_message = match (self.max_message_bytes, self.capacity_bytes) {
             (Some(max_message), _) => max_message,
             // A small ring lowers the default limit to what it can hold.
-            (None, Some(capacity)) => DEFAULT_MAX_MESSAGE_BYTES.min(capacity.saturating_sub(header)),
+            (None, Some(capacity)) => {
+                DEFAULT_MAX_MESSAGE_BYTES.min(capacity.saturating_sub(header))
+            }
             (None, None) => DEFAULT_MAX_MESSAGE_BYTES,
         };
         let smallest_capacity = max_message.saturating_add(header);
@@ -172,10 +174,16 @@ mod tests {
         assert_eq!(layout.capacity as usize, DEFAULT_CAPACITY_BYTES);
         assert_eq!(layout.max_message as usize, DEFAULT_MAX_MESSAGE_BYTES);
         assert_eq!(layout.maxsize, 0);
-        let big = QueueBuilder::<u8>::new().max_message_bytes(1 << 20).layout(true).unwrap();
+        let big = QueueBuilder::<u8>::new()
+            .max_message_bytes(1 << 20)
+            .layout(true)
+            .unwrap();
         assert_eq!(big.capacity as usize, 4 * ((1 << 20) + 4));
         assert!(big.joinable);
-        let small = QueueBuilder::<u8>::new().capacity_bytes(1000).layout(false).unwrap();
+        let small = QueueBuilder::<u8>::new()
+            .capacity_bytes(1000)
+            .layout(false)
+            .unwrap();
         assert_eq!((small.capacity, small.max_message), (1000, 996));
     }
 
@@ -187,9 +195,15 @@ mod tests {
             .layout(false)
             .unwrap_err();
         assert!(error.to_string().contains("capacity_bytes 100"), "{error}");
-        let error = QueueBuilder::<u8>::new().maxsize(usize::MAX).layout(false).unwrap_err();
+        let error = QueueBuilder::<u8>::new()
+            .maxsize(usize::MAX)
+            .layout(false)
+            .unwrap_err();
         assert!(error.to_string().contains("maxsize"), "{error}");
-        let error = QueueBuilder::<u8>::new().capacity_bytes(usize::MAX).layout(false).unwrap_err();
+        let error = QueueBuilder::<u8>::new()
+            .capacity_bytes(usize::MAX)
+            .layout(false)
+            .unwrap_err();
         assert!(error.to_string().contains("capacity_bytes"), "{error}");
     }
 }

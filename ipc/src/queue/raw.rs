@@ -20,6 +20,8 @@ use std::time::Instant;
 
 use super::errors::{QueueBroken, TaskDoneError};
 use super::ring::{self, Cursor, Occupancy, RingMemory, RECORD_HEADER_BYTES};
+#[cfg(test)]
+use super::waiting::LOST_WAKE_RECHECK;
 use super::waiting::{wait_until, wake_all, wake_one, Waited};
 use crate::platform::{Acquired, MutexError, QueueHeader, QueueLayout, QueueSegment, RobustMutex};
 
@@ -348,5 +350,114 @@ fn fits(occupied: Occupancy, needed: u32, layout: QueueLayout) -> bool {
 impl AsFd for RawQueue {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.segment.as_fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn queue(capacity: u32) -> RawQueue {
+        let layout = QueueLayout {
+            capacity,
+            max_message: capacity - RECORD_HEADER_BYTES,
+            maxsize: 0,
+            joinable: true,
+        };
+        RawQueue::create("raw-test", layout).expect("create")
+    }
+
+    fn pop(queue: &RawQueue) -> Vec<u8> {
+        let mut out = Vec::new();
+        queue.try_pop(&mut out).expect("a message");
+        out
+    }
+
+    // A thread that ends while holding a robust mutex is treated by the kernel exactly like a
+    // process killed while holding it, which lets these tests place the death precisely.
+
+    #[test]
+    fn producer_dying_mid_put_loses_only_its_message_and_the_next_put_recovers() {
+        let queue = queue(64);
+        queue.try_push(b"first").unwrap();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let held = queue.lock(&queue.header().producer_lock.lock).unwrap();
+                let tail = Cursor::unpack(queue.header().tail.cursor.load(Ordering::SeqCst));
+                // Record written, tail never published: the producer "dies" here.
+                ring::write_record(&queue.segment, tail, b"in flight");
+                std::mem::forget(held);
+            });
+        });
+        queue.try_push(b"second").expect("recovered push");
+        assert_eq!(pop(&queue), b"first");
+        assert_eq!(pop(&queue), b"second");
+        let mut out = Vec::new();
+        assert!(matches!(queue.try_pop(&mut out), Err(PopError::Empty)));
+        queue.close().expect("close takes the recovered lock");
+    }
+
+    #[test]
+    fn consumer_dying_before_publishing_the_head_leaves_the_message_for_the_next() {
+        let queue = queue(64);
+        queue.try_push(b"only").unwrap();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let held = queue.lock(&queue.header().consumer_lock.lock).unwrap();
+                let mut copy = Vec::new();
+                // Record copied out, head never published: the consumer "dies" here.
+                let head = Cursor::unpack(queue.header().head.cursor.load(Ordering::SeqCst));
+                let tail = Cursor::unpack(queue.header().tail.cursor.load(Ordering::SeqCst));
+                let occupied = ring::occupancy(head, tail, 64).unwrap();
+                ring::read_record(&queue.segment, head, occupied, 60, &mut copy).unwrap();
+                std::mem::forget(held);
+            });
+        });
+        assert_eq!(pop(&queue), b"only");
+    }
+
+    #[test]
+    fn recovery_wakes_a_sleeper_the_dead_producer_failed_to_wake() {
+        let queue = queue(64);
+        std::thread::scope(|s| {
+            let sleeper = s.spawn(|| {
+                let mut out = Vec::new();
+                let deadline = Instant::now() + std::time::Duration::from_secs(20);
+                queue.pop(&mut out, Some(deadline)).map(|()| out)
+            });
+            while queue.header().not_empty.waiters.load(Ordering::SeqCst) == 0 {
+                std::thread::yield_now();
+            }
+            s.spawn(|| {
+                // Publishes a message and "dies" before unlocking and waking anyone.
+                let held = queue.lock(&queue.header().producer_lock.lock).unwrap();
+                queue.push_locked(b"orphan").unwrap();
+                std::mem::forget(held);
+            })
+            .join()
+            .unwrap();
+            let start = Instant::now();
+            queue.close().expect("close recovers the lock");
+            let got = sleeper.join().unwrap().expect("sleeper got the message");
+            assert_eq!(got, b"orphan");
+            assert!(
+                start.elapsed() < LOST_WAKE_RECHECK,
+                "woken by recovery, not the recheck"
+            );
+        });
+    }
+
+    #[test]
+    fn task_accounting_counts_puts_and_refuses_extra_task_done() {
+        let queue = queue(64);
+        assert!(queue.task_done().is_err());
+        queue.try_push(b"a").unwrap();
+        queue.try_push(b"b").unwrap();
+        assert_eq!(queue.unfinished(), 2);
+        queue.task_done().unwrap();
+        assert_eq!(queue.join(Some(Instant::now())), Err(1));
+        queue.task_done().unwrap();
+        assert_eq!(queue.join(None), Ok(()));
+        assert!(queue.task_done().is_err());
     }
 }

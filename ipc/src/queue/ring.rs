@@ -75,7 +75,9 @@ impl fmt::Display for RingCorrupted {
 
 /// Size of the record that carries `payload_len` bytes, if it can be represented at all.
 pub(crate) fn record_bytes(payload_len: usize) -> Option<u32> {
-    u32::try_from(payload_len).ok()?.checked_add(RECORD_HEADER_BYTES)
+    u32::try_from(payload_len)
+        .ok()?
+        .checked_add(RECORD_HEADER_BYTES)
 }
 
 /// Messages and bytes between `head` and `tail` (each a snapshot; a stale head only overstates,
@@ -285,7 +287,13 @@ mod tests {
             position: 12,
         };
         let empty = occupancy(head, head, 16).unwrap();
-        assert_eq!(empty, Occupancy { messages: 0, bytes: 0 });
+        assert_eq!(
+            empty,
+            Occupancy {
+                messages: 0,
+                bytes: 0
+            }
+        );
         let full_tail = Cursor {
             messages: 9,
             position: 12,

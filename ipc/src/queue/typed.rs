@@ -27,7 +27,9 @@ thread_local! {
 
 /// Runs `work` with an empty scratch buffer of this thread (a fresh one if `work` nests).
 fn with_scratch<R>(work: impl FnOnce(&mut Vec<u8>) -> R) -> R {
-    let mut buffer = SCRATCH.with(|pool| pool.borrow_mut().pop()).unwrap_or_default();
+    let mut buffer = SCRATCH
+        .with(|pool| pool.borrow_mut().pop())
+        .unwrap_or_default();
     buffer.clear();
     let result = work(&mut buffer);
     // Keep ordinary buffers; give back memory after an unusually large message.
@@ -257,5 +259,44 @@ impl<'de, T> Deserialize<'de> for Queue<T> {
             raw: Arc::new(raw),
             message: PhantomData,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_handle_travels_as_its_fd_and_shares_the_ring() {
+        let queue: Queue<String> = Queue::new().unwrap();
+        let encoded = codec::encode(&queue).unwrap();
+        assert_eq!(encoded.fds.len(), 1);
+        let received: Queue<String> = codec::decode(&encoded.bytes, encoded.fds).unwrap();
+        queue.put("through the copy".into()).unwrap();
+        assert_eq!(received.try_get().unwrap(), "through the copy");
+        assert_eq!(received.max_message_bytes(), queue.max_message_bytes());
+    }
+
+    #[test]
+    fn outside_herd_a_handle_does_not_serialise_and_inside_a_queue_it_is_refused() {
+        let queue: Queue<u8> = Queue::new().unwrap();
+        assert!(postcard::to_allocvec(&queue).is_err());
+        let carrier: Queue<Queue<u8>> = Queue::new().unwrap();
+        match carrier.try_put(queue) {
+            Err(TryPutError::Refused(_, MessageError::CarriesHandles { count: 1 })) => {}
+            other => panic!("handle inside a queue message: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn joinable_handles_refuse_to_become_plain_and_type_mismatch_is_a_decode_error() {
+        let plain: Queue<u32> = Queue::new().unwrap();
+        let encoded = codec::encode(&plain).unwrap();
+        // (postcard drops the text of custom serde errors; the refusal itself is what counts)
+        assert!(codec::decode::<crate::JoinableQueue<u32>>(&encoded.bytes, encoded.fds).is_err());
+        plain.put(300).unwrap();
+        let encoded = codec::encode(&plain).unwrap();
+        let as_text: Queue<String> = codec::decode(&encoded.bytes, encoded.fds).unwrap();
+        assert!(matches!(as_text.try_get(), Err(TryGetError::Decode(_))));
     }
 }

@@ -187,7 +187,7 @@ pub struct TaskDoneError;
 /// Error of [`JoinableQueue::join_timeout`](crate::JoinableQueue::join_timeout).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("timed out waiting for the queue's tasks: {unfinished} still unfinished")]
-pub struct JoinTimeoutError {
+pub struct QueueJoinTimeoutError {
     /// Messages put but not yet marked done when the timeout passed.
     pub unfinished: u32,
 }

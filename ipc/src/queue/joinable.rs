@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::errors::{JoinTimeoutError, TaskDoneError};
+use super::errors::{QueueJoinTimeoutError, TaskDoneError};
 use super::Queue;
 
 /// A [`Queue`] plus task accounting, like Python's `multiprocessing.JoinableQueue`. Every queue
@@ -41,11 +41,11 @@ impl<T> JoinableQueue<T> {
     }
 
     /// Waits at most `timeout` until every message put so far has been marked done.
-    pub fn join_timeout(&self, timeout: Duration) -> Result<(), JoinTimeoutError> {
+    pub fn join_timeout(&self, timeout: Duration) -> Result<(), QueueJoinTimeoutError> {
         self.queue
             .raw
             .join(Instant::now().checked_add(timeout))
-            .map_err(|unfinished| JoinTimeoutError { unfinished })
+            .map_err(|unfinished| QueueJoinTimeoutError { unfinished })
     }
 
     /// Messages put but not yet marked done (snapshot).

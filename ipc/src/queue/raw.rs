@@ -62,6 +62,12 @@ impl RingMemory for QueueSegment {
     }
 }
 
+/// Why a lock was not taken.
+enum LockError {
+    TimedOut,
+    Broken(QueueBroken),
+}
+
 /// A held lock; unlocks when dropped.
 struct Held<'a> {
     mutex: &'a RobustMutex,
@@ -104,21 +110,36 @@ impl RawQueue {
         self.segment.header()
     }
 
-    fn lock<'a>(&'a self, mutex: &'a RobustMutex) -> Result<Held<'a>, QueueBroken> {
-        let recovered = match mutex.lock() {
+    /// Takes `mutex`, recovering it if its owner died; gives up at `deadline` (lock holders only
+    /// copy a record, so this matters only if a holder is stopped, e.g. by SIGSTOP).
+    fn lock<'a>(
+        &'a self,
+        mutex: &'a RobustMutex,
+        deadline: Option<Instant>,
+    ) -> Result<Held<'a>, LockError> {
+        let acquired = match deadline {
+            None => mutex.lock(),
+            Some(deadline) => mutex.lock_until(deadline),
+        };
+        let recovered = match acquired {
             Ok(Acquired::Clean) => false,
             Ok(Acquired::OwnerDied) => {
                 // The protocol keeps the ring consistent at every instant (see the module doc),
                 // so there is nothing to repair before declaring it consistent.
-                mutex
-                    .make_consistent()
-                    .map_err(|error| broken(format!("cannot recover the queue lock: {error}")))?;
+                mutex.make_consistent().map_err(|error| {
+                    LockError::Broken(broken(format!("cannot recover the queue lock: {error}")))
+                })?;
                 true
             }
+            Err(MutexError::TimedOut) => return Err(LockError::TimedOut),
             Err(MutexError::NotRecoverable) => {
-                return Err(broken("the queue lock is unrecoverable"))
+                return Err(LockError::Broken(broken("the queue lock is unrecoverable")))
             }
-            Err(error) => return Err(broken(format!("cannot take the queue lock: {error}"))),
+            Err(error) => {
+                return Err(LockError::Broken(broken(format!(
+                    "cannot take the queue lock: {error}"
+                ))))
+            }
         };
         Ok(Held { mutex, recovered })
     }
@@ -162,10 +183,17 @@ impl RawQueue {
 
     /// Pushes one record without waiting for room.
     pub(crate) fn try_push(&self, payload: &[u8]) -> Result<(), PushError> {
+        self.push_once(payload, None)
+    }
+
+    /// Pushes one record if there is room once the producer lock is taken (before `deadline`).
+    fn push_once(&self, payload: &[u8], deadline: Option<Instant>) -> Result<(), PushError> {
         let header = self.header();
-        let held = self
-            .lock(&header.producer_lock.lock)
-            .map_err(PushError::Broken)?;
+        let held = match self.lock(&header.producer_lock.lock, deadline) {
+            Ok(held) => held,
+            Err(LockError::TimedOut) => return Err(PushError::Full),
+            Err(LockError::Broken(error)) => return Err(PushError::Broken(error)),
+        };
         let result = self.push_locked(payload);
         let recovered = held.recovered;
         drop(held);
@@ -203,23 +231,30 @@ impl RawQueue {
     pub(crate) fn push(&self, payload: &[u8], deadline: Option<Instant>) -> Result<(), PushError> {
         let needed = ring::record_bytes(payload.len()).unwrap_or(u32::MAX);
         loop {
-            match self.try_push(payload) {
+            match self.push_once(payload, deadline) {
                 Err(PushError::Full) => {}
                 other => return other,
             }
             let ready = || self.is_closed() || self.looks_roomy(needed);
             if wait_until(&self.header().not_full, deadline, ready) == Waited::TimedOut {
-                return self.try_push(payload);
+                return self.push_once(payload, deadline);
             }
         }
     }
 
     /// Pops one record into `out` without waiting.
     pub(crate) fn try_pop(&self, out: &mut Vec<u8>) -> Result<(), PopError> {
+        self.pop_once(out, None)
+    }
+
+    /// Pops one record if there is one once the consumer lock is taken (before `deadline`).
+    fn pop_once(&self, out: &mut Vec<u8>, deadline: Option<Instant>) -> Result<(), PopError> {
         let header = self.header();
-        let held = self
-            .lock(&header.consumer_lock.lock)
-            .map_err(PopError::Broken)?;
+        let held = match self.lock(&header.consumer_lock.lock, deadline) {
+            Ok(held) => held,
+            Err(LockError::TimedOut) => return Err(PopError::Empty),
+            Err(LockError::Broken(error)) => return Err(PopError::Broken(error)),
+        };
         let result = self.pop_locked(out);
         let recovered = held.recovered;
         drop(held);
@@ -259,13 +294,13 @@ impl RawQueue {
     /// Pops one record into `out`, waiting until `deadline` (None: as long as it takes).
     pub(crate) fn pop(&self, out: &mut Vec<u8>, deadline: Option<Instant>) -> Result<(), PopError> {
         loop {
-            match self.try_pop(out) {
+            match self.pop_once(out, deadline) {
                 Err(PopError::Empty) => {}
                 other => return other,
             }
             let ready = || self.is_closed() || self.looks_nonempty();
             if wait_until(&self.header().not_empty, deadline, ready) == Waited::TimedOut {
-                return self.try_pop(out);
+                return self.pop_once(out, deadline);
             }
         }
     }
@@ -273,7 +308,12 @@ impl RawQueue {
     /// Refuses further pushes and wakes every waiter.
     pub(crate) fn close(&self) -> Result<(), QueueBroken> {
         let header = self.header();
-        let held = self.lock(&header.producer_lock.lock)?;
+        let held = match self.lock(&header.producer_lock.lock, None) {
+            Ok(held) => held,
+            Err(LockError::Broken(error)) => return Err(error),
+            // Only a deadline makes the lock time out; report rather than trust that blindly.
+            Err(LockError::TimedOut) => return Err(broken("the queue lock timed out")),
+        };
         header.closed.store(1, Ordering::SeqCst);
         drop(held);
         self.wake_everyone();
@@ -382,7 +422,10 @@ mod tests {
         queue.try_push(b"first").unwrap();
         std::thread::scope(|s| {
             s.spawn(|| {
-                let held = queue.lock(&queue.header().producer_lock.lock).unwrap();
+                let held = queue
+                    .lock(&queue.header().producer_lock.lock, None)
+                    .ok()
+                    .unwrap();
                 let tail = Cursor::unpack(queue.header().tail.cursor.load(Ordering::SeqCst));
                 // Record written, tail never published: the producer "dies" here.
                 ring::write_record(&queue.segment, tail, b"in flight");
@@ -403,7 +446,10 @@ mod tests {
         queue.try_push(b"only").unwrap();
         std::thread::scope(|s| {
             s.spawn(|| {
-                let held = queue.lock(&queue.header().consumer_lock.lock).unwrap();
+                let held = queue
+                    .lock(&queue.header().consumer_lock.lock, None)
+                    .ok()
+                    .unwrap();
                 let mut copy = Vec::new();
                 // Record copied out, head never published: the consumer "dies" here.
                 let head = Cursor::unpack(queue.header().head.cursor.load(Ordering::SeqCst));
@@ -430,7 +476,10 @@ mod tests {
             }
             s.spawn(|| {
                 // Publishes a message and "dies" before unlocking and waking anyone.
-                let held = queue.lock(&queue.header().producer_lock.lock).unwrap();
+                let held = queue
+                    .lock(&queue.header().producer_lock.lock, None)
+                    .ok()
+                    .unwrap();
                 queue.push_locked(b"orphan").unwrap();
                 std::mem::forget(held);
             })

@@ -1,22 +1,19 @@
-//! Queue and JoinableQueue across real processes (fork): ordering, no loss and no duplicates
+//! Queue and JoinableQueue across real processes (Process API: fork and spawn): ordering, no loss and no duplicates
 //! under N producers x M consumers (property-tested), close, timeouts, size refusal, join, and
 //! survival of SIGKILLed producers and consumers.
 //!
 //! harness = false: trials run on the main thread so the process stays single-threaded for fork.
 
 use std::collections::HashMap;
-use std::panic::AssertUnwindSafe;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use herd::ipc::{Child, Entry, JoinTimeoutError, Process};
 use herd::ipc::{
     GetError, GetTimeoutError, JoinableQueue, MessageError, PutError, PutTimeoutError, Queue,
     TryGetError, TryPutError,
 };
 use libtest_mimic::{Arguments, Failed, Trial};
-use nix::sys::signal::{kill, Signal};
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-use nix::unistd::{fork, ForkResult, Pid};
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use serde::{Deserialize, Serialize};
 
@@ -25,84 +22,55 @@ type TestResult = Result<(), Failed>;
 /// Bound on every wait for a child, so a bug fails the test instead of hanging it.
 const CHILD_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Children started by a test; any still running when it ends (a failed test) are killed.
-struct Children(Vec<Pid>);
+/// Children started by a test (Process API); dropping a `Child` kills and reaps it, so a failed
+/// test leaves no process behind.
+struct Children(HashMap<u32, Child<Result<(), String>>>);
 
 impl Children {
     fn new() -> Self {
-        Children(Vec::new())
+        Children(HashMap::new())
     }
 
-    /// Forks a child running `body`; its exit code is 0 if `body` returned Ok.
-    fn fork(&mut self, body: impl FnOnce() -> Result<(), String>) -> Pid {
-        // SAFETY: trials run on the main thread and the test binary starts no other thread, so
-        // the child is a copy of a single-threaded process and may run arbitrary code.
-        match unsafe { fork() }.expect("fork") {
-            ForkResult::Child => {
-                let code = match std::panic::catch_unwind(AssertUnwindSafe(body)) {
-                    Ok(Ok(())) => 0,
-                    Ok(Err(message)) => {
-                        eprintln!("child {}: {message}", std::process::id());
-                        1
-                    }
-                    Err(_) => 2,
-                };
-                // SAFETY: _exit ends the child at once without running the parent's atexit
-                // handlers or destructors a second time.
-                unsafe { libc::_exit(code) }
-            }
-            ForkResult::Parent { child } => {
-                self.0.push(child);
-                child
-            }
-        }
+    /// Forks a child running `body`.
+    fn fork(&mut self, body: impl FnOnce() -> Result<(), String>) -> u32 {
+        self.adopt(Process::new().fork(body).expect("fork"))
     }
 
-    /// Waits for `pid` to end (killing it after `timeout`) and returns how it ended.
-    fn wait(&mut self, pid: Pid, timeout: Duration) -> Result<WaitStatus, String> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            match waitpid(pid, Some(WaitPidFlag::WNOHANG)).map_err(|e| e.to_string())? {
-                WaitStatus::StillAlive => {
-                    if Instant::now() >= deadline {
-                        let _ = kill(pid, Signal::SIGKILL);
-                        let _ = waitpid(pid, None);
-                        self.0.retain(|&p| p != pid);
-                        return Err(format!("child {pid} still running after {timeout:?}"));
-                    }
-                    std::thread::sleep(Duration::from_millis(2));
-                }
-                status => {
-                    self.0.retain(|&p| p != pid);
-                    return Ok(status);
-                }
-            }
-        }
+    /// Spawns (re-executes this binary) a child running `entry` on `args`.
+    fn spawn<E: Entry<Output = Result<(), String>>>(&mut self, entry: E, args: &E::Args) -> u32 {
+        self.adopt(Process::new().spawn(entry, args).expect("spawn"))
     }
 
-    /// Waits for `pid` and requires a clean exit.
-    fn expect_success(&mut self, pid: Pid) -> Result<(), String> {
-        match self.wait(pid, CHILD_TIMEOUT)? {
-            WaitStatus::Exited(_, 0) => Ok(()),
-            other => Err(format!("child {pid} ended with {other:?}")),
+    fn adopt(&mut self, child: Child<Result<(), String>>) -> u32 {
+        let pid = child.pid();
+        self.0.insert(pid, child);
+        pid
+    }
+
+    /// Waits (at most [`CHILD_TIMEOUT`]) for `pid` and requires its body to have returned Ok.
+    fn expect_success(&mut self, pid: u32) -> Result<(), String> {
+        let child = self.0.remove(&pid).ok_or("unknown child")?;
+        match child.join_timeout(CHILD_TIMEOUT) {
+            Ok(outcome) => outcome.map_err(|message| format!("child {pid}: {message}")),
+            Err(JoinTimeoutError::Timeout(_)) => {
+                Err(format!("child {pid} still running after {CHILD_TIMEOUT:?}"))
+            }
+            Err(JoinTimeoutError::Failed(error)) => Err(format!("child {pid}: {error}")),
         }
     }
 
     /// SIGKILLs `pid` and reaps it.
-    fn kill(&mut self, pid: Pid) -> Result<(), String> {
-        kill(pid, Signal::SIGKILL).map_err(|e| e.to_string())?;
-        match self.wait(pid, CHILD_TIMEOUT)? {
-            WaitStatus::Signaled(_, Signal::SIGKILL, _) | WaitStatus::Exited(..) => Ok(()),
+    fn kill(&mut self, pid: u32) -> Result<(), String> {
+        let child = self.0.remove(&pid).ok_or("unknown child")?;
+        child.kill().map_err(|e| e.to_string())?;
+        match child.join_timeout(CHILD_TIMEOUT) {
+            Err(JoinTimeoutError::Failed(error))
+                if error.exit_status().and_then(|s| s.signal()) == Some(libc::SIGKILL) =>
+            {
+                Ok(())
+            }
+            Err(JoinTimeoutError::Timeout(_)) => Err(format!("killed child {pid} still running")),
             other => Err(format!("killed child {pid} ended with {other:?}")),
-        }
-    }
-}
-
-impl Drop for Children {
-    fn drop(&mut self) {
-        for &pid in &self.0 {
-            let _ = kill(pid, Signal::SIGKILL);
-            let _ = waitpid(pid, None);
         }
     }
 }
@@ -215,10 +183,10 @@ fn run_many_to_many(
         .map_err(|e| e.to_string())?;
     let reports = report_queue();
     let mut children = Children::new();
-    let consumer_pids: Vec<Pid> = (0..consumers)
+    let consumer_pids: Vec<u32> = (0..consumers)
         .map(|_| children.fork(|| consume_and_report(&work, &reports)))
         .collect();
-    let producer_pids: Vec<Pid> = (0..producers)
+    let producer_pids: Vec<u32> = (0..producers)
         .map(|producer| {
             let count = per_producer[producer as usize];
             let work = work.clone();
@@ -430,7 +398,7 @@ fn joinable_queue_join_waits_for_every_task_done() -> TestResult {
         Ok(()) => return Err("join returned with tasks unfinished".into()),
     }
     let mut children = Children::new();
-    let workers: Vec<Pid> = (0..2)
+    let workers: Vec<u32> = (0..2)
         .map(|_| {
             children.fork(|| loop {
                 match queue.get_timeout(Duration::from_millis(300)) {
@@ -557,6 +525,93 @@ fn killed_producers_do_not_stop_the_others() -> TestResult {
     Ok(())
 }
 
+herd::ipc::entry! {
+    /// A spawned consumer: the queues arrive as spawn arguments (their fds are inherited).
+    fn spawned_consumer(queues: (Queue<(u32, u32)>, Queue<Report>)) -> Result<(), String> {
+        consume_and_report(&queues.0, &queues.1)
+    }
+}
+
+herd::ipc::entry! {
+    /// A spawned producer of `(producer, 0..count)`.
+    fn spawned_producer(args: (Queue<(u32, u32)>, u32, u32)) -> Result<(), String> {
+        let (work, producer, count) = args;
+        for sequence in 0..count {
+            work.put((producer, sequence)).map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+}
+
+herd::ipc::entry! {
+    /// A spawned JoinableQueue worker: gets and marks done until the queue stays empty.
+    fn spawned_worker(queue: JoinableQueue<u32>) -> Result<(), String> {
+        loop {
+            match queue.get_timeout(Duration::from_millis(300)) {
+                Ok(_) => queue.task_done().map_err(|e| e.to_string())?,
+                Err(GetTimeoutError::Timeout) => return Ok(()),
+                Err(error) => return Err(error.to_string()),
+            }
+        }
+    }
+}
+
+fn spawned_and_forked_processes_share_one_queue() -> TestResult {
+    const COUNT: u32 = 3000;
+    let work: Queue<(u32, u32)> = Queue::builder().capacity_bytes(4096).build()?;
+    let reports = report_queue();
+    let mut children = Children::new();
+    let consumers = [
+        children.spawn(spawned_consumer, &(work.clone(), reports.clone())),
+        children.fork(|| consume_and_report(&work, &reports)),
+    ];
+    let producers = [
+        children.spawn(spawned_producer, &(work.clone(), 0, COUNT)),
+        children.fork(|| {
+            for sequence in 0..COUNT {
+                work.put((1, sequence)).map_err(|e| e.to_string())?;
+            }
+            Ok(())
+        }),
+    ];
+    for pid in producers {
+        children.expect_success(pid)?;
+    }
+    work.close()?;
+    let mut got = collect_reports(&reports, consumers.len())?;
+    for pid in consumers {
+        children.expect_success(pid)?;
+    }
+    got.sort_unstable();
+    let expected: Vec<(u32, u32)> = (0..2)
+        .flat_map(|p| (0..COUNT).map(move |s| (p, s)))
+        .collect();
+    check(got == expected, || {
+        format!("got {} of {} messages", got.len(), expected.len())
+    })?;
+    Ok(())
+}
+
+fn spawned_workers_complete_a_joinable_queue() -> TestResult {
+    let queue: JoinableQueue<u32> = Queue::builder().build_joinable()?;
+    for i in 0..300 {
+        queue.put(i)?;
+    }
+    let mut children = Children::new();
+    let workers = [
+        children.spawn(spawned_worker, &queue),
+        children.spawn(spawned_worker, &queue),
+    ];
+    queue.join_timeout(CHILD_TIMEOUT)?;
+    for pid in workers {
+        children.expect_success(pid)?;
+    }
+    check(queue.unfinished_tasks() == 0 && queue.is_empty(), || {
+        "tasks left".into()
+    })?;
+    Ok(())
+}
+
 /// Names in /dev/shm, to show the queues never create any.
 fn dev_shm_entries() -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir("/dev/shm")
@@ -579,6 +634,7 @@ fn queue_mappings_of_this_process() -> usize {
 }
 
 fn main() -> ExitCode {
+    herd::ipc::init();
     let mut args = Arguments::from_args();
     args.test_threads = Some(1);
     let shm_before = dev_shm_entries();
@@ -614,6 +670,14 @@ fn main() -> ExitCode {
         Trial::test(
             "killed_producers_do_not_stop_the_others",
             killed_producers_do_not_stop_the_others,
+        ),
+        Trial::test(
+            "spawned_and_forked_processes_share_one_queue",
+            spawned_and_forked_processes_share_one_queue,
+        ),
+        Trial::test(
+            "spawned_workers_complete_a_joinable_queue",
+            spawned_workers_complete_a_joinable_queue,
         ),
         // Runs last: every queue of the trials above has been dropped by now.
         Trial::test("nothing_left_in_dev_shm_or_mapped", move || {

@@ -231,6 +231,19 @@ impl QueueSegment {
         };
     }
 
+    /// Runs `read` on `offset..offset + len` of the ring region, in place.
+    pub(crate) fn with_bytes<R>(&self, offset: u32, len: u32, read: impl FnOnce(&[u8]) -> R) -> R {
+        let start = self.region_range(offset, len as usize);
+        // SAFETY: `region_range` checked the bytes lie inside the mapping, which outlives the
+        // borrow (`read` cannot keep it: the slice's lifetime ends with this call). u8 has no
+        // invalid values. By the queue protocol these bytes belong to a published record that no
+        // producer may overwrite until the consumer holding the consumer lock publishes the head,
+        // which happens after `read` returns.
+        let bytes =
+            unsafe { std::slice::from_raw_parts(self.memory.as_ptr().add(start), len as usize) };
+        read(bytes)
+    }
+
     /// Offset in the mapping of `offset..offset + len` of the region; panics if it is outside
     /// the region, which the ring's own checks make impossible.
     fn region_range(&self, offset: u32, len: usize) -> usize {

@@ -26,6 +26,10 @@ pub enum MessageError {
     /// The value's `Serialize` impl failed.
     #[error(transparent)]
     Encode(CodecError),
+    /// The value's `Serialize` impl produced a different encoding on its second pass (the queue
+    /// measures a message, then encodes it straight into shared memory).
+    #[error("message refused: its Serialize impl is not deterministic (two passes differ)")]
+    Unstable,
     /// The value contains herd handles (file descriptors), which bytes in shared memory cannot
     /// carry.
     #[error("message carries {count} herd handle(s) (file descriptors); a shared-memory queue carries bytes only: send handles over a Pipe or as spawn arguments")]

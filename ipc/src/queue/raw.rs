@@ -19,11 +19,14 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use super::errors::{QueueBroken, TaskDoneError};
-use super::ring::{self, Cursor, Occupancy, RingMemory, RECORD_HEADER_BYTES};
+use super::ring::{self, Cursor, Occupancy, RecordWriter, RingMemory, RECORD_HEADER_BYTES};
 #[cfg(test)]
 use super::waiting::LOST_WAKE_RECHECK;
 use super::waiting::{wait_until, wake_all, wake_one, Waited};
 use crate::platform::{Acquired, MutexError, QueueHeader, QueueLayout, QueueSegment, RobustMutex};
+
+/// Writes a record's payload into the ring (see `ring::write_record_with`); false on failure.
+pub(crate) type Fill<'f> = dyn FnMut(&mut RecordWriter<'_, QueueSegment>) -> bool + 'f;
 
 /// Why a push did not happen.
 #[derive(Debug)]
@@ -31,6 +34,8 @@ pub(crate) enum PushError {
     /// No room (or, for a blocking push, no room before the deadline).
     Full,
     Closed,
+    /// The fill function failed or wrote other than the announced length; nothing was pushed.
+    FillFailed,
     Broken(QueueBroken),
 }
 
@@ -59,6 +64,9 @@ impl RingMemory for QueueSegment {
     }
     fn copy_out(&self, offset: u32, out: &mut [u8]) {
         QueueSegment::copy_out(self, offset, out);
+    }
+    fn with_contiguous<R>(&self, offset: u32, len: u32, read: impl FnOnce(&[u8]) -> R) -> R {
+        self.with_bytes(offset, len, read)
     }
 }
 
@@ -119,7 +127,11 @@ impl RawQueue {
     ) -> Result<Held<'a>, LockError> {
         let acquired = match deadline {
             None => mutex.lock(),
-            Some(deadline) => mutex.lock_until(deadline),
+            // An uncontended lock needs no clock reading: try first.
+            Some(deadline) => match mutex.try_lock() {
+                Err(MutexError::WouldBlock) => mutex.lock_until(deadline),
+                other => other,
+            },
         };
         let recovered = match acquired {
             Ok(Acquired::Clean) => false,
@@ -181,20 +193,25 @@ impl RawQueue {
         head.messages != tail.messages
     }
 
-    /// Pushes one record without waiting for room.
-    pub(crate) fn try_push(&self, payload: &[u8]) -> Result<(), PushError> {
-        self.push_once(payload, None)
+    /// Pushes one record of `len` payload bytes, written by `fill`, without waiting for room.
+    pub(crate) fn try_push(&self, len: u32, fill: &mut Fill<'_>) -> Result<(), PushError> {
+        self.push_once(len, None, fill)
     }
 
     /// Pushes one record if there is room once the producer lock is taken (before `deadline`).
-    fn push_once(&self, payload: &[u8], deadline: Option<Instant>) -> Result<(), PushError> {
+    fn push_once(
+        &self,
+        len: u32,
+        deadline: Option<Instant>,
+        fill: &mut Fill<'_>,
+    ) -> Result<(), PushError> {
         let header = self.header();
         let held = match self.lock(&header.producer_lock.lock, deadline) {
             Ok(held) => held,
             Err(LockError::TimedOut) => return Err(PushError::Full),
             Err(LockError::Broken(error)) => return Err(PushError::Broken(error)),
         };
-        let result = self.push_locked(payload);
+        let result = self.push_locked(len, fill);
         let recovered = held.recovered;
         drop(held);
         if recovered {
@@ -206,7 +223,7 @@ impl RawQueue {
         result
     }
 
-    fn push_locked(&self, payload: &[u8]) -> Result<(), PushError> {
+    fn push_locked(&self, len: u32, fill: &mut Fill<'_>) -> Result<(), PushError> {
         let header = self.header();
         let layout = self.layout();
         if header.closed.load(Ordering::SeqCst) != 0 {
@@ -216,46 +233,62 @@ impl RawQueue {
         let head = Cursor::unpack(header.head.cursor.load(Ordering::Acquire));
         let occupied = ring::occupancy(head, tail, layout.capacity)
             .map_err(|corrupted| PushError::Broken(broken(corrupted)))?;
-        let needed = ring::record_bytes(payload.len())
-            .filter(|_| payload.len() <= layout.max_message as usize)
+        let needed = ring::record_bytes(len as usize)
+            .filter(|_| len <= layout.max_message)
             .ok_or_else(|| PushError::Broken(broken("record larger than the message limit")))?;
         if !fits(occupied, needed, layout) {
             return Err(PushError::Full);
         }
-        let tail = ring::write_record(&self.segment, tail, payload);
+        let tail =
+            ring::write_record_with(&self.segment, tail, len, fill).ok_or(PushError::FillFailed)?;
         header.tail.cursor.store(tail.pack(), Ordering::SeqCst);
         Ok(())
     }
 
     /// Pushes one record, waiting for room until `deadline` (None: as long as it takes).
-    pub(crate) fn push(&self, payload: &[u8], deadline: Option<Instant>) -> Result<(), PushError> {
-        let needed = ring::record_bytes(payload.len()).unwrap_or(u32::MAX);
+    pub(crate) fn push(
+        &self,
+        len: u32,
+        deadline: Option<Instant>,
+        fill: &mut Fill<'_>,
+    ) -> Result<(), PushError> {
+        let needed = ring::record_bytes(len as usize).unwrap_or(u32::MAX);
         loop {
-            match self.push_once(payload, deadline) {
+            match self.push_once(len, deadline, fill) {
                 Err(PushError::Full) => {}
                 other => return other,
             }
             let ready = || self.is_closed() || self.looks_roomy(needed);
             if wait_until(&self.header().not_full, deadline, ready) == Waited::TimedOut {
-                return self.push_once(payload, deadline);
+                return self.push_once(len, deadline, fill);
             }
         }
     }
 
-    /// Pops one record into `out` without waiting.
-    pub(crate) fn try_pop(&self, out: &mut Vec<u8>) -> Result<(), PopError> {
-        self.pop_once(out, None)
+    /// Pops one record without waiting, handing its payload to `read` (under the consumer lock,
+    /// in place if contiguous, else via `scratch`). The record is consumed whatever `read` does.
+    pub(crate) fn try_pop<R>(
+        &self,
+        scratch: &mut Vec<u8>,
+        read: &mut dyn FnMut(&[u8]) -> R,
+    ) -> Result<R, PopError> {
+        self.pop_once(None, scratch, read)
     }
 
     /// Pops one record if there is one once the consumer lock is taken (before `deadline`).
-    fn pop_once(&self, out: &mut Vec<u8>, deadline: Option<Instant>) -> Result<(), PopError> {
+    fn pop_once<R>(
+        &self,
+        deadline: Option<Instant>,
+        scratch: &mut Vec<u8>,
+        read: &mut dyn FnMut(&[u8]) -> R,
+    ) -> Result<R, PopError> {
         let header = self.header();
         let held = match self.lock(&header.consumer_lock.lock, deadline) {
             Ok(held) => held,
             Err(LockError::TimedOut) => return Err(PopError::Empty),
             Err(LockError::Broken(error)) => return Err(PopError::Broken(error)),
         };
-        let result = self.pop_locked(out);
+        let result = self.pop_locked(scratch, read);
         let recovered = held.recovered;
         drop(held);
         if recovered {
@@ -267,7 +300,11 @@ impl RawQueue {
         result
     }
 
-    fn pop_locked(&self, out: &mut Vec<u8>) -> Result<(), PopError> {
+    fn pop_locked<R>(
+        &self,
+        scratch: &mut Vec<u8>,
+        read: &mut dyn FnMut(&[u8]) -> R,
+    ) -> Result<R, PopError> {
         let header = self.header();
         let layout = self.layout();
         let head = Cursor::unpack(header.head.cursor.load(Ordering::Relaxed));
@@ -285,22 +322,34 @@ impl RawQueue {
         }
         let occupied = ring::occupancy(head, tail, layout.capacity)
             .map_err(|corrupted| PopError::Broken(broken(corrupted)))?;
-        let head = ring::read_record(&self.segment, head, occupied, layout.max_message, out)
-            .map_err(|corrupted| PopError::Broken(broken(corrupted)))?;
+        let (head, value) = ring::read_record_with(
+            &self.segment,
+            head,
+            occupied,
+            layout.max_message,
+            scratch,
+            read,
+        )
+        .map_err(|corrupted| PopError::Broken(broken(corrupted)))?;
         header.head.cursor.store(head.pack(), Ordering::SeqCst);
-        Ok(())
+        Ok(value)
     }
 
-    /// Pops one record into `out`, waiting until `deadline` (None: as long as it takes).
-    pub(crate) fn pop(&self, out: &mut Vec<u8>, deadline: Option<Instant>) -> Result<(), PopError> {
+    /// Pops one record, waiting until `deadline` (None: as long as it takes); see `try_pop`.
+    pub(crate) fn pop<R>(
+        &self,
+        deadline: Option<Instant>,
+        scratch: &mut Vec<u8>,
+        read: &mut dyn FnMut(&[u8]) -> R,
+    ) -> Result<R, PopError> {
         loop {
-            match self.pop_once(out, deadline) {
+            match self.pop_once(deadline, scratch, read) {
                 Err(PopError::Empty) => {}
                 other => return other,
             }
             let ready = || self.is_closed() || self.looks_nonempty();
             if wait_until(&self.header().not_empty, deadline, ready) == Waited::TimedOut {
-                return self.pop_once(out, deadline);
+                return self.pop_once(deadline, scratch, read);
             }
         }
     }
@@ -407,10 +456,16 @@ mod tests {
         RawQueue::create("raw-test", layout).expect("create")
     }
 
+    fn push(queue: &RawQueue, payload: &[u8]) -> Result<(), PushError> {
+        queue.try_push(payload.len() as u32, &mut |w| w.write(payload))
+    }
+
+    fn try_pop(queue: &RawQueue) -> Result<Vec<u8>, PopError> {
+        queue.try_pop(&mut Vec::new(), &mut <[u8]>::to_vec)
+    }
+
     fn pop(queue: &RawQueue) -> Vec<u8> {
-        let mut out = Vec::new();
-        queue.try_pop(&mut out).expect("a message");
-        out
+        try_pop(queue).expect("a message")
     }
 
     // A thread that ends while holding a robust mutex is treated by the kernel exactly like a
@@ -419,7 +474,7 @@ mod tests {
     #[test]
     fn producer_dying_mid_put_loses_only_its_message_and_the_next_put_recovers() {
         let queue = queue(64);
-        queue.try_push(b"first").unwrap();
+        push(&queue, b"first").unwrap();
         std::thread::scope(|s| {
             s.spawn(|| {
                 let held = queue
@@ -428,34 +483,36 @@ mod tests {
                     .unwrap();
                 let tail = Cursor::unpack(queue.header().tail.cursor.load(Ordering::SeqCst));
                 // Record written, tail never published: the producer "dies" here.
-                ring::write_record(&queue.segment, tail, b"in flight");
+                ring::write_record_with(&queue.segment, tail, 9, |w| w.write(b"in flight"));
                 std::mem::forget(held);
             });
         });
-        queue.try_push(b"second").expect("recovered push");
+        push(&queue, b"second").expect("recovered push");
         assert_eq!(pop(&queue), b"first");
         assert_eq!(pop(&queue), b"second");
-        let mut out = Vec::new();
-        assert!(matches!(queue.try_pop(&mut out), Err(PopError::Empty)));
+        assert!(matches!(try_pop(&queue), Err(PopError::Empty)));
         queue.close().expect("close takes the recovered lock");
     }
 
     #[test]
     fn consumer_dying_before_publishing_the_head_leaves_the_message_for_the_next() {
         let queue = queue(64);
-        queue.try_push(b"only").unwrap();
+        push(&queue, b"only").unwrap();
         std::thread::scope(|s| {
             s.spawn(|| {
                 let held = queue
                     .lock(&queue.header().consumer_lock.lock, None)
                     .ok()
                     .unwrap();
-                let mut copy = Vec::new();
-                // Record copied out, head never published: the consumer "dies" here.
+                // Record read, head never published: the consumer "dies" here.
                 let head = Cursor::unpack(queue.header().head.cursor.load(Ordering::SeqCst));
                 let tail = Cursor::unpack(queue.header().tail.cursor.load(Ordering::SeqCst));
                 let occupied = ring::occupancy(head, tail, 64).unwrap();
-                ring::read_record(&queue.segment, head, occupied, 60, &mut copy).unwrap();
+                let mut scratch = Vec::new();
+                ring::read_record_with(&queue.segment, head, occupied, 60, &mut scratch, |b| {
+                    assert_eq!(b, b"only")
+                })
+                .unwrap();
                 std::mem::forget(held);
             });
         });
@@ -467,9 +524,8 @@ mod tests {
         let queue = queue(64);
         std::thread::scope(|s| {
             let sleeper = s.spawn(|| {
-                let mut out = Vec::new();
                 let deadline = Instant::now() + std::time::Duration::from_secs(20);
-                queue.pop(&mut out, Some(deadline)).map(|()| out)
+                queue.pop(Some(deadline), &mut Vec::new(), &mut <[u8]>::to_vec)
             });
             while queue.header().not_empty.waiters.load(Ordering::SeqCst) == 0 {
                 std::thread::yield_now();
@@ -480,7 +536,7 @@ mod tests {
                     .lock(&queue.header().producer_lock.lock, None)
                     .ok()
                     .unwrap();
-                queue.push_locked(b"orphan").unwrap();
+                queue.push_locked(6, &mut |w| w.write(b"orphan")).unwrap();
                 std::mem::forget(held);
             })
             .join()
@@ -500,8 +556,8 @@ mod tests {
     fn task_accounting_counts_puts_and_refuses_extra_task_done() {
         let queue = queue(64);
         assert!(queue.task_done().is_err());
-        queue.try_push(b"a").unwrap();
-        queue.try_push(b"b").unwrap();
+        push(&queue, b"a").unwrap();
+        push(&queue, b"b").unwrap();
         assert_eq!(queue.unfinished(), 2);
         queue.task_done().unwrap();
         assert_eq!(queue.join(Some(Instant::now())), Err(1));

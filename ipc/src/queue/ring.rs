@@ -31,6 +31,8 @@ pub(crate) trait RingMemory {
     fn copy_in(&self, offset: u32, bytes: &[u8]);
     /// Copies `offset..offset + out.len()` to `out`.
     fn copy_out(&self, offset: u32, out: &mut [u8]);
+    /// Runs `read` on `offset..offset + len` in place.
+    fn with_contiguous<R>(&self, offset: u32, len: u32, read: impl FnOnce(&[u8]) -> R) -> R;
 }
 
 /// One side's published progress: records passed so far (wrapping) and the byte position.
@@ -157,28 +159,62 @@ fn read_wrapping(memory: &impl RingMemory, position: u32, out: &mut [u8]) -> u32
     advance(position, out.len() as u32, capacity)
 }
 
-/// Writes one record at `tail` and returns the tail to publish. The caller has checked that
-/// `record_bytes(payload.len())` fits the free space (`capacity - occupancy.bytes`).
-pub(crate) fn write_record(memory: &impl RingMemory, tail: Cursor, payload: &[u8]) -> Cursor {
-    let length = (payload.len() as u32).to_le_bytes();
-    let after_header = write_wrapping(memory, tail.position, &length);
-    let position = write_wrapping(memory, after_header, payload);
-    Cursor {
-        messages: tail.messages.wrapping_add(1),
-        position,
+/// Fills the payload of a record being written, front to back, with exactly the announced
+/// number of bytes (so a value can be encoded straight into the ring).
+pub(crate) struct RecordWriter<'a, M: RingMemory> {
+    memory: &'a M,
+    position: u32,
+    remaining: u32,
+}
+
+impl<M: RingMemory> RecordWriter<'_, M> {
+    /// Appends `bytes`; refuses (returning false, writing nothing) past the announced length.
+    pub(crate) fn write(&mut self, bytes: &[u8]) -> bool {
+        if bytes.len() > self.remaining as usize {
+            return false;
+        }
+        self.position = write_wrapping(self.memory, self.position, bytes);
+        self.remaining -= bytes.len() as u32;
+        true
     }
 }
 
-/// Reads the record at `head` (the caller has seen `occupancy.messages > 0`) into `out`
-/// (replacing its contents) and returns the head to publish. The length prefix is checked
-/// against the occupied bytes and `max_payload` before anything is allocated.
-pub(crate) fn read_record(
-    memory: &impl RingMemory,
+/// Writes one record of `len` payload bytes at `tail`, the payload by `fill`, and returns the
+/// tail to publish; `None` if `fill` failed or wrote fewer than `len` bytes (then nothing is to
+/// be published). The caller has checked that `record_bytes(len)` fits the free space.
+pub(crate) fn write_record_with<M: RingMemory>(
+    memory: &M,
+    tail: Cursor,
+    len: u32,
+    fill: impl FnOnce(&mut RecordWriter<'_, M>) -> bool,
+) -> Option<Cursor> {
+    let after_header = write_wrapping(memory, tail.position, &len.to_le_bytes());
+    let mut writer = RecordWriter {
+        memory,
+        position: after_header,
+        remaining: len,
+    };
+    if !fill(&mut writer) || writer.remaining != 0 {
+        return None;
+    }
+    Some(Cursor {
+        messages: tail.messages.wrapping_add(1),
+        position: writer.position,
+    })
+}
+
+/// Reads the record at `head` (the caller has seen `occupied.messages > 0`), hands its payload
+/// to `read` (in place when it is contiguous, else through `scratch`) and returns the head to
+/// publish with what `read` returned. The length prefix is checked against the occupied bytes
+/// and `max_payload` before anything is allocated.
+pub(crate) fn read_record_with<M: RingMemory, R>(
+    memory: &M,
     head: Cursor,
     occupied: Occupancy,
     max_payload: u32,
-    out: &mut Vec<u8>,
-) -> Result<Cursor, RingCorrupted> {
+    scratch: &mut Vec<u8>,
+    read: impl FnOnce(&[u8]) -> R,
+) -> Result<(Cursor, R), RingCorrupted> {
     debug_assert!(occupied.messages > 0);
     let mut length = [0u8; RECORD_HEADER_BYTES as usize];
     let after_header = read_wrapping(memory, head.position, &mut length);
@@ -193,13 +229,23 @@ pub(crate) fn read_record(
             what: "record extends past the tail",
         });
     }
-    out.clear();
-    out.resize(length as usize, 0);
-    let position = read_wrapping(memory, after_header, out);
-    Ok(Cursor {
-        messages: head.messages.wrapping_add(1),
-        position,
-    })
+    let capacity = memory.capacity();
+    let result = if u64::from(after_header) + u64::from(length) <= u64::from(capacity) {
+        memory.with_contiguous(after_header, length, read)
+    } else {
+        scratch.clear();
+        scratch.resize(length as usize, 0);
+        read_wrapping(memory, after_header, scratch);
+        read(scratch)
+    };
+    let position = advance(after_header, length, capacity);
+    Ok((
+        Cursor {
+            messages: head.messages.wrapping_add(1),
+            position,
+        },
+        result,
+    ))
 }
 
 #[cfg(test)]
@@ -229,6 +275,35 @@ mod tests {
             let start = offset as usize;
             out.copy_from_slice(&self.0.borrow()[start..start + out.len()]);
         }
+        fn with_contiguous<R>(&self, offset: u32, len: u32, read: impl FnOnce(&[u8]) -> R) -> R {
+            let start = offset as usize;
+            read(&self.0.borrow()[start..start + len as usize])
+        }
+    }
+
+    fn write_record(memory: &PlainMemory, tail: Cursor, payload: &[u8]) -> Cursor {
+        write_record_with(memory, tail, payload.len() as u32, |w| w.write(payload))
+            .expect("payload written whole")
+    }
+
+    fn read_record(
+        memory: &PlainMemory,
+        head: Cursor,
+        occupied: Occupancy,
+        max_payload: u32,
+        out: &mut Vec<u8>,
+    ) -> Result<Cursor, RingCorrupted> {
+        let mut scratch = Vec::new();
+        let (head, payload) = read_record_with(
+            memory,
+            head,
+            occupied,
+            max_payload,
+            &mut scratch,
+            <[u8]>::to_vec,
+        )?;
+        *out = payload;
+        Ok(head)
     }
 
     /// A ring driven the way the queue drives it: push if the record fits, pop if any.
@@ -392,6 +467,16 @@ mod tests {
         let error = read_record(&memory, Cursor::default(), occupied, u32::MAX, &mut out);
         assert_eq!(error.unwrap_err().what, "record extends past the tail");
         assert!(out.capacity() < 64);
+    }
+
+    #[test]
+    fn a_record_writer_refuses_more_or_fewer_bytes_than_announced() {
+        let memory = PlainMemory::new(32);
+        let start = Cursor::default();
+        assert!(write_record_with(&memory, start, 3, |w| w.write(b"abcd")).is_none());
+        assert!(write_record_with(&memory, start, 3, |w| w.write(b"ab")).is_none());
+        let tail = write_record_with(&memory, start, 3, |w| w.write(b"a") && w.write(b"bc"));
+        assert_eq!(tail.unwrap().position, 7);
     }
 
     proptest! {

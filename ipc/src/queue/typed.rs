@@ -17,11 +17,14 @@ use super::errors::{
     TryGetError, TryPutError,
 };
 use super::raw::{PopError, PushError, RawQueue};
+use super::ring::RecordWriter;
 use crate::codec::{self, CodecError};
+use crate::platform::QueueSegment;
+use postcard::ser_flavors::Flavor;
 
 thread_local! {
-    /// Reused buffers for encoded messages (put) and records copied out of the ring (get), so
-    /// the fast path allocates nothing but what the value itself needs.
+    /// Reused buffers: records that wrap around the ring's end are gathered here to be decoded,
+    /// and failed encodings are diagnosed here.
     static SCRATCH: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
 }
 
@@ -70,7 +73,9 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     pub fn builder() -> QueueBuilder<T> {
         QueueBuilder::new()
     }
+}
 
+impl<T: Serialize> Queue<T> {
     /// Puts `value`, waiting for room as long as it takes.
     pub fn put(&self, value: T) -> Result<(), PutError<T>> {
         match self.put_until(&value, None) {
@@ -78,7 +83,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             Err(Refusal::Message(error)) => Err(PutError::Refused(value, error)),
             Err(Refusal::Push(PushError::Closed)) => Err(PutError::Closed(value)),
             Err(Refusal::Push(PushError::Broken(error))) => Err(PutError::Broken(value, error)),
-            Err(Refusal::Push(PushError::Full)) => Err(PutError::Broken(
+            Err(Refusal::Push(PushError::Full | PushError::FillFailed)) => Err(PutError::Broken(
                 value,
                 QueueBroken {
                     reason: "a put without deadline reported a timeout".into(),
@@ -89,14 +94,16 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
 
     /// Puts `value` only if there is room right now.
     pub fn try_put(&self, value: T) -> Result<(), TryPutError<T>> {
-        let result = with_scratch(|buffer| {
-            self.encode(&value, buffer).map_err(Refusal::Message)?;
-            self.raw.try_push(buffer).map_err(Refusal::Push)
+        let result = self.encoded_len(&value).and_then(|len| {
+            let mut fill = encoder(&value);
+            self.raw.try_push(len, &mut fill).map_err(Refusal::Push)
         });
-        match result {
+        match result.map_err(Refusal::fill_failed_is_unstable) {
             Ok(()) => Ok(()),
             Err(Refusal::Message(error)) => Err(TryPutError::Refused(value, error)),
-            Err(Refusal::Push(PushError::Full)) => Err(TryPutError::Full(value)),
+            Err(Refusal::Push(PushError::Full | PushError::FillFailed)) => {
+                Err(TryPutError::Full(value))
+            }
             Err(Refusal::Push(PushError::Closed)) => Err(TryPutError::Closed(value)),
             Err(Refusal::Push(PushError::Broken(error))) => Err(TryPutError::Broken(value, error)),
         }
@@ -107,7 +114,9 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         match self.put_until(&value, Instant::now().checked_add(timeout)) {
             Ok(()) => Ok(()),
             Err(Refusal::Message(error)) => Err(PutTimeoutError::Refused(value, error)),
-            Err(Refusal::Push(PushError::Full)) => Err(PutTimeoutError::Timeout(value)),
+            Err(Refusal::Push(PushError::Full | PushError::FillFailed)) => {
+                Err(PutTimeoutError::Timeout(value))
+            }
             Err(Refusal::Push(PushError::Closed)) => Err(PutTimeoutError::Closed(value)),
             Err(Refusal::Push(PushError::Broken(error))) => {
                 Err(PutTimeoutError::Broken(value, error))
@@ -116,66 +125,125 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     }
 
     fn put_until(&self, value: &T, deadline: Option<Instant>) -> Result<(), Refusal> {
-        with_scratch(|buffer| {
-            self.encode(value, buffer).map_err(Refusal::Message)?;
-            self.raw.push(buffer, deadline).map_err(Refusal::Push)
-        })
+        let len = self.encoded_len(value)?;
+        let mut fill = encoder(value);
+        self.raw
+            .push(len, deadline, &mut fill)
+            .map_err(Refusal::Push)
+            .map_err(Refusal::fill_failed_is_unstable)
     }
 
-    /// Encodes into `buffer`, refusing messages the queue cannot carry.
-    fn encode(&self, value: &T, buffer: &mut Vec<u8>) -> Result<(), MessageError> {
-        let handles = codec::encode_into(value, buffer).map_err(MessageError::Encode)?;
-        if !handles.is_empty() {
-            return Err(MessageError::CarriesHandles {
-                count: handles.len(),
-            });
-        }
+    /// The encoded size of `value`, if the queue can carry it. This first encoding pass only
+    /// counts bytes; the second, under the producer lock, writes straight into the ring.
+    fn encoded_len(&self, value: &T) -> Result<u32, Refusal> {
         let limit = self.max_message_bytes();
-        if buffer.len() > limit {
-            return Err(MessageError::TooLarge {
-                size: buffer.len(),
-                limit,
-            });
+        match postcard::serialize_with_flavor(value, postcard::ser_flavors::Size::default()) {
+            Ok(size) if size <= limit => Ok(size as u32),
+            Ok(size) => Err(Refusal::Message(MessageError::TooLarge { size, limit })),
+            // Say why through the codec, which knows herd handles (their fds cannot go through
+            // shared memory) from a failing Serialize impl.
+            Err(error) => Err(Refusal::Message(with_scratch(
+                |buffer| match codec::encode_into(value, buffer) {
+                    Ok(handles) if !handles.is_empty() => MessageError::CarriesHandles {
+                        count: handles.len(),
+                    },
+                    Ok(_) => MessageError::Encode(CodecError::Encode(error)),
+                    Err(error) => MessageError::Encode(error),
+                },
+            ))),
         }
-        Ok(())
     }
+}
 
+impl<T: DeserializeOwned> Queue<T> {
     /// Takes the next message, waiting as long as it takes; `Closed` once closed and drained.
     pub fn get(&self) -> Result<T, GetError> {
-        with_scratch(|buffer| match self.raw.pop(buffer, None) {
-            Ok(()) => decode(buffer).map_err(GetError::Decode),
-            Err(PopError::Closed) => Err(GetError::Closed),
-            Err(PopError::Broken(error)) => Err(GetError::Broken(error)),
-            Err(PopError::Empty) => Err(GetError::Broken(QueueBroken {
-                reason: "a get without deadline reported a timeout".into(),
-            })),
-        })
+        with_scratch(
+            |scratch| match self.raw.pop(None, scratch, &mut decode::<T>) {
+                Ok(decoded) => decoded.map_err(GetError::Decode),
+                Err(PopError::Closed) => Err(GetError::Closed),
+                Err(PopError::Broken(error)) => Err(GetError::Broken(error)),
+                Err(PopError::Empty) => Err(GetError::Broken(QueueBroken {
+                    reason: "a get without deadline reported a timeout".into(),
+                })),
+            },
+        )
     }
 
     /// Takes the next message if there is one right now.
     pub fn try_get(&self) -> Result<T, TryGetError> {
-        with_scratch(|buffer| match self.raw.try_pop(buffer) {
-            Ok(()) => decode(buffer).map_err(TryGetError::Decode),
-            Err(PopError::Empty) => Err(TryGetError::Empty),
-            Err(PopError::Closed) => Err(TryGetError::Closed),
-            Err(PopError::Broken(error)) => Err(TryGetError::Broken(error)),
-        })
+        with_scratch(
+            |scratch| match self.raw.try_pop(scratch, &mut decode::<T>) {
+                Ok(decoded) => decoded.map_err(TryGetError::Decode),
+                Err(PopError::Empty) => Err(TryGetError::Empty),
+                Err(PopError::Closed) => Err(TryGetError::Closed),
+                Err(PopError::Broken(error)) => Err(TryGetError::Broken(error)),
+            },
+        )
     }
 
     /// Takes the next message, waiting at most `timeout`.
     pub fn get_timeout(&self, timeout: Duration) -> Result<T, GetTimeoutError> {
         let deadline = Instant::now().checked_add(timeout);
-        with_scratch(|buffer| match self.raw.pop(buffer, deadline) {
-            Ok(()) => decode(buffer).map_err(GetTimeoutError::Decode),
-            Err(PopError::Empty) => Err(GetTimeoutError::Timeout),
-            Err(PopError::Closed) => Err(GetTimeoutError::Closed),
-            Err(PopError::Broken(error)) => Err(GetTimeoutError::Broken(error)),
-        })
+        with_scratch(
+            |scratch| match self.raw.pop(deadline, scratch, &mut decode::<T>) {
+                Ok(decoded) => decoded.map_err(GetTimeoutError::Decode),
+                Err(PopError::Empty) => Err(GetTimeoutError::Timeout),
+                Err(PopError::Closed) => Err(GetTimeoutError::Closed),
+                Err(PopError::Broken(error)) => Err(GetTimeoutError::Broken(error)),
+            },
+        )
     }
 }
 
+impl Refusal {
+    /// The second encoding pass wrote something else than the first measured.
+    fn fill_failed_is_unstable(self) -> Self {
+        match self {
+            Refusal::Push(PushError::FillFailed) => Refusal::Message(MessageError::Unstable),
+            other => other,
+        }
+    }
+}
+
+/// Encodes `value` straight into a ring record.
+fn encoder<T: Serialize>(
+    value: &T,
+) -> impl FnMut(&mut RecordWriter<'_, QueueSegment>) -> bool + '_ {
+    move |writer| postcard::serialize_with_flavor(value, RecordFlavor(writer)).is_ok()
+}
+
+/// The postcard output that is a ring record.
+struct RecordFlavor<'w, 'a>(&'w mut RecordWriter<'a, QueueSegment>);
+
+impl Flavor for RecordFlavor<'_, '_> {
+    type Output = ();
+
+    fn try_push(&mut self, byte: u8) -> postcard::Result<()> {
+        self.try_extend(&[byte])
+    }
+
+    fn try_extend(&mut self, bytes: &[u8]) -> postcard::Result<()> {
+        if self.0.write(bytes) {
+            Ok(())
+        } else {
+            Err(postcard::Error::SerializeBufferFull)
+        }
+    }
+
+    fn finalize(self) -> postcard::Result<()> {
+        Ok(())
+    }
+}
+
+/// Decodes one whole message (run in place on the ring, under the consumer lock).
 fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
-    codec::decode(bytes, Vec::new())
+    let (value, rest) = postcard::take_from_bytes::<T>(bytes).map_err(CodecError::Decode)?;
+    if rest.is_empty() {
+        Ok(value)
+    } else {
+        Err(CodecError::TrailingBytes(rest.len()))
+    }
 }
 
 impl<T> Queue<T> {
@@ -298,5 +366,45 @@ mod tests {
         let encoded = codec::encode(&plain).unwrap();
         let as_text: Queue<String> = codec::decode(&encoded.bytes, encoded.fds).unwrap();
         assert!(matches!(as_text.try_get(), Err(TryGetError::Decode(_))));
+    }
+
+    /// Encodes as a different integer every time it is serialised.
+    struct Restless(std::cell::Cell<u64>);
+
+    impl Serialize for Restless {
+        fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            let next = self.0.get() * 1000 + 1;
+            self.0.set(next);
+            serializer.serialize_u64(next)
+        }
+    }
+
+    #[test]
+    fn a_serialize_impl_that_changes_between_passes_is_refused_and_nothing_is_put() {
+        let queue: Queue<u64> = Queue::new().unwrap();
+        let raw = Queue::<Restless> {
+            raw: Arc::clone(&queue.raw),
+            message: PhantomData,
+        };
+        match raw.put(Restless(std::cell::Cell::new(0))) {
+            Err(PutError::Refused(_, MessageError::Unstable)) => {}
+            other => panic!("unstable encoding: {other:?}"),
+        }
+        assert!(queue.is_empty());
+        queue.put(5).unwrap();
+        assert_eq!(queue.try_get().unwrap(), 5);
+    }
+
+    #[test]
+    fn a_message_of_the_wrong_type_is_consumed_and_the_next_one_decodes() {
+        let texts: Queue<String> = Queue::new().unwrap();
+        let numbers = Queue::<u8> {
+            raw: Arc::clone(&texts.raw),
+            message: PhantomData,
+        };
+        texts.put("not a number".into()).unwrap();
+        numbers.put(7).unwrap();
+        assert!(matches!(numbers.try_get(), Err(TryGetError::Decode(_))));
+        assert_eq!(numbers.try_get().unwrap(), 7);
     }
 }

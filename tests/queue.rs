@@ -349,6 +349,43 @@ fn timeouts_and_non_blocking_calls() -> TestResult {
     Ok(())
 }
 
+/// CPU time (user + system, in clock ticks) a process has used so far.
+fn cpu_ticks(pid: u32) -> Result<u64, String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).map_err(|e| e.to_string())?;
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let after_name = stat.rsplit_once(')').ok_or("bad /proc stat")?.1;
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks = |index: usize| -> Result<u64, String> {
+        fields
+            .get(index)
+            .and_then(|f| f.parse().ok())
+            .ok_or_else(|| "bad /proc stat".into())
+    };
+    Ok(ticks(11)? + ticks(12)?)
+}
+
+/// A consumer blocked on an empty queue sleeps in the kernel (futex) rather than polling: over
+/// 1.5 s of waiting it uses almost no CPU, and a put still wakes it at once.
+fn blocked_get_sleeps_instead_of_spinning() -> TestResult {
+    let queue: Queue<u32> = Queue::new()?;
+    let mut children = Children::new();
+    let consumer = children.fork(|| match queue.get() {
+        Ok(9) => Ok(()),
+        other => Err(format!("got {other:?}")),
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    let before = cpu_ticks(consumer)?;
+    std::thread::sleep(Duration::from_millis(1500));
+    let used = cpu_ticks(consumer)? - before;
+    // 150 ticks (at 100 Hz) would be a core busy the whole time; allow scheduling noise.
+    check(used <= 5, || {
+        format!("blocked consumer used {used} ticks of CPU in 1.5 s")
+    })?;
+    queue.put(9)?;
+    children.expect_success(consumer)?;
+    Ok(())
+}
+
 fn oversized_messages_are_refused_whole() -> TestResult {
     let queue: Queue<Vec<u8>> = Queue::builder().max_message_bytes(1000).build()?;
     check(queue.max_message_bytes() == 1000, || {
@@ -654,6 +691,10 @@ fn main() -> ExitCode {
         Trial::test(
             "timeouts_and_non_blocking_calls",
             timeouts_and_non_blocking_calls,
+        ),
+        Trial::test(
+            "blocked_get_sleeps_instead_of_spinning",
+            blocked_get_sleeps_instead_of_spinning,
         ),
         Trial::test(
             "oversized_messages_are_refused_whole",

@@ -1,8 +1,12 @@
-"""Runs ipc_bench (release) and the Python multiprocessing counterparts; prints the ratios.
+#!/usr/bin/env python3
+"""Runs the herd benchmark (`cargo run --release --example ipc_bench`) and its Python multiprocessing
+counterparts (`python/<area>.py`), then prints each figure side by side with the ratio.
 
-Usage: python3 examples/ipc_bench/compare.py [--only AREA]
-Figures are `name value unit` lines; a ratio is herd / Python for names both print (for a time
-per operation, where lower is better, Python / herd), so > 1 means herd is faster.
+    python3 examples/ipc_bench/compare.py [--only AREA]
+
+Figures are `name value unit` lines. For times (ns, us, ms, s) lower is better and the speed-up is
+python / rust; for rates (anything else, e.g. msg/s) higher is better and the speed-up is rust / python.
+Names only one side prints (baselines, say) are listed without a ratio.
 """
 import argparse
 import pathlib
@@ -11,39 +15,59 @@ import sys
 
 HERE = pathlib.Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
+TIME_UNITS = {"ns", "us", "ms", "s"}
 
 
-def figures(command):
-    output = subprocess.run(command, cwd=ROOT, check=True, capture_output=True, text=True).stdout
-    result = {}
-    for line in output.splitlines():
+def parse(text):
+    figures = {}
+    for line in text.splitlines():
         parts = line.split()
         if len(parts) == 3:
-            result[parts[0]] = (float(parts[1]), parts[2])
-    return result
+            try:
+                figures[parts[0]] = (float(parts[1]), parts[2])
+            except ValueError:
+                pass
+    return figures
+
+
+def run(cmd):
+    print("$", " ".join(cmd), file=sys.stderr, flush=True)
+    done = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    if done.returncode != 0:
+        sys.exit(f"failed ({done.returncode}): {' '.join(cmd)}")
+    return done.stdout
 
 
 def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--only", help="one area (queue, pipe, process, sync, manager)")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", metavar="AREA", help="one area: process, pipe, queue, sync, manager")
     args = parser.parse_args()
-    only = ["--only", args.only] if args.only else []
-    subprocess.run(["cargo", "build", "--release", "--example", "ipc_bench"], cwd=ROOT, check=True)
-    herd = figures(["cargo", "run", "-q", "--release", "--example", "ipc_bench", "--"] + only)
-    scripts = [HERE / "python" / f"{args.only}.py"] if args.only else sorted((HERE / "python").glob("*.py"))
+
+    bench = ["cargo", "run", "--quiet", "--release", "--example", "ipc_bench", "--"]
+    if args.only:
+        bench += ["--only", args.only]
+    rust = parse(run(bench))
+
+    scripts = sorted((HERE / "python").glob("*.py"))
+    if args.only:
+        scripts = [s for s in scripts if s.stem == args.only]
     python = {}
     for script in scripts:
-        if script.exists():
-            python.update(figures([sys.executable, str(script)]))
-    print(f"{'name':40} {'herd':>14} {'python':>14} {'ratio':>8}")
-    for name, (value, unit) in herd.items():
-        if name in python:
-            theirs = python[name][0]
-            lower_is_better = unit.endswith("s") and not unit.endswith("/s")
-            ratio = (theirs / value if lower_is_better else value / theirs) if value and theirs else float("nan")
-            print(f"{name:40} {value:>14.0f} {theirs:>14.0f} {ratio:>7.1f}x  ({unit})")
-        else:
-            print(f"{name:40} {value:>14.0f} {'':>14} {'':>8}  ({unit})")
+        python.update(parse(run([sys.executable, str(script)])))
+
+    width = max((len(name) for name in {**rust, **python}), default=10)
+    print(f"{'name':<{width}}  {'rust':>12}  {'python':>12}  unit   speed-up")
+    for name in list(rust) + [n for n in python if n not in rust]:
+        r = rust.get(name)
+        p = python.get(name)
+        unit = (r or p)[1]
+        r_text = f"{r[0]:12.4f}" if r else f"{'-':>12}"
+        p_text = f"{p[0]:12.4f}" if p else f"{'-':>12}"
+        ratio = ""
+        if r and p and r[0] > 0 and p[0] > 0:
+            speedup = p[0] / r[0] if unit in TIME_UNITS else r[0] / p[0]
+            ratio = f"{speedup:8.2f}x herd"
+        print(f"{name:<{width}}  {r_text}  {p_text}  {unit:<5}  {ratio}")
 
 
 if __name__ == "__main__":

@@ -1,56 +1,61 @@
-//! ipc_bench: herd-ipc throughput and latency figures, one per line as `name value unit`.
+//! `ipc_bench`: the herd benchmark report. One module per area; each prints one figure a line as
+//! `name value unit`, the format `compare.py` reads next to the Python `multiprocessing` counterparts in
+//! `python/<area>.py`.
 //!
-//! Each area (queue, pipe, process, sync, manager) is a module with a `run()` that prints its
-//! figures; `--only AREA` runs one. `compare.py` runs this and the Python `multiprocessing`
-//! counterparts in `python/` and prints the ratios. Build with `--release`.
-
-mod queue;
-
+//! `cargo run --release --example ipc_bench [-- --only AREA]`.
 use std::process::ExitCode;
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 
-/// An area's benchmark: prints its figures.
-type Bench = fn() -> anyhow::Result<()>;
+mod process;
+mod queue;
 
-/// The areas in the order they run.
-const AREAS: &[(&str, Bench)] = &[("queue", queue::run)];
+/// Measures one area and prints its figures.
+type Measure = fn() -> anyhow::Result<()>;
+
+/// The areas, in report order: name and the function that measures and reports it.
+const AREAS: &[(&str, Measure)] = &[("process", process::run), ("queue", queue::run)];
 
 fn main() -> ExitCode {
     herd::ipc::init();
     match run() {
         Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("ipc_bench: {error:#}");
+        Err(err) => {
+            eprintln!("ipc_bench: {err:#}");
             ExitCode::FAILURE
         }
     }
 }
 
 fn run() -> anyhow::Result<()> {
-    let mut args = std::env::args().skip(1);
-    let mut only = None;
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--only" => only = Some(args.next().context("--only needs an area name")?),
-            other => bail!("unknown argument {other:?} (usage: ipc_bench [--only AREA])"),
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let only = match args.as_slice() {
+        [] => None,
+        [flag, area] if flag == "--only" => Some(area.as_str()),
+        _ => bail!("usage: ipc_bench [--only AREA]   (areas: {})", area_names()),
+    };
+    if let Some(area) = only {
+        if !AREAS.iter().any(|(name, _)| *name == area) {
+            bail!("unknown area {area:?} (areas: {})", area_names());
         }
     }
-    if let Some(area) = &only {
-        if !AREAS.iter().any(|(name, _)| name == area) {
-            let known: Vec<&str> = AREAS.iter().map(|(name, _)| *name).collect();
-            bail!("unknown area {area:?}; areas: {}", known.join(", "));
-        }
-    }
-    for (name, bench) in AREAS {
-        if only.as_deref().map_or(true, |area| area == *name) {
-            bench().with_context(|| format!("area {name}"))?;
+    for (name, measure) in AREAS {
+        if only.map_or(true, |area| area == *name) {
+            measure()?;
         }
     }
     Ok(())
 }
 
-/// Prints one figure in the shared format.
+fn area_names() -> String {
+    AREAS
+        .iter()
+        .map(|(name, _)| *name)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Prints one figure: `name value unit`.
 pub fn report(name: &str, value: f64, unit: &str) {
-    println!("{name} {value:.0} {unit}");
+    println!("{name} {value:.4} {unit}");
 }

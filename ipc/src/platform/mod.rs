@@ -13,11 +13,9 @@ mod socket;
 
 pub(crate) use fork::{fork_and_exec_self, fork_and_run, ChildSetup, ExecPlan, ForkPermit};
 pub(crate) use futex::{futex_wait, futex_wake, futex_wake_all, FutexWait};
-pub(crate) use handoff::{
-    adopt_inherited_fd, memfd_with, read_available, read_memfd, result_pipe, write_all,
-};
+pub(crate) use handoff::{adopt_inherited_fd, memfd_with, read_memfd};
 pub(crate) use name::{current_name, set_current_name};
-pub(crate) use pidfd::{poll_readable, Pidfd, Reaped};
+pub(crate) use pidfd::{children_are_auto_reaped, Pidfd, Reaped};
 pub(crate) use queue_segment::{QueueHeader, QueueLayout, QueueSegment, WaitLine};
 pub(crate) use robust_mutex::{Acquired, MutexError, MutexKind, RobustMutex};
 pub(crate) use shm::SharedMemory;

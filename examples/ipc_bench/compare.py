@@ -16,6 +16,10 @@ import sys
 HERE = pathlib.Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 TIME_UNITS = {"ns", "us", "ms", "s"}
+# herd figure -> raw baseline measured by ipc_bench in the same run; printed as herd / baseline.
+BASELINES = {
+    "value_atomic_incr_per_s": "raw_atomic_incr_per_s",
+}
 
 
 def parse(text):
@@ -68,6 +72,10 @@ def main():
             speedup = p[0] / r[0] if unit in TIME_UNITS else r[0] / p[0]
             ratio = f"{speedup:8.2f}x herd"
         print(f"{name:<{width}}  {r_text}  {p_text}  {unit:<5}  {ratio}")
+
+    for name, baseline in BASELINES.items():
+        if name in rust and baseline in rust and rust[baseline][0] > 0:
+            print(f"{name} / {baseline}: {rust[name][0] / rust[baseline][0]:.2f}")
 
 
 if __name__ == "__main__":

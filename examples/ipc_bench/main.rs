@@ -9,12 +9,17 @@ use anyhow::bail;
 
 mod process;
 mod queue;
+mod sync;
 
 /// Measures one area and prints its figures.
 type Measure = fn() -> anyhow::Result<()>;
 
 /// The areas, in report order: name and the function that measures and reports it.
-const AREAS: &[(&str, Measure)] = &[("process", process::run), ("queue", queue::run)];
+const AREAS: &[(&str, Measure)] = &[
+    ("process", process::run),
+    ("queue", queue::run),
+    ("sync", sync::run),
+];
 
 fn main() -> ExitCode {
     herd::ipc::init();

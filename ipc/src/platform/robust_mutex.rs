@@ -121,6 +121,15 @@ impl RobustMutex {
         }
     }
 
+    /// Initialises a mutex that is part of freshly created shared state. The `&mut` proves that no
+    /// thread uses it; shared state is only handed out mutably by `SharedState::create`, before any
+    /// other process can see the segment.
+    pub(crate) fn init_in_place(&mut self, kind: MutexKind) -> io::Result<()> {
+        // SAFETY: `self` is valid, aligned, writable and exclusively borrowed, so nobody uses it as
+        // a mutex while it is initialised.
+        unsafe { Self::init(self, kind) }.map(|_| ())
+    }
+
     /// Blocks until the mutex is acquired.
     pub(crate) fn lock(&self) -> Result<Acquired, MutexError> {
         // SAFETY: `raw` is an initialised process-shared mutex (type invariant of RobustMutex).

@@ -111,7 +111,7 @@ impl<T: Serialize + DeserializeOwned> QueueBuilder<T> {
     fn create(&self, joinable: bool) -> Result<Arc<RawQueue>, QueueError> {
         let layout = self.layout(joinable)?;
         let label = self.label.as_deref().unwrap_or("queue");
-        RawQueue::create(label, layout)
+        RawQueue::create(label, std::any::type_name::<T>(), layout)
             .map(Arc::new)
             .map_err(QueueError::SharedMemory)
     }

@@ -98,15 +98,20 @@ fn broken(reason: impl ToString) -> QueueBroken {
 }
 
 impl RawQueue {
-    pub(crate) fn create(label: &str, layout: QueueLayout) -> std::io::Result<Self> {
+    /// `message_type` names the messages' type; attaching checks it.
+    pub(crate) fn create(
+        label: &str,
+        message_type: &str,
+        layout: QueueLayout,
+    ) -> std::io::Result<Self> {
         Ok(RawQueue {
-            segment: QueueSegment::create(label, layout)?,
+            segment: QueueSegment::create(label, message_type, layout)?,
         })
     }
 
-    pub(crate) fn from_fd(fd: OwnedFd) -> std::io::Result<Self> {
+    pub(crate) fn from_fd(fd: OwnedFd, message_type: &str) -> std::io::Result<Self> {
         Ok(RawQueue {
-            segment: QueueSegment::from_fd(fd)?,
+            segment: QueueSegment::from_fd(fd, message_type)?,
         })
     }
 
@@ -453,7 +458,7 @@ mod tests {
             maxsize: 0,
             joinable: true,
         };
-        RawQueue::create("raw-test", layout).expect("create")
+        RawQueue::create("raw-test", "bytes", layout).expect("create")
     }
 
     fn push(queue: &RawQueue, payload: &[u8]) -> Result<(), PushError> {

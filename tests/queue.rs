@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use herd::ipc::{Child, Entry, JoinTimeoutError, Process};
+use herd::ipc::{Child, Entry, JoinTimeoutError, Pipe, Process};
 use herd::ipc::{
     GetError, GetTimeoutError, JoinableQueue, MessageError, PutError, PutTimeoutError, Queue,
     TryGetError, TryPutError,
@@ -649,6 +649,29 @@ fn spawned_workers_complete_a_joinable_queue() -> TestResult {
     Ok(())
 }
 
+/// A queue created after the child started reaches it inside a Pipe message (its memfd travels
+/// by SCM_RIGHTS) and works there.
+fn a_queue_travels_over_a_pipe_to_a_running_child() -> TestResult {
+    let (sender, receiver) = Pipe::<Queue<String>>::simplex()?;
+    let mut children = Children::new();
+    let child = children.fork(|| {
+        let queue = receiver
+            .recv_timeout(CHILD_TIMEOUT)
+            .map_err(|e| e.to_string())?;
+        queue
+            .put(format!("hello from {}", std::process::id()))
+            .map_err(|e| e.to_string())
+    });
+    let queue: Queue<String> = Queue::new()?;
+    sender.send(queue.clone())?;
+    let greeting = queue.get_timeout(CHILD_TIMEOUT)?;
+    check(greeting == format!("hello from {child}"), || {
+        greeting.clone()
+    })?;
+    children.expect_success(child)?;
+    Ok(())
+}
+
 /// Names in /dev/shm, to show the queues never create any.
 fn dev_shm_entries() -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir("/dev/shm")
@@ -719,6 +742,10 @@ fn main() -> ExitCode {
         Trial::test(
             "spawned_workers_complete_a_joinable_queue",
             spawned_workers_complete_a_joinable_queue,
+        ),
+        Trial::test(
+            "a_queue_travels_over_a_pipe_to_a_running_child",
+            a_queue_travels_over_a_pipe_to_a_running_child,
         ),
         // Runs last: every queue of the trials above has been dropped by now.
         Trial::test("nothing_left_in_dev_shm_or_mapped", move || {

@@ -3,9 +3,10 @@
 //!
 //! Producers serialise on the producer lock and consumers on the consumer lock (two robust
 //! process-shared mutexes), so a producer and a consumer never wait for each other. Under its
-//! lock a producer copies the record into the free bytes, then publishes the tail with one atomic
-//! store; a consumer copies the head record out, then publishes the head the same way. The other
-//! side reads the cursor it does not own without any lock.
+//! lock a producer writes the record into the free bytes (the caller's fill function encodes the
+//! message there), then publishes the tail with one atomic store; a consumer hands the head record
+//! to the caller's read function (which decodes it in place), then publishes the head the same
+//! way. The other side reads the cursor it does not own without any lock.
 //!
 //! A process killed inside an operation leaves its lock "owner died": the next process to take
 //! that lock is told so and marks it consistent. Nothing needs repair: a record is in the ring
@@ -123,8 +124,8 @@ impl RawQueue {
         self.segment.header()
     }
 
-    /// Takes `mutex`, recovering it if its owner died; gives up at `deadline` (lock holders only
-    /// copy a record, so this matters only if a holder is stopped, e.g. by SIGSTOP).
+    /// Takes `mutex`, recovering it if its owner died; gives up at `deadline` (holders only
+    /// encode or decode one message, so this matters when a holder is stopped, e.g. by SIGSTOP).
     fn lock<'a>(
         &'a self,
         mutex: &'a RobustMutex,
@@ -138,27 +139,32 @@ impl RawQueue {
                 other => other,
             },
         };
-        let recovered = match acquired {
-            Ok(Acquired::Clean) => false,
+        match acquired {
+            Ok(Acquired::Clean) => Ok(Held {
+                mutex,
+                recovered: false,
+            }),
             Ok(Acquired::OwnerDied) => {
+                // Held from here on, so that an early return still unlocks.
+                let held = Held {
+                    mutex,
+                    recovered: true,
+                };
                 // The protocol keeps the ring consistent at every instant (see the module doc),
                 // so there is nothing to repair before declaring it consistent.
                 mutex.make_consistent().map_err(|error| {
                     LockError::Broken(broken(format!("cannot recover the queue lock: {error}")))
                 })?;
-                true
+                Ok(held)
             }
-            Err(MutexError::TimedOut) => return Err(LockError::TimedOut),
+            Err(MutexError::TimedOut) => Err(LockError::TimedOut),
             Err(MutexError::NotRecoverable) => {
-                return Err(LockError::Broken(broken("the queue lock is unrecoverable")))
+                Err(LockError::Broken(broken("the queue lock is unrecoverable")))
             }
-            Err(error) => {
-                return Err(LockError::Broken(broken(format!(
-                    "cannot take the queue lock: {error}"
-                ))))
-            }
-        };
-        Ok(Held { mutex, recovered })
+            Err(error) => Err(LockError::Broken(broken(format!(
+                "cannot take the queue lock: {error}"
+            )))),
+        }
     }
 
     /// After recovering a lock from a dead owner: wake everyone it may have failed to wake.

@@ -291,7 +291,9 @@ fn close_lets_consumers_drain_then_reports_closed() -> TestResult {
     std::thread::sleep(Duration::from_millis(50));
     full.close()?;
     children.expect_success(producer)?;
-    check(full.get()? == 1, || "message put before close lost".into())?;
+    check(full.get_timeout(CHILD_TIMEOUT)? == 1, || {
+        "message put before close lost".into()
+    })?;
     Ok(())
 }
 
@@ -416,7 +418,9 @@ fn oversized_messages_are_refused_whole() -> TestResult {
     check(queue.len() == 1, || {
         format!("len {} after refusals", queue.len())
     })?;
-    check(queue.get()? == vec![7; 900], || "message damaged".into())?;
+    check(queue.get_timeout(CHILD_TIMEOUT)? == vec![7; 900], || {
+        "message damaged".into()
+    })?;
     Ok(())
 }
 

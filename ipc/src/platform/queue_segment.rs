@@ -26,12 +26,14 @@ pub(crate) struct CursorLine {
     pub(crate) cursor: AtomicU64,
 }
 
-/// An event count: waiters register in `waiters`, sleep on `seq`; wakers bump `seq` and wake.
+/// An event count: waiters register in `sleepers`, sleep on `seq`; wakers bump `seq` and wake.
+/// `sleepers` packs two `u32` counts: registered waiters (low half) and wake-ups issued to them
+/// that they have not yet acted on (high half); see `queue::waiting`.
 #[repr(C, align(64))]
 #[derive(Debug)]
 pub(crate) struct WaitLine {
     pub(crate) seq: AtomicU32,
-    pub(crate) waiters: AtomicU32,
+    pub(crate) sleepers: AtomicU64,
 }
 
 /// A counter alone on its cache line.

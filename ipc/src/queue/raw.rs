@@ -538,7 +538,7 @@ mod tests {
                 let deadline = Instant::now() + std::time::Duration::from_secs(20);
                 queue.pop(Some(deadline), &mut Vec::new(), &mut <[u8]>::to_vec)
             });
-            while queue.header().not_empty.waiters.load(Ordering::SeqCst) == 0 {
+            while queue.header().not_empty.sleepers.load(Ordering::SeqCst) == 0 {
                 std::thread::yield_now();
             }
             s.spawn(|| {

@@ -3,138 +3,130 @@
 //! the size limit, corrupt and truncated frames, type mismatches, and Pipe ends
 //! travelling inside Pipe messages.
 //!
-//! harness = false: every trial runs on the main thread, so the process is
-//! single-threaded whenever it forks.
+//! Every scenario runs twice, with the child started by `Process::fork` (the
+//! ends move into the closure) and by `Process::spawn` (the ends travel as
+//! serialised arguments, their descriptors inherited through exec). The child
+//! side of each scenario is an entry, so both starts run the same code.
+//!
+//! harness = false: trials run on the main thread, so the process is
+//! single-threaded whenever it forks, and `init()` lets spawn re-execute us.
 
-use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::os::fd::AsFd;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use herd::ipc::{
-    wait, Pipe, RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError,
-    TrySendError, Waitable,
+    wait, Child, Entry, JoinError, JoinTimeoutError, Pipe, PipeSender, Process, RecvError,
+    RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError, Waitable,
 };
 use libtest_mimic::{Arguments, Failed, Trial};
-use nix::sys::signal::{kill, Signal};
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-use nix::unistd::{fork, ForkResult, Pid};
+use nix::poll::{PollFd, PollFlags, PollTimeout};
 use serde::{Deserialize, Serialize};
 
 type TestResult = Result<(), Failed>;
+/// What every child entry returns: `Err` says what went wrong on its side.
+type ChildResult = Result<(), String>;
 
 /// Longest any blocking step in these tests may take before it counts as a hang.
 const PATIENCE: Duration = Duration::from_secs(10);
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-enum Request {
-    Add(i64, i64),
-    Echo(String),
-    Stop,
-}
+/// A test body, run once per way of starting the child.
+type Scenario = fn(Start) -> TestResult;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-enum Reply {
-    Sum(i64),
-    Echoed(String),
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-enum Msg {
-    Request(Request),
-    Reply(Reply),
+/// How a scenario starts its child.
+#[derive(Clone, Copy, Debug)]
+enum Start {
+    Fork,
+    Spawn,
 }
 
 fn main() -> ExitCode {
+    herd::ipc::init();
     let mut args = Arguments::from_args();
     // Run trials on the main thread: the process stays single-threaded for fork.
     args.test_threads = Some(1);
-    let trials = vec![
-        Trial::test("typed_round_trip_both_ways", typed_round_trip_both_ways),
-        Trial::test("bytes_round_trip", bytes_round_trip),
-        Trial::test("disconnected_when_peer_exits", disconnected_when_peer_exits),
-        Trial::test(
+    let scenarios: Vec<(&str, Scenario)> = vec![
+        ("typed_round_trip_both_ways", typed_round_trip_both_ways),
+        ("bytes_round_trip", bytes_round_trip),
+        ("disconnected_when_peer_exits", disconnected_when_peer_exits),
+        (
+            "disconnected_when_peer_exits_with_unread_input",
+            disconnected_when_peer_exits_with_unread_input,
+        ),
+        (
             "disconnected_when_peer_is_sigkilled",
             disconnected_when_peer_is_sigkilled,
         ),
-        Trial::test("recv_timeout_and_try_recv", recv_timeout_and_try_recv),
-        Trial::test("poll_sees_a_message_coming", poll_sees_a_message_coming),
-        Trial::test("wait_over_several_ends", wait_over_several_ends),
-        Trial::test(
+        ("recv_timeout_and_try_recv", recv_timeout_and_try_recv),
+        ("poll_sees_a_message_coming", poll_sees_a_message_coming),
+        ("wait_over_several_ends", wait_over_several_ends),
+        (
             "oversize_message_refused_on_send",
             oversize_message_refused_on_send,
         ),
-        Trial::test(
+        (
             "oversize_frame_refused_on_recv",
             oversize_frame_refused_on_recv,
         ),
-        Trial::test("garbage_frame_is_an_error", garbage_frame_is_an_error),
-        Trial::test("truncated_frame_is_an_error", truncated_frame_is_an_error),
-        Trial::test(
+        ("garbage_frame_is_an_error", garbage_frame_is_an_error),
+        ("truncated_frame_is_an_error", truncated_frame_is_an_error),
+        (
             "type_mismatch_is_a_decode_error",
             type_mismatch_is_a_decode_error,
         ),
-        Trial::test("pipe_end_sent_through_a_pipe", pipe_end_sent_through_a_pipe),
-        Trial::test("simplex_pipe_across_fork", simplex_pipe_across_fork),
-        Trial::test(
+        ("pipe_end_sent_through_a_pipe", pipe_end_sent_through_a_pipe),
+        ("simplex_pipe", simplex_pipe),
+        (
             "full_pipe_try_send_and_send_timeout",
             full_pipe_try_send_and_send_timeout,
         ),
-        Trial::test("no_zombie_left", no_zombie_left),
     ];
+    let mut trials = Vec::new();
+    for (name, scenario) in scenarios {
+        for start in [Start::Fork, Start::Spawn] {
+            let label = format!("{name}::{}", format!("{start:?}").to_lowercase());
+            trials.push(Trial::test(label, move || {
+                scenario(start)?;
+                no_zombie_left()
+            }));
+        }
+    }
     libtest_mimic::run(&args, trials).exit_code()
 }
 
 // --- helpers --------------------------------------------------------------
 
-/// Forks a child that runs `body` and exits 0 on `Ok`, 1 (after printing the
-/// error) on `Err` or panic. The parent gets the child's pid.
-fn fork_child(body: impl FnOnce() -> Result<(), String>) -> Result<Pid, Failed> {
-    // SAFETY: the trials run on the main thread of a single-threaded process
-    // (test_threads = 1, and no trial leaves a thread running), so the child
-    // is a faithful copy with no lock held by a vanished thread.
-    match unsafe { fork() }? {
-        ForkResult::Parent { child } => Ok(child),
-        ForkResult::Child => {
-            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body));
-            let code = match outcome {
-                Ok(Ok(())) => 0,
-                Ok(Err(message)) => {
-                    eprintln!("child {}: {message}", std::process::id());
-                    1
-                }
-                Err(_) => 1,
-            };
-            // SAFETY: _exit ends the child at once, skipping atexit handlers
-            // and the stdio buffers copied from the parent (flushing them
-            // would print the parent's pending output twice).
-            unsafe { libc::_exit(code) }
+/// Starts `entry` on `args` in a child. With fork the arguments move into the
+/// child's closure; with spawn they are serialised (descriptors and all) and
+/// the parent's copies are dropped, so in both cases the parent keeps no
+/// handle it gave away.
+fn start<E>(how: Start, entry: E, args: E::Args) -> Result<Child<E::Output>, Failed>
+where
+    E: Entry,
+    E::Output: Serialize,
+{
+    let name = E::NAME.rsplit("::").next().unwrap_or(E::NAME).to_owned();
+    let child = match how {
+        Start::Fork => Process::new().name(name).fork(move || E::run(args))?,
+        Start::Spawn => {
+            let child = Process::new().name(name).spawn(entry, &args)?;
+            drop(args);
+            child
         }
-    }
+    };
+    Ok(child)
 }
 
-/// Waits (bounded by PATIENCE) for `pid` to end; kills it if it does not.
-fn join(pid: Pid) -> Result<WaitStatus, Failed> {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        match waitpid(pid, Some(WaitPidFlag::WNOHANG))? {
-            WaitStatus::StillAlive if Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(2))
-            }
-            WaitStatus::StillAlive => {
-                kill(pid, Signal::SIGKILL)?;
-                waitpid(pid, None)?;
-                return Err(format!("child {pid} did not finish within {PATIENCE:?}").into());
-            }
-            status => return Ok(status),
+/// Joins a child (bounded by PATIENCE) and requires it to report success.
+fn finish(child: Child<ChildResult>) -> TestResult {
+    match child.join_timeout(PATIENCE) {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(message)) => Err(format!("child failed: {message}").into()),
+        Err(JoinTimeoutError::Timeout(child)) => {
+            let _ = child.kill();
+            Err(format!("child {} did not finish within {PATIENCE:?}", child.name()).into())
         }
-    }
-}
-
-/// Joins `pid` and requires a clean exit.
-fn join_ok(pid: Pid) -> TestResult {
-    match join(pid)? {
-        WaitStatus::Exited(_, 0) => Ok(()),
-        status => Err(format!("child ended badly: {status:?}").into()),
+        Err(JoinTimeoutError::Failed(err)) => Err(format!("child: {err}").into()),
     }
 }
 
@@ -146,60 +138,63 @@ fn ensure(condition: bool, what: impl FnOnce() -> String) -> TestResult {
     }
 }
 
-/// In a forked child, closes its inherited copy of a descriptor the parent
-/// keeps using (the parent's value is never touched or dropped in the child,
-/// which ends with `_exit`), so that the child's copy does not keep the
-/// parent's end of a pipe alive.
-fn close_inherited(fd: RawFd) -> Result<(), String> {
-    nix::unistd::close(fd).map_err(|e| format!("closing inherited fd {fd}: {e}"))
+/// For a child: turns any error into the child's failure message.
+fn fail<E: std::fmt::Display>(what: &'static str) -> impl Fn(E) -> String {
+    move |err| format!("{what}: {err}")
 }
 
-/// `Err(String)` for a child body.
-fn child_ensure(condition: bool, what: &str) -> Result<(), String> {
-    if condition {
-        Ok(())
-    } else {
-        Err(what.to_owned())
+fn no_zombie_left() -> TestResult {
+    let me = std::process::id() as i32;
+    let zombies: Vec<i32> = procfs::process::all_processes()?
+        .filter_map(|p| p.ok()?.stat().ok())
+        .filter(|stat| stat.ppid == me && stat.state == 'Z')
+        .map(|stat| stat.pid)
+        .collect();
+    ensure(zombies.is_empty(), || {
+        format!("zombie children: {zombies:?}")
+    })
+}
+
+// --- typed and raw round trips --------------------------------------------
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+enum Msg {
+    Add(i64, i64),
+    Echo(String),
+    Sum(i64),
+    Echoed(String),
+    Stop,
+}
+
+herd::ipc::entry! {
+    /// Answers requests until told to stop.
+    fn answer_requests(end: Pipe<Msg>) -> ChildResult {
+        loop {
+            let reply = match end.recv_timeout(PATIENCE).map_err(fail("recv"))? {
+                Msg::Add(a, b) => Msg::Sum(a + b),
+                Msg::Echo(text) => Msg::Echoed(text),
+                Msg::Stop => return Ok(()),
+                other => return Err(format!("child got a reply: {other:?}")),
+            };
+            end.send(reply).map_err(fail("send"))?;
+        }
     }
 }
 
-// --- trials ---------------------------------------------------------------
-
-fn typed_round_trip_both_ways() -> TestResult {
-    let (parent, child_end) = Pipe::<Msg>::new()?;
-    let parent_fd = parent.as_fd().as_raw_fd();
-    let child = fork_child(move || {
-        close_inherited(parent_fd)?;
-        loop {
-            let reply = match child_end
-                .recv_timeout(PATIENCE)
-                .map_err(|e| e.to_string())?
-            {
-                Msg::Request(Request::Add(a, b)) => Reply::Sum(a + b),
-                Msg::Request(Request::Echo(text)) => Reply::Echoed(text),
-                Msg::Request(Request::Stop) => return Ok(()),
-                Msg::Reply(other) => return Err(format!("child got a reply: {other:?}")),
-            };
-            child_end
-                .send(Msg::Reply(reply))
-                .map_err(|e| e.to_string())?;
-        }
-    })?;
+fn typed_round_trip_both_ways(how: Start) -> TestResult {
+    let (parent, theirs) = Pipe::<Msg>::new()?;
+    let child = start(how, answer_requests, theirs)?;
     for i in 0..200i64 {
-        parent.send(Msg::Request(Request::Add(i, i * 3)))?;
+        parent.send(Msg::Add(i, i * 3))?;
         let got = parent.recv_timeout(PATIENCE)?;
-        ensure(got == Msg::Reply(Reply::Sum(4 * i)), || {
-            format!("reply {i}: {got:?}")
-        })?;
+        ensure(got == Msg::Sum(4 * i), || format!("reply {i}: {got:?}"))?;
     }
     let long = "ünïcode ".repeat(10_000);
-    parent.send(Msg::Request(Request::Echo(long.clone())))?;
+    parent.send(Msg::Echo(long.clone()))?;
     let got = parent.recv_timeout(PATIENCE)?;
-    ensure(got == Msg::Reply(Reply::Echoed(long)), || {
-        "long echo differs".into()
-    })?;
-    parent.send(Msg::Request(Request::Stop))?;
-    join_ok(child)?;
+    ensure(got == Msg::Echoed(long), || "long echo differs".into())?;
+    parent.send(Msg::Stop)?;
+    finish(child)?;
     let after = parent.recv_timeout(PATIENCE);
     ensure(
         matches!(after, Err(RecvTimeoutError::Recv(RecvError::Disconnected))),
@@ -207,25 +202,25 @@ fn typed_round_trip_both_ways() -> TestResult {
     )
 }
 
-fn bytes_round_trip() -> TestResult {
-    let (parent, child_end) = Pipe::<()>::new()?;
-    let parent_fd = parent.as_fd().as_raw_fd();
-    let child = fork_child(move || {
-        close_inherited(parent_fd)?;
-        // Echo each message reversed until the parent closes.
-        loop {
-            match child_end.recv_bytes() {
-                Ok(mut bytes) => {
-                    bytes.reverse();
-                    child_end.send_bytes(&bytes).map_err(|e| e.to_string())?;
-                }
-                Err(RecvError::Disconnected) => return Ok(()),
-                Err(err) => return Err(err.to_string()),
-            }
+herd::ipc::entry! {
+    /// Echoes `count` raw messages back reversed.
+    fn reverse_bytes(args: (Pipe<()>, usize)) -> ChildResult {
+        let (end, count) = args;
+        for _ in 0..count {
+            let mut bytes = end.recv_bytes().map_err(fail("recv_bytes"))?;
+            bytes.reverse();
+            end.send_bytes(&bytes).map_err(fail("send_bytes"))?;
         }
-    })?;
+        Ok(())
+    }
+}
+
+fn bytes_round_trip(how: Start) -> TestResult {
+    let (parent, theirs) = Pipe::<()>::new()?;
     let big: Vec<u8> = (0..3 * 1024 * 1024u32).map(|i| (i % 253) as u8).collect();
-    for message in [Vec::new(), b"abc".to_vec(), big] {
+    let messages = [Vec::new(), b"abc".to_vec(), big];
+    let child = start(how, reverse_bytes, (theirs, messages.len()))?;
+    for message in messages {
         parent.send_bytes(&message)?;
         ensure(parent.poll(Some(PATIENCE))?, || "no echo".into())?;
         let mut echoed = parent.recv_bytes()?;
@@ -234,20 +229,21 @@ fn bytes_round_trip() -> TestResult {
             format!("{}-byte echo differs", message.len())
         })?;
     }
-    drop(parent);
-    join_ok(child)
+    finish(child)
 }
 
-fn disconnected_when_peer_exits() -> TestResult {
-    let (parent, child_end) = Pipe::<String>::new()?;
-    let parent_fd = parent.as_fd().as_raw_fd();
-    let child = fork_child(move || {
-        close_inherited(parent_fd)?;
-        child_end
-            .send("last words".to_owned())
-            .map_err(|e| e.to_string())
-    })?;
-    join_ok(child)?;
+// --- disconnection ----------------------------------------------------------
+
+herd::ipc::entry! {
+    /// Sends one message and exits.
+    fn say_last_words(end: Pipe<String>) -> ChildResult {
+        end.send("last words".to_owned()).map_err(fail("send"))
+    }
+}
+
+fn disconnected_when_peer_exits(how: Start) -> TestResult {
+    let (parent, theirs) = Pipe::<String>::new()?;
+    finish(start(how, say_last_words, theirs)?)?;
     // What was sent before the exit is still delivered, then Disconnected.
     ensure(parent.recv()? == "last words", || {
         "lost the last message".into()
@@ -267,20 +263,54 @@ fn disconnected_when_peer_exits() -> TestResult {
     )
 }
 
-fn disconnected_when_peer_is_sigkilled() -> TestResult {
-    let (parent, child_end) = Pipe::<u32>::new()?;
-    let parent_fd = parent.as_fd().as_raw_fd();
-    let child = fork_child(move || {
-        close_inherited(parent_fd)?;
-        child_end.send(1).map_err(|e| e.to_string())?;
-        // Wait for a message that never comes; the parent kills us here.
-        let _ = child_end.recv_timeout(PATIENCE);
-        Err("was not killed".into())
+herd::ipc::entry! {
+    /// Waits until the parent's message has arrived, leaves it unread, sends
+    /// one message and exits: closing with unread input makes Linux reset the
+    /// connection (ECONNRESET) rather than just close it.
+    fn exit_leaving_input_unread(end: Pipe<String>) -> ChildResult {
+        let mut fds = [PollFd::new(end.as_fd(), PollFlags::POLLIN)];
+        let ready = nix::poll::poll(&mut fds, PollTimeout::from(10_000u16)).map_err(fail("poll"))?;
+        if ready != 1 {
+            return Err("the parent's message never arrived".into());
+        }
+        end.send("last words".to_owned()).map_err(fail("send"))
+    }
+}
+
+fn disconnected_when_peer_exits_with_unread_input(how: Start) -> TestResult {
+    let (parent, theirs) = Pipe::<String>::new()?;
+    let child = start(how, exit_leaving_input_unread, theirs)?;
+    parent.send("never read".to_owned())?;
+    finish(child)?;
+    ensure(parent.recv_timeout(PATIENCE)? == "last words", || {
+        "lost the last message".into()
     })?;
+    let err = parent.recv_timeout(PATIENCE).unwrap_err();
+    ensure(err.is_disconnected(), || {
+        format!("recv after reset: {err:?}")
+    })?;
+    let err = parent.send("anyone?".to_owned()).unwrap_err();
+    ensure(err.is_disconnected(), || {
+        format!("send after reset: {err:?}")
+    })
+}
+
+herd::ipc::entry! {
+    /// Says it is up, then waits (to be killed).
+    fn wait_to_be_killed(end: Pipe<u32>) -> ChildResult {
+        end.send(1).map_err(fail("send"))?;
+        let _ = end.recv_timeout(PATIENCE);
+        Err("was not killed".into())
+    }
+}
+
+fn disconnected_when_peer_is_sigkilled(how: Start) -> TestResult {
+    let (parent, theirs) = Pipe::<u32>::new()?;
+    let child = start(how, wait_to_be_killed, theirs)?;
     ensure(parent.recv_timeout(PATIENCE)? == 1, || {
         "child did not start".into()
     })?;
-    kill(child, Signal::SIGKILL)?;
+    child.kill()?;
     let started = Instant::now();
     let err = parent.recv_timeout(PATIENCE).unwrap_err();
     ensure(err.is_disconnected(), || {
@@ -289,19 +319,31 @@ fn disconnected_when_peer_is_sigkilled() -> TestResult {
     ensure(started.elapsed() < PATIENCE / 2, || {
         "disconnection noticed late".into()
     })?;
-    match join(child)? {
-        WaitStatus::Signaled(_, Signal::SIGKILL, _) => Ok(()),
-        status => Err(format!("child status {status:?}").into()),
+    match child.join_timeout(PATIENCE) {
+        Err(JoinTimeoutError::Failed(JoinError::Killed { status, .. })) => {
+            ensure(status.signal() == Some(libc::SIGKILL), || {
+                format!("{status:?}")
+            })
+        }
+        other => Err(format!("child after SIGKILL: {other:?}").into()),
     }
 }
 
-fn recv_timeout_and_try_recv() -> TestResult {
-    let (parent, child_end) = Pipe::<u64>::new()?;
-    let (go_parent, go_child) = Pipe::<()>::new()?;
-    let child = fork_child(move || {
-        go_child.recv_timeout(PATIENCE).map_err(|e| e.to_string())?;
-        child_end.send(42).map_err(|e| e.to_string())
-    })?;
+// --- timeouts, poll, wait ---------------------------------------------------
+
+herd::ipc::entry! {
+    /// Sends 42 once the parent says go.
+    fn send_on_go(args: (Pipe<()>, Pipe<u64>)) -> ChildResult {
+        let (go, end) = args;
+        go.recv_timeout(PATIENCE).map_err(fail("go"))?;
+        end.send(42).map_err(fail("send"))
+    }
+}
+
+fn recv_timeout_and_try_recv(how: Start) -> TestResult {
+    let (parent, theirs) = Pipe::<u64>::new()?;
+    let (go, their_go) = Pipe::<()>::new()?;
+    let child = start(how, send_on_go, (their_go, theirs))?;
     ensure(
         matches!(parent.try_recv(), Err(TryRecvError::Empty)),
         || "try_recv on empty".into(),
@@ -315,22 +357,25 @@ fn recv_timeout_and_try_recv() -> TestResult {
     ensure(waited >= Duration::from_millis(100), || {
         format!("returned early: {waited:?}")
     })?;
-    go_parent.send(())?;
+    go.send(())?;
     ensure(parent.recv_timeout(PATIENCE)? == 42, || {
         "wrong value".into()
     })?;
-    join_ok(child)
+    finish(child)
 }
 
-fn poll_sees_a_message_coming() -> TestResult {
-    let (parent, child_end) = Pipe::<String>::new()?;
-    let parent_fd = parent.as_fd().as_raw_fd();
-    let child = fork_child(move || {
-        close_inherited(parent_fd)?;
+herd::ipc::entry! {
+    /// Sends "ping" and "pong" after a short pause.
+    fn ping_pong_later(end: Pipe<String>) -> ChildResult {
         std::thread::sleep(Duration::from_millis(50));
-        child_end.send("ping".into()).map_err(|e| e.to_string())?;
-        child_end.send("pong".into()).map_err(|e| e.to_string())
-    })?;
+        end.send("ping".into()).map_err(fail("send"))?;
+        end.send("pong".into()).map_err(fail("send"))
+    }
+}
+
+fn poll_sees_a_message_coming(how: Start) -> TestResult {
+    let (parent, theirs) = Pipe::<String>::new()?;
+    let child = start(how, ping_pong_later, theirs)?;
     ensure(!parent.poll(Some(Duration::ZERO))?, || {
         "poll true on an empty pipe".into()
     })?;
@@ -342,7 +387,7 @@ fn poll_sees_a_message_coming() -> TestResult {
         "poll missed the second message".into()
     })?;
     ensure(parent.recv()? == "pong", || "second".into())?;
-    join_ok(child)?;
+    finish(child)?;
     // A closed peer makes poll true: recv will report Disconnected at once.
     ensure(parent.poll(Some(PATIENCE))?, || {
         "poll false after the peer closed".into()
@@ -352,26 +397,28 @@ fn poll_sees_a_message_coming() -> TestResult {
     })
 }
 
-fn wait_over_several_ends() -> TestResult {
-    let ends: Vec<(Pipe<usize>, Pipe<usize>)> =
-        (0..3).map(|_| Pipe::new()).collect::<Result<_, _>>()?;
-    let (mine, theirs): (Vec<_>, Vec<_>) = ends.into_iter().unzip();
-    let child = fork_child(move || {
-        // Only end 1 speaks, twice (so one read may buffer both messages);
-        // end 2 is closed.
-        let mut theirs = theirs.into_iter();
-        let _quiet = theirs.next();
-        let speaker = theirs.next().ok_or("no end 1")?;
-        drop(theirs);
+herd::ipc::entry! {
+    /// Of three ends: closes end 2, says 1 and 11 on end 1 (so one read may
+    /// buffer both), stays quiet on end 0 until the parent says done on end 1.
+    fn speak_on_end_one(ends: Vec<Pipe<usize>>) -> ChildResult {
+        let mut ends = ends.into_iter();
+        let quiet = ends.next().ok_or("no end 0")?;
+        let speaker = ends.next().ok_or("no end 1")?;
+        drop(ends);
         std::thread::sleep(Duration::from_millis(30));
-        speaker.send(1).map_err(|e| e.to_string())?;
-        speaker.send(11).map_err(|e| e.to_string())?;
-        // Hold end 0 open until the parent is done.
-        speaker
-            .recv_timeout(PATIENCE)
-            .map(drop)
-            .map_err(|e| e.to_string())
-    })?;
+        speaker.send(1).map_err(fail("send"))?;
+        speaker.send(11).map_err(fail("send"))?;
+        speaker.recv_timeout(PATIENCE).map_err(fail("done"))?;
+        drop(quiet);
+        Ok(())
+    }
+}
+
+fn wait_over_several_ends(how: Start) -> TestResult {
+    let pairs: Vec<(Pipe<usize>, Pipe<usize>)> =
+        (0..3).map(|_| Pipe::new()).collect::<Result<_, _>>()?;
+    let (mine, theirs): (Vec<_>, Vec<_>) = pairs.into_iter().unzip();
+    let child = start(how, speak_on_end_one, theirs)?;
     let objects: Vec<&dyn Waitable> = mine.iter().map(|end| end as &dyn Waitable).collect();
     let ready = wait(&objects[..1], Some(Duration::from_millis(20)))?;
     ensure(ready.is_empty(), || {
@@ -393,23 +440,30 @@ fn wait_over_several_ends() -> TestResult {
         "end 2 not disconnected".into()
     })?;
     mine[1].send(0)?;
-    join_ok(child)
+    finish(child)?;
+    let ready = wait(&objects, Some(Duration::ZERO))?;
+    ensure(ready == [0, 1, 2], || {
+        format!("after the child exited: {ready:?}")
+    })
 }
 
-fn oversize_message_refused_on_send() -> TestResult {
-    let (mut parent, child_end) = Pipe::<Vec<u8>>::new()?;
+// --- the size limit -----------------------------------------------------------
+
+herd::ipc::entry! {
+    /// Expects exactly one message: 1000 sevens.
+    fn expect_small(end: Pipe<Vec<u8>>) -> ChildResult {
+        let first = end.recv_timeout(PATIENCE).map_err(fail("recv"))?;
+        if first != vec![7u8; 1000] {
+            return Err(format!("first message is {} bytes, not the small one", first.len()));
+        }
+        Ok(())
+    }
+}
+
+fn oversize_message_refused_on_send(how: Start) -> TestResult {
+    let (mut parent, theirs) = Pipe::<Vec<u8>>::new()?;
     parent.set_max_message_size(1024);
-    let parent_fd = parent.as_fd().as_raw_fd();
-    let child = fork_child(move || {
-        close_inherited(parent_fd)?;
-        let first = child_end
-            .recv_timeout(PATIENCE)
-            .map_err(|e| e.to_string())?;
-        child_ensure(
-            first == vec![7u8; 1000],
-            "the small message after the refused one",
-        )
-    })?;
+    let child = start(how, expect_small, theirs)?;
     let big = vec![9u8; 2000];
     match parent.send(big.clone()) {
         Err(SendError::TooLarge { value, size, limit }) => {
@@ -425,14 +479,21 @@ fn oversize_message_refused_on_send() -> TestResult {
     })?;
     // Nothing of the refused messages reached the peer: it gets this one first.
     parent.send(vec![7u8; 1000])?;
-    join_ok(child)
+    finish(child)
 }
 
-fn oversize_frame_refused_on_recv() -> TestResult {
-    let (sender, mut receiver) = Pipe::<Vec<u8>>::new()?;
-    receiver.set_max_message_size(100);
-    let child = fork_child(move || sender.send(vec![1u8; 5000]).map_err(|e| e.to_string()))?;
-    let err = receiver.recv_timeout(PATIENCE).unwrap_err();
+herd::ipc::entry! {
+    /// Sends 5000 bytes, over the parent's limit.
+    fn send_5000_bytes(end: Pipe<Vec<u8>>) -> ChildResult {
+        end.send(vec![1u8; 5000]).map_err(fail("send"))
+    }
+}
+
+fn oversize_frame_refused_on_recv(how: Start) -> TestResult {
+    let (mut parent, theirs) = Pipe::<Vec<u8>>::new()?;
+    parent.set_max_message_size(100);
+    let child = start(how, send_5000_bytes, theirs)?;
+    let err = parent.recv_timeout(PATIENCE).unwrap_err();
     ensure(
         matches!(
             err,
@@ -440,24 +501,32 @@ fn oversize_frame_refused_on_recv() -> TestResult {
         ),
         || format!("{err:?}"),
     )?;
-    join_ok(child)
+    finish(child)
 }
 
-/// Has a child write `raw` straight onto `end`'s peer socket, then exit.
-fn peer_writes_raw(raw: &'static [u8]) -> Result<Pipe<String>, Failed> {
-    let (parent, child_end) = Pipe::<String>::new()?;
-    let parent_fd = parent.as_fd().as_raw_fd();
-    let child = fork_child(move || {
-        close_inherited(parent_fd)?;
-        nix::unistd::write(child_end.as_fd(), raw).map_err(|e| e.to_string())?;
+// --- corrupt streams ----------------------------------------------------------
+
+herd::ipc::entry! {
+    /// Writes raw bytes straight onto the socket, bypassing the framing.
+    fn write_raw(args: (Pipe<String>, Vec<u8>)) -> ChildResult {
+        let (end, raw) = args;
+        let written = nix::unistd::write(end.as_fd(), &raw).map_err(fail("write"))?;
+        if written != raw.len() {
+            return Err(format!("wrote {written} of {} bytes", raw.len()));
+        }
         Ok(())
-    })?;
-    join_ok(child)?;
+    }
+}
+
+/// Has a child write `raw` onto the peer socket of the returned end and exit.
+fn peer_writes_raw(how: Start, raw: &[u8]) -> Result<Pipe<String>, Failed> {
+    let (parent, theirs) = Pipe::<String>::new()?;
+    finish(start(how, write_raw, (theirs, raw.to_vec()))?)?;
     Ok(parent)
 }
 
-fn garbage_frame_is_an_error() -> TestResult {
-    let parent = peer_writes_raw(b"GET / HTTP/1.1\r\n\r\n")?;
+fn garbage_frame_is_an_error(how: Start) -> TestResult {
+    let parent = peer_writes_raw(how, b"GET / HTTP/1.1\r\n\r\n")?;
     let err = parent.recv().unwrap_err();
     ensure(matches!(err, RecvError::BadFrame(_)), || {
         format!("garbage: {err:?}")
@@ -469,7 +538,7 @@ fn garbage_frame_is_an_error() -> TestResult {
     })?;
 
     // A well-formed header claiming 4 GiB: refused before any allocation.
-    let parent = peer_writes_raw(b"hd\x00\x00\xff\xff\xff\xff")?;
+    let parent = peer_writes_raw(how, b"hd\x00\x00\xff\xff\xff\xff")?;
     let err = parent.recv().unwrap_err();
     ensure(
         matches!(
@@ -483,16 +552,16 @@ fn garbage_frame_is_an_error() -> TestResult {
     )?;
 
     // A header announcing descriptors that never came.
-    let parent = peer_writes_raw(b"hd\x02\x00\x01\x00\x00\x00x")?;
+    let parent = peer_writes_raw(how, b"hd\x02\x00\x01\x00\x00\x00x")?;
     let err = parent.recv().unwrap_err();
     ensure(matches!(err, RecvError::BadFrame(_)), || {
         format!("missing fds: {err:?}")
     })
 }
 
-fn truncated_frame_is_an_error() -> TestResult {
+fn truncated_frame_is_an_error(how: Start) -> TestResult {
     // Header announces 100 bytes; 10 arrive, then the peer exits.
-    let parent = peer_writes_raw(b"hd\x00\x00\x64\x00\x00\x000123456789")?;
+    let parent = peer_writes_raw(how, b"hd\x00\x00\x64\x00\x00\x000123456789")?;
     let err = parent.recv().unwrap_err();
     ensure(
         matches!(
@@ -505,7 +574,7 @@ fn truncated_frame_is_an_error() -> TestResult {
         || format!("truncated body: {err:?}"),
     )?;
     // Half a header.
-    let parent = peer_writes_raw(b"hd\x00")?;
+    let parent = peer_writes_raw(how, b"hd\x00")?;
     let err = parent.recv().unwrap_err();
     ensure(
         matches!(
@@ -519,18 +588,40 @@ fn truncated_frame_is_an_error() -> TestResult {
     )
 }
 
-fn type_mismatch_is_a_decode_error() -> TestResult {
-    let (parent, child_end) = Pipe::<u64>::new()?;
-    let parent_fd = parent.as_fd().as_raw_fd();
-    let child = fork_child(move || {
-        close_inherited(parent_fd)?;
-        // The peer speaks another type: a String where a u64 is expected,
-        // then an empty body, then a valid u64.
-        let text = postcard::to_allocvec(&"not a number".to_owned()).map_err(|e| e.to_string())?;
-        child_end.send_bytes(&text).map_err(|e| e.to_string())?;
-        child_end.send_bytes(&[]).map_err(|e| e.to_string())?;
-        child_end.send(5).map_err(|e| e.to_string())
-    })?;
+herd::ipc::entry! {
+    /// Believes the pipe carries Strings: sends one, then an empty raw
+    /// message, then (as raw bytes) the postcard encoding of the u64 5.
+    fn speak_strings(end: Pipe<String>) -> ChildResult {
+        end.send("not a number".to_owned()).map_err(fail("send"))?;
+        end.send_bytes(&[]).map_err(fail("send_bytes"))?;
+        end.send_bytes(&[5]).map_err(fail("send_bytes"))
+    }
+}
+
+herd::ipc::entry! {
+    /// The same messages as `speak_strings`, on an end typed Pipe<u64>.
+    fn speak_strings_as_bytes(end: Pipe<u64>) -> ChildResult {
+        let text = postcard::to_allocvec("not a number").map_err(fail("encode"))?;
+        end.send_bytes(&text).map_err(fail("send_bytes"))?;
+        end.send_bytes(&[]).map_err(fail("send_bytes"))?;
+        end.send(5).map_err(fail("send"))
+    }
+}
+
+fn type_mismatch_is_a_decode_error(how: Start) -> TestResult {
+    let (parent, theirs) = Pipe::<u64>::new()?;
+    // Through spawn, the child's end really is typed Pipe<String>: the entry
+    // is named at run time and decodes the argument as its own type (an end
+    // serialises to its descriptor and limit only). Through fork the end keeps
+    // its type, so the child writes a String's encoding as raw bytes.
+    let child = match how {
+        Start::Spawn => {
+            let child = Process::new().spawn_named(speak_strings::NAME, &theirs)?;
+            drop(theirs);
+            child
+        }
+        Start::Fork => start(how, speak_strings_as_bytes, theirs)?,
+    };
     for what in ["a String", "an empty body"] {
         let err = parent.recv_timeout(PATIENCE).unwrap_err();
         ensure(
@@ -542,8 +633,10 @@ fn type_mismatch_is_a_decode_error() -> TestResult {
     ensure(parent.recv_timeout(PATIENCE)? == 5, || {
         "valid message after mismatch".into()
     })?;
-    join_ok(child)
+    finish(child)
 }
+
+// --- handles inside messages ------------------------------------------------
 
 #[derive(Debug, Serialize, Deserialize)]
 enum Carrier {
@@ -552,23 +645,23 @@ enum Carrier {
     Done,
 }
 
-fn pipe_end_sent_through_a_pipe() -> TestResult {
-    let (parent, child_end) = Pipe::<Carrier>::new()?;
-    let parent_fd = parent.as_fd().as_raw_fd();
-    let child = fork_child(move || {
-        close_inherited(parent_fd)?;
-        // Created after fork: the child can only know these ends by receiving them.
-        while let Carrier::Line(line) = child_end
-            .recv_timeout(PATIENCE)
-            .map_err(|e| e.to_string())?
-        {
-            let question = line.recv_timeout(PATIENCE).map_err(|e| e.to_string())?;
-            line.send(format!("{question}, answered"))
-                .map_err(|e| e.to_string())?;
+herd::ipc::entry! {
+    /// Answers one question on each end it receives, until Done.
+    fn answer_on_received_ends(end: Pipe<Carrier>) -> ChildResult {
+        while let Carrier::Line(line) = end.recv_timeout(PATIENCE).map_err(fail("recv"))? {
+            let question = line.recv_timeout(PATIENCE).map_err(fail("question"))?;
+            line.send(format!("{question}, answered")).map_err(fail("answer"))?;
         }
         Ok(())
-    })?;
+    }
+}
+
+fn pipe_end_sent_through_a_pipe(how: Start) -> TestResult {
+    let (parent, theirs) = Pipe::<Carrier>::new()?;
+    let child = start(how, answer_on_received_ends, theirs)?;
     for round in 0..3 {
+        // Created after the child started: it can only know these ends by
+        // receiving them.
         let (near, far) = Pipe::<String>::new()?;
         parent.send(Carrier::Line(far))?; // moved: our copy is closed
         near.send(format!("question {round}"))?;
@@ -576,7 +669,7 @@ fn pipe_end_sent_through_a_pipe() -> TestResult {
         ensure(answer == format!("question {round}, answered"), || {
             answer.clone()
         })?;
-        // The child drops its copy after answering; with ours gone too, the
+        // The child drops its copy after answering; with ours gone too the
         // far end is fully closed: proof no copy leaked along the way.
         let after = near.recv_timeout(PATIENCE);
         ensure(
@@ -585,32 +678,51 @@ fn pipe_end_sent_through_a_pipe() -> TestResult {
         )?;
     }
     parent.send(Carrier::Done)?;
-    join_ok(child)
+    finish(child)
 }
 
-fn simplex_pipe_across_fork() -> TestResult {
-    let (tx, rx) = Pipe::<(u32, String)>::simplex()?;
-    let rx_fd = rx.as_fd().as_raw_fd();
-    let child = fork_child(move || {
-        close_inherited(rx_fd)?;
+// --- simplex and a full pipe ------------------------------------------------
+
+herd::ipc::entry! {
+    /// Sends 100 numbered messages.
+    fn send_hundred(tx: PipeSender<(u32, String)>) -> ChildResult {
         for i in 0..100 {
-            tx.send((i, i.to_string())).map_err(|e| e.to_string())?;
+            tx.send((i, i.to_string())).map_err(fail("send"))?;
         }
         Ok(())
-    })?;
+    }
+}
+
+fn simplex_pipe(how: Start) -> TestResult {
+    let (tx, rx) = Pipe::<(u32, String)>::simplex()?;
+    let child = start(how, send_hundred, tx)?;
     for i in 0..100 {
         let got = rx.recv_timeout(PATIENCE)?;
         ensure(got == (i, i.to_string()), || {
             format!("message {i}: {got:?}")
         })?;
     }
+    finish(child)?;
     ensure(rx.recv().unwrap_err().is_disconnected(), || {
         "no Disconnected".into()
-    })?;
-    join_ok(child)
+    })
 }
 
-fn full_pipe_try_send_and_send_timeout() -> TestResult {
+herd::ipc::entry! {
+    /// Receives `count` 16 KiB messages of threes.
+    fn drain_chunks(args: (Pipe<Vec<u8>>, usize)) -> ChildResult {
+        let (rx, count) = args;
+        for i in 0..count {
+            let got = rx.recv_timeout(PATIENCE).map_err(fail("recv"))?;
+            if got.len() != 16 * 1024 || got.iter().any(|&b| b != 3) {
+                return Err(format!("chunk {i} is corrupt"));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn full_pipe_try_send_and_send_timeout(how: Start) -> TestResult {
     let (tx, rx) = Pipe::<Vec<u8>>::new()?;
     let chunk = vec![3u8; 16 * 1024];
     let mut sent = 0usize;
@@ -636,28 +748,9 @@ fn full_pipe_try_send_and_send_timeout() -> TestResult {
     ensure(started.elapsed() >= Duration::from_millis(50), || {
         "timed out early".into()
     })?;
-    // A child drains it all; everything queued arrives intact.
-    let child = fork_child(move || {
-        for i in 0..sent {
-            let got = rx.recv_timeout(PATIENCE).map_err(|e| e.to_string())?;
-            child_ensure(
-                got.len() == 16 * 1024 && got.iter().all(|&b| b == 3),
-                &format!("{i}"),
-            )?;
-        }
-        Ok(())
-    })?;
-    join_ok(child)
-}
-
-fn no_zombie_left() -> TestResult {
-    let me = std::process::id() as i32;
-    let zombies: Vec<i32> = procfs::process::all_processes()?
-        .filter_map(|p| p.ok()?.stat().ok())
-        .filter(|stat| stat.ppid == me && stat.state == 'Z')
-        .map(|stat| stat.pid)
-        .collect();
-    ensure(zombies.is_empty(), || {
-        format!("zombie children: {zombies:?}")
-    })
+    // A child drains it all; everything queued arrives intact, then a
+    // blocking send that had no room goes through.
+    let child = start(how, drain_chunks, (rx, sent + 1))?;
+    tx.send_timeout(chunk, PATIENCE)?;
+    finish(child)
 }

@@ -19,6 +19,7 @@ TIME_UNITS = {"ns", "us", "ms", "s"}
 # herd figure -> raw baseline measured by ipc_bench in the same run; printed as herd / baseline.
 BASELINES = {
     "value_atomic_incr_per_s": "raw_atomic_incr_per_s",
+    "pipe_roundtrip_us": "raw_socketpair_roundtrip_us",
 }
 
 

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::bail;
 
+mod pipe;
 mod process;
 mod queue;
 mod sync;
@@ -17,6 +18,7 @@ type Measure = fn() -> anyhow::Result<()>;
 /// The areas, in report order: name and the function that measures and reports it.
 const AREAS: &[(&str, Measure)] = &[
     ("process", process::run),
+    ("pipe", pipe::run),
     ("queue", queue::run),
     ("sync", sync::run),
 ];

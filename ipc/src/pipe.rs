@@ -100,14 +100,7 @@ impl<T> Pipe<T> {
 
     /// Sends `bytes` as one message, to be received whole by `recv_bytes`.
     pub fn send_bytes(&self, bytes: &[u8]) -> Result<(), SendBytesError> {
-        self.channel
-            .send_bytes(bytes)
-            .map_err(|failure| match failure {
-                SendFailure::Send(err) => err,
-                // Raw bytes are neither encoded nor sent with a deadline.
-                SendFailure::Encode(err) => SendBytesError::Io(io::Error::other(err)),
-                SendFailure::Full => SendBytesError::Io(io::ErrorKind::WouldBlock.into()),
-            })
+        self.channel.send_bytes(bytes)
     }
 
     /// Receives the next message as its raw bytes (for a typed message, its
@@ -253,11 +246,10 @@ impl<T> fmt::Debug for Pipe<T> {
 /// limit.
 impl<T> Serialize for Pipe<T> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        if self.channel.has_buffered_input() {
-            return Err(serde::ser::Error::custom(
-                "cannot send a Pipe end that holds received but unread messages \
-                 (they would stay behind): receive them first",
-            ));
+        if let Some(reason) = self.channel.travel_blocker() {
+            return Err(crate::codec::ser_error(format_args!(
+                "cannot send this Pipe end: {reason}"
+            )));
         }
         (FdOut(self.as_fd()), self.max_message_size() as u64).serialize(serializer)
     }
@@ -404,5 +396,111 @@ impl<T> Waitable for PipeReceiver<T> {
 
     fn ready_without_waiting(&self) -> bool {
         self.pipe.ready_without_waiting()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn ends_carried_in_consecutive_messages_keep_their_own_descriptors() {
+        let (a, b) = Pipe::<(u32, Pipe<u32>)>::new().unwrap();
+        let mut nears = Vec::new();
+        for i in 0..5 {
+            let (near, far) = Pipe::<u32>::new().unwrap();
+            a.send((i, far)).unwrap();
+            nears.push(near);
+        }
+        // All five frames (and their descriptors) are queued before the first
+        // receive, so reads may take several frames at once.
+        for (i, near) in nears.iter().enumerate() {
+            let (index, far) = b.recv_timeout(Duration::from_secs(5)).unwrap();
+            assert_eq!(index as usize, i);
+            far.send(index * 10).unwrap();
+            assert_eq!(
+                near.recv_timeout(Duration::from_secs(5)).unwrap(),
+                index * 10
+            );
+        }
+    }
+
+    #[test]
+    fn concurrent_senders_never_interleave_frames() {
+        let (a, b) = Pipe::<Vec<u32>>::new().unwrap();
+        let a = Arc::new(a);
+        let senders: Vec<_> = (0..3u32)
+            .map(|id| {
+                let a = Arc::clone(&a);
+                std::thread::spawn(move || {
+                    for n in 0..50u32 {
+                        // 64 KiB+ messages: several socket writes each.
+                        a.send(vec![id * 1000 + n; 20_000]).unwrap();
+                    }
+                })
+            })
+            .collect();
+        let mut next = [0u32; 3];
+        for _ in 0..150 {
+            let message = b.recv_timeout(Duration::from_secs(10)).unwrap();
+            let first = message[0];
+            assert!(message.iter().all(|&x| x == first), "interleaved frame");
+            let (id, n) = ((first / 1000) as usize, first % 1000);
+            assert_eq!(n, next[id], "sender {id} out of order");
+            next[id] += 1;
+        }
+        for sender in senders {
+            sender.join().unwrap();
+        }
+    }
+
+    #[test]
+    fn an_end_with_unread_input_refuses_to_travel() {
+        let (a, b) = Pipe::<u8>::new().unwrap();
+        let (carrier, _other) = Pipe::<Pipe<u8>>::new().unwrap();
+        a.send(1).unwrap();
+        a.send(2).unwrap();
+        assert_eq!(b.recv().unwrap(), 1); // the read buffered message 2 as well
+                                          // postcard drops a custom error's text, so only the kind is checked.
+        let err = carrier.send(b).unwrap_err();
+        assert!(matches!(err, SendError::Encode { .. }), "{err}");
+        let b = err.into_inner();
+        assert_eq!(b.recv().unwrap(), 2);
+        carrier.send(b).unwrap();
+    }
+
+    #[test]
+    fn a_buffered_bad_header_counts_as_ready_for_wait() {
+        let (a, b) = Pipe::<u8>::new().unwrap();
+        a.send(1).unwrap();
+        nix::unistd::write(a.as_fd(), b"garbage!").unwrap();
+        // One read takes the message and the garbage behind it.
+        assert_eq!(b.recv().unwrap(), 1);
+        let ready = crate::wait(&[&b], Some(Duration::ZERO)).unwrap();
+        assert_eq!(
+            ready,
+            [0],
+            "wait must report the end whose recv fails at once"
+        );
+        assert!(matches!(
+            b.try_recv(),
+            Err(TryRecvError::Recv(RecvError::BadFrame(_)))
+        ));
+    }
+
+    #[test]
+    fn an_end_outside_herd_is_a_serde_error() {
+        let (a, _b) = Pipe::<u8>::new().unwrap();
+        assert!(postcard::to_allocvec(&a).is_err());
+    }
+
+    #[test]
+    fn size_limit_travels_with_the_end() {
+        let (carrier, other) = Pipe::<Pipe<u8>>::new().unwrap();
+        let (mut a, _b) = Pipe::<u8>::new().unwrap();
+        a.set_max_message_size(77);
+        carrier.send(a).unwrap();
+        assert_eq!(other.recv().unwrap().max_message_size(), 77);
     }
 }

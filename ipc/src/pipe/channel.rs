@@ -7,7 +7,7 @@
 
 use std::io::{self, IoSlice};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, TryLockError};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -94,11 +94,19 @@ impl Channel {
         self.max_message_size = bytes.min(FRAME_FORMAT_MAX);
     }
 
-    /// Whether received bytes are still buffered in this end (they would be
-    /// lost if the descriptor alone travelled to another process).
-    pub(crate) fn has_buffered_input(&self) -> bool {
-        let reader = lock(&self.reader);
-        reader.end > reader.start || !reader.fds.is_empty()
+    /// Why this end cannot travel to another process as its descriptor
+    /// alone, if it cannot: input it has read but not delivered would stay
+    /// behind, or a receive in another thread is reading from it right now.
+    pub(crate) fn travel_blocker(&self) -> Option<&'static str> {
+        let reader = match self.reader.try_lock() {
+            Ok(reader) => reader,
+            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(TryLockError::WouldBlock) => {
+                return Some("another thread is receiving on it");
+            }
+        };
+        (reader.end > reader.start || !reader.fds.is_empty())
+            .then_some("it holds received but unread messages (receive them first)")
     }
 
     /// Encodes `value` after a header slot and sends the frame in one call.
@@ -113,7 +121,8 @@ impl Channel {
         let encoded = codec::encode_into(value, &mut buf);
         let result = encoded.map_err(SendFailure::Encode).and_then(|fds| {
             let body_len = buf.len() - HEADER_LEN;
-            self.check_sendable(body_len, fds.len())?;
+            self.check_sendable(body_len, fds.len())
+                .map_err(SendFailure::Send)?;
             buf[..HEADER_LEN].copy_from_slice(&Header::encode(body_len, fds.len()));
             let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(AsFd::as_fd).collect();
             self.send_frame(&[IoSlice::new(&buf)], &borrowed, deadline)
@@ -124,32 +133,31 @@ impl Channel {
         result
     }
 
-    /// Sends `bytes` as one frame body, without copying them.
-    pub(crate) fn send_bytes(&self, bytes: &[u8]) -> Result<(), SendFailure> {
+    /// Sends `bytes` as one frame body, without copying them, waiting as long
+    /// as the peer needs to make room.
+    pub(crate) fn send_bytes(&self, bytes: &[u8]) -> Result<(), SendBytesError> {
         self.check_sendable(bytes.len(), 0)?;
         let header = Header::encode(bytes.len(), 0);
-        let _serialised = lock(&self.writer);
-        self.send_frame(
-            &[IoSlice::new(&header), IoSlice::new(bytes)],
-            &[],
-            Deadline::Never,
-        )
+        let _one_frame_at_a_time = lock(&self.writer);
+        self.socket
+            .send_all(&[IoSlice::new(&header), IoSlice::new(bytes)], &[])
+            .map_err(send_bytes_error)
     }
 
-    fn check_sendable(&self, body_len: usize, fds: usize) -> Result<(), SendFailure> {
+    fn check_sendable(&self, body_len: usize, fds: usize) -> Result<(), SendBytesError> {
         if body_len > self.max_message_size {
-            return Err(SendFailure::Send(SendBytesError::TooLarge {
+            return Err(SendBytesError::TooLarge {
                 size: body_len,
                 limit: self.max_message_size,
-            }));
+            });
         }
         if fds > MAX_FDS_PER_MESSAGE {
-            return Err(SendFailure::Send(SendBytesError::Io(io::Error::new(
+            return Err(SendBytesError::Io(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!(
                     "message holds {fds} herd handles; one message may carry at most {MAX_FDS_PER_MESSAGE}"
                 ),
-            ))));
+            )));
         }
         Ok(())
     }
@@ -207,16 +215,22 @@ impl Channel {
     /// Whether a receive would return at once without reading the socket.
     pub(crate) fn ready_without_reading(&self) -> bool {
         let reader = lock(&self.reader);
-        reader.eof || reader.broken.is_some() || reader.complete_frame(self.max_message_size)
+        reader.eof || reader.broken.is_some() || reader.frame_decided(self.max_message_size)
     }
 }
 
 impl From<io::Error> for SendFailure {
     fn from(err: io::Error) -> SendFailure {
-        SendFailure::Send(match err.raw_os_error() {
-            Some(libc::EPIPE | libc::ECONNRESET) => SendBytesError::Disconnected,
-            _ => SendBytesError::Io(err),
-        })
+        SendFailure::Send(send_bytes_error(err))
+    }
+}
+
+/// A vanished peer (`EPIPE`, `ECONNRESET`) is `Disconnected`; anything else
+/// is an OS error.
+fn send_bytes_error(err: io::Error) -> SendBytesError {
+    match err.raw_os_error() {
+        Some(libc::EPIPE | libc::ECONNRESET) => SendBytesError::Disconnected,
+        _ => SendBytesError::Io(err),
     }
 }
 
@@ -258,11 +272,14 @@ impl Reader {
         }
     }
 
-    /// Whether a whole, valid frame is buffered.
-    fn complete_frame(&self, limit: usize) -> bool {
+    /// Whether the buffer decides the next receive: a whole frame, or a
+    /// header that is already known to be bad.
+    fn frame_decided(&self, limit: usize) -> bool {
         self.buffered_header()
-            .and_then(|h| Header::decode(&h, limit).ok())
-            .is_some_and(|h| self.end - self.start >= HEADER_LEN + h.body_len)
+            .is_some_and(|bytes| match Header::decode(&bytes, limit) {
+                Ok(header) => self.end - self.start >= HEADER_LEN + header.body_len,
+                Err(_) => true,
+            })
     }
 
     fn buffered_header(&self) -> Option<[u8; HEADER_LEN]> {

@@ -125,7 +125,6 @@ impl Socket {
     /// peer has closed its end (or shut down writing) and everything sent has
     /// been read. With [`Blocking::No`] and nothing to read, the error is
     /// `ErrorKind::WouldBlock`.
-    #[allow(dead_code)] // the one-shot form, for spawn's argument channel (process layer)
     pub(crate) fn recv_with_fds(
         &self,
         buf: &mut [u8],
@@ -175,23 +174,6 @@ impl Socket {
             }
         }
         Ok(msg.bytes)
-    }
-
-    /// Reads until the peer closes (or shuts down writing): every byte and
-    /// every descriptor it sent.
-    #[allow(dead_code)] // for spawn's argument and result channel (process layer)
-    pub(crate) fn recv_to_end(&self) -> io::Result<(Vec<u8>, Vec<OwnedFd>)> {
-        let mut bytes = Vec::new();
-        let mut fds = Vec::new();
-        let mut control = control_buffer();
-        let mut chunk = vec![0u8; 64 * 1024];
-        loop {
-            let n = self.recv_with_fds_using(&mut chunk, &mut fds, Blocking::Yes, &mut control)?;
-            if n == 0 {
-                return Ok((bytes, fds));
-            }
-            bytes.extend_from_slice(&chunk[..n]);
-        }
     }
 
     /// Tells the peer no more data will come (it reads end-of-file once it has
@@ -310,6 +292,23 @@ mod tests {
         flags & libc::FD_CLOEXEC != 0
     }
 
+    /// Reads until the peer closes (or shuts down writing): every byte and
+    /// every descriptor it sent.
+    fn recv_to_end(socket: &Socket) -> io::Result<(Vec<u8>, Vec<OwnedFd>)> {
+        let mut bytes = Vec::new();
+        let mut fds = Vec::new();
+        let mut control = control_buffer();
+        let mut chunk = vec![0u8; 64 * 1024];
+        loop {
+            let n =
+                socket.recv_with_fds_using(&mut chunk, &mut fds, Blocking::Yes, &mut control)?;
+            if n == 0 {
+                return Ok((bytes, fds));
+            }
+            bytes.extend_from_slice(&chunk[..n]);
+        }
+    }
+
     #[test]
     fn pair_is_connected_and_cloexec() {
         let (a, b) = Socket::pair().unwrap();
@@ -358,7 +357,7 @@ mod tests {
         a.send_all(&[IoSlice::new(b"last")], &[]).unwrap();
         drop(a);
         assert!(b.poll_readable(Some(Duration::ZERO)).unwrap());
-        let (bytes, fds) = b.recv_to_end().unwrap();
+        let (bytes, fds) = recv_to_end(&b).unwrap();
         assert_eq!((bytes.as_slice(), fds.len()), (&b"last"[..], 0));
         let err = b.send_all(&[IoSlice::new(b"x")], &[]).unwrap_err();
         assert_eq!(err.raw_os_error(), Some(libc::EPIPE), "{err}");
@@ -368,7 +367,7 @@ mod tests {
     fn large_message_is_sent_whole_while_peer_reads() {
         let (a, b) = Socket::pair().unwrap();
         let big: Vec<u8> = (0..4 * 1024 * 1024).map(|i| (i % 251) as u8).collect();
-        let reader = std::thread::spawn(move || b.recv_to_end().unwrap().0);
+        let reader = std::thread::spawn(move || recv_to_end(&b).unwrap().0);
         a.send_all(&[IoSlice::new(&big[..10]), IoSlice::new(&big[10..])], &[])
             .unwrap();
         a.shutdown_write().unwrap();

@@ -29,14 +29,22 @@ pub trait Entry: Copy + 'static {
 /// Declares an entry for [`Process::spawn`](crate::Process::spawn): a unit struct named like the function,
 /// implementing [`Entry`], registered for the spawned child to find. Without `-> T` the entry returns `()`.
 ///
-/// ```ignore
+/// ```
+/// use std::time::Duration;
+///
 /// herd_ipc::entry! {
 ///     /// Adds two numbers in a child process.
 ///     pub fn add(pair: (i32, i32)) -> i32 {
 ///         pair.0 + pair.1
 ///     }
 /// }
-/// let child = herd_ipc::Process::new().spawn(add, &(2, 40))?;
+///
+/// fn main() -> Result<(), Box<dyn std::error::Error>> {
+///     herd_ipc::init(); // a spawned child runs its entry here and exits
+///     let child = herd_ipc::Process::new().spawn(add, &(2, 40))?;
+///     assert_eq!(child.join_timeout(Duration::from_secs(10))?, 42);
+///     Ok(())
+/// }
 /// ```
 #[macro_export]
 macro_rules! entry {

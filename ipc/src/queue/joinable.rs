@@ -6,11 +6,11 @@ use std::fmt;
 use std::ops::Deref;
 use std::time::{Duration, Instant};
 
-use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::errors::{QueueJoinTimeoutError, TaskDoneError};
 use super::Queue;
+use crate::codec;
 
 /// A [`Queue`] plus task accounting, like Python's `multiprocessing.JoinableQueue`. Every queue
 /// operation is available through `Deref`.
@@ -86,7 +86,7 @@ impl<'de, T> Deserialize<'de> for JoinableQueue<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let queue = Queue::<T>::deserialize(deserializer)?;
         if !queue.raw.layout().joinable {
-            return Err(D::Error::custom(
+            return Err(codec::de_error(
                 "received queue was created as a plain Queue, not a JoinableQueue",
             ));
         }

@@ -562,6 +562,15 @@
 //!   `killed_creator_leaves_no_segment_once_survivors_exit`.
 //! - **A handle received as the wrong type is refused**: `sync.rs`
 //!   `spawned_child_rejects_a_segment_of_the_wrong_type`.
+//! - **A Queue loses and duplicates nothing, keeps each producer's order**, whatever the numbers of
+//!   producer and consumer processes: `queue.rs` `many_producers_many_consumers_no_loss_no_dup_fifo`
+//!   (property test), `spawned_and_forked_processes_share_one_queue`.
+//! - **SIGKILLed Queue producers and consumers lose at most their in-flight message and stop
+//!   nobody**: `queue.rs` `killed_consumers_lose_at_most_their_in_flight_message`,
+//!   `killed_producers_do_not_stop_the_others`.
+//! - **A blocked Queue operation sleeps, it does not poll**: `queue.rs`
+//!   `blocked_get_sleeps_instead_of_spinning`; oversized messages are refused whole:
+//!   `oversized_messages_are_refused_whole`.
 #![deny(unsafe_op_in_unsafe_fn)]
 
 mod array;

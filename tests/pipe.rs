@@ -20,6 +20,7 @@ use herd::ipc::{
     RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError, Waitable,
 };
 use libtest_mimic::{Arguments, Failed, Trial};
+use nix::poll::{PollFd, PollFlags, PollTimeout};
 use serde::{Deserialize, Serialize};
 
 type TestResult = Result<(), Failed>;
@@ -48,6 +49,10 @@ fn main() -> ExitCode {
         ("typed_round_trip_both_ways", typed_round_trip_both_ways),
         ("bytes_round_trip", bytes_round_trip),
         ("disconnected_when_peer_exits", disconnected_when_peer_exits),
+        (
+            "disconnected_when_peer_exits_with_unread_input",
+            disconnected_when_peer_exits_with_unread_input,
+        ),
         (
             "disconnected_when_peer_is_sigkilled",
             disconnected_when_peer_is_sigkilled,
@@ -256,6 +261,38 @@ fn disconnected_when_peer_exits(how: Start) -> TestResult {
         matches!(&err, SendError::Disconnected(v) if v == "anyone?"),
         || format!("send after exit: {err:?}"),
     )
+}
+
+herd::ipc::entry! {
+    /// Waits until the parent's message has arrived, leaves it unread, sends
+    /// one message and exits: closing with unread input makes Linux reset the
+    /// connection (ECONNRESET) rather than just close it.
+    fn exit_leaving_input_unread(end: Pipe<String>) -> ChildResult {
+        let mut fds = [PollFd::new(end.as_fd(), PollFlags::POLLIN)];
+        let ready = nix::poll::poll(&mut fds, PollTimeout::from(10_000u16)).map_err(fail("poll"))?;
+        if ready != 1 {
+            return Err("the parent's message never arrived".into());
+        }
+        end.send("last words".to_owned()).map_err(fail("send"))
+    }
+}
+
+fn disconnected_when_peer_exits_with_unread_input(how: Start) -> TestResult {
+    let (parent, theirs) = Pipe::<String>::new()?;
+    let child = start(how, exit_leaving_input_unread, theirs)?;
+    parent.send("never read".to_owned())?;
+    finish(child)?;
+    ensure(parent.recv_timeout(PATIENCE)? == "last words", || {
+        "lost the last message".into()
+    })?;
+    let err = parent.recv_timeout(PATIENCE).unwrap_err();
+    ensure(err.is_disconnected(), || {
+        format!("recv after reset: {err:?}")
+    })?;
+    let err = parent.send("anyone?".to_owned()).unwrap_err();
+    ensure(err.is_disconnected(), || {
+        format!("send after reset: {err:?}")
+    })
 }
 
 herd::ipc::entry! {

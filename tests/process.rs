@@ -57,11 +57,22 @@ herd::ipc::entry! {
     }
 }
 
+/// Set in the environment of a re-executed copy of this binary that stands for a program whose main
+/// forgot `herd_ipc::init()`.
+const FORGOT_INIT: &str = "HERD_TEST_MAIN_FORGOT_INIT";
+
 fn main() -> ExitCode {
+    if std::env::var_os(FORGOT_INIT).is_some() {
+        return main_that_forgot_init();
+    }
     herd::ipc::init();
     let mut args = Arguments::from_args();
     args.test_threads = Some(1); // trials on the main thread: the process stays single-threaded for fork
     let trials: Vec<(&str, TrialFn)> = vec![
+        (
+            "spawn_refused_in_a_child_that_skipped_init",
+            spawn_refused_in_a_child_that_skipped_init,
+        ),
         ("fork_returns_value", fork_returns_value),
         (
             "fork_borrows_from_parent_stack",
@@ -495,6 +506,38 @@ fn spawn_panic_message_is_carried_back() -> TestResult {
         JoinTimeoutError::Failed(err) => assert_eq!(err.panic_message(), Some("spawned boom")),
         other => return Err(format!("expected a panic, got {other:?}").into()),
     }
+    Ok(())
+}
+
+/// A main without `init()` running in a spawned child: its own spawn must be refused, not loop.
+fn main_that_forgot_init() -> ExitCode {
+    // Were the refusal missing, the grandchild must not play this part too (it would loop).
+    std::env::remove_var(FORGOT_INIT);
+    match Process::new().spawn(add, &(1, 2)) {
+        Err(err @ StartError::SpawnedWithoutInit) => {
+            println!("{err}");
+            ExitCode::SUCCESS
+        }
+        Err(other) => {
+            println!("unexpected error: {other}");
+            ExitCode::from(3)
+        }
+        Ok(_) => {
+            println!("spawned again from a child that skipped init()");
+            ExitCode::from(4)
+        }
+    }
+}
+
+fn spawn_refused_in_a_child_that_skipped_init() -> TestResult {
+    // Re-execute this binary the way spawn does (flag first), with a main that skips init().
+    let output = std::process::Command::new(std::env::current_exe()?)
+        .args(["--herd-ipc-spawn", "1000", "1001"])
+        .env(FORGOT_INIT, "1")
+        .output()?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{:?}: {stdout}", output.status);
+    assert!(stdout.contains("did not call herd_ipc::init()"), "{stdout}");
     Ok(())
 }
 

@@ -381,15 +381,13 @@ fn blocked_waiter_gets_owner_died_when_holder_is_killed() -> Verdict {
     locked
         .wait_timeout(SHORT)
         .map_err(|_| "holder never locked".to_string())?;
-    let killed_at = Value::<u64>::new(0).map_err(err)?;
+    let trying = Event::new().map_err(err)?;
     let waiter = {
-        let (lock, killed_at) = (lock.clone(), killed_at.clone());
+        let (lock, trying) = (lock.clone(), trying.clone());
         fork_child(move || {
-            let epoch = Instant::now();
+            trying.set();
             match lock.lock_timeout(Duration::from_secs(10)) {
                 Err(LockTimeoutError::OwnerDied(mut died)) => {
-                    let waited = epoch.elapsed().as_millis() as u64;
-                    killed_at.store(waited);
                     died.get_mut().mark_consistent();
                     Ok(())
                 }
@@ -398,19 +396,37 @@ fn blocked_waiter_gets_owner_died_when_holder_is_killed() -> Verdict {
             }
         })
     };
-    std::thread::sleep(Duration::from_millis(100)); // let the waiter block in the kernel
+    trying
+        .wait_timeout(SHORT)
+        .map_err(|_| "waiter never started".to_string())?;
+    // The waiter must be asleep in the kernel on the held lock before the holder dies, so
+    // that this test covers the hand-over to a blocked waiter (not a lock taken afterwards).
+    wait_until_sleeping(waiter.pid())?;
     let kill_time = Instant::now();
     holder.kill()?;
     waiter.join(JOIN)?;
     ensure(kill_time.elapsed() < Duration::from_secs(1), || {
         format!("waiter needed {:?} after the kill", kill_time.elapsed())
-    })?;
-    ensure(killed_at.load() >= 50, || {
-        format!(
-            "waiter did not block first (waited {} ms)",
-            killed_at.load()
-        )
     })
+}
+
+/// Waits until process `pid` is in state S (interruptible sleep), as read from /proc.
+fn wait_until_sleeping(pid: u32) -> Verdict {
+    let deadline = Instant::now() + SHORT;
+    loop {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).map_err(err)?;
+        // The state follows the parenthesised command name, which may itself hold spaces.
+        let state = stat
+            .rsplit_once(") ")
+            .and_then(|(_, rest)| rest.chars().next());
+        if state == Some('S') {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!("process {pid} never blocked (state {state:?})"));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
 
 fn owner_died_not_marked_consistent_makes_lock_unrecoverable() -> Verdict {

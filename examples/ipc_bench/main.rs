@@ -9,6 +9,7 @@ use anyhow::bail;
 
 mod pipe;
 mod process;
+mod queue;
 mod sync;
 
 /// Measures one area and prints its figures.
@@ -18,6 +19,7 @@ type Measure = fn() -> anyhow::Result<()>;
 const AREAS: &[(&str, Measure)] = &[
     ("process", process::run),
     ("pipe", pipe::run),
+    ("queue", queue::run),
     ("sync", sync::run),
 ];
 

@@ -197,7 +197,7 @@ impl<T: Pod> Serialize for Array<T> {
 impl<'de, T: Pod> Deserialize<'de> for Array<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let fd = crate::codec::deserialize_fd(deserializer)?;
-        let storage = SharedPodArray::from_fd(fd).map_err(serde::de::Error::custom)?;
+        let storage = SharedPodArray::from_fd(fd).map_err(crate::codec::de_error)?;
         Ok(Self { storage })
     }
 }

@@ -247,7 +247,7 @@ impl<T> fmt::Debug for Pipe<T> {
 impl<T> Serialize for Pipe<T> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         if let Some(reason) = self.channel.travel_blocker() {
-            return Err(serde::ser::Error::custom(format_args!(
+            return Err(crate::codec::ser_error(format_args!(
                 "cannot send this Pipe end: {reason}"
             )));
         }

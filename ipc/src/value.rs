@@ -112,7 +112,7 @@ impl<'de, T: Pod> Deserialize<'de> for Value<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let cell = Array::<T>::deserialize(deserializer)?;
         if cell.len() != 1 {
-            return Err(serde::de::Error::custom(format!(
+            return Err(crate::codec::de_error(format!(
                 "received a shared array of {} elements where a Value was expected",
                 cell.len()
             )));

@@ -20,9 +20,11 @@ use crate::process::registry::ChildShared;
 /// Starts a child process. Configure with [`name`](Self::name) and [`daemon`](Self::daemon), then call
 /// [`fork`](Self::fork) or [`spawn`](Self::spawn).
 ///
-/// ```no_run
+/// ```
+/// use std::time::Duration;
+///
 /// let child = herd_ipc::Process::new().name("adder").fork(|| 2 + 40)?;
-/// assert_eq!(child.join()?, 42);
+/// assert_eq!(child.join_timeout(Duration::from_secs(10))?, 42);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone, Default)]
@@ -136,6 +138,9 @@ impl Process {
         A: Serialize + ?Sized,
         T: DeserializeOwned,
     {
+        if entry::is_spawned_child() {
+            return Err(StartError::SpawnedWithoutInit);
+        }
         Self::check_reapable()?;
         if !entry::is_registered(entry) {
             return Err(StartError::UnknownEntry {
@@ -158,7 +163,7 @@ impl Process {
         };
         let request_bytes = postcard::to_stdvec(&request).map_err(|err| StartError::Arguments {
             entry: entry.to_owned(),
-            source: CodecError::Encode(err),
+            source: CodecError::encode(err),
         })?;
         let request_fd = platform::memfd_with(&request_bytes)
             .map_err(StartError::os("create the spawn request"))?;
@@ -252,7 +257,10 @@ pub enum StartError {
         "refusing to fork: this process has {threads} threads, and locks held by the others would stay locked \
          in the child (use Process::spawn, or the unsafe Process::allow_multi_threaded_fork)"
     )]
-    MultiThreaded { threads: usize },
+    MultiThreaded {
+        /// The number of threads counted in `/proc/self/task`.
+        threads: usize,
+    },
     /// `fork` was refused: the threads of this process cannot be counted (`/proc/self/task` is unreadable), so
     /// it may be multi-threaded.
     #[error(
@@ -262,10 +270,20 @@ pub enum StartError {
     ThreadsUnknown,
     /// No entry of this name is registered in this binary (see [`entry!`](crate::entry!)).
     #[error("no entry named {entry:?} is registered in this binary (registered: [{registered}])")]
-    UnknownEntry { entry: String, registered: String },
+    UnknownEntry {
+        /// The name asked for.
+        entry: String,
+        /// The names registered in this binary, sorted, separated by ", ".
+        registered: String,
+    },
     /// The arguments could not be serialised.
     #[error("the arguments for entry {entry:?} cannot be encoded: {source}")]
-    Arguments { entry: String, source: CodecError },
+    Arguments {
+        /// The entry the arguments were for.
+        entry: String,
+        /// The codec's reason.
+        source: CodecError,
+    },
     /// SIGCHLD is ignored (or SA_NOCLDWAIT is set) in this process: the kernel would reap children by itself,
     /// so no exit status or value could be collected.
     #[error(
@@ -273,10 +291,19 @@ pub enum StartError {
          children itself and their exit status is lost; restore the default SIGCHLD disposition"
     )]
     AutoReaped,
+    /// This process is itself a spawned child whose `main` did not call [`crate::init`] first, so it is re-running
+    /// the parent's `main`; spawning again would repeat that without end (Python refuses the same way).
+    #[error(
+        "refusing to spawn: this process was started by herd spawn, but its main did not call herd_ipc::init() \
+         first, so it is re-running the parent's main; call herd_ipc::init() at the top of main"
+    )]
+    SpawnedWithoutInit,
     /// A system call failed.
     #[error("could not {action}: {source}")]
     Os {
+        /// What was being done, e.g. `"fork"`.
         action: &'static str,
+        /// The OS error.
         source: io::Error,
     },
 }

@@ -220,16 +220,23 @@ pub enum JoinError {
     /// The body panicked; `message` is the panic message.
     #[error("process {name} (pid {pid}) panicked: {message}")]
     Panicked {
+        /// The child's process id.
         pid: u32,
+        /// The child's name.
         name: String,
+        /// The panic message.
         message: String,
+        /// How the child ended.
         status: ExitStatus,
     },
     /// A signal ended the child before it sent a value (see [`Child::terminate`], [`Child::kill`]).
     #[error("process {name} (pid {pid}) was ended by {status} before it returned a value")]
     Killed {
+        /// The child's process id.
         pid: u32,
+        /// The child's name.
         name: String,
+        /// How the child ended.
         status: ExitStatus,
     },
     /// The child exited without sending a value: it called `exit` itself, or it is a spawned program whose
@@ -239,33 +246,48 @@ pub enum JoinError {
          its program's main does not call herd_ipc::init() first)"
     )]
     NoValue {
+        /// The child's process id.
         pid: u32,
+        /// The child's name.
         name: String,
+        /// How the child ended.
         status: ExitStatus,
     },
     /// The child could not run its body: unknown entry, arguments that do not decode, a value that does not
     /// encode.
     #[error("process {name} (pid {pid}) could not run: {message}")]
     Failed {
+        /// The child's process id.
         pid: u32,
+        /// The child's name.
         name: String,
+        /// Why, as reported from the child's side.
         message: String,
+        /// How the child ended.
         status: ExitStatus,
     },
     /// The child sent a value that does not decode as the expected type.
     #[error("process {name} (pid {pid}) sent back a value that is not a {expected}: {source}")]
     Decode {
+        /// The child's process id.
         pid: u32,
+        /// The child's name.
         name: String,
+        /// The type the parent expected (`std::any::type_name`).
         expected: &'static str,
+        /// The codec's reason.
         source: CodecError,
+        /// How the child ended.
         status: ExitStatus,
     },
     /// Waiting for the child failed in the OS.
     #[error("waiting for process {name} (pid {pid}) failed: {source}")]
     Wait {
+        /// The child's process id.
         pid: u32,
+        /// The child's name.
         name: String,
+        /// The OS error.
         source: io::Error,
     },
 }

@@ -29,14 +29,22 @@ pub trait Entry: Copy + 'static {
 /// Declares an entry for [`Process::spawn`](crate::Process::spawn): a unit struct named like the function,
 /// implementing [`Entry`], registered for the spawned child to find. Without `-> T` the entry returns `()`.
 ///
-/// ```ignore
+/// ```
+/// use std::time::Duration;
+///
 /// herd_ipc::entry! {
 ///     /// Adds two numbers in a child process.
 ///     pub fn add(pair: (i32, i32)) -> i32 {
 ///         pair.0 + pair.1
 ///     }
 /// }
-/// let child = herd_ipc::Process::new().spawn(add, &(2, 40))?;
+///
+/// fn main() -> Result<(), Box<dyn std::error::Error>> {
+///     herd_ipc::init(); // a spawned child runs its entry here and exits
+///     let child = herd_ipc::Process::new().spawn(add, &(2, 40))?;
+///     assert_eq!(child.join_timeout(Duration::from_secs(10))?, 42);
+///     Ok(())
+/// }
 /// ```
 #[macro_export]
 macro_rules! entry {
@@ -128,16 +136,22 @@ pub(crate) struct SpawnRequest {
     pub(crate) arg_fds: Vec<RawFd>,
 }
 
+/// Whether this process was started by spawn (the spawn flag is its first argument). In a child that
+/// called [`init`] this is never asked: `init` runs the entry and exits.
+pub(crate) fn is_spawned_child() -> bool {
+    std::env::args_os().nth(1).as_deref() == Some(OsStr::new(SPAWN_FLAG))
+}
+
 /// Call at the top of `main` (before anything else, threads included) in every binary that uses
 /// [`Process::spawn`](crate::Process::spawn): supervisor, examples, test binaries with `harness = false`.
 ///
 /// In the parent it returns at once. In a spawned child (this binary re-executed with the spawn flag) it runs
 /// the requested entry, sends its outcome back and exits: it never returns.
 pub fn init() {
-    let mut args = std::env::args_os().skip(1);
-    if args.next().as_deref() != Some(OsStr::new(SPAWN_FLAG)) {
+    if !is_spawned_child() {
         return;
     }
+    let mut args = std::env::args_os().skip(2);
     let request_fd = args.next();
     let result_fd = args.next();
     let code = match adopt_arg(result_fd.as_deref()) {

@@ -18,18 +18,120 @@ pub(crate) fn newline_mask(block: &[u8; 64]) -> u64 {
     mask
 }
 
-/// `(digits, dots)`: bit `i` set iff `window[i]` is an ASCII digit, resp. `.`.
+/// `(digits, dots, zeros)`: bit `i` set iff `window[i]` is an ASCII digit, resp. `.`, `0`.
 #[inline]
-pub(crate) fn digit_and_dot_masks(window: &[u8; 16]) -> (u32, u32) {
-    (digit_mask(window), equal_mask(window, b'.'))
+pub(crate) fn digit_dot_zero_masks(window: &[u8; 16]) -> (u32, u32, u32) {
+    (
+        digit_mask(window),
+        equal_mask(window, b'.'),
+        equal_mask(window, b'0'),
+    )
 }
 
 #[cfg(target_arch = "x86_64")]
 mod imp {
     use std::arch::x86_64::{
-        __m128i, _mm_and_si128, _mm_cmpeq_epi8, _mm_cmpgt_epi8, _mm_cmplt_epi8, _mm_movemask_epi8,
-        _mm_set1_epi8, _mm_set_epi64x,
+        __m128i, _mm_and_si128, _mm_cmpeq_epi8, _mm_cmpgt_epi32, _mm_cmpgt_epi8, _mm_cmplt_epi8,
+        _mm_cvtsi128_si32, _mm_madd_epi16, _mm_maddubs_epi16, _mm_movemask_epi8, _mm_set1_epi16,
+        _mm_set1_epi32, _mm_set1_epi8, _mm_set_epi64x, _mm_setr_epi8, _mm_shuffle_epi8,
+        _mm_sub_epi8,
     };
+
+    /// Proof that this CPU has SSSE3: only [`Ssse3::detect`] makes one, after asking the CPU.
+    #[derive(Debug, Clone, Copy)]
+    pub(crate) struct Ssse3 {
+        _proof: (),
+    }
+
+    impl Ssse3 {
+        /// `Some` iff the CPU has SSSE3 (every x86_64 CPU since ~2006, but not the baseline).
+        pub(crate) fn detect() -> Option<Self> {
+            std::is_x86_feature_detected!("ssse3").then_some(Self { _proof: () })
+        }
+
+        /// Runs `task` inside a function compiled for SSSE3, so that [`Ssse3::quad_values`]
+        /// inlines into the loop the task runs instead of being called per line. (A closure
+        /// would not do: it is compiled, and may stay, outside the SSSE3 function.)
+        #[inline]
+        pub(crate) fn run<T: WithSsse3>(self, task: T) -> T::Output {
+            // SAFETY: a `target_feature` function requires only that the CPU has the feature;
+            // `self` exists only if `detect` found SSSE3.
+            unsafe { run_with_ssse3(task, self) }
+        }
+
+        /// The four octet values of a dotted quad in `window` whose octet lengths (each 1..=3,
+        /// already checked) are `lengths`, packed big-endian; `None` if an octet exceeds 255.
+        /// One shuffle puts each octet's digits in fixed lanes, two multiply-adds weigh them.
+        #[inline(always)]
+        pub(crate) fn quad_values(self, window: &[u8; 16], lengths: [usize; 4]) -> Option<u32> {
+            // SAFETY: as in `run`: `self` proves SSSE3 is present.
+            unsafe { quad_values_ssse3(window, lengths) }
+        }
+    }
+
+    /// Work to run in code compiled for SSSE3; `call` should be `#[inline(always)]` so that
+    /// its body is compiled inside [`run_with_ssse3`].
+    pub(crate) trait WithSsse3 {
+        type Output;
+        fn call(self, ssse3: Ssse3) -> Self::Output;
+    }
+
+    #[target_feature(enable = "ssse3")]
+    fn run_with_ssse3<T: WithSsse3>(task: T, ssse3: Ssse3) -> T::Output {
+        task.call(ssse3)
+    }
+
+    /// For each combination of octet lengths (index `((l1-1)*3 + l2-1)*9 + (l3-1)*3 + l4-1`),
+    /// the shuffle that moves octet `k`'s hundreds, tens and ones digits to lanes `4k..4k+3`
+    /// (missing digits and lane `4k+3` zeroed by index 0x80).
+    const QUAD_SHUFFLES: [[u8; 16]; 81] = quad_shuffles();
+
+    const fn quad_shuffles() -> [[u8; 16]; 81] {
+        let mut table = [[0x80u8; 16]; 81];
+        let mut index = 0;
+        while index < 81 {
+            let lengths = [
+                index / 27 % 3 + 1,
+                index / 9 % 3 + 1,
+                index / 3 % 3 + 1,
+                index % 3 + 1,
+            ];
+            let mut start = 0;
+            let mut octet = 0;
+            while octet < 4 {
+                let len = lengths[octet];
+                if len == 3 {
+                    table[index][4 * octet] = start as u8;
+                }
+                if len >= 2 {
+                    table[index][4 * octet + 1] = (start + len - 2) as u8;
+                }
+                table[index][4 * octet + 2] = (start + len - 1) as u8;
+                start += len + 1;
+                octet += 1;
+            }
+            index += 1;
+        }
+        table
+    }
+
+    #[inline]
+    #[target_feature(enable = "ssse3")]
+    fn quad_values_ssse3(window: &[u8; 16], lengths: [usize; 4]) -> Option<u32> {
+        let index =
+            ((lengths[0] - 1) * 3 + lengths[1] - 1) * 9 + (lengths[2] - 1) * 3 + lengths[3] - 1;
+        let digits = _mm_sub_epi8(load(window), _mm_set1_epi8(b'0' as i8));
+        let placed = _mm_shuffle_epi8(digits, load(&QUAD_SHUFFLES[index % 81]));
+        let weights = _mm_setr_epi8(100, 10, 1, 0, 100, 10, 1, 0, 100, 10, 1, 0, 100, 10, 1, 0);
+        // u8 x i8 pairs summed to i16 (100h + 10t, o), then i16 pairs summed to i32.
+        let values = _mm_madd_epi16(_mm_maddubs_epi16(placed, weights), _mm_set1_epi16(1));
+        if _mm_movemask_epi8(_mm_cmpgt_epi32(values, _mm_set1_epi32(255))) != 0 {
+            return None;
+        }
+        // Low byte of each 32-bit lane, first octet most significant.
+        let order = _mm_setr_epi8(12, 8, 4, 0, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1);
+        Some(_mm_cvtsi128_si32(_mm_shuffle_epi8(values, order)) as u32)
+    }
 
     #[inline]
     #[target_feature(enable = "sse2")]
@@ -116,6 +218,8 @@ mod swar {
 
 #[cfg(target_arch = "x86_64")]
 use imp::{digit_mask, equal_mask};
+#[cfg(target_arch = "x86_64")]
+pub(crate) use imp::{Ssse3, WithSsse3};
 #[cfg(not(target_arch = "x86_64"))]
 use swar::{digit_mask, equal_mask};
 
@@ -189,7 +293,8 @@ mod tests {
         fn masks_agree_byte_by_byte(bytes in prop::array::uniform16(any::<u8>())) {
             let digits = slow_mask(&bytes, |b| b.is_ascii_digit()) as u32;
             let dots = slow_mask(&bytes, |b| b == b'.') as u32;
-            prop_assert_eq!(digit_and_dot_masks(&bytes), (digits, dots));
+            let zeros = slow_mask(&bytes, |b| b == b'0') as u32;
+            prop_assert_eq!(digit_dot_zero_masks(&bytes), (digits, dots, zeros));
             prop_assert_eq!((swar::digit_mask(&bytes), swar::equal_mask(&bytes, b'.')), (digits, dots));
             prop_assert_eq!(u64::from(equal_mask(&bytes, b'\n')), slow_mask(&bytes, |b| b == b'\n'));
         }

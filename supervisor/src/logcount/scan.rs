@@ -18,7 +18,7 @@ use memchr::{memchr, memmem};
 use serde::{Deserialize, Serialize};
 
 use super::distinct::{sorted_u32_delta, ByteKeys, PackedKeys};
-use super::keys;
+use super::keys::{self, QuadValues, ScalarValues};
 use super::lanes::Newlines;
 use super::plan::{path_bytes, ChunkJob, ChunkSource};
 
@@ -197,18 +197,9 @@ fn scan<R: Read>(
                 }
             }
         }
-        let first_line = line_start;
-        for newline in Newlines::new(&data[first_line..]) {
-            if line_start as u64 >= stop {
-                return Ok(());
-            }
-            let newline = first_line + newline;
-            counter.line(&data[line_start..newline]);
-            line_start = newline + 1;
-        }
-        if line_start as u64 >= stop {
+        let Some(line_start) = count_whole_lines(counter, data, line_start, stop) else {
             return Ok(());
-        }
+        };
         if line_start < filled {
             let mut line = SpanningLine::default();
             line.feed(&data[line_start..]);
@@ -221,6 +212,66 @@ fn scan<R: Read>(
         line.finish(counter);
     }
     Ok(())
+}
+
+/// Counts the lines that end in `data` and start at or after `line_start` and before `stop`.
+/// Returns where the unfinished last line starts, or `None` once a line starts at `stop`.
+/// Dispatches once per buffer to the loop compiled for the best octet-value method.
+fn count_whole_lines(
+    counter: &mut Counter,
+    data: &[u8],
+    line_start: usize,
+    stop: u64,
+) -> Option<usize> {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(ssse3) = counter.ssse3 {
+        return ssse3.run(LineLoop {
+            counter,
+            data,
+            line_start,
+            stop,
+        });
+    }
+    line_loop(counter, data, line_start, stop, ScalarValues)
+}
+
+/// [`line_loop`]'s arguments, to run it compiled for SSSE3.
+#[cfg(target_arch = "x86_64")]
+struct LineLoop<'a> {
+    counter: &'a mut Counter,
+    data: &'a [u8],
+    line_start: usize,
+    stop: u64,
+}
+
+#[cfg(target_arch = "x86_64")]
+impl super::lanes::WithSsse3 for LineLoop<'_> {
+    type Output = Option<usize>;
+
+    #[inline(always)]
+    fn call(self, ssse3: super::lanes::Ssse3) -> Option<usize> {
+        line_loop(self.counter, self.data, self.line_start, self.stop, ssse3)
+    }
+}
+
+#[inline(always)]
+fn line_loop<V: QuadValues>(
+    counter: &mut Counter,
+    data: &[u8],
+    mut line_start: usize,
+    stop: u64,
+    values: V,
+) -> Option<usize> {
+    let first_line = line_start;
+    for newline in Newlines::new(&data[first_line..]) {
+        if line_start as u64 >= stop {
+            return None;
+        }
+        let newline = first_line + newline;
+        counter.line(&data[line_start..newline], values);
+        line_start = newline + 1;
+    }
+    ((line_start as u64) < stop).then_some(line_start)
 }
 
 /// A line that crosses the end of the buffer: holds only what decides its key and whether it is
@@ -277,6 +328,9 @@ struct Counter {
     ipv4: PackedKeys,
     other: ByteKeys,
     per_key_counts: bool,
+    /// Present if the CPU has SSSE3 (asked once per chunk).
+    #[cfg(target_arch = "x86_64")]
+    ssse3: Option<super::lanes::Ssse3>,
 }
 
 impl Counter {
@@ -286,15 +340,17 @@ impl Counter {
             ipv4: PackedKeys::new(per_key_counts),
             other: ByteKeys::default(),
             per_key_counts,
+            #[cfg(target_arch = "x86_64")]
+            ssse3: super::lanes::Ssse3::detect(),
         }
     }
 
     /// One line, without its `\n`.
     #[inline(always)]
-    fn line(&mut self, line: &[u8]) {
+    fn line<V: QuadValues>(&mut self, line: &[u8], values: V) {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         // A line starting with a dotted quad is not blank: count it without looking further.
-        if let Some(ip) = keys::packed_ipv4_key(line) {
+        if let Some(ip) = keys::packed_ipv4_key(line, values) {
             self.total += 1;
             self.ipv4.insert(ip);
             return;

@@ -29,9 +29,9 @@ use crate::{ExitStatus, InheritedHandlers, Kill, Launcher, Wait, WorkerId};
 /// How workers are started.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum StartMethod {
-    /// A copy of the supervisor (fast; the registry is the one given to the launcher).
+    /// A copy of the supervising process (fast; runs the job kinds the launcher was given).
     Fork,
-    /// A fresh execution of the supervisor's binary running [`worker_entry`].
+    /// A fresh execution of the binary (runs the built-in job kinds, see `worker_entry`).
     Spawn,
 }
 

@@ -28,6 +28,12 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    #[command(
+        after_help = "Signals: SIGINT/SIGTERM drain (no new jobs, running ones get --grace, \
+        then SIGKILL; a second one stops at once); SIGTTIN/SIGTTOU add/remove a worker; SIGUSR1 \
+        prints the worker table. Exit status: 0 when every job succeeded, 1 with a summary of the \
+        failed jobs on stderr, 2 for bad usage (logcount: 2 for a bad DIR, 1 for unreadable files)."
+    )]
     /// Runs JOB over the worker pool: `logcount DIR`, or a diagnostic kind (echo, sleep, fail,
     /// crash, hang, hang-once, pid, grandchild; for testing) with one job per ARG, printing
     /// each job's answer on a line, in job order.

@@ -9,6 +9,7 @@ import argparse
 import gzip
 import json
 import os
+import stat
 import sys
 from concurrent.futures import ProcessPoolExecutor
 
@@ -44,12 +45,17 @@ def main():
     if not os.path.isdir(args.dir):
         print(f"{args.dir}: no such directory", file=sys.stderr)
         return 2
-    names = sorted(
-        entry.name
-        for entry in os.scandir(args.dir)
-        if not entry.name.startswith(".") and entry.is_file()
-    )
     files, errors, every_key = {}, {}, set()
+    names = []
+    for entry in os.scandir(args.dir):
+        if entry.name.startswith("."):
+            continue
+        try:
+            if stat.S_ISREG(os.stat(entry.path).st_mode):  # follows symlinks
+                names.append(entry.name)
+        except OSError as error:  # a broken symlink, a vanished file
+            errors[entry.name] = str(error)
+    names.sort()
     with ProcessPoolExecutor(max_workers=args.workers) as pool:
         paths = [os.path.join(args.dir, name) for name in names]
         for name, result in zip(names, pool.map(count_file, paths)):

@@ -322,7 +322,7 @@ mod tests {
 
     proptest::proptest! {
         #[test]
-        fn swar_parse_agrees_with_scalar(
+        fn window_parse_agrees_with_scalar(
             bytes in proptest::collection::vec(
                 proptest::sample::select(b"0123456789012345678..., -x\xff".to_vec()), 16..20)
         ) {
@@ -336,7 +336,7 @@ mod tests {
     }
 
     #[test]
-    fn swar_parse_on_typical_windows() {
+    fn window_parse_on_typical_windows() {
         for (text, expected) in [
             (&b"1.2.3.4 - - [24/N"[..], Some((0x0102_0304, 7))),
             (b"255.255.255.255 - -", Some((u32::MAX, 15))),

@@ -7,3 +7,9 @@ mod codec;
 mod manager;
 
 pub use codec::CodecError;
+pub use manager::{
+    Address, Authkey, ConditionProxy, DictProxy, EventProxy, ListProxy, LockProxy, LockProxyGuard,
+    Manager, ManagerBuilder, ManagerError, ManagerGetTimeoutError, ManagerPutTimeoutError,
+    ManagerTryGetError, ManagerTryPutError, NamedObjects, NamespaceProxy, QueueProxy, RLockProxy,
+    RemoteError, SemaphoreProxy,
+};

@@ -5,6 +5,8 @@
 #[allow(dead_code)]
 mod codec;
 mod manager;
+mod platform;
+mod process;
 
 pub use codec::CodecError;
 pub use manager::{
@@ -12,4 +14,8 @@ pub use manager::{
     Manager, ManagerBuilder, ManagerError, ManagerGetTimeoutError, ManagerPutTimeoutError,
     ManagerTryGetError, ManagerTryPutError, NamedObjects, NamespaceProxy, QueueProxy, RLockProxy,
     RemoteError, SemaphoreProxy,
+};
+pub use process::{
+    __private, active_children, current_process, init, Child, ChildInfo, CurrentProcess, Entry,
+    ExitStatus, JoinError, JoinTimeoutError, Process, StartError,
 };

@@ -1,0 +1,123 @@
+//! `Pidfd`: a file descriptor naming one child process, the only way herd signals or reaps a child.
+//!
+//! A pid is a number the kernel recycles once the process has been reaped; a pidfd names one process for as
+//! long as the fd is open. Signals go through `pidfd_send_signal` and reaping through `waitid(P_PIDFD)`, so a
+//! recycled pid can never be hit. The fd is readable once the process has exited, which makes it a sentinel
+//! for `poll`.
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::time::Duration;
+
+use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, PollTimeout};
+use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
+
+/// How a reaped child ended, as the kernel reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reaped {
+    /// The child called `exit`/`_exit` (or returned from main) with this code.
+    Exited(i32),
+    /// The child was ended by this signal.
+    Signaled(i32),
+}
+
+/// An open pidfd for one process (always close-on-exec: the kernel sets it).
+#[derive(Debug)]
+pub(crate) struct Pidfd(OwnedFd);
+
+impl Pidfd {
+    /// Opens a pidfd for `pid`. Only sound for a child of ours that nobody can have reaped yet (herd opens it
+    /// right after fork, and only herd reaps its children), otherwise `pid` may already name another process.
+    pub(crate) fn open(pid: i32) -> io::Result<Self> {
+        // SAFETY: pidfd_open takes two integers and returns a new fd or -1; it touches no memory of ours.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let fd = i32::try_from(fd)
+            .map_err(|_| io::Error::other("pidfd_open returned an out-of-range fd"))?;
+        // SAFETY: the kernel just returned this fd to us; nothing else owns it, so OwnedFd may close it.
+        Ok(Self(unsafe { OwnedFd::from_raw_fd(fd) }))
+    }
+
+    /// Sends `signal` to the process. Fails with ESRCH once the process has exited.
+    pub(crate) fn send_signal(&self, signal: i32) -> io::Result<()> {
+        // SAFETY: pidfd_send_signal reads no memory when `info` is NULL; the fd is open for the call's duration
+        // because `self` owns it.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                self.0.as_raw_fd(),
+                signal,
+                std::ptr::null::<libc::siginfo_t>(),
+                0,
+            )
+        };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Reaps the process if it has exited; `Ok(None)` while it runs. After `Some`, the pid is free for reuse.
+    pub(crate) fn try_reap(&self) -> io::Result<Option<Reaped>> {
+        self.reap(WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG)
+    }
+
+    /// Waits for the process to exit and reaps it.
+    pub(crate) fn reap_blocking(&self) -> io::Result<Reaped> {
+        loop {
+            if let Some(reaped) = self.reap(WaitPidFlag::WEXITED)? {
+                return Ok(reaped);
+            }
+        }
+    }
+
+    fn reap(&self, flags: WaitPidFlag) -> io::Result<Option<Reaped>> {
+        loop {
+            match waitid(Id::PIDFd(self.0.as_fd()), flags) {
+                Ok(WaitStatus::Exited(_, code)) => return Ok(Some(Reaped::Exited(code))),
+                Ok(WaitStatus::Signaled(_, signal, _)) => {
+                    return Ok(Some(Reaped::Signaled(signal as i32)))
+                }
+                Ok(_) => return Ok(None),
+                Err(Errno::EINTR) => continue,
+                Err(errno) => return Err(errno.into()),
+            }
+        }
+    }
+}
+
+impl AsFd for Pidfd {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.0.as_fd()
+    }
+}
+
+/// Readiness of the fds handed to [`poll_readable`], in the same order.
+pub(crate) fn poll_readable(
+    fds: &[BorrowedFd<'_>],
+    timeout: Option<Duration>,
+) -> io::Result<Vec<bool>> {
+    let mut poll_fds: Vec<PollFd<'_>> = fds
+        .iter()
+        .map(|fd| PollFd::new(*fd, PollFlags::POLLIN))
+        .collect();
+    let timeout = match timeout {
+        None => PollTimeout::NONE,
+        // Round up so a short positive timeout does not become a busy loop of zero-millisecond polls; clamp
+        // long ones to what poll takes (callers loop until their own deadline).
+        Some(left) => {
+            let millis = left.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128);
+            PollTimeout::try_from(millis as i32).unwrap_or(PollTimeout::MAX)
+        }
+    };
+    match nix::poll::poll(&mut poll_fds, timeout) {
+        Ok(_) | Err(Errno::EINTR) => {}
+        Err(errno) => return Err(errno.into()),
+    }
+    Ok(poll_fds
+        .iter()
+        .map(|fd| fd.revents().is_some_and(|r| !r.is_empty()))
+        .collect())
+}

@@ -1,0 +1,260 @@
+//! `Process`: the builder that starts a child, by `fork` (run a closure in a copy of this process) or by
+//! `spawn` (re-execute this binary and run a registered entry with serialised arguments).
+use std::ffi::CString;
+use std::io::{self, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::codec::{self, CodecError};
+use crate::platform::{self, ChildSetup, ExecPlan, ForkPermit, Pidfd};
+use crate::process::child::Child;
+use crate::process::entry::{self, Entry, SpawnRequest, SPAWN_FLAG};
+use crate::process::outcome::{ChildOutcome, ResultReader};
+use crate::process::registry::ChildShared;
+
+/// Starts a child process. Configure with [`name`](Self::name) and [`daemon`](Self::daemon), then call
+/// [`fork`](Self::fork) or [`spawn`](Self::spawn).
+///
+/// ```no_run
+/// let child = herd_ipc::Process::new().name("adder").fork(|| 2 + 40)?;
+/// assert_eq!(child.join()?, 42);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct Process {
+    name: Option<String>,
+    daemon: bool,
+    allow_multi_threaded_fork: bool,
+}
+
+/// Numbering of default names, `Process-1`, `Process-2`, ... as in `multiprocessing`.
+static STARTED: AtomicUsize = AtomicUsize::new(0);
+
+impl Process {
+    /// A builder with the defaults: name `Process-N`, not a daemon.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Names the child (visible as [`Child::name`] and, in the child, [`crate::current_process`]).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// A daemon child is killed (SIGKILL) when its parent dies, however the parent dies, SIGKILL included
+    /// (`PR_SET_PDEATHSIG`; a child whose parent died before the signal was armed exits at once).
+    ///
+    /// Linux delivers the signal when the parent *thread* that started the child exits, not the parent
+    /// process: start daemon children from a thread that lives as long as the process (e.g. the main thread).
+    pub fn daemon(mut self, daemon: bool) -> Self {
+        self.daemon = daemon;
+        self
+    }
+
+    /// Lets [`fork`](Self::fork) run in a process that has more than one thread, which it otherwise refuses.
+    ///
+    /// # Safety
+    /// The forked child holds only a copy of the forking thread. Every lock another thread held at that moment
+    /// stays locked in the child for ever. The caller promises that the closure (and what it calls) touches
+    /// nothing such a lock may guard: glibc `malloc` is fork-safe, but Rust std's stdout/stderr locks (so
+    /// `println!`, `eprintln!` and the panic message printer), `std::env`, the program's own mutexes and channels
+    /// shared with other threads, and foreign libraries with internal locks are not. The child never flushes
+    /// stdout in this mode. Prefer [`spawn`](Self::spawn), which is safe in a multi-threaded parent.
+    pub unsafe fn allow_multi_threaded_fork(mut self) -> Self {
+        self.allow_multi_threaded_fork = true;
+        self
+    }
+
+    /// Runs `body` in a forked child; its return value comes back on [`Child::join`].
+    ///
+    /// The closure may borrow from the caller's stack: the child owns a copy of the whole address space. Fds
+    /// moved into it (herd handles) are inherited by the child. The parent flushes stdout first so buffered
+    /// output is not printed twice; the child flushes stdout after `body` and leaves with `_exit` (no atexit
+    /// handlers, no destructors of the parent's objects).
+    ///
+    /// Refuses with [`StartError::MultiThreaded`] if this process has more than one thread (counted in
+    /// `/proc/self/task`), unless [`allow_multi_threaded_fork`](Self::allow_multi_threaded_fork) was called.
+    pub fn fork<T, F>(self, body: F) -> Result<Child<T>, StartError>
+    where
+        F: FnOnce() -> T,
+        T: Serialize,
+    {
+        let permit = if self.allow_multi_threaded_fork {
+            // SAFETY: allow_multi_threaded_fork is an unsafe fn whose caller took on exactly the contract of
+            // multi_threaded_by_contract (the child touches nothing other threads may hold locked).
+            unsafe { ForkPermit::multi_threaded_by_contract() }
+        } else {
+            ForkPermit::single_threaded()
+                .map_err(|threads| StartError::MultiThreaded { threads })?
+        };
+        let name = self.child_name();
+        let (result_read, result_write) =
+            platform::result_pipe().map_err(StartError::os("create the result pipe"))?;
+        let _ = io::stdout().flush();
+        let flush_in_child = !permit.parent_was_multi_threaded();
+        let child_name = &name;
+        let result_write_end = &result_write;
+        let pid = platform::fork_and_run(&permit, self.setup(), move || {
+            platform::set_current_name(child_name.clone());
+            let run = catch_unwind(AssertUnwindSafe(body));
+            if flush_in_child {
+                let _ = io::stdout().flush();
+            }
+            ChildOutcome::of_run(run).send(result_write_end)
+        })
+        .map_err(StartError::os("fork"))?;
+        drop(result_write);
+        self.finish_start(pid, name, result_read)
+    }
+
+    /// Re-executes this binary as a child that runs `entry` (declared with [`entry!`](crate::entry!)) on
+    /// `args`; the entry's return value comes back on [`Child::join`].
+    ///
+    /// The program's `main` must call [`crate::init`] first. Arguments may hold herd handles: their fds are
+    /// inherited by the child. Unlike [`fork`](Self::fork) this is safe in a multi-threaded parent: the child
+    /// runs nothing but async-signal-safe calls before `execv`.
+    pub fn spawn<E: Entry>(self, entry: E, args: &E::Args) -> Result<Child<E::Output>, StartError> {
+        let _ = entry;
+        self.spawn_named(E::NAME, args)
+    }
+
+    /// Like [`spawn`](Self::spawn) for an entry named at run time (its [`Entry::NAME`]). The types are only
+    /// checked in the child: arguments that do not decode as the entry's make [`Child::join`] fail with
+    /// [`JoinError::Failed`](crate::JoinError::Failed), a value that is not a `T` with `JoinError::Decode`.
+    pub fn spawn_named<A, T>(self, entry: &str, args: &A) -> Result<Child<T>, StartError>
+    where
+        A: Serialize + ?Sized,
+        T: DeserializeOwned,
+    {
+        if !entry::is_registered(entry) {
+            return Err(StartError::UnknownEntry {
+                entry: entry.to_owned(),
+                registered: entry::registered_names().join(", "),
+            });
+        }
+        let encoded = codec::encode(args).map_err(|source| StartError::Arguments {
+            entry: entry.to_owned(),
+            source,
+        })?;
+        let name = self.child_name();
+        let (result_read, result_write) =
+            platform::result_pipe().map_err(StartError::os("create the result pipe"))?;
+        let request = SpawnRequest {
+            entry: entry.to_owned(),
+            name: name.clone(),
+            args: encoded.bytes,
+            arg_fds: encoded.fds.iter().map(AsRawFd::as_raw_fd).collect(),
+        };
+        let request_bytes = postcard::to_stdvec(&request).map_err(|err| StartError::Arguments {
+            entry: entry.to_owned(),
+            source: CodecError::Encode(err),
+        })?;
+        let request_fd = platform::memfd_with(&request_bytes)
+            .map_err(StartError::os("create the spawn request"))?;
+        let argv0 = std::env::args_os()
+            .next()
+            .unwrap_or_else(|| "herd-spawned".into());
+        let argv = [
+            argv0.as_bytes(),
+            SPAWN_FLAG.as_bytes(),
+            fd_arg(&request_fd).as_bytes(),
+            fd_arg(&result_write).as_bytes(),
+        ]
+        .into_iter()
+        .map(|arg| {
+            CString::new(arg).map_err(|_| StartError::Os {
+                action: "build argv (NUL byte in argv[0])",
+                source: io::ErrorKind::InvalidInput.into(),
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+        let mut inherit: Vec<BorrowedFd<'_>> = vec![request_fd.as_fd(), result_write.as_fd()];
+        inherit.extend(encoded.fds.iter().map(OwnedFd::as_fd));
+        let failure = ChildOutcome::Failed(
+            "re-executing the current binary (/proc/self/exe) failed".to_owned(),
+        )
+        .to_frame();
+        let plan = ExecPlan::new(argv, &inherit, result_write.as_fd(), failure);
+        let pid =
+            platform::fork_and_exec_self(&plan, self.setup()).map_err(StartError::os("fork"))?;
+        drop(plan);
+        drop(inherit);
+        drop(result_write);
+        drop(request_fd);
+        self.finish_start(pid, name, result_read)
+    }
+
+    fn setup(&self) -> ChildSetup {
+        ChildSetup {
+            die_with_parent: self.daemon,
+        }
+    }
+
+    fn child_name(&self) -> String {
+        match &self.name {
+            Some(name) => name.clone(),
+            None => format!("Process-{}", STARTED.fetch_add(1, Ordering::Relaxed) + 1),
+        }
+    }
+
+    /// Opens the child's pidfd (the child cannot have been reaped: only herd reaps its children) and builds the
+    /// handle.
+    fn finish_start<T>(
+        self,
+        pid: i32,
+        name: String,
+        result_read: OwnedFd,
+    ) -> Result<Child<T>, StartError> {
+        let pidfd = Pidfd::open(pid).map_err(StartError::os("open a pidfd for the child"))?;
+        let pid = u32::try_from(pid).map_err(|_| StartError::Os {
+            action: "fork",
+            source: io::Error::other("negative pid"),
+        })?;
+        let shared = ChildShared::register(pid, name, pidfd);
+        Ok(Child::new(
+            shared,
+            ResultReader::new(result_read),
+            self.daemon,
+        ))
+    }
+}
+
+/// An fd number as a command-line argument.
+fn fd_arg(fd: &OwnedFd) -> String {
+    fd.as_raw_fd().to_string()
+}
+
+/// Why a child could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// `fork` was refused: this process has other threads, which could hold locks the child would need.
+    #[error(
+        "refusing to fork: this process has {threads} threads, and locks held by the others would stay locked \
+         in the child (use Process::spawn, or the unsafe Process::allow_multi_threaded_fork)"
+    )]
+    MultiThreaded { threads: usize },
+    /// No entry of this name is registered in this binary (see [`entry!`](crate::entry!)).
+    #[error("no entry named {entry:?} is registered in this binary (registered: [{registered}])")]
+    UnknownEntry { entry: String, registered: String },
+    /// The arguments could not be serialised.
+    #[error("the arguments for entry {entry:?} cannot be encoded: {source}")]
+    Arguments { entry: String, source: CodecError },
+    /// A system call failed.
+    #[error("could not {action}: {source}")]
+    Os {
+        action: &'static str,
+        source: io::Error,
+    },
+}
+
+impl StartError {
+    fn os(action: &'static str) -> impl FnOnce(io::Error) -> Self {
+        move |source| Self::Os { action, source }
+    }
+}

@@ -1,0 +1,529 @@
+//! Process API across real processes: fork and spawn, join and timeouts, exit codes vs signals, terminate and
+//! kill, panics carried back, daemon children, active_children, no zombie left behind.
+//!
+//! `harness = false`: trials run one by one on the main thread, so the process stays single-threaded and fork
+//! is allowed (and `herd_ipc::init()` lets spawn re-execute this binary). Every trial ends by checking that
+//! this process has no zombie child.
+use std::io::Read;
+use std::os::fd::OwnedFd;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use herd::ipc::{
+    active_children, current_process, ExitStatus, JoinError, JoinTimeoutError, Process, StartError,
+};
+use libtest_mimic::{Arguments, Failed, Trial};
+
+type TestResult = Result<(), Failed>;
+type TrialFn = fn() -> TestResult;
+
+/// Upper bound for any wait in these tests: a bug fails the test instead of hanging it.
+const PATIENCE: Duration = Duration::from_secs(10);
+
+herd::ipc::entry! {
+    /// Adds a pair in a spawned child.
+    fn add(pair: (i64, i64)) -> i64 {
+        pair.0 + pair.1
+    }
+}
+
+herd::ipc::entry! {
+    /// Reports who the spawned child is: pid, ppid, name.
+    fn whoami(_unit: ()) -> (u32, u32, String) {
+        let me = current_process();
+        (me.pid, me.ppid, me.name)
+    }
+}
+
+herd::ipc::entry! {
+    /// Panics with the given message.
+    fn explode(message: String) -> () {
+        panic!("{message}")
+    }
+}
+
+herd::ipc::entry! {
+    /// Sleeps for the given number of milliseconds.
+    fn nap(millis: u64) -> () {
+        std::thread::sleep(Duration::from_millis(millis))
+    }
+}
+
+fn main() -> ExitCode {
+    herd::ipc::init();
+    let mut args = Arguments::from_args();
+    args.test_threads = Some(1); // trials on the main thread: the process stays single-threaded for fork
+    let trials: Vec<(&str, TrialFn)> = vec![
+        ("fork_returns_value", fork_returns_value),
+        (
+            "fork_borrows_from_parent_stack",
+            fork_borrows_from_parent_stack,
+        ),
+        ("exit_code_vs_signal", exit_code_vs_signal),
+        ("terminate_sends_sigterm", terminate_sends_sigterm),
+        ("kill_sends_sigkill", kill_sends_sigkill),
+        ("signal_after_reap_is_a_no_op", signal_after_reap_is_a_no_op),
+        (
+            "join_timeout_hands_back_the_child",
+            join_timeout_hands_back_the_child,
+        ),
+        (
+            "panic_message_is_carried_back",
+            panic_message_is_carried_back,
+        ),
+        ("large_result_does_not_stall", large_result_does_not_stall),
+        ("names_and_current_process", names_and_current_process),
+        ("drop_kills_and_reaps", drop_kills_and_reaps),
+        (
+            "active_children_lists_and_reaps",
+            active_children_lists_and_reaps,
+        ),
+        (
+            "daemon_dies_when_parent_is_sigkilled",
+            daemon_dies_when_parent_is_sigkilled,
+        ),
+        (
+            "non_daemon_survives_parent_sigkill",
+            non_daemon_survives_parent_sigkill,
+        ),
+        (
+            "fork_refused_in_multi_threaded_parent",
+            fork_refused_in_multi_threaded_parent,
+        ),
+        (
+            "spawn_with_args_and_return_value",
+            spawn_with_args_and_return_value,
+        ),
+        ("spawn_reports_identity", spawn_reports_identity),
+        (
+            "spawn_panic_message_is_carried_back",
+            spawn_panic_message_is_carried_back,
+        ),
+        (
+            "spawn_unregistered_entry_is_refused",
+            spawn_unregistered_entry_is_refused,
+        ),
+        (
+            "spawn_undecodable_args_fail_clearly",
+            spawn_undecodable_args_fail_clearly,
+        ),
+        (
+            "spawn_wrong_return_type_fails_clearly",
+            spawn_wrong_return_type_fails_clearly,
+        ),
+        (
+            "spawn_killed_child_reports_signal",
+            spawn_killed_child_reports_signal,
+        ),
+        (
+            "spawn_from_multi_threaded_parent",
+            spawn_from_multi_threaded_parent,
+        ),
+    ];
+    let trials = trials
+        .into_iter()
+        .map(|(name, body)| {
+            Trial::test(name, move || {
+                body()?;
+                assert_no_zombies()
+            })
+        })
+        .collect();
+    libtest_mimic::run(&args, trials).exit_code()
+}
+
+/// Fails if any child of this process is a zombie (state Z in /proc).
+fn assert_no_zombies() -> TestResult {
+    let me = std::process::id() as i32;
+    let zombies: Vec<i32> = procfs::process::all_processes()?
+        .filter_map(Result::ok)
+        .filter_map(|process| process.stat().ok())
+        .filter(|stat| stat.ppid == me && stat.state == 'Z')
+        .map(|stat| stat.pid)
+        .collect();
+    if zombies.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("zombie children left behind: {zombies:?}").into())
+    }
+}
+
+/// The /proc state of `pid`, or `None` once it is gone.
+fn proc_state(pid: u32) -> Option<char> {
+    procfs::process::Process::new(pid as i32)
+        .and_then(|p| p.stat())
+        .ok()
+        .map(|stat| stat.state)
+}
+
+/// Polls `condition` until it holds or PATIENCE runs out.
+fn eventually(what: &str, mut condition: impl FnMut() -> bool) -> TestResult {
+    let deadline = Instant::now() + PATIENCE;
+    while Instant::now() < deadline {
+        if condition() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Err(format!("timed out waiting until {what}").into())
+}
+
+fn expect_err<T: std::fmt::Debug, E>(result: Result<T, E>) -> Result<E, Failed> {
+    match result {
+        Ok(value) => Err(format!("expected an error, got Ok({value:?})").into()),
+        Err(err) => Ok(err),
+    }
+}
+
+fn fork_returns_value() -> TestResult {
+    let child =
+        Process::new().fork(|| (6 * 7, String::from("from the child"), std::process::id()))?;
+    let child_pid = child.pid();
+    let (answer, text, pid_seen_by_child) = child.join()?;
+    assert_eq!((answer, text.as_str()), (42, "from the child"));
+    assert_eq!(pid_seen_by_child, child_pid);
+    assert_ne!(child_pid, std::process::id());
+    Ok(())
+}
+
+fn fork_borrows_from_parent_stack() -> TestResult {
+    let numbers: Vec<u64> = (1..=100).collect();
+    let child = Process::new().fork(|| numbers.iter().sum::<u64>())?;
+    assert_eq!(child.join()?, 5050);
+    Ok(())
+}
+
+fn exit_code_vs_signal() -> TestResult {
+    let exits = Process::new().fork(|| -> u8 { std::process::exit(3) })?;
+    let err = expect_err(exits.join())?;
+    assert!(matches!(err, JoinError::NoValue { .. }), "{err}");
+    assert_eq!(err.exit_status(), Some(ExitStatus::Exited(3)));
+    assert_eq!(err.exit_status().map(|s| s.exitcode()), Some(3));
+
+    let aborts = Process::new().fork(|| {
+        // SAFETY: raise has no memory-safety preconditions; SIGKILL ends this child at once.
+        unsafe { libc::raise(libc::SIGKILL) };
+    })?;
+    let err = expect_err(aborts.join())?;
+    assert!(matches!(err, JoinError::Killed { .. }), "{err}");
+    assert_eq!(err.exit_status(), Some(ExitStatus::Signaled(libc::SIGKILL)));
+    assert_eq!(err.exit_status().map(|s| s.exitcode()), Some(-9));
+    assert!(err.to_string().contains("SIGKILL"), "{err}");
+    Ok(())
+}
+
+fn sleeper() -> Result<herd::ipc::Child<()>, StartError> {
+    Process::new().fork(|| std::thread::sleep(Duration::from_secs(30)))
+}
+
+fn terminate_sends_sigterm() -> TestResult {
+    let child = sleeper()?;
+    assert!(child.is_alive());
+    assert_eq!(child.exit_status(), None);
+    child.terminate()?;
+    let err = expect_err(child.join())?;
+    assert_eq!(err.exit_status(), Some(ExitStatus::Signaled(libc::SIGTERM)));
+    assert_eq!(err.exit_status().map(|s| s.exitcode()), Some(-15));
+    Ok(())
+}
+
+fn kill_sends_sigkill() -> TestResult {
+    let child = sleeper()?;
+    child.kill()?;
+    eventually("the killed child is no longer alive", || !child.is_alive())?;
+    assert_eq!(
+        child.exit_status(),
+        Some(ExitStatus::Signaled(libc::SIGKILL))
+    );
+    let err = expect_err(child.join())?;
+    assert!(matches!(err, JoinError::Killed { .. }), "{err}");
+    Ok(())
+}
+
+fn signal_after_reap_is_a_no_op() -> TestResult {
+    let child = Process::new().fork(|| 1u8)?;
+    eventually("the child has been reaped", || {
+        child.exit_status().is_some()
+    })?;
+    assert_eq!(child.exit_status(), Some(ExitStatus::Exited(0)));
+    // The pid may be recycled by now: terminate/kill must not reach whatever has it.
+    child.terminate()?;
+    child.kill()?;
+    assert_eq!(child.exit_status(), Some(ExitStatus::Exited(0)));
+    assert_eq!(child.join()?, 1);
+    Ok(())
+}
+
+fn join_timeout_hands_back_the_child() -> TestResult {
+    let child = Process::new().fork(|| {
+        std::thread::sleep(Duration::from_millis(300));
+        String::from("done")
+    })?;
+    let started = Instant::now();
+    let child = match child.join_timeout(Duration::from_millis(50)) {
+        Err(JoinTimeoutError::Timeout(child)) => child,
+        other => return Err(format!("expected a timeout, got {other:?}").into()),
+    };
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(50) && waited < PATIENCE,
+        "waited {waited:?}"
+    );
+    assert!(child.is_alive());
+    assert_eq!(child.join_timeout(PATIENCE)?, "done");
+    Ok(())
+}
+
+fn panic_message_is_carried_back() -> TestResult {
+    let child = Process::new()
+        .name("boomer")
+        .fork(|| -> u32 { panic!("boom number {}", 7) })?;
+    let err = expect_err(child.join())?;
+    assert_eq!(err.panic_message(), Some("boom number 7"));
+    assert_eq!(err.exit_status(), Some(ExitStatus::Exited(1)));
+    assert!(
+        err.to_string().contains("boomer") && err.to_string().contains("boom number 7"),
+        "{err}"
+    );
+    Ok(())
+}
+
+fn large_result_does_not_stall() -> TestResult {
+    // Far bigger than a pipe buffer (64 KiB): the child can only finish if join reads while it writes.
+    let child = Process::new().fork(|| vec![7u8; 4 << 20])?;
+    let value = child.join_timeout(PATIENCE)?;
+    assert_eq!(value.len(), 4 << 20);
+    assert!(value.iter().all(|&b| b == 7));
+    Ok(())
+}
+
+fn names_and_current_process() -> TestResult {
+    let parent = current_process();
+    assert_eq!(parent.name, "MainProcess");
+    assert_eq!(parent.pid, std::process::id());
+    let named = Process::new().name("worker-7").fork(current_process)?;
+    assert_eq!(named.name(), "worker-7");
+    let named_pid = named.pid();
+    let seen = named.join()?;
+    assert_eq!(
+        (seen.name.as_str(), seen.pid, seen.ppid),
+        ("worker-7", named_pid, parent.pid)
+    );
+    let unnamed = Process::new().fork(|| current_process().name)?;
+    let default_name = unnamed.name().to_owned();
+    assert!(default_name.starts_with("Process-"), "{default_name}");
+    assert_eq!(unnamed.join()?, default_name);
+    Ok(())
+}
+
+fn drop_kills_and_reaps() -> TestResult {
+    let child = sleeper()?;
+    let pid = child.pid();
+    assert_eq!(proc_state(pid).map(|s| s != 'Z'), Some(true));
+    drop(child);
+    // Drop kills and reaps synchronously: the pid is gone (not a zombie) as soon as drop returns.
+    assert_eq!(proc_state(pid), None, "pid {pid} still in /proc after drop");
+    Ok(())
+}
+
+fn active_children_lists_and_reaps() -> TestResult {
+    let quick = Process::new().name("quick").fork(|| ())?;
+    let slow = Process::new()
+        .name("slow")
+        .fork(|| std::thread::sleep(Duration::from_secs(30)))?;
+    let quick_pid = quick.pid();
+    // quick exits at once; nobody joins it; active_children must reap it (no zombie) and stop listing it.
+    eventually("active_children lists only the slow child", || {
+        let active = active_children();
+        active
+            .iter()
+            .any(|c| c.pid == slow.pid() && c.name == "slow")
+            && !active.iter().any(|c| c.pid == quick_pid)
+    })?;
+    assert_eq!(
+        proc_state(quick_pid),
+        None,
+        "quick child {quick_pid} not reaped"
+    );
+    assert_eq!(quick.exit_status(), Some(ExitStatus::Exited(0)));
+    quick.join()?;
+    slow.kill()?;
+    expect_err(slow.join())?;
+    assert!(active_children().is_empty());
+    Ok(())
+}
+
+/// Starts a middle process that starts a sleeping grandchild (daemon or not), reports the grandchild's pid
+/// through a pipe, then sleeps; the middle process is SIGKILLed; returns the grandchild's pid.
+fn grandchild_of_killed_parent(daemon: bool) -> Result<u32, Failed> {
+    let (read, write) = nix::unistd::pipe()?;
+    let middle = Process::new().fork(move || {
+        let grandchild = Process::new()
+            .daemon(daemon)
+            .fork(|| std::thread::sleep(Duration::from_secs(5)));
+        let pid = grandchild.as_ref().map(|c| c.pid()).unwrap_or(0);
+        let _ = nix::unistd::write(&write, &pid.to_le_bytes());
+        std::thread::sleep(Duration::from_secs(30));
+        // Never reached in the test: the middle process is SIGKILLed. Keep the handle alive until then.
+        drop(grandchild);
+    })?;
+    let pid = read_u32(read)?;
+    assert_ne!(pid, 0, "the middle process could not fork");
+    assert!(
+        proc_state(pid).is_some_and(|s| s != 'Z'),
+        "grandchild {pid} is not running"
+    );
+    middle.kill()?;
+    let err = expect_err(middle.join_timeout(PATIENCE))?;
+    assert_eq!(err.into_inner().map(|c| c.pid()), None);
+    Ok(pid)
+}
+
+fn read_u32(read: OwnedFd) -> Result<u32, Failed> {
+    let mut file = std::fs::File::from(read);
+    let mut bytes = [0u8; 4];
+    file.read_exact(&mut bytes)?;
+    Ok(u32::from_le_bytes(bytes))
+}
+
+/// Whether `pid` has ended (gone, or a zombie waiting for init to reap it).
+fn has_ended(pid: u32) -> bool {
+    !proc_state(pid).is_some_and(|state| state != 'Z' && state != 'X')
+}
+
+fn daemon_dies_when_parent_is_sigkilled() -> TestResult {
+    let pid = grandchild_of_killed_parent(true)?;
+    eventually("the daemon grandchild died with its parent", || {
+        has_ended(pid)
+    })
+}
+
+fn non_daemon_survives_parent_sigkill() -> TestResult {
+    // The contrast that shows the daemon test measures PDEATHSIG and not something else.
+    let pid = grandchild_of_killed_parent(false)?;
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        !has_ended(pid),
+        "the non-daemon grandchild {pid} died with its parent"
+    );
+    // It sleeps 5 s and is reaped by whoever adopted it; nothing to clean up here.
+    Ok(())
+}
+
+fn fork_refused_in_multi_threaded_parent() -> TestResult {
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
+    let thread = std::thread::spawn(move || stopped.recv_timeout(PATIENCE));
+    let err = expect_err(Process::new().fork(|| 1))?;
+    assert!(
+        matches!(err, StartError::MultiThreaded { threads: 2 }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("2 threads"), "{err}");
+    // SAFETY: the child only computes and returns a number: it takes no lock the other thread may hold (it
+    // holds none: it waits on a channel the child never touches) and prints nothing.
+    let allowed = unsafe { Process::new().allow_multi_threaded_fork() }.fork(|| 2)?;
+    assert_eq!(allowed.join()?, 2);
+    stop.send(())?;
+    let _ = thread.join();
+    eventually("the helper thread is gone", || {
+        std::fs::read_dir("/proc/self/task")
+            .map(|d| d.count() == 1)
+            .unwrap_or(false)
+    })?;
+    assert_eq!(Process::new().fork(|| 3)?.join()?, 3);
+    Ok(())
+}
+
+fn spawn_with_args_and_return_value() -> TestResult {
+    let child = Process::new().spawn(add, &(40, 2))?;
+    assert_eq!(child.join_timeout(PATIENCE)?, 42);
+    Ok(())
+}
+
+fn spawn_reports_identity() -> TestResult {
+    let child = Process::new().name("spawned-one").spawn(whoami, &())?;
+    let pid = child.pid();
+    let (seen_pid, seen_ppid, seen_name) = child.join_timeout(PATIENCE)?;
+    assert_eq!(
+        (seen_pid, seen_ppid, seen_name.as_str()),
+        (pid, std::process::id(), "spawned-one")
+    );
+    Ok(())
+}
+
+fn spawn_panic_message_is_carried_back() -> TestResult {
+    let child = Process::new().spawn(explode, &"spawned boom".to_owned())?;
+    let err = expect_err(child.join_timeout(PATIENCE))?;
+    match err {
+        JoinTimeoutError::Failed(err) => assert_eq!(err.panic_message(), Some("spawned boom")),
+        other => return Err(format!("expected a panic, got {other:?}").into()),
+    }
+    Ok(())
+}
+
+fn spawn_unregistered_entry_is_refused() -> TestResult {
+    let err = expect_err(Process::new().spawn_named::<_, ()>("no::such::entry", &()))?;
+    assert!(matches!(err, StartError::UnknownEntry { .. }), "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("no::such::entry") && text.contains("::add"),
+        "{text}"
+    );
+    Ok(())
+}
+
+fn spawn_undecodable_args_fail_clearly() -> TestResult {
+    // `add` takes (i64, i64); a string does not decode as that.
+    let child =
+        Process::new().spawn_named::<_, i64>(<add as herd::ipc::Entry>::NAME, &"not a pair")?;
+    let err = expect_err(child.join_timeout(PATIENCE))?;
+    match err {
+        JoinTimeoutError::Failed(JoinError::Failed {
+            message, status, ..
+        }) => {
+            assert!(
+                message.contains("arguments") && message.contains("add"),
+                "{message}"
+            );
+            assert_eq!(status, ExitStatus::Exited(1));
+        }
+        other => return Err(format!("expected a decode failure, got {other:?}").into()),
+    }
+    Ok(())
+}
+
+fn spawn_wrong_return_type_fails_clearly() -> TestResult {
+    let child =
+        Process::new().spawn_named::<_, String>(<add as herd::ipc::Entry>::NAME, &(1i64, 2i64))?;
+    let err = expect_err(child.join_timeout(PATIENCE))?;
+    assert!(
+        matches!(err, JoinTimeoutError::Failed(JoinError::Decode { .. })),
+        "{err:?}"
+    );
+    Ok(())
+}
+
+fn spawn_killed_child_reports_signal() -> TestResult {
+    let child = Process::new().spawn(nap, &30_000)?;
+    child.kill()?;
+    let err = expect_err(child.join_timeout(PATIENCE))?;
+    match err {
+        JoinTimeoutError::Failed(err) => {
+            assert_eq!(err.exit_status(), Some(ExitStatus::Signaled(libc::SIGKILL)))
+        }
+        other => return Err(format!("expected a kill, got {other:?}").into()),
+    }
+    Ok(())
+}
+
+fn spawn_from_multi_threaded_parent() -> TestResult {
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
+    let thread = std::thread::spawn(move || stopped.recv_timeout(PATIENCE));
+    let result = Process::new()
+        .spawn(add, &(1, 1))
+        .map(|child| child.join_timeout(PATIENCE));
+    stop.send(())?;
+    let _ = thread.join();
+    assert_eq!(result??, 2);
+    Ok(())
+}

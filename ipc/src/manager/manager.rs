@@ -24,6 +24,8 @@ use super::proxy::{
 pub struct Manager {
     control: Client,
     server: Option<ServerHandle>,
+    /// The process that started the server: a fork child holding a copy must not stop it.
+    owner: u32,
 }
 
 /// Chooses the transport and key of a manager before starting it.
@@ -61,6 +63,7 @@ impl ManagerBuilder {
         let manager = Manager {
             control,
             server: Some(server),
+            owner: std::process::id(),
         };
         manager.control.connect_now()?;
         Ok(manager)
@@ -86,6 +89,7 @@ impl Manager {
         Ok(Manager {
             control,
             server: None,
+            owner: std::process::id(),
         })
     }
 
@@ -137,6 +141,9 @@ impl Manager {
     }
 
     fn stop(&mut self) -> Result<(), ManagerError> {
+        if self.owner != std::process::id() {
+            return Ok(());
+        }
         let Some(server) = self.server.take() else {
             return Ok(());
         };

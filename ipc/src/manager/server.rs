@@ -62,6 +62,7 @@ impl Server {
         })
     }
 
+    #[cfg(test)]
     pub(crate) fn address(&self) -> &Address {
         &self.shared.address
     }

@@ -245,13 +245,15 @@ impl Store {
                 return on_timeout;
             };
             objects.sleepers += 1;
-            let (guard, result) = self
+            let (guard, _) = self
                 .changed
                 .wait_timeout(objects, slice)
                 .unwrap_or_else(|p| p.into_inner());
             objects = guard;
             objects.sleepers -= 1;
-            if result.timed_out() && client_gone() {
+            // Checked on every wake, not only on timeouts, so a client killed while waiting is
+            // never handed the lock it asked for.
+            if client_gone() {
                 return error(RemoteError::Invalid(
                     "client went away while waiting".into(),
                 ));

@@ -113,6 +113,7 @@ pub(crate) enum Listener {
 }
 
 impl Listener {
+    #[cfg(test)]
     pub(crate) fn bind(address: &Address) -> io::Result<Listener> {
         match address {
             Address::Unix(path) => UnixListener::bind(path).map(Listener::Unix),

@@ -75,7 +75,9 @@ fn increments(
     let started = Instant::now();
     go.set()?;
     for child in children {
-        child.join()?.map_err(|e| anyhow!("benchmark child failed: {e}"))?;
+        child
+            .join()?
+            .map_err(|e| anyhow!("benchmark child failed: {e}"))?;
     }
     let elapsed = started.elapsed().as_secs_f64();
     let total = counts.get(&1)?.unwrap_or(0);
@@ -106,6 +108,7 @@ fn raw_roundtrips() -> anyhow::Result<f64> {
         here.read_exact(&mut buf)?;
     }
     let elapsed = started.elapsed().as_secs_f64();
-    echo.join()?.map_err(|e| anyhow!("echo child failed: {e}"))?;
+    echo.join()?
+        .map_err(|e| anyhow!("echo child failed: {e}"))?;
     Ok(f64::from(RAW_ROUNDTRIPS) / elapsed)
 }

@@ -55,7 +55,7 @@ impl FromStr for Address {
 /// The secret both ends prove they know (HMAC-SHA256 challenge-response) before any request.
 ///
 /// `Debug` never prints the key. Hex form (`to_hex`/`from_hex`) lets unrelated processes share it.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Authkey(Vec<u8>);
 
 impl Authkey {

@@ -1,11 +1,17 @@
-//! `Client`: one authenticated connection to a manager, opened on first use and reopened in a
-//! forked child (a child never talks over its parent's socket), with one request and one answer
-//! per call. Reads time out so a server that stops answering becomes an error, not a hang; a
-//! server that dies closes the socket, which every waiting call sees at once.
+//! `Client`: calls to one manager over the calling thread's connection to it. Each thread has
+//! one connection per manager (opened on first use, reopened in a forked child, which never talks
+//! over its parent's socket), shared by all its proxies, as Python's proxies share one per
+//! thread: calls from one thread reach the server in order, and the thread is the owner of the
+//! locks it acquires (released by the server when the thread's connection closes: thread exit,
+//! process exit or death). One request and one answer per call. Reads time out so a server that
+//! stops answering becomes an error, not a hang; a server that dies closes the socket, which every
+//! waiting call sees at once.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::io::{self, BufReader, BufWriter, ErrorKind, Write};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use super::address::{Address, Authkey};
 use super::auth::{self, AuthError};
@@ -16,12 +22,13 @@ use super::stream::Stream;
 
 /// Connecting and the handshake must finish within this time.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// The longest a server may take to answer beyond the time the operation itself may wait.
+/// The longest a server may take to answer beyond the time the operation itself may wait. It is
+/// also the socket's read timeout, set once: an endless wait just reads again after it.
 const ANSWER_GRACE: Duration = Duration::from_secs(30);
 const IO_BUFFER: usize = 16 * 1024;
 
 /// Where a manager is and the key that opens it: what every proxy carries.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct Endpoint {
     pub(crate) address: Address,
     pub(crate) authkey: Authkey,
@@ -33,79 +40,77 @@ struct Connection {
     writer: BufWriter<Stream>,
     /// The process that opened it: after a fork the child must not use it.
     pid: u32,
-    read_timeout: Option<Duration>,
     in_buf: Vec<u8>,
     out_buf: Vec<u8>,
 }
 
-/// A lazily opened, thread-safe connection to one manager.
-#[derive(Debug)]
+thread_local! {
+    /// This thread's connection to each manager it talks to.
+    static CONNECTIONS: RefCell<HashMap<Endpoint, Connection>> = RefCell::new(HashMap::new());
+}
+
+/// A handle for calling one manager from whatever thread calls.
+#[derive(Debug, Clone)]
 pub(crate) struct Client {
     endpoint: Arc<Endpoint>,
-    connection: Mutex<Option<Connection>>,
 }
 
 impl Client {
     pub(crate) fn new(endpoint: Arc<Endpoint>) -> Client {
-        Client {
-            endpoint,
-            connection: Mutex::new(None),
-        }
+        Client { endpoint }
     }
 
     pub(crate) fn endpoint(&self) -> &Arc<Endpoint> {
         &self.endpoint
     }
 
-    /// Opens the connection now, so a wrong address or key shows up at once.
+    /// Opens this thread's connection now, so a wrong address or key shows up at once.
     pub(crate) fn connect_now(&self) -> Result<(), ManagerError> {
-        let mut slot = self.connection.lock().unwrap_or_else(|p| p.into_inner());
-        self.usable(&mut slot)?;
-        Ok(())
+        self.with_connection(|_| Ok(()))
     }
 
     /// Sends one request and reads its answer. `wait` is how long the server may block on it.
     pub(crate) fn call(&self, request: &Request, wait: Wait) -> Result<Response, ManagerError> {
-        let mut slot = self.connection.lock().unwrap_or_else(|p| p.into_inner());
-        let conn = self.usable(&mut slot)?;
-        let read_timeout = match wait {
-            Wait::No => Some(ANSWER_GRACE),
-            Wait::Timeout(d) => Some(d.saturating_add(ANSWER_GRACE)),
-            Wait::Forever => None,
-        };
-        match exchange(conn, request, read_timeout) {
-            Ok(Response::Error(e)) => Err(ManagerError::Remote(e)),
-            Ok(response) => Ok(response),
+        let address = &self.endpoint.address;
+        self.with_connection(|conn| match exchange(conn, request, wait) {
+            Ok(Response::Error(e)) => Ok(Err(ManagerError::Remote(e))),
+            Ok(response) => Ok(Ok(response)),
             // Refused before anything was sent: the connection is still in step.
-            Err(Exchange::NotSent(e)) => Err(ManagerError::Codec {
+            Err(Exchange::NotSent(e)) => Ok(Err(ManagerError::Codec {
                 action: "send",
                 what: "request",
                 reason: e.to_string(),
-            }),
-            Err(Exchange::Broken(e)) => {
-                *slot = None;
-                Err(lost(&self.endpoint.address, e, read_timeout))
-            }
-        }
+            })),
+            Err(Exchange::Broken(e)) => Err(lost(address, e, wait)),
+        })?
     }
 
-    /// The open connection, opening it if there is none or if it was inherited through fork.
-    fn usable<'a>(
+    /// Runs `body` on this thread's connection, opening it if there is none or if it was
+    /// inherited through fork. An error from `body` drops the connection (it is out of step).
+    fn with_connection<T>(
         &self,
-        slot: &'a mut Option<Connection>,
-    ) -> Result<&'a mut Connection, ManagerError> {
-        let pid = std::process::id();
-        if slot.as_ref().is_some_and(|c| c.pid != pid) {
-            // Inherited from the parent: closing our copy of the fd leaves the parent's intact.
-            *slot = None;
-        }
-        if slot.is_none() {
-            *slot = Some(open(&self.endpoint)?);
-        }
-        match slot {
-            Some(conn) => Ok(conn),
-            None => unreachable!("the slot was just filled"),
-        }
+        body: impl FnOnce(&mut Connection) -> Result<T, ManagerError>,
+    ) -> Result<T, ManagerError> {
+        CONNECTIONS.with(|connections| {
+            let mut connections = connections.borrow_mut();
+            let pid = std::process::id();
+            let endpoint = &*self.endpoint;
+            if connections.get(endpoint).is_some_and(|c| c.pid != pid) {
+                // Inherited from the parent: closing our copy of the fd leaves the parent's intact.
+                connections.remove(endpoint);
+            }
+            let conn = match connections.get_mut(endpoint) {
+                Some(conn) => conn,
+                None => connections
+                    .entry(endpoint.clone())
+                    .or_insert(open(endpoint)?),
+            };
+            let outcome = body(conn);
+            if outcome.is_err() {
+                connections.remove(endpoint);
+            }
+            outcome
+        })
     }
 }
 
@@ -117,11 +122,7 @@ enum Exchange {
     Broken(FrameError),
 }
 
-fn exchange(
-    conn: &mut Connection,
-    request: &Request,
-    read_timeout: Option<Duration>,
-) -> Result<Response, Exchange> {
+fn exchange(conn: &mut Connection, request: &Request, wait: Wait) -> Result<Response, Exchange> {
     write_frame(&mut conn.writer, request, &mut conn.out_buf).map_err(|e| match e {
         FrameError::Encode(_) | FrameError::Oversized { .. } => Exchange::NotSent(e),
         e => Exchange::Broken(e),
@@ -129,22 +130,29 @@ fn exchange(
     conn.writer
         .flush()
         .map_err(|e| Exchange::Broken(FrameError::Io(e)))?;
-    if conn.read_timeout != read_timeout {
-        conn.reader
-            .get_ref()
-            .set_read_timeout(read_timeout)
-            .map_err(|e| Exchange::Broken(FrameError::Io(e)))?;
-        conn.read_timeout = read_timeout;
+    let deadline = match wait {
+        Wait::No => Some(Instant::now()),
+        Wait::Timeout(d) => Instant::now().checked_add(d),
+        Wait::Forever => None,
+    };
+    loop {
+        match read_frame(&mut conn.reader, &mut conn.in_buf) {
+            // Idle means no byte of the answer yet: the server is still waiting on the operation.
+            Err(FrameError::Idle) if deadline.map_or(true, |d| Instant::now() < d) => continue,
+            outcome => return outcome.map_err(Exchange::Broken),
+        }
     }
-    read_frame(&mut conn.reader, &mut conn.in_buf).map_err(Exchange::Broken)
 }
 
-fn lost(address: &Address, e: FrameError, waited: Option<Duration>) -> ManagerError {
+fn lost(address: &Address, e: FrameError, wait: Wait) -> ManagerError {
     let address = address.clone();
     match e {
         FrameError::Idle | FrameError::Stalled { .. } => ManagerError::NoAnswer {
             address,
-            after: waited.unwrap_or_default(),
+            after: match wait {
+                Wait::Timeout(d) => d.saturating_add(ANSWER_GRACE),
+                _ => ANSWER_GRACE,
+            },
         },
         FrameError::Decode(reason) => ManagerError::Codec {
             action: "decode",
@@ -192,14 +200,15 @@ fn open(endpoint: &Endpoint) -> Result<Connection, ManagerError> {
             reason: format!("during the handshake: {e}"),
         },
     })?;
-    // Answers may take long (a blocking acquire), but a write that cannot proceed for this long
-    // means the server is stuck.
+    // A write that cannot proceed for CONNECT_TIMEOUT means the server is stuck.
+    stream
+        .set_read_timeout(Some(ANSWER_GRACE))
+        .map_err(|e| io_lost(address, e))?;
     let reader_half = stream.try_clone().map_err(|e| io_lost(address, e))?;
     Ok(Connection {
         reader: BufReader::with_capacity(IO_BUFFER, reader_half),
         writer: BufWriter::with_capacity(IO_BUFFER, stream),
         pid: std::process::id(),
-        read_timeout: Some(CONNECT_TIMEOUT),
         in_buf: Vec::new(),
         out_buf: Vec::new(),
     })

@@ -67,8 +67,8 @@ pub enum RemoteError {
         expected: String,
         actual: String,
     },
-    /// Releasing a lock this connection does not hold.
-    #[error("{kind} {id} is not held by this proxy")]
+    /// Releasing a lock this thread does not hold.
+    #[error("{kind} {id} is not held by this thread")]
     NotOwner { kind: String, id: u64 },
     /// A list index past the end.
     #[error("list index {index} out of range for length {len}")]

@@ -381,7 +381,7 @@ fn attempt(
                 ready(Response::Bool(true))
             }
             Some(owner) if owner == conn => ready(error(RemoteError::Invalid(format!(
-                "lock {id} is already held by this proxy; a Lock is not reentrant (use an RLock)"
+                "lock {id} is already held by this thread; a Lock is not reentrant (use an RLock)"
             )))),
             Some(_) => Attempt::Blocked,
         },

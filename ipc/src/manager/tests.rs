@@ -115,19 +115,26 @@ fn list_and_namespace() {
     assert_eq!(ns.names().unwrap(), vec!["name".to_string()]);
 }
 
+/// Runs `body` on another thread: another thread is another lock owner.
+fn on_other_thread<T: Send + 'static>(body: impl FnOnce() -> T + Send + 'static) -> T {
+    std::thread::spawn(body).join().unwrap()
+}
+
 #[test]
 fn locks_track_their_owner() {
     let m = connected();
     let lock = m.lock().unwrap();
-    let other = lock.clone(); // an independent connection, so another owner
     lock.acquire().unwrap();
-    assert!(!other.try_acquire().unwrap());
-    assert!(!other.acquire_timeout(Duration::from_millis(50)).unwrap());
-    assert!(other
-        .release()
-        .unwrap_err()
-        .to_string()
-        .contains("not held"));
+    let other = lock.clone();
+    on_other_thread(move || {
+        assert!(!other.try_acquire().unwrap());
+        assert!(!other.acquire_timeout(Duration::from_millis(50)).unwrap());
+        assert!(other
+            .release()
+            .unwrap_err()
+            .to_string()
+            .contains("not held"));
+    });
     assert!(lock
         .acquire()
         .unwrap_err()
@@ -135,20 +142,28 @@ fn locks_track_their_owner() {
         .contains("not reentrant"));
     lock.release().unwrap();
     {
-        let _guard = other.lock().unwrap();
-        assert!(!lock.try_acquire().unwrap());
+        let _guard = lock.lock().unwrap();
+        let other = lock.clone();
+        assert!(!on_other_thread(move || other.try_acquire().unwrap()));
     }
-    assert!(lock.try_acquire().unwrap());
-    drop(lock); // its connection closes: the server releases what it held
-    assert!(other.acquire_timeout(Duration::from_secs(5)).unwrap());
+    // A thread that exits holding the lock closes its connection: the server releases the lock.
+    let other = lock.clone();
+    on_other_thread(move || other.acquire().unwrap());
+    assert!(lock.acquire_timeout(Duration::from_secs(5)).unwrap());
 
     let rlock = m.rlock().unwrap();
     rlock.acquire().unwrap();
     rlock.acquire().unwrap();
     rlock.release().unwrap();
-    assert!(!rlock.clone().try_acquire().unwrap());
+    let other = rlock.clone();
+    assert!(!on_other_thread(move || other.try_acquire().unwrap()));
     rlock.release().unwrap();
-    assert!(rlock.clone().try_acquire().unwrap());
+    let other = rlock.clone();
+    assert!(on_other_thread(move || {
+        let got = other.try_acquire().unwrap();
+        other.release().unwrap();
+        got
+    }));
 }
 
 #[test]

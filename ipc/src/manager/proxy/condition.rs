@@ -18,7 +18,7 @@ pub struct ConditionProxy {
 proxy_impls!(ConditionProxy[], ObjectKind::Condition);
 
 impl ConditionProxy {
-    /// Blocks until this proxy holds the condition's lock (reentrant).
+    /// Blocks until this thread holds the condition's lock (reentrant).
     pub fn acquire(&self) -> Result<(), ManagerError> {
         acquire(&self.core, Wait::Forever).map(drop)
     }

@@ -1,7 +1,7 @@
-//! `ProxyCore`: what every proxy is underneath: the object's id and kind plus its own connection
-//! to the manager. It serialises as address + authkey + id + kind, so a proxy can be passed to a
-//! spawned child (or any process) and reconnects there; a fork child reconnects on first use.
-//! Cloning gives an independent connection (and so an independent lock owner).
+//! `ProxyCore`: what every proxy is underneath: the object's id and kind plus the manager's
+//! endpoint, called over the calling thread's connection. It serialises as address + authkey +
+//! id + kind, so a proxy can be passed to a spawned child (or any process) and connects from
+//! there; a fork child reconnects on first use. Clones are the same object, same owner.
 
 use std::fmt;
 use std::sync::Arc;

@@ -1,6 +1,7 @@
-//! `LockProxy` and `RLockProxy`: mutual exclusion held by a proxy's connection. The server knows
-//! which connection holds each lock, so a process that dies holding one (even by SIGKILL) has it
-//! released when its connection closes. Each proxy (and each clone) is its own owner.
+//! `LockProxy` and `RLockProxy`: mutual exclusion owned by a thread, as `threading` locks are.
+//! The server knows which connection (one per thread and manager) holds each lock, so a thread
+//! that exits, or a process that dies (even by SIGKILL), holding one has it released when its
+//! connection closes.
 
 use std::marker::PhantomData;
 use std::time::Duration;
@@ -9,7 +10,7 @@ use super::core::{proxy_impls, ProxyCore};
 use crate::manager::error::ManagerError;
 use crate::manager::protocol::{ObjectKind, Op, Wait};
 
-/// A non-reentrant lock on the manager. Acquiring it twice through the same proxy is an error
+/// A non-reentrant lock on the manager. Acquiring it twice from the same thread is an error
 /// rather than a deadlock.
 pub struct LockProxy {
     core: ProxyCore,
@@ -65,7 +66,7 @@ pub(crate) fn guard(core: &ProxyCore) -> Result<LockProxyGuard<'_>, ManagerError
 macro_rules! lock_methods {
     ($name:ident) => {
         impl $name {
-            /// Blocks until this proxy holds the lock.
+            /// Blocks until this thread holds the lock.
             pub fn acquire(&self) -> Result<(), ManagerError> {
                 acquire(&self.core, Wait::Forever).map(drop)
             }
@@ -80,7 +81,7 @@ macro_rules! lock_methods {
                 acquire(&self.core, Wait::Timeout(timeout))
             }
 
-            /// Releases the lock; releasing a lock this proxy does not hold is an error.
+            /// Releases the lock; releasing a lock this thread does not hold is an error.
             pub fn release(&self) -> Result<(), ManagerError> {
                 self.core.done(Op::Release)
             }

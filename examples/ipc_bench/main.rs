@@ -11,8 +11,11 @@ use std::process::ExitCode;
 
 use anyhow::bail;
 
-/// Each area's benchmark: measures and prints its figures with [`report`].
-const AREAS: &[(&str, fn() -> anyhow::Result<()>)] = &[("manager", manager::run)];
+/// One area's benchmark: measures and prints its figures with [`report`].
+type Bench = fn() -> anyhow::Result<()>;
+
+/// Each area's benchmark, by area name.
+const AREAS: &[(&str, Bench)] = &[("manager", manager::run)];
 
 fn main() -> ExitCode {
     // The manager's server (and any spawned child) re-executes this binary.

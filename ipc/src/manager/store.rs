@@ -103,6 +103,16 @@ impl Store {
         }
     }
 
+    /// Unlocks, then wakes the sleepers: a sleeper woken while the mutex is still held would only
+    /// wake to block on the mutex (two context switches instead of one).
+    fn unlock_and_wake(&self, objects: MutexGuard<'_, Objects>) {
+        let sleepers = objects.sleepers > 0;
+        drop(objects);
+        if sleepers {
+            self.changed.notify_all();
+        }
+    }
+
     /// Creates an object, or with a name returns the one already created under that name.
     pub(crate) fn create(&self, spec: ObjectSpec, name: Option<String>) -> Response {
         let mut objects = self.lock();
@@ -202,7 +212,7 @@ impl Store {
             op => {
                 let (response, woke_someone) = execute_now(&mut objects, conn, id, kind, op);
                 if woke_someone {
-                    self.wake(&objects);
+                    self.unlock_and_wake(objects);
                 }
                 response
             }
@@ -228,7 +238,7 @@ impl Store {
                 Attempt::Ready(response) => {
                     // Taking from a queue frees room for putters; everything else that succeeds
                     // here may also unblock someone (a put feeds a getter).
-                    self.wake(&objects);
+                    self.unlock_and_wake(objects);
                     return response;
                 }
                 Attempt::Blocked => {}
@@ -342,7 +352,7 @@ impl Store {
             }
         }
         if released > 0 {
-            self.wake(&objects);
+            self.unlock_and_wake(objects);
         }
         released
     }

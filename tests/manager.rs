@@ -643,7 +643,13 @@ fn owner_killed_takes_server_down() -> TestResult {
     })
 }
 
+/// How many fds this process has open.
+fn open_fds() -> Result<usize, Failed> {
+    Ok(std::fs::read_dir("/proc/self/fd")?.count())
+}
+
 fn shutdown_stops_server_and_cleans_up() -> TestResult {
+    let fds_before = open_fds()?;
     let manager = Manager::start()?;
     let server = manager.server_pid().ok_or_else(|| fail("no server pid"))?;
     let Address::Unix(socket) = manager.address().clone() else {
@@ -674,7 +680,12 @@ fn shutdown_stops_server_and_cleans_up() -> TestResult {
     let manager = Manager::start()?;
     let server = manager.server_pid().ok_or_else(|| fail("no server pid"))?;
     drop(manager);
-    check(is_gone(server), "server still running after drop")
+    check(is_gone(server), "server still running after drop")?;
+    let fds_after = open_fds()?;
+    check(
+        fds_after == fds_before,
+        format!("fds leaked: {fds_before} open before, {fds_after} after"),
+    )
 }
 
 fn tcp_transport_and_connect() -> TestResult {

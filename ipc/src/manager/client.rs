@@ -69,6 +69,13 @@ impl Client {
         self.with_connection(|_| Ok(()))
     }
 
+    /// Closes this thread's connection (the server is going away: the fd need not linger).
+    pub(crate) fn disconnect(&self) {
+        // During thread exit the map may already be gone; then there is nothing to close.
+        let _ =
+            CONNECTIONS.try_with(|connections| connections.borrow_mut().remove(&*self.endpoint));
+    }
+
     /// Sends one request and reads its answer. `wait` is how long the server may block on it.
     pub(crate) fn call(&self, request: &Request, wait: Wait) -> Result<Response, ManagerError> {
         let address = &self.endpoint.address;
@@ -91,26 +98,33 @@ impl Client {
         &self,
         body: impl FnOnce(&mut Connection) -> Result<T, ManagerError>,
     ) -> Result<T, ManagerError> {
-        CONNECTIONS.with(|connections| {
-            let mut connections = connections.borrow_mut();
-            let pid = std::process::id();
-            let endpoint = &*self.endpoint;
-            if connections.get(endpoint).is_some_and(|c| c.pid != pid) {
-                // Inherited from the parent: closing our copy of the fd leaves the parent's intact.
-                connections.remove(endpoint);
-            }
-            let conn = match connections.get_mut(endpoint) {
-                Some(conn) => conn,
-                None => connections
-                    .entry(endpoint.clone())
-                    .or_insert(open(endpoint)?),
-            };
-            let outcome = body(conn);
-            if outcome.is_err() {
-                connections.remove(endpoint);
-            }
-            outcome
-        })
+        let address = &self.endpoint.address;
+        let thread_exiting = |_| ManagerError::ConnectionLost {
+            address: address.clone(),
+            reason: "this thread is exiting (its connections are closed)".into(),
+        };
+        CONNECTIONS
+            .try_with(|connections| {
+                let mut connections = connections.borrow_mut();
+                let pid = std::process::id();
+                let endpoint = &*self.endpoint;
+                if connections.get(endpoint).is_some_and(|c| c.pid != pid) {
+                    // Inherited from the parent: closing our copy of the fd leaves the parent's intact.
+                    connections.remove(endpoint);
+                }
+                let conn = match connections.get_mut(endpoint) {
+                    Some(conn) => conn,
+                    None => connections
+                        .entry(endpoint.clone())
+                        .or_insert(open(endpoint)?),
+                };
+                let outcome = body(conn);
+                if outcome.is_err() {
+                    connections.remove(endpoint);
+                }
+                outcome
+            })
+            .map_err(thread_exiting)?
     }
 }
 

@@ -71,7 +71,8 @@ impl ManagerBuilder {
 }
 
 impl Manager {
-    /// Starts a server on a private Unix socket with a random authkey.
+    /// Starts a server on a private Unix socket with a random authkey. The server is this
+    /// program re-executed (`Process::spawn`): `main` must call [`crate::init`] first.
     pub fn start() -> Result<Manager, ManagerError> {
         ManagerBuilder::default().start()
     }
@@ -149,6 +150,7 @@ impl Manager {
         };
         // The server may already be dead: stopping it is then just cleaning up.
         let _ = self.control.call(&Request::Shutdown, Wait::No);
+        self.control.disconnect();
         server.stop()
     }
 }

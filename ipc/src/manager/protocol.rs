@@ -165,6 +165,44 @@ pub(crate) enum Op {
     Take(Wait),
 }
 
+impl Op {
+    /// The operation's name, for errors (never its payload, which may be large).
+    pub(crate) fn name(&self) -> &'static str {
+        match self {
+            Op::Get(_) => "get",
+            Op::Insert(..) => "insert",
+            Op::Remove { .. } => "remove",
+            Op::Contains(_) => "contains",
+            Op::Keys => "keys",
+            Op::Items => "items",
+            Op::Update(_) => "update",
+            Op::Increment { .. } => "increment",
+            Op::AppendAt { .. } => "append",
+            Op::SetIfAbsent { .. } => "set_if_absent",
+            Op::CompareAndSwap { .. } => "compare_and_swap",
+            Op::Push(_) => "push",
+            Op::Index(_) => "get (by index)",
+            Op::SetIndex(..) => "set (by index)",
+            Op::Extend(_) => "extend",
+            Op::Pop => "pop",
+            Op::Snapshot => "snapshot",
+            Op::Len => "len",
+            Op::Clear => "clear",
+            Op::Acquire(_) => "acquire",
+            Op::Release => "release",
+            Op::SemaphoreValue => "value",
+            Op::Set => "set",
+            Op::IsSet => "is_set",
+            Op::WaitEvent(_) => "wait",
+            Op::WaitNotified(_) => "wait (condition)",
+            Op::Notify(_) => "notify",
+            Op::NotifyAll => "notify_all",
+            Op::Put { .. } => "put",
+            Op::Take(_) => "get (queue)",
+        }
+    }
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum Response {
     Done,

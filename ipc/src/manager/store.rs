@@ -84,10 +84,9 @@ fn not_owner(kind: ObjectKind, id: ObjectId) -> Response {
 }
 
 fn unsupported(kind: ObjectKind, op: &Op) -> Response {
-    let op = format!("{op:?}");
-    let name = op.split(['(', ' ', '{']).next().unwrap_or("?");
     error(RemoteError::Invalid(format!(
-        "a {kind} does not support {name}"
+        "a {kind} does not support {}",
+        op.name()
     )))
 }
 
@@ -449,7 +448,7 @@ fn put(objects: &mut Objects, id: ObjectId, kind: ObjectKind, item: &mut Option<
             Attempt::Ready(Response::Bool(true))
         }
         _ => Attempt::Ready(error(RemoteError::Invalid(format!(
-            "a {kind} does not support Put"
+            "a {kind} does not support put"
         )))),
     }
 }

@@ -271,3 +271,15 @@ fn garbage_after_handshake_closes_only_that_connection() {
     );
     d.insert(&1, &1).unwrap();
 }
+
+#[test]
+fn named_objects_are_shared_and_kind_checked() {
+    let m = connected();
+    let first = m.named("jobs").queue::<u32>().unwrap();
+    let again = m.named("jobs").queue::<u32>().unwrap();
+    first.put(&7).unwrap();
+    assert_eq!(again.try_get().unwrap(), 7);
+    let err = m.named("jobs").dict::<u32, u32>().unwrap_err();
+    assert!(err.to_string().contains("is a queue, not a dict"), "{err}");
+    assert!(m.bounded_queue::<u8>(0).is_err());
+}

@@ -10,7 +10,8 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use herd::ipc::{
-    active_children, current_process, ExitStatus, JoinError, JoinTimeoutError, Process, StartError,
+    active_children, current_process, ExitStatus, JoinError, JoinTimeoutError, Pipe, PipeReceiver,
+    PipeSender, Process, StartError,
 };
 use libtest_mimic::{Arguments, Failed, Trial};
 
@@ -44,16 +45,34 @@ herd::ipc::entry! {
 
 herd::ipc::entry! {
     /// Sleeps for the given number of milliseconds.
-    fn nap(millis: u64) -> () {
+    fn nap(millis: u64) {
         std::thread::sleep(Duration::from_millis(millis))
     }
 }
 
+herd::ipc::entry! {
+    /// Sends a greeting through the Pipe end it was given (its fd inherited through exec).
+    fn greet_through(sender: PipeSender<String>) -> bool {
+        sender.send(format!("hello from {}", current_process().name)).is_ok()
+    }
+}
+
+/// Set in the environment of a re-executed copy of this binary that stands for a program whose main
+/// forgot `herd_ipc::init()`.
+const FORGOT_INIT: &str = "HERD_TEST_MAIN_FORGOT_INIT";
+
 fn main() -> ExitCode {
+    if std::env::var_os(FORGOT_INIT).is_some() {
+        return main_that_forgot_init();
+    }
     herd::ipc::init();
     let mut args = Arguments::from_args();
     args.test_threads = Some(1); // trials on the main thread: the process stays single-threaded for fork
     let trials: Vec<(&str, TrialFn)> = vec![
+        (
+            "spawn_refused_in_a_child_that_skipped_init",
+            spawn_refused_in_a_child_that_skipped_init,
+        ),
         ("fork_returns_value", fork_returns_value),
         (
             "fork_borrows_from_parent_stack",
@@ -118,6 +137,30 @@ fn main() -> ExitCode {
         (
             "spawn_from_multi_threaded_parent",
             spawn_from_multi_threaded_parent,
+        ),
+        (
+            "spawn_passes_a_pipe_end_as_argument",
+            spawn_passes_a_pipe_end_as_argument,
+        ),
+        ("fork_returns_a_pipe_end", fork_returns_a_pipe_end),
+        (
+            "unencodable_values_fail_clearly",
+            unencodable_values_fail_clearly,
+        ),
+        (
+            "send_signal_delivers_any_signal",
+            send_signal_delivers_any_signal,
+        ),
+        (
+            "unsendable_result_fails_clearly",
+            unsendable_result_fails_clearly,
+        ),
+        ("ignored_sigchld_is_refused", ignored_sigchld_is_refused),
+        ("zombie_demo_sees_a_zombie", zombie_demo_sees_a_zombie),
+        ("orphan_demo_sees_reparenting", orphan_demo_sees_reparenting),
+        (
+            "wait_reports_the_child_that_exited",
+            wait_reports_the_child_that_exited,
         ),
     ];
     let trials = trials
@@ -406,7 +449,12 @@ fn non_daemon_survives_parent_sigkill() -> TestResult {
         !has_ended(pid),
         "the non-daemon grandchild {pid} died with its parent"
     );
-    // It sleeps 5 s and is reaped by whoever adopted it; nothing to clean up here.
+    // Not our child (it was adopted), so no pidfd of ours names it; it was alive a moment ago and sleeps 5 s,
+    // so its pid cannot have been reused yet. Its adopter reaps it.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )?;
     Ok(())
 }
 
@@ -458,6 +506,38 @@ fn spawn_panic_message_is_carried_back() -> TestResult {
         JoinTimeoutError::Failed(err) => assert_eq!(err.panic_message(), Some("spawned boom")),
         other => return Err(format!("expected a panic, got {other:?}").into()),
     }
+    Ok(())
+}
+
+/// A main without `init()` running in a spawned child: its own spawn must be refused, not loop.
+fn main_that_forgot_init() -> ExitCode {
+    // Were the refusal missing, the grandchild must not play this part too (it would loop).
+    std::env::remove_var(FORGOT_INIT);
+    match Process::new().spawn(add, &(1, 2)) {
+        Err(err @ StartError::SpawnedWithoutInit) => {
+            println!("{err}");
+            ExitCode::SUCCESS
+        }
+        Err(other) => {
+            println!("unexpected error: {other}");
+            ExitCode::from(3)
+        }
+        Ok(_) => {
+            println!("spawned again from a child that skipped init()");
+            ExitCode::from(4)
+        }
+    }
+}
+
+fn spawn_refused_in_a_child_that_skipped_init() -> TestResult {
+    // Re-execute this binary the way spawn does (flag first), with a main that skips init().
+    let output = std::process::Command::new(std::env::current_exe()?)
+        .args(["--herd-ipc-spawn", "1000", "1001"])
+        .env(FORGOT_INIT, "1")
+        .output()?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{:?}: {stdout}", output.status);
+    assert!(stdout.contains("did not call herd_ipc::init()"), "{stdout}");
     Ok(())
 }
 
@@ -525,5 +605,197 @@ fn spawn_from_multi_threaded_parent() -> TestResult {
     stop.send(())?;
     let _ = thread.join();
     assert_eq!(result??, 2);
+    Ok(())
+}
+
+fn spawn_passes_a_pipe_end_as_argument() -> TestResult {
+    let (sender, receiver) = Pipe::<String>::simplex()?;
+    let child = Process::new()
+        .name("greeter")
+        .spawn(greet_through, &sender)?;
+    drop(sender);
+    assert_eq!(receiver.recv_timeout(PATIENCE)?, "hello from greeter");
+    assert!(child.join_timeout(PATIENCE)?);
+    Ok(())
+}
+
+fn fork_returns_a_pipe_end() -> TestResult {
+    // The child makes a pipe, leaves a message in it and returns the receiving end: its fd travels back to the
+    // parent with the result (SCM_RIGHTS) and outlives the child.
+    let child = Process::new().fork(|| -> Result<PipeReceiver<String>, String> {
+        let (sender, receiver) = Pipe::<String>::simplex().map_err(|e| e.to_string())?;
+        sender
+            .send("made in the child".to_owned())
+            .map_err(|e| e.to_string())?;
+        Ok(receiver)
+    })?;
+    let receiver = child.join_timeout(PATIENCE)??;
+    assert_eq!(receiver.recv_timeout(PATIENCE)?, "made in the child");
+    Ok(())
+}
+
+fn wait_reports_the_child_that_exited() -> TestResult {
+    let slow = sleeper()?;
+    let quick = Process::new().fork(|| std::thread::sleep(Duration::from_millis(50)))?;
+    let ready = herd::ipc::wait(&[&slow, &quick], Some(PATIENCE))?;
+    assert_eq!(ready, vec![1]);
+    assert!(slow.is_alive() && !quick.is_alive());
+    quick.join()?;
+    Ok(())
+}
+
+/// Runs an example binary built next to this test binary (cargo builds examples for `cargo test`), with a
+/// deadline; returns its stdout if it exited with code 0.
+fn run_example(name: &str, args: &[&str]) -> Result<String, Failed> {
+    let exe = std::env::current_exe()?;
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .ok_or("test binary has no target dir")?;
+    let path = profile_dir.join("examples").join(name);
+    if !path.exists() {
+        return Err(format!("{} not built (run through cargo test)", path.display()).into());
+    }
+    let mut child = std::process::Command::new(&path)
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    let deadline = Instant::now() + PATIENCE;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!("example {name} did not finish within {PATIENCE:?}").into());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let output = child.wait_with_output()?;
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    if !status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        return Err(format!("example {name} {args:?} failed ({status}):\n{stdout}{stderr}").into());
+    }
+    Ok(stdout)
+}
+
+fn zombie_demo_sees_a_zombie() -> TestResult {
+    let out = run_example("zombie", &["--hold", "0"])?;
+    let first = out.lines().next().unwrap_or_default();
+    assert!(
+        first.contains("parent pid") && first.contains("child pid"),
+        "{out}"
+    );
+    assert!(out.contains("state Z") && out.contains("is gone"), "{out}");
+    Ok(())
+}
+
+fn orphan_demo_sees_reparenting() -> TestResult {
+    let out = run_example("orphan", &["--hold", "0"])?;
+    assert!(
+        out.lines().next().unwrap_or_default().contains("child pid"),
+        "{out}"
+    );
+    assert!(out.contains("my parent is now"), "{out}");
+    let out = run_example("orphan", &["--hold", "0", "--subreaper"])?;
+    assert!(
+        out.contains("adopted orphan") && out.contains("reaped it"),
+        "{out}"
+    );
+    Ok(())
+}
+
+fn ignored_sigchld_is_refused() -> TestResult {
+    use nix::sys::signal::{signal, SigHandler, Signal};
+    // SAFETY: installs SIG_IGN (no handler code) and restores the default below; this test runs alone on the
+    // main thread.
+    unsafe { signal(Signal::SIGCHLD, SigHandler::SigIgn) }?;
+    let refused = Process::new().fork(|| 1);
+    let refused_spawn = Process::new().spawn(add, &(1, 2));
+    // SAFETY: as above: restores the default disposition.
+    unsafe { signal(Signal::SIGCHLD, SigHandler::SigDfl) }?;
+    let err = expect_err(refused)?;
+    assert!(matches!(err, StartError::AutoReaped), "{err}");
+    assert!(err.to_string().contains("SIGCHLD"), "{err}");
+    assert!(matches!(expect_err(refused_spawn)?, StartError::AutoReaped));
+    assert_eq!(Process::new().fork(|| 1)?.join()?, 1);
+    Ok(())
+}
+
+/// A value whose serialisation always fails.
+#[derive(Debug, serde::Deserialize)]
+struct Unencodable;
+
+impl serde::Serialize for Unencodable {
+    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        Err(serde::ser::Error::custom(
+            "Unencodable refuses to be encoded",
+        ))
+    }
+}
+
+fn unencodable_values_fail_clearly() -> TestResult {
+    let err = expect_err(
+        Process::new().spawn_named::<_, ()>(<add as herd::ipc::Entry>::NAME, &Unencodable),
+    )?;
+    assert!(matches!(err, StartError::Arguments { .. }), "{err}");
+    // postcard keeps no custom serde message: the error names the entry and the failing step.
+    let text = err.to_string();
+    assert!(
+        text.contains("process::add") && text.contains("cannot be encoded"),
+        "{text}"
+    );
+
+    let child = Process::new().fork(|| Unencodable)?;
+    let err = expect_err(child.join_timeout(PATIENCE))?;
+    match err {
+        JoinTimeoutError::Failed(JoinError::Failed {
+            message, status, ..
+        }) => {
+            assert!(
+                message.contains("returned value could not be encoded"),
+                "{message}"
+            );
+            assert_eq!(status, ExitStatus::Exited(1));
+        }
+        other => return Err(format!("expected an encoding failure, got {other:?}").into()),
+    }
+    Ok(())
+}
+
+fn send_signal_delivers_any_signal() -> TestResult {
+    let child = sleeper()?;
+    child.send_signal(libc::SIGINT)?;
+    let err = expect_err(child.join_timeout(PATIENCE))?;
+    match err {
+        JoinTimeoutError::Failed(err) => {
+            assert_eq!(err.exit_status(), Some(ExitStatus::Signaled(libc::SIGINT)))
+        }
+        other => return Err(format!("expected SIGINT, got {other:?}").into()),
+    }
+    Ok(())
+}
+
+fn unsendable_result_fails_clearly() -> TestResult {
+    // One message carries at most 253 fds (SCM_MAX_FD): a value holding 254 handles cannot travel back.
+    let child = Process::new().fork(|| -> Result<Vec<PipeReceiver<u8>>, String> {
+        (0..254)
+            .map(|_| Pipe::<u8>::simplex().map(|(_, receiver)| receiver))
+            .collect::<Result<_, _>>()
+            .map_err(|err| err.to_string())
+    })?;
+    let err = expect_err(child.join_timeout(PATIENCE))?;
+    match err {
+        JoinTimeoutError::Failed(JoinError::Failed {
+            message, status, ..
+        }) => {
+            assert!(message.contains("could not send its result"), "{message}");
+            assert_eq!(status, ExitStatus::Exited(1));
+        }
+        other => return Err(format!("expected a send failure, got {other:?}").into()),
+    }
     Ok(())
 }

@@ -1,24 +1,29 @@
-//! ipc_bench: herd-ipc's benchmarks, one module per area, printing one figure
-//! a line as `name value unit` (compare.py puts them beside Python's
-//! `multiprocessing` doing the same work).
+//! `ipc_bench`: the herd benchmark report. One module per area; each prints one figure a line as
+//! `name value unit`, the format `compare.py` reads next to the Python `multiprocessing` counterparts in
+//! `python/<area>.py`.
 //!
-//! Usage: `ipc_bench [AREA...]` (no area: all of them). Build with
-//! `--release`; the figures are a report, not a test.
-
-mod manager;
-
+//! `cargo run --release --example ipc_bench [-- --only AREA]`.
 use std::process::ExitCode;
 
 use anyhow::bail;
 
-/// One area's benchmark: measures and prints its figures with [`report`].
-type Bench = fn() -> anyhow::Result<()>;
+mod manager;
+mod pipe;
+mod process;
+mod sync;
 
-/// Each area's benchmark, by area name.
-const AREAS: &[(&str, Bench)] = &[("manager", manager::run)];
+/// Measures one area and prints its figures.
+type Measure = fn() -> anyhow::Result<()>;
+
+/// The areas, in report order: name and the function that measures and reports it.
+const AREAS: &[(&str, Measure)] = &[
+    ("process", process::run),
+    ("pipe", pipe::run),
+    ("sync", sync::run),
+    ("manager", manager::run),
+];
 
 fn main() -> ExitCode {
-    // The manager's server (and any spawned child) re-executes this binary.
     herd::ipc::init();
     match run() {
         Ok(()) => ExitCode::SUCCESS,
@@ -30,20 +35,34 @@ fn main() -> ExitCode {
 }
 
 fn run() -> anyhow::Result<()> {
-    let wanted: Vec<String> = std::env::args().skip(1).collect();
-    let known: Vec<&str> = AREAS.iter().map(|(name, _)| *name).collect();
-    if let Some(unknown) = wanted.iter().find(|w| !known.contains(&w.as_str())) {
-        bail!("unknown area {unknown:?}; known areas: {}", known.join(" "));
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let only = match args.as_slice() {
+        [] => None,
+        [flag, area] if flag == "--only" => Some(area.as_str()),
+        _ => bail!("usage: ipc_bench [--only AREA]   (areas: {})", area_names()),
+    };
+    if let Some(area) = only {
+        if !AREAS.iter().any(|(name, _)| *name == area) {
+            bail!("unknown area {area:?} (areas: {})", area_names());
+        }
     }
-    for (name, bench) in AREAS {
-        if wanted.is_empty() || wanted.iter().any(|w| w == name) {
-            bench()?;
+    for (name, measure) in AREAS {
+        if only.map_or(true, |area| area == *name) {
+            measure()?;
         }
     }
     Ok(())
 }
 
-/// Prints one figure.
-pub(crate) fn report(name: &str, value: f64, unit: &str) {
-    println!("{name} {value:.3} {unit}");
+fn area_names() -> String {
+    AREAS
+        .iter()
+        .map(|(name, _)| *name)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Prints one figure: `name value unit`.
+pub fn report(name: &str, value: f64, unit: &str) {
+    println!("{name} {value:.4} {unit}");
 }

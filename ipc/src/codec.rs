@@ -20,24 +20,45 @@ use std::cell::RefCell;
 use std::io;
 use std::os::fd::{BorrowedFd, OwnedFd};
 
-use serde::de::{DeserializeOwned, Error as _};
-use serde::ser::Error as _;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Why a value could not be encoded or decoded.
 #[derive(Debug, thiserror::Error)]
 pub enum CodecError {
     /// The value could not be serialised (a `Serialize` impl failed).
-    #[error("cannot encode message: {0}")]
-    Encode(#[source] postcard::Error),
+    #[error("cannot encode message: {}", detail.as_deref().map_or_else(|| source.to_string(), str::to_owned))]
+    Encode {
+        /// What a herd handle said about why it cannot travel, when it said so.
+        detail: Option<String>,
+        /// The serialiser's own error.
+        #[source]
+        source: postcard::Error,
+    },
     /// The bytes do not hold a value of the expected type: the two ends disagree
     /// about the message type, or the frame is corrupt.
-    #[error("cannot decode message (type mismatch or corrupt frame): {0}")]
-    Decode(#[source] postcard::Error),
+    #[error("cannot decode message (type mismatch or corrupt frame): {}", detail.as_deref().map_or_else(|| source.to_string(), str::to_owned))]
+    Decode {
+        /// What a herd handle said about why it cannot be rebuilt, when it said so.
+        detail: Option<String>,
+        /// The deserialiser's own error.
+        #[source]
+        source: postcard::Error,
+    },
     /// The bytes held a whole value of the expected type and then more: the two
     /// ends disagree about the message type.
     #[error("cannot decode message: {0} trailing bytes after the value (type mismatch?)")]
     TrailingBytes(usize),
+}
+
+impl CodecError {
+    /// An encoding failure with no handle-specific detail.
+    pub(crate) fn encode(source: postcard::Error) -> Self {
+        CodecError::Encode {
+            detail: None,
+            source,
+        }
+    }
 }
 
 /// A value turned into bytes, plus the descriptors its handles own (in the
@@ -54,6 +75,37 @@ thread_local! {
     /// Descriptors received with the frame being decoded on this thread; each
     /// slot is taken at most once.
     static INCOMING: RefCell<Option<Vec<Option<OwnedFd>>>> = const { RefCell::new(None) };
+    /// The first reason a handle gave for failing while a value was encoded or
+    /// decoded on this thread. postcard drops the text of custom serde errors,
+    /// so without this the user would read only "Serde Serialization Error".
+    static DETAIL: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// For a handle's `Serialize` impl: an error whose text reaches the user in
+/// [`CodecError::Encode`].
+pub(crate) fn ser_error<E: serde::ser::Error>(reason: impl std::fmt::Display) -> E {
+    E::custom(record_detail(reason))
+}
+
+/// For a handle's `Deserialize` impl: an error whose text reaches the user in
+/// [`CodecError::Decode`].
+pub(crate) fn de_error<E: serde::de::Error>(reason: impl std::fmt::Display) -> E {
+    E::custom(record_detail(reason))
+}
+
+fn record_detail(reason: impl std::fmt::Display) -> String {
+    let text = reason.to_string();
+    // Keep the first (innermost) reason: outer layers only add context.
+    DETAIL.with(|cell| {
+        cell.borrow_mut()
+            .get_or_insert_with(|| text.clone())
+            .clone()
+    });
+    text
+}
+
+fn take_detail() -> Option<String> {
+    DETAIL.with(|cell| cell.borrow_mut().take())
 }
 
 /// Encodes `value`, collecting the descriptors of the handles inside it.
@@ -71,15 +123,20 @@ pub(crate) fn encode_into<T: Serialize + ?Sized>(
     buf: &mut Vec<u8>,
 ) -> Result<Vec<OwnedFd>, CodecError> {
     let _context = SideChannel::install(&OUTGOING, Vec::new());
+    take_detail(); // a reason left from an earlier, recovered failure is stale
     let bytes = std::mem::take(buf);
     let result = postcard::to_extend(value, bytes);
     let fds = OUTGOING.with(|cell| cell.borrow_mut().take().unwrap_or_default());
     match result {
         Ok(bytes) => {
+            take_detail();
             *buf = bytes;
             Ok(fds)
         }
-        Err(err) => Err(CodecError::Encode(err)),
+        Err(source) => Err(CodecError::Encode {
+            detail: take_detail(),
+            source,
+        }),
     }
 }
 
@@ -90,7 +147,13 @@ pub(crate) fn decode<T: DeserializeOwned>(
     fds: Vec<OwnedFd>,
 ) -> Result<T, CodecError> {
     let _context = SideChannel::install(&INCOMING, fds.into_iter().map(Some).collect());
-    let (value, rest) = postcard::take_from_bytes::<T>(bytes).map_err(CodecError::Decode)?;
+    take_detail(); // a reason left from an earlier, recovered failure is stale
+    let (value, rest) =
+        postcard::take_from_bytes::<T>(bytes).map_err(|source| CodecError::Decode {
+            detail: take_detail(),
+            source,
+        })?;
+    take_detail();
     if !rest.is_empty() {
         return Err(CodecError::TrailingBytes(rest.len()));
     }
@@ -105,17 +168,14 @@ pub(crate) fn serialize_fd<S: Serializer>(
 ) -> Result<S::Ok, S::Error> {
     let index = OUTGOING.with(|cell| -> Result<u32, S::Error> {
         let mut slot = cell.borrow_mut();
-        let fds = slot
-            .as_mut()
-            .ok_or_else(|| S::Error::custom(OUTSIDE_HERD))?;
+        let fds = slot.as_mut().ok_or_else(|| ser_error(OUTSIDE_HERD))?;
         // try_clone_to_owned duplicates with F_DUPFD_CLOEXEC, so the copy never
         // leaks into an unrelated exec.
         let copy = fd.try_clone_to_owned().map_err(|err: io::Error| {
-            S::Error::custom(format_args!("cannot duplicate fd for transfer: {err}"))
+            ser_error(format_args!("cannot duplicate fd for transfer: {err}"))
         })?;
         fds.push(copy);
-        u32::try_from(fds.len() - 1)
-            .map_err(|_| S::Error::custom("too many descriptors in one message"))
+        u32::try_from(fds.len() - 1).map_err(|_| ser_error("too many descriptors in one message"))
     })?;
     index.serialize(serializer)
 }
@@ -128,12 +188,12 @@ pub(crate) fn deserialize_fd<'de, D: Deserializer<'de>>(
     let index = u32::deserialize(deserializer)? as usize;
     INCOMING.with(|cell| {
         let mut slot = cell.borrow_mut();
-        let fds = slot.as_mut().ok_or_else(|| D::Error::custom(OUTSIDE_HERD))?;
+        let fds = slot.as_mut().ok_or_else(|| de_error(OUTSIDE_HERD))?;
         let received = fds.len();
         fds.get_mut(index)
             .and_then(Option::take)
             .ok_or_else(|| {
-                D::Error::custom(format_args!(
+                de_error(format_args!(
                     "message refers to descriptor #{index}, but {received} arrived (or it was claimed twice)"
                 ))
             })
@@ -233,7 +293,7 @@ mod tests {
     fn a_missing_descriptor_is_a_decode_error() {
         let encoded = encode(&FileHandle(temp_file_with("x"))).unwrap();
         let err = decode::<FileHandle>(&encoded.bytes, Vec::new()).unwrap_err();
-        assert!(matches!(err, CodecError::Decode(_)), "{err}");
+        assert!(matches!(err, CodecError::Decode { .. }), "{err}");
     }
 
     #[test]
@@ -242,7 +302,36 @@ mod tests {
         let err = decode::<u8>(&encoded.bytes, Vec::new()).unwrap_err();
         assert!(matches!(err, CodecError::TrailingBytes(2)), "{err}");
         let err = decode::<String>(&[5, b'a'], Vec::new()).unwrap_err();
-        assert!(matches!(err, CodecError::Decode(_)), "{err}");
+        assert!(matches!(err, CodecError::Decode { .. }), "{err}");
+    }
+
+    /// A handle that refuses to travel, the way a Pipe end with unread input does.
+    #[derive(Debug)]
+    struct Stubborn;
+
+    impl Serialize for Stubborn {
+        fn serialize<S: Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+            Err(ser_error("this end has unread messages"))
+        }
+    }
+
+    #[test]
+    fn a_handles_own_reason_reaches_the_error_text() {
+        let err = encode(&(1u8, Stubborn)).unwrap_err();
+        assert!(
+            err.to_string().contains("this end has unread messages"),
+            "{err}"
+        );
+        let encoded = encode(&FileHandle(temp_file_with("x"))).unwrap();
+        let err = decode::<FileHandle>(&encoded.bytes, Vec::new()).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("refers to descriptor #0, but 0 arrived"),
+            "{err}"
+        );
+        // A later success does not inherit the stale reason.
+        let ok = encode(&5u8).unwrap();
+        assert_eq!(decode::<u8>(&ok.bytes, ok.fds).unwrap(), 5);
     }
 
     #[test]

@@ -22,10 +22,11 @@ pub(crate) struct ForkPermit {
 }
 
 impl ForkPermit {
-    /// A permit if this process has exactly one thread; otherwise the number of threads found.
-    pub(crate) fn single_threaded() -> Result<Self, usize> {
+    /// A permit if this process has exactly one thread; otherwise the number of threads found, or `None` if
+    /// they cannot be counted (then refusing is the safe answer).
+    pub(crate) fn single_threaded() -> Result<Self, Option<usize>> {
         match thread_count() {
-            1 => Ok(Self { parent_threads: 1 }),
+            Some(1) => Ok(Self { parent_threads: 1 }),
             threads => Err(threads),
         }
     }
@@ -38,7 +39,8 @@ impl ForkPermit {
     /// must not rely on the other threads, which do not exist in the child.
     pub(crate) unsafe fn multi_threaded_by_contract() -> Self {
         Self {
-            parent_threads: thread_count(),
+            // Uncountable: assume other threads exist, so the child takes no lock-guarded shortcut.
+            parent_threads: thread_count().unwrap_or(usize::MAX),
         }
     }
 
@@ -49,13 +51,11 @@ impl ForkPermit {
     }
 }
 
-/// Number of threads of this process, from `/proc/self/task`. Unreadable /proc counts as "many" so the caller
-/// refuses rather than risks a deadlock.
-fn thread_count() -> usize {
-    match std::fs::read_dir("/proc/self/task") {
-        Ok(entries) => entries.count(),
-        Err(_) => usize::MAX,
-    }
+/// Number of threads of this process, from `/proc/self/task`; `None` if /proc is not readable.
+fn thread_count() -> Option<usize> {
+    std::fs::read_dir("/proc/self/task")
+        .ok()
+        .map(Iterator::count)
 }
 
 /// What the child does first, before any code of the caller runs.
@@ -71,9 +71,10 @@ const PARENT_ALREADY_GONE: i32 = 125;
 const EXEC_FAILED: i32 = 127;
 
 /// Forks; the child runs `setup`, then `body`, then `_exit`s with the code `body` returned (1 if it unwound).
-/// Returns the child's pid in the parent; never returns in the child.
+/// Returns the child's pid in the parent; never returns in the child. Only the permit's existence matters: it
+/// must be made just before the call, with no thread started in between.
 pub(crate) fn fork_and_run(
-    permit: &ForkPermit,
+    _permit: &ForkPermit,
     setup: ChildSetup,
     body: impl FnOnce() -> i32,
 ) -> io::Result<i32> {
@@ -85,7 +86,6 @@ pub(crate) fn fork_and_run(
     match unsafe { nix::unistd::fork() }.map_err(io::Error::from)? {
         ForkResult::Parent { child } => Ok(child.as_raw()),
         ForkResult::Child => {
-            let _ = permit;
             if setup.die_with_parent && !die_with_parent(parent) {
                 exit_now(PARENT_ALREADY_GONE);
             }

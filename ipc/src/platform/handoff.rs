@@ -1,43 +1,15 @@
-//! Handing data between a parent and the child it starts: the result pipe, the memfd holding a spawn request,
-//! and adopting the fds a spawned child inherits through `execv`.
+//! Handing data to a spawned child: the memfd holding its spawn request, and adopting the fds it inherits
+//! through `execv`.
 use std::fs::File;
-use std::io::{self, Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::io;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::FileExt;
 
 use nix::errno::Errno;
-use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
+use nix::fcntl::{fcntl, FcntlArg, FdFlag};
 use nix::sys::memfd::{memfd_create, MemFdCreateFlag};
 
-/// A close-on-exec pipe whose read end is non-blocking (the parent polls it next to the child's pidfd) and
-/// whose write end blocks (the child simply writes its result).
-pub(crate) fn result_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
-    let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
-    fcntl(read.as_raw_fd(), FcntlArg::F_SETFL(OFlag::O_NONBLOCK))?;
-    Ok((read, write))
-}
-
-/// Reads what is available from a non-blocking fd into `buf`; `Ok(true)` at end of file.
-pub(crate) fn read_available(fd: &OwnedFd, buf: &mut Vec<u8>) -> io::Result<bool> {
-    let mut file = File::from(fd.try_clone()?);
-    let mut chunk = [0u8; 16 * 1024];
-    loop {
-        match file.read(&mut chunk) {
-            Ok(0) => return Ok(true),
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        }
-    }
-}
-
-/// Writes all of `bytes` to a blocking fd.
-pub(crate) fn write_all(fd: &OwnedFd, bytes: &[u8]) -> io::Result<()> {
-    File::from(fd.try_clone()?).write_all(bytes)
-}
-
-/// A sealed-size anonymous file (memfd, close-on-exec) holding `bytes`: a spawn request of any size, handed
+/// An anonymous file (memfd, close-on-exec) holding `bytes`: a spawn request of any size, handed
 /// over without the parent blocking until the child reads it.
 pub(crate) fn memfd_with(bytes: &[u8]) -> io::Result<OwnedFd> {
     let fd = memfd_create(c"herd-spawn-request", MemFdCreateFlag::MFD_CLOEXEC)?;

@@ -1,13 +1,26 @@
-//! The OS layer of herd-ipc: every `unsafe` call into the kernel lives below this module; the re-exports here
-//! are the contract the rest of the crate builds on.
+//! The OS layer of herd-ipc: every `unsafe` call into the kernel lives in the
+//! modules below, and this re-export list is all the rest of the crate may use.
+
 mod fork;
+mod futex;
 mod handoff;
 mod name;
 mod pidfd;
+mod pod;
+mod pod_array;
+mod robust_mutex;
+mod shared_state;
+mod shm;
+mod socket;
 
 pub(crate) use fork::{fork_and_exec_self, fork_and_run, ChildSetup, ExecPlan, ForkPermit};
-pub(crate) use handoff::{
-    adopt_inherited_fd, memfd_with, read_available, read_memfd, result_pipe, write_all,
-};
+pub(crate) use futex::{futex_wait, futex_wake, futex_wake_all, FutexWait};
+pub(crate) use handoff::{adopt_inherited_fd, memfd_with, read_memfd};
 pub(crate) use name::{current_name, set_current_name};
-pub(crate) use pidfd::{poll_readable, Pidfd, Reaped};
+pub(crate) use pidfd::{children_are_auto_reaped, Pidfd, Reaped};
+pub use pod::{AtomicInteger, Pod};
+pub(crate) use pod_array::{PodArrayGuard, SharedPodArray};
+pub(crate) use robust_mutex::{Acquired, MutexError, MutexKind, RobustMutex};
+pub(crate) use shared_state::{SharedLayout, SharedState};
+pub(crate) use shm::SharedMemory;
+pub(crate) use socket::{control_buffer, poll, Blocking, Socket, MAX_FDS_PER_MESSAGE};

@@ -6,10 +6,8 @@
 //! for `poll`.
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
-use std::time::Duration;
 
 use nix::errno::Errno;
-use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
 
 /// How a reaped child ended, as the kernel reports it.
@@ -28,7 +26,7 @@ pub(crate) struct Pidfd(OwnedFd);
 impl Pidfd {
     /// Opens a pidfd for `pid`. Only sound for a child of ours that nobody can have reaped yet (herd opens it
     /// right after fork, and only herd reaps its children), otherwise `pid` may already name another process.
-    pub(crate) fn open(pid: i32) -> io::Result<Self> {
+    fn open(pid: i32) -> io::Result<Self> {
         // SAFETY: pidfd_open takes two integers and returns a new fd or -1; it touches no memory of ours.
         let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
         if fd < 0 {
@@ -38,6 +36,16 @@ impl Pidfd {
             .map_err(|_| io::Error::other("pidfd_open returned an out-of-range fd"))?;
         // SAFETY: the kernel just returned this fd to us; nothing else owns it, so OwnedFd may close it.
         Ok(Self(unsafe { OwnedFd::from_raw_fd(fd) }))
+    }
+
+    /// Opens a pidfd for a child just forked; if that fails, kills and reaps the child by pid (safe: it is
+    /// ours and unreaped, so the pid still names it) so the failure leaves no stray process behind.
+    pub(crate) fn open_child(pid: i32) -> io::Result<Self> {
+        Self::open(pid).inspect_err(|_| {
+            let child = nix::unistd::Pid::from_raw(pid);
+            let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::wait::waitpid(child, None);
+        })
     }
 
     /// Sends `signal` to the process. Fails with ESRCH once the process has exited.
@@ -94,30 +102,13 @@ impl AsFd for Pidfd {
     }
 }
 
-/// Readiness of the fds handed to [`poll_readable`], in the same order.
-pub(crate) fn poll_readable(
-    fds: &[BorrowedFd<'_>],
-    timeout: Option<Duration>,
-) -> io::Result<Vec<bool>> {
-    let mut poll_fds: Vec<PollFd<'_>> = fds
-        .iter()
-        .map(|fd| PollFd::new(*fd, PollFlags::POLLIN))
-        .collect();
-    let timeout = match timeout {
-        None => PollTimeout::NONE,
-        // Round up so a short positive timeout does not become a busy loop of zero-millisecond polls; clamp
-        // long ones to what poll takes (callers loop until their own deadline).
-        Some(left) => {
-            let millis = left.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128);
-            PollTimeout::try_from(millis as i32).unwrap_or(PollTimeout::MAX)
-        }
-    };
-    match nix::poll::poll(&mut poll_fds, timeout) {
-        Ok(_) | Err(Errno::EINTR) => {}
-        Err(errno) => return Err(errno.into()),
-    }
-    Ok(poll_fds
-        .iter()
-        .map(|fd| fd.revents().is_some_and(|r| !r.is_empty()))
-        .collect())
+/// Whether the kernel reaps this process's children by itself (SIGCHLD set to SIG_IGN, or SA_NOCLDWAIT): then
+/// no exit status can be collected and a dead child's pid may be reused before herd opens its pidfd.
+pub(crate) fn children_are_auto_reaped() -> bool {
+    // SAFETY: an all-zero sigaction is a valid value of this plain C struct; it is only an output buffer.
+    let mut current: libc::sigaction = unsafe { std::mem::zeroed() };
+    // SAFETY: with a NULL new action, sigaction only writes the current SIGCHLD disposition into `current`,
+    // which lives for the call.
+    let rc = unsafe { libc::sigaction(libc::SIGCHLD, std::ptr::null(), &mut current) };
+    rc == 0 && (current.sa_sigaction == libc::SIG_IGN || current.sa_flags & libc::SA_NOCLDWAIT != 0)
 }

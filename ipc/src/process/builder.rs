@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::codec::{self, CodecError};
-use crate::platform::{self, ChildSetup, ExecPlan, ForkPermit, Pidfd};
+use crate::platform::{self, ChildSetup, ExecPlan, ForkPermit, Pidfd, Socket};
 use crate::process::child::Child;
 use crate::process::entry::{self, Entry, SpawnRequest, SPAWN_FLAG};
 use crate::process::outcome::{ChildOutcome, ResultReader};
@@ -20,9 +20,11 @@ use crate::process::registry::ChildShared;
 /// Starts a child process. Configure with [`name`](Self::name) and [`daemon`](Self::daemon), then call
 /// [`fork`](Self::fork) or [`spawn`](Self::spawn).
 ///
-/// ```no_run
+/// ```
+/// use std::time::Duration;
+///
 /// let child = herd_ipc::Process::new().name("adder").fork(|| 2 + 40)?;
-/// assert_eq!(child.join()?, 42);
+/// assert_eq!(child.join_timeout(Duration::from_secs(10))?, 42);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone, Default)]
@@ -85,17 +87,20 @@ impl Process {
         F: FnOnce() -> T,
         T: Serialize,
     {
+        Self::check_reapable()?;
         let permit = if self.allow_multi_threaded_fork {
             // SAFETY: allow_multi_threaded_fork is an unsafe fn whose caller took on exactly the contract of
             // multi_threaded_by_contract (the child touches nothing other threads may hold locked).
             unsafe { ForkPermit::multi_threaded_by_contract() }
         } else {
-            ForkPermit::single_threaded()
-                .map_err(|threads| StartError::MultiThreaded { threads })?
+            ForkPermit::single_threaded().map_err(|threads| match threads {
+                Some(threads) => StartError::MultiThreaded { threads },
+                None => StartError::ThreadsUnknown,
+            })?
         };
         let name = self.child_name();
         let (result_read, result_write) =
-            platform::result_pipe().map_err(StartError::os("create the result pipe"))?;
+            Socket::pair().map_err(StartError::os("create the result channel"))?;
         let _ = io::stdout().flush();
         let flush_in_child = !permit.parent_was_multi_threaded();
         let child_name = &name;
@@ -106,7 +111,8 @@ impl Process {
             if flush_in_child {
                 let _ = io::stdout().flush();
             }
-            ChildOutcome::of_run(run).send(result_write_end)
+            let (outcome, fds) = ChildOutcome::of_run(run);
+            outcome.send(result_write_end, &fds)
         })
         .map_err(StartError::os("fork"))?;
         drop(result_write);
@@ -132,6 +138,10 @@ impl Process {
         A: Serialize + ?Sized,
         T: DeserializeOwned,
     {
+        if entry::is_spawned_child() {
+            return Err(StartError::SpawnedWithoutInit);
+        }
+        Self::check_reapable()?;
         if !entry::is_registered(entry) {
             return Err(StartError::UnknownEntry {
                 entry: entry.to_owned(),
@@ -144,7 +154,7 @@ impl Process {
         })?;
         let name = self.child_name();
         let (result_read, result_write) =
-            platform::result_pipe().map_err(StartError::os("create the result pipe"))?;
+            Socket::pair().map_err(StartError::os("create the result channel"))?;
         let request = SpawnRequest {
             entry: entry.to_owned(),
             name: name.clone(),
@@ -153,7 +163,7 @@ impl Process {
         };
         let request_bytes = postcard::to_stdvec(&request).map_err(|err| StartError::Arguments {
             entry: entry.to_owned(),
-            source: CodecError::Encode(err),
+            source: CodecError::encode(err),
         })?;
         let request_fd = platform::memfd_with(&request_bytes)
             .map_err(StartError::os("create the spawn request"))?;
@@ -179,7 +189,8 @@ impl Process {
         let failure = ChildOutcome::Failed(
             "re-executing the current binary (/proc/self/exe) failed".to_owned(),
         )
-        .to_frame();
+        .to_frame()
+        .map_err(StartError::os("encode the exec failure report"))?;
         let plan = ExecPlan::new(argv, &inherit, result_write.as_fd(), failure);
         let pid =
             platform::fork_and_exec_self(&plan, self.setup()).map_err(StartError::os("fork"))?;
@@ -188,6 +199,14 @@ impl Process {
         drop(result_write);
         drop(request_fd);
         self.finish_start(pid, name, result_read)
+    }
+
+    /// Checks what every start needs: children that stay waitable until herd reaps them.
+    fn check_reapable() -> Result<(), StartError> {
+        if platform::children_are_auto_reaped() {
+            return Err(StartError::AutoReaped);
+        }
+        Ok(())
     }
 
     fn setup(&self) -> ChildSetup {
@@ -209,9 +228,9 @@ impl Process {
         self,
         pid: i32,
         name: String,
-        result_read: OwnedFd,
+        result_read: Socket,
     ) -> Result<Child<T>, StartError> {
-        let pidfd = Pidfd::open(pid).map_err(StartError::os("open a pidfd for the child"))?;
+        let pidfd = Pidfd::open_child(pid).map_err(StartError::os("open a pidfd for the child"))?;
         let pid = u32::try_from(pid).map_err(|_| StartError::Os {
             action: "fork",
             source: io::Error::other("negative pid"),
@@ -226,8 +245,8 @@ impl Process {
 }
 
 /// An fd number as a command-line argument.
-fn fd_arg(fd: &OwnedFd) -> String {
-    fd.as_raw_fd().to_string()
+fn fd_arg(fd: &impl AsFd) -> String {
+    fd.as_fd().as_raw_fd().to_string()
 }
 
 /// Why a child could not be started.
@@ -238,17 +257,53 @@ pub enum StartError {
         "refusing to fork: this process has {threads} threads, and locks held by the others would stay locked \
          in the child (use Process::spawn, or the unsafe Process::allow_multi_threaded_fork)"
     )]
-    MultiThreaded { threads: usize },
+    MultiThreaded {
+        /// The number of threads counted in `/proc/self/task`.
+        threads: usize,
+    },
+    /// `fork` was refused: the threads of this process cannot be counted (`/proc/self/task` is unreadable), so
+    /// it may be multi-threaded.
+    #[error(
+        "refusing to fork: /proc/self/task is unreadable, so this process may have other threads whose locks \
+         would stay locked in the child (mount /proc, or use Process::spawn)"
+    )]
+    ThreadsUnknown,
     /// No entry of this name is registered in this binary (see [`entry!`](crate::entry!)).
     #[error("no entry named {entry:?} is registered in this binary (registered: [{registered}])")]
-    UnknownEntry { entry: String, registered: String },
+    UnknownEntry {
+        /// The name asked for.
+        entry: String,
+        /// The names registered in this binary, sorted, separated by ", ".
+        registered: String,
+    },
     /// The arguments could not be serialised.
     #[error("the arguments for entry {entry:?} cannot be encoded: {source}")]
-    Arguments { entry: String, source: CodecError },
+    Arguments {
+        /// The entry the arguments were for.
+        entry: String,
+        /// The codec's reason.
+        source: CodecError,
+    },
+    /// SIGCHLD is ignored (or SA_NOCLDWAIT is set) in this process: the kernel would reap children by itself,
+    /// so no exit status or value could be collected.
+    #[error(
+        "cannot start a child: SIGCHLD is ignored (or SA_NOCLDWAIT set) in this process, so the kernel reaps \
+         children itself and their exit status is lost; restore the default SIGCHLD disposition"
+    )]
+    AutoReaped,
+    /// This process is itself a spawned child whose `main` did not call [`crate::init`] first, so it is re-running
+    /// the parent's `main`; spawning again would repeat that without end (Python refuses the same way).
+    #[error(
+        "refusing to spawn: this process was started by herd spawn, but its main did not call herd_ipc::init() \
+         first, so it is re-running the parent's main; call herd_ipc::init() at the top of main"
+    )]
+    SpawnedWithoutInit,
     /// A system call failed.
     #[error("could not {action}: {source}")]
     Os {
+        /// What was being done, e.g. `"fork"`.
         action: &'static str,
+        /// The OS error.
         source: io::Error,
     },
 }

@@ -7,6 +7,7 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use nix::poll::PollFlags;
 use serde::de::DeserializeOwned;
 
 use crate::codec::{self, CodecError};
@@ -14,6 +15,7 @@ use crate::platform;
 use crate::process::outcome::{ChildOutcome, ResultReader};
 use crate::process::registry::ChildShared;
 use crate::process::status::ExitStatus;
+use crate::wait::Waitable;
 
 /// A child process started by [`Process::fork`](crate::Process::fork) or
 /// [`Process::spawn`](crate::Process::spawn), whose body returns a `T`.
@@ -80,13 +82,19 @@ impl<T> Child<T> {
         self.shared.signal(libc::SIGKILL)
     }
 
+    /// Sends any signal (e.g. `libc::SIGINT`) the way [`terminate`](Self::terminate) does: through the pidfd,
+    /// and only while the child has not been reaped.
+    pub fn send_signal(&self, signal: i32) -> io::Result<()> {
+        self.shared.signal(signal)
+    }
+
     /// Waits until the child ends or `deadline` passes (`Ok(None)`), collecting its result as it arrives so a
-    /// result bigger than the pipe buffer cannot stall the child.
+    /// result bigger than the socket buffer cannot stall the child.
     fn wait_until(&mut self, deadline: Option<Instant>) -> io::Result<Option<ExitStatus>> {
         loop {
             self.result.pull()?;
             if let Some(status) = self.shared.poll_status()? {
-                // The child has exited, so everything it wrote is in the pipe now; a grandchild holding the write
+                // The child has exited, so everything it sent is in the socket now; a grandchild holding that
                 // end open must not make us wait for end-of-file.
                 self.result.pull()?;
                 return Ok(Some(status));
@@ -97,9 +105,9 @@ impl<T> Child<T> {
             }
             let pidfd = self.shared.pidfd().as_fd();
             if self.result.is_settled() {
-                platform::poll_readable(&[pidfd], left)?;
+                platform::poll(&[pidfd], PollFlags::POLLIN, left)?;
             } else {
-                platform::poll_readable(&[pidfd, self.result.fd()], left)?;
+                platform::poll(&[pidfd, self.result.fd()], PollFlags::POLLIN, left)?;
             }
         }
     }
@@ -141,11 +149,11 @@ impl<T: DeserializeOwned> Child<T> {
         JoinError::Wait { pid, name, source }
     }
 
-    fn finish(&self, status: ExitStatus) -> Result<T, JoinError> {
+    fn finish(&mut self, status: ExitStatus) -> Result<T, JoinError> {
         let (pid, name) = self.describe();
-        match self.result.outcome() {
-            Ok(Some(ChildOutcome::Returned(bytes))) => {
-                codec::decode(&bytes, Vec::new()).map_err(|source| JoinError::Decode {
+        match self.result.take_outcome() {
+            Ok(Some((ChildOutcome::Returned(bytes), fds))) => {
+                codec::decode(&bytes, fds).map_err(|source| JoinError::Decode {
                     pid,
                     name,
                     expected: std::any::type_name::<T>(),
@@ -153,13 +161,13 @@ impl<T: DeserializeOwned> Child<T> {
                     status,
                 })
             }
-            Ok(Some(ChildOutcome::Panicked(message))) => Err(JoinError::Panicked {
+            Ok(Some((ChildOutcome::Panicked(message), _))) => Err(JoinError::Panicked {
                 pid,
                 name,
                 message,
                 status,
             }),
-            Ok(Some(ChildOutcome::Failed(message))) => Err(JoinError::Failed {
+            Ok(Some((ChildOutcome::Failed(message), _))) => Err(JoinError::Failed {
                 pid,
                 name,
                 message,
@@ -175,6 +183,14 @@ impl<T: DeserializeOwned> Child<T> {
 impl<T> AsFd for Child<T> {
     /// The child's pidfd: readable once the child has exited.
     fn as_fd(&self) -> BorrowedFd<'_> {
+        self.shared.pidfd().as_fd()
+    }
+}
+
+impl<T> Waitable for Child<T> {
+    /// The child's pidfd, like a `multiprocessing` sentinel: [`crate::wait`] reports the child once it has
+    /// exited.
+    fn wait_fd(&self) -> BorrowedFd<'_> {
         self.shared.pidfd().as_fd()
     }
 }
@@ -204,16 +220,23 @@ pub enum JoinError {
     /// The body panicked; `message` is the panic message.
     #[error("process {name} (pid {pid}) panicked: {message}")]
     Panicked {
+        /// The child's process id.
         pid: u32,
+        /// The child's name.
         name: String,
+        /// The panic message.
         message: String,
+        /// How the child ended.
         status: ExitStatus,
     },
     /// A signal ended the child before it sent a value (see [`Child::terminate`], [`Child::kill`]).
     #[error("process {name} (pid {pid}) was ended by {status} before it returned a value")]
     Killed {
+        /// The child's process id.
         pid: u32,
+        /// The child's name.
         name: String,
+        /// How the child ended.
         status: ExitStatus,
     },
     /// The child exited without sending a value: it called `exit` itself, or it is a spawned program whose
@@ -223,33 +246,48 @@ pub enum JoinError {
          its program's main does not call herd_ipc::init() first)"
     )]
     NoValue {
+        /// The child's process id.
         pid: u32,
+        /// The child's name.
         name: String,
+        /// How the child ended.
         status: ExitStatus,
     },
     /// The child could not run its body: unknown entry, arguments that do not decode, a value that does not
     /// encode.
     #[error("process {name} (pid {pid}) could not run: {message}")]
     Failed {
+        /// The child's process id.
         pid: u32,
+        /// The child's name.
         name: String,
+        /// Why, as reported from the child's side.
         message: String,
+        /// How the child ended.
         status: ExitStatus,
     },
     /// The child sent a value that does not decode as the expected type.
     #[error("process {name} (pid {pid}) sent back a value that is not a {expected}: {source}")]
     Decode {
+        /// The child's process id.
         pid: u32,
+        /// The child's name.
         name: String,
+        /// The type the parent expected (`std::any::type_name`).
         expected: &'static str,
+        /// The codec's reason.
         source: CodecError,
+        /// How the child ended.
         status: ExitStatus,
     },
     /// Waiting for the child failed in the OS.
     #[error("waiting for process {name} (pid {pid}) failed: {source}")]
     Wait {
+        /// The child's process id.
         pid: u32,
+        /// The child's name.
         name: String,
+        /// The OS error.
         source: io::Error,
     },
 }

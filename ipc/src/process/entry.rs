@@ -10,8 +10,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::codec;
-use crate::platform;
-use crate::process::outcome::{ChildOutcome, EXIT_FAILED};
+use crate::platform::{self, Socket};
+use crate::process::outcome::{ChildOutcome, OutcomeWithFds, EXIT_FAILED};
 
 /// A function a spawned child can run. Declare one with [`entry!`](crate::entry!) rather than by hand: the
 /// macro also registers it so the re-executed binary can find it by [`NAME`](Self::NAME).
@@ -27,16 +27,24 @@ pub trait Entry: Copy + 'static {
 }
 
 /// Declares an entry for [`Process::spawn`](crate::Process::spawn): a unit struct named like the function,
-/// implementing [`Entry`], registered for the spawned child to find.
+/// implementing [`Entry`], registered for the spawned child to find. Without `-> T` the entry returns `()`.
 ///
-/// ```ignore
+/// ```
+/// use std::time::Duration;
+///
 /// herd_ipc::entry! {
 ///     /// Adds two numbers in a child process.
 ///     pub fn add(pair: (i32, i32)) -> i32 {
 ///         pair.0 + pair.1
 ///     }
 /// }
-/// let child = herd_ipc::Process::new().spawn(add, &(2, 40))?;
+///
+/// fn main() -> Result<(), Box<dyn std::error::Error>> {
+///     herd_ipc::init(); // a spawned child runs its entry here and exits
+///     let child = herd_ipc::Process::new().spawn(add, &(2, 40))?;
+///     assert_eq!(child.join_timeout(Duration::from_secs(10))?, 42);
+///     Ok(())
+/// }
 /// ```
 #[macro_export]
 macro_rules! entry {
@@ -57,6 +65,9 @@ macro_rules! entry {
             $crate::__private::EntryRegistration::of::<$name>()
         }
     };
+    ($(#[$meta:meta])* $vis:vis fn $name:ident($arg:tt : $args:ty) $body:block) => {
+        $crate::entry! { $(#[$meta])* $vis fn $name($arg: $args) -> () $body }
+    };
 }
 
 /// A registered entry: its name and the type-erased function that decodes its arguments, runs it and encodes
@@ -65,7 +76,7 @@ macro_rules! entry {
 #[derive(Debug)]
 pub struct EntryRegistration {
     name: &'static str,
-    run: fn(&[u8], Vec<OwnedFd>) -> ChildOutcome,
+    run: fn(&[u8], Vec<OwnedFd>) -> OutcomeWithFds,
 }
 
 impl EntryRegistration {
@@ -80,15 +91,16 @@ impl EntryRegistration {
 
 inventory::collect!(EntryRegistration);
 
-fn run_entry<E: Entry>(args: &[u8], fds: Vec<OwnedFd>) -> ChildOutcome {
+fn run_entry<E: Entry>(args: &[u8], fds: Vec<OwnedFd>) -> OutcomeWithFds {
     let args = match codec::decode::<E::Args>(args, fds) {
         Ok(args) => args,
         Err(err) => {
-            return ChildOutcome::Failed(format!(
+            let message = format!(
                 "the arguments for entry {:?} do not decode as {}: {err}",
                 E::NAME,
                 type_name::<E::Args>()
-            ))
+            );
+            return (ChildOutcome::Failed(message), Vec::new());
         }
     };
     ChildOutcome::of_run(catch_unwind(AssertUnwindSafe(|| E::run(args))))
@@ -124,26 +136,35 @@ pub(crate) struct SpawnRequest {
     pub(crate) arg_fds: Vec<RawFd>,
 }
 
+/// Whether this process was started by spawn (the spawn flag is its first argument). In a child that
+/// called [`init`] this is never asked: `init` runs the entry and exits.
+pub(crate) fn is_spawned_child() -> bool {
+    std::env::args_os().nth(1).as_deref() == Some(OsStr::new(SPAWN_FLAG))
+}
+
 /// Call at the top of `main` (before anything else, threads included) in every binary that uses
 /// [`Process::spawn`](crate::Process::spawn): supervisor, examples, test binaries with `harness = false`.
 ///
 /// In the parent it returns at once. In a spawned child (this binary re-executed with the spawn flag) it runs
 /// the requested entry, sends its outcome back and exits: it never returns.
 pub fn init() {
-    let mut args = std::env::args_os().skip(1);
-    if args.next().as_deref() != Some(OsStr::new(SPAWN_FLAG)) {
+    if !is_spawned_child() {
         return;
     }
+    let mut args = std::env::args_os().skip(2);
     let request_fd = args.next();
     let result_fd = args.next();
     let code = match adopt_arg(result_fd.as_deref()) {
         Ok(result_write) => {
-            let outcome = match run_request(adopt_arg(request_fd.as_deref())) {
-                Ok(outcome) => outcome,
-                Err(err) => ChildOutcome::Failed(format!("spawned child could not start: {err}")),
+            let (outcome, fds) = match run_request(adopt_arg(request_fd.as_deref())) {
+                Ok(ran) => ran,
+                Err(err) => (
+                    ChildOutcome::Failed(format!("spawned child could not start: {err}")),
+                    Vec::new(),
+                ),
             };
             let _ = io::stdout().flush();
-            outcome.send(&result_write)
+            outcome.send(&Socket::from(result_write), &fds)
         }
         Err(err) => {
             eprintln!(
@@ -164,7 +185,7 @@ fn adopt_arg(arg: Option<&OsStr>) -> io::Result<OwnedFd> {
     platform::adopt_inherited_fd(number)
 }
 
-fn run_request(request_fd: io::Result<OwnedFd>) -> io::Result<ChildOutcome> {
+fn run_request(request_fd: io::Result<OwnedFd>) -> io::Result<OutcomeWithFds> {
     let bytes = platform::read_memfd(request_fd?)?;
     let request: SpawnRequest = postcard::from_bytes(&bytes).map_err(|err| {
         io::Error::new(
@@ -179,11 +200,12 @@ fn run_request(request_fd: io::Result<OwnedFd>) -> io::Result<ChildOutcome> {
         .collect::<io::Result<Vec<_>>>()?;
     platform::set_current_name(request.name);
     let Some(entry) = find(&request.entry) else {
-        return Ok(ChildOutcome::Failed(format!(
+        let message = format!(
             "no entry named {:?} is registered in this binary (registered: [{}])",
             request.entry,
             registered_names().join(", ")
-        )));
+        );
+        return Ok((ChildOutcome::Failed(message), Vec::new()));
     };
     Ok((entry.run)(&request.args, fds))
 }

@@ -1,0 +1,213 @@
+//! `Barrier`: a fixed number of parties wait until all have arrived, across processes, with a
+//! broken state so that a party that never arrives produces errors instead of a hang.
+//!
+//! Bookkeeping (arrivals, broken flag) is under a robust mutex; waiters sleep on a generation
+//! futex. Each finished generation records its outcome (passed or broken) in a small ring indexed
+//! by generation, so a waiter woken late still learns how *its* generation ended.
+
+use std::fmt;
+use std::io;
+use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
+use std::time::{Duration, Instant};
+
+use super::shared_handle_serde;
+use super::timeout::deadline_after;
+use crate::platform::{
+    futex_wait, futex_wake_all, Acquired, FutexWait, MutexError, MutexKind, RobustMutex,
+    SharedLayout, SharedState,
+};
+
+const OUTCOME_SLOTS: usize = 64;
+const PASSED: u8 = 1;
+const BROKEN: u8 = 2;
+
+#[repr(C)]
+pub(crate) struct BarrierState {
+    mutex: RobustMutex,
+    parties: AtomicU32,
+    arrived: AtomicU32,
+    broken: AtomicU32,
+    generation: AtomicU32,
+    outcomes: [AtomicU8; OUTCOME_SLOTS],
+}
+
+// SAFETY: repr(C): a robust mutex (initialised in `Barrier::new` before sharing) and atomics.
+unsafe impl SharedLayout for BarrierState {
+    const KIND: &'static str = "herd.Barrier";
+}
+
+/// Why [`Barrier::wait`] did not pass.
+#[derive(Debug, thiserror::Error)]
+pub enum BarrierWaitError {
+    /// This party's timeout elapsed before all parties arrived; it broke the barrier (the other
+    /// waiters get [`BarrierWaitError::Broken`]).
+    #[error("timed out waiting for the other parties; the barrier is now broken")]
+    TimedOut,
+    /// The barrier is broken (a party timed out, `abort` was called, a waiting party died inside
+    /// the barrier's bookkeeping, or `reset` ran while this party waited). `reset` repairs it.
+    #[error("the barrier is broken")]
+    Broken,
+    /// The barrier's internal lock failed.
+    #[error("barrier lock failed: {0}")]
+    Os(#[source] io::Error),
+}
+
+/// A process-shared barrier for `parties` parties (multiprocessing.Barrier, without `action`).
+#[derive(Clone)]
+pub struct Barrier {
+    state: SharedState<BarrierState>,
+}
+
+/// Holds the barrier's mutex; a dead previous holder breaks the barrier (its update may be half
+/// done) and is then recovered from.
+struct Bookkeeping<'a> {
+    state: &'a BarrierState,
+}
+
+impl<'a> Bookkeeping<'a> {
+    fn lock(state: &'a BarrierState) -> Result<Self, BarrierWaitError> {
+        match state.mutex.lock() {
+            Ok(Acquired::Clean) => Ok(Self { state }),
+            Ok(Acquired::OwnerDied) => {
+                let book = Self { state };
+                book.finish_generation(BROKEN);
+                book.state.broken.store(1, Ordering::Relaxed);
+                // Cannot fail: this thread owns the inconsistent mutex.
+                let _ = state.mutex.make_consistent();
+                Ok(book)
+            }
+            Err(MutexError::Os(err)) => Err(BarrierWaitError::Os(err)),
+            Err(other) => Err(BarrierWaitError::Os(io::Error::other(other.to_string()))),
+        }
+    }
+
+    /// Ends the current generation with `outcome`, waking all its waiters.
+    fn finish_generation(&self, outcome: u8) {
+        let generation = self.state.generation.load(Ordering::Relaxed);
+        self.state.outcomes[generation as usize % OUTCOME_SLOTS].store(outcome, Ordering::Relaxed);
+        self.state.arrived.store(0, Ordering::Relaxed);
+        self.state
+            .generation
+            .store(generation.wrapping_add(1), Ordering::Release);
+        futex_wake_all(&self.state.generation);
+    }
+}
+
+impl Drop for Bookkeeping<'_> {
+    fn drop(&mut self) {
+        // Cannot fail: this thread owns the mutex.
+        let _ = self.state.mutex.unlock();
+    }
+}
+
+impl Barrier {
+    /// Creates a barrier for `parties` parties (at least 1).
+    pub fn new(parties: u32) -> io::Result<Self> {
+        if parties == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a barrier needs at least one party",
+            ));
+        }
+        let state = SharedState::create("barrier", "", 0, |state: &mut BarrierState| {
+            state.parties = AtomicU32::new(parties);
+            state.mutex.init_in_place(MutexKind::ErrorCheck)
+        })?;
+        Ok(Self { state })
+    }
+
+    /// The number of parties the barrier waits for.
+    pub fn parties(&self) -> u32 {
+        self.state.state().parties.load(Ordering::Relaxed)
+    }
+
+    /// The number of parties waiting now.
+    pub fn n_waiting(&self) -> u32 {
+        self.state.state().arrived.load(Ordering::Relaxed)
+    }
+
+    /// True if the barrier is broken (until [`Barrier::reset`]).
+    pub fn is_broken(&self) -> bool {
+        self.state.state().broken.load(Ordering::Relaxed) != 0
+    }
+
+    /// Waits until all parties have arrived. Returns this party's arrival index
+    /// (0..parties; exactly one party gets `parties - 1`).
+    pub fn wait(&self) -> Result<u32, BarrierWaitError> {
+        self.wait_until(None)
+    }
+
+    /// Like [`Barrier::wait`], but after `timeout` this party breaks the barrier and returns
+    /// [`BarrierWaitError::TimedOut`].
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<u32, BarrierWaitError> {
+        self.wait_until(deadline_after(timeout))
+    }
+
+    fn wait_until(&self, deadline: Option<Instant>) -> Result<u32, BarrierWaitError> {
+        let state = self.state.state();
+        let (generation, index) = {
+            let book = Bookkeeping::lock(state)?;
+            if state.broken.load(Ordering::Relaxed) != 0 {
+                return Err(BarrierWaitError::Broken);
+            }
+            let generation = state.generation.load(Ordering::Relaxed);
+            let index = state.arrived.load(Ordering::Relaxed);
+            if index + 1 >= state.parties.load(Ordering::Relaxed) {
+                book.finish_generation(PASSED);
+                return Ok(index);
+            }
+            state.arrived.store(index + 1, Ordering::Relaxed);
+            (generation, index)
+        };
+        let mut timed_out = false;
+        while state.generation.load(Ordering::Acquire) == generation {
+            if futex_wait(&state.generation, generation, deadline) == FutexWait::TimedOut {
+                let book = Bookkeeping::lock(state)?;
+                if state.generation.load(Ordering::Acquire) == generation {
+                    state.broken.store(1, Ordering::Relaxed);
+                    book.finish_generation(BROKEN);
+                    timed_out = true;
+                }
+            }
+        }
+        match state.outcomes[generation as usize % OUTCOME_SLOTS].load(Ordering::Relaxed) {
+            PASSED => Ok(index),
+            _ if timed_out => Err(BarrierWaitError::TimedOut),
+            _ => Err(BarrierWaitError::Broken),
+        }
+    }
+
+    /// Breaks the barrier: current and future waiters get [`BarrierWaitError::Broken`] until
+    /// [`Barrier::reset`].
+    pub fn abort(&self) -> Result<(), BarrierWaitError> {
+        let state = self.state.state();
+        let book = Bookkeeping::lock(state)?;
+        state.broken.store(1, Ordering::Relaxed);
+        book.finish_generation(BROKEN);
+        Ok(())
+    }
+
+    /// Returns the barrier to its initial state. Parties waiting now get
+    /// [`BarrierWaitError::Broken`].
+    pub fn reset(&self) -> Result<(), BarrierWaitError> {
+        let state = self.state.state();
+        let book = Bookkeeping::lock(state)?;
+        if state.arrived.load(Ordering::Relaxed) > 0 {
+            book.finish_generation(BROKEN);
+        }
+        state.broken.store(0, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Barrier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Barrier")
+            .field("parties", &self.parties())
+            .field("n_waiting", &self.n_waiting())
+            .field("broken", &self.is_broken())
+            .finish()
+    }
+}
+
+shared_handle_serde!(Barrier, state);

@@ -60,13 +60,19 @@ impl ManagerBuilder {
             authkey,
         });
         let control = Client::new(endpoint);
-        let manager = Manager {
+        if let Err(e) = control.connect_now() {
+            // Say why the server is not answering when it can tell (a program whose main does
+            // not call herd_ipc::init() first runs main again instead of the server).
+            return Err(match server.stop() {
+                Err(why) => ManagerError::Server(format!("{e}; the server process: {why}")),
+                Ok(()) => e,
+            });
+        }
+        Ok(Manager {
             control,
             server: Some(server),
             owner: std::process::id(),
-        };
-        manager.control.connect_now()?;
-        Ok(manager)
+        })
     }
 }
 

@@ -1,10 +1,12 @@
 //! `Store`: the server's shared objects and the semantics of every operation on them, including
 //! the blocking ones (locks, events, conditions, queues) and the release of locks held by a
 //! connection that went away. One mutex guards all objects (operations are short byte-map edits);
-//! blocked operations sleep on one condition variable that is only signalled when someone waits.
+//! blocked operations sleep on their object's condition variable, which is signalled only when
+//! someone sleeps there, after the mutex is released, and only as widely as needed (a released
+//! lock wakes one waiter, not all twenty).
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::error::RemoteError;
@@ -47,6 +49,24 @@ enum Object {
 struct Entry {
     kind: ObjectKind,
     object: Object,
+    waiters: Waiters,
+}
+
+/// The threads sleeping on one object.
+#[derive(Debug, Default)]
+struct Waiters {
+    changed: Arc<Condvar>,
+    sleeping: usize,
+}
+
+/// Whom an operation may have unblocked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wake {
+    Nobody,
+    /// One waiter can proceed (a lock was freed, a semaphore unit released).
+    One,
+    /// Every waiter must look (an event set, a queue changed, a condition notified).
+    All,
 }
 
 #[derive(Debug, Default)]
@@ -55,21 +75,55 @@ struct Objects {
     names: HashMap<String, ObjectId>,
     next_id: ObjectId,
     next_ticket: u64,
-    /// Threads sleeping on `Store::changed`: no wake-up system call when nobody waits.
-    sleepers: usize,
 }
 
 /// All shared objects of one server.
 #[derive(Debug, Default)]
 pub(crate) struct Store {
     objects: Mutex<Objects>,
-    changed: Condvar,
+}
+
+/// A blocking operation's terms: on which object, how long, what to answer on timeout, and whom
+/// its success may unblock.
+struct Waiting {
+    id: ObjectId,
+    wait: Wait,
+    on_timeout: Response,
+    on_ready: Wake,
+}
+
+impl Waiting {
+    fn new(id: ObjectId, wait: Wait, on_timeout: Response, on_ready: Wake) -> Waiting {
+        Waiting {
+            id,
+            wait,
+            on_timeout,
+            on_ready,
+        }
+    }
 }
 
 /// Result of trying a blocking operation once.
 enum Attempt {
     Ready(Response),
     Blocked,
+}
+
+/// The condition variable of `id` if `wake` asks for a wake-up and someone sleeps there.
+fn sleepers_to_wake(objects: &Objects, id: ObjectId, wake: Wake) -> Option<Arc<Condvar>> {
+    if wake == Wake::Nobody {
+        return None;
+    }
+    let waiters = &objects.entries.get(&id)?.waiters;
+    (waiters.sleeping > 0).then(|| Arc::clone(&waiters.changed))
+}
+
+fn notify(target: Option<Arc<Condvar>>, wake: Wake) {
+    match (target, wake) {
+        (Some(changed), Wake::One) => changed.notify_one(),
+        (Some(changed), Wake::All) => changed.notify_all(),
+        _ => {}
+    }
 }
 
 fn error(e: RemoteError) -> Response {
@@ -96,20 +150,12 @@ impl Store {
         self.objects.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn wake(&self, objects: &Objects) {
-        if objects.sleepers > 0 {
-            self.changed.notify_all();
-        }
-    }
-
-    /// Unlocks, then wakes the sleepers: a sleeper woken while the mutex is still held would only
-    /// wake to block on the mutex (two context switches instead of one).
-    fn unlock_and_wake(&self, objects: MutexGuard<'_, Objects>) {
-        let sleepers = objects.sleepers > 0;
+    /// Unlocks, then wakes sleepers of `id`: a sleeper woken while the mutex is still held would
+    /// only wake to block on the mutex (two context switches instead of one).
+    fn unlock_and_wake(&self, objects: MutexGuard<'_, Objects>, id: ObjectId, wake: Wake) {
+        let target = sleepers_to_wake(&objects, id, wake);
         drop(objects);
-        if sleepers {
-            self.changed.notify_all();
-        }
+        notify(target, wake);
     }
 
     /// Creates an object, or with a name returns the one already created under that name.
@@ -152,6 +198,7 @@ impl Store {
             Entry {
                 kind: spec.kind(),
                 object,
+                waiters: Waiters::default(),
             },
         );
         if let Some(name) = name {
@@ -183,17 +230,17 @@ impl Store {
             });
         }
         match op {
+            // Taking a lock, a semaphore unit or seeing an event unblocks nobody.
             Op::Acquire(wait) | Op::WaitEvent(wait) => self.wait_until(
                 objects,
-                wait,
-                Response::Bool(false),
+                Waiting::new(id, wait, Response::Bool(false), Wake::Nobody),
                 client_gone,
                 |objects| attempt(objects, conn, id, kind, &op),
             ),
+            // Getters and putters of a queue sleep on the same object: any change wakes all.
             Op::Take(wait) => self.wait_until(
                 objects,
-                wait,
-                Response::Value(None),
+                Waiting::new(id, wait, Response::Value(None), Wake::All),
                 client_gone,
                 |objects| attempt(objects, conn, id, kind, &op),
             ),
@@ -201,18 +248,15 @@ impl Store {
                 let mut item = Some(item);
                 self.wait_until(
                     objects,
-                    wait,
-                    Response::Bool(false),
+                    Waiting::new(id, wait, Response::Bool(false), Wake::All),
                     client_gone,
                     |objects| put(objects, id, kind, &mut item),
                 )
             }
             Op::WaitNotified(wait) => self.wait_notified(objects, conn, id, wait, client_gone),
             op => {
-                let (response, woke_someone) = execute_now(&mut objects, conn, id, kind, op);
-                if woke_someone {
-                    self.unlock_and_wake(objects);
-                }
+                let (response, wake) = execute_now(&mut objects, conn, id, kind, op);
+                self.unlock_and_wake(objects, id, wake);
                 response
             }
         }
@@ -223,21 +267,28 @@ impl Store {
     fn wait_until(
         &self,
         mut objects: MutexGuard<'_, Objects>,
-        wait: Wait,
-        on_timeout: Response,
+        waiting: Waiting,
         client_gone: &dyn Fn() -> bool,
         mut try_once: impl FnMut(&mut Objects) -> Attempt,
     ) -> Response {
+        let Waiting {
+            id,
+            wait,
+            on_timeout,
+            on_ready,
+        } = waiting;
         let deadline = match wait {
             Wait::Timeout(d) => Instant::now().checked_add(d),
             _ => None,
         };
+        // A waiter that leaves without acting may have been the one a `Wake::One` chose: it
+        // passes the wake-up on, so no other waiter sleeps through a freed lock.
+        let mut slept = false;
+        let pass_on = |slept: bool| if slept { Wake::One } else { Wake::Nobody };
         loop {
             match try_once(&mut objects) {
                 Attempt::Ready(response) => {
-                    // Taking from a queue frees room for putters; everything else that succeeds
-                    // here may also unblock someone (a put feeds a getter).
-                    self.unlock_and_wake(objects);
+                    self.unlock_and_wake(objects, id, on_ready);
                     return response;
                 }
                 Attempt::Blocked => {}
@@ -251,18 +302,26 @@ impl Store {
                 _ => Some(PEER_CHECK_INTERVAL),
             };
             let Some(slice) = slice else {
+                self.unlock_and_wake(objects, id, pass_on(slept));
                 return on_timeout;
             };
-            objects.sleepers += 1;
-            let (guard, _) = self
-                .changed
+            let Some(entry) = objects.entries.get_mut(&id) else {
+                return error(RemoteError::NoSuchObject(id));
+            };
+            entry.waiters.sleeping += 1;
+            let changed = Arc::clone(&entry.waiters.changed);
+            let (guard, _) = changed
                 .wait_timeout(objects, slice)
                 .unwrap_or_else(|p| p.into_inner());
             objects = guard;
-            objects.sleepers -= 1;
+            slept = true;
+            if let Some(entry) = objects.entries.get_mut(&id) {
+                entry.waiters.sleeping -= 1;
+            }
             // Checked on every wake, not only on timeouts, so a client killed while waiting is
             // never handed the lock it asked for.
             if client_gone() {
+                self.unlock_and_wake(objects, id, pass_on(slept));
                 return error(RemoteError::Invalid(
                     "client went away while waiting".into(),
                 ));
@@ -291,11 +350,12 @@ impl Store {
             }
             _ => return not_owner(ObjectKind::Condition, id),
         };
-        self.wake(&objects);
+        // The lock is free now: its waiters (and the condition's) sleep on this object.
+        let target = sleepers_to_wake(&objects, id, Wake::All);
+        notify(target, Wake::All);
         let notified = self.wait_until(
             objects,
-            wait,
-            Response::Bool(false),
+            Waiting::new(id, wait, Response::Bool(false), Wake::Nobody),
             client_gone,
             |objects| match condition(objects, id) {
                 Some((_, _, notified)) if notified.contains(&ticket) => {
@@ -314,8 +374,7 @@ impl Store {
         }
         let reacquired = self.wait_until(
             objects,
-            Wait::Forever,
-            Response::Bool(false),
+            Waiting::new(id, Wait::Forever, Response::Bool(false), Wake::Nobody),
             client_gone,
             |objects| match condition(objects, id) {
                 Some((lock, _, _)) if lock.owner.is_none() => {
@@ -339,19 +398,24 @@ impl Store {
     pub(crate) fn disconnect(&self, conn: ConnId) -> usize {
         let mut objects = self.lock();
         let mut released = 0;
+        let mut wakes = Vec::new();
         for entry in objects.entries.values_mut() {
-            let lock = match &mut entry.object {
-                Object::Lock(lock) | Object::RLock(lock) => lock,
-                Object::Condition { lock, .. } => lock,
+            let (lock, wake) = match &mut entry.object {
+                Object::Lock(lock) | Object::RLock(lock) => (lock, Wake::One),
+                Object::Condition { lock, .. } => (lock, Wake::All),
                 _ => continue,
             };
             if lock.owner == Some(conn) {
                 *lock = Ownership::default();
                 released += 1;
+                if entry.waiters.sleeping > 0 {
+                    wakes.push((Arc::clone(&entry.waiters.changed), wake));
+                }
             }
         }
-        if released > 0 {
-            self.unlock_and_wake(objects);
+        drop(objects);
+        for (changed, wake) in wakes {
+            notify(Some(changed), wake);
         }
         released
     }
@@ -460,15 +524,18 @@ fn execute_now(
     id: ObjectId,
     kind: ObjectKind,
     op: Op,
-) -> (Response, bool) {
+) -> (Response, Wake) {
     let Some(entry) = objects.entries.get_mut(&id) else {
-        return (error(RemoteError::NoSuchObject(id)), false);
+        return (error(RemoteError::NoSuchObject(id)), Wake::Nobody);
     };
-    let response = match (&mut entry.object, op) {
-        (Object::Map(map), op) => return (map_op(map, kind, op), false),
-        (Object::List(list), op) => return (list_op(list, kind, op), false),
-        (Object::Lock(lock) | Object::RLock(lock), Op::Release) => release(lock, kind, id, conn),
-        (Object::Condition { lock, .. }, Op::Release) => release(lock, kind, id, conn),
+    match (&mut entry.object, op) {
+        (Object::Map(map), op) => (map_op(map, kind, op), Wake::Nobody),
+        (Object::List(list), op) => (list_op(list, kind, op), Wake::Nobody),
+        // A freed lock lets one waiter in; the condition's lock also has condition waiters.
+        (Object::Lock(lock) | Object::RLock(lock), Op::Release) => {
+            release(lock, kind, id, conn, Wake::One)
+        }
+        (Object::Condition { lock, .. }, Op::Release) => release(lock, kind, id, conn, Wake::All),
         (
             Object::Condition {
                 lock,
@@ -478,7 +545,7 @@ fn execute_now(
             op @ (Op::Notify(_) | Op::NotifyAll),
         ) => {
             if lock.owner != Some(conn) {
-                return (not_owner(kind, id), false);
+                return (not_owner(kind, id), Wake::Nobody);
             }
             let count = match op {
                 Op::Notify(n) => usize::try_from(n).unwrap_or(usize::MAX),
@@ -486,51 +553,57 @@ fn execute_now(
             };
             let moved = count.min(waiting.len());
             notified.extend(waiting.drain(..moved));
-            Response::Done
+            (Response::Done, Wake::All)
         }
         (Object::Semaphore(value), Op::Release) => match value.checked_add(1) {
             Some(v) => {
                 *value = v;
-                Response::Done
+                (Response::Done, Wake::One)
             }
-            None => error(RemoteError::Invalid("semaphore value overflow".into())),
+            None => (
+                error(RemoteError::Invalid("semaphore value overflow".into())),
+                Wake::Nobody,
+            ),
         },
-        (Object::Semaphore(value), Op::SemaphoreValue) => {
-            return (
-                Response::Int(i64::try_from(*value).unwrap_or(i64::MAX)),
-                false,
-            )
-        }
+        (Object::Semaphore(value), Op::SemaphoreValue) => (
+            Response::Int(i64::try_from(*value).unwrap_or(i64::MAX)),
+            Wake::Nobody,
+        ),
         (Object::Event(set), Op::Set) => {
             *set = true;
-            Response::Done
+            (Response::Done, Wake::All)
         }
         (Object::Event(set), Op::Clear) => {
             *set = false;
-            return (Response::Done, false);
+            (Response::Done, Wake::Nobody)
         }
-        (Object::Event(set), Op::IsSet) => return (Response::Bool(*set), false),
-        (Object::Queue { items, .. }, Op::Len) => {
-            return (Response::Len(items.len() as u64), false)
-        }
+        (Object::Event(set), Op::IsSet) => (Response::Bool(*set), Wake::Nobody),
+        (Object::Queue { items, .. }, Op::Len) => (Response::Len(items.len() as u64), Wake::Nobody),
         (Object::Queue { items, .. }, Op::Clear) => {
             items.clear();
-            Response::Done
+            (Response::Done, Wake::All)
         }
-        (_, op) => return (unsupported(kind, &op), false),
-    };
-    (response, true)
+        (_, op) => (unsupported(kind, &op), Wake::Nobody),
+    }
 }
 
-fn release(lock: &mut Ownership, kind: ObjectKind, id: ObjectId, conn: ConnId) -> Response {
+/// Releases `lock` once for `conn`; `freed` is whom to wake when it becomes free.
+fn release(
+    lock: &mut Ownership,
+    kind: ObjectKind,
+    id: ObjectId,
+    conn: ConnId,
+    freed: Wake,
+) -> (Response, Wake) {
     if lock.owner != Some(conn) {
-        return not_owner(kind, id);
+        return (not_owner(kind, id), Wake::Nobody);
     }
     lock.depth -= 1;
-    if lock.depth == 0 {
-        lock.owner = None;
+    if lock.depth > 0 {
+        return (Response::Done, Wake::Nobody);
     }
-    Response::Done
+    lock.owner = None;
+    (Response::Done, freed)
 }
 
 fn map_op(map: &mut HashMap<Bytes, Bytes>, kind: ObjectKind, op: Op) -> Response {

@@ -10,6 +10,7 @@ use anyhow::bail;
 mod manager;
 mod pipe;
 mod process;
+mod queue;
 mod sync;
 
 /// Measures one area and prints its figures.
@@ -19,6 +20,7 @@ type Measure = fn() -> anyhow::Result<()>;
 const AREAS: &[(&str, Measure)] = &[
     ("process", process::run),
     ("pipe", pipe::run),
+    ("queue", queue::run),
     ("sync", sync::run),
     ("manager", manager::run),
 ];

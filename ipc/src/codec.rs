@@ -201,7 +201,7 @@ pub(crate) fn deserialize_fd<'de, D: Deserializer<'de>>(
 }
 
 const OUTSIDE_HERD: &str =
-    "a herd-ipc handle can only travel through herd-ipc (a Pipe, a Queue or spawn arguments)";
+    "a herd-ipc handle can only travel through herd-ipc: in a Pipe message, as spawn arguments or as a child's result";
 
 /// Installs a side channel for the current thread and restores the previous
 /// one when dropped, so encoding nests (a handle whose own encoding encodes)

@@ -1,0 +1,16 @@
+//! Shared-memory MPMC queues: [`Queue`] and [`JoinableQueue`] (design notes: docs/queue.md).
+mod builder;
+mod errors;
+mod joinable;
+mod raw;
+mod ring;
+mod typed;
+mod waiting;
+
+pub use builder::{QueueBuilder, DEFAULT_CAPACITY_BYTES, DEFAULT_MAX_MESSAGE_BYTES};
+pub use errors::{
+    GetError, GetTimeoutError, MessageError, PutError, PutTimeoutError, QueueBroken, QueueError,
+    QueueJoinTimeoutError, TaskDoneError, TryGetError, TryPutError,
+};
+pub use joinable::JoinableQueue;
+pub use typed::Queue;

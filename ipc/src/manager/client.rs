@@ -109,8 +109,9 @@ impl Client {
                 let pid = std::process::id();
                 let endpoint = &*self.endpoint;
                 if connections.get(endpoint).is_some_and(|c| c.pid != pid) {
-                    // Inherited from the parent: closing our copy of the fd leaves the parent's intact.
-                    connections.remove(endpoint);
+                    // Inherited through fork: close our copies of every manager's connection, so
+                    // they stop keeping the parent's connections open; the parent's stay intact.
+                    connections.retain(|_, c| c.pid == pid);
                 }
                 let conn = match connections.get_mut(endpoint) {
                     Some(conn) => conn,

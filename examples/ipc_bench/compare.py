@@ -20,6 +20,7 @@ TIME_UNITS = {"ns", "us", "ms", "s"}
 BASELINES = {
     "value_atomic_incr_per_s": "raw_atomic_incr_per_s",
     "pipe_roundtrip_us": "raw_socketpair_roundtrip_us",
+    "manager_dict_atomic_incr_per_s": "raw_unix_roundtrip_per_s",
 }
 
 

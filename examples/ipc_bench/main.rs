@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::bail;
 
+mod manager;
 mod pipe;
 mod process;
 mod queue;
@@ -21,6 +22,7 @@ const AREAS: &[(&str, Measure)] = &[
     ("pipe", pipe::run),
     ("queue", queue::run),
     ("sync", sync::run),
+    ("manager", manager::run),
 ];
 
 fn main() -> ExitCode {

@@ -575,6 +575,7 @@
 
 mod array;
 mod codec;
+mod manager;
 mod pipe;
 mod platform;
 mod process;
@@ -585,6 +586,12 @@ mod wait;
 
 pub use array::{AccessError, Array, ArrayGuard};
 pub use codec::CodecError;
+pub use manager::{
+    Address, Authkey, ConditionProxy, DictProxy, EventProxy, ListProxy, LockProxy, LockProxyGuard,
+    Manager, ManagerBuilder, ManagerError, ManagerGetTimeoutError, ManagerPutTimeoutError,
+    ManagerTryGetError, ManagerTryPutError, NamedObjects, NamespaceProxy, QueueProxy, RLockProxy,
+    RemoteError, SemaphoreProxy,
+};
 pub use pipe::{
     Pipe, PipeReceiver, PipeSender, RecvError, RecvTimeoutError, SendBytesError, SendError,
     SendTimeoutError, TryRecvError, TrySendError, DEFAULT_PIPE_MESSAGE_LIMIT,

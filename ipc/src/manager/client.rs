@@ -1,0 +1,237 @@
+//! `Client`: calls to one manager over the calling thread's connection to it. Each thread has
+//! one connection per manager (opened on first use, reopened in a forked child, which never talks
+//! over its parent's socket), shared by all its proxies, as Python's proxies share one per
+//! thread: calls from one thread reach the server in order, and the thread is the owner of the
+//! locks it acquires (released by the server when the thread's connection closes: thread exit,
+//! process exit or death). One request and one answer per call. Reads time out so a server that
+//! stops answering becomes an error, not a hang; a server that dies closes the socket, which every
+//! waiting call sees at once.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::io::{self, BufReader, BufWriter, ErrorKind, Write};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::address::{Address, Authkey};
+use super::auth::{self, AuthError};
+use super::error::ManagerError;
+use super::frame::{read_frame, write_frame, FrameError};
+use super::protocol::{Request, Response, Wait};
+use super::stream::Stream;
+
+/// Connecting and the handshake must finish within this time.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// The longest a server may take to answer beyond the time the operation itself may wait. It is
+/// also the socket's read timeout, set once: an endless wait just reads again after it.
+const ANSWER_GRACE: Duration = Duration::from_secs(30);
+const IO_BUFFER: usize = 16 * 1024;
+
+/// Where a manager is and the key that opens it: what every proxy carries.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct Endpoint {
+    pub(crate) address: Address,
+    pub(crate) authkey: Authkey,
+}
+
+#[derive(Debug)]
+struct Connection {
+    reader: BufReader<Stream>,
+    writer: BufWriter<Stream>,
+    /// The process that opened it: after a fork the child must not use it.
+    pid: u32,
+    in_buf: Vec<u8>,
+    out_buf: Vec<u8>,
+}
+
+thread_local! {
+    /// This thread's connection to each manager it talks to.
+    static CONNECTIONS: RefCell<HashMap<Endpoint, Connection>> = RefCell::new(HashMap::new());
+}
+
+/// A handle for calling one manager from whatever thread calls.
+#[derive(Debug, Clone)]
+pub(crate) struct Client {
+    endpoint: Arc<Endpoint>,
+}
+
+impl Client {
+    pub(crate) fn new(endpoint: Arc<Endpoint>) -> Client {
+        Client { endpoint }
+    }
+
+    pub(crate) fn endpoint(&self) -> &Arc<Endpoint> {
+        &self.endpoint
+    }
+
+    /// Opens this thread's connection now, so a wrong address or key shows up at once.
+    pub(crate) fn connect_now(&self) -> Result<(), ManagerError> {
+        self.with_connection(|_| Ok(()))
+    }
+
+    /// Closes this thread's connection (the server is going away: the fd need not linger).
+    pub(crate) fn disconnect(&self) {
+        // During thread exit the map may already be gone; then there is nothing to close.
+        let _ =
+            CONNECTIONS.try_with(|connections| connections.borrow_mut().remove(&*self.endpoint));
+    }
+
+    /// Sends one request and reads its answer. `wait` is how long the server may block on it.
+    pub(crate) fn call(&self, request: &Request, wait: Wait) -> Result<Response, ManagerError> {
+        let address = &self.endpoint.address;
+        self.with_connection(|conn| match exchange(conn, request, wait) {
+            Ok(Response::Error(e)) => Ok(Err(ManagerError::Remote(e))),
+            Ok(response) => Ok(Ok(response)),
+            // Refused before anything was sent: the connection is still in step.
+            Err(Exchange::NotSent(e)) => Ok(Err(ManagerError::Codec {
+                action: "send",
+                what: "request",
+                reason: e.to_string(),
+            })),
+            Err(Exchange::Broken(e)) => Err(lost(address, e, wait)),
+        })?
+    }
+
+    /// Runs `body` on this thread's connection, opening it if there is none or if it was
+    /// inherited through fork. An error from `body` drops the connection (it is out of step).
+    fn with_connection<T>(
+        &self,
+        body: impl FnOnce(&mut Connection) -> Result<T, ManagerError>,
+    ) -> Result<T, ManagerError> {
+        let address = &self.endpoint.address;
+        let thread_exiting = |_| ManagerError::ConnectionLost {
+            address: address.clone(),
+            reason: "this thread is exiting (its connections are closed)".into(),
+        };
+        CONNECTIONS
+            .try_with(|connections| {
+                let mut connections = connections.borrow_mut();
+                let pid = std::process::id();
+                let endpoint = &*self.endpoint;
+                if connections.get(endpoint).is_some_and(|c| c.pid != pid) {
+                    // Inherited through fork: close our copies of every manager's connection, so
+                    // they stop keeping the parent's connections open; the parent's stay intact.
+                    connections.retain(|_, c| c.pid == pid);
+                }
+                let conn = match connections.get_mut(endpoint) {
+                    Some(conn) => conn,
+                    None => connections
+                        .entry(endpoint.clone())
+                        .or_insert(open(endpoint)?),
+                };
+                let outcome = body(conn);
+                if outcome.is_err() {
+                    connections.remove(endpoint);
+                }
+                outcome
+            })
+            .map_err(thread_exiting)?
+    }
+}
+
+/// How one request/answer exchange failed.
+enum Exchange {
+    /// The request could not be encoded or is too large: nothing went out.
+    NotSent(FrameError),
+    /// The connection is out of step or broken and must be dropped.
+    Broken(FrameError),
+}
+
+fn exchange(conn: &mut Connection, request: &Request, wait: Wait) -> Result<Response, Exchange> {
+    write_frame(&mut conn.writer, request, &mut conn.out_buf).map_err(|e| match e {
+        FrameError::Encode(_) | FrameError::Oversized { .. } => Exchange::NotSent(e),
+        e => Exchange::Broken(e),
+    })?;
+    conn.writer
+        .flush()
+        .map_err(|e| Exchange::Broken(FrameError::Io(e)))?;
+    let deadline = match wait {
+        Wait::No => Some(Instant::now()),
+        Wait::Timeout(d) => Instant::now().checked_add(d),
+        Wait::Forever => None,
+    };
+    loop {
+        match read_frame(&mut conn.reader, &mut conn.in_buf) {
+            // Idle means no byte of the answer yet: the server is still waiting on the operation.
+            Err(FrameError::Idle) if deadline.map_or(true, |d| Instant::now() < d) => continue,
+            outcome => return outcome.map_err(Exchange::Broken),
+        }
+    }
+}
+
+fn lost(address: &Address, e: FrameError, wait: Wait) -> ManagerError {
+    let address = address.clone();
+    match e {
+        FrameError::Idle | FrameError::Stalled { .. } => ManagerError::NoAnswer {
+            address,
+            after: match wait {
+                Wait::Timeout(d) => d.saturating_add(ANSWER_GRACE),
+                _ => ANSWER_GRACE,
+            },
+        },
+        FrameError::Decode(reason) => ManagerError::Codec {
+            action: "decode",
+            what: "the server's answer",
+            reason,
+        },
+        FrameError::Closed => ManagerError::ConnectionLost {
+            address,
+            reason: "the server closed the connection (it stopped or died)".into(),
+        },
+        e => ManagerError::ConnectionLost {
+            address,
+            reason: e.to_string(),
+        },
+    }
+}
+
+fn open(endpoint: &Endpoint) -> Result<Connection, ManagerError> {
+    let address = &endpoint.address;
+    let mut stream =
+        Stream::connect(address, CONNECT_TIMEOUT).map_err(|source| ManagerError::Unreachable {
+            address: address.clone(),
+            source,
+        })?;
+    let handshake = |stream: &mut Stream, key: &Authkey| -> Result<(), AuthError> {
+        stream.set_read_timeout(Some(CONNECT_TIMEOUT))?;
+        stream.set_write_timeout(Some(CONNECT_TIMEOUT))?;
+        auth::authenticate_to_server(stream, key)
+    };
+    handshake(&mut stream, &endpoint.authkey).map_err(|e| match e {
+        AuthError::Refused => ManagerError::AuthRefused {
+            address: address.clone(),
+        },
+        AuthError::ServerNotAuthenticated => ManagerError::ServerNotAuthenticated {
+            address: address.clone(),
+        },
+        AuthError::Io(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+            ManagerError::NoAnswer {
+                address: address.clone(),
+                after: CONNECT_TIMEOUT,
+            }
+        }
+        e => ManagerError::ConnectionLost {
+            address: address.clone(),
+            reason: format!("during the handshake: {e}"),
+        },
+    })?;
+    // A write that cannot proceed for CONNECT_TIMEOUT means the server is stuck.
+    stream
+        .set_read_timeout(Some(ANSWER_GRACE))
+        .map_err(|e| io_lost(address, e))?;
+    let reader_half = stream.try_clone().map_err(|e| io_lost(address, e))?;
+    Ok(Connection {
+        reader: BufReader::with_capacity(IO_BUFFER, reader_half),
+        writer: BufWriter::with_capacity(IO_BUFFER, stream),
+        pid: std::process::id(),
+        in_buf: Vec::new(),
+        out_buf: Vec::new(),
+    })
+}
+
+fn io_lost(address: &Address, e: io::Error) -> ManagerError {
+    ManagerError::ConnectionLost {
+        address: address.clone(),
+        reason: e.to_string(),
+    }
+}

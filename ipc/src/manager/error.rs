@@ -1,0 +1,132 @@
+//! Errors of manager operations: one type for calls that can only fail on the manager itself, and
+//! per-operation types for the queue's non-blocking and timed variants.
+
+use std::io;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use super::address::Address;
+
+/// Why a manager call failed.
+#[derive(Debug, Error)]
+pub enum ManagerError {
+    /// The text is not a manager address.
+    #[error("bad manager address {address:?}: {reason}")]
+    BadAddress { address: String, reason: String },
+    /// The authkey given is unusable.
+    #[error("bad manager authkey: {0}")]
+    BadAuthkey(String),
+    /// The operating system's random generator failed.
+    #[error("cannot generate a random challenge or key: {0}")]
+    Random(String),
+    /// No server answers at the address (not started, or gone).
+    #[error("manager at {address} is unreachable: {source}")]
+    Unreachable { address: Address, source: io::Error },
+    /// The server refused our authkey.
+    #[error("manager at {address} refused the authkey")]
+    AuthRefused { address: Address },
+    /// The server could not prove it knows the authkey: wrong key or an impostor.
+    #[error("manager at {address} failed to prove it knows the authkey")]
+    ServerNotAuthenticated { address: Address },
+    /// The connection broke during a call: the server died or closed it.
+    #[error("connection to manager at {address} lost: {reason}")]
+    ConnectionLost { address: Address, reason: String },
+    /// The server did not answer in time (it may be stopped or overloaded).
+    #[error("manager at {address} did not answer within {after:?}")]
+    NoAnswer { address: Address, after: Duration },
+    /// A key, value or message could not be encoded or decoded.
+    #[error("cannot {action} {what}: {reason}")]
+    Codec {
+        action: &'static str,
+        what: &'static str,
+        reason: String,
+    },
+    /// The server carried out the request and reports it is invalid.
+    #[error("manager refused the request: {0}")]
+    Remote(#[from] RemoteError),
+    /// Starting or stopping the server process failed.
+    #[error("manager server process: {0}")]
+    Server(String),
+    /// Other I/O around the server (its private directory, its address file).
+    #[error("{context}: {source}")]
+    Io { context: String, source: io::Error },
+}
+
+/// What the server reports when it refuses a request it read and understood.
+#[derive(Debug, Clone, PartialEq, Eq, Error, Serialize, Deserialize)]
+pub enum RemoteError {
+    /// No object with this id exists on the server.
+    #[error("no shared object with id {0}")]
+    NoSuchObject(u64),
+    /// The object exists but is of another kind than the proxy expects.
+    #[error("shared object {id} is a {actual}, not a {expected}")]
+    WrongKind {
+        id: u64,
+        expected: String,
+        actual: String,
+    },
+    /// Releasing a lock this thread does not hold.
+    #[error("{kind} {id} is not held by this thread")]
+    NotOwner { kind: String, id: u64 },
+    /// A list index past the end.
+    #[error("list index {index} out of range for length {len}")]
+    IndexOutOfRange { index: u64, len: u64 },
+    /// A namespace attribute that was never set.
+    #[error("namespace has no attribute {0:?}")]
+    NoAttribute(String),
+    /// An atomic operation met a value of the wrong shape.
+    #[error("value at the key is not {0}")]
+    WrongValueShape(String),
+    /// An increment would leave the i64 range.
+    #[error("increment overflows i64")]
+    Overflow,
+    /// A semaphore released past its bound, or a similar counting error.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// `QueueProxy::try_put` failed.
+#[derive(Debug, Error)]
+pub enum ManagerTryPutError {
+    /// The queue is at its maximum size.
+    #[error("manager queue is full")]
+    Full,
+    /// The manager call itself failed.
+    #[error(transparent)]
+    Manager(#[from] ManagerError),
+}
+
+/// `QueueProxy::put_timeout` failed.
+#[derive(Debug, Error)]
+pub enum ManagerPutTimeoutError {
+    /// The queue stayed full for the whole timeout.
+    #[error("manager queue stayed full until the timeout")]
+    Timeout,
+    /// The manager call itself failed.
+    #[error(transparent)]
+    Manager(#[from] ManagerError),
+}
+
+/// `QueueProxy::try_get` failed.
+#[derive(Debug, Error)]
+pub enum ManagerTryGetError {
+    /// The queue is empty.
+    #[error("manager queue is empty")]
+    Empty,
+    /// The manager call itself failed.
+    #[error(transparent)]
+    Manager(#[from] ManagerError),
+}
+
+/// `QueueProxy::get_timeout` failed.
+#[derive(Debug, Error)]
+pub enum ManagerGetTimeoutError {
+    /// Nothing arrived within the timeout.
+    #[error("manager queue stayed empty until the timeout")]
+    Timeout,
+    /// The manager call itself failed.
+    #[error(transparent)]
+    Manager(#[from] ManagerError),
+}

@@ -1,0 +1,217 @@
+//! The requests a proxy sends and the responses the server returns, one frame each. Keys, values
+//! and items travel as the postcard bytes of the caller's serde types: the server stores bytes and
+//! only interprets them for the atomic operations that need to (increment reads an `i64`, append
+//! extends a sequence).
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::error::RemoteError;
+
+/// The postcard encoding of one key, value or item.
+pub(crate) type Bytes = Vec<u8>;
+
+/// Server-wide identity of a shared object.
+pub(crate) type ObjectId = u64;
+
+/// What kind of object a proxy stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum ObjectKind {
+    Dict,
+    List,
+    Namespace,
+    Lock,
+    RLock,
+    Semaphore,
+    Event,
+    Condition,
+    Queue,
+}
+
+impl fmt::Display for ObjectKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = match self {
+            ObjectKind::Dict => "dict",
+            ObjectKind::List => "list",
+            ObjectKind::Namespace => "namespace",
+            ObjectKind::Lock => "lock",
+            ObjectKind::RLock => "rlock",
+            ObjectKind::Semaphore => "semaphore",
+            ObjectKind::Event => "event",
+            ObjectKind::Condition => "condition",
+            ObjectKind::Queue => "queue",
+        };
+        f.write_str(name)
+    }
+}
+
+/// How a new object starts out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum ObjectSpec {
+    Dict,
+    List,
+    Namespace,
+    Lock,
+    RLock,
+    Semaphore { value: u64 },
+    Event,
+    Condition,
+    Queue { maxsize: Option<u64> },
+}
+
+impl ObjectSpec {
+    pub(crate) fn kind(self) -> ObjectKind {
+        match self {
+            ObjectSpec::Dict => ObjectKind::Dict,
+            ObjectSpec::List => ObjectKind::List,
+            ObjectSpec::Namespace => ObjectKind::Namespace,
+            ObjectSpec::Lock => ObjectKind::Lock,
+            ObjectSpec::RLock => ObjectKind::RLock,
+            ObjectSpec::Semaphore { .. } => ObjectKind::Semaphore,
+            ObjectSpec::Event => ObjectKind::Event,
+            ObjectSpec::Condition => ObjectKind::Condition,
+            ObjectSpec::Queue { .. } => ObjectKind::Queue,
+        }
+    }
+}
+
+/// How long a blocking operation may wait on the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum Wait {
+    /// Do not wait: answer at once.
+    No,
+    /// Wait at most this long.
+    Timeout(Duration),
+    /// Wait until the operation can complete.
+    Forever,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum Request {
+    /// Creates an object; with a name, returns the existing object of that name if there is one.
+    Create {
+        spec: ObjectSpec,
+        name: Option<String>,
+    },
+    /// One operation on one object; `kind` is what the proxy believes the object is.
+    Op {
+        id: ObjectId,
+        kind: ObjectKind,
+        op: Op,
+    },
+    /// Stops the server (sent by the owning `Manager`).
+    Shutdown,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum Op {
+    // Dicts and namespaces (a namespace is a dict keyed by attribute name).
+    Get(Bytes),
+    Insert(Bytes, Bytes),
+    Remove {
+        key: Bytes,
+        return_value: bool,
+    },
+    Contains(Bytes),
+    Keys,
+    Items,
+    Update(Vec<(Bytes, Bytes)>),
+    Increment {
+        key: Bytes,
+        delta: i64,
+    },
+    AppendAt {
+        key: Bytes,
+        item: Bytes,
+    },
+    SetIfAbsent {
+        key: Bytes,
+        value: Bytes,
+    },
+    CompareAndSwap {
+        key: Bytes,
+        expected: Option<Bytes>,
+        new: Bytes,
+    },
+    // Lists.
+    Push(Bytes),
+    Index(u64),
+    SetIndex(u64, Bytes),
+    Extend(Vec<Bytes>),
+    Pop,
+    Snapshot,
+    // Shared by dicts, lists and queues.
+    Len,
+    Clear,
+    // Locks, rlocks, semaphores and conditions (acquire/release of the condition's lock).
+    Acquire(Wait),
+    Release,
+    SemaphoreValue,
+    // Events.
+    Set,
+    IsSet,
+    WaitEvent(Wait),
+    // Conditions.
+    WaitNotified(Wait),
+    Notify(u64),
+    NotifyAll,
+    // Queues.
+    Put {
+        item: Bytes,
+        wait: Wait,
+    },
+    Take(Wait),
+}
+
+impl Op {
+    /// The operation's name, for errors (never its payload, which may be large).
+    pub(crate) fn name(&self) -> &'static str {
+        match self {
+            Op::Get(_) => "get",
+            Op::Insert(..) => "insert",
+            Op::Remove { .. } => "remove",
+            Op::Contains(_) => "contains",
+            Op::Keys => "keys",
+            Op::Items => "items",
+            Op::Update(_) => "update",
+            Op::Increment { .. } => "increment",
+            Op::AppendAt { .. } => "append",
+            Op::SetIfAbsent { .. } => "set_if_absent",
+            Op::CompareAndSwap { .. } => "compare_and_swap",
+            Op::Push(_) => "push",
+            Op::Index(_) => "get (by index)",
+            Op::SetIndex(..) => "set (by index)",
+            Op::Extend(_) => "extend",
+            Op::Pop => "pop",
+            Op::Snapshot => "snapshot",
+            Op::Len => "len",
+            Op::Clear => "clear",
+            Op::Acquire(_) => "acquire",
+            Op::Release => "release",
+            Op::SemaphoreValue => "value",
+            Op::Set => "set",
+            Op::IsSet => "is_set",
+            Op::WaitEvent(_) => "wait",
+            Op::WaitNotified(_) => "wait (condition)",
+            Op::Notify(_) => "notify",
+            Op::NotifyAll => "notify_all",
+            Op::Put { .. } => "put",
+            Op::Take(_) => "get (queue)",
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum Response {
+    Done,
+    Bool(bool),
+    Int(i64),
+    Len(u64),
+    Value(Option<Bytes>),
+    Values(Vec<Bytes>),
+    Items(Vec<(Bytes, Bytes)>),
+    Created(ObjectId),
+    Error(RemoteError),
+}

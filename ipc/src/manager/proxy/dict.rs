@@ -1,0 +1,134 @@
+//! `DictProxy`: a dict on the manager with serde keys and values, plus the server-side atomic
+//! operations (increment, append at a key, set-if-absent, compare-and-swap, take) that make
+//! read-modify-write from many processes correct without a lock and in one round trip.
+
+use std::marker::PhantomData;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::core::{encode, proxy_impls, ProxyCore};
+use crate::manager::error::ManagerError;
+use crate::manager::protocol::{ObjectKind, Op, Wait};
+
+/// A proxy for a dict owned by the manager. Keys compare by their postcard encoding, so types
+/// whose equal values encode differently (a `HashMap` key, say) make distinct keys.
+pub struct DictProxy<K, V> {
+    core: ProxyCore,
+    _types: PhantomData<fn() -> (K, V)>,
+}
+
+proxy_impls!(DictProxy[K, V], ObjectKind::Dict);
+
+impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> DictProxy<K, V> {
+    /// The value at `key`, if any.
+    pub fn get(&self, key: &K) -> Result<Option<V>, ManagerError> {
+        self.core.value(Op::Get(encode(key)?), Wait::No)
+    }
+
+    /// Sets `key` to `value`.
+    pub fn insert(&self, key: &K, value: &V) -> Result<(), ManagerError> {
+        self.core.done(Op::Insert(encode(key)?, encode(value)?))
+    }
+
+    /// Removes `key`; returns whether it was there.
+    pub fn remove(&self, key: &K) -> Result<bool, ManagerError> {
+        let op = Op::Remove {
+            key: encode(key)?,
+            return_value: false,
+        };
+        self.core.boolean(op, Wait::No)
+    }
+
+    /// Removes `key` and returns its value, atomically (get-and-remove).
+    pub fn take(&self, key: &K) -> Result<Option<V>, ManagerError> {
+        let op = Op::Remove {
+            key: encode(key)?,
+            return_value: true,
+        };
+        self.core.value(op, Wait::No)
+    }
+
+    pub fn contains(&self, key: &K) -> Result<bool, ManagerError> {
+        self.core.boolean(Op::Contains(encode(key)?), Wait::No)
+    }
+
+    pub fn len(&self) -> Result<usize, ManagerError> {
+        self.core.len(Op::Len)
+    }
+
+    pub fn is_empty(&self) -> Result<bool, ManagerError> {
+        Ok(self.len()? == 0)
+    }
+
+    /// All keys, in no particular order.
+    pub fn keys(&self) -> Result<Vec<K>, ManagerError> {
+        self.core.values(Op::Keys)
+    }
+
+    /// All entries, in no particular order: a snapshot taken in one step.
+    pub fn items(&self) -> Result<Vec<(K, V)>, ManagerError> {
+        self.core.items(Op::Items)
+    }
+
+    /// Inserts every pair, in one step.
+    pub fn update(&self, pairs: &[(K, V)]) -> Result<(), ManagerError> {
+        let pairs = pairs
+            .iter()
+            .map(|(k, v)| Ok((encode(k)?, encode(v)?)))
+            .collect::<Result<_, ManagerError>>()?;
+        self.core.done(Op::Update(pairs))
+    }
+
+    pub fn clear(&self) -> Result<(), ManagerError> {
+        self.core.done(Op::Clear)
+    }
+
+    /// Inserts `value` unless `key` is present. Returns the value already there (not replaced),
+    /// or `None` when `value` was inserted.
+    pub fn set_if_absent(&self, key: &K, value: &V) -> Result<Option<V>, ManagerError> {
+        let op = Op::SetIfAbsent {
+            key: encode(key)?,
+            value: encode(value)?,
+        };
+        self.core.value(op, Wait::No)
+    }
+
+    /// Sets `key` to `new` if its value is `expected` (`None`: if it is absent). Returns whether
+    /// it swapped. Values compare by their postcard encoding.
+    pub fn compare_and_swap(
+        &self,
+        key: &K,
+        expected: Option<&V>,
+        new: &V,
+    ) -> Result<bool, ManagerError> {
+        let op = Op::CompareAndSwap {
+            key: encode(key)?,
+            expected: expected.map(encode).transpose()?,
+            new: encode(new)?,
+        };
+        self.core.boolean(op, Wait::No)
+    }
+}
+
+impl<K: Serialize + DeserializeOwned> DictProxy<K, i64> {
+    /// Adds `delta` to the value at `key` (absent counts as 0) on the server, atomically.
+    /// Returns the new value. Fails on overflow, leaving the value unchanged.
+    pub fn increment(&self, key: &K, delta: i64) -> Result<i64, ManagerError> {
+        self.core.int(Op::Increment {
+            key: encode(key)?,
+            delta,
+        })
+    }
+}
+
+impl<K: Serialize + DeserializeOwned, T: Serialize + DeserializeOwned> DictProxy<K, Vec<T>> {
+    /// Appends `item` to the list stored at `key` (absent counts as empty) on the server,
+    /// atomically. Returns the list's new length.
+    pub fn append(&self, key: &K, item: &T) -> Result<usize, ManagerError> {
+        self.core.len(Op::AppendAt {
+            key: encode(key)?,
+            item: encode(item)?,
+        })
+    }
+}

@@ -1,0 +1,730 @@
+//! `Store`: the server's shared objects and the semantics of every operation on them, including
+//! the blocking ones (locks, events, conditions, queues) and the release of locks held by a
+//! connection that went away. One mutex guards all objects (operations are short byte-map edits);
+//! blocked operations sleep on their object's condition variable, which is signalled only when
+//! someone sleeps there, after the mutex is released, and only as widely as needed (a released
+//! lock wakes one waiter, not all twenty).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use super::error::RemoteError;
+use super::protocol::{Bytes, ObjectId, ObjectKind, ObjectSpec, Op, Response, Wait};
+
+/// Identity of one client connection: the owner of the locks it acquires.
+pub(crate) type ConnId = u64;
+
+/// How often a blocked operation checks that its client is still connected.
+const PEER_CHECK_INTERVAL: Duration = Duration::from_millis(200);
+
+/// A lock's holder and how many times it acquired it (always 1 for a plain Lock).
+#[derive(Debug, Default)]
+struct Ownership {
+    owner: Option<ConnId>,
+    depth: u64,
+}
+
+#[derive(Debug)]
+enum Object {
+    /// A dict or a namespace: both map encoded keys to encoded values.
+    Map(HashMap<Bytes, Bytes>),
+    List(Vec<Bytes>),
+    Lock(Ownership),
+    RLock(Ownership),
+    Semaphore(u64),
+    Event(bool),
+    Condition {
+        lock: Ownership,
+        waiting: VecDeque<u64>,
+        notified: Vec<u64>,
+    },
+    Queue {
+        items: VecDeque<Bytes>,
+        maxsize: Option<u64>,
+    },
+}
+
+#[derive(Debug)]
+struct Entry {
+    kind: ObjectKind,
+    object: Object,
+    waiters: Waiters,
+}
+
+/// The threads sleeping on one object.
+#[derive(Debug, Default)]
+struct Waiters {
+    changed: Arc<Condvar>,
+    sleeping: usize,
+}
+
+/// Whom an operation may have unblocked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wake {
+    Nobody,
+    /// One waiter can proceed (a lock was freed, a semaphore unit released).
+    One,
+    /// Every waiter must look (an event set, a queue changed, a condition notified).
+    All,
+}
+
+#[derive(Debug, Default)]
+struct Objects {
+    entries: HashMap<ObjectId, Entry>,
+    names: HashMap<String, ObjectId>,
+    next_id: ObjectId,
+    next_ticket: u64,
+}
+
+/// All shared objects of one server.
+#[derive(Debug, Default)]
+pub(crate) struct Store {
+    objects: Mutex<Objects>,
+}
+
+/// A blocking operation's terms: on which object, how long, what to answer on timeout, and whom
+/// its success may unblock.
+struct Waiting {
+    id: ObjectId,
+    wait: Wait,
+    on_timeout: Response,
+    on_ready: Wake,
+}
+
+impl Waiting {
+    fn new(id: ObjectId, wait: Wait, on_timeout: Response, on_ready: Wake) -> Waiting {
+        Waiting {
+            id,
+            wait,
+            on_timeout,
+            on_ready,
+        }
+    }
+}
+
+/// Result of trying a blocking operation once.
+enum Attempt {
+    Ready(Response),
+    Blocked,
+}
+
+/// The condition variable of `id` if `wake` asks for a wake-up and someone sleeps there.
+fn sleepers_to_wake(objects: &Objects, id: ObjectId, wake: Wake) -> Option<Arc<Condvar>> {
+    if wake == Wake::Nobody {
+        return None;
+    }
+    let waiters = &objects.entries.get(&id)?.waiters;
+    (waiters.sleeping > 0).then(|| Arc::clone(&waiters.changed))
+}
+
+fn notify(target: Option<Arc<Condvar>>, wake: Wake) {
+    match (target, wake) {
+        (Some(changed), Wake::One) => changed.notify_one(),
+        (Some(changed), Wake::All) => changed.notify_all(),
+        _ => {}
+    }
+}
+
+fn error(e: RemoteError) -> Response {
+    Response::Error(e)
+}
+
+fn not_owner(kind: ObjectKind, id: ObjectId) -> Response {
+    error(RemoteError::NotOwner {
+        kind: kind.to_string(),
+        id,
+    })
+}
+
+fn unsupported(kind: ObjectKind, op: &Op) -> Response {
+    error(RemoteError::Invalid(format!(
+        "a {kind} does not support {}",
+        op.name()
+    )))
+}
+
+impl Store {
+    fn lock(&self) -> MutexGuard<'_, Objects> {
+        // A panic while holding the lock leaves objects consistent (every edit is one step).
+        self.objects.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Unlocks, then wakes sleepers of `id`: a sleeper woken while the mutex is still held would
+    /// only wake to block on the mutex (two context switches instead of one).
+    fn unlock_and_wake(&self, objects: MutexGuard<'_, Objects>, id: ObjectId, wake: Wake) {
+        let target = sleepers_to_wake(&objects, id, wake);
+        drop(objects);
+        notify(target, wake);
+    }
+
+    /// Creates an object, or with a name returns the one already created under that name.
+    pub(crate) fn create(&self, spec: ObjectSpec, name: Option<String>) -> Response {
+        let mut objects = self.lock();
+        if let Some(name) = &name {
+            if let Some(&id) = objects.names.get(name) {
+                let actual = objects.entries[&id].kind;
+                if actual != spec.kind() {
+                    return error(RemoteError::WrongKind {
+                        id,
+                        expected: spec.kind().to_string(),
+                        actual: actual.to_string(),
+                    });
+                }
+                return Response::Created(id);
+            }
+        }
+        let object = match spec {
+            ObjectSpec::Dict | ObjectSpec::Namespace => Object::Map(HashMap::new()),
+            ObjectSpec::List => Object::List(Vec::new()),
+            ObjectSpec::Lock => Object::Lock(Ownership::default()),
+            ObjectSpec::RLock => Object::RLock(Ownership::default()),
+            ObjectSpec::Semaphore { value } => Object::Semaphore(value),
+            ObjectSpec::Event => Object::Event(false),
+            ObjectSpec::Condition => Object::Condition {
+                lock: Ownership::default(),
+                waiting: VecDeque::new(),
+                notified: Vec::new(),
+            },
+            ObjectSpec::Queue { maxsize } => Object::Queue {
+                items: VecDeque::new(),
+                maxsize,
+            },
+        };
+        let id = objects.next_id;
+        objects.next_id += 1;
+        objects.entries.insert(
+            id,
+            Entry {
+                kind: spec.kind(),
+                object,
+                waiters: Waiters::default(),
+            },
+        );
+        if let Some(name) = name {
+            objects.names.insert(name, id);
+        }
+        Response::Created(id)
+    }
+
+    /// Runs one operation for connection `conn`. Blocking operations wait here (on this server
+    /// thread), checking `client_gone` now and then so a dead client does not hold the thread.
+    pub(crate) fn execute(
+        &self,
+        conn: ConnId,
+        id: ObjectId,
+        kind: ObjectKind,
+        op: Op,
+        client_gone: &dyn Fn() -> bool,
+    ) -> Response {
+        let mut objects = self.lock();
+        let entry = match objects.entries.get(&id) {
+            Some(entry) => entry,
+            None => return error(RemoteError::NoSuchObject(id)),
+        };
+        if entry.kind != kind {
+            return error(RemoteError::WrongKind {
+                id,
+                expected: kind.to_string(),
+                actual: entry.kind.to_string(),
+            });
+        }
+        match op {
+            // Taking a lock, a semaphore unit or seeing an event unblocks nobody.
+            Op::Acquire(wait) | Op::WaitEvent(wait) => self.wait_until(
+                objects,
+                Waiting::new(id, wait, Response::Bool(false), Wake::Nobody),
+                client_gone,
+                |objects| attempt(objects, conn, id, kind, &op),
+            ),
+            // Getters and putters of a queue sleep on the same object: any change wakes all.
+            Op::Take(wait) => self.wait_until(
+                objects,
+                Waiting::new(id, wait, Response::Value(None), Wake::All),
+                client_gone,
+                |objects| attempt(objects, conn, id, kind, &op),
+            ),
+            Op::Put { item, wait } => {
+                let mut item = Some(item);
+                self.wait_until(
+                    objects,
+                    Waiting::new(id, wait, Response::Bool(false), Wake::All),
+                    client_gone,
+                    |objects| put(objects, id, kind, &mut item),
+                )
+            }
+            Op::WaitNotified(wait) => self.wait_notified(objects, conn, id, wait, client_gone),
+            op => {
+                let (response, wake) = execute_now(&mut objects, conn, id, kind, op);
+                self.unlock_and_wake(objects, id, wake);
+                response
+            }
+        }
+    }
+
+    /// Retries `try_once` until it is ready, the wait runs out (answering `on_timeout`), or the
+    /// client is gone.
+    fn wait_until(
+        &self,
+        mut objects: MutexGuard<'_, Objects>,
+        waiting: Waiting,
+        client_gone: &dyn Fn() -> bool,
+        mut try_once: impl FnMut(&mut Objects) -> Attempt,
+    ) -> Response {
+        let Waiting {
+            id,
+            wait,
+            on_timeout,
+            on_ready,
+        } = waiting;
+        let deadline = match wait {
+            Wait::Timeout(d) => Instant::now().checked_add(d),
+            _ => None,
+        };
+        // A waiter that leaves without acting may have been the one a `Wake::One` chose: it
+        // passes the wake-up on, so no other waiter sleeps through a freed lock.
+        let mut slept = false;
+        let pass_on = |slept: bool| if slept { Wake::One } else { Wake::Nobody };
+        loop {
+            match try_once(&mut objects) {
+                Attempt::Ready(response) => {
+                    self.unlock_and_wake(objects, id, on_ready);
+                    return response;
+                }
+                Attempt::Blocked => {}
+            }
+            let slice = match (wait, deadline) {
+                (Wait::No, _) => None,
+                (Wait::Timeout(_), Some(deadline)) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    (!left.is_zero()).then(|| left.min(PEER_CHECK_INTERVAL))
+                }
+                _ => Some(PEER_CHECK_INTERVAL),
+            };
+            let Some(slice) = slice else {
+                self.unlock_and_wake(objects, id, pass_on(slept));
+                return on_timeout;
+            };
+            let Some(entry) = objects.entries.get_mut(&id) else {
+                return error(RemoteError::NoSuchObject(id));
+            };
+            entry.waiters.sleeping += 1;
+            let changed = Arc::clone(&entry.waiters.changed);
+            let (guard, _) = changed
+                .wait_timeout(objects, slice)
+                .unwrap_or_else(|p| p.into_inner());
+            objects = guard;
+            slept = true;
+            if let Some(entry) = objects.entries.get_mut(&id) {
+                entry.waiters.sleeping -= 1;
+            }
+            // Checked on every wake, not only on timeouts, so a client killed while waiting is
+            // never handed the lock it asked for.
+            if client_gone() {
+                self.unlock_and_wake(objects, id, pass_on(slept));
+                return error(RemoteError::Invalid(
+                    "client went away while waiting".into(),
+                ));
+            }
+        }
+    }
+
+    /// Condition wait: release the condition's lock, sleep until notified (or timeout), then take
+    /// the lock back at its former depth, as `threading.Condition.wait` does.
+    fn wait_notified(
+        &self,
+        mut objects: MutexGuard<'_, Objects>,
+        conn: ConnId,
+        id: ObjectId,
+        wait: Wait,
+        client_gone: &dyn Fn() -> bool,
+    ) -> Response {
+        let ticket = objects.next_ticket;
+        objects.next_ticket += 1;
+        let saved_depth = match condition(&mut objects, id) {
+            Some((lock, waiting, _)) if lock.owner == Some(conn) => {
+                let depth = lock.depth;
+                *lock = Ownership::default();
+                waiting.push_back(ticket);
+                depth
+            }
+            _ => return not_owner(ObjectKind::Condition, id),
+        };
+        // The lock is free now: its waiters (and the condition's) sleep on this object.
+        let target = sleepers_to_wake(&objects, id, Wake::All);
+        notify(target, Wake::All);
+        let notified = self.wait_until(
+            objects,
+            Waiting::new(id, wait, Response::Bool(false), Wake::Nobody),
+            client_gone,
+            |objects| match condition(objects, id) {
+                Some((_, _, notified)) if notified.contains(&ticket) => {
+                    notified.retain(|&t| t != ticket);
+                    Attempt::Ready(Response::Bool(true))
+                }
+                _ => Attempt::Blocked,
+            },
+        );
+        let mut objects = self.lock();
+        if let Some((_, waiting, _)) = condition(&mut objects, id) {
+            waiting.retain(|&t| t != ticket);
+        }
+        if let Response::Error(_) = notified {
+            return notified;
+        }
+        let reacquired = self.wait_until(
+            objects,
+            Waiting::new(id, Wait::Forever, Response::Bool(false), Wake::Nobody),
+            client_gone,
+            |objects| match condition(objects, id) {
+                Some((lock, _, _)) if lock.owner.is_none() => {
+                    *lock = Ownership {
+                        owner: Some(conn),
+                        depth: saved_depth,
+                    };
+                    Attempt::Ready(Response::Done)
+                }
+                _ => Attempt::Blocked,
+            },
+        );
+        match reacquired {
+            Response::Done => notified,
+            other => other,
+        }
+    }
+
+    /// Releases every lock `conn` holds: called when its connection closes, however it closed.
+    /// Returns how many locks were released (for the log).
+    pub(crate) fn disconnect(&self, conn: ConnId) -> usize {
+        let mut objects = self.lock();
+        let mut released = 0;
+        let mut wakes = Vec::new();
+        for entry in objects.entries.values_mut() {
+            let (lock, wake) = match &mut entry.object {
+                Object::Lock(lock) | Object::RLock(lock) => (lock, Wake::One),
+                Object::Condition { lock, .. } => (lock, Wake::All),
+                _ => continue,
+            };
+            if lock.owner == Some(conn) {
+                *lock = Ownership::default();
+                released += 1;
+                if entry.waiters.sleeping > 0 {
+                    wakes.push((Arc::clone(&entry.waiters.changed), wake));
+                }
+            }
+        }
+        drop(objects);
+        for (changed, wake) in wakes {
+            notify(Some(changed), wake);
+        }
+        released
+    }
+}
+
+type ConditionParts<'a> = (&'a mut Ownership, &'a mut VecDeque<u64>, &'a mut Vec<u64>);
+
+fn condition(objects: &mut Objects, id: ObjectId) -> Option<ConditionParts<'_>> {
+    match objects.entries.get_mut(&id).map(|e| &mut e.object) {
+        Some(Object::Condition {
+            lock,
+            waiting,
+            notified,
+        }) => Some((lock, waiting, notified)),
+        _ => None,
+    }
+}
+
+/// One try of a blocking operation other than put.
+fn attempt(
+    objects: &mut Objects,
+    conn: ConnId,
+    id: ObjectId,
+    kind: ObjectKind,
+    op: &Op,
+) -> Attempt {
+    let Some(entry) = objects.entries.get_mut(&id) else {
+        return Attempt::Ready(error(RemoteError::NoSuchObject(id)));
+    };
+    let ready = |r| Attempt::Ready(r);
+    match (&mut entry.object, op) {
+        (Object::Lock(lock), Op::Acquire(_)) => match lock.owner {
+            None => {
+                lock.owner = Some(conn);
+                lock.depth = 1;
+                ready(Response::Bool(true))
+            }
+            Some(owner) if owner == conn => ready(error(RemoteError::Invalid(format!(
+                "lock {id} is already held by this thread; a Lock is not reentrant (use an RLock)"
+            )))),
+            Some(_) => Attempt::Blocked,
+        },
+        (Object::RLock(lock) | Object::Condition { lock, .. }, Op::Acquire(_)) => {
+            match lock.owner {
+                None => {
+                    *lock = Ownership {
+                        owner: Some(conn),
+                        depth: 1,
+                    };
+                    ready(Response::Bool(true))
+                }
+                Some(owner) if owner == conn => {
+                    lock.depth += 1;
+                    ready(Response::Bool(true))
+                }
+                Some(_) => Attempt::Blocked,
+            }
+        }
+        (Object::Semaphore(value), Op::Acquire(_)) => {
+            if *value > 0 {
+                *value -= 1;
+                ready(Response::Bool(true))
+            } else {
+                Attempt::Blocked
+            }
+        }
+        (Object::Event(set), Op::WaitEvent(_)) => {
+            if *set {
+                ready(Response::Bool(true))
+            } else {
+                Attempt::Blocked
+            }
+        }
+        (Object::Queue { items, .. }, Op::Take(_)) => match items.pop_front() {
+            Some(item) => ready(Response::Value(Some(item))),
+            None => Attempt::Blocked,
+        },
+        (_, op) => ready(unsupported(kind, op)),
+    }
+}
+
+fn put(objects: &mut Objects, id: ObjectId, kind: ObjectKind, item: &mut Option<Bytes>) -> Attempt {
+    let Some(entry) = objects.entries.get_mut(&id) else {
+        return Attempt::Ready(error(RemoteError::NoSuchObject(id)));
+    };
+    match &mut entry.object {
+        Object::Queue { items, maxsize } => {
+            if maxsize.is_some_and(|max| items.len() as u64 >= max) {
+                return Attempt::Blocked;
+            }
+            if let Some(item) = item.take() {
+                items.push_back(item);
+            }
+            Attempt::Ready(Response::Bool(true))
+        }
+        _ => Attempt::Ready(error(RemoteError::Invalid(format!(
+            "a {kind} does not support put"
+        )))),
+    }
+}
+
+/// Runs an operation that never waits. Returns the response and whether it may unblock waiters.
+fn execute_now(
+    objects: &mut Objects,
+    conn: ConnId,
+    id: ObjectId,
+    kind: ObjectKind,
+    op: Op,
+) -> (Response, Wake) {
+    let Some(entry) = objects.entries.get_mut(&id) else {
+        return (error(RemoteError::NoSuchObject(id)), Wake::Nobody);
+    };
+    match (&mut entry.object, op) {
+        (Object::Map(map), op) => (map_op(map, kind, op), Wake::Nobody),
+        (Object::List(list), op) => (list_op(list, kind, op), Wake::Nobody),
+        // A freed lock lets one waiter in; the condition's lock also has condition waiters.
+        (Object::Lock(lock) | Object::RLock(lock), Op::Release) => {
+            release(lock, kind, id, conn, Wake::One)
+        }
+        (Object::Condition { lock, .. }, Op::Release) => release(lock, kind, id, conn, Wake::All),
+        (
+            Object::Condition {
+                lock,
+                waiting,
+                notified,
+            },
+            op @ (Op::Notify(_) | Op::NotifyAll),
+        ) => {
+            if lock.owner != Some(conn) {
+                return (not_owner(kind, id), Wake::Nobody);
+            }
+            let count = match op {
+                Op::Notify(n) => usize::try_from(n).unwrap_or(usize::MAX),
+                _ => waiting.len(),
+            };
+            let moved = count.min(waiting.len());
+            notified.extend(waiting.drain(..moved));
+            (Response::Done, Wake::All)
+        }
+        (Object::Semaphore(value), Op::Release) => match value.checked_add(1) {
+            Some(v) => {
+                *value = v;
+                (Response::Done, Wake::One)
+            }
+            None => (
+                error(RemoteError::Invalid("semaphore value overflow".into())),
+                Wake::Nobody,
+            ),
+        },
+        (Object::Semaphore(value), Op::SemaphoreValue) => (
+            Response::Int(i64::try_from(*value).unwrap_or(i64::MAX)),
+            Wake::Nobody,
+        ),
+        (Object::Event(set), Op::Set) => {
+            *set = true;
+            (Response::Done, Wake::All)
+        }
+        (Object::Event(set), Op::Clear) => {
+            *set = false;
+            (Response::Done, Wake::Nobody)
+        }
+        (Object::Event(set), Op::IsSet) => (Response::Bool(*set), Wake::Nobody),
+        (Object::Queue { items, .. }, Op::Len) => (Response::Len(items.len() as u64), Wake::Nobody),
+        (Object::Queue { items, .. }, Op::Clear) => {
+            items.clear();
+            (Response::Done, Wake::All)
+        }
+        (_, op) => (unsupported(kind, &op), Wake::Nobody),
+    }
+}
+
+/// Releases `lock` once for `conn`; `freed` is whom to wake when it becomes free.
+fn release(
+    lock: &mut Ownership,
+    kind: ObjectKind,
+    id: ObjectId,
+    conn: ConnId,
+    freed: Wake,
+) -> (Response, Wake) {
+    if lock.owner != Some(conn) {
+        return (not_owner(kind, id), Wake::Nobody);
+    }
+    lock.depth -= 1;
+    if lock.depth > 0 {
+        return (Response::Done, Wake::Nobody);
+    }
+    lock.owner = None;
+    (Response::Done, freed)
+}
+
+fn map_op(map: &mut HashMap<Bytes, Bytes>, kind: ObjectKind, op: Op) -> Response {
+    match op {
+        Op::Get(key) => Response::Value(map.get(&key).cloned()),
+        Op::Insert(key, value) => {
+            map.insert(key, value);
+            Response::Done
+        }
+        Op::Remove { key, return_value } => {
+            let removed = map.remove(&key);
+            if return_value {
+                Response::Value(removed)
+            } else {
+                Response::Bool(removed.is_some())
+            }
+        }
+        Op::Contains(key) => Response::Bool(map.contains_key(&key)),
+        Op::Len => Response::Len(map.len() as u64),
+        Op::Keys => Response::Values(map.keys().cloned().collect()),
+        Op::Items => Response::Items(map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
+        Op::Update(pairs) => {
+            map.extend(pairs);
+            Response::Done
+        }
+        Op::Clear => {
+            map.clear();
+            Response::Done
+        }
+        Op::Increment { key, delta } => {
+            let current = match map.get(&key) {
+                None => 0,
+                Some(bytes) => match postcard::take_from_bytes::<i64>(bytes) {
+                    Ok((n, [])) => n,
+                    _ => return error(RemoteError::WrongValueShape("an i64".into())),
+                },
+            };
+            let Some(next) = current.checked_add(delta) else {
+                return error(RemoteError::Overflow);
+            };
+            match postcard::to_stdvec(&next) {
+                Ok(bytes) => {
+                    map.insert(key, bytes);
+                    Response::Int(next)
+                }
+                Err(e) => error(RemoteError::Invalid(format!("cannot encode i64: {e}"))),
+            }
+        }
+        Op::AppendAt { key, item } => {
+            // A postcard sequence is a varint length followed by the items: appending is
+            // rewriting the length and adding the item's bytes, whatever the item type.
+            let (len, rest): (u64, &[u8]) = match map.get(&key) {
+                None => (0, &[]),
+                Some(bytes) => match postcard::take_from_bytes::<u64>(bytes) {
+                    Ok(parts) => parts,
+                    Err(_) => return error(RemoteError::WrongValueShape("a sequence".into())),
+                },
+            };
+            let mut bytes = match postcard::to_stdvec(&(len + 1)) {
+                Ok(bytes) => bytes,
+                Err(e) => return error(RemoteError::Invalid(format!("cannot encode length: {e}"))),
+            };
+            bytes.extend_from_slice(rest);
+            bytes.extend_from_slice(&item);
+            map.insert(key, bytes);
+            Response::Len(len + 1)
+        }
+        Op::SetIfAbsent { key, value } => match map.get(&key) {
+            Some(existing) => Response::Value(Some(existing.clone())),
+            None => {
+                map.insert(key, value);
+                Response::Value(None)
+            }
+        },
+        Op::CompareAndSwap { key, expected, new } => {
+            if map.get(&key) == expected.as_ref() {
+                map.insert(key, new);
+                Response::Bool(true)
+            } else {
+                Response::Bool(false)
+            }
+        }
+        op => unsupported(kind, &op),
+    }
+}
+
+fn list_op(list: &mut Vec<Bytes>, kind: ObjectKind, op: Op) -> Response {
+    match op {
+        Op::Push(item) => {
+            list.push(item);
+            Response::Done
+        }
+        Op::Index(index) => Response::Value(
+            usize::try_from(index)
+                .ok()
+                .and_then(|i| list.get(i))
+                .cloned(),
+        ),
+        Op::SetIndex(index, item) => {
+            match usize::try_from(index).ok().and_then(|i| list.get_mut(i)) {
+                Some(slot) => {
+                    *slot = item;
+                    Response::Done
+                }
+                None => error(RemoteError::IndexOutOfRange {
+                    index,
+                    len: list.len() as u64,
+                }),
+            }
+        }
+        Op::Extend(items) => {
+            list.extend(items);
+            Response::Done
+        }
+        Op::Pop => Response::Value(list.pop()),
+        Op::Snapshot => Response::Values(list.clone()),
+        Op::Len => Response::Len(list.len() as u64),
+        Op::Clear => {
+            list.clear();
+            Response::Done
+        }
+        op => unsupported(kind, &op),
+    }
+}

@@ -1,0 +1,285 @@
+//! In-process tests of the server and the proxies: the server runs on a thread of the test and
+//! clients connect over TCP loopback or a Unix socket. Cross-process behaviour is tested in the
+//! root package's `tests/manager.rs`.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use super::address::{Address, Authkey};
+use super::error::{ManagerError, ManagerTryGetError, ManagerTryPutError, RemoteError};
+use super::manager::Manager;
+use super::server::Server;
+use super::stream::Listener;
+
+/// A server on a loopback port, served by a thread for the rest of the test process.
+fn serve(authkey: &Authkey) -> Address {
+    let listener = Listener::bind(&Address::Tcp("127.0.0.1:0".parse().unwrap())).unwrap();
+    let server = Server::new(listener, authkey.clone()).unwrap();
+    let address = server.address().clone();
+    std::thread::spawn(move || server.serve());
+    address
+}
+
+fn connected() -> Manager {
+    let key = Authkey::random().unwrap();
+    Manager::connect(serve(&key), key).unwrap()
+}
+
+#[test]
+fn dict_operations_round_trip() {
+    let m = connected();
+    let d = m.dict::<String, i64>().unwrap();
+    assert_eq!(d.get(&"a".into()).unwrap(), None);
+    d.insert(&"a".into(), &1).unwrap();
+    d.update(&[("b".into(), 2), ("c".into(), 3)]).unwrap();
+    assert_eq!(d.len().unwrap(), 3);
+    assert!(d.contains(&"b".into()).unwrap());
+    let mut keys = d.keys().unwrap();
+    keys.sort();
+    assert_eq!(keys, vec!["a", "b", "c"]);
+    assert_eq!(d.take(&"c".into()).unwrap(), Some(3));
+    assert!(d.remove(&"b".into()).unwrap());
+    assert!(!d.remove(&"b".into()).unwrap());
+    assert_eq!(d.items().unwrap(), vec![("a".to_string(), 1)]);
+    assert_eq!(d.increment(&"a".into(), 41).unwrap(), 42);
+    assert_eq!(d.increment(&"new".into(), -5).unwrap(), -5);
+    assert_eq!(d.set_if_absent(&"a".into(), &0).unwrap(), Some(42));
+    assert_eq!(d.set_if_absent(&"z".into(), &7).unwrap(), None);
+    assert!(!d.compare_and_swap(&"z".into(), Some(&8), &9).unwrap());
+    assert!(d.compare_and_swap(&"z".into(), Some(&7), &9).unwrap());
+    assert!(d.compare_and_swap(&"y".into(), None, &1).unwrap());
+    assert_eq!(d.get(&"z".into()).unwrap(), Some(9));
+    d.insert(&"max".into(), &i64::MAX).unwrap();
+    match d.increment(&"max".into(), 1) {
+        Err(ManagerError::Remote(RemoteError::Overflow)) => {}
+        other => panic!("expected overflow, got {other:?}"),
+    }
+    d.clear().unwrap();
+    assert!(d.is_empty().unwrap());
+}
+
+#[test]
+fn append_at_key_builds_a_vec() {
+    let m = connected();
+    let d = m.dict::<u32, Vec<String>>().unwrap();
+    assert_eq!(d.append(&1, &"x".into()).unwrap(), 1);
+    assert_eq!(d.append(&1, &"y".into()).unwrap(), 2);
+    assert_eq!(
+        d.get(&1).unwrap(),
+        Some(vec!["x".to_string(), "y".to_string()])
+    );
+}
+
+#[test]
+fn increment_of_a_non_integer_names_the_problem() {
+    let m = connected();
+    let named = m.named("shape");
+    let strings = named.dict::<String, String>().unwrap();
+    strings.insert(&"k".into(), &"text".into()).unwrap();
+    let ints = named.dict::<String, i64>().unwrap();
+    let err = ints.increment(&"k".into(), 1).unwrap_err();
+    assert!(err.to_string().contains("not an i64"), "{err}");
+}
+
+#[test]
+fn list_and_namespace() {
+    let m = connected();
+    let l = m.list::<(u8, String)>().unwrap();
+    l.push(&(1, "a".into())).unwrap();
+    l.extend(&[(2, "b".into()), (3, "c".into())]).unwrap();
+    assert_eq!(l.len().unwrap(), 3);
+    assert_eq!(l.get(1).unwrap(), Some((2, "b".into())));
+    assert_eq!(l.get(9).unwrap(), None);
+    l.set(0, &(0, "z".into())).unwrap();
+    let err = l.set(5, &(0, "z".into())).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("index 5 out of range for length 3"),
+        "{err}"
+    );
+    assert_eq!(l.pop().unwrap(), Some((3, "c".into())));
+    assert_eq!(
+        l.snapshot().unwrap(),
+        vec![(0, "z".into()), (2, "b".into())]
+    );
+
+    let ns = m.namespace().unwrap();
+    ns.set("answer", &42u32).unwrap();
+    ns.set("name", &"herd").unwrap();
+    assert_eq!(ns.get::<u32>("answer").unwrap(), 42);
+    assert_eq!(ns.get::<String>("name").unwrap(), "herd");
+    let err = ns.get::<u32>("missing").unwrap_err();
+    assert!(err.to_string().contains("\"missing\""), "{err}");
+    assert!(ns.remove("answer").unwrap());
+    assert_eq!(ns.names().unwrap(), vec!["name".to_string()]);
+}
+
+/// Runs `body` on another thread: another thread is another lock owner.
+fn on_other_thread<T: Send + 'static>(body: impl FnOnce() -> T + Send + 'static) -> T {
+    std::thread::spawn(body).join().unwrap()
+}
+
+#[test]
+fn locks_track_their_owner() {
+    let m = connected();
+    let lock = m.lock().unwrap();
+    lock.acquire().unwrap();
+    let other = lock.clone();
+    on_other_thread(move || {
+        assert!(!other.try_acquire().unwrap());
+        assert!(!other.acquire_timeout(Duration::from_millis(50)).unwrap());
+        assert!(other
+            .release()
+            .unwrap_err()
+            .to_string()
+            .contains("not held"));
+    });
+    assert!(lock
+        .acquire()
+        .unwrap_err()
+        .to_string()
+        .contains("not reentrant"));
+    lock.release().unwrap();
+    {
+        let _guard = lock.lock().unwrap();
+        let other = lock.clone();
+        assert!(!on_other_thread(move || other.try_acquire().unwrap()));
+    }
+    // A thread that exits holding the lock closes its connection: the server releases the lock.
+    let other = lock.clone();
+    on_other_thread(move || other.acquire().unwrap());
+    assert!(lock.acquire_timeout(Duration::from_secs(5)).unwrap());
+
+    let rlock = m.rlock().unwrap();
+    rlock.acquire().unwrap();
+    rlock.acquire().unwrap();
+    rlock.release().unwrap();
+    let other = rlock.clone();
+    assert!(!on_other_thread(move || other.try_acquire().unwrap()));
+    rlock.release().unwrap();
+    let other = rlock.clone();
+    assert!(on_other_thread(move || {
+        let got = other.try_acquire().unwrap();
+        other.release().unwrap();
+        got
+    }));
+}
+
+#[test]
+fn semaphore_event_condition_queue() {
+    let m = connected();
+    let sem = m.semaphore(2).unwrap();
+    assert!(sem.try_acquire().unwrap());
+    assert!(sem.try_acquire().unwrap());
+    assert!(!sem.try_acquire().unwrap());
+    sem.release().unwrap();
+    assert_eq!(sem.value().unwrap(), 1);
+
+    let event = m.event().unwrap();
+    assert!(!event.wait_timeout(Duration::from_millis(20)).unwrap());
+    let setter = event.clone();
+    let t = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(50));
+        setter.set().unwrap();
+    });
+    assert!(event.wait_timeout(Duration::from_secs(5)).unwrap());
+    t.join().unwrap();
+    event.clear().unwrap();
+    assert!(!event.is_set().unwrap());
+
+    let cond = m.condition().unwrap();
+    let flag = m.namespace().unwrap();
+    flag.set("ready", &false).unwrap();
+    let (c2, f2) = (cond.clone(), flag.clone());
+    let t = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(50));
+        let _g = c2.lock().unwrap();
+        f2.set("ready", &true).unwrap();
+        c2.notify_all().unwrap();
+    });
+    cond.acquire().unwrap();
+    while !flag.get::<bool>("ready").unwrap() {
+        assert!(
+            cond.wait_timeout(Duration::from_secs(5)).unwrap(),
+            "not notified"
+        );
+    }
+    cond.release().unwrap();
+    t.join().unwrap();
+    assert!(cond.notify(1).unwrap_err().to_string().contains("not held"));
+
+    let q = m.bounded_queue::<String>(1).unwrap();
+    q.put(&"one".into()).unwrap();
+    assert!(matches!(
+        q.try_put(&"two".into()),
+        Err(ManagerTryPutError::Full)
+    ));
+    assert_eq!(q.len().unwrap(), 1);
+    assert_eq!(q.get().unwrap(), "one");
+    assert!(matches!(q.try_get(), Err(ManagerTryGetError::Empty)));
+    let q2 = q.clone();
+    let t = std::thread::spawn(move || q2.put(&"late".into()).unwrap());
+    assert_eq!(q.get_timeout(Duration::from_secs(5)).unwrap(), "late");
+    t.join().unwrap();
+}
+
+#[test]
+fn proxies_travel_as_tokens() {
+    let m = connected();
+    let d = m.dict::<u8, u8>().unwrap();
+    d.insert(&1, &2).unwrap();
+    let token = postcard::to_stdvec(&d).unwrap();
+    let back: super::DictProxy<u8, u8> = postcard::from_bytes(&token).unwrap();
+    assert_eq!(back.get(&1).unwrap(), Some(2));
+    // A dict's token does not make a list proxy.
+    assert!(postcard::from_bytes::<super::ListProxy<u8>>(&token).is_err());
+}
+
+#[test]
+fn wrong_key_is_refused_and_nothing_read() {
+    let key = Authkey::random().unwrap();
+    let address = serve(&key);
+    let err =
+        Manager::connect(address.clone(), Authkey::from_bytes(*b"wrong").unwrap()).unwrap_err();
+    assert!(matches!(err, ManagerError::AuthRefused { .. }), "{err}");
+    // The server still serves the right key.
+    Manager::connect(address, key)
+        .unwrap()
+        .dict::<u8, u8>()
+        .unwrap();
+}
+
+#[test]
+fn garbage_after_handshake_closes_only_that_connection() {
+    let key = Authkey::random().unwrap();
+    let address = serve(&key);
+    let m = Manager::connect(address.clone(), key.clone()).unwrap();
+    let d = m.dict::<u8, u8>().unwrap();
+    let Address::Tcp(addr) = &address else {
+        unreachable!()
+    };
+    let mut raw = TcpStream::connect(addr).unwrap();
+    raw.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    super::auth::authenticate_to_server(&mut raw, &key).unwrap();
+    raw.write_all(&[3, 0, 0, 0, 0xff, 0xff, 0xff]).unwrap();
+    let mut rest = Vec::new();
+    assert_eq!(
+        raw.read_to_end(&mut rest).unwrap(),
+        0,
+        "the server closed it"
+    );
+    d.insert(&1, &1).unwrap();
+}
+
+#[test]
+fn named_objects_are_shared_and_kind_checked() {
+    let m = connected();
+    let first = m.named("jobs").queue::<u32>().unwrap();
+    let again = m.named("jobs").queue::<u32>().unwrap();
+    first.put(&7).unwrap();
+    assert_eq!(again.try_get().unwrap(), 7);
+    let err = m.named("jobs").dict::<u32, u32>().unwrap_err();
+    assert!(err.to_string().contains("is a queue, not a dict"), "{err}");
+    assert!(m.bounded_queue::<u8>(0).is_err());
+}

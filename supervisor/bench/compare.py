@@ -12,6 +12,7 @@ print the same JSON. Each timing is the best of --repeat runs (the machine is sh
 usage: supervisor/bench/compare.py [--dir /tmp/herd-logcount-bench] [--files 8] [--lines 1000000]
                                    [--distinct 100000] [--seed 1] [--workers 2] [--repeat 7]
                                    [--python-repeat 2] [--supervisor target/release/supervisor]
+                                   [--nice -10]
 """
 import argparse
 import os
@@ -25,6 +26,9 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 TIME = shutil.which("time") or ("/usr/bin/time" if os.path.exists("/usr/bin/time") else None)
+# Set from --nice: every timed command (wc, Python, logcount alike) runs at this priority, so
+# that other work on a shared machine disturbs the comparison less.
+PRIORITY = []
 
 
 def driver_path():
@@ -41,7 +45,7 @@ def run(cmd):
     """(wall seconds, peak RSS in MB of the largest process or None, stdout bytes, CPU seconds
     of the command and every process it waited for)."""
     with tempfile.NamedTemporaryFile("r") as rss_file:
-        full = ([TIME, "-f", "%M", "-o", rss_file.name] if TIME else []) + cmd
+        full = PRIORITY + ([TIME, "-f", "%M", "-o", rss_file.name] if TIME else []) + cmd
         cpu_before = cpu_of_children()
         start = time.perf_counter()
         result = subprocess.run(full, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -92,8 +96,11 @@ def main():
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--python-repeat", type=int, default=2)
+    parser.add_argument("--nice", type=int, help="run every timed command under `nice -n N` (negative needs root)")
     parser.add_argument("--supervisor", help="a `supervisor` binary: time `run logcount` on its worker pool instead of the in-process driver")
     args = parser.parse_args()
+    if args.nice is not None:
+        PRIORITY[:] = ["nice", "-n", str(args.nice)]
 
     subprocess.run(
         ["cargo", "build", "--quiet", "--release", "-p", "herd-supervisor", "--example", "logcount_driver"],
@@ -140,6 +147,7 @@ def main():
         sys.exit("1 and 2 workers disagree on the single file")
 
     print(f"logcount_runner {'supervisor worker pool' if args.supervisor else 'in-process driver (threads)'}")
+    print(f"priority {' '.join(PRIORITY) or 'default'}")
     print(f"input_bytes {size} B")
     print(f"input_files {len(paths)} files")
     for name, wall, rss, cpu in [

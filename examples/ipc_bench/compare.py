@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Runs the herd benchmark (`cargo run --release --example ipc_bench`) and its Python multiprocessing
-counterparts (`python/<area>.py`), then prints each figure side by side with the ratio.
+counterparts (`python/<area>_mp.py`), then prints each figure side by side with the ratio.
 
     python3 examples/ipc_bench/compare.py [--only AREA]
 
@@ -54,9 +54,10 @@ def main():
         bench += ["--only", args.only]
     rust = parse(run(bench))
 
-    scripts = sorted((HERE / "python").glob("*.py"))
+    # python/<area>_mp.py: the suffix keeps a script from shadowing a standard module (queue.py would).
+    scripts = sorted((HERE / "python").glob("*_mp.py"))
     if args.only:
-        scripts = [s for s in scripts if s.stem == args.only]
+        scripts = [s for s in scripts if s.stem.removesuffix("_mp") == args.only]
     python = {}
     for script in scripts:
         python.update(parse(run([sys.executable, str(script)])))

@@ -1,6 +1,6 @@
 //! Manager benchmarks: two processes incrementing one shared dict entry, either as the seed does
 //! (acquire the manager lock, get, set, release: four round trips) or with the server-side
-//! atomic increment (one round trip). Python's counterpart, python/manager.py, does the locked
+//! atomic increment (one round trip). Python's counterpart, python/manager_mp.py, does the locked
 //! version with `multiprocessing.Manager`.
 
 use std::io::{Read, Write};

@@ -2,10 +2,11 @@
 //! for it to come back, against the same ping-pong over a raw socketpair
 //! (`write`/`read` of 8 bytes, no framing, no codec) in the same run.
 //!
-//! Each figure is the best of many short batches, in microseconds per round
-//! trip: on two cores shared with other work, a slower batch measures the
-//! neighbours, not the pipe (Python's `timeit` takes the minimum for the same
-//! reason). The batches of the two alternate, so both see the same load.
+//! Each figure is the median of many short batches, in microseconds per round
+//! trip. The batches of the two alternate, so both see the same load. Not the
+//! minimum: a round trip is bimodal (both processes on one core, or a
+//! cross-core wake-up from an idle core, about twice as slow), and the best
+//! batch of each side would compare whichever side got lucky.
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
@@ -24,15 +25,20 @@ const BATCHES: usize = 21;
 const STOP: u64 = u64::MAX;
 
 pub fn run() -> anyhow::Result<()> {
-    let mut raw = f64::INFINITY;
-    let mut pipe = f64::INFINITY;
+    let mut raw = Vec::with_capacity(BATCHES);
+    let mut pipe = Vec::with_capacity(BATCHES);
     for _ in 0..BATCHES {
-        raw = raw.min(raw_socketpair_roundtrip_us().context("raw socketpair")?);
-        pipe = pipe.min(pipe_roundtrip_us().context("pipe")?);
+        raw.push(raw_socketpair_roundtrip_us().context("raw socketpair")?);
+        pipe.push(pipe_roundtrip_us().context("pipe")?);
     }
-    report("pipe_roundtrip_us", pipe, "us");
-    report("raw_socketpair_roundtrip_us", raw, "us");
+    report("pipe_roundtrip_us", median(&mut pipe), "us");
+    report("raw_socketpair_roundtrip_us", median(&mut raw), "us");
     Ok(())
+}
+
+fn median(samples: &mut [f64]) -> f64 {
+    samples.sort_by(f64::total_cmp);
+    samples[samples.len() / 2]
 }
 
 fn pipe_roundtrip_us() -> anyhow::Result<f64> {

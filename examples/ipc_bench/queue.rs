@@ -1,5 +1,5 @@
 //! Queue throughput: small messages 1 producer x 1 consumer and 2 x 2, and 4 KiB messages 1 x 1,
-//! each producer and consumer a process of its own (forked). Counterpart: python/queue.py.
+//! each producer and consumer a process of its own (forked). Counterpart: python/queue_mp.py.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -2,16 +2,8 @@
 
 Prints `name value unit` lines. Every producer and consumer is a process of its own (fork).
 """
-import os
-import sys
-
-# This file is named like the standard library's `queue`, which multiprocessing imports: drop its
-# own directory from the import path so `import queue` finds the standard module.
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
-
-import multiprocessing as mp  # noqa: E402
-import time  # noqa: E402
+import multiprocessing as mp
+import time
 
 SMALL_MESSAGES = 200_000
 LARGE_MESSAGES = 50_000

@@ -153,7 +153,7 @@ fn exchange(conn: &mut Connection, request: &Request, wait: Wait) -> Result<Resp
     loop {
         match read_frame(&mut conn.reader, &mut conn.in_buf) {
             // Idle means no byte of the answer yet: the server is still waiting on the operation.
-            Err(FrameError::Idle) if deadline.map_or(true, |d| Instant::now() < d) => continue,
+            Err(FrameError::Idle) if deadline.is_none_or(|d| Instant::now() < d) => continue,
             outcome => return outcome.map_err(Exchange::Broken),
         }
     }

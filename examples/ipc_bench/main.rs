@@ -49,7 +49,7 @@ fn run() -> anyhow::Result<()> {
         }
     }
     for (name, measure) in AREAS {
-        if only.map_or(true, |area| area == *name) {
+        if only.is_none_or(|area| area == *name) {
             measure()?;
         }
     }

@@ -673,7 +673,7 @@ fn condition_wait_times_out_holding_the_lock() -> Verdict {
     let mut guard = condition.lock().map_err(err)?;
     let start = Instant::now();
     match guard.wait_timeout(Duration::from_millis(50)) {
-        Err(ConditionWaitError::TimedOut) => {}
+        Err(ConditionWaitError::Timeout) => {}
         other => return Err(format!("expected TimedOut, got {other:?}")),
     }
     ensure(start.elapsed() >= Duration::from_millis(50), || {
@@ -744,7 +744,7 @@ fn barrier_breaks_when_a_party_never_arrives() -> Verdict {
         let barrier = barrier.clone();
         fork_child(
             move || match barrier.wait_timeout(Duration::from_millis(200)) {
-                Err(BarrierWaitError::TimedOut) => Ok(()),
+                Err(BarrierWaitError::Timeout) => Ok(()),
                 other => Err(format!("impatient party: expected TimedOut, got {other:?}")),
             },
         )

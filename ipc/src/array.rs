@@ -38,7 +38,7 @@ pub enum AccessError {
     AlreadyLocked,
     /// `lock_timeout` ran out of time.
     #[error(transparent)]
-    TimedOut(#[from] TimedOut),
+    Timeout(#[from] TimedOut),
     /// The lock failed for another reason reported by the operating system.
     #[error("shared array lock failed: {0}")]
     Os(#[source] io::Error),
@@ -48,7 +48,7 @@ impl From<MutexError> for AccessError {
     fn from(err: MutexError) -> Self {
         match err {
             MutexError::Deadlock => Self::AlreadyLocked,
-            MutexError::TimedOut | MutexError::WouldBlock => Self::TimedOut(TimedOut),
+            MutexError::TimedOut | MutexError::WouldBlock => Self::Timeout(TimedOut),
             MutexError::Os(err) => Self::Os(err),
             // Never happens: Array recovers from owner death itself before unlocking.
             MutexError::NotRecoverable => Self::Os(io::Error::other(err.to_string())),

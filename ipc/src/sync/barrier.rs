@@ -42,7 +42,7 @@ pub enum BarrierWaitError {
     /// This party's timeout elapsed before all parties arrived; it broke the barrier (the other
     /// waiters get [`BarrierWaitError::Broken`]).
     #[error("timed out waiting for the other parties; the barrier is now broken")]
-    TimedOut,
+    Timeout,
     /// The barrier is broken (a party timed out, `abort` was called, a waiting party died inside
     /// the barrier's bookkeeping, or `reset` ran while this party waited). `reset` repairs it.
     #[error("the barrier is broken")]
@@ -138,7 +138,7 @@ impl Barrier {
     }
 
     /// Like [`Barrier::wait`], but after `timeout` this party breaks the barrier and returns
-    /// [`BarrierWaitError::TimedOut`].
+    /// [`BarrierWaitError::Timeout`].
     pub fn wait_timeout(&self, timeout: Duration) -> Result<u32, BarrierWaitError> {
         self.wait_until(deadline_after(timeout))
     }
@@ -172,7 +172,7 @@ impl Barrier {
         }
         match state.outcomes[generation as usize % OUTCOME_SLOTS].load(Ordering::Relaxed) {
             PASSED => Ok(index),
-            _ if timed_out => Err(BarrierWaitError::TimedOut),
+            _ if timed_out => Err(BarrierWaitError::Timeout),
             _ => Err(BarrierWaitError::Broken),
         }
     }

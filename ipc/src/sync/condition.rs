@@ -44,7 +44,7 @@ pub struct Condition {
 pub enum ConditionWaitError {
     /// The timeout elapsed; the guard holds the lock again.
     #[error("timed out waiting on the condition")]
-    TimedOut,
+    Timeout,
     /// While re-acquiring the lock, it turned out its previous holder died holding it. The guard
     /// holds the lock; check the shared data and call `mark_consistent()` before waiting again.
     #[error("the previous holder of the condition's lock died while holding it")]
@@ -159,7 +159,7 @@ impl ConditionGuard<'_> {
     }
 
     /// Waits until `predicate` returns true (checked under the lock, first before waiting), at
-    /// most `timeout`. Returns [`ConditionWaitError::TimedOut`] if it is still false by then.
+    /// most `timeout`. Returns [`ConditionWaitError::Timeout`] if it is still false by then.
     pub fn wait_for(
         &mut self,
         mut predicate: impl FnMut() -> bool,
@@ -168,11 +168,11 @@ impl ConditionGuard<'_> {
         let deadline = deadline_after(timeout);
         while !predicate() {
             match self.wait_until(deadline) {
-                Err(ConditionWaitError::TimedOut) => {
+                Err(ConditionWaitError::Timeout) => {
                     return if predicate() {
                         Ok(())
                     } else {
-                        Err(ConditionWaitError::TimedOut)
+                        Err(ConditionWaitError::Timeout)
                     };
                 }
                 other => other?,
@@ -215,7 +215,7 @@ impl ConditionGuard<'_> {
             }
         }
         if outcome == FutexWait::TimedOut {
-            return Err(ConditionWaitError::TimedOut);
+            return Err(ConditionWaitError::Timeout);
         }
         Ok(())
     }

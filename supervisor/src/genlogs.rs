@@ -37,12 +37,12 @@ pub enum GenError {
     #[error("--distinct must be at most {max}", max = u64::from(u32::MAX))]
     TooManyClients,
     /// Creating or writing a file failed.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {error}", path.display())]
     Io {
         /// The file or directory.
         path: PathBuf,
-        /// Why.
-        source: io::Error,
+        /// Why (in the message itself, not a `source`, so an error chain does not print it twice).
+        error: io::Error,
     },
 }
 
@@ -77,17 +77,17 @@ pub fn generate(dir: &Path, options: &GenOptions) -> Result<Vec<PathBuf>, GenErr
     if options.distinct > u64::from(u32::MAX) {
         return Err(GenError::TooManyClients);
     }
-    fs::create_dir_all(dir).map_err(|source| GenError::Io {
+    fs::create_dir_all(dir).map_err(|error| GenError::Io {
         path: dir.to_path_buf(),
-        source,
+        error,
     })?;
     (0..options.files)
         .map(|index| {
             let path = dir.join(format!("access-{index:03}.log"));
             write_file(&path, index as u64, options)
-                .map_err(|source| GenError::Io {
+                .map_err(|error| GenError::Io {
                     path: path.clone(),
-                    source,
+                    error,
                 })
                 .map(|()| path)
         })

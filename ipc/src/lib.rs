@@ -454,7 +454,72 @@
 //!
 //! ## Manager
 //!
-//! Shared objects served by a manager process; this section is written when the Manager lands.
+//! [`Manager::start`] runs a server process (this program, re-executed) that owns shared dicts,
+//! lists, namespaces, locks and queues; proxies work on them from any process, as with
+//! `multiprocessing.Manager`. Server-side atomic operations (`increment`, `append`, set-if-absent,
+//! compare-and-swap, take) need no lock. Connections are authenticated both ways with an HMAC
+//! authkey before any request is read; a client that dies holding a manager lock has it released;
+//! the server never outlives its owner.
+//!
+//! ```
+//! use std::time::Duration;
+//!
+//! use herd_ipc::{DictProxy, Manager, Process};
+//!
+//! const PATIENCE: Duration = Duration::from_secs(10);
+//!
+//! herd_ipc::entry! {
+//!     /// A spawned child: proxies travel as arguments and reconnect there.
+//!     fn tally(counts: DictProxy<String, i64>) -> i64 {
+//!         counts.increment(&"spawned".to_owned(), 1).expect("increment")
+//!     }
+//! }
+//!
+//! fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     herd_ipc::init(); // the manager's server is this program, re-executed
+//!
+//!     let manager = Manager::start()?; // a private Unix socket, a random authkey
+//!     let counts = manager.dict::<String, i64>()?;
+//!     let lock = manager.lock()?;
+//!     let seen = manager.list::<u32>()?;
+//!
+//!     let children = (0..4u32)
+//!         .map(|id| {
+//!             Process::new().fork(|| {
+//!                 for _ in 0..100 {
+//!                     // Server-side atomic increment: one round trip, no lock needed.
+//!                     counts.increment(&"atomic".to_owned(), 1).expect("increment");
+//!                     // The seed's read-modify-write, made safe by the manager lock.
+//!                     let _guard = lock.lock().expect("lock");
+//!                     let n = counts.get(&"locked".to_owned()).expect("get").unwrap_or(0);
+//!                     counts.insert(&"locked".to_owned(), &(n + 1)).expect("insert");
+//!                 }
+//!                 seen.push(&id).expect("push");
+//!             })
+//!         })
+//!         .collect::<Result<Vec<_>, _>>()?;
+//!     for child in children {
+//!         child.join_timeout(PATIENCE)?;
+//!     }
+//!     assert_eq!(counts.get(&"atomic".to_owned())?, Some(400));
+//!     assert_eq!(counts.get(&"locked".to_owned())?, Some(400));
+//!     let mut ids = seen.snapshot()?;
+//!     ids.sort_unstable();
+//!     assert_eq!(ids, [0, 1, 2, 3]);
+//!
+//!     let child = Process::new().spawn(tally, &counts)?;
+//!     assert_eq!(child.join_timeout(PATIENCE)?, 1);
+//!
+//!     // An unrelated process needs only the address and the key (and a name for the object).
+//!     let shared = manager.named("jobs").queue::<String>()?;
+//!     shared.put(&"first job".to_owned())?;
+//!     let other = Manager::connect(manager.address().clone(), manager.authkey().clone())?;
+//!     assert_eq!(other.named("jobs").queue::<String>()?.get_timeout(PATIENCE)?, "first job");
+//!
+//!     manager.shutdown()?; // also on drop; the server never outlives this process
+//!     Ok(())
+//! }
+//! ```
 //!
 //! ## Handles travel to spawned children
 //!

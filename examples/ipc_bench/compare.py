@@ -21,6 +21,8 @@ BASELINES = {
     "value_atomic_incr_per_s": "raw_atomic_incr_per_s",
     "pipe_roundtrip_us": "raw_socketpair_roundtrip_us",
     "manager_dict_atomic_incr_per_s": "raw_unix_roundtrip_per_s",
+    # The locked increment against an ideal server speaking the same four-round-trip protocol.
+    "manager_dict_locked_incr_per_s": "raw_4rt_locked_incr_per_s",
 }
 
 

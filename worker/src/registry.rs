@@ -6,7 +6,7 @@ use thiserror::Error;
 
 use crate::{decode_payload, encode_payload, JobError, JobKind};
 
-type Handler = Box<dyn Fn(&[u8]) -> Result<Vec<u8>, JobError> + Send + Sync>;
+type Handler = Box<dyn Fn(&[u8], u32) -> Result<Vec<u8>, JobError> + Send + Sync>;
 
 /// Two job kinds were registered under one name.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -38,10 +38,10 @@ impl Registry {
         if self.handlers.contains_key(K::NAME) {
             return Err(DuplicateKindError(K::NAME.to_owned()));
         }
-        let handler: Handler = Box::new(move |bytes| {
+        let handler: Handler = Box::new(move |bytes, attempt| {
             let input: K::Input =
                 decode_payload(bytes).map_err(|e| JobError::InvalidInput(e.to_string()))?;
-            let output = kind.run(input)?;
+            let output = kind.run_attempt(input, attempt)?;
             encode_payload(&output).map_err(|e| JobError::failed(format!("encoding output: {e}")))
         });
         self.handlers.insert(K::NAME, handler);
@@ -58,13 +58,25 @@ impl Registry {
         self.handlers.keys().copied()
     }
 
-    /// Runs one job of kind `name` on an encoded input, giving the encoded output.
+    /// Runs the first attempt of one job of kind `name` on an encoded input, giving the encoded
+    /// output.
     pub fn run(&self, name: &str, payload: &[u8]) -> Result<Vec<u8>, JobError> {
+        self.run_attempt(name, payload, 1)
+    }
+
+    /// Runs attempt `attempt` (1 for the first) of one job of kind `name` on an encoded input,
+    /// giving the encoded output ([`JobKind::run_attempt`]).
+    pub fn run_attempt(
+        &self,
+        name: &str,
+        payload: &[u8],
+        attempt: u32,
+    ) -> Result<Vec<u8>, JobError> {
         let handler = self
             .handlers
             .get(name)
             .ok_or_else(|| JobError::UnknownKind(name.to_owned()))?;
-        handler(payload)
+        handler(payload, attempt)
     }
 }
 

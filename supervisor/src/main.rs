@@ -104,6 +104,10 @@ struct RunArgs {
     /// logcount: also count files in subdirectories.
     #[arg(long)]
     recursive: bool,
+    /// logcount: cut plain files into chunk jobs of about B bytes (default: several chunks per
+    /// worker, between 4 and 64 MiB).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    chunk_bytes: Option<u64>,
 }
 
 #[derive(Debug, Args)]
@@ -214,10 +218,14 @@ fn run_jobs(args: RunArgs) -> anyhow::Result<ExitCode> {
         }
         .into());
     }
-    if args.format != Format::Table || args.top.is_some() || args.recursive {
+    if args.format != Format::Table
+        || args.top.is_some()
+        || args.recursive
+        || args.chunk_bytes.is_some()
+    {
         return Err(Exit {
             code: 2,
-            message: "--format, --top and --recursive are for logcount only".into(),
+            message: "--format, --top, --recursive and --chunk-bytes are for logcount only".into(),
         }
         .into());
     }
@@ -257,7 +265,9 @@ fn run_logcount(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let options = LogcountOptions {
         recursive: args.recursive,
         top: args.top,
-        ..LogcountOptions::default()
+        chunk_bytes: args
+            .chunk_bytes
+            .unwrap_or(LogcountOptions::default().chunk_bytes),
     };
     let plan_with = |options: &LogcountOptions| {
         logcount::plan(dir.as_ref(), options).map_err(|error| Exit {
@@ -266,15 +276,15 @@ fn run_logcount(args: &RunArgs) -> anyhow::Result<ExitCode> {
         })
     };
     let mut plan = plan_with(&options)?;
-    // Cut the input so every worker gets several chunks (load balance at the end of the run),
-    // but no chunk is so small that per-job costs show. Planning reads metadata only.
+    // Unless told the chunk size, cut the input so every worker gets several chunks (load
+    // balance at the end of the run), but no chunk is so small that per-job costs show.
+    // Planning reads metadata only.
     let workers = args
         .workers
         .unwrap_or_else(|| SupervisorConfig::default().workers) as u64;
     let total: u64 = plan.files.iter().map(|file| file.len).sum();
-    let balanced =
-        (total / (workers * CHUNKS_PER_WORKER)).clamp(MIN_CHUNK_BYTES, options.chunk_bytes);
-    if balanced < options.chunk_bytes {
+    let balanced = (total / (workers * CHUNKS_PER_WORKER)).max(MIN_CHUNK_BYTES);
+    if args.chunk_bytes.is_none() && balanced < options.chunk_bytes {
         plan = plan_with(&LogcountOptions {
             chunk_bytes: balanced,
             ..options

@@ -174,6 +174,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 fn supervise(args: &RunArgs, jobs: LeaseTable) -> anyhow::Result<RunReport> {
+    Ok(supervisor(args, jobs)?.run())
+}
+
+/// A supervisor for `jobs`, configured from the command line, ready to run.
+fn supervisor(args: &RunArgs, jobs: LeaseTable) -> anyhow::Result<Supervisor<IpcLauncher>> {
     let config = SupervisorConfig {
         workers: args
             .workers
@@ -200,7 +205,7 @@ fn supervise(args: &RunArgs, jobs: LeaseTable) -> anyhow::Result<RunReport> {
         inbox.inherited(),
     )
     .reaping_strays();
-    Ok(Supervisor::new(config, launcher, inbox, jobs).run())
+    Ok(Supervisor::new(config, launcher, inbox, jobs))
 }
 
 fn run_jobs(args: RunArgs) -> anyhow::Result<ExitCode> {
@@ -294,9 +299,21 @@ fn run_logcount(args: &RunArgs) -> anyhow::Result<ExitCode> {
     for job in &plan.jobs {
         jobs.push(LogcountChunk::NAME, encode_payload(job)?);
     }
-    let report = supervise(args, jobs)?;
+    // Merge results while the workers are still counting, so that little is left after the
+    // last one. Jobs are leased in order, so results come nearly in order: merge the finished
+    // prefix as it grows (linear overall), and whatever is left (a retried or failed job held
+    // the prefix back) at the end.
     let mut merger = Merger::new(&plan);
-    for id in 0..plan.jobs.len() {
+    let mut merged_before = 0;
+    let mut supervisor = supervisor(args, jobs)?;
+    while !supervisor.step() {
+        while let Some(output) = supervisor.jobs().output(merged_before as u64) {
+            merger.add(decode_payload(output)?);
+            merged_before += 1;
+        }
+    }
+    let report = supervisor.into_report();
+    for id in merged_before..plan.jobs.len() {
         if let Some(output) = report.jobs.output(id as u64) {
             merger.add(decode_payload(output)?);
         }

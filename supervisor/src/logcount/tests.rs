@@ -658,3 +658,52 @@ fn a_file_truncated_after_planning_counts_what_is_left() {
         }
     }
 }
+
+#[test]
+fn results_merge_the_same_in_any_order() {
+    // A file's chunks are merged as soon as its last one arrives: any arrival order (files
+    // interleaved, reversed) gives the same report, with `--top` counts too.
+    let dir = tempfile::tempdir().unwrap();
+    for (name, seed) in [("a.log", 1u32), ("b.log", 2), ("c.log", 3)] {
+        let mut data = Vec::new();
+        for i in 0..3000u32 {
+            let x = i.wrapping_mul(seed * 7919) % 500;
+            writeln!(data, "10.{seed}.{}.{} - - [x]", x / 250, x % 250).unwrap();
+            if i % 97 == 0 {
+                writeln!(data, "host{x}, 1.1.1.1 - - [y]").unwrap();
+            }
+        }
+        write(dir.path(), name, &data);
+    }
+    let options = Options {
+        chunk_bytes: 4000,
+        top: Some(5),
+        ..Options::default()
+    };
+    let plan = plan(dir.path(), &options).unwrap();
+    let outcomes: Vec<_> = plan.jobs.iter().map(count_chunk).collect();
+    let in_order = count_dir(dir.path(), &options).unwrap();
+    let orders: [Vec<usize>; 3] = [
+        (0..outcomes.len()).rev().collect(),
+        (0..outcomes.len())
+            .step_by(2)
+            .chain((1..outcomes.len()).step_by(2))
+            .collect(),
+        (0..outcomes.len())
+            .map(|i| (i * 7) % outcomes.len())
+            .collect(),
+    ];
+    assert!(
+        outcomes.len() > 20 && outcomes.len() % 7 != 0,
+        "{}",
+        outcomes.len()
+    );
+    for order in orders {
+        let mut merger = Merger::new(&plan);
+        for &i in &order {
+            merger.add(outcomes[i].clone());
+        }
+        assert_eq!(merger.finish(), in_order, "order {order:?}");
+    }
+    assert_eq!(in_order.files.len(), 3);
+}

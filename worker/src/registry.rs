@@ -135,6 +135,44 @@ mod tests {
         ));
     }
 
+    /// Answers with the attempt it ran as.
+    struct WhichAttempt;
+    impl JobKind for WhichAttempt {
+        const NAME: &'static str = "which-attempt";
+        type Input = ();
+        type Output = u32;
+        fn run(&self, (): ()) -> Result<u32, JobError> {
+            Err(JobError::failed("run_attempt is the entry point"))
+        }
+        fn run_attempt(&self, (): (), attempt: u32) -> Result<u32, JobError> {
+            Ok(attempt)
+        }
+    }
+
+    #[test]
+    fn the_attempt_reaches_the_kind() {
+        let mut registry = Registry::new();
+        registry
+            .register(WhichAttempt)
+            .unwrap()
+            .register(Double)
+            .unwrap();
+        let payload = encode_payload(&()).unwrap();
+        for attempt in [1, 2, 7] {
+            let out = registry
+                .run_attempt("which-attempt", &payload, attempt)
+                .unwrap();
+            assert_eq!(decode_payload::<u32>(&out).unwrap(), attempt);
+        }
+        let out = registry.run("which-attempt", &payload).unwrap();
+        assert_eq!(decode_payload::<u32>(&out).unwrap(), 1);
+        // A kind that does not override `run_attempt` runs `run` on every attempt.
+        let out = registry
+            .run_attempt("double", &encode_payload(&4i32).unwrap(), 3)
+            .unwrap();
+        assert_eq!(decode_payload::<i64>(&out).unwrap(), 8);
+    }
+
     #[test]
     fn duplicate_names_are_refused() {
         let mut registry = Registry::new();

@@ -1,8 +1,7 @@
 #!/usr/bin/env python3
 """logcount benchmark (issue 6): side by side in one run, on N files x M lines (default 8 x
 1,000,000, ~1.2 GB, page-cached) with 2 workers:
-  - logcount (bench/driver.rs: the engine on W threads, results postcard-encoded as between
-    processes; replace with `supervisor run logcount` once the worker pool runs it),
+  - logcount (`supervisor run logcount DIR --workers W --format json`: the real worker pool),
   - the Python ProcessPoolExecutor counter (bench/logcount.py), and
   - `wc -l` on the same files;
 then one 1.2 GB file (the N files concatenated) with 1 and with 2 workers. Prints one figure a
@@ -11,8 +10,8 @@ print the same JSON. Each timing is the best of --repeat runs (the machine is sh
 
 usage: supervisor/bench/compare.py [--dir /tmp/herd-logcount-bench] [--files 8] [--lines 1000000]
                                    [--distinct 100000] [--seed 1] [--workers 2] [--repeat 7]
-                                   [--python-repeat 2] [--supervisor target/release/supervisor]
-                                   [--nice -10]
+                                   [--python-repeat 2] [--supervisor PATH] [--nice -10]
+Without --supervisor, builds and times $CARGO_TARGET_DIR/release/supervisor (default target/).
 """
 import argparse
 import os
@@ -31,9 +30,14 @@ TIME = shutil.which("time") or ("/usr/bin/time" if os.path.exists("/usr/bin/time
 PRIORITY = []
 
 
-def driver_path():
+def built_supervisor():
+    """Builds the `supervisor` binary (release) and gives its path."""
+    subprocess.run(
+        ["cargo", "build", "--quiet", "--release", "-p", "herd-supervisor", "--bin", "supervisor"],
+        cwd=ROOT, check=True,
+    )
     target = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
-    return os.path.join(target, "release", "examples", "logcount_driver")
+    return os.path.join(target, "release", "supervisor")
 
 
 def cpu_of_children():
@@ -97,23 +101,23 @@ def main():
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--python-repeat", type=int, default=2)
     parser.add_argument("--nice", type=int, help="run every timed command under `nice -n N` (negative needs root)")
-    parser.add_argument("--supervisor", help="a `supervisor` binary: time `run logcount` on its worker pool instead of the in-process driver")
+    parser.add_argument("--supervisor", help="the `supervisor` binary to time (default: build it)")
     args = parser.parse_args()
     if args.nice is not None:
         PRIORITY[:] = ["nice", "-n", str(args.nice)]
 
-    subprocess.run(
-        ["cargo", "build", "--quiet", "--release", "-p", "herd-supervisor", "--example", "logcount_driver"],
-        cwd=ROOT, check=True,
-    )
-    driver = driver_path()
+    supervisor = args.supervisor or built_supervisor()
     files_dir = os.path.join(args.dir, "files")
     single_dir = os.path.join(args.dir, "single")
     stamp = f"{args.files} {args.lines} {args.distinct} {args.seed}\n"
     stamp_path = os.path.join(args.dir, ".params")
     if not os.path.exists(stamp_path) or open(stamp_path).read() != stamp:
         shutil.rmtree(args.dir, ignore_errors=True)
-        subprocess.run([driver, "gen", files_dir, str(args.files), str(args.lines), str(args.distinct), str(args.seed)], check=True)
+        subprocess.run(
+            [supervisor, "gen-logs", files_dir, "--files", str(args.files), "--lines", str(args.lines),
+             "--distinct", str(args.distinct), "--seed", str(args.seed)],
+            check=True,
+        )
         os.makedirs(single_dir)
         with open(os.path.join(single_dir, "all.log"), "wb") as out:
             for name in sorted(os.listdir(files_dir)):
@@ -128,9 +132,7 @@ def main():
     w = str(args.workers)
 
     def logcount(directory, workers):
-        if args.supervisor:
-            return [args.supervisor, "run", "logcount", directory, "--workers", workers, "--format", "json"]
-        return [driver, "count", directory, "--workers", workers]
+        return [supervisor, "run", "logcount", directory, "--workers", workers, "--format", "json"]
 
     python = [sys.executable, os.path.join(HERE, "logcount.py"), files_dir, "--workers", w]
     (py_wall, py_rss, py_out, py_cpu), = best([python], args.python_repeat)
@@ -146,7 +148,7 @@ def main():
     if one_out != two_out:
         sys.exit("1 and 2 workers disagree on the single file")
 
-    print(f"logcount_runner {'supervisor worker pool' if args.supervisor else 'in-process driver (threads)'}")
+    print(f"logcount_runner {supervisor}")
     print(f"priority {' '.join(PRIORITY) or 'default'}")
     print(f"input_bytes {size} B")
     print(f"input_files {len(paths)} files")

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Differential check: logcount (bench/driver.rs, random tiny chunk sizes so that chunk
-boundaries fall everywhere) and the Python counter (bench/logcount.py) must print the same
+"""Differential check: logcount (`supervisor run logcount` on its worker pool, random tiny
+--chunk-bytes so that chunk boundaries fall everywhere) and the Python counter (bench/logcount.py) must print the same
 JSON, byte for byte, for directories of random files built from the rules' edge cases
 (canonical and non-canonical quads, separators, CR, whitespace, invalid UTF-8, gzip).
 
@@ -29,11 +29,11 @@ def main():
     parser.add_argument("--trials", type=int, default=200)
     args = parser.parse_args()
     subprocess.run(
-        ["cargo", "build", "--quiet", "--release", "-p", "herd-supervisor", "--example", "logcount_driver"],
+        ["cargo", "build", "--quiet", "--release", "-p", "herd-supervisor", "--bin", "supervisor"],
         cwd=ROOT, check=True,
     )
     target = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
-    driver = os.path.join(target, "release", "examples", "logcount_driver")
+    supervisor = os.path.join(target, "release", "supervisor")
     mismatches = 0
     with tempfile.TemporaryDirectory() as scratch:
         for trial in range(args.trials):
@@ -49,7 +49,11 @@ def main():
                 with open(os.path.join(d, name), "wb") as f:
                     f.write(data)
             python = subprocess.run([sys.executable, os.path.join(HERE, "logcount.py"), d, "--workers", "2"], capture_output=True).stdout
-            rust = subprocess.run([driver, "count", d, "--workers", "2", "--chunk-bytes", str(rnd.randint(1, 50))], capture_output=True).stdout
+            rust = subprocess.run(
+                [supervisor, "run", "logcount", d, "--format", "json", "--workers", "2",
+                 "--chunk-bytes", str(rnd.randint(1, 50))],
+                capture_output=True,
+            ).stdout
             if python != rust:
                 mismatches += 1
                 print(f"trial {trial}:\n  python {python[:300]!r}\n  rust   {rust[:300]!r}")

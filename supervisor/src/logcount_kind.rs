@@ -2,19 +2,83 @@
 //!
 //! An unreadable file is an answer about the input, not a failed job: the output carries the
 //! [`ChunkError`] for the merge to list under `errors`, and the job is not retried.
+//!
+//! The first attempt at a job maps the file's range instead of reading it (no copy into a
+//! buffer). A file truncated during that scan kills the worker with SIGBUS; the supervisor then
+//! re-leases the job, and every later attempt reads, which cannot fault (see
+//! `logcount/mapped.rs`).
 use herd_worker::{JobError, JobKind};
 
-use crate::logcount::{count_chunk, ChunkCounts, ChunkError, ChunkJob};
+use crate::logcount::{count_chunk_with, ChunkCounts, ChunkError, ChunkJob, ReadMethod};
 
 /// Counts one chunk of one log file.
 #[derive(Debug)]
 pub struct LogcountChunk;
 
+impl LogcountChunk {
+    /// How attempt `attempt` (1 for the first) reads: mapped first, `read` on every retry.
+    pub fn read_method(attempt: u32) -> ReadMethod {
+        if attempt <= 1 {
+            ReadMethod::Map
+        } else {
+            ReadMethod::Read
+        }
+    }
+}
+
 impl JobKind for LogcountChunk {
     const NAME: &'static str = "logcount-chunk";
     type Input = ChunkJob;
     type Output = Result<ChunkCounts, ChunkError>;
+    /// Outside the pool's retry protocol: always `read`.
     fn run(&self, job: ChunkJob) -> Result<Self::Output, JobError> {
-        Ok(count_chunk(&job))
+        self.run_attempt(job, 2)
+    }
+    /// A mapped scan that fails (a file that cannot be mapped, such as one in `/proc`) is
+    /// answered by `read`, whose verdict on the input is the one reported.
+    fn run_attempt(&self, job: ChunkJob, attempt: u32) -> Result<Self::Output, JobError> {
+        let method = Self::read_method(attempt);
+        Ok(match count_chunk_with(&job, method) {
+            Err(_) if method == ReadMethod::Map => count_chunk_with(&job, ReadMethod::Read),
+            outcome => outcome,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::logcount::ChunkSource;
+
+    #[test]
+    fn only_the_first_attempt_maps() {
+        assert_eq!(LogcountChunk::read_method(1), ReadMethod::Map);
+        for attempt in 2..5 {
+            assert_eq!(LogcountChunk::read_method(attempt), ReadMethod::Read);
+        }
+    }
+
+    #[test]
+    fn a_file_that_cannot_be_mapped_is_read() {
+        // sysfs attributes cannot be mapped (ENODEV), but read fine: "0-1\n" or the like.
+        let job = ChunkJob {
+            path: "/sys/devices/system/cpu/online".into(),
+            file_index: 0,
+            source: ChunkSource::Range {
+                start: 0,
+                end: 1 << 20,
+            },
+            per_key_counts: false,
+        };
+        assert!(count_chunk_with(&job, ReadMethod::Map).is_err());
+        let read = count_chunk_with(&job, ReadMethod::Read).unwrap();
+        assert_eq!(read.total, 1, "{read:?}");
+        for attempt in 1..3 {
+            let counts = LogcountChunk
+                .run_attempt(job.clone(), attempt)
+                .unwrap()
+                .unwrap();
+            assert_eq!(counts.total, read.total, "attempt {attempt}");
+        }
     }
 }

@@ -66,7 +66,7 @@ fn failed_jobs_give_a_summary_and_exit_1_while_the_others_finish() -> TestResult
 }
 
 fn bad_usage_is_a_clear_error_with_exit_2() -> TestResult {
-    let cases: [(&[&str], &str); 5] = [
+    let cases: [(&[&str], &str); 6] = [
         (&["run", "nope"], "unknown job kind `nope`"),
         (
             &["run", "echo", "a", "--workers", "0"],
@@ -77,6 +77,10 @@ fn bad_usage_is_a_clear_error_with_exit_2() -> TestResult {
             "non-negative number of seconds",
         ),
         (&["run", "echo", "a", "--top", "3"], "for logcount only"),
+        (
+            &["run", "echo", "a", "--chunk-bytes", "9"],
+            "for logcount only",
+        ),
         (&["run", "logcount"], "usage: supervisor run logcount DIR"),
     ];
     for (args, message) in cases {
@@ -132,23 +136,25 @@ fn logcount_over_the_pool_matches_the_in_process_count() -> TestResult {
             ..Options::default()
         },
     )?;
-    for method in ["fork", "spawn"] {
-        let finished = run(
-            &[
-                "run",
-                "logcount",
-                path_str(data.path()),
-                "--format",
-                "json",
-                "--top",
-                "3",
-                "--workers",
-                "2",
-                "--start-method",
-                method,
-            ],
-            LONG,
-        )?;
+    // Tiny chunks put many cuts (and mapped windows) inside lines.
+    for (method, chunk_bytes) in [("fork", None), ("spawn", None), ("fork", Some("777"))] {
+        let mut args = vec![
+            "run",
+            "logcount",
+            path_str(data.path()),
+            "--format",
+            "json",
+            "--top",
+            "3",
+            "--workers",
+            "2",
+            "--start-method",
+            method,
+        ];
+        if let Some(bytes) = chunk_bytes {
+            args.extend(["--chunk-bytes", bytes]);
+        }
+        let finished = run(&args, LONG)?;
         check!(
             finished.code == Some(0),
             "{method}: exit {:?}; stderr:\n{}",
@@ -202,9 +208,10 @@ fn logcount_with_workers_killed_gives_the_clean_result() -> TestResult {
         "50",
     ]);
     running.wait_for_workers(2, Duration::from_secs(10))?;
-    for _ in 0..3 {
+    // SIGBUS is how a worker dies whose mapped scan meets a file truncated meanwhile.
+    for signal in [Signal::SIGBUS, Signal::SIGKILL, Signal::SIGBUS] {
         if let Some(&victim) = running.workers().first() {
-            let _ = kill(Pid::from_raw(victim), Signal::SIGKILL);
+            let _ = kill(Pid::from_raw(victim), signal);
         }
         sleep_ms(30);
     }

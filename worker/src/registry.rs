@@ -6,7 +6,7 @@ use thiserror::Error;
 
 use crate::{decode_payload, encode_payload, JobError, JobKind};
 
-type Handler = Box<dyn Fn(&[u8]) -> Result<Vec<u8>, JobError> + Send + Sync>;
+type Handler = Box<dyn Fn(&[u8], u32) -> Result<Vec<u8>, JobError> + Send + Sync>;
 
 /// Two job kinds were registered under one name.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -38,10 +38,10 @@ impl Registry {
         if self.handlers.contains_key(K::NAME) {
             return Err(DuplicateKindError(K::NAME.to_owned()));
         }
-        let handler: Handler = Box::new(move |bytes| {
+        let handler: Handler = Box::new(move |bytes, attempt| {
             let input: K::Input =
                 decode_payload(bytes).map_err(|e| JobError::InvalidInput(e.to_string()))?;
-            let output = kind.run(input)?;
+            let output = kind.run_attempt(input, attempt)?;
             encode_payload(&output).map_err(|e| JobError::failed(format!("encoding output: {e}")))
         });
         self.handlers.insert(K::NAME, handler);
@@ -58,13 +58,25 @@ impl Registry {
         self.handlers.keys().copied()
     }
 
-    /// Runs one job of kind `name` on an encoded input, giving the encoded output.
+    /// Runs the first attempt of one job of kind `name` on an encoded input, giving the encoded
+    /// output.
     pub fn run(&self, name: &str, payload: &[u8]) -> Result<Vec<u8>, JobError> {
+        self.run_attempt(name, payload, 1)
+    }
+
+    /// Runs attempt `attempt` (1 for the first) of one job of kind `name` on an encoded input,
+    /// giving the encoded output ([`JobKind::run_attempt`]).
+    pub fn run_attempt(
+        &self,
+        name: &str,
+        payload: &[u8],
+        attempt: u32,
+    ) -> Result<Vec<u8>, JobError> {
         let handler = self
             .handlers
             .get(name)
             .ok_or_else(|| JobError::UnknownKind(name.to_owned()))?;
-        handler(payload)
+        handler(payload, attempt)
     }
 }
 
@@ -121,6 +133,44 @@ mod tests {
             registry.run("double", &[2, 0, 0]).unwrap_err(),
             JobError::InvalidInput(_)
         ));
+    }
+
+    /// Answers with the attempt it ran as.
+    struct WhichAttempt;
+    impl JobKind for WhichAttempt {
+        const NAME: &'static str = "which-attempt";
+        type Input = ();
+        type Output = u32;
+        fn run(&self, (): ()) -> Result<u32, JobError> {
+            Err(JobError::failed("run_attempt is the entry point"))
+        }
+        fn run_attempt(&self, (): (), attempt: u32) -> Result<u32, JobError> {
+            Ok(attempt)
+        }
+    }
+
+    #[test]
+    fn the_attempt_reaches_the_kind() {
+        let mut registry = Registry::new();
+        registry
+            .register(WhichAttempt)
+            .unwrap()
+            .register(Double)
+            .unwrap();
+        let payload = encode_payload(&()).unwrap();
+        for attempt in [1, 2, 7] {
+            let out = registry
+                .run_attempt("which-attempt", &payload, attempt)
+                .unwrap();
+            assert_eq!(decode_payload::<u32>(&out).unwrap(), attempt);
+        }
+        let out = registry.run("which-attempt", &payload).unwrap();
+        assert_eq!(decode_payload::<u32>(&out).unwrap(), 1);
+        // A kind that does not override `run_attempt` runs `run` on every attempt.
+        let out = registry
+            .run_attempt("double", &encode_payload(&4i32).unwrap(), 3)
+            .unwrap();
+        assert_eq!(decode_payload::<i64>(&out).unwrap(), 8);
     }
 
     #[test]

@@ -68,8 +68,10 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 }
 
 fn run_one(registry: &Registry, job: Job) -> JobResult {
-    let outcome = panic::catch_unwind(AssertUnwindSafe(|| registry.run(&job.kind, &job.payload)))
-        .unwrap_or_else(|payload| Err(JobError::Panicked(panic_message(payload.as_ref()))));
+    let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
+        registry.run_attempt(&job.kind, &job.payload, job.attempt)
+    }))
+    .unwrap_or_else(|payload| Err(JobError::Panicked(panic_message(payload.as_ref()))));
     JobResult {
         id: job.id,
         attempt: job.attempt,

@@ -8,6 +8,7 @@
 mod distinct;
 mod keys;
 mod lanes;
+mod mapped;
 mod plan;
 mod report;
 mod scan;
@@ -19,7 +20,9 @@ pub use plan::{
     plan, ChunkJob, ChunkSource, Options, Plan, PlanError, PlannedFile, DEFAULT_CHUNK_BYTES,
 };
 pub use report::{FileCounts, Format, Merger, Report, TopKey};
-pub use scan::{count_chunk, ChunkCounts, ChunkError, DistinctKeys, KeyCounts};
+pub use scan::{
+    count_chunk, count_chunk_with, ChunkCounts, ChunkError, DistinctKeys, KeyCounts, ReadMethod,
+};
 
 /// Plans, counts and merges a whole run in this thread: for tests, tools and small inputs.
 /// (The supervisor spreads [`Plan::jobs`] over its worker pool instead.)

@@ -62,6 +62,9 @@ struct FileParts {
     ipv4: Vec<Vec<u32>>,
     other: Vec<Vec<Vec<u8>>>,
     error: Option<String>,
+    /// Chunk results still to come; at 0 the parts are merged at once (while the pool is still
+    /// counting other files), so that `finish` is left with the union across files only.
+    chunks_left: usize,
 }
 
 /// Gathers chunk results in any order (and at most once each, which the pool guarantees) and
@@ -79,9 +82,15 @@ pub struct Merger {
 impl Merger {
     /// A merger for the files of `plan` (its planning errors are carried over).
     pub fn new(plan: &Plan) -> Self {
+        let mut files: Vec<FileParts> = plan.files.iter().map(|_| FileParts::default()).collect();
+        for job in &plan.jobs {
+            if let Some(file) = files.get_mut(job.file_index) {
+                file.chunks_left += 1;
+            }
+        }
         Self {
             names: plan.files.iter().map(|file| file.name.clone()).collect(),
-            files: plan.files.iter().map(|_| FileParts::default()).collect(),
+            files,
             errors: plan.errors.clone(),
             top: plan.top,
             ipv4_counts: HashMap::new(),
@@ -115,6 +124,11 @@ impl Merger {
         }
         file.ipv4.push(counts.keys.ipv4);
         file.other.push(counts.keys.other);
+        file.chunks_left = file.chunks_left.saturating_sub(1);
+        if file.chunks_left == 0 {
+            file.ipv4 = vec![union_sorted(std::mem::take(&mut file.ipv4))];
+            file.other = vec![union_sorted(std::mem::take(&mut file.other))];
+        }
     }
 
     /// Marks a file unreadable (a chunk's [`ChunkError`], or a job the pool gave up on). The

@@ -102,12 +102,12 @@ pub enum PlanError {
     #[error("{}: not a directory", .0.display())]
     NotADirectory(PathBuf),
     /// DIR could not be listed.
-    #[error("{}: cannot list directory: {source}", path.display())]
+    #[error("{}: cannot list directory: {error}", path.display())]
     Unreadable {
         /// The directory.
         path: PathBuf,
-        /// Why.
-        source: io::Error,
+        /// Why (in the message itself, not a `source`, so an error chain does not print it twice).
+        error: io::Error,
     },
     /// `chunk_bytes` was 0.
     #[error("chunk size must be at least 1 byte")]
@@ -123,7 +123,7 @@ pub fn plan(dir: &Path, options: &Options) -> Result<Plan, PlanError> {
         io::ErrorKind::NotFound => PlanError::Missing(dir.to_path_buf()),
         _ => PlanError::Unreadable {
             path: dir.to_path_buf(),
-            source,
+            error: source,
         },
     })?;
     if !meta.is_dir() {
@@ -133,9 +133,9 @@ pub fn plan(dir: &Path, options: &Options) -> Result<Plan, PlanError> {
     listing.visited.insert((meta.dev(), meta.ino()));
     listing
         .walk(dir, Path::new(""), options.recursive)
-        .map_err(|source| PlanError::Unreadable {
+        .map_err(|error| PlanError::Unreadable {
             path: dir.to_path_buf(),
-            source,
+            error,
         })?;
     let Listing {
         mut files, errors, ..

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use super::distinct::{sorted_u32_delta, ByteKeys, PackedKeys};
 use super::keys::{self, QuadValues, ScalarValues};
-use super::lanes::Newlines;
+use super::lanes::{Baseline, NewlineMasks, Newlines};
 use super::mapped::MappedWindow;
 use super::plan::{path_bytes, ChunkJob, ChunkSource};
 
@@ -304,13 +304,23 @@ impl<'c> ChunkScan<'c> {
 
 /// Counts the lines that end in `data` and start at or after `line_start` and before `stop`.
 /// Returns where the unfinished last line starts, or `None` once a line starts at `stop`.
-/// Dispatches once per buffer to the loop compiled for the best octet-value method.
+/// Dispatches once per buffer to the loop compiled for the best newline-mask and octet-value
+/// methods the CPU has.
 fn count_whole_lines(
     counter: &mut Counter,
     data: &[u8],
     line_start: usize,
     stop: u64,
 ) -> Option<usize> {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(avx2) = counter.avx2 {
+        return avx2.run(LineLoop {
+            counter,
+            data,
+            line_start,
+            stop,
+        });
+    }
     #[cfg(target_arch = "x86_64")]
     if let Some(ssse3) = counter.ssse3 {
         return ssse3.run(LineLoop {
@@ -320,10 +330,10 @@ fn count_whole_lines(
             stop,
         });
     }
-    line_loop(counter, data, line_start, stop, ScalarValues)
+    line_loop(counter, data, line_start, stop, ScalarValues, Baseline)
 }
 
-/// [`line_loop`]'s arguments, to run it compiled for SSSE3.
+/// [`line_loop`]'s arguments, to run it compiled for SSSE3 or AVX2.
 #[cfg(target_arch = "x86_64")]
 struct LineLoop<'a> {
     counter: &'a mut Counter,
@@ -338,20 +348,45 @@ impl super::lanes::WithSsse3 for LineLoop<'_> {
 
     #[inline(always)]
     fn call(self, ssse3: super::lanes::Ssse3) -> Option<usize> {
-        line_loop(self.counter, self.data, self.line_start, self.stop, ssse3)
+        line_loop(
+            self.counter,
+            self.data,
+            self.line_start,
+            self.stop,
+            ssse3,
+            Baseline,
+        )
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+impl super::lanes::WithAvx2 for LineLoop<'_> {
+    type Output = Option<usize>;
+
+    #[inline(always)]
+    fn call(self, avx2: super::lanes::Avx2) -> Option<usize> {
+        line_loop(
+            self.counter,
+            self.data,
+            self.line_start,
+            self.stop,
+            avx2.ssse3(),
+            avx2,
+        )
     }
 }
 
 #[inline(always)]
-fn line_loop<V: QuadValues>(
+fn line_loop<V: QuadValues, M: NewlineMasks>(
     counter: &mut Counter,
     data: &[u8],
     mut line_start: usize,
     stop: u64,
     values: V,
+    masks: M,
 ) -> Option<usize> {
     let first_line = line_start;
-    for newline in Newlines::new(&data[first_line..]) {
+    for newline in Newlines::new(&data[first_line..], masks) {
         if line_start as u64 >= stop {
             return None;
         }
@@ -419,6 +454,9 @@ struct Counter {
     /// Present if the CPU has SSSE3 (asked once per chunk).
     #[cfg(target_arch = "x86_64")]
     ssse3: Option<super::lanes::Ssse3>,
+    /// Present if the CPU has AVX2 and SSSE3 (asked once per chunk).
+    #[cfg(target_arch = "x86_64")]
+    avx2: Option<super::lanes::Avx2>,
 }
 
 impl Counter {
@@ -430,6 +468,8 @@ impl Counter {
             per_key_counts,
             #[cfg(target_arch = "x86_64")]
             ssse3: super::lanes::Ssse3::detect(),
+            #[cfg(target_arch = "x86_64")]
+            avx2: super::lanes::Avx2::detect(),
         }
     }
 

@@ -12,8 +12,6 @@ use nix::unistd::Pid;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 
-const LONG: Duration = Duration::from_secs(30);
-
 fn sleep_jobs(count: u64, base_ms: u64) -> Vec<String> {
     (0..count).map(|n| (base_ms + n % 7).to_string()).collect()
 }
@@ -47,8 +45,7 @@ fn sigkill_random_workers_gives_the_clean_results(start_method: &'static str) ->
             "100",
         ],
     );
-    let running = start(&args);
-    running.wait_for_workers(3, Duration::from_secs(10))?;
+    let (running, _) = start_with_workers(&args, 3)?;
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
     let mut killed = Vec::new();
     for _ in 0..6 {
@@ -60,26 +57,12 @@ fn sigkill_random_workers_gives_the_clean_results(start_method: &'static str) ->
         running.check_no_lasting_zombie()?;
     }
     let finished = running.finish(LONG)?;
-    check!(
-        finished.code == Some(0),
-        "exit {:?}; stderr:\n{}",
-        finished.code,
-        finished.stderr
-    );
-    check!(
-        finished.stdout == expected,
-        "results differ from a clean run:\n{}",
-        finished.stdout
-    );
+    finished.expect_success_printing(&expected)?;
     check!(
         killed.len() >= 4,
         "only killed {killed:?}: the run ended too soon to test anything"
     );
-    check!(
-        finished.stderr.contains("re-queued"),
-        "no job was re-queued:\n{}",
-        finished.stderr
-    );
+    finished.expect_stderr_saying("re-queued")?;
     for pid in killed {
         check!(!is_alive(pid), "killed worker {pid} still alive");
     }
@@ -95,23 +78,12 @@ fn sigstop_worker_is_replaced_and_its_job_rerun() -> TestResult {
         &jobs,
         &["--workers", "2", "--heartbeat-timeout", "0.5"],
     );
-    let running = start(&args);
-    let workers = running.wait_for_workers(2, Duration::from_secs(10))?;
+    let (running, workers) = start_with_workers(&args, 2)?;
     sleep_ms(400); // well into its first job
     let stopped = workers[0];
     kill(Pid::from_raw(stopped), Signal::SIGSTOP)?;
     let finished = running.finish(LONG)?;
-    check!(
-        finished.code == Some(0),
-        "exit {:?}; stderr:\n{}",
-        finished.code,
-        finished.stderr
-    );
-    check!(
-        finished.stdout == expected_sleep_output(&jobs),
-        "wrong results:\n{}",
-        finished.stdout
-    );
+    finished.expect_success_printing(&expected_sleep_output(&jobs))?;
     check!(
         finished
             .stderr
@@ -129,22 +101,11 @@ fn sigstop_worker_is_replaced_and_its_job_rerun() -> TestResult {
 fn sigterm_to_a_worker_finishes_its_job_first() -> TestResult {
     let jobs: Vec<String> = (0..4).map(|n| (600 + n).to_string()).collect();
     let args = with_args(&["run", "sleep"], &jobs, &["--workers", "2"]);
-    let running = start(&args);
-    let workers = running.wait_for_workers(2, Duration::from_secs(10))?;
+    let (running, workers) = start_with_workers(&args, 2)?;
     sleep_ms(200);
     kill(Pid::from_raw(workers[0]), Signal::SIGTERM)?;
     let finished = running.finish(LONG)?;
-    check!(
-        finished.code == Some(0),
-        "exit {:?}; stderr:\n{}",
-        finished.code,
-        finished.stderr
-    );
-    check!(
-        finished.stdout == expected_sleep_output(&jobs),
-        "wrong results:\n{}",
-        finished.stdout
-    );
+    finished.expect_success_printing(&expected_sleep_output(&jobs))?;
     let pid = workers[0];
     check!(
         finished
@@ -165,8 +126,7 @@ fn killing_many_workers_returns_the_pool_to_exactly_n() -> TestResult {
         &jobs,
         &["--workers", "4", "--max-restarts", "20"],
     );
-    let running = start(&args);
-    let first = running.wait_for_workers(4, Duration::from_secs(10))?;
+    let (running, first) = start_with_workers(&args, 4)?;
     sleep_ms(200);
     for &pid in &first {
         kill(Pid::from_raw(pid), Signal::SIGKILL)?;
@@ -196,51 +156,42 @@ fn killing_many_workers_returns_the_pool_to_exactly_n() -> TestResult {
         running.check_no_lasting_zombie()?;
     }
     let finished = running.finish(LONG)?;
-    check!(
-        finished.code == Some(0),
-        "exit {:?}; stderr:\n{}",
-        finished.code,
-        finished.stderr
-    );
-    check!(
-        finished.stdout == expected_sleep_output(&jobs),
-        "wrong results after mass kill"
-    );
+    finished
+        .expect_success_printing(&expected_sleep_output(&jobs))
+        .map_err(|e| format!("after mass kill: {e}"))?;
     check!(replaced.len() == 4, "{replaced:?}");
     no_zombie_of_this_process()?;
     Ok(())
 }
 
 fn sigkill_supervisor_leaves_no_worker_alive(start_method: &'static str) -> TestResult {
-    let running = start(&[
-        "run",
-        "grandchild",
-        "20000",
-        "20000",
-        "20000",
-        "--workers",
-        "3",
-        "--start-method",
-        start_method,
-    ]);
-    let workers = running.wait_for_workers(3, Duration::from_secs(10))?;
+    let (running, workers) = start_with_workers(
+        &[
+            "run",
+            "grandchild",
+            "20000",
+            "20000",
+            "20000",
+            "--workers",
+            "3",
+            "--start-method",
+            start_method,
+        ],
+        3,
+    )?;
     // Each worker runs a job that started a child of its own: those must go too.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let grandchildren = loop {
+    let grandchildren = retry_until(Instant::now() + Duration::from_secs(5), || {
         let found: Vec<i32> = workers
             .iter()
             .flat_map(|&w| children_of(w))
             .map(|(pid, _)| pid)
             .collect();
         if found.len() == 3 {
-            break found;
+            Ok(found)
+        } else {
+            Err(format!("workers started {found:?}, not 3 children"))
         }
-        check!(
-            Instant::now() < deadline,
-            "workers started {found:?}, not 3 children"
-        );
-        sleep_ms(20);
-    };
+    })?;
     running.signal(Signal::SIGKILL);
     let killed_at = Instant::now();
     let finished = running.finish(Duration::from_secs(5))?;
@@ -249,7 +200,7 @@ fn sigkill_supervisor_leaves_no_worker_alive(start_method: &'static str) -> Test
         "the supervisor was not killed: {:?}",
         finished.code
     );
-    loop {
+    retry_until(killed_at + Duration::from_secs(1), || {
         let alive: Vec<i32> = workers
             .iter()
             .chain(&grandchildren)
@@ -257,14 +208,13 @@ fn sigkill_supervisor_leaves_no_worker_alive(start_method: &'static str) -> Test
             .filter(|&pid| is_alive(pid))
             .collect();
         if alive.is_empty() {
-            break;
+            Ok(())
+        } else {
+            Err(format!(
+                "workers or their children alive 1 s after the supervisor died: {alive:?}"
+            ))
         }
-        check!(
-            killed_at.elapsed() < Duration::from_secs(1),
-            "workers or their children alive 1 s after the supervisor died: {alive:?}"
-        );
-        sleep_ms(20);
-    }
+    })?;
     no_zombie_of_this_process()?;
     Ok(())
 }
@@ -284,25 +234,17 @@ fn a_worker_crashing_on_every_job_stops_at_the_intensity_limit() -> TestResult {
         ],
     );
     let finished = run(&args, LONG)?;
-    check!(finished.code == Some(1), "exit {:?}", finished.code);
-    check!(
-        finished
-            .stderr
-            .contains("restart intensity exceeded: more than 3 worker restart(s) within 60s"),
-        "no intensity message:\n{}",
-        finished.stderr
-    );
+    finished.expect_exit(1)?;
+    finished.expect_stderr_saying(
+        "restart intensity exceeded: more than 3 worker restart(s) within 60s",
+    )?;
     let deaths = finished.stderr.matches("died: killed by SIGABRT").count();
     check!(
         (4..=5).contains(&deaths),
         "{deaths} deaths for a limit of 3 restarts:\n{}",
         finished.stderr
     );
-    check!(
-        finished.stderr.contains("10 of 10 job(s) failed"),
-        "summary missing:\n{}",
-        finished.stderr
-    );
+    finished.expect_stderr_saying("10 of 10 job(s) failed")?;
     check!(
         finished.elapsed < Duration::from_secs(10),
         "took {:?}",
@@ -330,24 +272,10 @@ fn a_hung_worker_is_killed_at_the_job_timeout_and_its_job_rerun() -> TestResult 
         ],
         LONG,
     )?;
-    check!(
-        finished.code == Some(0),
-        "exit {:?}; stderr:\n{}",
-        finished.code,
-        finished.stderr
-    );
-    check!(
-        finished.stdout == "recovered\n",
-        "stdout: {}",
-        finished.stdout
-    );
-    check!(
-        finished
-            .stderr
-            .contains("job timed out and its worker was killed; re-queued (attempt 2 of 2 next)"),
-        "stderr:\n{}",
-        finished.stderr
-    );
+    finished.expect_success_printing("recovered\n")?;
+    finished.expect_stderr_saying(
+        "job timed out and its worker was killed; re-queued (attempt 2 of 2 next)",
+    )?;
     check!(
         started.elapsed() >= Duration::from_millis(500),
         "the timeout did not wait"
@@ -367,46 +295,36 @@ fn a_hung_worker_is_killed_at_the_job_timeout_and_its_job_rerun() -> TestResult 
         ],
         LONG,
     )?;
-    check!(finished.code == Some(1), "exit {:?}", finished.code);
-    check!(
-        finished
-            .stderr
-            .contains("job 0: gave up after 2 attempt(s); last: job timed out"),
-        "stderr:\n{}",
-        finished.stderr
-    );
+    finished.expect_exit(1)?;
+    finished.expect_stderr_saying("job 0: gave up after 2 attempt(s); last: job timed out")?;
     no_zombie_of_this_process()?;
     Ok(())
 }
 
 fn a_workers_own_children_die_with_it_and_are_reaped() -> TestResult {
-    let running = start(&[
-        "run",
-        "grandchild",
-        "20000",
-        "--workers",
-        "1",
-        "--job-timeout",
-        "1",
-        "--max-attempts",
-        "1",
-    ]);
-    let workers = running.wait_for_workers(1, Duration::from_secs(10))?;
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let grandchild = loop {
-        if let Some(&(pid, _)) = children_of(workers[0]).first() {
-            break pid;
-        }
-        check!(Instant::now() < deadline, "the worker started no child");
-        sleep_ms(20);
-    };
+    let (running, workers) = start_with_workers(
+        &[
+            "run",
+            "grandchild",
+            "20000",
+            "--workers",
+            "1",
+            "--job-timeout",
+            "1",
+            "--max-attempts",
+            "1",
+        ],
+        1,
+    )?;
+    let grandchild = retry_until(
+        Instant::now() + Duration::from_secs(5),
+        || match children_of(workers[0]).first() {
+            Some(&(pid, _)) => Ok(pid),
+            None => Err("the worker started no child".to_string()),
+        },
+    )?;
     let finished = running.finish(LONG)?;
-    check!(
-        finished.code == Some(1),
-        "exit {:?}; stderr:\n{}",
-        finished.code,
-        finished.stderr
-    );
+    finished.expect_exit(1)?;
     check!(
         !is_alive(grandchild),
         "the worker's child {grandchild} outlived it"
@@ -417,73 +335,56 @@ fn a_workers_own_children_die_with_it_and_are_reaped() -> TestResult {
 
 fn sigint_drains_then_a_second_one_stops_at_once() -> TestResult {
     // Drain: running jobs finish, queued ones are not started.
-    let running = start(&[
-        "run",
-        "sleep",
-        "600",
-        "600",
-        "600",
-        "600",
-        "600",
-        "600",
-        "--workers",
-        "2",
-        "--grace",
-        "10",
-    ]);
-    running.wait_for_workers(2, Duration::from_secs(10))?;
+    let (running, _) = start_with_workers(
+        &[
+            "run",
+            "sleep",
+            "600",
+            "600",
+            "600",
+            "600",
+            "600",
+            "600",
+            "--workers",
+            "2",
+            "--grace",
+            "10",
+        ],
+        2,
+    )?;
     sleep_ms(250);
     running.signal(Signal::SIGINT);
     let finished = running.finish(LONG)?;
-    check!(
-        finished.code == Some(1),
-        "exit {:?}; stderr:\n{}",
-        finished.code,
-        finished.stderr
-    );
+    finished.expect_exit(1)?;
     check!(
         finished.lines() == ["slept 600 ms", "slept 600 ms"],
         "drained results: {:?}",
         finished.lines()
     );
-    check!(
-        finished.stderr.contains("interrupted by a stop signal"),
-        "stderr:\n{}",
-        finished.stderr
-    );
-    check!(
-        finished.stderr.contains("4 of 6 job(s) failed"),
-        "stderr:\n{}",
-        finished.stderr
-    );
+    finished.expect_stderr_saying("interrupted by a stop signal")?;
+    finished.expect_stderr_saying("4 of 6 job(s) failed")?;
 
     // A second signal does not wait for the grace period.
-    let running = start(&["run", "hang", "a", "b", "--workers", "2", "--grace", "30"]);
-    running.wait_for_workers(2, Duration::from_secs(10))?;
+    let (running, _) = start_with_workers(
+        &["run", "hang", "a", "b", "--workers", "2", "--grace", "30"],
+        2,
+    )?;
     sleep_ms(200);
     running.signal(Signal::SIGTERM);
     sleep_ms(200);
     running.signal(Signal::SIGTERM);
     let finished = running.finish(Duration::from_secs(5))?;
-    check!(finished.code == Some(1), "exit {:?}", finished.code);
-    check!(
-        finished.stderr.contains("stopping at once"),
-        "stderr:\n{}",
-        finished.stderr
-    );
+    finished.expect_exit(1)?;
+    finished.expect_stderr_saying("stopping at once")?;
 
     // The grace period ends with SIGKILL.
-    let running = start(&["run", "hang", "a", "--workers", "1", "--grace", "0.5"]);
-    running.wait_for_workers(1, Duration::from_secs(10))?;
+    let (running, _) =
+        start_with_workers(&["run", "hang", "a", "--workers", "1", "--grace", "0.5"], 1)?;
     sleep_ms(200);
     running.signal(Signal::SIGTERM);
     let finished = running.finish(Duration::from_secs(5))?;
-    check!(finished.code == Some(1), "exit {:?}", finished.code);
-    check!(
-        finished.stderr.contains("grace period"),
-        "stderr:\n{}",
-        finished.stderr
-    );
+    finished.expect_exit(1)?;
+    finished.expect_stderr_saying("grace period")?;
     no_zombie_of_this_process()?;
     Ok(())
 }
@@ -491,8 +392,7 @@ fn sigint_drains_then_a_second_one_stops_at_once() -> TestResult {
 fn sigttin_and_sigttou_resize_the_pool() -> TestResult {
     let jobs = sleep_jobs(100, 40);
     let args = with_args(&["run", "sleep"], &jobs, &["--workers", "2"]);
-    let running = start(&args);
-    running.wait_for_workers(2, Duration::from_secs(10))?;
+    let (running, _) = start_with_workers(&args, 2)?;
     running.signal(Signal::SIGTTIN);
     running.wait_for_workers(3, Duration::from_secs(5))?;
     running.signal(Signal::SIGTTOU);
@@ -509,16 +409,9 @@ fn sigttin_and_sigttou_resize_the_pool() -> TestResult {
     running.signal(Signal::SIGTTIN);
     running.wait_for_workers(2, Duration::from_secs(5))?;
     let finished = running.finish(LONG)?;
-    check!(
-        finished.code == Some(0),
-        "exit {:?}; stderr:\n{}",
-        finished.code,
-        finished.stderr
-    );
-    check!(
-        finished.stdout == expected_sleep_output(&jobs),
-        "wrong results after resizing"
-    );
+    finished
+        .expect_success_printing(&expected_sleep_output(&jobs))
+        .map_err(|e| format!("after resizing: {e}"))?;
     Ok(())
 }
 
@@ -540,12 +433,7 @@ fn max_tasks_per_child_recycles_workers() -> TestResult {
         ],
         LONG,
     )?;
-    check!(
-        finished.code == Some(0),
-        "exit {:?}; stderr:\n{}",
-        finished.code,
-        finished.stderr
-    );
+    finished.expect_exit(0)?;
     let pids = finished.lines();
     check!(pids.len() == 6, "{pids:?}");
     for pair in pids.chunks(2) {
@@ -565,17 +453,13 @@ fn max_tasks_per_child_recycles_workers() -> TestResult {
 }
 
 fn status_table_on_sigusr1_and_interval() -> TestResult {
-    let running = start(&["run", "sleep", "800", "800", "--workers", "2"]);
-    let workers = running.wait_for_workers(2, Duration::from_secs(10))?;
+    let (running, workers) =
+        start_with_workers(&["run", "sleep", "800", "800", "--workers", "2"], 2)?;
     sleep_ms(300);
     running.signal(Signal::SIGUSR1);
     let finished = running.finish(LONG)?;
-    check!(finished.code == Some(0), "exit {:?}", finished.code);
-    check!(
-        finished.stderr.contains("supervisor status: 2 worker(s)"),
-        "no table:\n{}",
-        finished.stderr
-    );
+    finished.expect_exit(0)?;
+    finished.expect_stderr_saying("supervisor status: 2 worker(s)")?;
     for pid in workers {
         check!(
             finished.stderr.contains(&format!(" {pid} ")),

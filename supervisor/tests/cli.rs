@@ -3,15 +3,11 @@
 //! in a temp dir of its own.
 mod common;
 
-use std::time::Duration;
-
 use common::*;
 use herd_supervisor::logcount::{count_dir, Format, Options};
 use libtest_mimic::Trial;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-
-const LONG: Duration = Duration::from_secs(30);
 
 fn echo_prints_every_answer_in_job_order(start_method: &'static str) -> TestResult {
     let words: Vec<String> = (0..25).map(|n| format!("word-{n}")).collect();
@@ -25,12 +21,7 @@ fn echo_prints_every_answer_in_job_order(start_method: &'static str) -> TestResu
     ];
     args.extend(words.iter().map(String::as_str));
     let finished = run(&args, LONG)?;
-    check!(
-        finished.code == Some(0),
-        "exit {:?}; stderr:\n{}",
-        finished.code,
-        finished.stderr
-    );
+    finished.expect_exit(0)?;
     check!(finished.lines() == words, "stdout:\n{}", finished.stdout);
     check!(
         finished.stderr.is_empty(),
@@ -43,7 +34,7 @@ fn echo_prints_every_answer_in_job_order(start_method: &'static str) -> TestResu
 
 fn failed_jobs_give_a_summary_and_exit_1_while_the_others_finish() -> TestResult {
     let finished = run(&["run", "sleep", "5", "soon", "7", "--workers", "2"], LONG)?;
-    check!(finished.code == Some(1), "exit {:?}", finished.code);
+    finished.expect_exit(1)?;
     check!(
         finished.lines() == ["slept 5 ms", "slept 7 ms"],
         "stdout:\n{}",
@@ -56,12 +47,8 @@ fn failed_jobs_give_a_summary_and_exit_1_while_the_others_finish() -> TestResult
         finished.stderr
     );
     let finished = run(&["run", "fail", "x", "--workers", "1"], LONG)?;
-    check!(finished.code == Some(1), "exit {:?}", finished.code);
-    check!(
-        finished.stderr.contains("job 0: asked to fail: x"),
-        "stderr:\n{}",
-        finished.stderr
-    );
+    finished.expect_exit(1)?;
+    finished.expect_stderr_saying("job 0: asked to fail: x")?;
     Ok(())
 }
 
@@ -85,16 +72,10 @@ fn bad_usage_is_a_clear_error_with_exit_2() -> TestResult {
     ];
     for (args, message) in cases {
         let finished = run(args, LONG)?;
-        check!(
-            finished.code == Some(2),
-            "{args:?}: exit {:?}",
-            finished.code
-        );
-        check!(
-            finished.stderr.contains(message),
-            "{args:?}: stderr lacks {message:?}:\n{}",
-            finished.stderr
-        );
+        finished
+            .expect_exit(2)
+            .and_then(|()| finished.expect_stderr_saying(message))
+            .map_err(|e| format!("{args:?}: {e}"))?;
     }
     Ok(())
 }
@@ -115,11 +96,9 @@ fn gen_logs(dir: &std::path::Path, files: &str, lines: &str) -> Result<(), Strin
         ],
         LONG,
     )?;
-    if finished.code == Some(0) {
-        Ok(())
-    } else {
-        Err(format!("gen-logs failed: {}", finished.stderr))
-    }
+    finished
+        .expect_exit(0)
+        .map_err(|e| format!("gen-logs failed: {e}"))
 }
 
 fn logcount_over_the_pool_matches_the_in_process_count() -> TestResult {
@@ -155,17 +134,9 @@ fn logcount_over_the_pool_matches_the_in_process_count() -> TestResult {
             args.extend(["--chunk-bytes", bytes]);
         }
         let finished = run(&args, LONG)?;
-        check!(
-            finished.code == Some(0),
-            "{method}: exit {:?}; stderr:\n{}",
-            finished.code,
-            finished.stderr
-        );
-        check!(
-            finished.stdout == expected.render(Format::Json),
-            "{method}: pool result differs:\n{}",
-            finished.stdout
-        );
+        finished
+            .expect_success_printing(&expected.render(Format::Json))
+            .map_err(|e| format!("{method}, chunk bytes {chunk_bytes:?}: {e}"))?;
     }
     let json: serde_json::Value = serde_json::from_str(&expected.render(Format::Json))?;
     check!(
@@ -178,25 +149,7 @@ fn logcount_over_the_pool_matches_the_in_process_count() -> TestResult {
 fn logcount_with_workers_killed_gives_the_clean_result() -> TestResult {
     let data = tempfile::tempdir()?;
     gen_logs(data.path(), "6", "60000")?;
-    let clean = run(
-        &[
-            "run",
-            "logcount",
-            path_str(data.path()),
-            "--format",
-            "csv",
-            "--workers",
-            "2",
-        ],
-        LONG,
-    )?;
-    check!(
-        clean.code == Some(0),
-        "clean run: exit {:?}; {}",
-        clean.code,
-        clean.stderr
-    );
-    let running = start(&[
+    let args = [
         "run",
         "logcount",
         path_str(data.path()),
@@ -204,10 +157,12 @@ fn logcount_with_workers_killed_gives_the_clean_result() -> TestResult {
         "csv",
         "--workers",
         "2",
-        "--max-restarts",
-        "50",
-    ]);
-    running.wait_for_workers(2, Duration::from_secs(10))?;
+    ];
+    let clean = run(&args, LONG)?;
+    clean
+        .expect_exit(0)
+        .map_err(|e| format!("clean run: {e}"))?;
+    let (running, _) = start_with_workers(&[&args[..], &["--max-restarts", "50"]].concat(), 2)?;
     // SIGBUS is how a worker dies whose mapped scan meets a file truncated meanwhile.
     for signal in [Signal::SIGBUS, Signal::SIGKILL, Signal::SIGBUS] {
         if let Some(&victim) = running.workers().first() {
@@ -216,28 +171,17 @@ fn logcount_with_workers_killed_gives_the_clean_result() -> TestResult {
         sleep_ms(30);
     }
     let finished = running.finish(LONG)?;
-    check!(
-        finished.code == Some(0),
-        "exit {:?}; stderr:\n{}",
-        finished.code,
-        finished.stderr
-    );
-    check!(
-        finished.stdout == clean.stdout,
-        "chaos result differs:\n{}\nclean:\n{}",
-        finished.stdout,
-        clean.stdout
-    );
+    finished
+        .expect_success_printing(&clean.stdout)
+        .map_err(|e| format!("with workers killed, not as the clean run: {e}"))?;
     Ok(())
 }
 
 fn logcount_bad_input_exit_codes() -> TestResult {
     let finished = run(&["run", "logcount", "no-such-dir"], LONG)?;
-    check!(
-        finished.code == Some(2),
-        "missing dir: exit {:?}",
-        finished.code
-    );
+    finished
+        .expect_exit(2)
+        .map_err(|e| format!("missing dir: {e}"))?;
     check!(
         finished.stderr.trim_end().lines().count() == 1,
         "not one line:\n{}",
@@ -264,12 +208,9 @@ fn logcount_bad_input_exit_codes() -> TestResult {
         ],
         LONG,
     )?;
-    check!(
-        finished.code == Some(1),
-        "unreadable file: exit {:?}; {}",
-        finished.code,
-        finished.stderr
-    );
+    finished
+        .expect_exit(1)
+        .map_err(|e| format!("unreadable file: {e}"))?;
     let json: serde_json::Value = serde_json::from_str(&finished.stdout)?;
     check!(json["files"]["a.log"]["total"] == 2, "{json}");
     check!(
@@ -288,12 +229,9 @@ fn logcount_bad_input_exit_codes() -> TestResult {
         ],
         LONG,
     )?;
-    check!(
-        finished.code == Some(0),
-        "empty dir: exit {:?}; {}",
-        finished.code,
-        finished.stderr
-    );
+    finished
+        .expect_exit(0)
+        .map_err(|e| format!("empty dir: {e}"))?;
     let json: serde_json::Value = serde_json::from_str(&finished.stdout)?;
     check!(json["all"]["total"] == 0, "{json}");
     Ok(())

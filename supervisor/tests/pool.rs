@@ -83,25 +83,25 @@ fn this_pid() -> i32 {
 }
 
 fn live_children() -> Vec<i32> {
-    children_of(this_pid())
-        .into_iter()
-        .filter(|&(_, state)| state != 'Z')
-        .map(|(pid, _)| pid)
-        .collect()
+    live_children_of(this_pid())
 }
 
 fn no_children_left() -> Result<(), String> {
-    let deadline = Instant::now() + Duration::from_secs(2);
-    loop {
+    retry_until(Instant::now() + Duration::from_secs(2), || {
         let all = children_of(this_pid());
         if all.is_empty() {
-            return Ok(());
+            Ok(())
+        } else {
+            Err(format!("children left after the pool ended: {all:?}"))
         }
-        if Instant::now() >= deadline {
-            return Err(format!("children left after the pool ended: {all:?}"));
-        }
-        sleep_ms(20);
-    }
+    })
+}
+
+/// Ends the test as most do: the pool joins cleanly and leaves no child behind.
+fn join_leaving_no_children(pool: Pool) -> TestResult {
+    pool.join()?;
+    no_children_left()?;
+    Ok(())
 }
 
 fn map_returns_outputs_in_order() -> TestResult {
@@ -123,9 +123,7 @@ fn map_returns_outputs_in_order() -> TestResult {
         matches!(&err, PoolError::Failed { .. }) && err.to_string().contains("unlucky"),
         "{err}"
     );
-    pool.join()?;
-    no_children_left()?;
-    Ok(())
+    join_leaving_no_children(pool)
 }
 
 fn imap_unordered_yields_every_output() -> TestResult {
@@ -140,9 +138,7 @@ fn imap_unordered_yields_every_output() -> TestResult {
         .collect();
     expected.sort_unstable();
     check!(got == expected, "{got:?}");
-    pool.join()?;
-    no_children_left()?;
-    Ok(())
+    join_leaving_no_children(pool)
 }
 
 fn apply_async_with_callbacks() -> TestResult {
@@ -186,9 +182,7 @@ fn apply_async_with_callbacks() -> TestResult {
         matches!(pool.apply_async::<Square>(&1), Err(PoolError::Closed)),
         "submit after close"
     );
-    pool.join()?;
-    no_children_left()?;
-    Ok(())
+    join_leaving_no_children(pool)
 }
 
 fn terminate_kills_workers_mid_job() -> TestResult {
@@ -237,9 +231,7 @@ fn map_survives_workers_killed() -> TestResult {
         pids.iter().all(|pid| !victims.contains(&(*pid as i32))),
         "a killed worker answered after death: {pids:?}"
     );
-    pool.join()?;
-    no_children_left()?;
-    Ok(())
+    join_leaving_no_children(pool)
 }
 
 fn the_hosts_own_children_are_left_to_it() -> TestResult {
@@ -252,9 +244,7 @@ fn the_hosts_own_children_are_left_to_it() -> TestResult {
         status.success(),
         "the host's child status was taken: {status:?}"
     );
-    pool.join()?;
-    no_children_left()?;
-    Ok(())
+    join_leaving_no_children(pool)
 }
 
 fn a_poison_job_cannot_sink_the_run() -> TestResult {
@@ -275,9 +265,7 @@ fn a_poison_job_cannot_sink_the_run() -> TestResult {
         pool.map::<Square>([3])? == [9],
         "the pool still works after the poison"
     );
-    pool.join()?;
-    no_children_left()?;
-    Ok(())
+    join_leaving_no_children(pool)
 }
 
 fn dropping_the_pool_kills_its_workers_and_their_children() -> TestResult {
@@ -291,14 +279,15 @@ fn dropping_the_pool_kills_its_workers_and_their_children() -> TestResult {
         check!(is_alive(grandchild), "the worker's child is not running");
     }
     no_children_left()?;
-    let deadline = Instant::now() + Duration::from_secs(2);
-    while is_alive(grandchild) {
-        check!(
-            Instant::now() < deadline,
-            "the worker's child {grandchild} outlived the dropped pool"
-        );
-        sleep_ms(20);
-    }
+    retry_until(Instant::now() + Duration::from_secs(2), || {
+        if is_alive(grandchild) {
+            Err(format!(
+                "the worker's child {grandchild} outlived the dropped pool"
+            ))
+        } else {
+            Ok(())
+        }
+    })?;
     Ok(())
 }
 

@@ -14,6 +14,12 @@ use tempfile::TempDir;
 
 pub type TestResult = Result<(), libtest_mimic::Failed>;
 
+/// How long a test gives a `supervisor` to start its workers.
+pub const STARTUP: Duration = Duration::from_secs(10);
+
+/// How long a test gives a whole `supervisor` run before calling it hung.
+pub const LONG: Duration = Duration::from_secs(30);
+
 /// Fails the test with a message unless `condition` holds.
 #[macro_export]
 macro_rules! check {
@@ -43,6 +49,40 @@ pub struct Finished {
 impl Finished {
     pub fn lines(&self) -> Vec<&str> {
         self.stdout.lines().collect()
+    }
+
+    /// Fails unless the run exited with `code`, naming the code it gave and its stderr.
+    pub fn expect_exit(&self, code: i32) -> Result<(), String> {
+        if self.code == Some(code) {
+            Ok(())
+        } else {
+            Err(format!(
+                "exit {:?}, expected {code}; stderr:\n{}",
+                self.code, self.stderr
+            ))
+        }
+    }
+
+    /// Fails unless the run exited 0 and printed exactly `expected`: its results were right.
+    pub fn expect_success_printing(&self, expected: &str) -> Result<(), String> {
+        self.expect_exit(0)?;
+        if self.stdout == expected {
+            Ok(())
+        } else {
+            Err(format!(
+                "wrong results; expected:\n{expected}\ngot:\n{}",
+                self.stdout
+            ))
+        }
+    }
+
+    /// Fails unless stderr holds `message`, showing the stderr it got.
+    pub fn expect_stderr_saying(&self, message: &str) -> Result<(), String> {
+        if self.stderr.contains(message) {
+            Ok(())
+        } else {
+            Err(format!("stderr lacks {message:?}:\n{}", self.stderr))
+        }
     }
 }
 
@@ -74,9 +114,31 @@ pub fn start_in(dir: TempDir, args: &[&str]) -> Running {
     }
 }
 
+/// Starts `supervisor ARGS` and waits (at most [`STARTUP`]) until it has `workers` live workers.
+pub fn start_with_workers(args: &[&str], workers: usize) -> Result<(Running, Vec<i32>), String> {
+    let running = start(args);
+    let pids = running.wait_for_workers(workers, STARTUP)?;
+    Ok((running, pids))
+}
+
 /// Runs `supervisor ARGS` to the end (at most `timeout`).
 pub fn run(args: &[&str], timeout: Duration) -> Result<Finished, String> {
     start(args).finish(timeout)
+}
+
+/// Calls `probe` every 20 ms until it answers `Ok`; past `deadline`, fails with its last
+/// complaint (which says what it saw).
+pub fn retry_until<T>(
+    deadline: Instant,
+    mut probe: impl FnMut() -> Result<T, String>,
+) -> Result<T, String> {
+    loop {
+        match probe() {
+            Ok(value) => return Ok(value),
+            Err(complaint) if Instant::now() >= deadline => return Err(complaint),
+            Err(_) => thread::sleep(Duration::from_millis(20)),
+        }
+    }
 }
 
 impl Running {
@@ -99,29 +161,22 @@ impl Running {
 
     /// The supervisor's live (non-zombie) children: its workers.
     pub fn workers(&self) -> Vec<i32> {
-        children_of(self.pid())
-            .into_iter()
-            .filter(|&(_, state)| state != 'Z')
-            .map(|(pid, _)| pid)
-            .collect()
+        live_children_of(self.pid())
     }
 
     /// Waits until exactly `n` live workers, all idle or busy (not stopped).
     pub fn wait_for_workers(&self, n: usize, timeout: Duration) -> Result<Vec<i32>, String> {
-        let deadline = Instant::now() + timeout;
-        loop {
+        retry_until(Instant::now() + timeout, || {
             let workers = self.workers();
             if workers.len() == n {
-                return Ok(workers);
-            }
-            if Instant::now() >= deadline {
-                return Err(format!(
+                Ok(workers)
+            } else {
+                Err(format!(
                     "expected {n} workers within {timeout:?}, have {workers:?}; stderr:\n{}",
                     self.stderr_so_far()
-                ));
+                ))
             }
-            thread::sleep(Duration::from_millis(20));
-        }
+        })
     }
 
     /// Fails if a child of the supervisor stays a zombie for more than a moment.
@@ -174,6 +229,15 @@ pub fn children_of(parent: i32) -> Vec<(i32, char)> {
         .filter_map(|process| process.stat().ok())
         .filter(|stat| stat.ppid == parent)
         .map(|stat| (stat.pid, stat.state))
+        .collect()
+}
+
+/// Pids of the live (non-zombie) children of `parent`.
+pub fn live_children_of(parent: i32) -> Vec<i32> {
+    children_of(parent)
+        .into_iter()
+        .filter(|&(_, state)| state != 'Z')
+        .map(|(pid, _)| pid)
         .collect()
 }
 

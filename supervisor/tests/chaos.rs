@@ -133,11 +133,11 @@ fn killing_many_workers_returns_the_pool_to_exactly_n() -> TestResult {
     }
     // Replacements come with backoff; the pool must come back to 4 new workers, never more.
     let deadline = Instant::now() + Duration::from_secs(10);
-    let replaced = loop {
+    loop {
         let now = running.workers();
         check!(now.len() <= 4, "more than 4 workers: {now:?}");
         if now.len() == 4 && now.iter().all(|pid| !first.contains(pid)) {
-            break now;
+            break;
         }
         check!(
             Instant::now() < deadline,
@@ -145,7 +145,7 @@ fn killing_many_workers_returns_the_pool_to_exactly_n() -> TestResult {
             running.stderr_so_far()
         );
         sleep_ms(20);
-    };
+    }
     for _ in 0..10 {
         sleep_ms(50);
         check!(
@@ -159,7 +159,6 @@ fn killing_many_workers_returns_the_pool_to_exactly_n() -> TestResult {
     finished
         .expect_success_printing(&expected_sleep_output(&jobs))
         .map_err(|e| format!("after mass kill: {e}"))?;
-    check!(replaced.len() == 4, "{replaced:?}");
     no_zombie_of_this_process()?;
     Ok(())
 }
@@ -469,7 +468,8 @@ fn status_table_on_sigusr1_and_interval() -> TestResult {
     }
     check!(
         finished.stderr.contains("job 0 for") || finished.stderr.contains("job 1 for"),
-        "no current job shown"
+        "no current job shown:\n{}",
+        finished.stderr
     );
 
     let finished = run(
@@ -484,6 +484,7 @@ fn status_table_on_sigusr1_and_interval() -> TestResult {
         ],
         LONG,
     )?;
+    finished.expect_exit(0)?;
     let tables = finished.stderr.matches("supervisor status:").count();
     check!(
         tables >= 2,

@@ -7,6 +7,8 @@
 //! single-threaded and may fork; `herd_ipc::init()` lets spawn re-execute this binary (which is
 //! also how the manager server itself starts). Every trial ends by checking no zombie is left.
 
+mod support;
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
@@ -15,10 +17,11 @@ use std::time::{Duration, Instant};
 
 use herd::ipc::{Address, Authkey, Child, DictProxy, Manager, ManagerError, Process, QueueProxy};
 use hmac::{Hmac, Mac};
-use libtest_mimic::{Arguments, Failed, Trial};
+use libtest_mimic::Failed;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use sha2::Sha256;
+use support::eventually;
 
 type TestResult = Result<(), Failed>;
 type TrialFn = fn() -> TestResult;
@@ -38,9 +41,6 @@ herd::ipc::entry! {
 }
 
 fn main() -> ExitCode {
-    herd::ipc::init();
-    let mut args = Arguments::from_args();
-    args.test_threads = Some(1); // trials on the main thread: the process stays single-threaded
     let trials: Vec<(&str, TrialFn)> = vec![
         ("increments_with_manager_lock", increments_with_manager_lock),
         ("increments_with_atomic_op", increments_with_atomic_op),
@@ -80,16 +80,7 @@ fn main() -> ExitCode {
         ),
         ("tcp_transport_and_connect", tcp_transport_and_connect),
     ];
-    let trials = trials
-        .into_iter()
-        .map(|(name, body)| {
-            Trial::test(name, move || {
-                body()?;
-                assert_no_zombies()
-            })
-        })
-        .collect();
-    libtest_mimic::run(&args, trials).exit_code()
+    support::run(trials)
 }
 
 fn fail(message: impl Into<String>) -> Failed {
@@ -110,39 +101,11 @@ fn join_all(children: Vec<Child<Result<(), String>>>) -> TestResult {
     children.into_iter().try_for_each(join_ok)
 }
 
-/// Fails if any child of this process is a zombie (state Z in /proc).
-fn assert_no_zombies() -> TestResult {
-    let me = std::process::id() as i32;
-    let zombies: Vec<i32> = procfs::process::all_processes()?
-        .filter_map(Result::ok)
-        .filter_map(|process| process.stat().ok())
-        .filter(|stat| stat.ppid == me && stat.state == 'Z')
-        .map(|stat| stat.pid)
-        .collect();
-    if zombies.is_empty() {
-        Ok(())
-    } else {
-        Err(fail(format!("zombie children left behind: {zombies:?}")))
-    }
-}
-
 /// Whether `pid` is gone (or a zombie, which runs no more).
 fn is_gone(pid: u32) -> bool {
     procfs::process::Process::new(pid as i32)
         .and_then(|p| p.stat())
         .map_or(true, |stat| stat.state == 'Z')
-}
-
-/// Polls `condition` until it holds or PATIENCE runs out.
-fn eventually(what: &str, mut condition: impl FnMut() -> bool) -> TestResult {
-    let deadline = Instant::now() + PATIENCE;
-    while Instant::now() < deadline {
-        if condition() {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    Err(fail(format!("timed out waiting until {what}")))
 }
 
 fn check(condition: bool, what: impl Into<String>) -> TestResult {
@@ -624,7 +587,7 @@ fn owner_killed_takes_server_down() -> TestResult {
         Ok(())
     })?;
     let mut text = String::new();
-    eventually("the owner reports its server", || {
+    eventually("the owner reports its server", PATIENCE, || {
         text = std::fs::read_to_string(&report).unwrap_or_default();
         text.contains('\n')
     })?;
@@ -634,13 +597,16 @@ fn owner_killed_takes_server_down() -> TestResult {
     check(!is_gone(server), "server should run while its owner lives")?;
     owner.kill()?;
     drop(owner.join_timeout(PATIENCE));
-    eventually("the server dies with its owner", || is_gone(server))?;
+    eventually("the server dies with its owner", PATIENCE, || {
+        is_gone(server)
+    })?;
     let Address::Unix(socket) = address else {
         return Err(fail("default transport should be a Unix socket"));
     };
-    eventually("the socket directory is removed", || {
+    eventually("the socket directory is removed", PATIENCE, || {
         socket.parent().is_some_and(|d| !d.exists())
-    })
+    })?;
+    Ok(())
 }
 
 /// How many fds this process has open.

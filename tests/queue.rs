@@ -4,6 +4,8 @@
 //!
 //! harness = false: trials run on the main thread so the process stays single-threaded for fork.
 
+mod support;
+
 use std::collections::HashMap;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -16,6 +18,7 @@ use herd::ipc::{
 use libtest_mimic::{Arguments, Failed, Trial};
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use serde::{Deserialize, Serialize};
+use support::ensure;
 
 type TestResult = Result<(), Failed>;
 
@@ -75,14 +78,6 @@ impl Children {
     }
 }
 
-fn check(condition: bool, message: impl FnOnce() -> String) -> Result<(), String> {
-    if condition {
-        Ok(())
-    } else {
-        Err(message())
-    }
-}
-
 /// What consumers send back to the test process.
 #[derive(Debug, Serialize, Deserialize)]
 enum Report {
@@ -101,7 +96,7 @@ fn consume_and_report(work: &Queue<(u32, u32)>, reports: &Queue<Report>) -> Resu
         match work.get() {
             Ok((producer, sequence)) => {
                 if let Some(&previous) = last_seen.get(&producer) {
-                    check(sequence > previous, || {
+                    ensure(sequence > previous, || {
                         format!("producer {producer}: got {sequence} after {previous}")
                     })?;
                 }
@@ -157,13 +152,13 @@ fn one_producer_one_consumer_in_order() -> TestResult {
     });
     for expected in 0..COUNT {
         let (number, text) = queue.get_timeout(CHILD_TIMEOUT)?;
-        check(
+        ensure(
             number == expected && text == format!("message {expected}"),
             || format!("expected {expected}, got ({number}, {text:?})"),
         )?;
     }
     children.expect_success(producer)?;
-    check(queue.is_empty() && queue.try_get().is_err(), || {
+    ensure(queue.is_empty() && queue.try_get().is_err(), || {
         "queue not empty".into()
     })?;
     Ok(())
@@ -211,7 +206,7 @@ fn run_many_to_many(
         .flat_map(|p| (0..per_producer[p as usize]).map(move |s| (p, s)))
         .collect();
     expected.sort_unstable();
-    check(got == expected, || {
+    ensure(got == expected, || {
         format!(
             "got {} messages, expected {} (lost or duplicated)",
             got.len(),
@@ -256,16 +251,16 @@ fn close_lets_consumers_drain_then_reports_closed() -> TestResult {
                 Err(error) => return Err(error.to_string()),
             }
         }
-        check(got == [1, 2, 3], || format!("drained {got:?}"))
+        ensure(got == [1, 2, 3], || format!("drained {got:?}"))
     });
     std::thread::sleep(Duration::from_millis(50));
     for value in 1..=3 {
         queue.put(value)?;
     }
     queue.close()?;
-    check(queue.is_closed(), || "not closed".into())?;
+    ensure(queue.is_closed(), || "not closed".into())?;
     match queue.put(4) {
-        Err(PutError::Closed(value)) => check(value == 4, || "value not returned".into())?,
+        Err(PutError::Closed(value)) => ensure(value == 4, || "value not returned".into())?,
         other => return Err(format!("put after close: {other:?}").into()),
     }
     match queue.try_put(5) {
@@ -291,7 +286,7 @@ fn close_lets_consumers_drain_then_reports_closed() -> TestResult {
     std::thread::sleep(Duration::from_millis(50));
     full.close()?;
     children.expect_success(producer)?;
-    check(full.get_timeout(CHILD_TIMEOUT)? == 1, || {
+    ensure(full.get_timeout(CHILD_TIMEOUT)? == 1, || {
         "message put before close lost".into()
     })?;
     Ok(())
@@ -308,24 +303,24 @@ fn timeouts_and_non_blocking_calls() -> TestResult {
         Err(GetTimeoutError::Timeout) => {}
         other => return Err(format!("get_timeout on empty queue: {other:?}").into()),
     }
-    check(start.elapsed() >= Duration::from_millis(100), || {
+    ensure(start.elapsed() >= Duration::from_millis(100), || {
         format!("get_timeout returned after {:?}", start.elapsed())
     })?;
     queue.try_put(1)?;
     queue.put_timeout(2, Duration::from_millis(10))?;
-    check(queue.is_full() && queue.len() == 2, || {
+    ensure(queue.is_full() && queue.len() == 2, || {
         "bounded queue not full".into()
     })?;
     match queue.try_put(3) {
-        Err(TryPutError::Full(value)) => check(value == 3, || "value not returned".into())?,
+        Err(TryPutError::Full(value)) => ensure(value == 3, || "value not returned".into())?,
         other => return Err(format!("try_put on full queue: {other:?}").into()),
     }
     let start = Instant::now();
     match queue.put_timeout(4, Duration::from_millis(100)) {
-        Err(PutTimeoutError::Timeout(value)) => check(value == 4, || "value lost".into())?,
+        Err(PutTimeoutError::Timeout(value)) => ensure(value == 4, || "value lost".into())?,
         other => return Err(format!("put_timeout on full queue: {other:?}").into()),
     }
-    check(start.elapsed() >= Duration::from_millis(100), || {
+    ensure(start.elapsed() >= Duration::from_millis(100), || {
         format!("put_timeout returned after {:?}", start.elapsed())
     })?;
     // A blocked get_timeout is woken by a put from another process well before its deadline.
@@ -335,12 +330,12 @@ fn timeouts_and_non_blocking_calls() -> TestResult {
             queue.get().map_err(|e| e.to_string())?,
             queue.get().map_err(|e| e.to_string())?,
         ];
-        check(drain == [1, 2], || format!("drained {drain:?}"))?;
+        ensure(drain == [1, 2], || format!("drained {drain:?}"))?;
         let start = Instant::now();
         let value = queue
             .get_timeout(Duration::from_secs(20))
             .map_err(|e| e.to_string())?;
-        check(
+        ensure(
             value == 42 && start.elapsed() < Duration::from_secs(10),
             || format!("got {value} after {:?}", start.elapsed()),
         )
@@ -380,7 +375,7 @@ fn blocked_get_sleeps_instead_of_spinning() -> TestResult {
     std::thread::sleep(Duration::from_millis(1500));
     let used = cpu_ticks(consumer)? - before;
     // 150 ticks (at 100 Hz) would be a core busy the whole time; allow scheduling noise.
-    check(used <= 5, || {
+    ensure(used <= 5, || {
         format!("blocked consumer used {used} ticks of CPU in 1.5 s")
     })?;
     queue.put(9)?;
@@ -390,13 +385,13 @@ fn blocked_get_sleeps_instead_of_spinning() -> TestResult {
 
 fn oversized_messages_are_refused_whole() -> TestResult {
     let queue: Queue<Vec<u8>> = Queue::builder().max_message_bytes(1000).build()?;
-    check(queue.max_message_bytes() == 1000, || {
+    ensure(queue.max_message_bytes() == 1000, || {
         "limit not kept".into()
     })?;
     queue.put(vec![7; 900])?;
     match queue.put(vec![1; 5000]) {
         Err(PutError::Refused(value, MessageError::TooLarge { size, limit })) => {
-            check(value.len() == 5000 && size > 5000 && limit == 1000, || {
+            ensure(value.len() == 5000 && size > 5000 && limit == 1000, || {
                 format!("size {size}, limit {limit}")
             })?
         }
@@ -407,7 +402,7 @@ fn oversized_messages_are_refused_whole() -> TestResult {
         other => return Err(format!("oversized try_put: {other:?}").into()),
     }
     match queue.put_timeout(vec![1; 1001], Duration::from_millis(10)) {
-        Err(error @ PutTimeoutError::Refused(..)) => check(
+        Err(error @ PutTimeoutError::Refused(..)) => ensure(
             error
                 .to_string()
                 .contains("exceeds the queue's limit of 1000"),
@@ -415,10 +410,10 @@ fn oversized_messages_are_refused_whole() -> TestResult {
         )?,
         other => return Err(format!("oversized put_timeout: {other:?}").into()),
     }
-    check(queue.len() == 1, || {
+    ensure(queue.len() == 1, || {
         format!("len {} after refusals", queue.len())
     })?;
-    check(queue.get_timeout(CHILD_TIMEOUT)? == vec![7; 900], || {
+    ensure(queue.get_timeout(CHILD_TIMEOUT)? == vec![7; 900], || {
         "message damaged".into()
     })?;
     Ok(())
@@ -431,11 +426,11 @@ fn joinable_queue_join_waits_for_every_task_done() -> TestResult {
     for i in 0..COUNT {
         queue.put(i)?;
     }
-    check(queue.unfinished_tasks() == COUNT as usize, || {
+    ensure(queue.unfinished_tasks() == COUNT as usize, || {
         "unfinished".into()
     })?;
     match queue.join_timeout(Duration::from_millis(50)) {
-        Err(error) => check(error.unfinished == COUNT, || error.to_string())?,
+        Err(error) => ensure(error.unfinished == COUNT, || error.to_string())?,
         Ok(()) => return Err("join returned with tasks unfinished".into()),
     }
     let mut children = Children::new();
@@ -454,13 +449,13 @@ fn joinable_queue_join_waits_for_every_task_done() -> TestResult {
         })
         .collect();
     queue.join_timeout(CHILD_TIMEOUT)?;
-    check(queue.unfinished_tasks() == 0 && queue.is_empty(), || {
+    ensure(queue.unfinished_tasks() == 0 && queue.is_empty(), || {
         "join returned early".into()
     })?;
     for pid in workers {
         children.expect_success(pid)?;
     }
-    check(queue.task_done().is_err(), || {
+    ensure(queue.task_done().is_err(), || {
         "extra task_done accepted".into()
     })?;
     queue.join();
@@ -503,11 +498,11 @@ fn killed_consumers_lose_at_most_their_in_flight_message() -> TestResult {
     let mut seen = vec![false; COUNT as usize];
     for (_, sequence) in &got {
         let slot = &mut seen[*sequence as usize];
-        check(!*slot, || format!("message {sequence} got twice"))?;
+        ensure(!*slot, || format!("message {sequence} got twice"))?;
         *slot = true;
     }
     let lost = seen.iter().filter(|seen| !**seen).count();
-    check(lost as u32 <= KILLS, || {
+    ensure(lost as u32 <= KILLS, || {
         format!("{lost} messages lost for {KILLS} killed consumers")
     })?;
     Ok(())
@@ -555,12 +550,12 @@ fn killed_producers_do_not_stop_the_others() -> TestResult {
     }
     for (producer, sequences) in &by_producer {
         let contiguous = sequences.iter().enumerate().all(|(i, s)| *s == i as u32);
-        check(contiguous, || {
+        ensure(contiguous, || {
             format!("producer {producer}: gap or duplicate")
         })?;
     }
     let survivor_got = by_producer.get(&SURVIVOR).map_or(0, Vec::len);
-    check(survivor_got == SURVIVOR_COUNT as usize, || {
+    ensure(survivor_got == SURVIVOR_COUNT as usize, || {
         format!("survivor delivered {survivor_got} of {SURVIVOR_COUNT}")
     })?;
     Ok(())
@@ -627,7 +622,7 @@ fn spawned_and_forked_processes_share_one_queue() -> TestResult {
     let expected: Vec<(u32, u32)> = (0..2)
         .flat_map(|p| (0..COUNT).map(move |s| (p, s)))
         .collect();
-    check(got == expected, || {
+    ensure(got == expected, || {
         format!("got {} of {} messages", got.len(), expected.len())
     })?;
     Ok(())
@@ -647,7 +642,7 @@ fn spawned_workers_complete_a_joinable_queue() -> TestResult {
     for pid in workers {
         children.expect_success(pid)?;
     }
-    check(queue.unfinished_tasks() == 0 && queue.is_empty(), || {
+    ensure(queue.unfinished_tasks() == 0 && queue.is_empty(), || {
         "tasks left".into()
     })?;
     Ok(())
@@ -669,7 +664,7 @@ fn a_queue_travels_over_a_pipe_to_a_running_child() -> TestResult {
     let queue: Queue<String> = Queue::new()?;
     sender.send(queue.clone())?;
     let greeting = queue.get_timeout(CHILD_TIMEOUT)?;
-    check(greeting == format!("hello from {child}"), || {
+    ensure(greeting == format!("hello from {child}"), || {
         greeting.clone()
     })?;
     children.expect_success(child)?;
@@ -775,13 +770,13 @@ fn main() -> ExitCode {
                 .filter(|name| !shm_before.contains(name))
                 .filter(|name| name.contains("herd") || name.contains("queue"))
                 .collect();
-            check(new_herd_entries.is_empty(), || {
+            ensure(new_herd_entries.is_empty(), || {
                 format!("/dev/shm gained {new_herd_entries:?}")
             })?;
             let mapped = queue_mappings_of_this_process();
-            check(mapped == 0, || format!("{mapped} queue mappings left"))?;
+            ensure(mapped == 0, || format!("{mapped} queue mappings left"))?;
             let open = queue_fds_of_this_process();
-            check(open == 0, || format!("{open} queue memfds still open"))?;
+            ensure(open == 0, || format!("{open} queue memfds still open"))?;
             Ok(())
         }),
     ];

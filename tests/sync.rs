@@ -1,7 +1,7 @@
 //! Process-shared locks, semaphores, event, condition, barrier, Value and Array, exercised
 //! across real forked processes, including SIGKILL of a lock holder.
 
-mod sync_support;
+mod support;
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -10,7 +10,7 @@ use herd::ipc::{
     AccessError, Array, Barrier, BarrierWaitError, BoundedSemaphore, Condition, ConditionWaitError,
     Event, Lock, LockError, LockTimeoutError, RLock, Semaphore, TryLockError, Value,
 };
-use sync_support::{ensure, fork_child, run, spawn_child, wait_until, Verdict};
+use support::{ensure, fork_child, run, spawn_child, wait_until, Verdict};
 
 const JOIN: Duration = Duration::from_secs(20);
 const SHORT: Duration = Duration::from_secs(5);

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use herd::ipc::{Child, Entry, JoinTimeoutError, Pipe, Process};
+use herd::ipc::{Entry, Pipe};
 use herd::ipc::{
     GetError, GetTimeoutError, JoinableQueue, MessageError, PutError, PutTimeoutError, Queue,
     TryGetError, TryPutError,
@@ -18,16 +18,16 @@ use herd::ipc::{
 use libtest_mimic::{Arguments, Failed, Trial};
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use serde::{Deserialize, Serialize};
-use support::ensure;
+use support::{ensure, fork_child, spawn_child, TestChild};
 
 type TestResult = Result<(), Failed>;
 
 /// Bound on every wait for a child, so a bug fails the test instead of hanging it.
 const CHILD_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Children started by a test (Process API); dropping a `Child` kills and reaps it, so a failed
+/// Children started by a test, by pid; dropping a [`TestChild`] kills and reaps it, so a failed
 /// test leaves no process behind.
-struct Children(HashMap<u32, Child<Result<(), String>>>);
+struct Children(HashMap<u32, TestChild>);
 
 impl Children {
     fn new() -> Self {
@@ -36,45 +36,34 @@ impl Children {
 
     /// Forks a child running `body`.
     fn fork(&mut self, body: impl FnOnce() -> Result<(), String>) -> u32 {
-        self.adopt(Process::new().fork(body).expect("fork"))
+        self.adopt(fork_child(body))
     }
 
     /// Spawns (re-executes this binary) a child running `entry` on `args`.
     fn spawn<E: Entry<Output = Result<(), String>>>(&mut self, entry: E, args: &E::Args) -> u32 {
-        self.adopt(Process::new().spawn(entry, args).expect("spawn"))
+        self.adopt(spawn_child(entry, args))
     }
 
-    fn adopt(&mut self, child: Child<Result<(), String>>) -> u32 {
+    fn adopt(&mut self, child: TestChild) -> u32 {
         let pid = child.pid();
         self.0.insert(pid, child);
         pid
     }
 
-    /// Waits (at most [`CHILD_TIMEOUT`]) for `pid` and requires its body to have returned Ok.
-    fn expect_success(&mut self, pid: u32) -> Result<(), String> {
-        let child = self.0.remove(&pid).ok_or("unknown child")?;
-        match child.join_timeout(CHILD_TIMEOUT) {
-            Ok(outcome) => outcome.map_err(|message| format!("child {pid}: {message}")),
-            Err(JoinTimeoutError::Timeout(_)) => {
-                Err(format!("child {pid} still running after {CHILD_TIMEOUT:?}"))
-            }
-            Err(JoinTimeoutError::Failed(error)) => Err(format!("child {pid}: {error}")),
-        }
+    fn take(&mut self, pid: u32) -> Result<TestChild, String> {
+        self.0
+            .remove(&pid)
+            .ok_or_else(|| format!("unknown child {pid}"))
     }
 
-    /// SIGKILLs `pid` and reaps it.
+    /// Waits (at most [`CHILD_TIMEOUT`]) for `pid` and requires its body to have returned Ok.
+    fn expect_success(&mut self, pid: u32) -> Result<(), String> {
+        self.take(pid)?.join(CHILD_TIMEOUT)
+    }
+
+    /// SIGKILLs `pid`, reaps it and checks that SIGKILL is what ended it.
     fn kill(&mut self, pid: u32) -> Result<(), String> {
-        let child = self.0.remove(&pid).ok_or("unknown child")?;
-        child.kill().map_err(|e| e.to_string())?;
-        match child.join_timeout(CHILD_TIMEOUT) {
-            Err(JoinTimeoutError::Failed(error))
-                if error.exit_status().and_then(|s| s.signal()) == Some(libc::SIGKILL) =>
-            {
-                Ok(())
-            }
-            Err(JoinTimeoutError::Timeout(_)) => Err(format!("killed child {pid} still running")),
-            other => Err(format!("killed child {pid} ended with {other:?}")),
-        }
+        self.take(pid)?.kill()
     }
 }
 

@@ -51,7 +51,7 @@ impl TestChild {
             Err(JoinTimeoutError::Timeout(_)) => {
                 Err(format!("child {pid} still running after {timeout:?}"))
             }
-            Err(JoinTimeoutError::Failed(err)) => Err(err.to_string()),
+            Err(JoinTimeoutError::Failed(err)) => Err(format!("child {pid}: {err}")),
         }
     }
 

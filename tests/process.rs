@@ -182,6 +182,22 @@ fn expect_err<T: std::fmt::Debug, E>(result: Result<T, E>) -> Result<E, Failed> 
     }
 }
 
+/// Joins `child` (within PATIENCE) and requires that `signal` (described as `what`) ended it.
+fn expect_ended_by<T: serde::de::DeserializeOwned + std::fmt::Debug>(
+    child: herd::ipc::Child<T>,
+    signal: i32,
+    what: &str,
+) -> TestResult {
+    let err = expect_err(child.join_timeout(PATIENCE))?;
+    match err {
+        JoinTimeoutError::Failed(err) => {
+            assert_eq!(err.exit_status(), Some(ExitStatus::Signaled(signal)))
+        }
+        other => return Err(format!("expected {what}, got {other:?}").into()),
+    }
+    Ok(())
+}
+
 fn fork_returns_value() -> TestResult {
     let child =
         Process::new().fork(|| (6 * 7, String::from("from the child"), std::process::id()))?;
@@ -559,14 +575,7 @@ fn spawn_wrong_return_type_fails_clearly() -> TestResult {
 fn spawn_killed_child_reports_signal() -> TestResult {
     let child = Process::new().spawn(nap, &30_000)?;
     child.kill()?;
-    let err = expect_err(child.join_timeout(PATIENCE))?;
-    match err {
-        JoinTimeoutError::Failed(err) => {
-            assert_eq!(err.exit_status(), Some(ExitStatus::Signaled(libc::SIGKILL)))
-        }
-        other => return Err(format!("expected a kill, got {other:?}").into()),
-    }
-    Ok(())
+    expect_ended_by(child, libc::SIGKILL, "a kill")
 }
 
 fn spawn_from_multi_threaded_parent() -> TestResult {
@@ -742,14 +751,7 @@ fn unencodable_values_fail_clearly() -> TestResult {
 fn send_signal_delivers_any_signal() -> TestResult {
     let child = sleeper()?;
     child.send_signal(libc::SIGINT)?;
-    let err = expect_err(child.join_timeout(PATIENCE))?;
-    match err {
-        JoinTimeoutError::Failed(err) => {
-            assert_eq!(err.exit_status(), Some(ExitStatus::Signaled(libc::SIGINT)))
-        }
-        other => return Err(format!("expected SIGINT, got {other:?}").into()),
-    }
-    Ok(())
+    expect_ended_by(child, libc::SIGINT, "SIGINT")
 }
 
 fn unsendable_result_fails_clearly() -> TestResult {

@@ -241,6 +241,25 @@ fn proxies_passed_to_spawned_children() -> TestResult {
     )
 }
 
+/// Forks a child that must find `what` taken (`try_acquire` gives false), then must get it with
+/// `acquire_timeout` within PATIENCE once the parent releases it.
+fn fork_waiting_acquirer(
+    what: &'static str,
+    try_acquire: impl FnOnce() -> Result<bool, ManagerError>,
+    acquire_timeout: impl FnOnce(Duration) -> Result<bool, ManagerError>,
+) -> Result<Child<Result<(), String>>, Failed> {
+    let child = Process::new().fork(move || -> Result<(), String> {
+        if try_acquire().map_err(|e| e.to_string())? {
+            return Err(format!("{what} taken while held"));
+        }
+        acquire_timeout(PATIENCE)
+            .map_err(|e| e.to_string())?
+            .then_some(())
+            .ok_or(format!("never got {what}"))
+    })?;
+    Ok(child)
+}
+
 fn sync_objects_across_processes() -> TestResult {
     let manager = Manager::start()?;
     let event = manager.event()?;
@@ -272,17 +291,11 @@ fn sync_objects_across_processes() -> TestResult {
     // Semaphore: two permits, the third acquirer waits until a release.
     semaphore.acquire()?;
     semaphore.acquire()?;
-    let child = Process::new().fork(|| -> Result<(), String> {
-        let e = |e: ManagerError| e.to_string();
-        if semaphore.try_acquire().map_err(e)? {
-            return Err("got a third permit".into());
-        }
-        semaphore
-            .acquire_timeout(PATIENCE)
-            .map_err(e)?
-            .then_some(())
-            .ok_or("no permit".into())
-    })?;
+    let child = fork_waiting_acquirer(
+        "a third permit",
+        || semaphore.try_acquire(),
+        |timeout| semaphore.acquire_timeout(timeout),
+    )?;
     std::thread::sleep(Duration::from_millis(50));
     semaphore.release()?;
     join_ok(child)?;
@@ -291,17 +304,11 @@ fn sync_objects_across_processes() -> TestResult {
     // RLock: held twice by the parent, the child waits until both releases.
     rlock.acquire()?;
     rlock.acquire()?;
-    let child = Process::new().fork(|| -> Result<(), String> {
-        let e = |e: ManagerError| e.to_string();
-        if rlock.try_acquire().map_err(e)? {
-            return Err("rlock taken while held".into());
-        }
-        rlock
-            .acquire_timeout(PATIENCE)
-            .map_err(e)?
-            .then_some(())
-            .ok_or("never got the rlock".into())
-    })?;
+    let child = fork_waiting_acquirer(
+        "the rlock",
+        || rlock.try_acquire(),
+        |timeout| rlock.acquire_timeout(timeout),
+    )?;
     rlock.release()?;
     std::thread::sleep(Duration::from_millis(50));
     check(

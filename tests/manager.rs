@@ -119,42 +119,17 @@ fn check(condition: bool, what: impl Into<String>) -> TestResult {
 const PROCESSES: usize = 20;
 const INCREMENTS: i64 = 1000;
 
-fn increments_with_manager_lock() -> TestResult {
-    let manager = Manager::start()?;
-    let counts = manager.dict::<u32, i64>()?;
-    let lock = manager.lock()?;
-    counts.insert(&1, &0)?;
+/// Forks PROCESSES children that each call `increment` INCREMENTS times, then requires the count
+/// under key 1 of `counts` to be exactly their total.
+fn count_in_children(
+    counts: &DictProxy<u32, i64>,
+    increment: impl Fn() -> Result<(), ManagerError>,
+) -> TestResult {
     let children = (0..PROCESSES)
         .map(|_| {
             Process::new().fork(|| -> Result<(), String> {
                 for _ in 0..INCREMENTS {
-                    lock.acquire().map_err(|e| e.to_string())?;
-                    let value = counts.get(&1).map_err(|e| e.to_string())?.unwrap_or(0);
-                    counts.insert(&1, &(value + 1)).map_err(|e| e.to_string())?;
-                    lock.release().map_err(|e| e.to_string())?;
-                }
-                Ok(())
-            })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    join_all(children)?;
-    let total = counts.get(&1)?;
-    check(
-        total == Some(PROCESSES as i64 * INCREMENTS),
-        format!("expected exactly 20000, got {total:?}"),
-    )?;
-    manager.shutdown()?;
-    Ok(())
-}
-
-fn increments_with_atomic_op() -> TestResult {
-    let manager = Manager::start()?;
-    let counts = manager.dict::<u32, i64>()?;
-    let children = (0..PROCESSES)
-        .map(|_| {
-            Process::new().fork(|| -> Result<(), String> {
-                for _ in 0..INCREMENTS {
-                    counts.increment(&1, 1).map_err(|e| e.to_string())?;
+                    increment().map_err(|e| e.to_string())?;
                 }
                 Ok(())
             })
@@ -166,6 +141,27 @@ fn increments_with_atomic_op() -> TestResult {
         total == Some(PROCESSES as i64 * INCREMENTS),
         format!("expected exactly 20000, got {total:?}"),
     )
+}
+
+fn increments_with_manager_lock() -> TestResult {
+    let manager = Manager::start()?;
+    let counts = manager.dict::<u32, i64>()?;
+    let lock = manager.lock()?;
+    counts.insert(&1, &0)?;
+    count_in_children(&counts, || {
+        lock.acquire()?;
+        let value = counts.get(&1)?.unwrap_or(0);
+        counts.insert(&1, &(value + 1))?;
+        lock.release()
+    })?;
+    manager.shutdown()?;
+    Ok(())
+}
+
+fn increments_with_atomic_op() -> TestResult {
+    let manager = Manager::start()?;
+    let counts = manager.dict::<u32, i64>()?;
+    count_in_children(&counts, || counts.increment(&1, 1).map(drop))
 }
 
 fn dict_list_namespace_across_forks() -> TestResult {

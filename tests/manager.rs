@@ -7,6 +7,8 @@
 //! single-threaded and may fork; `herd_ipc::init()` lets spawn re-execute this binary (which is
 //! also how the manager server itself starts). Every trial ends by checking no zombie is left.
 
+mod support;
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
@@ -15,10 +17,11 @@ use std::time::{Duration, Instant};
 
 use herd::ipc::{Address, Authkey, Child, DictProxy, Manager, ManagerError, Process, QueueProxy};
 use hmac::{Hmac, Mac};
-use libtest_mimic::{Arguments, Failed, Trial};
+use libtest_mimic::Failed;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use sha2::Sha256;
+use support::eventually;
 
 type TestResult = Result<(), Failed>;
 type TrialFn = fn() -> TestResult;
@@ -38,9 +41,6 @@ herd::ipc::entry! {
 }
 
 fn main() -> ExitCode {
-    herd::ipc::init();
-    let mut args = Arguments::from_args();
-    args.test_threads = Some(1); // trials on the main thread: the process stays single-threaded
     let trials: Vec<(&str, TrialFn)> = vec![
         ("increments_with_manager_lock", increments_with_manager_lock),
         ("increments_with_atomic_op", increments_with_atomic_op),
@@ -80,16 +80,7 @@ fn main() -> ExitCode {
         ),
         ("tcp_transport_and_connect", tcp_transport_and_connect),
     ];
-    let trials = trials
-        .into_iter()
-        .map(|(name, body)| {
-            Trial::test(name, move || {
-                body()?;
-                assert_no_zombies()
-            })
-        })
-        .collect();
-    libtest_mimic::run(&args, trials).exit_code()
+    support::run(trials)
 }
 
 fn fail(message: impl Into<String>) -> Failed {
@@ -110,39 +101,11 @@ fn join_all(children: Vec<Child<Result<(), String>>>) -> TestResult {
     children.into_iter().try_for_each(join_ok)
 }
 
-/// Fails if any child of this process is a zombie (state Z in /proc).
-fn assert_no_zombies() -> TestResult {
-    let me = std::process::id() as i32;
-    let zombies: Vec<i32> = procfs::process::all_processes()?
-        .filter_map(Result::ok)
-        .filter_map(|process| process.stat().ok())
-        .filter(|stat| stat.ppid == me && stat.state == 'Z')
-        .map(|stat| stat.pid)
-        .collect();
-    if zombies.is_empty() {
-        Ok(())
-    } else {
-        Err(fail(format!("zombie children left behind: {zombies:?}")))
-    }
-}
-
 /// Whether `pid` is gone (or a zombie, which runs no more).
 fn is_gone(pid: u32) -> bool {
     procfs::process::Process::new(pid as i32)
         .and_then(|p| p.stat())
         .map_or(true, |stat| stat.state == 'Z')
-}
-
-/// Polls `condition` until it holds or PATIENCE runs out.
-fn eventually(what: &str, mut condition: impl FnMut() -> bool) -> TestResult {
-    let deadline = Instant::now() + PATIENCE;
-    while Instant::now() < deadline {
-        if condition() {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    Err(fail(format!("timed out waiting until {what}")))
 }
 
 fn check(condition: bool, what: impl Into<String>) -> TestResult {
@@ -156,42 +119,17 @@ fn check(condition: bool, what: impl Into<String>) -> TestResult {
 const PROCESSES: usize = 20;
 const INCREMENTS: i64 = 1000;
 
-fn increments_with_manager_lock() -> TestResult {
-    let manager = Manager::start()?;
-    let counts = manager.dict::<u32, i64>()?;
-    let lock = manager.lock()?;
-    counts.insert(&1, &0)?;
+/// Forks PROCESSES children that each call `increment` INCREMENTS times, then requires the count
+/// under key 1 of `counts` to be exactly their total.
+fn count_in_children(
+    counts: &DictProxy<u32, i64>,
+    increment: impl Fn() -> Result<(), ManagerError>,
+) -> TestResult {
     let children = (0..PROCESSES)
         .map(|_| {
             Process::new().fork(|| -> Result<(), String> {
                 for _ in 0..INCREMENTS {
-                    lock.acquire().map_err(|e| e.to_string())?;
-                    let value = counts.get(&1).map_err(|e| e.to_string())?.unwrap_or(0);
-                    counts.insert(&1, &(value + 1)).map_err(|e| e.to_string())?;
-                    lock.release().map_err(|e| e.to_string())?;
-                }
-                Ok(())
-            })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    join_all(children)?;
-    let total = counts.get(&1)?;
-    check(
-        total == Some(PROCESSES as i64 * INCREMENTS),
-        format!("expected exactly 20000, got {total:?}"),
-    )?;
-    manager.shutdown()?;
-    Ok(())
-}
-
-fn increments_with_atomic_op() -> TestResult {
-    let manager = Manager::start()?;
-    let counts = manager.dict::<u32, i64>()?;
-    let children = (0..PROCESSES)
-        .map(|_| {
-            Process::new().fork(|| -> Result<(), String> {
-                for _ in 0..INCREMENTS {
-                    counts.increment(&1, 1).map_err(|e| e.to_string())?;
+                    increment().map_err(|e| e.to_string())?;
                 }
                 Ok(())
             })
@@ -203,6 +141,27 @@ fn increments_with_atomic_op() -> TestResult {
         total == Some(PROCESSES as i64 * INCREMENTS),
         format!("expected exactly 20000, got {total:?}"),
     )
+}
+
+fn increments_with_manager_lock() -> TestResult {
+    let manager = Manager::start()?;
+    let counts = manager.dict::<u32, i64>()?;
+    let lock = manager.lock()?;
+    counts.insert(&1, &0)?;
+    count_in_children(&counts, || {
+        lock.acquire()?;
+        let value = counts.get(&1)?.unwrap_or(0);
+        counts.insert(&1, &(value + 1))?;
+        lock.release()
+    })?;
+    manager.shutdown()?;
+    Ok(())
+}
+
+fn increments_with_atomic_op() -> TestResult {
+    let manager = Manager::start()?;
+    let counts = manager.dict::<u32, i64>()?;
+    count_in_children(&counts, || counts.increment(&1, 1).map(drop))
 }
 
 fn dict_list_namespace_across_forks() -> TestResult {
@@ -278,6 +237,25 @@ fn proxies_passed_to_spawned_children() -> TestResult {
     )
 }
 
+/// Forks a child that must find `what` taken (`try_acquire` gives false), then must get it with
+/// `acquire_timeout` within PATIENCE once the parent releases it.
+fn fork_waiting_acquirer(
+    what: &'static str,
+    try_acquire: impl FnOnce() -> Result<bool, ManagerError>,
+    acquire_timeout: impl FnOnce(Duration) -> Result<bool, ManagerError>,
+) -> Result<Child<Result<(), String>>, Failed> {
+    let child = Process::new().fork(move || -> Result<(), String> {
+        if try_acquire().map_err(|e| e.to_string())? {
+            return Err(format!("{what} taken while held"));
+        }
+        acquire_timeout(PATIENCE)
+            .map_err(|e| e.to_string())?
+            .then_some(())
+            .ok_or(format!("never got {what}"))
+    })?;
+    Ok(child)
+}
+
 fn sync_objects_across_processes() -> TestResult {
     let manager = Manager::start()?;
     let event = manager.event()?;
@@ -309,17 +287,11 @@ fn sync_objects_across_processes() -> TestResult {
     // Semaphore: two permits, the third acquirer waits until a release.
     semaphore.acquire()?;
     semaphore.acquire()?;
-    let child = Process::new().fork(|| -> Result<(), String> {
-        let e = |e: ManagerError| e.to_string();
-        if semaphore.try_acquire().map_err(e)? {
-            return Err("got a third permit".into());
-        }
-        semaphore
-            .acquire_timeout(PATIENCE)
-            .map_err(e)?
-            .then_some(())
-            .ok_or("no permit".into())
-    })?;
+    let child = fork_waiting_acquirer(
+        "a third permit",
+        || semaphore.try_acquire(),
+        |timeout| semaphore.acquire_timeout(timeout),
+    )?;
     std::thread::sleep(Duration::from_millis(50));
     semaphore.release()?;
     join_ok(child)?;
@@ -328,17 +300,11 @@ fn sync_objects_across_processes() -> TestResult {
     // RLock: held twice by the parent, the child waits until both releases.
     rlock.acquire()?;
     rlock.acquire()?;
-    let child = Process::new().fork(|| -> Result<(), String> {
-        let e = |e: ManagerError| e.to_string();
-        if rlock.try_acquire().map_err(e)? {
-            return Err("rlock taken while held".into());
-        }
-        rlock
-            .acquire_timeout(PATIENCE)
-            .map_err(e)?
-            .then_some(())
-            .ok_or("never got the rlock".into())
-    })?;
+    let child = fork_waiting_acquirer(
+        "the rlock",
+        || rlock.try_acquire(),
+        |timeout| rlock.acquire_timeout(timeout),
+    )?;
     rlock.release()?;
     std::thread::sleep(Duration::from_millis(50));
     check(
@@ -624,7 +590,7 @@ fn owner_killed_takes_server_down() -> TestResult {
         Ok(())
     })?;
     let mut text = String::new();
-    eventually("the owner reports its server", || {
+    eventually("the owner reports its server", PATIENCE, || {
         text = std::fs::read_to_string(&report).unwrap_or_default();
         text.contains('\n')
     })?;
@@ -634,13 +600,16 @@ fn owner_killed_takes_server_down() -> TestResult {
     check(!is_gone(server), "server should run while its owner lives")?;
     owner.kill()?;
     drop(owner.join_timeout(PATIENCE));
-    eventually("the server dies with its owner", || is_gone(server))?;
+    eventually("the server dies with its owner", PATIENCE, || {
+        is_gone(server)
+    })?;
     let Address::Unix(socket) = address else {
         return Err(fail("default transport should be a Unix socket"));
     };
-    eventually("the socket directory is removed", || {
+    eventually("the socket directory is removed", PATIENCE, || {
         socket.parent().is_some_and(|d| !d.exists())
-    })
+    })?;
+    Ok(())
 }
 
 /// How many fds this process has open.

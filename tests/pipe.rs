@@ -11,6 +11,8 @@
 //! harness = false: trials run on the main thread, so the process is
 //! single-threaded whenever it forks, and `init()` lets spawn re-execute us.
 
+mod support;
+
 use std::os::fd::AsFd;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -19,7 +21,7 @@ use herd::ipc::{
     wait, Child, Entry, JoinError, JoinTimeoutError, Pipe, PipeSender, Process, RecvError,
     RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError, Waitable,
 };
-use libtest_mimic::{Arguments, Failed, Trial};
+use libtest_mimic::{Arguments, Failed};
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use serde::{Deserialize, Serialize};
 
@@ -85,10 +87,7 @@ fn main() -> ExitCode {
     for (name, scenario) in scenarios {
         for start in [Start::Fork, Start::Spawn] {
             let label = format!("{name}::{}", format!("{start:?}").to_lowercase());
-            trials.push(Trial::test(label, move || {
-                scenario(start)?;
-                no_zombie_left()
-            }));
+            trials.push(support::trial(label, move || scenario(start)));
         }
     }
     libtest_mimic::run(&args, trials).exit_code()
@@ -141,18 +140,6 @@ fn ensure(condition: bool, what: impl FnOnce() -> String) -> TestResult {
 /// For a child: turns any error into the child's failure message.
 fn fail<E: std::fmt::Display>(what: &'static str) -> impl Fn(E) -> String {
     move |err| format!("{what}: {err}")
-}
-
-fn no_zombie_left() -> TestResult {
-    let me = std::process::id() as i32;
-    let zombies: Vec<i32> = procfs::process::all_processes()?
-        .filter_map(|p| p.ok()?.stat().ok())
-        .filter(|stat| stat.ppid == me && stat.state == 'Z')
-        .map(|stat| stat.pid)
-        .collect();
-    ensure(zombies.is_empty(), || {
-        format!("zombie children: {zombies:?}")
-    })
 }
 
 // --- typed and raw round trips --------------------------------------------

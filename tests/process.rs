@@ -4,6 +4,9 @@
 //! `harness = false`: trials run one by one on the main thread, so the process stays single-threaded and fork
 //! is allowed (and `herd_ipc::init()` lets spawn re-execute this binary). Every trial ends by checking that
 //! this process has no zombie child.
+
+mod support;
+
 use std::io::Read;
 use std::os::fd::OwnedFd;
 use std::process::ExitCode;
@@ -13,7 +16,8 @@ use herd::ipc::{
     active_children, current_process, ExitStatus, JoinError, JoinTimeoutError, Pipe, PipeReceiver,
     PipeSender, Process, StartError,
 };
-use libtest_mimic::{Arguments, Failed, Trial};
+use libtest_mimic::Failed;
+use support::eventually;
 
 type TestResult = Result<(), Failed>;
 type TrialFn = fn() -> TestResult;
@@ -65,9 +69,6 @@ fn main() -> ExitCode {
     if std::env::var_os(FORGOT_INIT).is_some() {
         return main_that_forgot_init();
     }
-    herd::ipc::init();
-    let mut args = Arguments::from_args();
-    args.test_threads = Some(1); // trials on the main thread: the process stays single-threaded for fork
     let trials: Vec<(&str, TrialFn)> = vec![
         (
             "spawn_refused_in_a_child_that_skipped_init",
@@ -163,32 +164,7 @@ fn main() -> ExitCode {
             wait_reports_the_child_that_exited,
         ),
     ];
-    let trials = trials
-        .into_iter()
-        .map(|(name, body)| {
-            Trial::test(name, move || {
-                body()?;
-                assert_no_zombies()
-            })
-        })
-        .collect();
-    libtest_mimic::run(&args, trials).exit_code()
-}
-
-/// Fails if any child of this process is a zombie (state Z in /proc).
-fn assert_no_zombies() -> TestResult {
-    let me = std::process::id() as i32;
-    let zombies: Vec<i32> = procfs::process::all_processes()?
-        .filter_map(Result::ok)
-        .filter_map(|process| process.stat().ok())
-        .filter(|stat| stat.ppid == me && stat.state == 'Z')
-        .map(|stat| stat.pid)
-        .collect();
-    if zombies.is_empty() {
-        Ok(())
-    } else {
-        Err(format!("zombie children left behind: {zombies:?}").into())
-    }
+    support::run(trials)
 }
 
 /// The /proc state of `pid`, or `None` once it is gone.
@@ -199,23 +175,27 @@ fn proc_state(pid: u32) -> Option<char> {
         .map(|stat| stat.state)
 }
 
-/// Polls `condition` until it holds or PATIENCE runs out.
-fn eventually(what: &str, mut condition: impl FnMut() -> bool) -> TestResult {
-    let deadline = Instant::now() + PATIENCE;
-    while Instant::now() < deadline {
-        if condition() {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    Err(format!("timed out waiting until {what}").into())
-}
-
 fn expect_err<T: std::fmt::Debug, E>(result: Result<T, E>) -> Result<E, Failed> {
     match result {
         Ok(value) => Err(format!("expected an error, got Ok({value:?})").into()),
         Err(err) => Ok(err),
     }
+}
+
+/// Joins `child` (within PATIENCE) and requires that `signal` (described as `what`) ended it.
+fn expect_ended_by<T: serde::de::DeserializeOwned + std::fmt::Debug>(
+    child: herd::ipc::Child<T>,
+    signal: i32,
+    what: &str,
+) -> TestResult {
+    let err = expect_err(child.join_timeout(PATIENCE))?;
+    match err {
+        JoinTimeoutError::Failed(err) => {
+            assert_eq!(err.exit_status(), Some(ExitStatus::Signaled(signal)))
+        }
+        other => return Err(format!("expected {what}, got {other:?}").into()),
+    }
+    Ok(())
 }
 
 fn fork_returns_value() -> TestResult {
@@ -273,7 +253,9 @@ fn terminate_sends_sigterm() -> TestResult {
 fn kill_sends_sigkill() -> TestResult {
     let child = sleeper()?;
     child.kill()?;
-    eventually("the killed child is no longer alive", || !child.is_alive())?;
+    eventually("the killed child is no longer alive", PATIENCE, || {
+        !child.is_alive()
+    })?;
     assert_eq!(
         child.exit_status(),
         Some(ExitStatus::Signaled(libc::SIGKILL))
@@ -285,7 +267,7 @@ fn kill_sends_sigkill() -> TestResult {
 
 fn signal_after_reap_is_a_no_op() -> TestResult {
     let child = Process::new().fork(|| 1u8)?;
-    eventually("the child has been reaped", || {
+    eventually("the child has been reaped", PATIENCE, || {
         child.exit_status().is_some()
     })?;
     assert_eq!(child.exit_status(), Some(ExitStatus::Exited(0)));
@@ -376,13 +358,17 @@ fn active_children_lists_and_reaps() -> TestResult {
         .fork(|| std::thread::sleep(Duration::from_secs(30)))?;
     let quick_pid = quick.pid();
     // quick exits at once; nobody joins it; active_children must reap it (no zombie) and stop listing it.
-    eventually("active_children lists only the slow child", || {
-        let active = active_children();
-        active
-            .iter()
-            .any(|c| c.pid == slow.pid() && c.name == "slow")
-            && !active.iter().any(|c| c.pid == quick_pid)
-    })?;
+    eventually(
+        "active_children lists only the slow child",
+        PATIENCE,
+        || {
+            let active = active_children();
+            active
+                .iter()
+                .any(|c| c.pid == slow.pid() && c.name == "slow")
+                && !active.iter().any(|c| c.pid == quick_pid)
+        },
+    )?;
     assert_eq!(
         proc_state(quick_pid),
         None,
@@ -436,9 +422,12 @@ fn has_ended(pid: u32) -> bool {
 
 fn daemon_dies_when_parent_is_sigkilled() -> TestResult {
     let pid = grandchild_of_killed_parent(true)?;
-    eventually("the daemon grandchild died with its parent", || {
-        has_ended(pid)
-    })
+    eventually(
+        "the daemon grandchild died with its parent",
+        PATIENCE,
+        || has_ended(pid),
+    )?;
+    Ok(())
 }
 
 fn non_daemon_survives_parent_sigkill() -> TestResult {
@@ -473,7 +462,7 @@ fn fork_refused_in_multi_threaded_parent() -> TestResult {
     assert_eq!(allowed.join()?, 2);
     stop.send(())?;
     let _ = thread.join();
-    eventually("the helper thread is gone", || {
+    eventually("the helper thread is gone", PATIENCE, || {
         std::fs::read_dir("/proc/self/task")
             .map(|d| d.count() == 1)
             .unwrap_or(false)
@@ -586,14 +575,7 @@ fn spawn_wrong_return_type_fails_clearly() -> TestResult {
 fn spawn_killed_child_reports_signal() -> TestResult {
     let child = Process::new().spawn(nap, &30_000)?;
     child.kill()?;
-    let err = expect_err(child.join_timeout(PATIENCE))?;
-    match err {
-        JoinTimeoutError::Failed(err) => {
-            assert_eq!(err.exit_status(), Some(ExitStatus::Signaled(libc::SIGKILL)))
-        }
-        other => return Err(format!("expected a kill, got {other:?}").into()),
-    }
-    Ok(())
+    expect_ended_by(child, libc::SIGKILL, "a kill")
 }
 
 fn spawn_from_multi_threaded_parent() -> TestResult {
@@ -769,14 +751,7 @@ fn unencodable_values_fail_clearly() -> TestResult {
 fn send_signal_delivers_any_signal() -> TestResult {
     let child = sleeper()?;
     child.send_signal(libc::SIGINT)?;
-    let err = expect_err(child.join_timeout(PATIENCE))?;
-    match err {
-        JoinTimeoutError::Failed(err) => {
-            assert_eq!(err.exit_status(), Some(ExitStatus::Signaled(libc::SIGINT)))
-        }
-        other => return Err(format!("expected SIGINT, got {other:?}").into()),
-    }
-    Ok(())
+    expect_ended_by(child, libc::SIGINT, "SIGINT")
 }
 
 fn unsendable_result_fails_clearly() -> TestResult {

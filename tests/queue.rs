@@ -4,11 +4,13 @@
 //!
 //! harness = false: trials run on the main thread so the process stays single-threaded for fork.
 
+mod support;
+
 use std::collections::HashMap;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use herd::ipc::{Child, Entry, JoinTimeoutError, Pipe, Process};
+use herd::ipc::{Entry, Pipe};
 use herd::ipc::{
     GetError, GetTimeoutError, JoinableQueue, MessageError, PutError, PutTimeoutError, Queue,
     TryGetError, TryPutError,
@@ -16,15 +18,16 @@ use herd::ipc::{
 use libtest_mimic::{Arguments, Failed, Trial};
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use serde::{Deserialize, Serialize};
+use support::{ensure, fork_child, spawn_child, TestChild};
 
 type TestResult = Result<(), Failed>;
 
 /// Bound on every wait for a child, so a bug fails the test instead of hanging it.
 const CHILD_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Children started by a test (Process API); dropping a `Child` kills and reaps it, so a failed
+/// Children started by a test, by pid; dropping a [`TestChild`] kills and reaps it, so a failed
 /// test leaves no process behind.
-struct Children(HashMap<u32, Child<Result<(), String>>>);
+struct Children(HashMap<u32, TestChild>);
 
 impl Children {
     fn new() -> Self {
@@ -33,53 +36,34 @@ impl Children {
 
     /// Forks a child running `body`.
     fn fork(&mut self, body: impl FnOnce() -> Result<(), String>) -> u32 {
-        self.adopt(Process::new().fork(body).expect("fork"))
+        self.adopt(fork_child(body))
     }
 
     /// Spawns (re-executes this binary) a child running `entry` on `args`.
     fn spawn<E: Entry<Output = Result<(), String>>>(&mut self, entry: E, args: &E::Args) -> u32 {
-        self.adopt(Process::new().spawn(entry, args).expect("spawn"))
+        self.adopt(spawn_child(entry, args))
     }
 
-    fn adopt(&mut self, child: Child<Result<(), String>>) -> u32 {
+    fn adopt(&mut self, child: TestChild) -> u32 {
         let pid = child.pid();
         self.0.insert(pid, child);
         pid
     }
 
+    fn take(&mut self, pid: u32) -> Result<TestChild, String> {
+        self.0
+            .remove(&pid)
+            .ok_or_else(|| format!("unknown child {pid}"))
+    }
+
     /// Waits (at most [`CHILD_TIMEOUT`]) for `pid` and requires its body to have returned Ok.
     fn expect_success(&mut self, pid: u32) -> Result<(), String> {
-        let child = self.0.remove(&pid).ok_or("unknown child")?;
-        match child.join_timeout(CHILD_TIMEOUT) {
-            Ok(outcome) => outcome.map_err(|message| format!("child {pid}: {message}")),
-            Err(JoinTimeoutError::Timeout(_)) => {
-                Err(format!("child {pid} still running after {CHILD_TIMEOUT:?}"))
-            }
-            Err(JoinTimeoutError::Failed(error)) => Err(format!("child {pid}: {error}")),
-        }
+        self.take(pid)?.join(CHILD_TIMEOUT)
     }
 
-    /// SIGKILLs `pid` and reaps it.
+    /// SIGKILLs `pid`, reaps it and checks that SIGKILL is what ended it.
     fn kill(&mut self, pid: u32) -> Result<(), String> {
-        let child = self.0.remove(&pid).ok_or("unknown child")?;
-        child.kill().map_err(|e| e.to_string())?;
-        match child.join_timeout(CHILD_TIMEOUT) {
-            Err(JoinTimeoutError::Failed(error))
-                if error.exit_status().and_then(|s| s.signal()) == Some(libc::SIGKILL) =>
-            {
-                Ok(())
-            }
-            Err(JoinTimeoutError::Timeout(_)) => Err(format!("killed child {pid} still running")),
-            other => Err(format!("killed child {pid} ended with {other:?}")),
-        }
-    }
-}
-
-fn check(condition: bool, message: impl FnOnce() -> String) -> Result<(), String> {
-    if condition {
-        Ok(())
-    } else {
-        Err(message())
+        self.take(pid)?.kill()
     }
 }
 
@@ -101,7 +85,7 @@ fn consume_and_report(work: &Queue<(u32, u32)>, reports: &Queue<Report>) -> Resu
         match work.get() {
             Ok((producer, sequence)) => {
                 if let Some(&previous) = last_seen.get(&producer) {
-                    check(sequence > previous, || {
+                    ensure(sequence > previous, || {
                         format!("producer {producer}: got {sequence} after {previous}")
                     })?;
                 }
@@ -157,13 +141,13 @@ fn one_producer_one_consumer_in_order() -> TestResult {
     });
     for expected in 0..COUNT {
         let (number, text) = queue.get_timeout(CHILD_TIMEOUT)?;
-        check(
+        ensure(
             number == expected && text == format!("message {expected}"),
             || format!("expected {expected}, got ({number}, {text:?})"),
         )?;
     }
     children.expect_success(producer)?;
-    check(queue.is_empty() && queue.try_get().is_err(), || {
+    ensure(queue.is_empty() && queue.try_get().is_err(), || {
         "queue not empty".into()
     })?;
     Ok(())
@@ -211,7 +195,7 @@ fn run_many_to_many(
         .flat_map(|p| (0..per_producer[p as usize]).map(move |s| (p, s)))
         .collect();
     expected.sort_unstable();
-    check(got == expected, || {
+    ensure(got == expected, || {
         format!(
             "got {} messages, expected {} (lost or duplicated)",
             got.len(),
@@ -256,16 +240,16 @@ fn close_lets_consumers_drain_then_reports_closed() -> TestResult {
                 Err(error) => return Err(error.to_string()),
             }
         }
-        check(got == [1, 2, 3], || format!("drained {got:?}"))
+        ensure(got == [1, 2, 3], || format!("drained {got:?}"))
     });
     std::thread::sleep(Duration::from_millis(50));
     for value in 1..=3 {
         queue.put(value)?;
     }
     queue.close()?;
-    check(queue.is_closed(), || "not closed".into())?;
+    ensure(queue.is_closed(), || "not closed".into())?;
     match queue.put(4) {
-        Err(PutError::Closed(value)) => check(value == 4, || "value not returned".into())?,
+        Err(PutError::Closed(value)) => ensure(value == 4, || "value not returned".into())?,
         other => return Err(format!("put after close: {other:?}").into()),
     }
     match queue.try_put(5) {
@@ -291,7 +275,7 @@ fn close_lets_consumers_drain_then_reports_closed() -> TestResult {
     std::thread::sleep(Duration::from_millis(50));
     full.close()?;
     children.expect_success(producer)?;
-    check(full.get_timeout(CHILD_TIMEOUT)? == 1, || {
+    ensure(full.get_timeout(CHILD_TIMEOUT)? == 1, || {
         "message put before close lost".into()
     })?;
     Ok(())
@@ -308,24 +292,24 @@ fn timeouts_and_non_blocking_calls() -> TestResult {
         Err(GetTimeoutError::Timeout) => {}
         other => return Err(format!("get_timeout on empty queue: {other:?}").into()),
     }
-    check(start.elapsed() >= Duration::from_millis(100), || {
+    ensure(start.elapsed() >= Duration::from_millis(100), || {
         format!("get_timeout returned after {:?}", start.elapsed())
     })?;
     queue.try_put(1)?;
     queue.put_timeout(2, Duration::from_millis(10))?;
-    check(queue.is_full() && queue.len() == 2, || {
+    ensure(queue.is_full() && queue.len() == 2, || {
         "bounded queue not full".into()
     })?;
     match queue.try_put(3) {
-        Err(TryPutError::Full(value)) => check(value == 3, || "value not returned".into())?,
+        Err(TryPutError::Full(value)) => ensure(value == 3, || "value not returned".into())?,
         other => return Err(format!("try_put on full queue: {other:?}").into()),
     }
     let start = Instant::now();
     match queue.put_timeout(4, Duration::from_millis(100)) {
-        Err(PutTimeoutError::Timeout(value)) => check(value == 4, || "value lost".into())?,
+        Err(PutTimeoutError::Timeout(value)) => ensure(value == 4, || "value lost".into())?,
         other => return Err(format!("put_timeout on full queue: {other:?}").into()),
     }
-    check(start.elapsed() >= Duration::from_millis(100), || {
+    ensure(start.elapsed() >= Duration::from_millis(100), || {
         format!("put_timeout returned after {:?}", start.elapsed())
     })?;
     // A blocked get_timeout is woken by a put from another process well before its deadline.
@@ -335,12 +319,12 @@ fn timeouts_and_non_blocking_calls() -> TestResult {
             queue.get().map_err(|e| e.to_string())?,
             queue.get().map_err(|e| e.to_string())?,
         ];
-        check(drain == [1, 2], || format!("drained {drain:?}"))?;
+        ensure(drain == [1, 2], || format!("drained {drain:?}"))?;
         let start = Instant::now();
         let value = queue
             .get_timeout(Duration::from_secs(20))
             .map_err(|e| e.to_string())?;
-        check(
+        ensure(
             value == 42 && start.elapsed() < Duration::from_secs(10),
             || format!("got {value} after {:?}", start.elapsed()),
         )
@@ -380,7 +364,7 @@ fn blocked_get_sleeps_instead_of_spinning() -> TestResult {
     std::thread::sleep(Duration::from_millis(1500));
     let used = cpu_ticks(consumer)? - before;
     // 150 ticks (at 100 Hz) would be a core busy the whole time; allow scheduling noise.
-    check(used <= 5, || {
+    ensure(used <= 5, || {
         format!("blocked consumer used {used} ticks of CPU in 1.5 s")
     })?;
     queue.put(9)?;
@@ -390,13 +374,13 @@ fn blocked_get_sleeps_instead_of_spinning() -> TestResult {
 
 fn oversized_messages_are_refused_whole() -> TestResult {
     let queue: Queue<Vec<u8>> = Queue::builder().max_message_bytes(1000).build()?;
-    check(queue.max_message_bytes() == 1000, || {
+    ensure(queue.max_message_bytes() == 1000, || {
         "limit not kept".into()
     })?;
     queue.put(vec![7; 900])?;
     match queue.put(vec![1; 5000]) {
         Err(PutError::Refused(value, MessageError::TooLarge { size, limit })) => {
-            check(value.len() == 5000 && size > 5000 && limit == 1000, || {
+            ensure(value.len() == 5000 && size > 5000 && limit == 1000, || {
                 format!("size {size}, limit {limit}")
             })?
         }
@@ -407,7 +391,7 @@ fn oversized_messages_are_refused_whole() -> TestResult {
         other => return Err(format!("oversized try_put: {other:?}").into()),
     }
     match queue.put_timeout(vec![1; 1001], Duration::from_millis(10)) {
-        Err(error @ PutTimeoutError::Refused(..)) => check(
+        Err(error @ PutTimeoutError::Refused(..)) => ensure(
             error
                 .to_string()
                 .contains("exceeds the queue's limit of 1000"),
@@ -415,10 +399,10 @@ fn oversized_messages_are_refused_whole() -> TestResult {
         )?,
         other => return Err(format!("oversized put_timeout: {other:?}").into()),
     }
-    check(queue.len() == 1, || {
+    ensure(queue.len() == 1, || {
         format!("len {} after refusals", queue.len())
     })?;
-    check(queue.get_timeout(CHILD_TIMEOUT)? == vec![7; 900], || {
+    ensure(queue.get_timeout(CHILD_TIMEOUT)? == vec![7; 900], || {
         "message damaged".into()
     })?;
     Ok(())
@@ -431,11 +415,11 @@ fn joinable_queue_join_waits_for_every_task_done() -> TestResult {
     for i in 0..COUNT {
         queue.put(i)?;
     }
-    check(queue.unfinished_tasks() == COUNT as usize, || {
+    ensure(queue.unfinished_tasks() == COUNT as usize, || {
         "unfinished".into()
     })?;
     match queue.join_timeout(Duration::from_millis(50)) {
-        Err(error) => check(error.unfinished == COUNT, || error.to_string())?,
+        Err(error) => ensure(error.unfinished == COUNT, || error.to_string())?,
         Ok(()) => return Err("join returned with tasks unfinished".into()),
     }
     let mut children = Children::new();
@@ -454,13 +438,13 @@ fn joinable_queue_join_waits_for_every_task_done() -> TestResult {
         })
         .collect();
     queue.join_timeout(CHILD_TIMEOUT)?;
-    check(queue.unfinished_tasks() == 0 && queue.is_empty(), || {
+    ensure(queue.unfinished_tasks() == 0 && queue.is_empty(), || {
         "join returned early".into()
     })?;
     for pid in workers {
         children.expect_success(pid)?;
     }
-    check(queue.task_done().is_err(), || {
+    ensure(queue.task_done().is_err(), || {
         "extra task_done accepted".into()
     })?;
     queue.join();
@@ -503,11 +487,11 @@ fn killed_consumers_lose_at_most_their_in_flight_message() -> TestResult {
     let mut seen = vec![false; COUNT as usize];
     for (_, sequence) in &got {
         let slot = &mut seen[*sequence as usize];
-        check(!*slot, || format!("message {sequence} got twice"))?;
+        ensure(!*slot, || format!("message {sequence} got twice"))?;
         *slot = true;
     }
     let lost = seen.iter().filter(|seen| !**seen).count();
-    check(lost as u32 <= KILLS, || {
+    ensure(lost as u32 <= KILLS, || {
         format!("{lost} messages lost for {KILLS} killed consumers")
     })?;
     Ok(())
@@ -555,12 +539,12 @@ fn killed_producers_do_not_stop_the_others() -> TestResult {
     }
     for (producer, sequences) in &by_producer {
         let contiguous = sequences.iter().enumerate().all(|(i, s)| *s == i as u32);
-        check(contiguous, || {
+        ensure(contiguous, || {
             format!("producer {producer}: gap or duplicate")
         })?;
     }
     let survivor_got = by_producer.get(&SURVIVOR).map_or(0, Vec::len);
-    check(survivor_got == SURVIVOR_COUNT as usize, || {
+    ensure(survivor_got == SURVIVOR_COUNT as usize, || {
         format!("survivor delivered {survivor_got} of {SURVIVOR_COUNT}")
     })?;
     Ok(())
@@ -627,7 +611,7 @@ fn spawned_and_forked_processes_share_one_queue() -> TestResult {
     let expected: Vec<(u32, u32)> = (0..2)
         .flat_map(|p| (0..COUNT).map(move |s| (p, s)))
         .collect();
-    check(got == expected, || {
+    ensure(got == expected, || {
         format!("got {} of {} messages", got.len(), expected.len())
     })?;
     Ok(())
@@ -647,7 +631,7 @@ fn spawned_workers_complete_a_joinable_queue() -> TestResult {
     for pid in workers {
         children.expect_success(pid)?;
     }
-    check(queue.unfinished_tasks() == 0 && queue.is_empty(), || {
+    ensure(queue.unfinished_tasks() == 0 && queue.is_empty(), || {
         "tasks left".into()
     })?;
     Ok(())
@@ -669,7 +653,7 @@ fn a_queue_travels_over_a_pipe_to_a_running_child() -> TestResult {
     let queue: Queue<String> = Queue::new()?;
     sender.send(queue.clone())?;
     let greeting = queue.get_timeout(CHILD_TIMEOUT)?;
-    check(greeting == format!("hello from {child}"), || {
+    ensure(greeting == format!("hello from {child}"), || {
         greeting.clone()
     })?;
     children.expect_success(child)?;
@@ -775,13 +759,13 @@ fn main() -> ExitCode {
                 .filter(|name| !shm_before.contains(name))
                 .filter(|name| name.contains("herd") || name.contains("queue"))
                 .collect();
-            check(new_herd_entries.is_empty(), || {
+            ensure(new_herd_entries.is_empty(), || {
                 format!("/dev/shm gained {new_herd_entries:?}")
             })?;
             let mapped = queue_mappings_of_this_process();
-            check(mapped == 0, || format!("{mapped} queue mappings left"))?;
+            ensure(mapped == 0, || format!("{mapped} queue mappings left"))?;
             let open = queue_fds_of_this_process();
-            check(open == 0, || format!("{open} queue memfds still open"))?;
+            ensure(open == 0, || format!("{open} queue memfds still open"))?;
             Ok(())
         }),
     ];

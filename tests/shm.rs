@@ -2,7 +2,7 @@
 //! appear in /dev/shm, are owner-only and close-on-exec, and vanish once no process holds them,
 //! even when their creator is SIGKILLed.
 
-mod sync_support;
+mod support;
 
 use std::collections::BTreeSet;
 use std::os::unix::fs::MetadataExt;
@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use herd::ipc::{Array, Barrier, Condition, Event, Lock, Semaphore, Value};
-use sync_support::{ensure, fork_child, run, wait_until, Verdict};
+use support::{ensure, fork_child, run, wait_until, Verdict};
 
 const JOIN: Duration = Duration::from_secs(20);
 const SHORT: Duration = Duration::from_secs(5);

@@ -1,16 +1,16 @@
 //! Process-shared locks, semaphores, event, condition, barrier, Value and Array, exercised
 //! across real forked processes, including SIGKILL of a lock holder.
 
-mod sync_support;
+mod support;
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use herd::ipc::{
     AccessError, Array, Barrier, BarrierWaitError, BoundedSemaphore, Condition, ConditionWaitError,
-    Event, Lock, LockError, LockTimeoutError, RLock, Semaphore, TryLockError, Value,
+    Entry, Event, Lock, LockError, LockTimeoutError, RLock, Semaphore, TryLockError, Value,
 };
-use sync_support::{ensure, fork_child, run, spawn_child, wait_until, Verdict};
+use support::{ensure, fork_child, run, spawn_child, wait_until, TestChild, Verdict};
 
 const JOIN: Duration = Duration::from_secs(20);
 const SHORT: Duration = Duration::from_secs(5);
@@ -175,6 +175,27 @@ fn err(e: impl std::fmt::Display) -> String {
     e.to_string()
 }
 
+/// How a test starts a child: forked, or spawned (this binary re-executed).
+#[derive(Clone, Copy, Debug)]
+enum Start {
+    Fork,
+    Spawn,
+}
+
+/// Starts a child running `hold_lock_until_killed` on `lock` and returns once it holds the lock.
+fn start_lock_holder(lock: &Lock, how: Start) -> Result<TestChild, String> {
+    let locked = Event::new().map_err(err)?;
+    let args = (lock.clone(), locked.clone());
+    let holder = match how {
+        Start::Fork => fork_child(move || hold_lock_until_killed::run(args)),
+        Start::Spawn => spawn_child(hold_lock_until_killed, &args),
+    };
+    locked
+        .wait_timeout(SHORT)
+        .map_err(|_| format!("{how:?} holder never locked"))?;
+    Ok(holder)
+}
+
 fn spawned_children_share_every_primitive_by_fd() -> Verdict {
     let h = Handles {
         lock: Lock::new().map_err(err)?,
@@ -223,11 +244,7 @@ fn spawned_children_share_every_primitive_by_fd() -> Verdict {
 
 fn spawned_lock_holder_killed_gives_owner_died() -> Verdict {
     let lock = Lock::new().map_err(err)?;
-    let locked = Event::new().map_err(err)?;
-    let holder = spawn_child(hold_lock_until_killed, &(lock.clone(), locked.clone()));
-    locked
-        .wait_timeout(SHORT)
-        .map_err(|_| "spawned holder never locked".to_string())?;
+    let holder = start_lock_holder(&lock, Start::Spawn)?;
     holder.kill()?;
     let start = Instant::now();
     match lock.lock_timeout(Duration::from_secs(1)) {
@@ -329,19 +346,7 @@ fn lock_relock_by_holder_is_an_error() -> Verdict {
 /// The holder is SIGKILLed; the next acquirer gets the lock within 1 s, told the owner died.
 fn killed_lock_holder_gives_owner_died_within_1s() -> Verdict {
     let lock = Lock::new().map_err(err)?;
-    let locked = Event::new().map_err(err)?;
-    let holder = {
-        let (lock, locked) = (lock.clone(), locked.clone());
-        fork_child(move || {
-            let _guard = lock.lock().map_err(err)?;
-            locked.set();
-            std::thread::sleep(Duration::from_secs(60));
-            Ok(())
-        })
-    };
-    locked
-        .wait_timeout(SHORT)
-        .map_err(|_| "holder never locked".to_string())?;
+    let holder = start_lock_holder(&lock, Start::Fork)?;
     ensure(
         matches!(lock.try_lock(), Err(TryLockError::WouldBlock)),
         || "lock not held by the child".into(),
@@ -368,19 +373,7 @@ fn killed_lock_holder_gives_owner_died_within_1s() -> Verdict {
 /// A waiter already blocked in another process is woken by the kernel when the holder dies.
 fn blocked_waiter_gets_owner_died_when_holder_is_killed() -> Verdict {
     let lock = Lock::new().map_err(err)?;
-    let locked = Event::new().map_err(err)?;
-    let holder = {
-        let (lock, locked) = (lock.clone(), locked.clone());
-        fork_child(move || {
-            let _guard = lock.lock().map_err(err)?;
-            locked.set();
-            std::thread::sleep(Duration::from_secs(60));
-            Ok(())
-        })
-    };
-    locked
-        .wait_timeout(SHORT)
-        .map_err(|_| "holder never locked".to_string())?;
+    let holder = start_lock_holder(&lock, Start::Fork)?;
     let trying = Event::new().map_err(err)?;
     let waiter = {
         let (lock, trying) = (lock.clone(), trying.clone());

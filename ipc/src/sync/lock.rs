@@ -41,14 +41,12 @@ impl Lock {
 
     /// Blocks until the lock is acquired.
     pub fn lock(&self) -> Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
-        let mutex = &self.state.state().mutex;
-        Attempt::from_platform(mutex.lock(), |died| LockGuard::new(mutex, died)).into_lock()
+        LockGuard::acquire(&self.state.state().mutex)
     }
 
     /// Acquires the lock if nobody holds it, without waiting.
     pub fn try_lock(&self) -> Result<LockGuard<'_>, TryLockError<LockGuard<'_>>> {
-        let mutex = &self.state.state().mutex;
-        Attempt::from_platform(mutex.try_lock(), |died| LockGuard::new(mutex, died)).into_try_lock()
+        LockGuard::try_acquire(&self.state.state().mutex)
     }
 
     /// Blocks until the lock is acquired or `timeout` elapses.
@@ -56,9 +54,7 @@ impl Lock {
         &self,
         timeout: Duration,
     ) -> Result<LockGuard<'_>, LockTimeoutError<LockGuard<'_>>> {
-        let mutex = &self.state.state().mutex;
-        let result = mutex.lock_timeout(timeout);
-        Attempt::from_platform(result, |died| LockGuard::new(mutex, died)).into_lock_timeout()
+        LockGuard::acquire_timeout(&self.state.state().mutex, timeout)
     }
 }
 
@@ -78,7 +74,29 @@ pub struct LockGuard<'a> {
 }
 
 impl<'a> LockGuard<'a> {
-    pub(crate) fn new(mutex: &'a RobustMutex, previous_owner_died: bool) -> Self {
+    // The three ways to acquire `mutex`, shared by `Lock` and `RLock`, which differ only in the
+    // kind of mutex they create.
+
+    /// Blocks until `mutex` is acquired.
+    pub(crate) fn acquire(mutex: &'a RobustMutex) -> Result<Self, LockError<Self>> {
+        Attempt::from_platform(mutex.lock(), |died| Self::new(mutex, died)).into_lock()
+    }
+
+    /// Acquires `mutex` if that needs no waiting.
+    pub(crate) fn try_acquire(mutex: &'a RobustMutex) -> Result<Self, TryLockError<Self>> {
+        Attempt::from_platform(mutex.try_lock(), |died| Self::new(mutex, died)).into_try_lock()
+    }
+
+    /// Blocks until `mutex` is acquired or `timeout` elapses.
+    pub(crate) fn acquire_timeout(
+        mutex: &'a RobustMutex,
+        timeout: Duration,
+    ) -> Result<Self, LockTimeoutError<Self>> {
+        let result = mutex.lock_timeout(timeout);
+        Attempt::from_platform(result, |died| Self::new(mutex, died)).into_lock_timeout()
+    }
+
+    fn new(mutex: &'a RobustMutex, previous_owner_died: bool) -> Self {
         Self {
             mutex,
             inconsistent: previous_owner_died,

@@ -6,7 +6,7 @@ use std::io;
 use std::time::Duration;
 
 use super::lock::LockGuard;
-use super::lock_error::{Attempt, LockError, LockTimeoutError, TryLockError};
+use super::lock_error::{LockError, LockTimeoutError, TryLockError};
 use super::shared_handle_serde;
 use crate::platform::{MutexKind, RobustMutex, SharedLayout, SharedState};
 
@@ -41,14 +41,12 @@ impl RLock {
 
     /// Blocks until the lock is acquired (at once if this thread already holds it).
     pub fn lock(&self) -> Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
-        let mutex = &self.state.state().mutex;
-        Attempt::from_platform(mutex.lock(), |died| LockGuard::new(mutex, died)).into_lock()
+        LockGuard::acquire(&self.state.state().mutex)
     }
 
     /// Acquires the lock if it is free or already held by this thread, without waiting.
     pub fn try_lock(&self) -> Result<LockGuard<'_>, TryLockError<LockGuard<'_>>> {
-        let mutex = &self.state.state().mutex;
-        Attempt::from_platform(mutex.try_lock(), |died| LockGuard::new(mutex, died)).into_try_lock()
+        LockGuard::try_acquire(&self.state.state().mutex)
     }
 
     /// Blocks until the lock is acquired or `timeout` elapses.
@@ -56,9 +54,7 @@ impl RLock {
         &self,
         timeout: Duration,
     ) -> Result<LockGuard<'_>, LockTimeoutError<LockGuard<'_>>> {
-        let mutex = &self.state.state().mutex;
-        let result = mutex.lock_timeout(timeout);
-        Attempt::from_platform(result, |died| LockGuard::new(mutex, died)).into_lock_timeout()
+        LockGuard::acquire_timeout(&self.state.state().mutex, timeout)
     }
 }
 

@@ -1,5 +1,6 @@
-//! Helpers for the sync and shm test binaries (harness = false, trials on the main thread so
-//! the process stays single-threaded and may fork).
+//! Helpers shared by the root cross-process test binaries (harness = false, trials on the main
+//! thread so the process stays single-threaded and may fork): running trials with a zombie check,
+//! child processes with bounded waits, and polling with a timeout.
 //!
 //! A child runs a closure returning `Result<(), String>`, which the Process API carries back on
 //! join. Every wait is bounded; a child that outlives its wait is killed and reaped when its
@@ -10,11 +11,12 @@
 use std::time::{Duration, Instant};
 
 use herd::ipc::{JoinTimeoutError, Process};
+use libtest_mimic::{Arguments, Failed, Trial};
 
 pub type Verdict = Result<(), String>;
 
-/// A named trial body.
-pub type NamedTrial = (&'static str, fn() -> Verdict);
+/// A named trial body; `E` is `String` ([`Verdict`]) or [`Failed`].
+pub type NamedTrial<E> = (&'static str, fn() -> Result<(), E>);
 
 /// A child process running a test body.
 pub struct TestChild(herd::ipc::Child<Verdict>);
@@ -49,7 +51,7 @@ impl TestChild {
             Err(JoinTimeoutError::Timeout(_)) => {
                 Err(format!("child {pid} still running after {timeout:?}"))
             }
-            Err(JoinTimeoutError::Failed(err)) => Err(err.to_string()),
+            Err(JoinTimeoutError::Failed(err)) => Err(format!("child {pid}: {err}")),
         }
     }
 
@@ -90,50 +92,55 @@ pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> boo
     true
 }
 
-/// Zombie children of this process (state Z in /proc), which every trial must leave none of.
-pub fn zombies() -> Vec<u32> {
-    let me = std::process::id();
-    let mut found = Vec::new();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return found;
-    };
-    for entry in entries.flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        // Fields after the parenthesised command: state, ppid, ...
-        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) else {
-            continue;
-        };
-        let mut fields = rest.split_whitespace();
-        let (state, ppid) = (fields.next(), fields.next());
-        if state == Some("Z") && ppid == Some(me.to_string().as_str()) {
-            found.push(pid);
-        }
-    }
-    found
+/// Polls `condition` (see [`wait_until`]) and fails naming `what` if it does not hold within
+/// `patience`.
+pub fn eventually(what: &str, patience: Duration, condition: impl FnMut() -> bool) -> Verdict {
+    ensure(wait_until(patience, condition), || {
+        format!("timed out waiting until {what}")
+    })
 }
 
-/// Runs the trials on the main thread; each trial also fails if it leaves a zombie child.
-pub fn run(trials: Vec<NamedTrial>) -> std::process::ExitCode {
+/// Fails if any child of this process is a zombie (state Z in /proc): every trial must leave none.
+pub fn no_zombies() -> Verdict {
+    let me = std::process::id() as i32;
+    let zombies: Vec<i32> = procfs::process::all_processes()
+        .map_err(|err| format!("list /proc: {err}"))?
+        .filter_map(|process| process.ok()?.stat().ok())
+        .filter(|stat| stat.ppid == me && stat.state == 'Z')
+        .map(|stat| stat.pid)
+        .collect();
+    ensure(zombies.is_empty(), || {
+        format!("zombie children left behind: {zombies:?}")
+    })
+}
+
+/// A trial that runs `body`, then fails if the body left a zombie child.
+pub fn trial<E>(
+    name: impl Into<String>,
+    body: impl FnOnce() -> Result<(), E> + Send + 'static,
+) -> Trial
+where
+    Failed: From<E>,
+{
+    Trial::test(name, move || {
+        body()?;
+        Ok(no_zombies()?)
+    })
+}
+
+/// Runs the named trials (see [`trial`]) on the main thread, so the process stays
+/// single-threaded and may fork.
+pub fn run<E>(trials: Vec<NamedTrial<E>>) -> std::process::ExitCode
+where
+    E: 'static,
+    Failed: From<E>,
+{
     herd::ipc::init();
-    let mut args = libtest_mimic::Arguments::from_args();
+    let mut args = Arguments::from_args();
     args.test_threads = Some(1);
     let trials = trials
         .into_iter()
-        .map(|(name, body)| {
-            libtest_mimic::Trial::test(name, move || {
-                body()?;
-                let left = zombies();
-                ensure(left.is_empty(), || {
-                    format!("zombie children left: {left:?}")
-                })?;
-                Ok(())
-            })
-        })
+        .map(|(name, body)| trial(name, body))
         .collect();
     libtest_mimic::run(&args, trials).exit_code()
 }

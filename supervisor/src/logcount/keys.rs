@@ -85,9 +85,9 @@ fn ipv4_prefix(bytes: &[u8]) -> Option<(u32, usize)> {
 /// [`lanes::Ssse3`] with one shuffle where the CPU has SSSE3 (the values were ~30% of the hot
 /// loop's CPU time when computed digit by digit).
 pub(crate) trait QuadValues: Copy {
-    /// The quad in `window` with octets of `lengths` (each 1..=3), packed big-endian; `None`
-    /// if an octet exceeds 255.
-    fn quad_values(self, window: &[u8; 16], lengths: [usize; 4]) -> Option<u32>;
+    /// The quad in `window` laid out as `shape` says (octet lengths already checked), packed
+    /// big-endian; `None` if an octet exceeds 255.
+    fn quad_values(self, window: &[u8; 16], shape: &QuadShape) -> Option<u32>;
 }
 
 /// Octet values digit by digit, without branches on the lengths.
@@ -96,12 +96,13 @@ pub(crate) struct ScalarValues;
 
 impl QuadValues for ScalarValues {
     #[inline(always)]
-    fn quad_values(self, window: &[u8; 16], lengths: [usize; 4]) -> Option<u32> {
+    fn quad_values(self, window: &[u8; 16], shape: &QuadShape) -> Option<u32> {
         let digit = |i: usize| u32::from(window[i & 15].wrapping_sub(b'0'));
         let mut ip = 0u32;
         let mut too_big = false;
         let mut end = 0;
-        for len in lengths {
+        for len in shape.lengths {
+            let len = usize::from(len);
             end += len;
             let has_tens = u32::from(len >= 2).wrapping_neg();
             let has_hundreds = u32::from(len == 3).wrapping_neg();
@@ -119,48 +120,109 @@ impl QuadValues for ScalarValues {
 #[cfg(target_arch = "x86_64")]
 impl QuadValues for lanes::Ssse3 {
     #[inline(always)]
-    fn quad_values(self, window: &[u8; 16], lengths: [usize; 4]) -> Option<u32> {
-        lanes::Ssse3::quad_values(self, window, lengths)
+    fn quad_values(self, window: &[u8; 16], shape: &QuadShape) -> Option<u32> {
+        lanes::Ssse3::quad_values(self, window, &shape.shuffle)
     }
+}
+
+/// One of the 81 layouts of a dotted quad (octet lengths 1..=3 each) in a 16-byte window.
+#[derive(Debug, Clone, Copy)]
+#[repr(align(32))]
+pub(crate) struct QuadShape {
+    /// Bit `i` set iff byte `i` is one of the three dots or the byte right after the quad: the
+    /// "shape code" of the window (see [`ipv4_prefix_window`]). 0 marks an unused table slot
+    /// (no window has code 0: its terminator bit is always set).
+    code: u32,
+    /// The octets' lengths, first octet first.
+    lengths: [u8; 4],
+    /// For `pshufb`: moves octet `k`'s hundreds, tens and ones digits to lanes `4k..4k+3`
+    /// (missing digits and lane `4k+3` zeroed by index 0x80).
+    shuffle: [u8; 16],
+}
+
+/// Multiplier of the perfect hash `(code * SHAPE_HASH) >> 24` of the 81 shape codes into 256
+/// slots (found by a search over random odd multipliers; `shape_table` checks it at compile time).
+const SHAPE_HASH: u32 = 0x86e5_b70d;
+
+/// The shapes, by the hash of their code.
+static QUAD_SHAPES: [QuadShape; 256] = shape_table();
+
+const fn shape_slot(code: u32) -> usize {
+    (code.wrapping_mul(SHAPE_HASH) >> 24) as usize
+}
+
+const fn shape_table() -> [QuadShape; 256] {
+    let mut table = [QuadShape {
+        code: 0,
+        lengths: [0; 4],
+        shuffle: [0x80; 16],
+    }; 256];
+    let mut index = 0;
+    while index < 81 {
+        let lengths = [
+            (index / 27 % 3 + 1) as u8,
+            (index / 9 % 3 + 1) as u8,
+            (index / 3 % 3 + 1) as u8,
+            (index % 3 + 1) as u8,
+        ];
+        let mut shape = QuadShape {
+            code: 0,
+            lengths,
+            shuffle: [0x80; 16],
+        };
+        let mut start = 0;
+        let mut octet = 0;
+        while octet < 4 {
+            let len = lengths[octet] as usize;
+            if len == 3 {
+                shape.shuffle[4 * octet] = start as u8;
+            }
+            if len >= 2 {
+                shape.shuffle[4 * octet + 1] = (start + len - 2) as u8;
+            }
+            shape.shuffle[4 * octet + 2] = (start + len - 1) as u8;
+            shape.code |= 1 << (start + len);
+            start += len + 1;
+            octet += 1;
+        }
+        let slot = shape_slot(shape.code);
+        assert!(table[slot].code == 0, "SHAPE_HASH is not perfect");
+        table[slot] = shape;
+        index += 1;
+    }
+    table
 }
 
 /// [`ipv4_prefix`] on a 16-byte window (every dotted quad and its terminator fit in 16 bytes),
 /// without the data-dependent branches of a digit loop: octet lengths vary from line to line,
 /// and a mispredicted branch per octet was the largest cost of the hot loop. Digit, dot and
-/// zero positions come from lane masks; the branches left only reject (rare) non-quads.
+/// zero positions come from lane masks. The window's shape code (its dots up to the first byte
+/// that is neither digit nor dot, and that byte) is a window of digits and dots that ends
+/// there; it is a dotted quad of 1..=3-digit octets iff the code is one of the 81 in
+/// [`QUAD_SHAPES`], found by one multiplicative hash and checked by one compare (instead of a
+/// chain of four bit scans and length checks). One difference from [`ipv4_prefix`]: a quad
+/// followed by `.` is rejected here (a dot is part of the shape), where `ipv4_prefix` accepts
+/// `1.2.3.4` out of `1.2.3.4.5`; no caller accepts a quad followed by `.` as a key.
 #[inline(always)]
 fn ipv4_prefix_window<V: QuadValues>(window: &[u8; 16], values: V) -> Option<(u32, usize)> {
     let (digits, dots, zeros) = lanes::digit_dot_zero_masks(window);
-    // Non-digit positions, with a sentinel at 16 so that a window of digits ends there.
-    let mut non_digits = (!digits & 0xFFFF) | 0x1_0000;
-    let mut ends = [0usize; 4];
-    for end in &mut ends {
-        *end = non_digits.trailing_zeros() as usize;
-        non_digits &= non_digits.wrapping_sub(1);
-    }
-    let [p1, p2, p3, p4] = ends;
-    let lengths = [
-        p1,
-        p2.wrapping_sub(p1 + 1),
-        p3.wrapping_sub(p2 + 1),
-        p4.wrapping_sub(p3 + 1),
-    ];
-    // Every octet 1..=3 digits (so p4 <= 15), and the first three non-digits are the dots.
-    if lengths
-        .iter()
-        .fold(false, |bad, &n| bad | (n.wrapping_sub(1) > 2))
-    {
-        return None;
-    }
-    if dots & ((1 << p4) - 1) != (1 << p1) | (1 << p2) | (1 << p3) {
+    // Bytes that are neither digit nor dot, with a sentinel at 16 so that a window of digits
+    // and dots ends there.
+    let others = (!(digits | dots) & 0xFFFF) | 0x1_0000;
+    // Every bit up to and including the first such byte.
+    let through_end = others ^ (others - 1);
+    let code = (dots | others) & through_end;
+    let shape = &QUAD_SHAPES[shape_slot(code)];
+    if shape.code != code {
         return None;
     }
     // A leading zero (`01`): an octet that starts with `0` followed by another digit.
-    let starts = 1 | (1 << (p1 + 1)) | (1 << (p2 + 1)) | (1 << (p3 + 1));
+    let starts = 1 | ((dots & through_end) << 1);
     if zeros & starts & (digits >> 1) != 0 {
         return None;
     }
-    Some((values.quad_values(window, lengths)?, p4))
+    let end = code.ilog2() as usize;
+    Some((values.quad_values(window, shape)?, end))
 }
 
 /// One canonical decimal octet at `bytes[*at..]`: 1 to 3 digits, no leading zero, <= 255,
@@ -320,6 +382,12 @@ mod tests {
         assert_eq!(packed_ipv4_key(b"1.2.3.4 - x", ScalarValues), None);
     }
 
+    /// What [`ipv4_prefix_window`] must answer: [`ipv4_prefix`], except for a quad followed by
+    /// `.`.
+    fn expected_window_parse(bytes: &[u8]) -> Option<(u32, usize)> {
+        ipv4_prefix(bytes).filter(|&(_, len)| bytes.get(len) != Some(&b'.'))
+    }
+
     proptest::proptest! {
         #[test]
         fn window_parse_agrees_with_scalar(
@@ -327,12 +395,86 @@ mod tests {
                 proptest::sample::select(b"0123456789012345678..., -x\xff".to_vec()), 16..20)
         ) {
             let window: &[u8; 16] = bytes.first_chunk().unwrap();
-            proptest::prop_assert_eq!(ipv4_prefix_window(window, ScalarValues), ipv4_prefix(&bytes));
+            let expected = expected_window_parse(&bytes);
+            proptest::prop_assert_eq!(ipv4_prefix_window(window, ScalarValues), expected);
             #[cfg(target_arch = "x86_64")]
             if let Some(ssse3) = lanes::Ssse3::detect() {
-                proptest::prop_assert_eq!(ipv4_prefix_window(window, ssse3), ipv4_prefix(&bytes));
+                proptest::prop_assert_eq!(ipv4_prefix_window(window, ssse3), expected);
             }
         }
+    }
+
+    proptest::proptest! {
+        /// Quad-like windows: four runs of 1..=4 digits (so every octet length combination,
+        /// leading zeros, values > 255 and over-long octets), each followed by a dot or, now
+        /// and then, another byte (non-digits where a dot or the terminator belongs), then
+        /// random bytes. `0` and `.` are drawn more often, so that leading zeros inside
+        /// otherwise valid quads are common.
+        #[test]
+        fn window_parse_of_quad_like_windows_agrees_with_scalar(
+            octets in proptest::collection::vec(
+                (proptest::collection::vec(proptest::sample::select(b"000123456789".to_vec()), 1..5),
+                 proptest::sample::select(b"................,- x/:\xff0".to_vec())),
+                4),
+            tail in proptest::collection::vec(proptest::num::u8::ANY, 16),
+        ) {
+            let mut bytes = Vec::new();
+            for (digits, separator) in &octets {
+                bytes.extend_from_slice(digits);
+                bytes.push(*separator);
+            }
+            bytes.pop();
+            bytes.extend_from_slice(&tail);
+            let window: &[u8; 16] = bytes.first_chunk().unwrap();
+            let expected = expected_window_parse(&bytes);
+            proptest::prop_assert_eq!(ipv4_prefix_window(window, ScalarValues), expected);
+            #[cfg(target_arch = "x86_64")]
+            if let Some(ssse3) = lanes::Ssse3::detect() {
+                proptest::prop_assert_eq!(ipv4_prefix_window(window, ssse3), expected);
+            }
+            // What the line loop asks: the whole fast path against the general rule.
+            let general = parse_canonical_ipv4(client_key(&bytes));
+            proptest::prop_assert_eq!(packed_ipv4_key(&bytes, ScalarValues), general);
+            #[cfg(target_arch = "x86_64")]
+            if let Some(ssse3) = lanes::Ssse3::detect() {
+                proptest::prop_assert_eq!(packed_ipv4_key(&bytes, ssse3), general);
+            }
+        }
+    }
+
+    #[test]
+    fn shape_table_holds_each_layout_once() {
+        let used: Vec<&QuadShape> = QUAD_SHAPES.iter().filter(|s| s.code != 0).collect();
+        assert_eq!(used.len(), 81);
+        let mut seen = std::collections::HashSet::new();
+        for shape in used {
+            assert!(shape.lengths.iter().all(|l| (1..=3).contains(l)));
+            assert!(seen.insert(shape.lengths), "{:?} twice", shape.lengths);
+            let text: Vec<String> = shape
+                .lengths
+                .iter()
+                .map(|&l| "1".repeat(usize::from(l)))
+                .collect();
+            let text = format!("{} - - [padding.....]", text.join("."));
+            let window: &[u8; 16] = text.as_bytes().first_chunk().unwrap();
+            assert_eq!(
+                ipv4_prefix_window(window, ScalarValues),
+                ipv4_prefix(text.as_bytes()),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_quad_followed_by_a_dot_is_not_a_key() {
+        let line = b"1.2.3.4.5 - - [24/Nov/2026]";
+        assert_eq!(ipv4_prefix(line), Some((0x0102_0304, 7)));
+        assert_eq!(
+            ipv4_prefix_window(line.first_chunk().unwrap(), ScalarValues),
+            None
+        );
+        assert_eq!(packed_ipv4_key(line, ScalarValues), None);
+        assert_eq!(parse_canonical_ipv4(client_key(line)), None);
     }
 
     #[test]
@@ -381,7 +523,7 @@ mod tests {
                     for d in octets {
                         let text = format!("{a}.{b}.{c}.{d} - - [padding]");
                         let window: &[u8; 16] = text.as_bytes().first_chunk().unwrap();
-                        let expected = ipv4_prefix(text.as_bytes());
+                        let expected = expected_window_parse(text.as_bytes());
                         assert_eq!(ipv4_prefix_window(window, ScalarValues), expected, "{text}");
                         #[cfg(target_arch = "x86_64")]
                         if let Some(ssse3) = lanes::Ssse3::detect() {

@@ -60,13 +60,14 @@ mod imp {
             unsafe { run_with_ssse3(task, self) }
         }
 
-        /// The four octet values of a dotted quad in `window` whose octet lengths (each 1..=3,
-        /// already checked) are `lengths`, packed big-endian; `None` if an octet exceeds 255.
-        /// One shuffle puts each octet's digits in fixed lanes, two multiply-adds weigh them.
+        /// The four octet values of a dotted quad in `window` (octet lengths already checked),
+        /// packed big-endian; `None` if an octet exceeds 255. `shuffle` (from the quad's shape)
+        /// puts octet `k`'s hundreds, tens and ones digits in lanes `4k..4k+3` (0x80: zero);
+        /// two multiply-adds weigh them.
         #[inline(always)]
-        pub(crate) fn quad_values(self, window: &[u8; 16], lengths: [usize; 4]) -> Option<u32> {
+        pub(crate) fn quad_values(self, window: &[u8; 16], shuffle: &[u8; 16]) -> Option<u32> {
             // SAFETY: as in `run`: `self` proves SSSE3 is present.
-            unsafe { quad_values_ssse3(window, lengths) }
+            unsafe { quad_values_ssse3(window, shuffle) }
         }
     }
 
@@ -146,47 +147,11 @@ mod imp {
         half_mask(low) | (half_mask(high) << 32)
     }
 
-    /// For each combination of octet lengths (index `((l1-1)*3 + l2-1)*9 + (l3-1)*3 + l4-1`),
-    /// the shuffle that moves octet `k`'s hundreds, tens and ones digits to lanes `4k..4k+3`
-    /// (missing digits and lane `4k+3` zeroed by index 0x80).
-    const QUAD_SHUFFLES: [[u8; 16]; 81] = quad_shuffles();
-
-    const fn quad_shuffles() -> [[u8; 16]; 81] {
-        let mut table = [[0x80u8; 16]; 81];
-        let mut index = 0;
-        while index < 81 {
-            let lengths = [
-                index / 27 % 3 + 1,
-                index / 9 % 3 + 1,
-                index / 3 % 3 + 1,
-                index % 3 + 1,
-            ];
-            let mut start = 0;
-            let mut octet = 0;
-            while octet < 4 {
-                let len = lengths[octet];
-                if len == 3 {
-                    table[index][4 * octet] = start as u8;
-                }
-                if len >= 2 {
-                    table[index][4 * octet + 1] = (start + len - 2) as u8;
-                }
-                table[index][4 * octet + 2] = (start + len - 1) as u8;
-                start += len + 1;
-                octet += 1;
-            }
-            index += 1;
-        }
-        table
-    }
-
     #[inline]
     #[target_feature(enable = "ssse3")]
-    fn quad_values_ssse3(window: &[u8; 16], lengths: [usize; 4]) -> Option<u32> {
-        let index =
-            ((lengths[0] - 1) * 3 + lengths[1] - 1) * 9 + (lengths[2] - 1) * 3 + lengths[3] - 1;
+    fn quad_values_ssse3(window: &[u8; 16], shuffle: &[u8; 16]) -> Option<u32> {
         let digits = _mm_sub_epi8(load(window), _mm_set1_epi8(b'0' as i8));
-        let placed = _mm_shuffle_epi8(digits, load(&QUAD_SHUFFLES[index % 81]));
+        let placed = _mm_shuffle_epi8(digits, load(shuffle));
         let weights = _mm_setr_epi8(100, 10, 1, 0, 100, 10, 1, 0, 100, 10, 1, 0, 100, 10, 1, 0);
         // u8 x i8 pairs summed to i16 (100h + 10t, o), then i16 pairs summed to i32.
         let values = _mm_madd_epi16(_mm_maddubs_epi16(placed, weights), _mm_set1_epi16(1));

@@ -80,9 +80,15 @@ impl PackedKeys {
     #[cold]
     fn flush(&mut self) {
         let batch = std::mem::take(&mut self.batch);
+        // In locals: the table's stores could alias `self` as far as the compiler knows, so
+        // reading the fields per key reloaded them (measured: ~2% of CPU).
+        let (multiplier, shift) = (self.multiplier, 32 - self.table_bits);
         for (index, &key) in batch.iter().enumerate() {
             if let Some(&ahead) = batch.get(index + PREFETCH_DISTANCE) {
-                prefetch(&self.table, self.slot(ahead));
+                prefetch(
+                    &self.table,
+                    (ahead.wrapping_mul(multiplier) >> shift) as usize,
+                );
             }
             self.insert_one(key);
         }

@@ -11,6 +11,7 @@ print the same JSON. Each timing is the best of --repeat runs (the machine is sh
 usage: supervisor/bench/compare.py [--dir /tmp/herd-logcount-bench] [--files 8] [--lines 1000000]
                                    [--distinct 100000] [--seed 1] [--workers 2] [--repeat 7]
                                    [--python-repeat 2] [--supervisor PATH] [--nice -10]
+                                   [--cache as-read|appended|as-is]
 Without --supervisor, builds and times $CARGO_TARGET_DIR/release/supervisor (default target/).
 """
 import argparse
@@ -83,9 +84,26 @@ def best(cmds, repeat):
     ]
 
 
-def warm(paths):
+def prepare_cache(paths, state):
+    """Puts the files in the page cache in a known state. Which state matters to a mapped scan:
+    the kernel maps a 2 MiB folio of page cache with one page-table entry and a 4 KiB page with
+    one each, and the per-page work (faults, rmap, teardown) is most of the kernel's share.
+      as-read:  drop the files' cached pages, then read them sequentially: the cache as reading
+                logs from disk leaves it (readahead fills it with large folios).
+      appended: rewrite each file 4 KiB at a time, as a logger appending to it does: 4 KiB pages,
+                the costliest state for a mapped scan.
+      as-is:    leave the cache as it is (e.g. as gen-logs' 1 MiB writes left it).
+    Every program timed reads the same cached files. See BENCHMARKS.md, "page-cache state"."""
     for path in paths:
+        if state == "appended":
+            with open(path, "rb") as source, open(path + ".appending", "wb", buffering=0) as out:
+                while block := source.read(4096):
+                    out.write(block)
+            os.replace(path + ".appending", path)
         with open(path, "rb") as f:
+            if state == "as-read":
+                os.fsync(f.fileno())
+                os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
             while f.read(1 << 24):
                 pass
 
@@ -102,6 +120,11 @@ def main():
     parser.add_argument("--python-repeat", type=int, default=2)
     parser.add_argument("--nice", type=int, help="run every timed command under `nice -n N` (negative needs root)")
     parser.add_argument("--supervisor", help="the `supervisor` binary to time (default: build it)")
+    parser.add_argument(
+        "--cache", choices=["as-read", "appended", "as-is"], default="as-read",
+        help="page-cache state of the input (see prepare_cache): as reading it from disk leaves "
+        "it (default), as a logger appending 4 KiB at a time leaves it, or as it is",
+    )
     args = parser.parse_args()
     if args.nice is not None:
         PRIORITY[:] = ["nice", "-n", str(args.nice)]
@@ -127,7 +150,7 @@ def main():
             f.write(stamp)
     paths = sorted(os.path.join(files_dir, n) for n in os.listdir(files_dir))
     size = sum(os.path.getsize(p) for p in paths)
-    warm(paths + [os.path.join(single_dir, "all.log")])
+    prepare_cache(paths + [os.path.join(single_dir, "all.log")], args.cache)
 
     w = str(args.workers)
 
@@ -150,6 +173,7 @@ def main():
 
     print(f"logcount_runner {supervisor}")
     print(f"priority {' '.join(PRIORITY) or 'default'}")
+    print(f"page_cache {args.cache}")
     print(f"input_bytes {size} B")
     print(f"input_files {len(paths)} files")
     for name, wall, rss, cpu in [

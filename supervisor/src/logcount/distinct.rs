@@ -11,6 +11,8 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 
+use super::lanes;
+
 /// Keys gathered before they are inserted into the table: small enough to stay in L1, long
 /// enough that each key's slot can be prefetched [`PREFETCH_DISTANCE`] keys ahead.
 const BATCH: usize = 4096;
@@ -25,16 +27,26 @@ const RADIX_PASSES: usize = 3;
 const MIN_TABLE_BITS: u32 = 16;
 /// Marks an empty slot; the key 0 itself is counted beside the table.
 const EMPTY: u32 = 0;
+/// Slots past the last home slot. Probes run forward and never wrap, so the 8 slots from any
+/// home slot are one unaligned window (see [`lanes::key_and_empty_masks`]); a probe run that
+/// reaches the end adds this many more (so the tail holds at most the keys of that run, plus
+/// this many empty slots).
+const OVERFLOW_SLOTS: usize = 64;
 
 /// Distinct packed IPv4 keys (optionally with counts): an open-addressing `u32` set (linear
-/// probing, multiplicative hash, at most 3/4 full) fed through a small batch so that every
-/// key's slot is prefetched well before it is probed. Sorted once, at the end of the chunk.
+/// probing without wrap-around, multiplicative hash, at most 3/4 full) fed through a small
+/// batch so that every key's slot is prefetched well before it is probed. A probe compares the
+/// 8 slots from the key's home slot at once and takes the first that holds the key or is
+/// empty: no branch on the outcome, which was a coin flip per line (a new key or a repeat, the
+/// key at its home slot or further on) and mispredicted on half the lines. Sorted once, at
+/// the end of the chunk.
 ///
 /// Memory is bounded by the distinct keys, not the lines: the table holds at most 8/3 slots per
 /// distinct key (at least 64 Ki), so a multi-GB `.gz` costs what its clients cost.
 #[derive(Debug)]
 pub(crate) struct PackedKeys {
     batch: Vec<u32>,
+    /// `2^table_bits` home slots, then at least [`OVERFLOW_SLOTS`] more.
     table: Vec<u32>,
     /// Per slot of `table`, when counting.
     counts: Option<Vec<u64>>,
@@ -50,13 +62,22 @@ pub(crate) struct PackedKeys {
 
 impl PackedKeys {
     pub(crate) fn new(with_counts: bool) -> Self {
-        let slots = 1 << MIN_TABLE_BITS;
+        let mut table = SPARE.with(|spare| spare.table.take());
+        let table_bits = table
+            .len()
+            .saturating_sub(OVERFLOW_SLOTS)
+            .checked_ilog2()
+            .unwrap_or(0)
+            .max(MIN_TABLE_BITS);
+        let slots = (1 << table_bits) + OVERFLOW_SLOTS;
+        table.clear();
+        table.resize(slots, EMPTY);
         Self {
             batch: Vec::with_capacity(BATCH),
-            table: vec![EMPTY; slots],
             counts: with_counts.then(|| vec![0; slots]),
+            table_bits,
+            table,
             len: 0,
-            table_bits: MIN_TABLE_BITS,
             zeros: 0,
             multiplier: RandomState::new().hash_one(0u8) as u32 | 1,
         }
@@ -71,18 +92,14 @@ impl PackedKeys {
         }
     }
 
-    #[inline]
-    fn slot(&self, key: u32) -> usize {
-        (key.wrapping_mul(self.multiplier) >> (32 - self.table_bits)) as usize
-    }
-
     /// Inserts the batch into the table, prefetching each key's slot ahead of its probe.
     #[cold]
     fn flush(&mut self) {
         let batch = std::mem::take(&mut self.batch);
         // In locals: the table's stores could alias `self` as far as the compiler knows, so
         // reading the fields per key reloaded them (measured: ~2% of CPU).
-        let (multiplier, shift) = (self.multiplier, 32 - self.table_bits);
+        let multiplier = self.multiplier;
+        let mut shift = 32 - self.table_bits;
         for (index, &key) in batch.iter().enumerate() {
             if let Some(&ahead) = batch.get(index + PREFETCH_DISTANCE) {
                 prefetch(
@@ -90,65 +107,84 @@ impl PackedKeys {
                     (ahead.wrapping_mul(multiplier) >> shift) as usize,
                 );
             }
-            self.insert_one(key);
+            if self.insert_one(key, (key.wrapping_mul(multiplier) >> shift) as usize) {
+                shift = 32 - self.table_bits;
+            }
         }
         self.batch = batch;
         self.batch.clear();
     }
 
+    /// Adds `key`, whose home slot is `home`. Returns whether the table grew (and so the home
+    /// slots of later keys moved).
     #[inline]
-    fn insert_one(&mut self, key: u32) {
+    fn insert_one(&mut self, key: u32, home: usize) -> bool {
         if key == EMPTY {
             self.zeros += 1;
-            return;
+            return false;
         }
-        let mask = self.table.len() - 1;
-        let mut slot = self.slot(key);
-        loop {
-            let held = self.table[slot];
-            if held == key {
-                break;
-            }
-            if held == EMPTY {
-                self.table[slot] = key;
-                self.len += 1;
-                break;
-            }
-            slot = (slot + 1) & mask;
-        }
+        let window: &[u32; 8] = self.table[home..home + 8]
+            .try_into()
+            .expect("a home slot has 8 slots after it");
+        let (found, empty) = lanes::key_and_empty_masks(window, key);
+        // Linear probing without deletions: the key, if present, lies before the first empty
+        // slot of its run, so the first slot holding the key or empty is where it belongs.
+        let first = found | empty;
+        let slot = if first != 0 {
+            let offset = first.trailing_zeros();
+            self.len += ((empty >> offset) & 1) as usize;
+            home + offset as usize
+        } else {
+            self.probe_past_window(key, home)
+        };
+        // A repeat stores the key over itself: one store instead of a branch.
+        self.table[slot] = key;
         if let Some(counts) = &mut self.counts {
             counts[slot] += 1;
         }
         // At most 3/4 full: the smaller table (512 KiB for 100,000 clients) stays in L2, which
         // measured 4% less CPU than at most half full despite longer probes.
-        if self.len * 4 > self.table.len() * 3 {
+        if self.len * 4 > (1 << self.table_bits) * 3 {
             self.grow();
+            return true;
         }
+        false
     }
 
+    #[cfg(test)]
+    fn home(&self, key: u32) -> usize {
+        (key.wrapping_mul(self.multiplier) >> (32 - self.table_bits)) as usize
+    }
+
+    /// The rare probe beyond the first 8 slots: the slot holding `key`, or the first empty one
+    /// (then counted as occupied), adding slots at the end if the run reaches it.
+    #[cold]
+    fn probe_past_window(&mut self, key: u32, home: usize) -> usize {
+        let (slot, new) = place(&mut self.table, &mut self.counts, home + 8, key);
+        self.len += usize::from(new);
+        slot
+    }
+
+    /// Doubles the home slots and re-inserts every key (with its count).
     #[cold]
     fn grow(&mut self) {
         self.table_bits += 1;
-        let slots = 1 << self.table_bits;
+        let slots = (1 << self.table_bits) + OVERFLOW_SLOTS;
         let old_table = std::mem::replace(&mut self.table, vec![EMPTY; slots]);
-        let old_counts = self.counts.replace(vec![0; slots]);
-        let mask = slots - 1;
+        let old_counts = self.counts.take();
+        let mut counts = old_counts.as_ref().map(|_| vec![0u64; slots]);
+        let shift = 32 - self.table_bits;
         for (index, &key) in old_table.iter().enumerate() {
             if key == EMPTY {
                 continue;
             }
-            let mut slot = self.slot(key);
-            while self.table[slot] != EMPTY {
-                slot = (slot + 1) & mask;
-            }
-            self.table[slot] = key;
-            if let (Some(counts), Some(old)) = (&mut self.counts, &old_counts) {
+            let home = (key.wrapping_mul(self.multiplier) >> shift) as usize;
+            let (slot, _) = place(&mut self.table, &mut counts, home, key);
+            if let (Some(counts), Some(old)) = (&mut counts, &old_counts) {
                 counts[slot] = old[index];
             }
         }
-        if old_counts.is_none() {
-            self.counts = None;
-        }
+        self.counts = counts;
     }
 
     /// The keys, sorted ascending, and their counts in the same order if counted.
@@ -159,11 +195,12 @@ impl PackedKeys {
         let zero = (self.zeros > 0).then_some(0u32);
         match self.counts.take() {
             None => {
-                let mut keys: Vec<u32> = zero
-                    .into_iter()
-                    .chain(self.table.iter().copied().filter(|&key| key != EMPTY))
-                    .collect();
-                radix_sort(&mut keys, &mut Vec::new());
+                let mut keys = Vec::with_capacity(self.len + 1);
+                keys.extend(zero);
+                keys.extend(self.table.iter().copied().filter(|&key| key != EMPTY));
+                let mut scratch = SPARE.with(|spare| spare.scratch.take());
+                radix_sort(&mut keys, &mut scratch);
+                let _ = SPARE.try_with(|spare| spare.scratch.set(scratch));
                 (keys, None)
             }
             Some(counts) => {
@@ -183,6 +220,62 @@ impl PackedKeys {
                 (keys, Some(counts))
             }
         }
+    }
+}
+
+/// Buffers a thread keeps between sets (see [`SPARE`]).
+struct Spare {
+    table: std::cell::Cell<Vec<u32>>,
+    /// The radix sort's scratch space.
+    scratch: std::cell::Cell<Vec<u32>>,
+}
+
+/// The first slot from `from` on that holds `key` or is empty, and whether it was empty (and so
+/// now holds `key`); a probe run that reaches the end of the table adds [`OVERFLOW_SLOTS`].
+fn place(
+    table: &mut Vec<u32>,
+    counts: &mut Option<Vec<u64>>,
+    from: usize,
+    key: u32,
+) -> (usize, bool) {
+    let slot = match table[from..]
+        .iter()
+        .position(|&held| held == key || held == EMPTY)
+    {
+        Some(offset) => from + offset,
+        None => {
+            let end = table.len();
+            table.resize(end + OVERFLOW_SLOTS, EMPTY);
+            if let Some(counts) = counts {
+                counts.resize(end + OVERFLOW_SLOTS, 0);
+            }
+            end
+        }
+    };
+    let new = table[slot] == EMPTY;
+    table[slot] = key;
+    (slot, new)
+}
+
+thread_local! {
+    /// The buffers of the last set this thread dropped, for the next one: a worker's next chunk
+    /// then starts at the table size the last one reached, in memory already mapped, instead
+    /// of growing from 64 Ki slots through fresh pages (two rehashes and ~450 page faults,
+    /// ~0.5 ms a chunk), and sorts without mapping a fresh scratch buffer. So a thread keeps
+    /// at most its largest table and key list besides the live ones.
+    static SPARE: Spare = const {
+        Spare {
+            table: std::cell::Cell::new(Vec::new()),
+            scratch: std::cell::Cell::new(Vec::new()),
+        }
+    };
+}
+
+impl Drop for PackedKeys {
+    fn drop(&mut self) {
+        let table = std::mem::take(&mut self.table);
+        // `try_with`: during thread teardown the slot may be gone; the table is then freed.
+        let _ = SPARE.try_with(|spare| spare.table.set(table));
     }
 }
 
@@ -265,83 +358,122 @@ impl ByteKeys {
     }
 }
 
-/// The union of sorted, deduplicated vectors, sorted and deduplicated: pairwise merges in a
-/// balanced tree, O(n log k) with sequential memory access.
-pub(crate) fn union_sorted<T: Ord>(mut parts: Vec<Vec<T>>) -> Vec<T> {
-    while parts.len() > 1 {
-        let mut next = Vec::with_capacity(parts.len().div_ceil(2));
-        let mut iter = parts.into_iter();
-        while let Some(a) = iter.next() {
-            next.push(match iter.next() {
-                Some(b) => union_two(a, b),
-                None => a,
-            });
-        }
-        parts = next;
-    }
-    parts.pop().unwrap_or_default()
-}
-
-fn union_two<T: Ord>(a: Vec<T>, b: Vec<T>) -> Vec<T> {
-    let mut out = Vec::with_capacity(a.len().max(b.len()));
-    let mut a = a.into_iter().peekable();
-    let mut b = b.into_iter().peekable();
-    loop {
-        let take_a = match (a.peek(), b.peek()) {
-            (Some(x), Some(y)) => match x.cmp(y) {
-                std::cmp::Ordering::Less => true,
-                std::cmp::Ordering::Greater => false,
-                std::cmp::Ordering::Equal => {
-                    b.next();
-                    true
-                }
-            },
-            (Some(_), None) => true,
-            (None, Some(_)) => false,
-            (None, None) => return out,
-        };
-        out.extend(if take_a { a.next() } else { b.next() });
-    }
-}
-
-/// Serde for a sorted, deduplicated `Vec<u32>` as the gaps between consecutive keys: postcard
-/// writes each gap as a varint, so 100,000 clients spread over the address space travel in
-/// ~300 KB rather than 400 KB, and dense ranges in ~1 byte a key.
+/// Serde for a sorted, deduplicated `Vec<u32>` as the gaps between consecutive keys, each a
+/// LEB128 varint, in one byte string: 100,000 clients spread over the address space travel in
+/// ~300 KB rather than 400 KB, dense ranges in ~1 byte a key. Encoded and decoded by the tight
+/// loops below rather than as a serde sequence of `u32`s, which went through postcard's
+/// serializer one varint (and one `memcpy` call) at a time: ~1 ms per chunk each way, for a
+/// chunk whose whole scan takes ~25 ms.
 pub(crate) mod sorted_u32_delta {
-    use serde::de::Error as _;
-    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use std::fmt;
+
+    use serde::de::Visitor;
+    use serde::{Deserializer, Serializer};
 
     pub(crate) fn serialize<S: Serializer>(keys: &[u32], serializer: S) -> Result<S::Ok, S::Error> {
-        let mut previous = 0u32;
-        let gaps: Vec<u32> = keys
-            .iter()
-            .map(|&key| {
-                let gap = key.wrapping_sub(previous);
-                previous = key;
-                gap
-            })
-            .collect();
-        gaps.serialize(serializer)
+        serializer.serialize_bytes(&encode(keys))
     }
 
     pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
         deserializer: D,
     ) -> Result<Vec<u32>, D::Error> {
-        let gaps = Vec::<u32>::deserialize(deserializer)?;
-        let mut keys = Vec::with_capacity(gaps.len());
-        let mut previous: Option<u32> = None;
-        for gap in gaps {
-            let key = match previous {
+        deserializer.deserialize_bytes(GapsVisitor)
+    }
+
+    struct GapsVisitor;
+
+    impl Visitor<'_> for GapsVisitor {
+        type Value = Vec<u32>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a byte string of LEB128 gaps between sorted u32 keys")
+        }
+
+        fn visit_bytes<E: serde::de::Error>(self, bytes: &[u8]) -> Result<Vec<u32>, E> {
+            decode(bytes).map_err(E::custom)
+        }
+    }
+
+    /// The gaps (the first key as its gap from 0) as LEB128 varints.
+    pub(crate) fn encode(keys: &[u32]) -> Vec<u8> {
+        // At most 5 bytes a key; writing by index into the zeroed buffer keeps the loop free of
+        // capacity checks.
+        let mut bytes = vec![0u8; keys.len() * 5];
+        let mut at = 0;
+        let mut previous = 0u32;
+        for &key in keys {
+            let mut gap = key.wrapping_sub(previous);
+            previous = key;
+            while gap >= 0x80 {
+                bytes[at] = gap as u8 | 0x80;
+                gap >>= 7;
+                at += 1;
+            }
+            bytes[at] = gap as u8;
+            at += 1;
+        }
+        bytes.truncate(at);
+        bytes
+    }
+
+    /// The keys back from [`encode`]'s bytes; an error for anything `encode` cannot produce
+    /// from a sorted, deduplicated list (so a corrupt result is refused, never half-believed).
+    pub(crate) fn decode(bytes: &[u8]) -> Result<Vec<u32>, &'static str> {
+        // One key per byte whose continuation bit is clear.
+        let count = bytes.iter().filter(|&&byte| byte < 0x80).count();
+        let mut keys = Vec::with_capacity(count);
+        let mut at = 0;
+        while at < bytes.len() {
+            let mut gap = 0u32;
+            let mut shift = 0;
+            loop {
+                let byte = *bytes.get(at).ok_or("sorted key list ends inside a gap")?;
+                at += 1;
+                if shift == 28 && byte > 0x0F {
+                    return Err("sorted key list has a gap beyond u32");
+                }
+                gap |= u32::from(byte & 0x7F) << shift;
+                if byte < 0x80 {
+                    break;
+                }
+                shift += 7;
+            }
+            let key = match keys.last() {
                 None => gap,
-                Some(previous) if gap > 0 => previous
-                    .checked_add(gap)
-                    .ok_or_else(|| D::Error::custom("sorted key list overflows u32"))?,
-                Some(_) => return Err(D::Error::custom("sorted key list repeats a key")),
+                Some(_) if gap == 0 => return Err("sorted key list repeats a key"),
+                Some(&previous) => {
+                    u32::checked_add(previous, gap).ok_or("sorted key list overflows u32")?
+                }
             };
             keys.push(key);
-            previous = Some(key);
         }
         Ok(keys)
+    }
+}
+
+/// Serde for a list of byte strings, each as a byte string (serde's `Vec<u8>` is a sequence
+/// of `u8`s, which postcard handles one call per byte).
+pub(crate) mod byte_strings {
+    use serde::ser::SerializeSeq;
+    use serde::{Deserialize, Deserializer, Serializer};
+    use serde_bytes::{ByteBuf, Bytes};
+
+    pub(crate) fn serialize<S: Serializer>(
+        keys: &[Vec<u8>],
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        let mut seq = serializer.serialize_seq(Some(keys.len()))?;
+        for key in keys {
+            seq.serialize_element(Bytes::new(key))?;
+        }
+        seq.end()
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Vec<Vec<u8>>, D::Error> {
+        let keys = Vec::<ByteBuf>::deserialize(deserializer)?;
+        Ok(keys.into_iter().map(ByteBuf::into_vec).collect())
     }
 }
 
@@ -394,6 +526,51 @@ mod tests {
         let mut expected = keys;
         expected.sort_unstable();
         assert_eq!(set.into_sorted(), (expected, None));
+    }
+
+    /// Keys whose home slot is `home` in a table of `2^bits` home slots under `multiplier`.
+    fn keys_at_home(multiplier: u32, bits: u32, home: u32, count: u32) -> Vec<u32> {
+        // The inverse of the odd multiplier mod 2^32 (Newton's iteration doubles the bits).
+        let mut inverse = multiplier;
+        for _ in 0..5 {
+            inverse = inverse.wrapping_mul(2u32.wrapping_sub(multiplier.wrapping_mul(inverse)));
+        }
+        assert_eq!(multiplier.wrapping_mul(inverse), 1);
+        (0..count)
+            .map(|j| ((home << (32 - bits)) + j).wrapping_mul(inverse))
+            .collect()
+    }
+
+    #[test]
+    fn long_probe_runs_and_runs_off_the_end() {
+        for home_from_end in [1u32, 40, 5000] {
+            for with_counts in [false, true] {
+                let mut set = PackedKeys::new(with_counts);
+                let bits = set.table_bits;
+                let home = (1 << bits) - home_from_end;
+                // 100 keys on one home slot: past the 8-slot window, and (near the end) past
+                // the overflow slots.
+                let mut keys = keys_at_home(set.multiplier, bits, home, 100);
+                for &key in &keys {
+                    assert_eq!(set.home(key), home as usize);
+                }
+                keys.extend(keys.clone());
+                keys.extend([0, 5, 0]);
+                for &key in &keys {
+                    set.insert(key);
+                }
+                // A long run adds slots at the end; it does not grow the table.
+                assert_eq!(set.table_bits, bits);
+                assert!(set.table.len() <= (1 << bits) + 2 * OVERFLOW_SLOTS + 100);
+                let (sorted, counts) = set.into_sorted();
+                let expected = reference(&keys);
+                assert_eq!(sorted, expected.keys().copied().collect::<Vec<_>>());
+                assert_eq!(
+                    counts,
+                    with_counts.then(|| expected.values().copied().collect::<Vec<_>>())
+                );
+            }
+        }
     }
 
     proptest::proptest! {
@@ -450,24 +627,54 @@ mod tests {
         assert_eq!(counts, vec![1, 1, 2, 1]);
     }
 
-    #[test]
-    fn union_of_sorted_parts() {
-        let parts = vec![vec![1, 4, 9], vec![], vec![2, 4, 10], vec![1], vec![0, 11]];
-        assert_eq!(union_sorted(parts), vec![0, 1, 2, 4, 9, 10, 11]);
-        assert_eq!(union_sorted::<u32>(vec![]), Vec::<u32>::new());
-    }
-
     #[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug)]
     struct Wrapped(#[serde(with = "sorted_u32_delta")] Vec<u32>);
 
     #[test]
     fn delta_encoding_round_trips_and_rejects_garbage() {
-        let keys = Wrapped(vec![0, 1, 7, 1000, u32::MAX]);
+        let keys = Wrapped(vec![0, 1, 7, 127, 128, 1000, 1 << 28, u32::MAX]);
         let bytes = postcard::to_stdvec(&keys).unwrap();
         assert_eq!(postcard::from_bytes::<Wrapped>(&bytes).unwrap(), keys);
-        let repeated = postcard::to_stdvec(&vec![5u32, 0]).unwrap();
-        assert!(postcard::from_bytes::<Wrapped>(&repeated).is_err());
-        let overflow = postcard::to_stdvec(&vec![u32::MAX, 1]).unwrap();
-        assert!(postcard::from_bytes::<Wrapped>(&overflow).is_err());
+        let empty = postcard::to_stdvec(&Wrapped(Vec::new())).unwrap();
+        assert_eq!(
+            postcard::from_bytes::<Wrapped>(&empty).unwrap().0,
+            Vec::<u32>::new()
+        );
+        // postcard keeps no text of a custom error: the reasons are checked on `decode`.
+        let refused = |gaps: &[u8], reason: &str| {
+            let bytes = postcard::to_stdvec(&serde_bytes_of(gaps)).unwrap();
+            assert!(postcard::from_bytes::<Wrapped>(&bytes).is_err(), "{gaps:?}");
+            let error = sorted_u32_delta::decode(gaps).unwrap_err();
+            assert!(error.contains(reason), "{gaps:?}: {error}");
+        };
+        refused(&[5, 0], "repeats");
+        refused(&[0xFF, 0xFF, 0xFF, 0xFF, 0x0F, 1], "overflows");
+        refused(&[0x80, 0x80, 0x80, 0x80, 0x10], "beyond u32");
+        refused(&[0x80], "ends inside");
+    }
+
+    /// A byte string as postcard writes one (what `serialize_bytes` produces).
+    fn serde_bytes_of(bytes: &[u8]) -> impl serde::Serialize + '_ {
+        struct Bytes<'a>(&'a [u8]);
+        impl serde::Serialize for Bytes<'_> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_bytes(self.0)
+            }
+        }
+        Bytes(bytes)
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn delta_encoding_round_trips_any_sorted_set(
+            keys in proptest::collection::btree_set(
+                proptest::prop_oneof![0u32..300, proptest::num::u32::ANY],
+                0..500,
+            ),
+        ) {
+            let keys: Vec<u32> = keys.into_iter().collect();
+            let bytes = sorted_u32_delta::encode(&keys);
+            proptest::prop_assert_eq!(sorted_u32_delta::decode(&bytes), Ok(keys));
+        }
     }
 }

@@ -32,9 +32,10 @@ pub(crate) fn digit_dot_zero_masks(window: &[u8; 16]) -> (u32, u32, u32) {
 mod imp {
     use std::arch::x86_64::{
         __m128i, __m256i, _mm256_cmpeq_epi8, _mm256_loadu_si256, _mm256_movemask_epi8,
-        _mm256_set1_epi8, _mm_and_si128, _mm_cmpeq_epi8, _mm_cmpgt_epi32, _mm_cmpgt_epi8,
-        _mm_cmplt_epi8, _mm_cvtsi128_si32, _mm_madd_epi16, _mm_maddubs_epi16, _mm_movemask_epi8,
-        _mm_set1_epi16, _mm_set1_epi32, _mm_set1_epi8, _mm_set_epi64x, _mm_setr_epi8,
+        _mm256_set1_epi8, _mm_and_si128, _mm_castsi128_ps, _mm_cmpeq_epi32, _mm_cmpeq_epi8,
+        _mm_cmpgt_epi32, _mm_cmpgt_epi8, _mm_cmplt_epi8, _mm_cvtsi128_si32, _mm_loadu_si128,
+        _mm_madd_epi16, _mm_maddubs_epi16, _mm_movemask_epi8, _mm_movemask_ps, _mm_set1_epi16,
+        _mm_set1_epi32, _mm_set1_epi8, _mm_set_epi64x, _mm_setr_epi8, _mm_setzero_si128,
         _mm_shuffle_epi8, _mm_sub_epi8,
     };
 
@@ -204,6 +205,37 @@ mod imp {
         // SAFETY: as in `equal_mask`: SSE2 is baseline on x86_64.
         unsafe { digit_mask_sse2(bytes) }
     }
+
+    #[inline]
+    pub(crate) fn key_and_empty_masks(window: &[u32; 8], key: u32) -> (u32, u32) {
+        // SAFETY: as in `equal_mask`: SSE2 is baseline on x86_64. The function reads nothing
+        // but its arguments.
+        unsafe { key_and_empty_masks_sse2(window, key) }
+    }
+
+    #[inline]
+    #[target_feature(enable = "sse2")]
+    fn key_and_empty_masks_sse2(window: &[u32; 8], key: u32) -> (u32, u32) {
+        let (low, high) = window.split_at(4);
+        // SAFETY: `low` and `high` are 4 readable `u32`s (16 bytes) each, the two halves of the
+        // 8-slot window, exactly what the unaligned loads read.
+        let (low, high) = unsafe {
+            (
+                _mm_loadu_si128(low.as_ptr().cast::<__m128i>()),
+                _mm_loadu_si128(high.as_ptr().cast::<__m128i>()),
+            )
+        };
+        let key = _mm_set1_epi32(key as i32);
+        let zero = _mm_setzero_si128();
+        let found_low = _mm_movemask_ps(_mm_castsi128_ps(_mm_cmpeq_epi32(low, key)));
+        let found_high = _mm_movemask_ps(_mm_castsi128_ps(_mm_cmpeq_epi32(high, key)));
+        let empty_low = _mm_movemask_ps(_mm_castsi128_ps(_mm_cmpeq_epi32(low, zero)));
+        let empty_high = _mm_movemask_ps(_mm_castsi128_ps(_mm_cmpeq_epi32(high, zero)));
+        (
+            (found_low | found_high << 4) as u32,
+            (empty_low | empty_high << 4) as u32,
+        )
+    }
 }
 
 /// The portable version: on x86_64 it is compiled for the tests only, which hold SSE2 to it.
@@ -244,12 +276,28 @@ mod swar {
         let x = u128::from_le_bytes(*bytes);
         lane_mask_16(lanes_below(x, b'9' + 1) & !lanes_below(x, b'0'))
     }
+
+    pub(crate) fn key_and_empty_masks(window: &[u32; 8], key: u32) -> (u32, u32) {
+        let mut found = 0;
+        let mut empty = 0;
+        for (index, &held) in window.iter().enumerate() {
+            found |= u32::from(held == key) << index;
+            empty |= u32::from(held == 0) << index;
+        }
+        (found, empty)
+    }
 }
 
+/// `(found, empty)` for an 8-slot window of the distinct-key table: bit `i` set iff
+/// `window[i] == key`, resp. `window[i] == 0` (an empty slot).
+#[cfg(target_arch = "x86_64")]
+pub(crate) use imp::key_and_empty_masks;
 #[cfg(target_arch = "x86_64")]
 use imp::{digit_mask, equal_mask};
 #[cfg(target_arch = "x86_64")]
 pub(crate) use imp::{Avx2, Ssse3, WithAvx2, WithSsse3};
+#[cfg(not(target_arch = "x86_64"))]
+pub(crate) use swar::key_and_empty_masks;
 #[cfg(not(target_arch = "x86_64"))]
 use swar::{digit_mask, equal_mask};
 
@@ -352,6 +400,18 @@ mod tests {
             if let Some(avx2) = Avx2::detect() {
                 prop_assert_eq!(avx2.newline_mask(block), expected);
             }
+        }
+
+        #[test]
+        fn key_and_empty_masks_agree_slot_by_slot(
+            window in prop::array::uniform8(prop::sample::select(vec![0u32, 1, 7, 0x8000_0000, u32::MAX])),
+            key in prop::sample::select(vec![1u32, 7, 0x8000_0000, u32::MAX]),
+        ) {
+            let found = window.iter().enumerate().filter(|&(_, &held)| held == key).fold(0, |m, (i, _)| m | 1 << i);
+            let empty = window.iter().enumerate().filter(|&(_, &held)| held == 0).fold(0, |m, (i, _)| m | 1 << i);
+            prop_assert_eq!(key_and_empty_masks(&window, key), (found, empty));
+            #[cfg(target_arch = "x86_64")]
+            prop_assert_eq!(swar::key_and_empty_masks(&window, key), (found, empty));
         }
 
         #[test]

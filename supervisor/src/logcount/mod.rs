@@ -12,6 +12,7 @@ mod mapped;
 mod plan;
 mod report;
 mod scan;
+mod union;
 
 #[cfg(test)]
 mod tests;

@@ -154,11 +154,15 @@ pub fn plan(dir: &Path, options: &Options) -> Result<Plan, PlanError> {
             continue;
         }
         let pieces = file.len.div_ceil(options.chunk_bytes).max(1);
-        let step = file.len.div_ceil(pieces);
-        for piece in 0..pieces {
-            let start = piece * step;
+        let step = huge_page_aligned(file.len.div_ceil(pieces));
+        let mut start = 0;
+        loop {
             let end = (start + step).min(file.len);
             jobs.push(job(ChunkSource::Range { start, end }));
+            if end == file.len {
+                break;
+            }
+            start = end;
         }
     }
     Ok(Plan {
@@ -168,6 +172,23 @@ pub fn plan(dir: &Path, options: &Options) -> Result<Plan, PlanError> {
         top: options.top,
     })
 }
+
+/// Cuts of large chunks fall on 2 MiB boundaries of the file: a mapped scan then maps whole
+/// 2 MiB blocks, which the kernel maps with one page-table entry each when the page cache holds
+/// them as 2 MiB folios (as readahead leaves a file read from disk). A block cut in two by a
+/// chunk boundary is mapped 4 KiB page by page by both chunks.
+fn huge_page_aligned(step: u64) -> u64 {
+    if step >= ALIGN_CUTS_FROM {
+        step.next_multiple_of(HUGE_PAGE)
+    } else {
+        step
+    }
+}
+
+/// The size of a PMD-mapped page on x86_64 and aarch64 (with 4 KiB base pages).
+const HUGE_PAGE: u64 = 2 << 20;
+/// Smaller chunks keep their exact size: rounding up would unbalance them by up to 2 MiB.
+const ALIGN_CUTS_FROM: u64 = 16 * HUGE_PAGE;
 
 fn is_gzip(path: &Path) -> bool {
     path.extension().is_some_and(|ext| ext == "gz")

@@ -9,10 +9,10 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
-use super::distinct::union_sorted;
 use super::keys::format_ipv4;
 use super::plan::Plan;
 use super::scan::{ChunkCounts, ChunkError, DistinctKeys};
+use super::union::SortedUnion;
 
 /// Requests and distinct client keys of one file, or of all files.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,19 +56,25 @@ pub enum Format {
     Json,
 }
 
+/// One file's chunk results so far.
 #[derive(Debug, Default)]
 struct FileParts {
     total: u64,
-    ipv4: Vec<Vec<u32>>,
-    other: Vec<Vec<Vec<u8>>>,
+    ipv4: SortedUnion<u32>,
+    other: SortedUnion<Vec<u8>>,
     error: Option<String>,
-    /// Chunk results still to come; at 0 the parts are merged at once (while the pool is still
-    /// counting other files), so that `finish` is left with the union across files only.
+    /// Chunk results still to come.
     chunks_left: usize,
+    /// The file's distinct keys, once every chunk is in; a copy is then already in the run's
+    /// union (kept so that the union can be rebuilt should the file fail after all).
+    done: Option<DistinctKeys>,
 }
 
 /// Gathers chunk results in any order (and at most once each, which the pool guarantees) and
-/// produces the [`Report`].
+/// produces the [`Report`]. Merges as results arrive: a chunk's keys go into its file's union
+/// at once, and a file's keys into the run's union as soon as its last chunk is in, so that
+/// `finish` (which runs after the last worker is done, on the run's critical path) has next to
+/// nothing left to merge.
 #[derive(Debug)]
 pub struct Merger {
     names: Vec<String>,
@@ -77,6 +83,10 @@ pub struct Merger {
     top: Option<usize>,
     ipv4_counts: HashMap<u32, u64>,
     other_counts: HashMap<Vec<u8>, u64>,
+    all_ipv4: SortedUnion<u32>,
+    all_other: SortedUnion<Vec<u8>>,
+    /// A file already in the run's union failed afterwards: rebuild the union in `finish`.
+    all_stale: bool,
 }
 
 impl Merger {
@@ -95,6 +105,9 @@ impl Merger {
             top: plan.top,
             ipv4_counts: HashMap::new(),
             other_counts: HashMap::new(),
+            all_ipv4: SortedUnion::default(),
+            all_other: SortedUnion::default(),
+            all_stale: false,
         }
     }
 
@@ -111,6 +124,10 @@ impl Merger {
         let Some(file) = self.files.get_mut(counts.file_index) else {
             return;
         };
+        file.chunks_left = file.chunks_left.saturating_sub(1);
+        if file.error.is_some() {
+            return;
+        }
         file.total += counts.total;
         if self.top.is_some() {
             if let Some(key_counts) = &counts.counts {
@@ -124,10 +141,14 @@ impl Merger {
         }
         file.ipv4.push(counts.keys.ipv4);
         file.other.push(counts.keys.other);
-        file.chunks_left = file.chunks_left.saturating_sub(1);
         if file.chunks_left == 0 {
-            file.ipv4 = vec![union_sorted(std::mem::take(&mut file.ipv4))];
-            file.other = vec![union_sorted(std::mem::take(&mut file.other))];
+            let keys = DistinctKeys {
+                ipv4: std::mem::take(&mut file.ipv4).finish(),
+                other: std::mem::take(&mut file.other).finish(),
+            };
+            self.all_ipv4.push(keys.ipv4.clone());
+            self.all_other.push(keys.other.clone());
+            file.done = Some(keys);
         }
     }
 
@@ -136,25 +157,44 @@ impl Merger {
     pub fn add_failure(&mut self, file_index: usize, reason: String) {
         if let Some(file) = self.files.get_mut(file_index) {
             file.error.get_or_insert(reason);
+            self.all_stale |= file.done.is_some();
         }
     }
 
-    /// The merged report.
-    pub fn finish(self) -> Report {
+    /// The merged report. A file some of whose chunks never came in (a run stopped early) is
+    /// listed under `errors`, not counted from the chunks that did.
+    pub fn finish(mut self) -> Report {
         let mut report = Report {
             errors: self.errors,
             ..Report::default()
         };
-        let mut all_ipv4 = Vec::new();
-        let mut all_other = Vec::new();
-        for (name, file) in self.names.into_iter().zip(self.files) {
-            if let Some(reason) = file.error {
-                report.errors.insert(name, reason);
-                continue;
+        if self.all_stale {
+            self.all_ipv4 = SortedUnion::default();
+            self.all_other = SortedUnion::default();
+            for file in self.files.iter().filter(|file| file.error.is_none()) {
+                if let Some(keys) = &file.done {
+                    self.all_ipv4.push(keys.ipv4.clone());
+                    self.all_other.push(keys.other.clone());
+                }
             }
-            let keys = DistinctKeys {
-                ipv4: union_sorted(file.ipv4),
-                other: union_sorted(file.other),
+        }
+        for (name, file) in self.names.into_iter().zip(self.files) {
+            let keys = match (file.error, file.done) {
+                (Some(reason), _) => {
+                    report.errors.insert(name, reason);
+                    continue;
+                }
+                (None, None) => {
+                    let missing = file.chunks_left;
+                    report.errors.insert(
+                        name,
+                        format!(
+                            "not counted: the run stopped with {missing} of its chunks uncounted"
+                        ),
+                    );
+                    continue;
+                }
+                (None, Some(keys)) => keys,
             };
             report.all.total += file.total;
             report.files.insert(
@@ -164,14 +204,8 @@ impl Merger {
                     ip: keys.len(),
                 },
             );
-            all_ipv4.push(keys.ipv4);
-            all_other.push(keys.other);
         }
-        let all = DistinctKeys {
-            ipv4: union_sorted(all_ipv4),
-            other: union_sorted(all_other),
-        };
-        report.all.ip = all.len();
+        report.all.ip = (self.all_ipv4.finish().len() + self.all_other.finish().len()) as u64;
         if let Some(k) = self.top {
             report.top = Some(top_keys(self.ipv4_counts, self.other_counts, k));
         }

@@ -17,7 +17,7 @@ use flate2::read::MultiGzDecoder;
 use memchr::{memchr, memmem};
 use serde::{Deserialize, Serialize};
 
-use super::distinct::{sorted_u32_delta, ByteKeys, PackedKeys};
+use super::distinct::{byte_strings, sorted_u32_delta, ByteKeys, PackedKeys};
 use super::keys::{self, QuadValues, ScalarValues};
 use super::lanes::{Baseline, NewlineMasks, Newlines};
 use super::mapped::MappedWindow;
@@ -36,6 +36,7 @@ pub struct DistinctKeys {
     #[serde(with = "sorted_u32_delta")]
     pub ipv4: Vec<u32>,
     /// Every other key, byte for byte.
+    #[serde(with = "byte_strings")]
     pub other: Vec<Vec<u8>>,
 }
 
@@ -207,7 +208,10 @@ fn map_through(
     let mut offset = read_from;
     while offset < size {
         let window = if offset < end {
-            (end - offset).min(window_bytes)
+            // Windows end on multiples of their size in the file, so that (with 2 MiB-aligned
+            // chunk cuts, see `plan`) no window splits a 2 MiB block the kernel could map whole.
+            let boundary = (offset / window_bytes + 1) * window_bytes;
+            boundary.min(end) - offset
         } else {
             window_bytes.min(TAIL_WINDOW_BYTES as u64)
         };

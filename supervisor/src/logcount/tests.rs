@@ -451,6 +451,48 @@ fn a_failed_chunk_makes_the_whole_file_an_error() {
 }
 
 #[test]
+fn a_file_whose_chunks_did_not_all_come_in_is_an_error_not_a_partial_count() {
+    // A run stopped early (drain, restart intensity) hands the merger only some chunks.
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "a.log", &b"1.1.1.1 - -\n".repeat(100));
+    write(dir.path(), "b.log", b"2.2.2.2 - -\n");
+    let options = Options {
+        chunk_bytes: 300,
+        ..Options::default()
+    };
+    let plan = plan(dir.path(), &options).unwrap();
+    let a_chunks = plan.jobs.iter().filter(|job| job.file_index == 0).count();
+    assert!(a_chunks > 2, "{a_chunks}");
+    let mut merger = Merger::new(&plan);
+    for job in plan.jobs.iter().skip(1) {
+        merger.add(count_chunk(job));
+    }
+    let report = merger.finish();
+    assert_eq!(
+        report.errors["a.log"],
+        "not counted: the run stopped with 1 of its chunks uncounted"
+    );
+    assert_eq!(report.files.keys().collect::<Vec<_>>(), ["b.log"]);
+    assert_eq!(report.all, FileCounts { total: 1, ip: 1 });
+}
+
+#[test]
+fn a_file_failing_after_all_its_chunks_leaves_the_overall_union() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "a.log", b"1.1.1.1 - -\n3.3.3.3 - -\n");
+    write(dir.path(), "b.log", b"2.2.2.2 - -\n1.1.1.1 - -\n");
+    let plan = plan(dir.path(), &Options::default()).unwrap();
+    let mut merger = Merger::new(&plan);
+    for job in &plan.jobs {
+        merger.add(count_chunk(job));
+    }
+    merger.add_failure(0, "failed late".into());
+    let report = merger.finish();
+    assert_eq!(report.errors["a.log"], "failed late");
+    assert_eq!(report.all, FileCounts { total: 2, ip: 2 });
+}
+
+#[test]
 fn bad_dir_is_an_error_naming_it() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("missing");

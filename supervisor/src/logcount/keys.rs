@@ -38,9 +38,10 @@ pub(crate) fn is_blank(line: &[u8]) -> bool {
     line.iter().all(u8::is_ascii_whitespace)
 }
 
-/// The fast path for one line: if the line starts with a canonical dotted quad that is its whole
-/// client key (it is followed by the end of the line, `,` or ` - -`), that quad packed big-endian
-/// (`1.2.3.4` -> `0x01020304`). `None` means "take the general path", never "no key".
+/// The fast path for one line (without its `\n`, but with its trailing `\r` if it has one):
+/// if the line starts with a canonical dotted quad that is its whole client key (it is followed
+/// by the end of the line, a last `\r`, `,` or ` - -`), that quad packed big-endian (`1.2.3.4`
+/// -> `0x01020304`). `None` means "take the general path", never "no key".
 #[inline(always)]
 pub(crate) fn packed_ipv4_key<V: QuadValues>(line: &[u8], values: V) -> Option<u32> {
     let (ip, len) = match line.first_chunk::<16>() {
@@ -50,6 +51,9 @@ pub(crate) fn packed_ipv4_key<V: QuadValues>(line: &[u8], values: V) -> Option<u
     let rest = &line[len..];
     match rest.first() {
         None | Some(b',') => Some(ip),
+        // The one trailing `\r` the rules remove (here rather than before the parse: one
+        // compare on the rare path instead of a strip on every line).
+        Some(b'\r') if rest.len() == 1 => Some(ip),
         Some(b' ') if rest.starts_with(IDENT_SEPARATOR) => Some(ip),
         _ => None,
     }
@@ -357,10 +361,17 @@ mod tests {
             b"01.2.3.4 - -",
             b"1.2.3.4  - -",
             b"1.2.3.4\t- -",
+            b"1.2.3.4\r",
+            b"1.2.3.4\r\r",
+            b"1.2.3.4\rx",
+            b"1.2.3.4 - -\r",
+            b"1.2.3.4,\r",
         ];
         for line in lines {
             let shown = String::from_utf8_lossy(line);
-            let general = parse_canonical_ipv4(client_key(line));
+            // The general rule removes one trailing `\r` first; the fast path sees it.
+            let general =
+                parse_canonical_ipv4(client_key(line.strip_suffix(b"\r").unwrap_or(line)));
             assert_eq!(packed_ipv4_key(line, ScalarValues), general, "{shown}");
             // Long enough for the 16-byte window path too.
             let padded = [*line, &b" and some more text"[..]].concat();
@@ -380,6 +391,11 @@ mod tests {
             Some(0x0102_032D)
         );
         assert_eq!(packed_ipv4_key(b"1.2.3.4 - x", ScalarValues), None);
+        assert_eq!(
+            packed_ipv4_key(b"1.2.3.4\r", ScalarValues),
+            Some(0x0102_0304)
+        );
+        assert_eq!(packed_ipv4_key(b"1.2.3.4\r\r", ScalarValues), None);
     }
 
     /// What [`ipv4_prefix_window`] must answer: [`ipv4_prefix`], except for a quad followed by

@@ -319,27 +319,26 @@ impl NewlineMasks for Baseline {
     }
 }
 
-/// The positions of `\n` in `data`, ascending: a 64-bit mask per 64-byte block, then one bit
-/// per line. For ~150-byte log lines this measured slightly cheaper than restarting `memchr`
-/// at every line.
+/// The `\n` positions of `data` as one 64-bit mask per 64-byte block: `(offset, mask)`, bit `i`
+/// of `mask` set iff `data[offset + i] == b'\n'`. The hot loop walks each mask's bits itself,
+/// so that per-block work (the key batch's fullness check) runs once per block, not per line.
+/// For ~150-byte log lines, masks measured slightly cheaper than restarting `memchr` at every
+/// line.
 #[derive(Debug)]
-pub(crate) struct Newlines<'a, M> {
+pub(crate) struct NewlineBlocks<'a, M> {
     data: &'a [u8],
     masks: M,
-    /// Offset of the block `mask` describes.
-    block: usize,
-    /// Newlines of that block not yet returned.
-    mask: u64,
+    /// Offset of the next block.
+    offset: usize,
 }
 
-impl<'a, M: NewlineMasks> Newlines<'a, M> {
+impl<'a, M: NewlineMasks> NewlineBlocks<'a, M> {
     #[inline(always)]
     pub(crate) fn new(data: &'a [u8], masks: M) -> Self {
         Self {
             data,
             masks,
-            block: 0,
-            mask: block_mask(data, masks),
+            offset: 0,
         }
     }
 }
@@ -357,21 +356,15 @@ fn block_mask<M: NewlineMasks>(data: &[u8], masks: M) -> u64 {
     }
 }
 
-impl<M: NewlineMasks> Iterator for Newlines<'_, M> {
-    type Item = usize;
+impl<M: NewlineMasks> Iterator for NewlineBlocks<'_, M> {
+    type Item = (usize, u64);
 
     #[inline(always)]
-    fn next(&mut self) -> Option<usize> {
-        while self.mask == 0 {
-            self.block += 64;
-            if self.block >= self.data.len() {
-                return None;
-            }
-            self.mask = block_mask(&self.data[self.block..], self.masks);
-        }
-        let bit = self.mask.trailing_zeros() as usize;
-        self.mask &= self.mask - 1;
-        Some(self.block + bit)
+    fn next(&mut self) -> Option<(usize, u64)> {
+        let offset = self.offset;
+        let rest = self.data.get(offset..).filter(|rest| !rest.is_empty())?;
+        self.offset += 64;
+        Some((offset, block_mask(rest, self.masks)))
     }
 }
 
@@ -427,11 +420,22 @@ mod tests {
         #[test]
         fn newlines_are_memchr(bytes in prop::collection::vec(prop::sample::select(b"ab\n.9\xff".to_vec()), 0..300)) {
             let expected: Vec<usize> = memchr::memchr_iter(b'\n', &bytes).collect();
-            prop_assert_eq!(&Newlines::new(&bytes, Baseline).collect::<Vec<_>>(), &expected);
+            prop_assert_eq!(&positions(NewlineBlocks::new(&bytes, Baseline)), &expected);
             #[cfg(target_arch = "x86_64")]
             if let Some(avx2) = Avx2::detect() {
-                prop_assert_eq!(&Newlines::new(&bytes, avx2).collect::<Vec<_>>(), &expected);
+                prop_assert_eq!(&positions(NewlineBlocks::new(&bytes, avx2)), &expected);
             }
         }
+    }
+
+    fn positions<M: NewlineMasks>(blocks: NewlineBlocks<'_, M>) -> Vec<usize> {
+        let mut positions = Vec::new();
+        for (offset, mut mask) in blocks {
+            while mask != 0 {
+                positions.push(offset + mask.trailing_zeros() as usize);
+                mask &= mask - 1;
+            }
+        }
+        positions
     }
 }

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use super::distinct::{byte_strings, sorted_u32_delta, ByteKeys, PackedKeys};
 use super::keys::{self, QuadValues, ScalarValues};
-use super::lanes::{Baseline, NewlineMasks, Newlines};
+use super::lanes::{Baseline, NewlineBlocks, NewlineMasks};
 use super::mapped::MappedWindow;
 use super::plan::{path_bytes, ChunkJob, ChunkSource};
 
@@ -390,13 +390,21 @@ fn line_loop<V: QuadValues, M: NewlineMasks>(
     masks: M,
 ) -> Option<usize> {
     let first_line = line_start;
-    for newline in Newlines::new(&data[first_line..], masks) {
-        if line_start as u64 >= stop {
-            return None;
+    // Usually every line that ends in `data` is ours; then the loop need not check.
+    let all_ours = data.len() as u64 <= stop;
+    for (block, mut mask) in NewlineBlocks::new(&data[first_line..], masks) {
+        while mask != 0 {
+            let newline = first_line + block + mask.trailing_zeros() as usize;
+            mask &= mask - 1;
+            if !all_ours && line_start as u64 >= stop {
+                return None;
+            }
+            counter.line(&data[line_start..newline], values);
+            line_start = newline + 1;
         }
-        let newline = first_line + newline;
-        counter.line(&data[line_start..newline], values);
-        line_start = newline + 1;
+        // At most 64 lines per block, so the batch (room for `BATCH + 64` keys) never
+        // reallocates; checking here keeps the flush call out of the per-line path.
+        counter.ipv4.flush_if_full();
     }
     ((line_start as u64) < stop).then_some(line_start)
 }
@@ -477,17 +485,17 @@ impl Counter {
         }
     }
 
-    /// One line, without its `\n`.
+    /// One line, without its `\n` (its trailing `\r`, if any, still on).
     #[inline(always)]
     fn line<V: QuadValues>(&mut self, line: &[u8], values: V) {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
         // A line starting with a dotted quad is not blank: count it without looking further.
         if let Some(ip) = keys::packed_ipv4_key(line, values) {
             self.total += 1;
-            self.ipv4.insert(ip);
+            // The line loop checks the batch once per 64-byte block.
+            self.ipv4.push(ip);
             return;
         }
-        self.general_line(line);
+        self.general_line(line.strip_suffix(b"\r").unwrap_or(line));
     }
 
     #[cold]

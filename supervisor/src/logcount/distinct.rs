@@ -44,8 +44,9 @@ const OVERFLOW_SLOTS: usize = 64;
 /// key at its home slot or further on) and mispredicted on half the lines. Sorted once, at
 /// the end of the chunk.
 ///
-/// Memory is bounded by the distinct keys, not the lines: the table holds at most 8/3 slots per
-/// distinct key (at least 64 Ki), so a multi-GB `.gz` costs what its clients cost.
+/// Memory is bounded by the distinct keys, not the lines: the table holds at most 8/3 home slots
+/// per distinct key (at least 64 Ki) plus a tail of at most one slot per key and
+/// [`OVERFLOW_SLOTS`], so a multi-GB `.gz` costs what its clients cost.
 #[derive(Debug)]
 pub(crate) struct PackedKeys {
     batch: Vec<u32>,

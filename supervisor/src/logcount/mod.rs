@@ -6,6 +6,8 @@
 //! their results are small serde values, so they cross process boundaries cheaply.
 
 mod distinct;
+mod ipv6;
+mod key_set;
 mod keys;
 mod lanes;
 mod mapped;

@@ -9,9 +9,10 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
+use super::ipv6::format_ipv6;
 use super::keys::format_ipv4;
 use super::plan::Plan;
-use super::scan::{ChunkCounts, ChunkError, DistinctKeys};
+use super::scan::{ChunkCounts, ChunkError, DistinctKeys, KeyCounts};
 use super::union::SortedUnion;
 
 /// Requests and distinct client keys of one file, or of all files.
@@ -56,12 +57,80 @@ pub enum Format {
     Json,
 }
 
+/// The union of [`DistinctKeys`] lists pushed one at a time, kind by kind.
+#[derive(Debug, Default)]
+struct KeyUnion {
+    ipv4: SortedUnion<u32>,
+    ipv6: SortedUnion<u128>,
+    other: SortedUnion<Vec<u8>>,
+}
+
+impl KeyUnion {
+    fn push(&mut self, keys: DistinctKeys) {
+        self.ipv4.push(keys.ipv4);
+        self.ipv6.push(keys.ipv6);
+        self.other.push(keys.other);
+    }
+
+    fn finish(self) -> DistinctKeys {
+        DistinctKeys {
+            ipv4: self.ipv4.finish(),
+            ipv6: self.ipv6.finish(),
+            other: self.other.finish(),
+        }
+    }
+}
+
+/// Requests per key over all files, for `--top`.
+#[derive(Debug, Default)]
+struct TopCounts {
+    ipv4: HashMap<u32, u64>,
+    ipv6: HashMap<u128, u64>,
+    other: HashMap<Vec<u8>, u64>,
+}
+
+impl TopCounts {
+    fn add(&mut self, keys: &DistinctKeys, counts: &KeyCounts) {
+        for (&key, &count) in keys.ipv4.iter().zip(&counts.ipv4) {
+            *self.ipv4.entry(key).or_insert(0) += count;
+        }
+        for (&key, &count) in keys.ipv6.iter().zip(&counts.ipv6) {
+            *self.ipv6.entry(key).or_insert(0) += count;
+        }
+        for (key, &count) in keys.other.iter().zip(&counts.other) {
+            *self.other.entry(key.clone()).or_insert(0) += count;
+        }
+    }
+
+    /// The `k` keys with most requests, ties broken by the key's bytes.
+    fn top(self, k: usize) -> Vec<TopKey> {
+        let mut all: Vec<(u64, Vec<u8>)> = self
+            .ipv4
+            .into_iter()
+            .map(|(key, count)| (count, format_ipv4(key).into_bytes()))
+            .chain(
+                self.ipv6
+                    .into_iter()
+                    .map(|(key, count)| (count, format_ipv6(key).into_bytes())),
+            )
+            .chain(self.other.into_iter().map(|(key, count)| (count, key)))
+            .collect();
+        all.sort_unstable_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+        all.truncate(k);
+        all.into_iter()
+            .map(|(count, key)| TopKey {
+                key: escape_bytes(&key),
+                count,
+            })
+            .collect()
+    }
+}
+
 /// One file's chunk results so far.
 #[derive(Debug, Default)]
 struct FileParts {
     total: u64,
-    ipv4: SortedUnion<u32>,
-    other: SortedUnion<Vec<u8>>,
+    keys: KeyUnion,
     error: Option<String>,
     /// Chunk results still to come.
     chunks_left: usize,
@@ -81,10 +150,8 @@ pub struct Merger {
     files: Vec<FileParts>,
     errors: BTreeMap<String, String>,
     top: Option<usize>,
-    ipv4_counts: HashMap<u32, u64>,
-    other_counts: HashMap<Vec<u8>, u64>,
-    all_ipv4: SortedUnion<u32>,
-    all_other: SortedUnion<Vec<u8>>,
+    top_counts: TopCounts,
+    all: KeyUnion,
     /// A file already in the run's union failed afterwards: rebuild the union in `finish`.
     all_stale: bool,
 }
@@ -103,10 +170,8 @@ impl Merger {
             files,
             errors: plan.errors.clone(),
             top: plan.top,
-            ipv4_counts: HashMap::new(),
-            other_counts: HashMap::new(),
-            all_ipv4: SortedUnion::default(),
-            all_other: SortedUnion::default(),
+            top_counts: TopCounts::default(),
+            all: KeyUnion::default(),
             all_stale: false,
         }
     }
@@ -129,25 +194,13 @@ impl Merger {
             return;
         }
         file.total += counts.total;
-        if self.top.is_some() {
-            if let Some(key_counts) = &counts.counts {
-                for (&key, &count) in counts.keys.ipv4.iter().zip(&key_counts.ipv4) {
-                    *self.ipv4_counts.entry(key).or_insert(0) += count;
-                }
-                for (key, &count) in counts.keys.other.iter().zip(&key_counts.other) {
-                    *self.other_counts.entry(key.clone()).or_insert(0) += count;
-                }
-            }
+        if let (Some(_), Some(key_counts)) = (self.top, &counts.counts) {
+            self.top_counts.add(&counts.keys, key_counts);
         }
-        file.ipv4.push(counts.keys.ipv4);
-        file.other.push(counts.keys.other);
+        file.keys.push(counts.keys);
         if file.chunks_left == 0 {
-            let keys = DistinctKeys {
-                ipv4: std::mem::take(&mut file.ipv4).finish(),
-                other: std::mem::take(&mut file.other).finish(),
-            };
-            self.all_ipv4.push(keys.ipv4.clone());
-            self.all_other.push(keys.other.clone());
+            let keys = std::mem::take(&mut file.keys).finish();
+            self.all.push(keys.clone());
             file.done = Some(keys);
         }
     }
@@ -169,12 +222,10 @@ impl Merger {
             ..Report::default()
         };
         if self.all_stale {
-            self.all_ipv4 = SortedUnion::default();
-            self.all_other = SortedUnion::default();
+            self.all = KeyUnion::default();
             for file in self.files.iter().filter(|file| file.error.is_none()) {
                 if let Some(keys) = &file.done {
-                    self.all_ipv4.push(keys.ipv4.clone());
-                    self.all_other.push(keys.other.clone());
+                    self.all.push(keys.clone());
                 }
             }
         }
@@ -205,29 +256,12 @@ impl Merger {
                 },
             );
         }
-        report.all.ip = (self.all_ipv4.finish().len() + self.all_other.finish().len()) as u64;
+        report.all.ip = self.all.finish().len();
         if let Some(k) = self.top {
-            report.top = Some(top_keys(self.ipv4_counts, self.other_counts, k));
+            report.top = Some(self.top_counts.top(k));
         }
         report
     }
-}
-
-/// The `k` keys with most requests, ties broken by the key's bytes.
-fn top_keys(ipv4: HashMap<u32, u64>, other: HashMap<Vec<u8>, u64>, k: usize) -> Vec<TopKey> {
-    let mut all: Vec<(u64, Vec<u8>)> = ipv4
-        .into_iter()
-        .map(|(key, count)| (count, format_ipv4(key).into_bytes()))
-        .chain(other.into_iter().map(|(key, count)| (count, key)))
-        .collect();
-    all.sort_unstable_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
-    all.truncate(k);
-    all.into_iter()
-        .map(|(count, key)| TopKey {
-            key: escape_bytes(&key),
-            count,
-        })
-        .collect()
 }
 
 /// Bytes as text: UTF-8 as is, each invalid byte as `\xNN`.

@@ -17,7 +17,9 @@ use flate2::read::MultiGzDecoder;
 use memchr::{memchr, memmem};
 use serde::{Deserialize, Serialize};
 
-use super::distinct::{byte_strings, sorted_u32_delta, ByteKeys, PackedKeys};
+use super::distinct::{byte_strings, sorted_delta, ByteKeys};
+use super::ipv6;
+use super::key_set::{PackedKeys, WideKeys};
 use super::keys::{self, QuadValues, ScalarValues};
 use super::lanes::{Baseline, NewlineBlocks, NewlineMasks};
 use super::mapped::MappedWindow;
@@ -28,13 +30,17 @@ use super::plan::{path_bytes, ChunkJob, ChunkSource};
 const BUFFER_BYTES: usize = 256 * 1024;
 
 /// The distinct client keys seen in a chunk (or a merged set of chunks): packed canonical IPv4
-/// keys and all other keys as raw bytes, each sorted ascending and deduplicated. The two lists
-/// never share a key, so the distinct count is the sum of their lengths.
+/// and IPv6 keys and all other keys as raw bytes, each sorted ascending and deduplicated. Each
+/// key belongs to exactly one of the three lists (a key is packed only if it is the canonical
+/// text of its address), so the distinct count is the sum of their lengths.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DistinctKeys {
     /// Canonical dotted quads, packed big-endian (`1.2.3.4` -> `0x01020304`).
-    #[serde(with = "sorted_u32_delta")]
+    #[serde(with = "sorted_delta")]
     pub ipv4: Vec<u32>,
+    /// Canonical IPv6 texts, packed big-endian (`2001:db8::1` -> `0x20010db8_0..._1`).
+    #[serde(with = "sorted_delta")]
+    pub ipv6: Vec<u128>,
     /// Every other key, byte for byte.
     #[serde(with = "byte_strings")]
     pub other: Vec<Vec<u8>>,
@@ -43,12 +49,12 @@ pub struct DistinctKeys {
 impl DistinctKeys {
     /// The number of distinct keys.
     pub fn len(&self) -> u64 {
-        (self.ipv4.len() + self.other.len()) as u64
+        (self.ipv4.len() + self.ipv6.len() + self.other.len()) as u64
     }
 
     /// Whether there are no keys.
     pub fn is_empty(&self) -> bool {
-        self.ipv4.is_empty() && self.other.is_empty()
+        self.ipv4.is_empty() && self.ipv6.is_empty() && self.other.is_empty()
     }
 }
 
@@ -58,6 +64,8 @@ impl DistinctKeys {
 pub struct KeyCounts {
     /// Counts of the packed IPv4 keys.
     pub ipv4: Vec<u64>,
+    /// Counts of the packed IPv6 keys.
+    pub ipv6: Vec<u64>,
     /// Counts of the byte-string keys.
     pub other: Vec<u64>,
 }
@@ -461,6 +469,7 @@ impl SpanningLine {
 struct Counter {
     total: u64,
     ipv4: PackedKeys,
+    ipv6: WideKeys,
     other: ByteKeys,
     per_key_counts: bool,
     /// Present if the CPU has SSSE3 (asked once per chunk).
@@ -476,6 +485,7 @@ impl Counter {
         Self {
             total: 0,
             ipv4: PackedKeys::new(per_key_counts),
+            ipv6: WideKeys::new(per_key_counts),
             other: ByteKeys::default(),
             per_key_counts,
             #[cfg(target_arch = "x86_64")]
@@ -509,23 +519,28 @@ impl Counter {
     /// One counted line whose client key is `key`.
     fn key(&mut self, key: &[u8]) {
         self.total += 1;
-        match keys::parse_canonical_ipv4(key) {
-            Some(ip) => self.ipv4.insert(ip),
-            None => self.other.insert(key),
+        if let Some(ip) = keys::parse_canonical_ipv4(key) {
+            self.ipv4.insert(ip);
+        } else if let Some(ip) = ipv6::parse_canonical_ipv6(key) {
+            self.ipv6.insert(ip);
+        } else {
+            self.other.insert(key);
         }
     }
 
     fn finish(self, file_index: usize) -> ChunkCounts {
         let (ipv4, ipv4_counts) = self.ipv4.into_sorted();
+        let (ipv6, ipv6_counts) = self.ipv6.into_sorted();
         let (other, other_counts) = self.other.into_sorted();
         let counts = self.per_key_counts.then(|| KeyCounts {
             ipv4: ipv4_counts.unwrap_or_default(),
+            ipv6: ipv6_counts.unwrap_or_default(),
             other: other_counts,
         });
         ChunkCounts {
             file_index,
             total: self.total,
-            keys: DistinctKeys { ipv4, other },
+            keys: DistinctKeys { ipv4, ipv6, other },
             counts,
         }
     }

@@ -35,13 +35,23 @@ fn reference(data: &[u8]) -> (u64, BTreeSet<Vec<u8>>) {
     (total, keys)
 }
 
-/// Distinct keys as byte strings (packed IPv4 keys written back as dotted quads).
+/// Distinct keys as byte strings (packed keys written back as their canonical text). Also
+/// checks that no key is in two lists, which would make the distinct count wrong.
 fn key_bytes(keys: &DistinctKeys) -> BTreeSet<Vec<u8>> {
-    keys.ipv4
+    let all: Vec<Vec<u8>> = keys
+        .ipv4
         .iter()
         .map(|&ip| std::net::Ipv4Addr::from(ip).to_string().into_bytes())
+        .chain(
+            keys.ipv6
+                .iter()
+                .map(|&ip| super::ipv6::format_ipv6(ip).into_bytes()),
+        )
         .chain(keys.other.iter().cloned())
-        .collect()
+        .collect();
+    let set: BTreeSet<Vec<u8>> = all.iter().cloned().collect();
+    assert_eq!(set.len() as u64, keys.len(), "a key in two lists");
+    set
 }
 
 /// Counts `data` (as a file) cut at `cuts`, reading through a buffer of `buffer` bytes, and
@@ -233,6 +243,12 @@ fn fragment() -> impl Strategy<Value = &'static [u8]> {
         b"x",
         b"\xff",
         b"::1",
+        b"::",
+        b"2001:db8::1",
+        b"2001:0db8::1",
+        b"2001:db8:0:0:0:0:0:1",
+        b"fe80::",
+        b":",
     ])
 }
 
@@ -628,6 +644,46 @@ fn top_keys_sum_over_chunks_and_files() {
     assert!(json.ends_with(
         ", \"top\": [{\"key\": \"1.1.1.1\", \"count\": 3}, {\"key\": \"2.2.2.2\", \"count\": 3}, {\"key\": \"b\", \"count\": 2}]}\n"
     ), "{json}");
+}
+
+#[test]
+fn ipv6_spellings_are_distinct_keys_and_the_canonical_one_is_packed() {
+    let dir = tempfile::tempdir().unwrap();
+    let lines: &[&[u8]] = &[
+        b"2001:db8::1 - - [a]",
+        b"2001:0db8::1 - - [b]",
+        b"2001:db8:0:0:0:0:0:1 - - [c]",
+        b"2001:DB8::1 - - [d]",
+        b"2001:db8::1, 10.0.0.1 - - [e]",
+        b"::1 - - [f]",
+        b"2001:db8::1\r",
+    ];
+    write(
+        dir.path(),
+        "a.log",
+        &[lines.join(&b'\n'), b"\n".to_vec()].concat(),
+    );
+    let plan = plan(
+        dir.path(),
+        &Options {
+            top: Some(2),
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    let counts = count_chunk(&plan.jobs[0]).unwrap();
+    assert_eq!(
+        counts.keys.ipv6,
+        [1, 0x2001_0db8_0000_0000_0000_0000_0000_0001]
+    );
+    assert_eq!(counts.keys.other.len(), 3);
+    assert_eq!(counts.counts.as_ref().unwrap().ipv6, [1, 3]);
+    let mut merger = Merger::new(&plan);
+    merger.add(Ok(counts));
+    let report = merger.finish();
+    assert_eq!(report.all, FileCounts { total: 7, ip: 5 });
+    let top = &report.top.unwrap()[0];
+    assert_eq!((top.key.as_str(), top.count), ("2001:db8::1", 3));
 }
 
 #[test]

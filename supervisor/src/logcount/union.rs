@@ -13,30 +13,40 @@ pub(crate) trait UnionKey: Sized {
     fn union(a: Vec<Self>, b: Vec<Self>) -> Vec<Self>;
 }
 
+/// Branch-light: each step writes the smaller head and advances the side(s) it came from, so
+/// the data-dependent comparisons select values instead of steering branches (the generic
+/// merge below mispredicted on every interleaving of the two lists).
+fn union_of_integers<T: Copy + Ord + Default>(a: Vec<T>, b: Vec<T>) -> Vec<T> {
+    if a.is_empty() {
+        return b;
+    }
+    if b.is_empty() {
+        return a;
+    }
+    let mut out = vec![T::default(); a.len() + b.len()];
+    let (mut i, mut j, mut n) = (0, 0, 0);
+    while i < a.len() && j < b.len() {
+        let (x, y) = (a[i], b[j]);
+        out[n] = x.min(y);
+        n += 1;
+        i += usize::from(x <= y);
+        j += usize::from(y <= x);
+    }
+    let rest = if i < a.len() { &a[i..] } else { &b[j..] };
+    out[n..n + rest.len()].copy_from_slice(rest);
+    out.truncate(n + rest.len());
+    out
+}
+
 impl UnionKey for u32 {
-    /// Branch-light: each step writes the smaller head and advances the side(s) it came from,
-    /// so the data-dependent comparisons select values instead of steering branches (the
-    /// generic merge below mispredicted on every interleaving of the two lists).
     fn union(a: Vec<u32>, b: Vec<u32>) -> Vec<u32> {
-        if a.is_empty() {
-            return b;
-        }
-        if b.is_empty() {
-            return a;
-        }
-        let mut out = vec![0u32; a.len() + b.len()];
-        let (mut i, mut j, mut n) = (0, 0, 0);
-        while i < a.len() && j < b.len() {
-            let (x, y) = (a[i], b[j]);
-            out[n] = x.min(y);
-            n += 1;
-            i += usize::from(x <= y);
-            j += usize::from(y <= x);
-        }
-        let rest = if i < a.len() { &a[i..] } else { &b[j..] };
-        out[n..n + rest.len()].copy_from_slice(rest);
-        out.truncate(n + rest.len());
-        out
+        union_of_integers(a, b)
+    }
+}
+
+impl UnionKey for u128 {
+    fn union(a: Vec<u128>, b: Vec<u128>) -> Vec<u128> {
+        union_of_integers(a, b)
     }
 }
 

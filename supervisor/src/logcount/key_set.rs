@@ -105,13 +105,7 @@ impl SlotKey for u128 {
 
     #[inline(always)]
     fn window_masks(self, window: &[u128; 8]) -> (u32, u32) {
-        let mut found = 0;
-        let mut empty = 0;
-        for (index, &held) in window.iter().enumerate() {
-            found |= u32::from(held == self) << index;
-            empty |= u32::from(held == 0) << index;
-        }
-        (found, empty)
+        lanes::window_masks_by_slot(window, self)
     }
 
     fn sort(keys: &mut Vec<u128>, _scratch: &mut Vec<u128>) {
@@ -531,28 +525,51 @@ mod tests {
         }
     }
 
+    /// The set's sorted keys and counts against a `BTreeMap` count of `keys`.
+    fn matches_a_naive_count<K: SlotKey>(
+        keys: &[K],
+        with_counts: bool,
+    ) -> Result<(), proptest::test_runner::TestCaseError> {
+        let mut set = KeySet::<K>::new(with_counts);
+        for &key in keys {
+            set.insert(key);
+        }
+        let (sorted, counts) = set.into_sorted();
+        let mut expected = BTreeMap::new();
+        for &key in keys {
+            *expected.entry(key).or_insert(0u64) += 1;
+        }
+        proptest::prop_assert_eq!(sorted, expected.keys().copied().collect::<Vec<_>>());
+        proptest::prop_assert_eq!(
+            counts,
+            with_counts.then(|| expected.values().copied().collect::<Vec<_>>())
+        );
+        Ok(())
+    }
+
+    // Small keys repeat (and include 0, which the table cannot hold); random keys mostly do
+    // not: both ends of the probe logic.
     proptest::proptest! {
         #[test]
         fn packed_keys_match_a_naive_count(
-            // Small keys repeat (and include 0, which the table cannot hold); any `u32` mostly
-            // does not: both ends of the probe logic.
             keys in proptest::collection::vec(
                 proptest::prop_oneof![0u32..64, proptest::num::u32::ANY],
                 0..3000,
             ),
             with_counts in proptest::bool::ANY,
         ) {
-            let mut set = PackedKeys::new(with_counts);
-            for &key in &keys {
-                set.insert(key);
-            }
-            let (sorted, counts) = set.into_sorted();
-            let expected = reference(&keys);
-            proptest::prop_assert_eq!(sorted, expected.keys().copied().collect::<Vec<_>>());
-            proptest::prop_assert_eq!(
-                counts,
-                with_counts.then(|| expected.values().copied().collect::<Vec<_>>())
-            );
+            matches_a_naive_count(&keys, with_counts)?;
+        }
+
+        #[test]
+        fn wide_keys_match_a_naive_count(
+            keys in proptest::collection::vec(
+                proptest::prop_oneof![0u128..64, proptest::num::u128::ANY],
+                0..3000,
+            ),
+            with_counts in proptest::bool::ANY,
+        ) {
+            matches_a_naive_count(&keys, with_counts)?;
         }
     }
 
@@ -569,32 +586,6 @@ mod tests {
         let mut same = vec![42u32; 100];
         radix_sort(&mut same, &mut Vec::new());
         assert_eq!(same, vec![42u32; 100]);
-    }
-
-    proptest::proptest! {
-        #[test]
-        fn wide_keys_match_a_naive_count(
-            keys in proptest::collection::vec(
-                proptest::prop_oneof![0u128..64, proptest::num::u128::ANY],
-                0..3000,
-            ),
-            with_counts in proptest::bool::ANY,
-        ) {
-            let mut set = WideKeys::new(with_counts);
-            for &key in &keys {
-                set.insert(key);
-            }
-            let (sorted, counts) = set.into_sorted();
-            let mut expected = BTreeMap::new();
-            for &key in &keys {
-                *expected.entry(key).or_insert(0u64) += 1;
-            }
-            proptest::prop_assert_eq!(sorted, expected.keys().copied().collect::<Vec<_>>());
-            proptest::prop_assert_eq!(
-                counts,
-                with_counts.then(|| expected.values().copied().collect::<Vec<_>>())
-            );
-        }
     }
 
     #[test]

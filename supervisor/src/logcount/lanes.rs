@@ -276,16 +276,23 @@ mod swar {
         let x = u128::from_le_bytes(*bytes);
         lane_mask_16(lanes_below(x, b'9' + 1) & !lanes_below(x, b'0'))
     }
+}
 
-    pub(crate) fn key_and_empty_masks(window: &[u32; 8], key: u32) -> (u32, u32) {
-        let mut found = 0;
-        let mut empty = 0;
-        for (index, &held) in window.iter().enumerate() {
-            found |= u32::from(held == key) << index;
-            empty |= u32::from(held == 0) << index;
-        }
-        (found, empty)
+/// `(found, empty)` for an 8-slot window, slot by slot: bit `i` set iff `window[i] == key`, resp.
+/// `window[i]` is the empty value (`T::default()`, i.e. 0). The portable form of
+/// [`key_and_empty_masks`], and the form for keys wider than a SIMD lane.
+#[inline(always)]
+pub(crate) fn window_masks_by_slot<T: Copy + PartialEq + Default>(
+    window: &[T; 8],
+    key: T,
+) -> (u32, u32) {
+    let mut found = 0;
+    let mut empty = 0;
+    for (index, &held) in window.iter().enumerate() {
+        found |= u32::from(held == key) << index;
+        empty |= u32::from(held == T::default()) << index;
     }
+    (found, empty)
 }
 
 /// `(found, empty)` for an 8-slot window of the distinct-key table: bit `i` set iff
@@ -297,9 +304,9 @@ use imp::{digit_mask, equal_mask};
 #[cfg(target_arch = "x86_64")]
 pub(crate) use imp::{Avx2, Ssse3, WithAvx2, WithSsse3};
 #[cfg(not(target_arch = "x86_64"))]
-pub(crate) use swar::key_and_empty_masks;
-#[cfg(not(target_arch = "x86_64"))]
 use swar::{digit_mask, equal_mask};
+#[cfg(not(target_arch = "x86_64"))]
+pub(crate) use window_masks_by_slot as key_and_empty_masks;
 
 /// How a 64-byte block's newline mask is computed: [`Baseline`] anywhere, [`Avx2`] with two
 /// 32-byte compares where the CPU has it.
@@ -403,8 +410,7 @@ mod tests {
             let found = window.iter().enumerate().filter(|&(_, &held)| held == key).fold(0, |m, (i, _)| m | 1 << i);
             let empty = window.iter().enumerate().filter(|&(_, &held)| held == 0).fold(0, |m, (i, _)| m | 1 << i);
             prop_assert_eq!(key_and_empty_masks(&window, key), (found, empty));
-            #[cfg(target_arch = "x86_64")]
-            prop_assert_eq!(swar::key_and_empty_masks(&window, key), (found, empty));
+            prop_assert_eq!(window_masks_by_slot(&window, key), (found, empty));
         }
 
         #[test]

@@ -7,7 +7,7 @@
 //! single-threaded and may fork; `herd_ipc::init()` lets spawn re-execute this binary (which is
 //! also how the manager server itself starts). Every trial ends by checking no zombie is left.
 
-mod support;
+use herd_testkit as support;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

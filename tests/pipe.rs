@@ -11,7 +11,7 @@
 //! harness = false: trials run on the main thread, so the process is
 //! single-threaded whenever it forks, and `init()` lets spawn re-execute us.
 
-mod support;
+use herd_testkit as support;
 
 use std::os::fd::AsFd;
 use std::process::ExitCode;

@@ -5,7 +5,7 @@
 //! is allowed (and `herd_ipc::init()` lets spawn re-execute this binary). Every trial ends by checking that
 //! this process has no zombie child.
 
-mod support;
+use herd_testkit as support;
 
 use std::io::Read;
 use std::os::fd::OwnedFd;

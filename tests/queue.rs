@@ -4,7 +4,7 @@
 //!
 //! harness = false: trials run on the main thread so the process stays single-threaded for fork.
 
-mod support;
+use herd_testkit as support;
 
 use std::collections::HashMap;
 use std::process::ExitCode;

@@ -2,7 +2,7 @@
 //! appear in /dev/shm, are owner-only and close-on-exec, and vanish once no process holds them,
 //! even when their creator is SIGKILLed.
 
-mod support;
+use herd_testkit as support;
 
 use std::collections::BTreeSet;
 use std::os::unix::fs::MetadataExt;

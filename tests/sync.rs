@@ -1,7 +1,7 @@
 //! Process-shared locks, semaphores, event, condition, barrier, Value and Array, exercised
 //! across real forked processes, including SIGKILL of a lock holder.
 
-mod support;
+use herd_testkit as support;
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};

@@ -22,10 +22,8 @@ pub struct SupervisorConfig {
     pub grace: Duration,
     /// Jobs after which a worker is replaced by a fresh one.
     pub max_tasks_per_child: Option<u64>,
-    /// Print the worker table this often (also on SIGUSR1).
+    /// Report the worker table ([`crate::Event::Status`]) this often (also on SIGUSR1).
     pub status_interval: Option<Duration>,
-    /// Draw a progress bar on stderr if it is a terminal.
-    pub progress: bool,
 }
 
 impl Default for SupervisorConfig {
@@ -41,7 +39,6 @@ impl Default for SupervisorConfig {
             grace: Duration::from_secs(10),
             max_tasks_per_child: None,
             status_interval: None,
-            progress: true,
         }
     }
 }

@@ -4,15 +4,15 @@
 //!
 //! Fork: the child first drops the supervisor's inherited signal handlers (they would write to
 //! the supervisor's self-pipe); the handled signals stay blocked across `fork` so none runs in
-//! between. Spawn: the binary is re-executed and runs [`worker_entry`], which builds the
-//! registry with [`builtin_registry`] (a program with kinds of its own uses fork, or declares an
-//! entry like it). Both sides call `setpgid` so the group exists before either side relies on it.
+//! between. Spawn: the binary is re-executed and runs the worker entry the program declared with
+//! [`worker_entry!`](crate::worker_entry), which builds the program's registry in the new process.
+//! Both sides call `setpgid` so the group exists before either side relies on it.
 use std::io;
 use std::os::fd::AsFd;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use herd_ipc::{Child, Process};
+use herd_ipc::{Child, Entry, Process, StartError};
 use herd_worker::{run_worker, Registry, WorkerOptions};
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
@@ -21,33 +21,62 @@ use nix::sys::wait::{Id, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
-use crate::builtin::builtin_registry;
 use crate::parent_death::die_with_supervisor;
 use crate::pipe_link::{worker_pipe, SupervisorEnd, WorkerEnd};
 use crate::{ExitStatus, InheritedHandlers, Kill, Launcher, Wait, WorkerId};
 
 /// How workers are started.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StartMethod {
     /// A copy of the supervising process (fast; runs the job kinds the launcher was given).
     Fork,
-    /// A fresh execution of the binary (runs the built-in job kinds, see `worker_entry`).
+    /// A fresh execution of the binary, running the entry given to
+    /// [`IpcLauncher::spawn_entry`].
     Spawn,
 }
 
+impl std::str::FromStr for StartMethod {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "fork" => Ok(StartMethod::Fork),
+            "spawn" => Ok(StartMethod::Spawn),
+            other => Err(format!(
+                "unknown start method {other:?} (known: fork, spawn)"
+            )),
+        }
+    }
+}
+
+/// Starts a spawned worker: the program's [`worker_entry!`](crate::worker_entry), type-erased.
+type SpawnWorker = Box<dyn Fn(Process, &WorkerArgs) -> Result<Child<String>, StartError>>;
+
 /// Starts workers as herd-ipc processes.
-#[derive(Debug)]
 pub struct IpcLauncher {
     method: StartMethod,
     registry: fn() -> Registry,
+    spawn: Option<SpawnWorker>,
     heartbeat_interval: Duration,
     inherited: InheritedHandlers,
     reap_strays: bool,
 }
 
+impl std::fmt::Debug for IpcLauncher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IpcLauncher")
+            .field("method", &self.method)
+            .field("has_spawn_entry", &self.spawn.is_some())
+            .field("heartbeat_interval", &self.heartbeat_interval)
+            .field("reap_strays", &self.reap_strays)
+            .finish_non_exhaustive()
+    }
+}
+
 impl IpcLauncher {
     /// A launcher whose forked workers run the kinds `registry` builds; `inherited` are the
-    /// supervisor's handlers a forked child must drop.
+    /// supervisor's handlers a forked child must drop. [`StartMethod::Spawn`] also needs
+    /// [`spawn_entry`](Self::spawn_entry).
     pub fn new(
         method: StartMethod,
         registry: fn() -> Registry,
@@ -57,10 +86,21 @@ impl IpcLauncher {
         Self {
             method,
             registry,
+            spawn: None,
             heartbeat_interval,
             inherited,
             reap_strays: false,
         }
+    }
+
+    /// The entry a spawned worker runs: one the program declared with
+    /// [`worker_entry!`](crate::worker_entry), which builds the same registry in the new process.
+    pub fn spawn_entry<E>(mut self, entry: E) -> Self
+    where
+        E: Entry<Args = WorkerArgs, Output = String> + Copy + 'static,
+    {
+        self.spawn = Some(Box::new(move |builder, args| builder.spawn(entry, args)));
+        self
     }
 }
 
@@ -85,6 +125,35 @@ pub struct WorkerArgs {
     pub supervisor: i32,
 }
 
+/// The body of a spawned worker, for [`worker_entry!`](crate::worker_entry): runs the jobs of
+/// `registry` over the pipe end in `args` until told to stop; the text says why it left.
+pub fn run_spawned_worker(registry: &Registry, args: WorkerArgs) -> String {
+    worker_main(
+        registry,
+        args.end,
+        Duration::from_millis(args.heartbeat_millis),
+        args.supervisor,
+    )
+}
+
+/// Declares the entry that spawned workers of this program run, with the registry they use:
+/// `herd_supervisor::worker_entry!(my_worker, my_registry);` then
+/// `IpcLauncher::new(StartMethod::Spawn, my_registry, ..).spawn_entry(my_worker)`.
+///
+/// A spawned worker is this binary executed anew, so it finds the entry by name and builds the
+/// registry itself; a function pointer could not cross the `exec`.
+#[macro_export]
+macro_rules! worker_entry {
+    ($(#[$meta:meta])* $vis:vis $name:ident, $registry:path) => {
+        $crate::__private::herd_ipc::entry! {
+            $(#[$meta])*
+            $vis fn $name(args: $crate::WorkerArgs) -> ::std::string::String {
+                $crate::run_spawned_worker(&$registry(), args)
+            }
+        }
+    };
+}
+
 /// The body of every worker process: runs jobs until told to stop; the text says why it left.
 fn worker_main(
     registry: &Registry,
@@ -100,13 +169,6 @@ fn worker_main(
     match run_worker(registry, &end, &WorkerOptions { heartbeat_interval }) {
         Ok(exit) => format!("{exit:?}"),
         Err(error) => format!("worker stopped: {error}"),
-    }
-}
-
-herd_ipc::entry! {
-    /// A spawned worker: runs the built-in job kinds over the pipe end it was given.
-    pub fn worker_entry(args: WorkerArgs) -> String {
-        worker_main(&builtin_registry(), args.end, Duration::from_millis(args.heartbeat_millis), args.supervisor)
     }
 }
 
@@ -137,10 +199,14 @@ impl Launcher for IpcLauncher {
                 child
             }
             StartMethod::Spawn => {
+                let spawn = self.spawn.as_ref().context(
+                    "the spawn start method needs a worker entry: declare one with \
+                     herd_supervisor::worker_entry! and pass it to IpcLauncher::spawn_entry",
+                )?;
                 let heartbeat_millis =
                     u64::try_from(self.heartbeat_interval.as_millis()).unwrap_or(u64::MAX);
-                builder.spawn(
-                    worker_entry,
+                spawn(
+                    builder,
                     &WorkerArgs {
                         end: worker_end,
                         heartbeat_millis,

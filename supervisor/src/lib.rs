@@ -1,53 +1,46 @@
-//! herd-supervisor: starts and supervises a pool of workers.
+//! herd-supervisor: starts and supervises a pool of worker processes.
 //!
-//! The policy lives in small, OS-free modules unit-tested with mocks: [`LeaseTable`] (no lost
-//! or doubled job), [`RestartIntensity`] and [`Backoff`] (no restart storm), [`Drain`]
-//! (SIGINT/SIGTERM), [`Reaper`] (no zombie, no signal to a reaped pid). [`Supervisor`] is the
-//! single-threaded loop that applies them to real workers started by a [`Launcher`]; [`Pool`]
-//! offers the same machinery to other programs, in the spirit of `multiprocessing.Pool`.
+//! The policy lives in small, OS-free modules under `policy/`, unit-tested with mocks:
+//! [`LeaseTable`] (no lost or doubled job), [`RestartIntensity`] and [`Backoff`] (no restart
+//! storm), [`Drain`] (SIGINT/SIGTERM), [`Reaper`] (no zombie, no signal to a reaped pid).
+//! [`Supervisor`] is the single-threaded loop that applies them to real workers started by a
+//! [`Launcher`], reading signals from a [`SignalSource`] and reporting every [`Event`] to an
+//! [`Observer`]; [`Pool`] offers the same machinery to other programs, in the spirit of
+//! `multiprocessing.Pool`.
 #![deny(unsafe_op_in_unsafe_fn)]
 
-pub mod genlogs;
-pub mod logcount;
-
-mod backoff;
-mod builtin;
+mod clock;
 mod config;
-mod diagnostic_kinds;
-mod drain;
-mod intensity;
+mod event;
 mod ipc_launcher;
 mod launch;
-mod lease;
-mod logcount_kind;
 mod parent_death;
 mod pipe_link;
+mod policy;
 mod pool;
-mod reap;
 mod report;
 mod signals;
-mod status;
 mod supervise;
 mod worker_id;
 
-pub use backoff::Backoff;
-pub use builtin::builtin_registry;
+pub use clock::{Clock, SystemClock};
 pub use config::SupervisorConfig;
-pub use diagnostic_kinds::{
-    register_diagnostic_kinds, Crash, Echo, Fail, Grandchild, Hang, HangOnce, Sleep, WorkerPid,
-    DIAGNOSTIC_KINDS,
-};
-pub use drain::{Drain, DrainState};
-pub use intensity::{IntensityExceeded, RestartIntensity};
-pub use ipc_launcher::{worker_entry, IpcLauncher, StartMethod, WorkerArgs, WorkerProcess};
+pub use event::{Event, Ignore, Level, Observer, Record, Status, WorkerRow};
+pub use ipc_launcher::{run_spawned_worker, IpcLauncher, StartMethod, WorkerArgs, WorkerProcess};
 pub use launch::{Launcher, WorkerChannel};
-pub use lease::{Completion, JobFailure, LeaseTable, LossCause, Released};
-pub use logcount_kind::LogcountChunk;
 pub use pipe_link::{worker_pipe, Frame, LinkError, SupervisorEnd, WorkerEnd};
+pub use policy::{
+    Backoff, Completion, Drain, DrainState, ExitStatus, IntensityExceeded, JobFailure, Kill,
+    LeaseTable, LossCause, Reaper, Released, RestartIntensity, Wait,
+};
 pub use pool::{AsyncResult, ImapUnordered, Pool, PoolError};
-pub use reap::{ExitStatus, Kill, Reaper, Wait};
 pub use report::{RunReport, StopReason};
-pub use signals::{BlockedSignals, InheritedHandlers, SignalInbox};
-pub use status::{proc_stats, ProcStats, WorkerRow};
+pub use signals::{BlockedSignals, InheritedHandlers, SignalInbox, SignalSource};
 pub use supervise::Supervisor;
 pub use worker_id::WorkerId;
+
+#[doc(hidden)]
+pub mod __private {
+    //! For [`worker_entry!`](crate::worker_entry)'s expansion in other crates.
+    pub use herd_ipc;
+}

@@ -6,7 +6,7 @@
 //! [`Pool::join`] run the supervision loop on the calling thread until what they wait for is
 //! there; callbacks of `apply_async_with` run there too, in whichever of those calls sees the
 //! result first. Outputs are kept in the pool until it is dropped.
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::marker::PhantomData;
 use std::time::{Duration, Instant};
 
@@ -16,8 +16,28 @@ use serde::de::DeserializeOwned;
 use thiserror::Error;
 
 use crate::{
-    IpcLauncher, JobFailure, SignalInbox, StartMethod, StopReason, Supervisor, SupervisorConfig,
+    Event, IpcLauncher, JobFailure, Level, Observer, SignalInbox, StartMethod, StopReason,
+    Supervisor, SupervisorConfig,
 };
+
+/// How many of the supervisor's warnings and errors a pool keeps (the oldest go first).
+const KEPT_EVENTS: usize = 1000;
+
+/// The pool's record of what went wrong: lost workers, re-queued jobs, restart limits. Routine
+/// events are not kept, and the record is bounded, so a pool that runs for days stays small.
+#[derive(Debug, Default)]
+struct Incidents(VecDeque<Event>);
+
+impl Observer for Incidents {
+    fn on_event(&mut self, event: &Event) {
+        if event.level() >= Level::Warn {
+            if self.0.len() == KEPT_EVENTS {
+                self.0.pop_front();
+            }
+            self.0.push_back(event.clone());
+        }
+    }
+}
 
 /// Why a pool operation or a job did not give a value.
 #[derive(Debug, Error)]
@@ -51,7 +71,7 @@ type Callback = Box<dyn FnOnce(Result<&[u8], &JobFailure>)>;
 
 /// A pool of worker processes running registered job kinds.
 pub struct Pool {
-    supervisor: Supervisor<IpcLauncher>,
+    supervisor: Supervisor<IpcLauncher, Incidents>,
     callbacks: BTreeMap<JobId, Callback>,
     closed: bool,
 }
@@ -69,14 +89,13 @@ impl Pool {
     pub fn new(workers: usize, registry: fn() -> Registry) -> Result<Self, PoolError> {
         let config = SupervisorConfig {
             workers,
-            progress: false,
             ..SupervisorConfig::default()
         };
         Self::with_config(config, StartMethod::Fork, registry)
     }
 
-    /// A pool with explicit supervision settings. With [`StartMethod::Spawn`] the workers run
-    /// [`crate::builtin_registry`], whatever `registry` is (see [`crate::worker_entry`]).
+    /// A pool with explicit supervision settings. [`StartMethod::Spawn`] needs a worker entry:
+    /// use [`Pool::with_launcher`].
     pub fn with_config(
         config: SupervisorConfig,
         method: StartMethod,
@@ -90,8 +109,29 @@ impl Pool {
             config.heartbeat_interval,
             inbox.inherited(),
         );
+        Self::start(config, launcher, inbox)
+    }
+
+    /// A pool whose workers `launcher` starts, e.g. spawned workers running a
+    /// [`worker_entry!`](crate::worker_entry): `IpcLauncher::new(StartMethod::Spawn, registry,
+    /// config.heartbeat_interval, inbox.inherited()).spawn_entry(my_worker)`, with `inbox`
+    /// installed for SIGCHLD only ([`SignalInbox::install_for`]).
+    pub fn with_launcher(
+        config: SupervisorConfig,
+        launcher: IpcLauncher,
+        inbox: SignalInbox,
+    ) -> Result<Self, PoolError> {
+        Self::start(config, launcher, inbox)
+    }
+
+    fn start(
+        config: SupervisorConfig,
+        launcher: IpcLauncher,
+        inbox: SignalInbox,
+    ) -> Result<Self, PoolError> {
         let jobs = crate::LeaseTable::new(config.max_attempts);
-        let supervisor = Supervisor::new(config, launcher, inbox, jobs).keep_alive();
+        let supervisor =
+            Supervisor::new(config, launcher, inbox, Incidents::default(), jobs).keep_alive();
         Ok(Self {
             supervisor,
             callbacks: BTreeMap::new(),
@@ -248,6 +288,12 @@ impl Pool {
     pub fn close(&mut self) {
         self.closed = true;
         self.supervisor.close();
+    }
+
+    /// What went wrong so far, oldest first: workers lost and killed, jobs re-queued or failed,
+    /// the restart limit (the last 1000 such events).
+    pub fn incidents(&self) -> impl Iterator<Item = &Event> {
+        self.supervisor.observer().0.iter()
     }
 
     /// Waits for every job, then for every worker to exit. An error only if the pool stopped

@@ -26,6 +26,13 @@ pub const HANDLED: [Signal; 6] = [
     Signal::SIGUSR1,
 ];
 
+/// Where the supervision loop gets its signals: a pollable descriptor that turns readable when
+/// one arrives, and the signals that arrived since the last call.
+pub trait SignalSource: AsFd {
+    /// The signals recorded since the last call.
+    fn take(&mut self) -> Vec<Signal>;
+}
+
 /// Recorded signals and the pipe that announces them.
 #[derive(Debug)]
 pub struct SignalInbox {
@@ -114,9 +121,11 @@ impl SignalInbox {
     pub fn inherited(&self) -> InheritedHandlers {
         InheritedHandlers(self.ids.clone())
     }
+}
 
+impl SignalSource for SignalInbox {
     /// The signals recorded since the last call, in [`HANDLED`] order.
-    pub fn take(&mut self) -> Vec<Signal> {
+    fn take(&mut self) -> Vec<Signal> {
         let mut sink = [0u8; 64];
         while matches!(self.wake_read.read(&mut sink), Ok(n) if n > 0) {}
         self.flags

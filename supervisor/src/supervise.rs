@@ -5,21 +5,24 @@
 //! channels, then act: read messages, reap the dead, kill the silent and the overrunning, start
 //! replacements (backoff, OTP intensity), hand out jobs, drain on SIGINT/SIGTERM. No thread is
 //! started, so a [`Launcher`] may fork.
-use std::io::IsTerminal;
+//!
+//! The loop is generic over what it touches: the [`Launcher`] (how workers start), the
+//! [`SignalSource`], the [`Observer`] that receives its [`Event`]s and the [`Clock`]. The real
+//! ones are herd-ipc processes, signal-hook handlers and the system clock; tests use mocks.
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
 use herd_worker::{FromWorker, JobId, ToWorker};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::Signal;
 
+use crate::clock::{Clock, SystemClock};
+use crate::event::{Event, Observer, Status, WorkerRow};
 use crate::launch::{Launcher, WorkerChannel};
-use crate::signals::SignalInbox;
-use crate::status::{self, WorkerRow};
+use crate::signals::{SignalInbox, SignalSource};
 use crate::{
     Backoff, Completion, Drain, DrainState, LeaseTable, LossCause, Reaper, Released,
-    RestartIntensity, RunReport, StopReason, SupervisorConfig, WorkerId,
+    RestartIntensity, RunReport, StopReason, SupervisorConfig, Wait, WorkerId,
 };
 
 /// The longest the loop sleeps; timers (heartbeats, timeouts, restarts) are checked this often.
@@ -59,10 +62,17 @@ enum Phase {
 
 /// Supervises one run.
 #[derive(Debug)]
-pub struct Supervisor<L: Launcher> {
+pub struct Supervisor<
+    L: Launcher,
+    O: Observer,
+    S: SignalSource = SignalInbox,
+    C: Clock = SystemClock,
+> {
     config: SupervisorConfig,
     launcher: L,
-    inbox: SignalInbox,
+    inbox: S,
+    observer: O,
+    clock: C,
     slots: Vec<Slot<L::Child, L::Channel>>,
     pending_starts: Vec<Instant>,
     target: usize,
@@ -78,32 +88,37 @@ pub struct Supervisor<L: Launcher> {
     next_status: Option<Instant>,
     child_exited: bool,
     last_reap: Instant,
-    progress: ProgressBar,
 }
 
-impl<L: Launcher> Supervisor<L> {
-    /// A supervisor for `jobs`, receiving its signals through `inbox`.
+impl<L: Launcher, O: Observer, S: SignalSource> Supervisor<L, O, S> {
+    /// A supervisor for `jobs`, receiving its signals from `inbox` and reporting to `observer`.
     pub fn new(
         config: SupervisorConfig,
         launcher: L,
-        inbox: SignalInbox,
+        inbox: S,
+        observer: O,
         jobs: LeaseTable,
     ) -> Self {
-        let progress = if config.progress && std::io::stderr().is_terminal() {
-            let bar = ProgressBar::with_draw_target(
-                Some(jobs.len() as u64),
-                ProgressDrawTarget::stderr(),
-            );
-            if let Ok(style) =
-                ProgressStyle::with_template("{bar:40} {pos}/{len} jobs {elapsed} {msg}")
-            {
-                bar.set_style(style);
-            }
-            bar
-        } else {
-            ProgressBar::hidden()
-        };
-        let now = Instant::now();
+        Self::with_clock(config, launcher, inbox, observer, jobs, SystemClock)
+    }
+}
+
+impl<L: Launcher, O: Observer, S: SignalSource, C: Clock> Supervisor<L, O, S, C> {
+    /// Like [`new`](Supervisor::new), reading the time from `clock`.
+    pub fn with_clock(
+        config: SupervisorConfig,
+        launcher: L,
+        inbox: S,
+        mut observer: O,
+        jobs: LeaseTable,
+        clock: C,
+    ) -> Self {
+        if !jobs.is_empty() {
+            observer.on_event(&Event::JobsAdded {
+                total: jobs.len() as u64,
+            });
+        }
+        let now = clock.now();
         Self {
             target: config.workers.max(1),
             drain: Drain::new(config.grace),
@@ -115,6 +130,8 @@ impl<L: Launcher> Supervisor<L> {
             config,
             launcher,
             inbox,
+            observer,
+            clock,
             slots: Vec::new(),
             pending_starts: Vec::new(),
             next_worker: 1,
@@ -123,12 +140,21 @@ impl<L: Launcher> Supervisor<L> {
             keep_alive: false,
             stopped: None,
             restarts: 0,
-            progress,
         }
     }
 
-    fn say(&self, message: &str) {
-        self.progress.suspend(|| eprintln!("supervisor: {message}"));
+    fn emit(&mut self, event: Event) {
+        self.observer.on_event(&event);
+    }
+
+    /// The observer, e.g. to read what a [`Record`](crate::Record) kept.
+    pub fn observer(&self) -> &O {
+        &self.observer
+    }
+
+    /// The observer, mutably.
+    pub fn observer_mut(&mut self) -> &mut O {
+        &mut self.observer
     }
 
     /// Keeps the pool up while it has no job, for jobs submitted later (a [`crate::Pool`]),
@@ -147,7 +173,7 @@ impl<L: Launcher> Supervisor<L> {
     /// One pass of the loop: act on what happened, then wait (at most a tick) for more. Returns
     /// whether the run is over (every worker gone and reaped).
     pub fn step(&mut self) -> bool {
-        let now = Instant::now();
+        let now = self.clock.now();
         for signal in self.inbox.take() {
             self.on_signal(signal, now);
         }
@@ -166,7 +192,7 @@ impl<L: Launcher> Supervisor<L> {
             self.dispatch(now);
         }
         if self.next_status.is_some_and(|at| now >= at) {
-            self.print_status(now);
+            self.emit_status(now);
             self.next_status = self.config.status_interval.map(|every| now + every);
         }
         if self.is_over() {
@@ -186,8 +212,11 @@ impl<L: Launcher> Supervisor<L> {
         if self.phase != Phase::Running || !self.drain.accepts_jobs() {
             return None;
         }
-        self.progress.inc_length(1);
-        Some(self.jobs.push(kind, payload))
+        let id = self.jobs.push(kind, payload);
+        self.emit(Event::JobsAdded {
+            total: self.jobs.len() as u64,
+        });
+        Some(id)
     }
 
     /// The jobs so far, with their outputs and failures.
@@ -228,7 +257,6 @@ impl<L: Launcher> Supervisor<L> {
         while !self.is_over() {
             self.step();
         }
-        self.progress.finish_and_clear();
         if self.jobs.unfinished() > 0 {
             let reason = self
                 .stopped
@@ -245,7 +273,7 @@ impl<L: Launcher> Supervisor<L> {
     }
 
     fn wait_for_events(&self) {
-        let now = Instant::now();
+        let now = self.clock.now();
         let mut timeout = TICK;
         if let Some(next) = self.pending_starts.iter().min() {
             timeout = timeout.min(next.saturating_duration_since(now));
@@ -271,15 +299,16 @@ impl<L: Launcher> Supervisor<L> {
                 }
                 match state {
                     DrainState::Draining { .. } => {
-                        self.say(&format!(
-                            "{} received: draining (no new jobs; running ones get {:?}; send it again to stop at once)",
-                            signal.as_str(),
-                            self.config.grace
-                        ));
+                        self.emit(Event::DrainBegun {
+                            signal: signal.as_str(),
+                            grace: self.config.grace,
+                        });
                         self.begin_ending(now);
                     }
                     DrainState::Stopping => {
-                        self.say(&format!("{} received: stopping at once", signal.as_str()));
+                        self.emit(Event::StoppingNow {
+                            signal: signal.as_str(),
+                        });
                         self.phase = Phase::Ending;
                         self.pending_starts.clear();
                         self.kill_all(LossCause::Died("the run was stopped".into()));
@@ -289,13 +318,19 @@ impl<L: Launcher> Supervisor<L> {
             }
             Signal::SIGTTIN => {
                 self.target += 1;
-                self.say(&format!("SIGTTIN: pool size now {}", self.target));
+                self.emit(Event::PoolResized {
+                    signal: signal.as_str(),
+                    size: self.target,
+                });
             }
             Signal::SIGTTOU => {
                 self.target = self.target.saturating_sub(1).max(1);
-                self.say(&format!("SIGTTOU: pool size now {}", self.target));
+                self.emit(Event::PoolResized {
+                    signal: signal.as_str(),
+                    size: self.target,
+                });
             }
-            Signal::SIGUSR1 => self.print_status(now),
+            Signal::SIGUSR1 => self.emit_status(now),
             Signal::SIGCHLD => self.child_exited = true,
             _ => {}
         }
@@ -339,14 +374,10 @@ impl<L: Launcher> Supervisor<L> {
         match self.jobs.complete(worker, result) {
             Completion::Accepted => {
                 self.backoff.reset();
-                self.progress.inc(1);
+                self.emit(Event::JobFinished { job: id, worker });
             }
-            Completion::Duplicate => {
-                self.say(&format!("job {id}: duplicate result from {worker} dropped"))
-            }
-            Completion::Unknown => {
-                self.say(&format!("{worker} answered unknown job {id}; ignored"))
-            }
+            Completion::Duplicate => self.emit(Event::DuplicateResult { job: id, worker }),
+            Completion::Unknown => self.emit(Event::UnknownJob { job: id, worker }),
         }
         let slot = &self.slots[index];
         let recycle = self
@@ -372,9 +403,9 @@ impl<L: Launcher> Supervisor<L> {
         });
         slot.job = None;
         let (worker, pid) = (slot.id, slot.reaper.id());
-        self.say(&format!("{worker} (pid {pid}) leaves (SIGTERM)"));
+        self.emit(Event::WorkerLeaving { worker, pid });
         if let Some(job) = self.jobs.return_unstarted(worker) {
-            self.say(&format!("job {job} goes back unstarted"));
+            self.emit(Event::JobReturnedUnstarted { job });
         }
     }
 
@@ -413,7 +444,11 @@ impl<L: Launcher> Supervisor<L> {
         let worker = slot.id;
         let pid = slot.reaper.id();
         if let Err(error) = signalled {
-            self.say(&format!("killing {worker} (pid {pid}): {error}"));
+            self.emit(Event::SignalFailed {
+                worker,
+                pid,
+                error: error.to_string(),
+            });
         }
         self.release(worker, pid, cause);
     }
@@ -429,17 +464,20 @@ impl<L: Launcher> Supervisor<L> {
             Released::Nothing => {}
             // When the run is ending the job will not run again: it is reported as abandoned.
             Released::Requeued(_) if self.phase == Phase::Ending => {}
-            Released::Requeued(job) => self.say(&format!(
-                "{worker} (pid {pid}) lost job {job}: {cause}; re-queued (attempt {} of {} next)",
-                self.jobs.attempts(job).unwrap_or(0) + 1,
-                self.config.max_attempts
-            )),
-            Released::Failed(job) => {
-                self.progress.inc(1);
-                self.say(&format!(
-                    "{worker} (pid {pid}) lost job {job}: {cause}; job failed, out of attempts"
-                ))
-            }
+            Released::Requeued(job) => self.emit(Event::JobRequeued {
+                job,
+                worker,
+                pid,
+                cause,
+                next_attempt: self.jobs.attempts(job).unwrap_or(0) + 1,
+                max_attempts: self.config.max_attempts,
+            }),
+            Released::Failed(job) => self.emit(Event::JobFailed {
+                job,
+                worker,
+                pid,
+                cause,
+            }),
         }
     }
 
@@ -453,7 +491,10 @@ impl<L: Launcher> Supervisor<L> {
                     continue;
                 }
                 Err(error) => {
-                    self.say(&format!("waiting for {}: {error}", self.slots[index].id));
+                    self.emit(Event::WaitFailed {
+                        worker: self.slots[index].id,
+                        error: error.to_string(),
+                    });
                     index += 1;
                     continue;
                 }
@@ -468,7 +509,11 @@ impl<L: Launcher> Supervisor<L> {
                 }
                 Some(Leaving::Killed(_)) => true,
                 None => {
-                    self.say(&format!("{} (pid {pid}) died: {status}", slot.id));
+                    self.emit(Event::WorkerDied {
+                        worker: slot.id,
+                        pid,
+                        status: status.to_string(),
+                    });
                     self.release(slot.id, pid, LossCause::Died(status.to_string()));
                     true
                 }
@@ -484,7 +529,7 @@ impl<L: Launcher> Supervisor<L> {
 
     fn replace_after_death(&mut self, now: Instant) {
         if let Err(exceeded) = self.intensity.record(now) {
-            self.say(&format!("{exceeded}; stopping the run"));
+            self.emit(Event::RestartLimitHit(exceeded.clone()));
             self.stopped = Some(StopReason::Intensity(exceeded));
             self.phase = Phase::Ending;
             self.pending_starts.clear();
@@ -521,11 +566,11 @@ impl<L: Launcher> Supervisor<L> {
             };
             if let Some(cause) = cause {
                 let slot = &self.slots[index];
-                self.say(&format!(
-                    "killing {} (pid {}): {cause}",
-                    slot.id,
-                    slot.reaper.id()
-                ));
+                self.emit(Event::WorkerKilled {
+                    worker: slot.id,
+                    pid: slot.reaper.id(),
+                    cause: cause.clone(),
+                });
                 self.kill(index, cause);
             }
         }
@@ -536,9 +581,7 @@ impl<L: Launcher> Supervisor<L> {
                 .filter(|slot| !matches!(slot.leaving, Some(Leaving::Killed(_))))
                 .count();
             if left > 0 {
-                self.say(&format!(
-                    "the grace period after a stop signal ran out: killing {left} worker(s)"
-                ));
+                self.emit(Event::GraceExpired { workers: left });
                 self.kill_all(LossCause::Died(
                     "the grace period after a stop signal ran out".into(),
                 ));
@@ -595,19 +638,26 @@ impl<L: Launcher> Supervisor<L> {
             let id = WorkerId(self.next_worker);
             self.next_worker += 1;
             match self.launcher.launch(id) {
-                Ok((child, channel)) => self.slots.push(Slot {
-                    id,
-                    reaper: Reaper::new(child),
-                    channel: Some(channel),
-                    link_closed_at: None,
-                    last_heard: now,
-                    ready: false,
-                    job: None,
-                    jobs_done: 0,
-                    leaving: None,
-                }),
+                Ok((child, channel)) => {
+                    let pid = child.id();
+                    self.emit(Event::WorkerStarted { worker: id, pid });
+                    self.slots.push(Slot {
+                        id,
+                        reaper: Reaper::new(child),
+                        channel: Some(channel),
+                        link_closed_at: None,
+                        last_heard: now,
+                        ready: false,
+                        job: None,
+                        jobs_done: 0,
+                        leaving: None,
+                    });
+                }
                 Err(error) => {
-                    self.say(&format!("starting {id}: {error:#}"));
+                    self.emit(Event::WorkerStartFailed {
+                        worker: id,
+                        error: format!("{error:#}"),
+                    });
                     self.restarts += 1;
                     self.replace_after_death(now);
                     if self.phase != Phase::Running {
@@ -632,6 +682,11 @@ impl<L: Launcher> Supervisor<L> {
                 return;
             };
             let id = job.id;
+            self.emit(Event::JobLeased {
+                job: id,
+                worker: self.slots[index].id,
+                attempt: job.attempt,
+            });
             let slot = &mut self.slots[index];
             slot.job = Some((id, now));
             let sent = slot
@@ -640,13 +695,17 @@ impl<L: Launcher> Supervisor<L> {
                 .map(|channel| channel.send(ToWorker::Run(job)));
             if let Some(Err(error)) = sent {
                 let worker = slot.id;
-                self.say(&format!("sending job {id} to {worker}: {error}"));
+                self.emit(Event::SendFailed {
+                    job: id,
+                    worker,
+                    error: error.to_string(),
+                });
                 self.kill(index, LossCause::Died(format!("its link broke: {error}")));
             }
         }
     }
 
-    fn print_status(&self, now: Instant) {
+    fn emit_status(&mut self, now: Instant) {
         let rows: Vec<WorkerRow> = self
             .slots
             .iter()
@@ -660,7 +719,14 @@ impl<L: Launcher> Supervisor<L> {
                     .map(|(job, started)| (job, now.duration_since(started))),
             })
             .collect();
-        let table = status::render(&rows, self.jobs.queued(), self.jobs.unfinished());
-        self.progress.suspend(|| eprint!("{table}"));
+        let status = Status {
+            workers: rows,
+            queued: self.jobs.queued(),
+            unfinished: self.jobs.unfinished(),
+        };
+        self.emit(Event::Status(status));
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -2,7 +2,8 @@
 use std::fmt;
 
 /// The n-th worker started in a run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(transparent)]
 pub struct WorkerId(pub u64);
 
 impl fmt::Display for WorkerId {

@@ -1,13 +1,14 @@
 //! The `Pool` API across real worker processes: map, imap_unordered, apply_async with callbacks,
 //! close/join, terminate, and a map that survives its workers being SIGKILLed.
-mod common;
 
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use common::*;
 use herd_supervisor::{Pool, PoolError, StartMethod, SupervisorConfig};
+use herd_testkit::cli::*;
+use herd_testkit::proc::*;
+use herd_testkit::{check, run_trials};
 use herd_worker::{JobError, JobKind, Registry};
 use libtest_mimic::Trial;
 use nix::sys::signal::{kill, Signal};
@@ -208,7 +209,6 @@ fn terminate_kills_workers_mid_job() -> TestResult {
 fn map_survives_workers_killed() -> TestResult {
     let config = SupervisorConfig {
         workers: 2,
-        progress: false,
         max_restarts: 50,
         ..SupervisorConfig::default()
     };

@@ -1,8 +1,9 @@
-//! The job kinds the `supervisor` binary's workers know: the diagnostic kinds and logcount.
+//! The job kinds the `supervisor` command's workers know, forked or spawned: logcount and the
+//! diagnostic kinds.
+use herd_logcount::LogcountChunk;
 use herd_worker::Registry;
 
-use crate::logcount_kind::LogcountChunk;
-use crate::register_diagnostic_kinds;
+use crate::diagnostic_kinds::register_diagnostic_kinds;
 
 /// A registry with every built-in kind.
 pub fn builtin_registry() -> Registry {
@@ -14,3 +15,8 @@ pub fn builtin_registry() -> Registry {
         .expect("logcount is not a diagnostic kind name");
     registry
 }
+
+herd_supervisor::worker_entry!(
+    /// A spawned worker of the `supervisor` command: runs the built-in kinds.
+    pub builtin_worker, builtin_registry
+);

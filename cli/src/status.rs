@@ -1,24 +1,9 @@
-//! The worker status table (SIGUSR1 and `--status-interval`): what the supervisor knows about
+//! The worker status table (SIGUSR1 and `--status-interval`): what the supervisor reports about
 //! each worker, with state, memory and CPU time read from procfs.
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use herd_worker::JobId;
-
-use crate::WorkerId;
-
-/// What the supervisor knows about one worker.
-#[derive(Debug, Clone)]
-pub struct WorkerRow {
-    /// Which worker.
-    pub id: WorkerId,
-    /// Its pid (not yet reaped, so not recycled).
-    pub pid: i32,
-    /// Jobs it finished.
-    pub jobs_done: u64,
-    /// The job it runs and for how long.
-    pub current: Option<(JobId, Duration)>,
-}
+use herd_supervisor::Status;
 
 /// A worker's state, resident memory and CPU time from `/proc/PID/stat`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -43,17 +28,19 @@ pub fn proc_stats(pid: i32) -> Option<ProcStats> {
 }
 
 /// The table, one line per worker under a header.
-pub fn render(rows: &[WorkerRow], queued: usize, unfinished: usize) -> String {
+pub fn render(status: &Status) -> String {
     let mut out = format!(
-        "supervisor status: {} worker(s), {queued} job(s) queued, {unfinished} unfinished\n",
-        rows.len()
+        "supervisor status: {} worker(s), {} job(s) queued, {} unfinished\n",
+        status.workers.len(),
+        status.queued,
+        status.unfinished
     );
     let _ = writeln!(
         out,
         "{:>7} {:>8} {:>5} {:>10} {:>9} {:>6}  current job",
         "worker", "pid", "state", "rss", "cpu", "jobs"
     );
-    for row in rows {
+    for row in &status.workers {
         let stats = proc_stats(row.pid);
         let state = stats.map_or('?', |s| s.state);
         let rss = stats.map_or("?".to_owned(), |s| {
@@ -80,6 +67,7 @@ pub fn render(rows: &[WorkerRow], queued: usize, unfinished: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use herd_supervisor::{WorkerId, WorkerRow};
 
     #[test]
     fn reads_this_process_from_procfs() {
@@ -105,7 +93,11 @@ mod tests {
                 current: Some((7, Duration::from_millis(1500))),
             },
         ];
-        let table = render(&rows, 3, 9);
+        let table = render(&Status {
+            workers: rows.to_vec(),
+            queued: 3,
+            unfinished: 9,
+        });
         let lines: Vec<_> = table.lines().collect();
         assert_eq!(lines.len(), 4, "{table}");
         assert!(lines[0].contains("2 worker(s), 3 job(s) queued, 9 unfinished"));

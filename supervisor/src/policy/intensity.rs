@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 use thiserror::Error;
 
 /// More restarts than allowed happened within the period.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[derive(Debug, Clone, PartialEq, Eq, Error, serde::Serialize)]
 #[error(
     "restart intensity exceeded: more than {max_restarts} worker restart(s) within {period:?} \
-     (raise --max-restarts or --restart-period if this is expected)"
+     (raise the restart limit or its period if this is expected)"
 )]
 pub struct IntensityExceeded {
     /// R.

@@ -9,7 +9,7 @@
 //! `logcount/mapped.rs`).
 use herd_worker::{JobError, JobKind};
 
-use crate::logcount::{count_chunk_with, ChunkCounts, ChunkError, ChunkJob, ReadMethod};
+use crate::{count_chunk_with, ChunkCounts, ChunkError, ChunkJob, ReadMethod};
 
 /// Counts one chunk of one log file.
 #[derive(Debug)]
@@ -48,7 +48,7 @@ impl JobKind for LogcountChunk {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::logcount::ChunkSource;
+    use crate::ChunkSource;
 
     #[test]
     fn only_the_first_attempt_maps() {

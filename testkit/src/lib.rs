@@ -1,16 +1,19 @@
-//! Helpers shared by the root cross-process test binaries (harness = false, trials on the main
-//! thread so the process stays single-threaded and may fork): running trials with a zombie check,
-//! child processes with bounded waits, and polling with a timeout.
+//! herd-testkit: what herd's cross-process test binaries share. They are `harness = false`
+//! binaries whose trials run on the main thread, so the process stays single-threaded and may
+//! fork: a trial runner with a zombie check after every trial, child processes with bounded
+//! waits, polling with a timeout, /proc checks ([`proc`]) and a driver for a real binary under
+//! test ([`cli`]).
 //!
 //! A child runs a closure returning `Result<(), String>`, which the Process API carries back on
 //! join. Every wait is bounded; a child that outlives its wait is killed and reaped when its
 //! handle drops, so a bug fails the test instead of hanging it and never leaves a zombie.
 
-#![allow(dead_code)] // each test binary uses a different subset
+pub mod cli;
+pub mod proc;
 
 use std::time::{Duration, Instant};
 
-use herd::ipc::{JoinTimeoutError, Process};
+use herd_ipc::{JoinTimeoutError, Process};
 use libtest_mimic::{Arguments, Failed, Trial};
 
 pub type Verdict = Result<(), String>;
@@ -19,7 +22,8 @@ pub type Verdict = Result<(), String>;
 pub type NamedTrial<E> = (&'static str, fn() -> Result<(), E>);
 
 /// A child process running a test body.
-pub struct TestChild(herd::ipc::Child<Verdict>);
+#[derive(Debug)]
+pub struct TestChild(herd_ipc::Child<Verdict>);
 
 /// Forks a child that runs `body`.
 pub fn fork_child(body: impl FnOnce() -> Verdict) -> TestChild {
@@ -29,7 +33,7 @@ pub fn fork_child(body: impl FnOnce() -> Verdict) -> TestChild {
 /// Spawns (re-executes this binary as) a child that runs `entry` on `args`.
 pub fn spawn_child<E>(entry: E, args: &E::Args) -> TestChild
 where
-    E: herd::ipc::Entry<Output = Verdict>,
+    E: herd_ipc::Entry<Output = Verdict>,
 {
     TestChild(
         Process::new()
@@ -102,12 +106,10 @@ pub fn eventually(what: &str, patience: Duration, condition: impl FnMut() -> boo
 
 /// Fails if any child of this process is a zombie (state Z in /proc): every trial must leave none.
 pub fn no_zombies() -> Verdict {
-    let me = std::process::id() as i32;
-    let zombies: Vec<i32> = procfs::process::all_processes()
-        .map_err(|err| format!("list /proc: {err}"))?
-        .filter_map(|process| process.ok()?.stat().ok())
-        .filter(|stat| stat.ppid == me && stat.state == 'Z')
-        .map(|stat| stat.pid)
+    let zombies: Vec<i32> = proc::children_of(std::process::id() as i32)
+        .into_iter()
+        .filter(|&(_, state)| state == 'Z')
+        .map(|(pid, _)| pid)
         .collect();
     ensure(zombies.is_empty(), || {
         format!("zombie children left behind: {zombies:?}")
@@ -135,12 +137,18 @@ where
     E: 'static,
     Failed: From<E>,
 {
-    herd::ipc::init();
+    herd_ipc::init();
+    run_trials(
+        trials
+            .into_iter()
+            .map(|(name, body)| trial(name, body))
+            .collect(),
+    )
+}
+
+/// Runs `trials` on the main thread, one at a time.
+pub fn run_trials(trials: Vec<Trial>) -> std::process::ExitCode {
     let mut args = Arguments::from_args();
     args.test_threads = Some(1);
-    let trials = trials
-        .into_iter()
-        .map(|(name, body)| trial(name, body))
-        .collect();
     libtest_mimic::run(&args, trials).exit_code()
 }

@@ -1,8 +1,7 @@
-//! Helpers for the `supervisor` binary's end-to-end tests: start it in a temp dir of its own,
-//! watch its workers through /proc, signal it, collect its output, all with timeouts.
-#![allow(dead_code)] // Each test binary uses its own subset.
+//! A driver for a real binary under test (the `supervisor` command): start it in a temp dir of
+//! its own, watch its children through /proc, signal it, collect its output, all with timeouts.
+//! The binary's path comes from the test crate that owns it (`env!("CARGO_BIN_EXE_...")`).
 
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::thread;
@@ -11,6 +10,8 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use tempfile::TempDir;
+
+use crate::proc::{live_children_of, no_lasting_zombie_under};
 
 pub type TestResult = Result<(), libtest_mimic::Failed>;
 
@@ -31,6 +32,7 @@ macro_rules! check {
 }
 
 /// A running `supervisor`, its output going to files in its own temp dir.
+#[derive(Debug)]
 pub struct Running {
     child: Child,
     pub dir: TempDir,
@@ -86,20 +88,17 @@ impl Finished {
     }
 }
 
-pub fn binary() -> &'static str {
-    env!("CARGO_BIN_EXE_supervisor")
-}
-
-/// Starts `supervisor ARGS` with cwd in a fresh temp dir.
-pub fn start(args: &[&str]) -> Running {
+/// Starts `binary ARGS` with cwd in a fresh temp dir.
+pub fn start(binary: &str, args: &[&str]) -> Running {
     let dir = tempfile::tempdir().expect("a temp dir");
-    start_in(dir, args)
+    start_in(binary, dir, args)
 }
 
-pub fn start_in(dir: TempDir, args: &[&str]) -> Running {
+/// Starts `binary ARGS` with cwd in `dir`, its stdout and stderr going to files there.
+pub fn start_in(binary: &str, dir: TempDir, args: &[&str]) -> Running {
     let stdout = std::fs::File::create(dir.path().join("stdout")).expect("stdout file");
     let stderr = std::fs::File::create(dir.path().join("stderr")).expect("stderr file");
-    let child = Command::new(binary())
+    let child = Command::new(binary)
         .args(args)
         .current_dir(dir.path())
         .stdin(Stdio::null())
@@ -114,16 +113,20 @@ pub fn start_in(dir: TempDir, args: &[&str]) -> Running {
     }
 }
 
-/// Starts `supervisor ARGS` and waits (at most [`STARTUP`]) until it has `workers` live workers.
-pub fn start_with_workers(args: &[&str], workers: usize) -> Result<(Running, Vec<i32>), String> {
-    let running = start(args);
+/// Starts `binary ARGS` and waits (at most [`STARTUP`]) until it has `workers` live children.
+pub fn start_with_workers(
+    binary: &str,
+    args: &[&str],
+    workers: usize,
+) -> Result<(Running, Vec<i32>), String> {
+    let running = start(binary, args);
     let pids = running.wait_for_workers(workers, STARTUP)?;
     Ok((running, pids))
 }
 
-/// Runs `supervisor ARGS` to the end (at most `timeout`).
-pub fn run(args: &[&str], timeout: Duration) -> Result<Finished, String> {
-    start(args).finish(timeout)
+/// Runs `binary ARGS` to the end (at most `timeout`).
+pub fn run(binary: &str, args: &[&str], timeout: Duration) -> Result<Finished, String> {
+    start(binary, args).finish(timeout)
 }
 
 /// Calls `probe` every 20 ms until it answers `Ok`; past `deadline`, fails with its last
@@ -220,101 +223,10 @@ impl Drop for Running {
     }
 }
 
-/// `(pid, state)` of every process whose parent is `parent`, from /proc.
-pub fn children_of(parent: i32) -> Vec<(i32, char)> {
-    let Ok(all) = procfs::process::all_processes() else {
-        return Vec::new();
-    };
-    all.filter_map(Result::ok)
-        .filter_map(|process| process.stat().ok())
-        .filter(|stat| stat.ppid == parent)
-        .map(|stat| (stat.pid, stat.state))
-        .collect()
-}
-
-/// Pids of the live (non-zombie) children of `parent`.
-pub fn live_children_of(parent: i32) -> Vec<i32> {
-    children_of(parent)
-        .into_iter()
-        .filter(|&(_, state)| state != 'Z')
-        .map(|(pid, _)| pid)
-        .collect()
-}
-
-/// Whether `pid` is a live process (not gone, not a zombie).
-pub fn is_alive(pid: i32) -> bool {
-    procfs::process::Process::new(pid)
-        .and_then(|p| p.stat())
-        .is_ok_and(|stat| stat.state != 'Z')
-}
-
-/// Fails if a child of `parent` is a zombie now and still one 300 ms later.
-pub fn no_lasting_zombie_under(parent: i32) -> Result<(), String> {
-    let zombies: BTreeSet<i32> = children_of(parent)
-        .into_iter()
-        .filter(|&(_, state)| state == 'Z')
-        .map(|(pid, _)| pid)
-        .collect();
-    if zombies.is_empty() {
-        return Ok(());
-    }
-    thread::sleep(Duration::from_millis(300));
-    let lasting: Vec<i32> = children_of(parent)
-        .into_iter()
-        .filter(|&(pid, state)| state == 'Z' && zombies.contains(&pid))
-        .map(|(pid, _)| pid)
-        .collect();
-    if lasting.is_empty() {
-        Ok(())
-    } else {
-        Err(format!(
-            "zombie children of {parent} for over 300 ms: {lasting:?}"
-        ))
-    }
-}
-
-/// Fails if this test process has a zombie child.
-pub fn no_zombie_of_this_process() -> Result<(), String> {
-    no_lasting_zombie_under(std::process::id() as i32)
-}
-
-/// Entries of /dev/shm.
-pub fn shm_entries() -> BTreeSet<String> {
-    std::fs::read_dir("/dev/shm")
-        .map(|dir| {
-            dir.filter_map(Result::ok)
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// Fails if /dev/shm holds an entry that was not in `before` and names herd (other programs on
-/// the machine may create their own meanwhile).
-pub fn nothing_new_in_shm(before: &BTreeSet<String>) -> Result<(), String> {
-    let new: Vec<String> = shm_entries()
-        .difference(before)
-        .filter(|name| name.to_lowercase().contains("herd"))
-        .cloned()
-        .collect();
-    if new.is_empty() {
-        Ok(())
-    } else {
-        Err(format!("left in /dev/shm: {new:?}"))
-    }
-}
-
 pub fn sleep_ms(ms: u64) {
     thread::sleep(Duration::from_millis(ms));
 }
 
 pub fn path_str(path: &Path) -> &str {
     path.to_str().expect("temp paths are UTF-8")
-}
-
-/// Runs trials on the main thread, one at a time.
-pub fn run_trials(trials: Vec<libtest_mimic::Trial>) -> std::process::ExitCode {
-    let mut args = libtest_mimic::Arguments::from_args();
-    args.test_threads = Some(1);
-    libtest_mimic::run(&args, trials).exit_code()
 }

@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use herd_supervisor::logcount::{count_dir, Format, Options};
+use herd_logcount::{count_dir, Format, Options};
 use libtest_mimic::Trial;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;

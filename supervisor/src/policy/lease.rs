@@ -13,7 +13,8 @@ use herd_worker::{Job, JobError, JobId, JobResult};
 use crate::WorkerId;
 
 /// Why a worker lost the job it held.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum LossCause {
     /// The worker exited or was killed by a signal not sent by the supervisor.
     Died(String),

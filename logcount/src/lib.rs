@@ -1,14 +1,17 @@
-//! logcount: requests and distinct client keys per access log (issue 6), as a library the
-//! supervisor runs as a job kind.
+//! herd-logcount: requests and distinct client keys per access log, as a library and as a herd
+//! job kind ([`LogcountChunk`]) that a supervised worker pool runs.
 //!
 //! A run is: [`plan`] the directory into [`ChunkJob`]s; run [`count_chunk`] on each (in any
 //! process, in any order); feed the outcomes to a [`Merger`]; render its [`Report`]. Jobs and
 //! their results are small serde values, so they cross process boundaries cheaply.
 
+pub mod genlogs;
+
 mod distinct;
 mod ipv6;
 mod key_set;
 mod keys;
+mod kind;
 mod lanes;
 mod mapped;
 mod plan;
@@ -19,8 +22,10 @@ mod union;
 #[cfg(test)]
 mod tests;
 
+pub use kind::LogcountChunk;
 pub use plan::{
-    plan, ChunkJob, ChunkSource, Options, Plan, PlanError, PlannedFile, DEFAULT_CHUNK_BYTES,
+    balanced_chunk_bytes, plan, ChunkJob, ChunkSource, Options, Plan, PlanError, PlannedFile,
+    DEFAULT_CHUNK_BYTES,
 };
 pub use report::{FileCounts, Format, Merger, Report, TopKey};
 pub use scan::{

@@ -47,7 +47,7 @@ pub struct Report {
 }
 
 /// Output formats.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     /// Aligned columns with a total row.
     Table,
@@ -55,6 +55,27 @@ pub enum Format {
     Csv,
     /// `{"files": {...}, "all": {...}, "errors": {...}}`.
     Json,
+}
+
+impl Format {
+    /// Every format with its name, as `FromStr` reads it: for command lines and help texts.
+    pub const NAMES: [(&'static str, Format); 3] = [
+        ("table", Format::Table),
+        ("csv", Format::Csv),
+        ("json", Format::Json),
+    ];
+}
+
+impl std::str::FromStr for Format {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Self::NAMES
+            .iter()
+            .find(|(name, _)| *name == text)
+            .map(|&(_, format)| format)
+            .ok_or_else(|| format!("unknown format {text:?} (known: table, csv, json)"))
+    }
 }
 
 /// The union of [`DistinctKeys`] lists pushed one at a time, kind by kind.

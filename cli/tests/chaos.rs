@@ -43,6 +43,8 @@ fn sigkill_random_workers_gives_the_clean_results(start_method: &'static str) ->
             start_method,
             "--max-restarts",
             "100",
+            "--log-format",
+            "json",
         ],
     );
     let (running, _) = start_with_workers(&args, 3)?;
@@ -62,7 +64,12 @@ fn sigkill_random_workers_gives_the_clean_results(start_method: &'static str) ->
         killed.len() >= 4,
         "only killed {killed:?}: the run ended too soon to test anything"
     );
-    finished.expect_stderr_saying("re-queued")?;
+    let events = events(&finished);
+    check!(
+        !named(&events, "job_requeued").is_empty(),
+        "no job was re-queued:\n{}",
+        finished.stderr
+    );
     for pid in killed {
         check!(!is_alive(pid), "killed worker {pid} still alive");
     }
@@ -76,7 +83,14 @@ fn sigstop_worker_is_replaced_and_its_job_rerun() -> TestResult {
     let args = with_args(
         &["run", "sleep"],
         &jobs,
-        &["--workers", "2", "--heartbeat-timeout", "0.5"],
+        &[
+            "--workers",
+            "2",
+            "--heartbeat-timeout",
+            "0.5",
+            "--log-format",
+            "json",
+        ],
     );
     let (running, workers) = start_with_workers(&args, 2)?;
     sleep_ms(400); // well into its first job
@@ -84,12 +98,11 @@ fn sigstop_worker_is_replaced_and_its_job_rerun() -> TestResult {
     kill(Pid::from_raw(stopped), Signal::SIGSTOP)?;
     let finished = running.finish(LONG)?;
     finished.expect_success_printing(&expected_sleep_output(&jobs))?;
+    let events = events(&finished);
     check!(
-        finished
-            .stderr
-            .contains(&format!("(pid {stopped}) lost job"))
-            && finished.stderr.contains("stopped heartbeating")
-            && finished.stderr.contains("re-queued"),
+        named(&events, "job_requeued")
+            .iter()
+            .any(|record| record["pid"] == stopped && record["cause"] == "missed_heartbeat"),
         "the stopped worker's job was not re-run:\n{}",
         finished.stderr
     );
@@ -100,19 +113,25 @@ fn sigstop_worker_is_replaced_and_its_job_rerun() -> TestResult {
 
 fn sigterm_to_a_worker_finishes_its_job_first() -> TestResult {
     let jobs: Vec<String> = (0..4).map(|n| (600 + n).to_string()).collect();
-    let args = with_args(&["run", "sleep"], &jobs, &["--workers", "2"]);
+    let args = with_args(
+        &["run", "sleep"],
+        &jobs,
+        &["--workers", "2", "--log-format", "json"],
+    );
     let (running, workers) = start_with_workers(&args, 2)?;
     sleep_ms(200);
     kill(Pid::from_raw(workers[0]), Signal::SIGTERM)?;
     let finished = running.finish(LONG)?;
     finished.expect_success_printing(&expected_sleep_output(&jobs))?;
     let pid = workers[0];
+    let events = events(&finished);
     check!(
-        finished
-            .stderr
-            .contains(&format!("(pid {pid}) leaves (SIGTERM)"))
-            && !finished.stderr.contains("died")
-            && !finished.stderr.contains("lost job"),
+        named(&events, "worker_leaving")
+            .iter()
+            .any(|record| record["pid"] == pid)
+            && named(&events, "worker_died").is_empty()
+            && named(&events, "job_requeued").is_empty()
+            && named(&events, "job_failed").is_empty(),
         "the terminated worker did not finish its job and leave cleanly:\n{}",
         finished.stderr
     );
@@ -230,14 +249,23 @@ fn a_worker_crashing_on_every_job_stops_at_the_intensity_limit() -> TestResult {
             "3",
             "--restart-period",
             "60",
+            "--log-format",
+            "json",
         ],
     );
     let finished = run(&args, LONG)?;
     finished.expect_exit(1)?;
-    finished.expect_stderr_saying(
-        "restart intensity exceeded: more than 3 worker restart(s) within 60s",
-    )?;
-    let deaths = finished.stderr.matches("died: killed by SIGABRT").count();
+    let events = events(&finished);
+    let limit = named(&events, "restart_limit_hit");
+    check!(
+        limit.len() == 1 && limit[0]["max_restarts"] == 3 && limit[0]["period"]["secs"] == 60,
+        "the restart limit was not reported once:\n{}",
+        finished.stderr
+    );
+    let deaths = named(&events, "worker_died")
+        .iter()
+        .filter(|record| record["status"] == "killed by SIGABRT")
+        .count();
     check!(
         (4..=5).contains(&deaths),
         "{deaths} deaths for a limit of 3 restarts:\n{}",
@@ -268,13 +296,22 @@ fn a_hung_worker_is_killed_at_the_job_timeout_and_its_job_rerun() -> TestResult 
             "0.5",
             "--max-attempts",
             "2",
+            "--log-format",
+            "json",
         ],
         LONG,
     )?;
     finished.expect_success_printing("recovered\n")?;
-    finished.expect_stderr_saying(
-        "job timed out and its worker was killed; re-queued (attempt 2 of 2 next)",
-    )?;
+    let events = events(&finished);
+    check!(
+        named(&events, "job_requeued").iter().any(|record| {
+            record["cause"] == "timed_out"
+                && record["next_attempt"] == 2
+                && record["max_attempts"] == 2
+        }),
+        "the hung job was not re-queued for its second attempt:\n{}",
+        finished.stderr
+    );
     check!(
         started.elapsed() >= Duration::from_millis(500),
         "the timeout did not wait"
@@ -365,7 +402,18 @@ fn sigint_drains_then_a_second_one_stops_at_once() -> TestResult {
 
     // A second signal does not wait for the grace period.
     let (running, _) = start_with_workers(
-        &["run", "hang", "a", "b", "--workers", "2", "--grace", "30"],
+        &[
+            "run",
+            "hang",
+            "a",
+            "b",
+            "--workers",
+            "2",
+            "--grace",
+            "30",
+            "--log-format",
+            "json",
+        ],
         2,
     )?;
     sleep_ms(200);
@@ -374,16 +422,39 @@ fn sigint_drains_then_a_second_one_stops_at_once() -> TestResult {
     running.signal(Signal::SIGTERM);
     let finished = running.finish(Duration::from_secs(5))?;
     finished.expect_exit(1)?;
-    finished.expect_stderr_saying("stopping at once")?;
+    let records = events(&finished);
+    check!(
+        named(&records, "drain_begun").len() == 1 && named(&records, "stopping_now").len() == 1,
+        "expected a drain, then a stop:\n{}",
+        finished.stderr
+    );
 
     // The grace period ends with SIGKILL.
-    let (running, _) =
-        start_with_workers(&["run", "hang", "a", "--workers", "1", "--grace", "0.5"], 1)?;
+    let (running, _) = start_with_workers(
+        &[
+            "run",
+            "hang",
+            "a",
+            "--workers",
+            "1",
+            "--grace",
+            "0.5",
+            "--log-format",
+            "json",
+        ],
+        1,
+    )?;
     sleep_ms(200);
     running.signal(Signal::SIGTERM);
     let finished = running.finish(Duration::from_secs(5))?;
     finished.expect_exit(1)?;
-    finished.expect_stderr_saying("grace period")?;
+    check!(
+        named(&events(&finished), "grace_expired")
+            .iter()
+            .any(|record| record["workers"] == 1),
+        "the grace period did not expire:\n{}",
+        finished.stderr
+    );
     no_zombie_of_this_process()?;
     Ok(())
 }
@@ -429,6 +500,8 @@ fn max_tasks_per_child_recycles_workers() -> TestResult {
             "1",
             "--max-tasks-per-child",
             "2",
+            "--log-format",
+            "json",
         ],
         LONG,
     )?;
@@ -444,7 +517,7 @@ fn max_tasks_per_child_recycles_workers() -> TestResult {
         "expected 3 workers for 6 jobs at 2 each: {pids:?}"
     );
     check!(
-        !finished.stderr.contains("died"),
+        named(&events(&finished), "worker_died").is_empty(),
         "recycling is not a death:\n{}",
         finished.stderr
     );

@@ -1,5 +1,10 @@
-//! The `supervisor` binary: `supervisor run JOB [ARGS]` runs jobs over a supervised worker pool;
+//! The `supervisor` command: `supervisor run JOB [ARGS]` runs jobs over a supervised worker pool;
 //! `supervisor gen-logs DIR` writes test logs for logcount.
+mod builtin;
+mod console;
+mod diagnostic_kinds;
+mod status;
+
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -7,13 +12,17 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
-use herd_supervisor::genlogs::{self, GenOptions};
-use herd_supervisor::logcount::{self, Format, Merger, Options as LogcountOptions};
+use herd_logcount::genlogs::{self, GenOptions};
+use herd_logcount::{self as logcount, Format, LogcountChunk, Merger, Options as LogcountOptions};
 use herd_supervisor::{
-    builtin_registry, IpcLauncher, LeaseTable, LogcountChunk, RunReport, SignalInbox, StartMethod,
-    Supervisor, SupervisorConfig, DIAGNOSTIC_KINDS,
+    IpcLauncher, LeaseTable, Level, RunReport, SignalInbox, StartMethod, Supervisor,
+    SupervisorConfig,
 };
 use herd_worker::{decode_payload, encode_payload, JobKind};
+
+use crate::builtin::{builtin_registry, builtin_worker};
+use crate::console::{Console, LogFormat};
+use crate::diagnostic_kinds::DIAGNOSTIC_KINDS;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -68,8 +77,8 @@ struct RunArgs {
     /// Workers to run (default: the available CPUs).
     #[arg(long, value_parser = parse_workers)]
     workers: Option<usize>,
-    /// How workers are started.
-    #[arg(long, value_enum, default_value = "fork")]
+    /// How workers are started: fork or spawn.
+    #[arg(long, default_value = "fork")]
     start_method: StartMethod,
     /// At most R unplanned worker restarts within --restart-period, then the run stops.
     #[arg(long, default_value_t = 10)]
@@ -95,8 +104,8 @@ struct RunArgs {
     /// Print the worker table every S seconds (it is also printed on SIGUSR1).
     #[arg(long, value_parser = parse_seconds)]
     status_interval: Option<Duration>,
-    /// logcount: output format.
-    #[arg(long, value_enum, default_value = "table")]
+    /// logcount: output format: table, csv or json.
+    #[arg(long, default_value = "table")]
     format: Format,
     /// logcount: also report the K busiest client keys.
     #[arg(long)]
@@ -108,6 +117,12 @@ struct RunArgs {
     /// worker, between 4 and 256 MiB).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     chunk_bytes: Option<u64>,
+    /// How the run's log records are written on stderr.
+    #[arg(long, value_enum, default_value = "text")]
+    log_format: LogFormat,
+    /// Also log routine events (workers started, jobs leased and finished).
+    #[arg(short, long)]
+    verbose: bool,
 }
 
 #[derive(Debug, Args)]
@@ -127,14 +142,6 @@ struct GenLogsArgs {
     #[arg(long, default_value_t = 1)]
     seed: u64,
 }
-
-/// logcount: chunks per worker aimed at, so the last chunks of a run spread over every worker.
-/// 1.2 GB of logs (8 files) on 2 workers: 24 chunks of 64 MiB cost 0.42 CPU-s, 8 of 151 MB 0.38.
-const CHUNKS_PER_WORKER: u64 = 4;
-/// logcount: the smallest chunk worth a job of its own.
-const MIN_CHUNK_BYTES: u64 = 4 << 20;
-/// logcount: the largest chunk, which bounds what a retry after a lost worker re-counts.
-const MAX_CHUNK_BYTES: u64 = 256 << 20;
 
 /// An error that already carries its exit code.
 #[derive(Debug, thiserror::Error)]
@@ -177,11 +184,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 fn supervise(args: &RunArgs, jobs: LeaseTable) -> anyhow::Result<RunReport> {
-    Ok(supervisor(args, jobs)?.run())
+    let mut supervisor = supervisor(args, jobs)?;
+    while !supervisor.step() {}
+    supervisor.observer().finish();
+    Ok(supervisor.into_report())
 }
 
+/// The supervisor the `supervisor` command runs.
+type CommandSupervisor = Supervisor<IpcLauncher, Console>;
+
 /// A supervisor for `jobs`, configured from the command line, ready to run.
-fn supervisor(args: &RunArgs, jobs: LeaseTable) -> anyhow::Result<Supervisor<IpcLauncher>> {
+fn supervisor(args: &RunArgs, jobs: LeaseTable) -> anyhow::Result<CommandSupervisor> {
     let config = SupervisorConfig {
         workers: args
             .workers
@@ -196,7 +209,6 @@ fn supervisor(args: &RunArgs, jobs: LeaseTable) -> anyhow::Result<Supervisor<Ipc
         grace: args.grace,
         max_tasks_per_child: args.max_tasks_per_child,
         status_interval: args.status_interval,
-        progress: true,
     };
     // Workers' own children are re-parented to us, not to init, so we reap them.
     nix::sys::prctl::set_child_subreaper(true).context("becoming a child subreaper")?;
@@ -207,8 +219,15 @@ fn supervisor(args: &RunArgs, jobs: LeaseTable) -> anyhow::Result<Supervisor<Ipc
         config.heartbeat_interval,
         inbox.inherited(),
     )
+    .spawn_entry(builtin_worker)
     .reaping_strays();
-    Ok(Supervisor::new(config, launcher, inbox, jobs))
+    let threshold = if args.verbose {
+        Level::Debug
+    } else {
+        Level::Info
+    };
+    let console = Console::new(args.log_format, threshold, true);
+    Ok(Supervisor::new(config, launcher, inbox, console, jobs))
 }
 
 fn run_jobs(args: RunArgs) -> anyhow::Result<ExitCode> {
@@ -293,9 +312,7 @@ fn run_logcount(args: &RunArgs) -> anyhow::Result<ExitCode> {
             .workers
             .unwrap_or_else(|| SupervisorConfig::default().workers) as u64;
         let total: u64 = plan.files.iter().map(|file| file.len).sum();
-        let even = total / (workers * CHUNKS_PER_WORKER);
-        // An eighth of slack: a file just above the average size stays one chunk.
-        let chunk_bytes = (even + even / 8).clamp(MIN_CHUNK_BYTES, MAX_CHUNK_BYTES);
+        let chunk_bytes = logcount::balanced_chunk_bytes(total, workers);
         if chunk_bytes != options.chunk_bytes {
             plan = plan_with(&LogcountOptions {
                 chunk_bytes,
@@ -320,6 +337,7 @@ fn run_logcount(args: &RunArgs) -> anyhow::Result<ExitCode> {
             merged_before += 1;
         }
     }
+    supervisor.observer().finish();
     let report = supervisor.into_report();
     for id in merged_before..plan.jobs.len() {
         if let Some(output) = report.jobs.output(id as u64) {

@@ -195,7 +195,7 @@ mod tests {
     fn lines_and_clients_as_asked() {
         let dir = tempfile::tempdir().unwrap();
         let paths = generate(dir.path(), &options(1)).unwrap();
-        let report = crate::logcount::count_dir(dir.path(), &Default::default()).unwrap();
+        let report = crate::count_dir(dir.path(), &Default::default()).unwrap();
         assert_eq!(paths.len(), 2);
         assert_eq!(report.all.total, 4_000);
         assert_eq!(report.files["access-000.log"].total, 2_000);

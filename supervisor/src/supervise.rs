@@ -9,6 +9,7 @@
 //! The loop is generic over what it touches: the [`Launcher`] (how workers start), the
 //! [`SignalSource`], the [`Observer`] that receives its [`Event`]s and the [`Clock`]. The real
 //! ones are herd-ipc processes, signal-hook handlers and the system clock; tests use mocks.
+use std::collections::VecDeque;
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
@@ -29,6 +30,11 @@ use crate::{
 const TICK: Duration = Duration::from_millis(50);
 /// How long a worker whose link closed may take to exit on its own before it is killed.
 const CLOSED_LINK_PATIENCE: Duration = Duration::from_millis(500);
+/// The most jobs sent ahead to one worker.
+const MAX_AHEAD: usize = 64;
+/// How much work (by the recent job duration) is worth sending ahead to a worker, so that it
+/// never waits for a round trip between short jobs, while long jobs stay spread over workers.
+const AHEAD_TIME: Duration = Duration::from_millis(2);
 
 /// Why a worker is on its way out.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,7 +53,10 @@ struct Slot<C, H> {
     link_closed_at: Option<Instant>,
     last_heard: Instant,
     ready: bool,
-    job: Option<(JobId, Instant)>,
+    /// The jobs sent to it, oldest first: it runs the first, the others wait in its queue.
+    held: VecDeque<JobId>,
+    /// When the first of `held` started (its lease, or the previous job's result).
+    running_since: Instant,
     jobs_done: u64,
     leaving: Option<Leaving>,
 }
@@ -88,6 +97,8 @@ pub struct Supervisor<
     next_status: Option<Instant>,
     child_exited: bool,
     last_reap: Instant,
+    /// Recent job duration (moving average), for how many jobs to send ahead.
+    job_time: Option<Duration>,
 }
 
 impl<L: Launcher, O: Observer, S: SignalSource> Supervisor<L, O, S> {
@@ -127,6 +138,7 @@ impl<L: Launcher, O: Observer, S: SignalSource, C: Clock> Supervisor<L, O, S, C>
             next_status: config.status_interval.map(|every| now + every),
             child_exited: false,
             last_reap: now,
+            job_time: None,
             config,
             launcher,
             inbox,
@@ -356,7 +368,11 @@ impl<L: Launcher, O: Observer, S: SignalSource, C: Clock> Supervisor<L, O, S, C>
                 match message {
                     FromWorker::Ready => slot.ready = true,
                     FromWorker::Heartbeat => {}
-                    FromWorker::Done(result) => self.on_result(index, result, now),
+                    FromWorker::Done(results) => {
+                        for result in results {
+                            self.on_result(index, result, now);
+                        }
+                    }
                     FromWorker::Leaving => self.on_leaving(index, now),
                 }
             }
@@ -366,10 +382,18 @@ impl<L: Launcher, O: Observer, S: SignalSource, C: Clock> Supervisor<L, O, S, C>
     fn on_result(&mut self, index: usize, result: herd_worker::JobResult, now: Instant) {
         let slot = &mut self.slots[index];
         let id = result.id;
-        if slot.job.is_some_and(|(job, _)| job == id) {
-            slot.job = None;
+        if slot.held.front() == Some(&id) {
+            slot.held.pop_front();
             slot.jobs_done += 1;
+            let took = now.saturating_duration_since(slot.running_since);
+            slot.running_since = now;
+            // Results come in batches: the average over a batch is what matters.
+            self.job_time = Some(match self.job_time {
+                Some(average) => (average * 7 + took) / 8,
+                None => took,
+            });
         }
+        let slot = &mut self.slots[index];
         let worker = slot.id;
         match self.jobs.complete(worker, result) {
             Completion::Accepted => {
@@ -385,7 +409,10 @@ impl<L: Launcher, O: Observer, S: SignalSource, C: Clock> Supervisor<L, O, S, C>
             .max_tasks_per_child
             .is_some_and(|max| slot.jobs_done >= max);
         let shrink = self.active_workers() > self.target;
-        if slot.leaving.is_none() && (recycle || shrink || self.phase == Phase::Ending) {
+        if slot.leaving.is_none()
+            && slot.held.is_empty()
+            && (recycle || shrink || self.phase == Phase::Ending)
+        {
             self.ask_to_leave(index, now);
         }
     }
@@ -401,10 +428,10 @@ impl<L: Launcher, O: Observer, S: SignalSource, C: Clock> Supervisor<L, O, S, C>
         slot.leaving = Some(Leaving::Asked {
             deadline: now + grace,
         });
-        slot.job = None;
+        slot.held.clear();
         let (worker, pid) = (slot.id, slot.reaper.id());
         self.emit(Event::WorkerLeaving { worker, pid });
-        if let Some(job) = self.jobs.return_unstarted(worker) {
+        for job in self.jobs.return_unstarted(worker) {
             self.emit(Event::JobReturnedUnstarted { job });
         }
     }
@@ -440,7 +467,7 @@ impl<L: Launcher, O: Observer, S: SignalSource, C: Clock> Supervisor<L, O, S, C>
         }
         let signalled = slot.reaper.signal(Signal::SIGKILL);
         slot.leaving = Some(Leaving::Killed(cause.clone()));
-        slot.job = None;
+        slot.held.clear();
         let worker = slot.id;
         let pid = slot.reaper.id();
         if let Err(error) = signalled {
@@ -459,8 +486,16 @@ impl<L: Launcher, O: Observer, S: SignalSource, C: Clock> Supervisor<L, O, S, C>
         }
     }
 
+    /// `worker` is gone or going: the job it was running is re-queued (or fails, out of
+    /// attempts), the ones it held after it go back unstarted.
     fn release(&mut self, worker: WorkerId, pid: i32, cause: LossCause) {
-        match self.jobs.release(worker, cause.clone()) {
+        let released = self.jobs.release(worker, cause.clone());
+        for job in self.jobs.return_unstarted(worker) {
+            if self.phase == Phase::Running {
+                self.emit(Event::JobReturnedUnstarted { job });
+            }
+        }
+        match released {
             Released::Nothing => {}
             // When the run is ending the job will not run again: it is reported as abandoned.
             Released::Requeued(_) if self.phase == Phase::Ending => {}
@@ -555,10 +590,11 @@ impl<L: Launcher, O: Observer, S: SignalSource, C: Clock> Supervisor<L, O, S, C>
                         Some(LossCause::Died("closed its link to the supervisor".into()))
                     } else if now.duration_since(slot.last_heard) >= self.config.heartbeat_timeout {
                         Some(LossCause::MissedHeartbeat)
-                    } else if let (Some(limit), Some((_, started))) =
-                        (self.config.job_timeout, slot.job)
+                    } else if let (Some(limit), false) =
+                        (self.config.job_timeout, slot.held.is_empty())
                     {
-                        (now.duration_since(started) >= limit).then_some(LossCause::TimedOut)
+                        (now.duration_since(slot.running_since) >= limit)
+                            .then_some(LossCause::TimedOut)
                     } else {
                         None
                     }
@@ -599,7 +635,7 @@ impl<L: Launcher, O: Observer, S: SignalSource, C: Clock> Supervisor<L, O, S, C>
         self.phase = Phase::Ending;
         self.pending_starts.clear();
         for index in 0..self.slots.len() {
-            if self.slots[index].leaving.is_none() && self.slots[index].job.is_none() {
+            if self.slots[index].leaving.is_none() && self.slots[index].held.is_empty() {
                 self.ask_to_leave(index, now);
             }
         }
@@ -619,7 +655,7 @@ impl<L: Launcher, O: Observer, S: SignalSource, C: Clock> Supervisor<L, O, S, C>
             let idle = self
                 .slots
                 .iter()
-                .position(|slot| slot.leaving.is_none() && slot.job.is_none());
+                .position(|slot| slot.leaving.is_none() && slot.held.is_empty());
             if let Some(index) = idle {
                 self.ask_to_leave(index, now);
             }
@@ -648,7 +684,8 @@ impl<L: Launcher, O: Observer, S: SignalSource, C: Clock> Supervisor<L, O, S, C>
                         link_closed_at: None,
                         last_heard: now,
                         ready: false,
-                        job: None,
+                        held: VecDeque::new(),
+                        running_since: now,
                         jobs_done: 0,
                         leaving: None,
                     });
@@ -668,35 +705,83 @@ impl<L: Launcher, O: Observer, S: SignalSource, C: Clock> Supervisor<L, O, S, C>
         }
     }
 
+    /// How many jobs a worker may hold: one while job durations are unknown or long, up to
+    /// [`MAX_AHEAD`] when they are short, and never more than it may still run before it is
+    /// recycled.
+    fn ahead_limit(&self, slot: &Slot<L::Child, L::Channel>) -> usize {
+        let by_time = match self.job_time {
+            Some(average) if !average.is_zero() => {
+                (AHEAD_TIME.as_nanos() / average.as_nanos()).clamp(1, MAX_AHEAD as u128) as usize
+            }
+            Some(_) => MAX_AHEAD,
+            None => 1,
+        };
+        match self.config.max_tasks_per_child {
+            Some(max) => {
+                let left = max.saturating_sub(slot.jobs_done);
+                by_time.min(usize::try_from(left).unwrap_or(usize::MAX))
+            }
+            None => by_time,
+        }
+    }
+
+    /// Leases queued jobs to ready workers, one per worker per round so that a short queue is
+    /// shared out rather than sent to the first worker, then sends each worker its batch.
     fn dispatch(&mut self, now: Instant) {
-        if !self.drain.accepts_jobs() {
+        if !self.drain.accepts_jobs() || self.jobs.queued() == 0 {
             return;
         }
-        for index in 0..self.slots.len() {
-            let slot = &self.slots[index];
-            if !slot.ready || slot.job.is_some() || slot.leaving.is_some() || slot.channel.is_none()
-            {
+        let limits: Vec<usize> = self
+            .slots
+            .iter()
+            .map(|slot| {
+                if !slot.ready || slot.leaving.is_some() || slot.channel.is_none() {
+                    0
+                } else {
+                    self.ahead_limit(slot).saturating_sub(slot.held.len())
+                }
+            })
+            .collect();
+        let mut batches: Vec<Vec<herd_worker::Job>> = vec![Vec::new(); self.slots.len()];
+        let mut leased_any = true;
+        while leased_any && self.jobs.queued() > 0 {
+            leased_any = false;
+            for index in 0..self.slots.len() {
+                if batches[index].len() >= limits[index] {
+                    continue;
+                }
+                let Some(job) = self.jobs.lease(self.slots[index].id) else {
+                    break;
+                };
+                leased_any = true;
+                batches[index].push(job);
+            }
+        }
+        for (index, batch) in batches.into_iter().enumerate() {
+            if batch.is_empty() {
                 continue;
             }
-            let Some(job) = self.jobs.lease(slot.id) else {
-                return;
-            };
-            let id = job.id;
-            self.emit(Event::JobLeased {
-                job: id,
-                worker: self.slots[index].id,
-                attempt: job.attempt,
-            });
+            let worker = self.slots[index].id;
+            for job in &batch {
+                self.emit(Event::JobLeased {
+                    job: job.id,
+                    worker,
+                    attempt: job.attempt,
+                });
+            }
             let slot = &mut self.slots[index];
-            slot.job = Some((id, now));
+            if slot.held.is_empty() {
+                slot.running_since = now;
+            }
+            slot.held.extend(batch.iter().map(|job| job.id));
+            let first = batch[0].id;
             let sent = slot
                 .channel
                 .as_mut()
-                .map(|channel| channel.send(ToWorker::Run(job)));
+                .map(|channel| channel.send(ToWorker::Run(batch)));
             if let Some(Err(error)) = sent {
-                let worker = slot.id;
                 self.emit(Event::SendFailed {
-                    job: id,
+                    job: first,
                     worker,
                     error: error.to_string(),
                 });
@@ -715,8 +800,9 @@ impl<L: Launcher, O: Observer, S: SignalSource, C: Clock> Supervisor<L, O, S, C>
                 pid: slot.reaper.id(),
                 jobs_done: slot.jobs_done,
                 current: slot
-                    .job
-                    .map(|(job, started)| (job, now.duration_since(started))),
+                    .held
+                    .front()
+                    .map(|&job| (job, now.duration_since(slot.running_since))),
             })
             .collect();
         let status = Status {

@@ -23,6 +23,17 @@ pub enum JobError {
     Panicked(String),
 }
 
+/// The message of a panic payload (a `&str` or a `String`, as `panic!` makes them).
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".to_owned()
+    }
+}
+
 impl JobError {
     /// A failure described by any displayable cause, e.g. `JobError::failed(io_error)`.
     pub fn failed(cause: impl std::fmt::Display) -> Self {

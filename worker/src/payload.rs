@@ -9,6 +9,13 @@ use thiserror::Error;
 #[error("job payload: {0}")]
 pub struct PayloadError(#[from] postcard::Error);
 
+impl PayloadError {
+    /// Bytes that are not a payload of the expected shape.
+    pub(crate) fn malformed() -> Self {
+        PayloadError(postcard::Error::DeserializeBadEncoding)
+    }
+}
+
 /// Encodes a job input or output.
 pub fn encode_payload<T: Serialize>(value: &T) -> Result<Vec<u8>, PayloadError> {
     Ok(postcard::to_stdvec(value)?)

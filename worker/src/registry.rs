@@ -1,12 +1,33 @@
 //! `Registry`: job kinds by name, type-erased so a worker can run any of them from bytes.
+//!
+//! Kinds are registered by hand ([`Registry::register`]) or, for a whole program, where they
+//! are defined: [`job!`](crate::job) and [`register_kind!`](crate::register_kind) add them to a
+//! list the linker collects ([`Registry::global`] reads it), so a worker started in any way (a
+//! fork, a fresh execution of the binary, a forkserver's fork) finds every kind of the program
+//! without a hand-built registry, and no constructor has to run first.
 use std::collections::BTreeMap;
 use std::fmt;
+use std::panic::{self, AssertUnwindSafe};
 
 use thiserror::Error;
 
-use crate::{decode_payload, encode_payload, JobError, JobKind};
+use crate::job_error::panic_message;
+use crate::{decode_payload, encode_payload, ChunkOutputs, Job, JobError, JobKind};
 
-type Handler = Box<dyn Fn(&[u8], u32) -> Result<Vec<u8>, JobError> + Send + Sync>;
+/// Runs an encoded input (`chunk`: a sequence of them) at an attempt.
+type Handler = Box<dyn Fn(&[u8], u32, bool) -> Result<Vec<u8>, JobError> + Send + Sync>;
+
+/// A job kind registered where it is defined, by [`job!`](crate::job) or
+/// [`register_kind!`](crate::register_kind).
+#[derive(Debug)]
+pub struct KindRegistration {
+    /// Adds the kind to a registry.
+    pub register: fn(&mut Registry) -> Result<(), DuplicateKindError>,
+}
+
+/// Every kind registered where it is defined, collected by the linker.
+#[linkme::distributed_slice]
+pub static KINDS: [KindRegistration];
 
 /// Two job kinds were registered under one name.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -33,12 +54,26 @@ impl Registry {
         Self::default()
     }
 
+    /// Every kind of this program registered where it is defined (by [`job!`](crate::job) and
+    /// [`register_kind!`](crate::register_kind)), in whichever crate.
+    pub fn global() -> Self {
+        let mut registry = Self::new();
+        for registration in KINDS {
+            // One name twice would be one kind linked twice: the first one serves.
+            let _ = (registration.register)(&mut registry);
+        }
+        registry
+    }
+
     /// Adds a job kind under `K::NAME`.
     pub fn register<K: JobKind>(&mut self, kind: K) -> Result<&mut Self, DuplicateKindError> {
         if self.handlers.contains_key(K::NAME) {
             return Err(DuplicateKindError(K::NAME.to_owned()));
         }
-        let handler: Handler = Box::new(move |bytes, attempt| {
+        let handler: Handler = Box::new(move |bytes, attempt, chunk| {
+            if chunk {
+                return Ok(run_chunk(&kind, bytes, attempt));
+            }
             let input: K::Input =
                 decode_payload(bytes).map_err(|e| JobError::InvalidInput(e.to_string()))?;
             let output = kind.run_attempt(input, attempt)?;
@@ -72,12 +107,42 @@ impl Registry {
         payload: &[u8],
         attempt: u32,
     ) -> Result<Vec<u8>, JobError> {
-        let handler = self
-            .handlers
-            .get(name)
-            .ok_or_else(|| JobError::UnknownKind(name.to_owned()))?;
-        handler(payload, attempt)
+        self.handler(name)?(payload, attempt, false)
     }
+
+    /// Runs a job as the supervisor sent it: one input, or a chunk of them answered by a
+    /// [`ChunkOutputs`] (an input that fails or panics fails only its own item).
+    pub fn run_job(&self, job: &Job) -> Result<Vec<u8>, JobError> {
+        self.handler(&job.kind)?(&job.payload, job.attempt, job.chunk)
+    }
+
+    fn handler(&self, name: &str) -> Result<&Handler, JobError> {
+        self.handlers
+            .get(name)
+            .ok_or_else(|| JobError::UnknownKind(name.to_owned()))
+    }
+}
+
+/// Runs every input of a chunk; the answer is one item per input, in order.
+fn run_chunk<K: JobKind>(kind: &K, bytes: &[u8], attempt: u32) -> Vec<u8> {
+    let mut outputs = ChunkOutputs::new();
+    match decode_payload::<Vec<K::Input>>(bytes) {
+        Ok(inputs) => {
+            for input in inputs {
+                let outcome =
+                    panic::catch_unwind(AssertUnwindSafe(|| kind.run_attempt(input, attempt)))
+                        .unwrap_or_else(|payload| {
+                            Err(JobError::Panicked(panic_message(payload.as_ref())))
+                        });
+                match outcome {
+                    Ok(output) => outputs.push_output(&output),
+                    Err(error) => outputs.push_error(&error),
+                }
+            }
+        }
+        Err(error) => outputs.push_error(&JobError::InvalidInput(error.to_string())),
+    }
+    outputs.into_bytes()
 }
 
 #[cfg(test)]

@@ -1,8 +1,9 @@
 //! The wire types between supervisor and worker: a [`Job`] goes out, a [`JobResult`] comes back.
 //!
-//! A worker holds at most one job at a time; the next [`ToWorker::Run`] is the acknowledgement
-//! of the previous result, so there is no separate ack message. Heartbeats flow while a job runs
-//! so the supervisor can tell a stopped or frozen worker from a slow job.
+//! Jobs and results travel in batches: a worker may be sent several jobs at once (short jobs
+//! would otherwise cost a round trip each), runs them in order, and sends results back in batches
+//! too, flushing whenever it has nothing left to run. Heartbeats flow while a job runs so the
+//! supervisor can tell a stopped or frozen worker from a slow job.
 use serde::{Deserialize, Serialize};
 
 use crate::JobError;
@@ -19,6 +20,9 @@ pub struct Job {
     pub attempt: u32,
     /// The registered [`crate::JobKind::NAME`] to run.
     pub kind: String,
+    /// Whether the payload is a chunk: a sequence of inputs, each run on its own, answered by
+    /// one [`crate::ChunkOutputs`] (see [`crate::Registry::run_job`]).
+    pub chunk: bool,
     /// The input, encoded with [`crate::encode_payload`].
     #[serde(with = "serde_bytes")]
     pub payload: Vec<u8>,
@@ -39,8 +43,8 @@ pub struct JobResult {
 /// Supervisor to worker.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ToWorker {
-    /// Run this job, then answer with [`FromWorker::Done`].
-    Run(Job),
+    /// Run these jobs in order, answering each with a result in [`FromWorker::Done`].
+    Run(Vec<Job>),
     /// Exit after the current job (if any).
     Stop,
 }
@@ -52,8 +56,8 @@ pub enum FromWorker {
     Ready,
     /// The worker is alive (sent periodically, also while a job runs).
     Heartbeat,
-    /// A job finished.
-    Done(JobResult),
+    /// Jobs finished, in the order they ran.
+    Done(Vec<JobResult>),
     /// The worker leaves (it got SIGTERM) and takes no more jobs; a job sent meanwhile was not
     /// started.
     Leaving,
@@ -95,12 +99,13 @@ mod tests {
             id: 7,
             attempt: 2,
             kind: "kind".into(),
+            chunk: false,
             payload: vec![0, 1, 0x7F, 0x80, 0xFF],
         };
-        let bytes = postcard::to_stdvec(&ToWorker::Run(job.clone())).unwrap();
+        let bytes = postcard::to_stdvec(&ToWorker::Run(vec![job.clone()])).unwrap();
         assert_eq!(
             postcard::from_bytes::<ToWorker>(&bytes).unwrap(),
-            ToWorker::Run(job)
+            ToWorker::Run(vec![job])
         );
         for outcome in [
             Ok(vec![9u8; 1000]),
@@ -112,10 +117,10 @@ mod tests {
                 attempt: 1,
                 outcome,
             };
-            let bytes = postcard::to_stdvec(&FromWorker::Done(result.clone())).unwrap();
+            let bytes = postcard::to_stdvec(&FromWorker::Done(vec![result.clone()])).unwrap();
             assert_eq!(
                 postcard::from_bytes::<FromWorker>(&bytes).unwrap(),
-                FromWorker::Done(result)
+                FromWorker::Done(vec![result])
             );
         }
     }

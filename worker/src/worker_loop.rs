@@ -1,18 +1,24 @@
 //! The worker loop: take a job, run it, send the result; heartbeat all along; leave on `Stop`,
 //! on SIGTERM once the current job is done, or when the supervisor is gone.
 //!
+//! Jobs arrive in batches and wait in a local queue; results go back in batches, flushed when
+//! the queue runs dry, when a batch is large, or when the oldest unsent result has waited a
+//! couple of milliseconds, so short jobs cost no round trip each and long ones report at once.
+//!
 //! Jobs run on the loop's own thread (no hand-off per job); a second thread sends the
 //! heartbeats on the same link (a [`Link`] is `Sync`). So a slow or hung job still heartbeats
 //! (the supervisor's job timeout deals with it), while a stopped or frozen process does not (the
 //! supervisor's heartbeat timeout deals with that).
+use std::collections::VecDeque;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use thiserror::Error;
 
+use crate::job_error::panic_message;
 use crate::{FromWorker, Job, JobError, JobResult, Link, Registry, ToWorker};
 
 /// How a worker behaves.
@@ -57,25 +63,53 @@ fn link_error<E: std::error::Error + Send + Sync + 'static>(error: E) -> WorkerE
     WorkerError::Link(Box::new(error))
 }
 
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_owned()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "non-string panic payload".to_owned()
-    }
-}
-
 fn run_one(registry: &Registry, job: Job) -> JobResult {
-    let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
-        registry.run_attempt(&job.kind, &job.payload, job.attempt)
-    }))
-    .unwrap_or_else(|payload| Err(JobError::Panicked(panic_message(payload.as_ref()))));
+    let outcome = panic::catch_unwind(AssertUnwindSafe(|| registry.run_job(&job)))
+        .unwrap_or_else(|payload| Err(JobError::Panicked(panic_message(payload.as_ref()))));
     JobResult {
         id: job.id,
         attempt: job.attempt,
         outcome,
+    }
+}
+
+/// Jobs run between two looks for new messages while the local queue is not empty.
+const CHECK_EVERY: usize = 32;
+/// Results sent in one message at most.
+const BATCH_RESULTS: usize = 256;
+/// How long a finished result may wait for others to share its message.
+const BATCH_PATIENCE: Duration = Duration::from_millis(2);
+
+/// Results not sent yet.
+#[derive(Default)]
+struct Results {
+    pending: Vec<JobResult>,
+    oldest: Option<Instant>,
+}
+
+impl Results {
+    fn push(&mut self, result: JobResult) {
+        self.oldest.get_or_insert_with(Instant::now);
+        self.pending.push(result);
+    }
+
+    /// Whether to send now: nothing left to run, a full batch, or a result waited long enough.
+    fn due(&self, queue_empty: bool) -> bool {
+        !self.pending.is_empty()
+            && (queue_empty
+                || self.pending.len() >= BATCH_RESULTS
+                || self
+                    .oldest
+                    .is_some_and(|oldest| oldest.elapsed() >= BATCH_PATIENCE))
+    }
+
+    fn flush<L: Link>(&mut self, link: &L) -> Result<(), WorkerError> {
+        self.oldest = None;
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let batch = FromWorker::Done(std::mem::take(&mut self.pending));
+        link.send(&batch).map_err(link_error)
     }
 }
 
@@ -106,18 +140,46 @@ pub fn run_worker<L: Link>(
             })
             .map_err(WorkerError::HeartbeatThread)?;
         link.send(&FromWorker::Ready).map_err(link_error)?;
+        let mut queue: VecDeque<Job> = VecDeque::new();
+        let mut results = Results::default();
+        let mut run_since_check = 0;
         let exit = loop {
             if terminate.load(Ordering::Relaxed) {
+                results.flush(link)?;
                 link.send(&FromWorker::Leaving).map_err(link_error)?;
                 break WorkerExit::Terminated;
             }
-            match link.recv_timeout(interval).map_err(link_error)? {
-                None => {}
-                Some(ToWorker::Stop) => break WorkerExit::Stopped,
-                Some(ToWorker::Run(job)) => {
-                    let result = run_one(registry, job);
-                    link.send(&FromWorker::Done(result)).map_err(link_error)?;
+            // Look for messages when there is nothing to run (waiting up to a heartbeat) and
+            // now and then between queued jobs, not before each one: a check is a system call.
+            if queue.is_empty() || run_since_check >= CHECK_EVERY {
+                run_since_check = 0;
+                let mut wait = if queue.is_empty() {
+                    interval
+                } else {
+                    Duration::ZERO
+                };
+                let mut stop = false;
+                while let Some(message) = link.recv_timeout(wait).map_err(link_error)? {
+                    match message {
+                        ToWorker::Stop => {
+                            stop = true;
+                            break;
+                        }
+                        ToWorker::Run(jobs) => queue.extend(jobs),
+                    }
+                    wait = Duration::ZERO;
                 }
+                if stop {
+                    results.flush(link)?;
+                    break WorkerExit::Stopped;
+                }
+            }
+            if let Some(job) = queue.pop_front() {
+                results.push(run_one(registry, job));
+                run_since_check += 1;
+            }
+            if results.due(queue.is_empty()) {
+                results.flush(link)?;
             }
         };
         drop(stop_heartbeats);
@@ -194,13 +256,18 @@ mod tests {
         (to_tx, from_rx, handle)
     }
 
-    fn job(id: u64, millis: u64) -> ToWorker {
-        ToWorker::Run(Job {
+    fn nap(id: u64, millis: u64) -> Job {
+        Job {
             id,
             attempt: 1,
             kind: "nap".into(),
+            chunk: false,
             payload: encode_payload(&millis).unwrap(),
-        })
+        }
+    }
+
+    fn job(id: u64, millis: u64) -> ToWorker {
+        ToWorker::Run(vec![nap(id, millis)])
     }
 
     fn next_done(rx: &mpsc::Receiver<FromWorker>) -> (JobResult, usize) {
@@ -210,7 +277,10 @@ mod tests {
                 .recv_timeout(Duration::from_secs(5))
                 .expect("worker answers within 5 s")
             {
-                FromWorker::Done(result) => return (result, heartbeats),
+                FromWorker::Done(mut results) => {
+                    assert_eq!(results.len(), 1, "one job, one result");
+                    return (results.remove(0), heartbeats);
+                }
                 FromWorker::Heartbeat => heartbeats += 1,
                 other => panic!("unexpected {other:?}"),
             }
@@ -252,12 +322,13 @@ mod tests {
             result.outcome,
             Err(JobError::Panicked("nap refused".into()))
         );
-        tx.send(ToWorker::Run(Job {
+        tx.send(ToWorker::Run(vec![Job {
             id: 2,
             attempt: 3,
             kind: "nope".into(),
+            chunk: false,
             payload: vec![],
-        }))
+        }]))
         .unwrap();
         let (result, _) = next_done(&rx);
         assert_eq!((result.id, result.attempt), (2, 3));
@@ -266,5 +337,32 @@ mod tests {
         assert!(next_done(&rx).0.outcome.is_ok());
         drop(tx);
         assert!(matches!(handle.join().unwrap(), Err(WorkerError::Link(_))));
+    }
+
+    #[test]
+    fn a_batch_of_quick_jobs_comes_back_in_order_in_few_messages() {
+        let (tx, rx, handle) = start();
+        assert_eq!(
+            rx.recv_timeout(Duration::from_secs(5)).unwrap(),
+            FromWorker::Ready
+        );
+        tx.send(ToWorker::Run((0..100).map(|id| nap(id, 0)).collect()))
+            .unwrap();
+        let mut ids = Vec::new();
+        let mut messages = 0;
+        while ids.len() < 100 {
+            match rx.recv_timeout(Duration::from_secs(5)).unwrap() {
+                FromWorker::Done(results) => {
+                    messages += 1;
+                    ids.extend(results.iter().map(|result| result.id));
+                }
+                FromWorker::Heartbeat => {}
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(ids, (0..100).collect::<Vec<_>>());
+        assert!(messages < 10, "100 quick jobs took {messages} messages");
+        tx.send(ToWorker::Stop).unwrap();
+        assert_eq!(handle.join().unwrap().unwrap(), WorkerExit::Stopped);
     }
 }

@@ -1,6 +1,7 @@
 //! `LeaseTable`: every job of a run, who holds it, how often it was tried, and how it ended.
 //!
-//! Each job is leased to at most one worker at a time. When that worker is lost (it died, stopped
+//! Each job is leased to at most one worker at a time; a worker may hold several (sent ahead, run
+//! in order), the oldest of which is the one it runs. When that worker is lost (it died, stopped
 //! heartbeating, or overran the job timeout and was killed) the job goes back to the front of the
 //! queue, until it has been tried `max_attempts` times; then it fails with the cause of the last
 //! loss, and every other job still runs. A job ends once: a second result for it (a late answer
@@ -85,11 +86,14 @@ enum State {
     Leased(WorkerId),
     Succeeded(Vec<u8>),
     Failed(JobFailure),
+    /// Finished, and its outcome was taken out with [`LeaseTable::take`].
+    Taken,
 }
 
 #[derive(Debug)]
 struct Entry {
     kind: String,
+    chunk: bool,
     payload: Vec<u8>,
     attempts: u32,
     state: State,
@@ -100,7 +104,7 @@ struct Entry {
 pub struct LeaseTable {
     entries: Vec<Entry>,
     queue: VecDeque<JobId>,
-    leases: BTreeMap<WorkerId, JobId>,
+    leases: BTreeMap<WorkerId, VecDeque<JobId>>,
     max_attempts: u32,
     unfinished: usize,
     duplicates: u64,
@@ -124,6 +128,7 @@ impl LeaseTable {
         let id = self.entries.len() as JobId;
         self.entries.push(Entry {
             kind: kind.into(),
+            chunk: false,
             payload,
             attempts: 0,
             state: State::Queued,
@@ -139,14 +144,19 @@ impl LeaseTable {
             .and_then(|index| self.entries.get_mut(index))
     }
 
-    /// Leases the next queued job to `worker`, which must not hold one already.
+    /// Adds a chunk job (see [`Job::chunk`]) at the back of the queue.
+    pub fn push_chunk(&mut self, kind: impl Into<String>, payload: Vec<u8>) -> JobId {
+        let id = self.push(kind, payload);
+        if let Some(entry) = self.entry(id) {
+            entry.chunk = true;
+        }
+        id
+    }
+
+    /// Leases the next queued job to `worker`, after the ones it holds already.
     pub fn lease(&mut self, worker: WorkerId) -> Option<Job> {
-        debug_assert!(
-            !self.leases.contains_key(&worker),
-            "{worker} already holds a job"
-        );
         let id = self.queue.pop_front()?;
-        self.leases.insert(worker, id);
+        self.leases.entry(worker).or_default().push_back(id);
         let entry = self.entry(id).expect("queued ids exist");
         entry.attempts += 1;
         entry.state = State::Leased(worker);
@@ -154,37 +164,54 @@ impl LeaseTable {
             id,
             attempt: entry.attempts,
             kind: entry.kind.clone(),
+            chunk: entry.chunk,
             payload: entry.payload.clone(),
         })
     }
 
-    /// The job `worker` holds, if any.
+    /// The job `worker` runs now (the oldest it holds), if any.
     pub fn leased_by(&self, worker: WorkerId) -> Option<JobId> {
-        self.leases.get(&worker).copied()
+        self.leases.get(&worker)?.front().copied()
+    }
+
+    /// How many jobs `worker` holds.
+    pub fn held_by(&self, worker: WorkerId) -> usize {
+        self.leases.get(&worker).map_or(0, VecDeque::len)
+    }
+
+    fn unlease(&mut self, worker: WorkerId, id: JobId) {
+        if let Some(held) = self.leases.get_mut(&worker) {
+            if let Some(position) = held.iter().position(|&job| job == id) {
+                held.remove(position);
+            }
+            if held.is_empty() {
+                self.leases.remove(&worker);
+            }
+        }
     }
 
     /// Records a result sent by `worker`. The first result for a job finishes it, whichever
     /// worker and attempt it comes from; any later one is a duplicate.
     pub fn complete(&mut self, worker: WorkerId, result: JobResult) -> Completion {
-        if self.leases.get(&worker) == Some(&result.id) {
-            self.leases.remove(&worker);
-        }
+        self.unlease(worker, result.id);
         let Some(entry) = self.entry(result.id) else {
             return Completion::Unknown;
         };
         match entry.state {
-            State::Succeeded(_) | State::Failed(_) => {
+            State::Succeeded(_) | State::Failed(_) | State::Taken => {
                 self.duplicates += 1;
                 return Completion::Duplicate;
             }
             State::Queued => self.queue.retain(|&queued| queued != result.id),
             State::Leased(holder) if holder != worker => {
                 // Another worker runs it again; its answer will be the duplicate.
-                self.leases.remove(&holder);
+                self.unlease(holder, result.id);
             }
             State::Leased(_) => {}
         }
         let entry = self.entry(result.id).expect("checked above");
+        // The input is not needed again.
+        entry.payload = Vec::new();
         entry.state = match result.outcome {
             Ok(output) => State::Succeeded(output),
             Err(error) => State::Failed(JobFailure::Error(error)),
@@ -193,11 +220,14 @@ impl LeaseTable {
         Completion::Accepted
     }
 
-    /// `worker` is lost: the job it held is queued again, or fails once out of attempts.
+    /// `worker` is lost: the job it was running is queued again, or fails once out of attempts.
+    /// The jobs it held after that one never started: take them back with
+    /// [`return_unstarted`](Self::return_unstarted).
     pub fn release(&mut self, worker: WorkerId, cause: LossCause) -> Released {
-        let Some(id) = self.leases.remove(&worker) else {
+        let Some(id) = self.leased_by(worker) else {
             return Released::Nothing;
         };
+        self.unlease(worker, id);
         let max_attempts = self.max_attempts;
         let entry = self.entry(id).expect("leased ids exist");
         if entry.attempts >= max_attempts {
@@ -214,15 +244,34 @@ impl LeaseTable {
         }
     }
 
-    /// `worker` never started the job it was sent (it was leaving): the job goes back to the
-    /// front of the queue and the attempt does not count.
-    pub fn return_unstarted(&mut self, worker: WorkerId) -> Option<JobId> {
-        let id = self.leases.remove(&worker)?;
-        let entry = self.entry(id).expect("leased ids exist");
-        entry.attempts -= 1;
-        entry.state = State::Queued;
-        self.queue.push_front(id);
-        Some(id)
+    /// `worker` never started the jobs it holds (it was leaving, or lost while running an
+    /// earlier one): they go back to the front of the queue, in order, and the attempts do not
+    /// count.
+    pub fn return_unstarted(&mut self, worker: WorkerId) -> Vec<JobId> {
+        let held: Vec<JobId> = self.leases.remove(&worker).unwrap_or_default().into();
+        for &id in held.iter().rev() {
+            let entry = self.entry(id).expect("leased ids exist");
+            entry.attempts -= 1;
+            entry.state = State::Queued;
+            self.queue.push_front(id);
+        }
+        held
+    }
+
+    /// Moves a finished job's outcome out of the table (its output, or why it failed), for a
+    /// caller that keeps results itself; `None` if it is not finished or was taken already.
+    pub fn take(&mut self, id: JobId) -> Option<Result<Vec<u8>, JobFailure>> {
+        let entry = self.entry(id)?;
+        match entry.state {
+            State::Succeeded(_) | State::Failed(_) => {
+                match std::mem::replace(&mut entry.state, State::Taken) {
+                    State::Succeeded(output) => Some(Ok(output)),
+                    State::Failed(failure) => Some(Err(failure)),
+                    _ => None,
+                }
+            }
+            _ => None,
+        }
     }
 
     /// Jobs waiting for a worker.
@@ -271,7 +320,12 @@ impl LeaseTable {
         usize::try_from(id)
             .ok()
             .and_then(|index| self.entries.get(index))
-            .is_some_and(|entry| matches!(entry.state, State::Succeeded(_) | State::Failed(_)))
+            .is_some_and(|entry| {
+                matches!(
+                    entry.state,
+                    State::Succeeded(_) | State::Failed(_) | State::Taken
+                )
+            })
     }
 
     /// Attempts made at a job so far.
@@ -408,8 +462,8 @@ mod tests {
     fn an_unstarted_job_comes_back_without_using_an_attempt() {
         let mut t = table(2, 1);
         assert_eq!(t.lease(A).unwrap().id, 0);
-        assert_eq!(t.return_unstarted(A), Some(0));
-        assert_eq!(t.return_unstarted(A), None);
+        assert_eq!(t.return_unstarted(A), vec![0]);
+        assert_eq!(t.return_unstarted(A), Vec::<JobId>::new());
         let job = t.lease(B).unwrap();
         assert_eq!(
             (job.id, job.attempt),
@@ -441,5 +495,39 @@ mod tests {
         t.abandon("the run was stopped");
         assert_eq!(t.unfinished(), 0);
         assert_eq!(t.failures().map(|(id, _)| id).collect::<Vec<_>>(), [0, 2]);
+    }
+
+    #[test]
+    fn a_worker_holding_several_jobs_loses_the_running_one_and_returns_the_rest() {
+        let mut t = table(4, 3);
+        for expected in 0..3 {
+            assert_eq!(t.lease(A).unwrap().id, expected);
+        }
+        assert_eq!(t.held_by(A), 3);
+        assert_eq!(t.leased_by(A), Some(0), "the oldest is the one running");
+        assert_eq!(t.complete(A, ok(0, 1, 9)), Completion::Accepted);
+        assert_eq!(t.leased_by(A), Some(1));
+        assert_eq!(t.release(A, LossCause::TimedOut), Released::Requeued(1));
+        assert_eq!(t.return_unstarted(A), vec![2]);
+        assert_eq!(t.held_by(A), 0);
+        // Back in their order, ahead of the never-leased job 3; only job 1 used an attempt.
+        let order: Vec<(JobId, u32)> = (0..3)
+            .map(|_| t.lease(B).map(|job| (job.id, job.attempt)).unwrap())
+            .collect();
+        assert_eq!(order, [(2, 1), (1, 2), (3, 1)]);
+    }
+
+    #[test]
+    fn a_taken_outcome_leaves_the_job_finished() {
+        let mut t = table(2, 1);
+        t.lease(A);
+        t.complete(A, ok(0, 1, 4));
+        assert_eq!(t.take(0), Some(Ok(vec![4])));
+        assert_eq!(t.take(0), None, "taken once");
+        assert!(t.is_finished(0));
+        assert_eq!(t.take(1), None, "not finished");
+        t.lease(A);
+        assert_eq!(t.complete(A, ok(1, 1, 5)), Completion::Accepted);
+        assert_eq!(t.complete(A, ok(0, 1, 4)), Completion::Duplicate);
     }
 }

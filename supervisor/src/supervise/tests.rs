@@ -255,7 +255,7 @@ impl Harness {
         let worker = Rc::clone(self.workers.borrow().get(index)?);
         let state = worker.borrow();
         state.sent.iter().rev().find_map(|message| match message {
-            ToWorker::Run(job) => Some(job.clone()),
+            ToWorker::Run(jobs) => jobs.last().cloned(),
             ToWorker::Stop => None,
         })
     }
@@ -267,11 +267,11 @@ impl Harness {
         self.worker(index)
             .borrow_mut()
             .inbox
-            .push_back(FromWorker::Done(JobResult {
+            .push_back(FromWorker::Done(vec![JobResult {
                 id: job.id,
                 attempt: job.attempt,
                 outcome,
-            }));
+            }]));
     }
 }
 

@@ -485,7 +485,7 @@ mod tests {
         );
         assert!(matches!(
             b.try_recv(),
-            Err(TryRecvError::Recv(RecvError::BadFrame(_)))
+            Err(TryRecvError::BadFrame(_))
         ));
     }
 

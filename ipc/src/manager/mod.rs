@@ -18,8 +18,8 @@ mod stream;
 
 pub use address::{Address, Authkey};
 pub use error::{
-    ManagerError, ManagerGetTimeoutError, ManagerPutTimeoutError, ManagerTryGetError,
-    ManagerTryPutError, RemoteError,
+    ManagerError, GetTimeoutError, PutTimeoutError, TryGetError,
+    TryPutError, RemoteError,
 };
 pub use manager::{Manager, ManagerBuilder, NamedObjects};
 pub use proxy::{

@@ -51,7 +51,7 @@ impl TestChild {
             Err(JoinTimeoutError::Timeout(_)) => {
                 Err(format!("child {pid} still running after {timeout:?}"))
             }
-            Err(JoinTimeoutError::Failed(err)) => Err(format!("child {pid}: {err}")),
+            Err(err) => Err(format!("child {pid}: {err}")),
         }
     }
 
@@ -60,7 +60,7 @@ impl TestChild {
         let pid = self.0.pid();
         self.0.kill().map_err(|err| format!("kill {pid}: {err}"))?;
         match self.0.join_timeout(Duration::from_secs(5)) {
-            Err(JoinTimeoutError::Failed(err))
+            Err(err)
                 if err.exit_status().and_then(|s| s.signal()) == Some(libc::SIGKILL) =>
             {
                 Ok(())

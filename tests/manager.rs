@@ -205,9 +205,7 @@ fn dict_list_namespace_across_forks() -> TestResult {
         names.len()? == 2,
         "set_if_absent and compare_and_swap each set one key",
     )?;
-    let first = names
-        .get("first")?
-        .ok_or_else(|| fail("no first"))?;
+    let first = names.get("first")?.ok_or_else(|| fail("no first"))?;
     check(first < 4, "first is some child's index")?;
     for i in 0..4 {
         let said: String = ns.get(&format!("child{i}"))?;
@@ -256,15 +254,24 @@ fn borrowed_keys_across_processes() -> TestResult {
         Ok(())
     })?;
     join_ok(child)?;
-    check(by_name.get(&"ada".to_owned())? == Some(37), "String key read back")?;
+    check(
+        by_name.get(&"ada".to_owned())? == Some(37),
+        "String key read back",
+    )?;
     check(by_name.get("ada")? == Some(37), "&str key read back")?;
     check(by_name.keys()? == vec!["ada".to_owned()], "one owned key")?;
-    check(by_bytes.get(&b"\x00key".to_vec())? == Some(7), "Vec<u8> key read back")?;
+    check(
+        by_bytes.get(&b"\x00key".to_vec())? == Some(7),
+        "Vec<u8> key read back",
+    )?;
     check(by_bytes.take(&b"\x00key"[..])? == Some(7), "[u8] key taken")?;
     check(!by_bytes.contains(&b"\x00key".to_vec())?, "key gone")?;
     let child = Process::new().spawn(spawned_worker, &(by_name.clone(), manager.queue()?, 2))?;
     join_ok(child)?;
-    check(by_name.get("spawned")? == Some(2), "spawned child's &str increments")
+    check(
+        by_name.get("spawned")? == Some(2),
+        "spawned child's &str increments",
+    )
 }
 
 /// Forks a child that must find `what` taken (`try_acquire` gives false), then must get it with
@@ -717,10 +724,7 @@ fn tcp_transport_and_connect() -> TestResult {
         })
         .collect::<Result<Vec<_>, _>>()?;
     join_all(children)?;
-    check(
-        counts.get("tcp")? == Some(1000),
-        "1000 increments over TCP",
-    )?;
+    check(counts.get("tcp")? == Some(1000), "1000 increments over TCP")?;
     // A wrong key over TCP is refused as well.
     let mut raw = TcpStream::connect(addr)?;
     raw.set_read_timeout(Some(PATIENCE))?;

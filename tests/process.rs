@@ -567,10 +567,7 @@ fn spawn_wrong_return_type_fails_clearly() -> TestResult {
     let child =
         Process::new().spawn_named::<_, String>(<add as herd::ipc::Entry>::NAME, &(1i64, 2i64))?;
     let err = expect_err(child.join_timeout(PATIENCE))?;
-    assert!(
-        matches!(err, JoinTimeoutError::Decode { .. }),
-        "{err:?}"
-    );
+    assert!(matches!(err, JoinTimeoutError::Decode { .. }), "{err:?}");
     Ok(())
 }
 

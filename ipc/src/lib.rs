@@ -683,8 +683,8 @@ pub mod sync;
 mod value;
 mod wait;
 
-/// Shared memory: [`Value`](shared::Value) and [`Array`](shared::Array) of plain-old-data
-/// ([`Pod`](shared::Pod)) types, their lock guards and errors.
+/// Shared memory: [`Value`] and [`Array`] of plain-old-data
+/// ([`Pod`]) types, their lock guards and errors.
 pub mod shared {
     pub use crate::array::{AccessError, Array, ArrayGuard};
     pub use crate::platform::{AtomicInteger, Pod};
@@ -699,12 +699,10 @@ pub use pipe::{Pipe, PipeReceiver, PipeSender, RecvError, SendError};
 #[doc(hidden)]
 pub use process::__private;
 pub use process::{
-    active_children, current_process, init, Child, Entry, ExitStatus, JoinError,
-    JoinTimeoutError, Process, StartError,
+    active_children, current_process, init, Child, Entry, ExitStatus, JoinError, JoinTimeoutError,
+    Process, StartError,
 };
 pub use queue::{GetError, JoinableQueue, PutError, Queue};
 pub use shared::{Array, Pod, Value};
-pub use sync::{
-    Barrier, BoundedSemaphore, Condition, Event, Lock, LockError, RLock, Semaphore,
-};
+pub use sync::{Barrier, BoundedSemaphore, Condition, Event, Lock, LockError, RLock, Semaphore};
 pub use wait::{wait, Waitable};

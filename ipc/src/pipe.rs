@@ -483,10 +483,7 @@ mod tests {
             [0],
             "wait must report the end whose recv fails at once"
         );
-        assert!(matches!(
-            b.try_recv(),
-            Err(TryRecvError::BadFrame(_))
-        ));
+        assert!(matches!(b.try_recv(), Err(TryRecvError::BadFrame(_))));
     }
 
     #[test]

@@ -145,10 +145,7 @@ pub enum GetTimeoutError {
 impl ManagerError {
     /// Whether the server is gone: unreachable, or the connection broke during the call.
     pub fn is_disconnected(&self) -> bool {
-        matches!(
-            self,
-            Self::Unreachable { .. } | Self::ConnectionLost { .. }
-        )
+        matches!(self, Self::Unreachable { .. } | Self::ConnectionLost { .. })
     }
 }
 

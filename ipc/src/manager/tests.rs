@@ -7,7 +7,7 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use super::address::{Address, Authkey};
-use super::error::{ManagerError, TryGetError, TryPutError, RemoteError};
+use super::error::{ManagerError, RemoteError, TryGetError, TryPutError};
 use super::manager::Manager;
 use super::server::Server;
 use super::stream::Listener;
@@ -211,10 +211,7 @@ fn semaphore_event_condition_queue() {
 
     let q = m.bounded_queue::<String>(1).unwrap();
     q.put(&"one".into()).unwrap();
-    assert!(matches!(
-        q.try_put(&"two".into()),
-        Err(TryPutError::Full)
-    ));
+    assert!(matches!(q.try_put(&"two".into()), Err(TryPutError::Full)));
     assert_eq!(q.len().unwrap(), 1);
     assert_eq!(q.get().unwrap(), "one");
     assert!(matches!(q.try_get(), Err(TryGetError::Empty)));

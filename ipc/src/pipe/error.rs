@@ -510,7 +510,14 @@ mod tests {
             limit: 5,
         };
         let as_try: TrySendError<u8> = too_large.into();
-        assert!(matches!(as_try, TrySendError::TooLarge { size: 10, limit: 5, .. }));
+        assert!(matches!(
+            as_try,
+            TrySendError::TooLarge {
+                size: 10,
+                limit: 5,
+                ..
+            }
+        ));
         assert_eq!(as_try.into_inner(), 3);
         let as_timeout: SendTimeoutError<u8> = SendError::Disconnected(4u8).into();
         assert!(as_timeout.is_disconnected());

@@ -345,7 +345,10 @@ mod tests {
 
         let refused = PutError::Refused(3u8, MessageError::Unstable);
         let as_try: TryPutError<u8> = refused.into();
-        assert!(matches!(as_try, TryPutError::Refused(3, MessageError::Unstable)));
+        assert!(matches!(
+            as_try,
+            TryPutError::Refused(3, MessageError::Unstable)
+        ));
         let as_timeout: PutTimeoutError<u8> = PutError::Closed(4u8).into();
         assert!(as_timeout.is_closed());
         assert_eq!(as_timeout.into_inner(), 4);

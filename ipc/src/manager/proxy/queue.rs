@@ -9,8 +9,7 @@ use serde::Serialize;
 
 use super::core::{encode, proxy_impls, ProxyCore};
 use crate::manager::error::{
-    ManagerError, GetTimeoutError, PutTimeoutError, TryGetError,
-    TryPutError,
+    GetTimeoutError, ManagerError, PutTimeoutError, TryGetError, TryPutError,
 };
 use crate::manager::protocol::{ObjectKind, Op, Wait};
 

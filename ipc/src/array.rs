@@ -38,7 +38,7 @@ pub enum AccessError {
     #[error("the calling thread already holds this shared array's lock")]
     AlreadyLocked,
     /// `lock_timeout` ran out of time.
-    #[error(transparent)]
+    #[error("timed out waiting for the lock of a shared value or array")]
     Timeout(#[from] TimedOut),
     /// The lock failed for another reason reported by the operating system.
     #[error("the shared array's lock failed: {0}")]

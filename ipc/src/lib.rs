@@ -15,6 +15,19 @@
 //! Linux only. Every example below is a doctest that starts real processes and checks what they
 //! did; they run with `cargo test --doc -p herd-ipc`.
 //!
+//! The crate root holds what most programs name: [`Process`], [`Child`], [`Pipe`], [`Queue`],
+//! [`JoinableQueue`], [`Value`], [`Array`], [`Lock`], [`RLock`], [`Semaphore`],
+//! [`BoundedSemaphore`], [`Event`], [`Condition`], [`Barrier`], [`Manager`], [`init`], [`wait`],
+//! [`ExitStatus`], and the errors most often matched ([`StartError`], [`JoinError`],
+//! [`JoinTimeoutError`], [`SendError`], [`RecvError`], [`PutError`], [`GetError`], [`LockError`],
+//! [`ManagerError`], [`CodecError`]). Everything else is in its module: [`process`], [`pipe`],
+//! [`queue`], [`shared`], [`sync`], [`manager`]. Errors are shaped like crossbeam-channel's: one
+//! type per operation with flat variants ([`pipe::TryRecvError`] has `Empty` next to
+//! [`RecvError`]'s variants, and converts `From<RecvError>`), `into_inner()` wherever something is
+//! handed back (an unsent message, a lock guard, a child that is still running), and the same
+//! predicates (`is_disconnected`, `is_closed`, `is_full`/`is_empty`, `is_timeout`) on every error
+//! of a `x`/`try_x`/`x_timeout` trio.
+//!
 //! # Starting processes
 //!
 //! A child runs either a closure in a copy of this process (fork) or a registered function in a

@@ -13,6 +13,12 @@ mod channel;
 mod error;
 mod frame;
 
+pub use channel::DEFAULT_PIPE_MESSAGE_LIMIT;
+pub use error::{
+    RecvError, RecvTimeoutError, SendBytesError, SendError, SendTimeoutError, TryRecvError,
+    TrySendError,
+};
+
 use std::fmt;
 use std::io;
 use std::marker::PhantomData;
@@ -25,12 +31,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::codec;
 use crate::platform::Socket;
 use crate::wait::Waitable;
-pub use channel::DEFAULT_PIPE_MESSAGE_LIMIT;
 use channel::{Channel, Deadline, SendFailure};
-pub use error::{
-    RecvError, RecvTimeoutError, SendBytesError, SendError, SendTimeoutError, TryRecvError,
-    TrySendError,
-};
 
 /// One end of a duplex pipe carrying messages of type `T` both ways.
 ///

@@ -543,3 +543,27 @@ impl<T> fmt::Debug for JoinTimeoutError<T> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timed_join_error_converts_and_classifies() {
+        let panicked = JoinError::Panicked {
+            pid: 42,
+            name: "worker".to_owned(),
+            message: "boom".to_owned(),
+            status: ExitStatus::Exited(1),
+        };
+        assert!(!panicked.is_timeout() && !panicked.is_killed());
+        let text = panicked.to_string();
+        let timed: JoinTimeoutError<u8> = panicked.into();
+        assert_eq!(timed.to_string(), text);
+        assert!(!timed.is_timeout() && !timed.is_killed());
+        assert_eq!(timed.panic_message(), Some("boom"));
+        assert_eq!(timed.exit_status(), Some(ExitStatus::Exited(1)));
+        assert!(matches!(timed, JoinTimeoutError::Panicked { pid: 42, .. }));
+        assert!(timed.into_inner().is_none(), "no handle: the child is gone");
+    }
+}

@@ -15,7 +15,8 @@ use std::os::unix::net::UnixStream;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use herd::ipc::{Address, Authkey, Child, DictProxy, Manager, ManagerError, Process, QueueProxy};
+use herd::ipc::manager::{Address, Authkey, DictProxy, QueueProxy};
+use herd::ipc::{Child, Manager, ManagerError, Process};
 use hmac::{Hmac, Mac};
 use libtest_mimic::Failed;
 use nix::sys::signal::{kill, Signal};
@@ -34,7 +35,7 @@ herd::ipc::entry! {
     fn spawned_worker(args: (DictProxy<String, i64>, QueueProxy<String>, u32)) -> Result<(), String> {
         let (counts, report, n) = args;
         for _ in 0..n {
-            counts.increment(&"spawned".into(), 1).map_err(|e| e.to_string())?;
+            counts.increment("spawned", 1).map_err(|e| e.to_string())?;
         }
         report.put(&format!("done {}", std::process::id())).map_err(|e| e.to_string())
     }
@@ -51,6 +52,10 @@ fn main() -> ExitCode {
         (
             "proxies_passed_to_spawned_children",
             proxies_passed_to_spawned_children,
+        ),
+        (
+            "borrowed_keys_across_processes",
+            borrowed_keys_across_processes,
         ),
         (
             "sync_objects_across_processes",
@@ -179,8 +184,8 @@ fn dict_list_namespace_across_forks() -> TestResult {
                 list.push(&i).map_err(e)?;
                 seen.append(&0, &i).map_err(e)?;
                 // Exactly one child wins each of these.
-                names.set_if_absent(&"first".into(), &i).map_err(e)?;
-                names.compare_and_swap(&"cas".into(), None, &i).map_err(e)?;
+                names.set_if_absent("first", &i).map_err(e)?;
+                names.compare_and_swap("cas", None, &i).map_err(e)?;
                 ns.set(&format!("child{i}"), &format!("{greeting} from {i}"))
                     .map_err(e)
             })
@@ -200,9 +205,7 @@ fn dict_list_namespace_across_forks() -> TestResult {
         names.len()? == 2,
         "set_if_absent and compare_and_swap each set one key",
     )?;
-    let first = names
-        .get(&"first".into())?
-        .ok_or_else(|| fail("no first"))?;
+    let first = names.get("first")?.ok_or_else(|| fail("no first"))?;
     check(first < 4, "first is some child's index")?;
     for i in 0..4 {
         let said: String = ns.get(&format!("child{i}"))?;
@@ -232,8 +235,42 @@ fn proxies_passed_to_spawned_children() -> TestResult {
     expected.sort();
     check(reported == expected, format!("reports {reported:?}"))?;
     check(
-        counts.get(&"spawned".into())? == Some(300),
+        counts.get("spawned")? == Some(300),
         "300 increments from spawned children",
+    )
+}
+
+/// Keys written through their borrowed form in one process (`&str` for `String`, `&[u8]` for
+/// `Vec<u8>`) are the same keys, in the owned form, in another: both serialise alike.
+fn borrowed_keys_across_processes() -> TestResult {
+    let manager = Manager::start()?;
+    let by_name = manager.dict::<String, i64>()?;
+    let by_bytes = manager.dict::<Vec<u8>, u32>()?;
+    let child = Process::new().fork(|| -> Result<(), String> {
+        let e = |e: ManagerError| e.to_string();
+        by_name.insert("ada", &36).map_err(e)?;
+        by_name.increment("ada", 1).map_err(e)?;
+        by_bytes.insert(&b"\x00key"[..], &7).map_err(e)?;
+        Ok(())
+    })?;
+    join_ok(child)?;
+    check(
+        by_name.get(&"ada".to_owned())? == Some(37),
+        "String key read back",
+    )?;
+    check(by_name.get("ada")? == Some(37), "&str key read back")?;
+    check(by_name.keys()? == vec!["ada".to_owned()], "one owned key")?;
+    check(
+        by_bytes.get(&b"\x00key".to_vec())? == Some(7),
+        "Vec<u8> key read back",
+    )?;
+    check(by_bytes.take(&b"\x00key"[..])? == Some(7), "[u8] key taken")?;
+    check(!by_bytes.contains(&b"\x00key".to_vec())?, "key gone")?;
+    let child = Process::new().spawn(spawned_worker, &(by_name.clone(), manager.queue()?, 2))?;
+    join_ok(child)?;
+    check(
+        by_name.get("spawned")? == Some(2),
+        "spawned child's &str increments",
     )
 }
 
@@ -680,17 +717,14 @@ fn tcp_transport_and_connect() -> TestResult {
                 let remote = Manager::connect(address, key).map_err(e)?;
                 let counts = remote.named("counts").dict::<String, i64>().map_err(e)?;
                 for _ in 0..250 {
-                    counts.increment(&"tcp".into(), 1).map_err(e)?;
+                    counts.increment("tcp", 1).map_err(e)?;
                 }
                 Ok(())
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
     join_all(children)?;
-    check(
-        counts.get(&"tcp".into())? == Some(1000),
-        "1000 increments over TCP",
-    )?;
+    check(counts.get("tcp")? == Some(1000), "1000 increments over TCP")?;
     // A wrong key over TCP is refused as well.
     let mut raw = TcpStream::connect(addr)?;
     raw.set_read_timeout(Some(PATIENCE))?;

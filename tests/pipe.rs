@@ -17,9 +17,9 @@ use std::os::fd::AsFd;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use herd::ipc::pipe::{RecvTimeoutError, SendTimeoutError, TryRecvError, TrySendError};
 use herd::ipc::{
-    wait, Child, Entry, JoinError, JoinTimeoutError, Pipe, PipeSender, Process, RecvError,
-    RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError, Waitable,
+    wait, Child, Entry, JoinTimeoutError, Pipe, PipeSender, Process, RecvError, SendError, Waitable,
 };
 use libtest_mimic::{Arguments, Failed};
 use nix::poll::{PollFd, PollFlags, PollTimeout};
@@ -125,7 +125,7 @@ fn finish(child: Child<ChildResult>) -> TestResult {
             let _ = child.kill();
             Err(format!("child {} did not finish within {PATIENCE:?}", child.name()).into())
         }
-        Err(JoinTimeoutError::Failed(err)) => Err(format!("child: {err}").into()),
+        Err(err) => Err(format!("child: {err}").into()),
     }
 }
 
@@ -183,10 +183,9 @@ fn typed_round_trip_both_ways(how: Start) -> TestResult {
     parent.send(Msg::Stop)?;
     finish(child)?;
     let after = parent.recv_timeout(PATIENCE);
-    ensure(
-        matches!(after, Err(RecvTimeoutError::Recv(RecvError::Disconnected))),
-        || format!("after the child stopped: {after:?}"),
-    )
+    ensure(matches!(after, Err(RecvTimeoutError::Disconnected)), || {
+        format!("after the child stopped: {after:?}")
+    })
 }
 
 herd::ipc::entry! {
@@ -307,7 +306,7 @@ fn disconnected_when_peer_is_sigkilled(how: Start) -> TestResult {
         "disconnection noticed late".into()
     })?;
     match child.join_timeout(PATIENCE) {
-        Err(JoinTimeoutError::Failed(JoinError::Killed { status, .. })) => {
+        Err(JoinTimeoutError::Killed { status, .. }) => {
             ensure(status.signal() == Some(libc::SIGKILL), || {
                 format!("{status:?}")
             })
@@ -482,10 +481,7 @@ fn oversize_frame_refused_on_recv(how: Start) -> TestResult {
     let child = start(how, send_5000_bytes, theirs)?;
     let err = parent.recv_timeout(PATIENCE).unwrap_err();
     ensure(
-        matches!(
-            err,
-            RecvTimeoutError::Recv(RecvError::TooLarge { limit: 100, .. })
-        ),
+        matches!(err, RecvTimeoutError::TooLarge { limit: 100, .. }),
         || format!("{err:?}"),
     )?;
     finish(child)
@@ -611,10 +607,9 @@ fn type_mismatch_is_a_decode_error(how: Start) -> TestResult {
     };
     for what in ["a String", "an empty body"] {
         let err = parent.recv_timeout(PATIENCE).unwrap_err();
-        ensure(
-            matches!(err, RecvTimeoutError::Recv(RecvError::Decode(_))),
-            || format!("{what} read as u64: {err:?}"),
-        )?;
+        ensure(matches!(err, RecvTimeoutError::Decode(_)), || {
+            format!("{what} read as u64: {err:?}")
+        })?;
     }
     // A type mismatch consumes that message only; the stream stays usable.
     ensure(parent.recv_timeout(PATIENCE)? == 5, || {
@@ -659,10 +654,9 @@ fn pipe_end_sent_through_a_pipe(how: Start) -> TestResult {
         // The child drops its copy after answering; with ours gone too the
         // far end is fully closed: proof no copy leaked along the way.
         let after = near.recv_timeout(PATIENCE);
-        ensure(
-            matches!(after, Err(RecvTimeoutError::Recv(RecvError::Disconnected))),
-            || format!("round {round}: {after:?}"),
-        )?;
+        ensure(matches!(after, Err(RecvTimeoutError::Disconnected)), || {
+            format!("round {round}: {after:?}")
+        })?;
     }
     parent.send(Carrier::Done)?;
     finish(child)

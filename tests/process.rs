@@ -190,7 +190,7 @@ fn expect_ended_by<T: serde::de::DeserializeOwned + std::fmt::Debug>(
 ) -> TestResult {
     let err = expect_err(child.join_timeout(PATIENCE))?;
     match err {
-        JoinTimeoutError::Failed(err) => {
+        err @ JoinTimeoutError::Killed { .. } => {
             assert_eq!(err.exit_status(), Some(ExitStatus::Signaled(signal)))
         }
         other => return Err(format!("expected {what}, got {other:?}").into()),
@@ -492,7 +492,9 @@ fn spawn_panic_message_is_carried_back() -> TestResult {
     let child = Process::new().spawn(explode, &"spawned boom".to_owned())?;
     let err = expect_err(child.join_timeout(PATIENCE))?;
     match err {
-        JoinTimeoutError::Failed(err) => assert_eq!(err.panic_message(), Some("spawned boom")),
+        err @ JoinTimeoutError::Panicked { .. } => {
+            assert_eq!(err.panic_message(), Some("spawned boom"))
+        }
         other => return Err(format!("expected a panic, got {other:?}").into()),
     }
     Ok(())
@@ -547,9 +549,9 @@ fn spawn_undecodable_args_fail_clearly() -> TestResult {
         Process::new().spawn_named::<_, i64>(<add as herd::ipc::Entry>::NAME, &"not a pair")?;
     let err = expect_err(child.join_timeout(PATIENCE))?;
     match err {
-        JoinTimeoutError::Failed(JoinError::Failed {
+        JoinTimeoutError::Failed {
             message, status, ..
-        }) => {
+        } => {
             assert!(
                 message.contains("arguments") && message.contains("add"),
                 "{message}"
@@ -565,10 +567,7 @@ fn spawn_wrong_return_type_fails_clearly() -> TestResult {
     let child =
         Process::new().spawn_named::<_, String>(<add as herd::ipc::Entry>::NAME, &(1i64, 2i64))?;
     let err = expect_err(child.join_timeout(PATIENCE))?;
-    assert!(
-        matches!(err, JoinTimeoutError::Failed(JoinError::Decode { .. })),
-        "{err:?}"
-    );
+    assert!(matches!(err, JoinTimeoutError::Decode { .. }), "{err:?}");
     Ok(())
 }
 
@@ -734,9 +733,9 @@ fn unencodable_values_fail_clearly() -> TestResult {
     let child = Process::new().fork(|| Unencodable)?;
     let err = expect_err(child.join_timeout(PATIENCE))?;
     match err {
-        JoinTimeoutError::Failed(JoinError::Failed {
+        JoinTimeoutError::Failed {
             message, status, ..
-        }) => {
+        } => {
             assert!(
                 message.contains("returned value could not be encoded"),
                 "{message}"
@@ -764,9 +763,9 @@ fn unsendable_result_fails_clearly() -> TestResult {
     })?;
     let err = expect_err(child.join_timeout(PATIENCE))?;
     match err {
-        JoinTimeoutError::Failed(JoinError::Failed {
+        JoinTimeoutError::Failed {
             message, status, ..
-        }) => {
+        } => {
             assert!(message.contains("could not send its result"), "{message}");
             assert_eq!(status, ExitStatus::Exited(1));
         }

@@ -10,11 +10,9 @@ use std::collections::HashMap;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use herd::ipc::queue::{GetTimeoutError, MessageError, PutTimeoutError, TryGetError, TryPutError};
 use herd::ipc::{Entry, Pipe};
-use herd::ipc::{
-    GetError, GetTimeoutError, JoinableQueue, MessageError, PutError, PutTimeoutError, Queue,
-    TryGetError, TryPutError,
-};
+use herd::ipc::{GetError, JoinableQueue, PutError, Queue};
 use libtest_mimic::{Arguments, Failed, Trial};
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use serde::{Deserialize, Serialize};

@@ -6,9 +6,13 @@ use herd_testkit as support;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use herd::ipc::shared::AccessError;
+use herd::ipc::sync::{
+    BarrierWaitError, ConditionWaitError, LockFailure, LockTimeoutError, TryLockError,
+};
 use herd::ipc::{
-    AccessError, Array, Barrier, BarrierWaitError, BoundedSemaphore, Condition, ConditionWaitError,
-    Entry, Event, Lock, LockError, LockTimeoutError, RLock, Semaphore, TryLockError, Value,
+    Array, Barrier, BoundedSemaphore, Condition, Entry, Event, Lock, LockError, RLock, Semaphore,
+    Value,
 };
 use support::{ensure, fork_child, run, spawn_child, wait_until, TestChild, Verdict};
 
@@ -110,6 +114,10 @@ fn main() -> ExitCode {
         (
             "owner_died_not_marked_consistent_makes_lock_unrecoverable",
             owner_died_not_marked_consistent_makes_lock_unrecoverable,
+        ),
+        (
+            "question_mark_on_lock_across_processes",
+            question_mark_on_lock_across_processes,
         ),
         (
             "rlock_is_reentrant_in_its_owner_only",
@@ -263,7 +271,7 @@ fn spawned_child_rejects_a_segment_of_the_wrong_type() -> Verdict {
         .spawn_named::<_, Verdict>(<expect_i64_value as herd::ipc::Entry>::NAME, &value)
         .map_err(err)?;
     match child.join_timeout(JOIN) {
-        Err(herd::ipc::JoinTimeoutError::Failed(failure)) => {
+        Err(failure @ herd::ipc::JoinTimeoutError::Failed { .. }) => {
             let message = failure.to_string();
             ensure(message.contains("Value<i64>"), || message)?;
         }
@@ -442,6 +450,59 @@ fn owner_died_not_marked_consistent_makes_lock_unrecoverable() -> Verdict {
         fork_child(move || {
             ensure(matches!(lock.lock(), Err(LockError::Unrecoverable)), || {
                 "expected Unrecoverable in another process".into()
+            })
+        })
+    };
+    child.join(JOIN)
+}
+
+/// Adds one under the lock, propagating a lock error with `?` into a `Box<dyn Error>`.
+fn locked_increment(lock: &Lock, total: &Value<u64>) -> Result<u64, Box<dyn std::error::Error>> {
+    let _guard = lock.lock()?;
+    let n = total.load() + 1;
+    total.store(n);
+    Ok(n)
+}
+
+/// The lock failure inside a boxed error, as `?` left it there.
+fn lock_failure(result: Result<u64, Box<dyn std::error::Error>>) -> Result<LockFailure, String> {
+    match result {
+        Ok(n) => Err(format!("expected a lock error, got Ok({n})")),
+        Err(boxed) => boxed
+            .downcast::<LockFailure>()
+            .map(|failure| *failure)
+            .map_err(|other| format!("expected a LockFailure, got {other}")),
+    }
+}
+
+fn question_mark_on_lock_across_processes() -> Verdict {
+    let lock = Lock::new().map_err(err)?;
+    let total = Value::<u64>::new(0).map_err(err)?;
+    let child = {
+        let (lock, total) = (lock.clone(), total.clone());
+        fork_child(move || locked_increment(&lock, &total).map(drop).map_err(err))
+    };
+    locked_increment(&lock, &total).map_err(err)?;
+    child.join(JOIN)?;
+    ensure(total.load() == 2, || format!("total {}", total.load()))?;
+
+    // A holder that exits holding the lock: `?` drops the owner-died guard on the way out.
+    let holder = {
+        let lock = lock.clone();
+        fork_child(move || {
+            std::mem::forget(lock.lock().map_err(err)?);
+            Ok(())
+        })
+    };
+    holder.join(JOIN)?;
+    let failure = lock_failure(locked_increment(&lock, &total))?;
+    ensure(failure.is_owner_died(), || format!("{failure:?}"))?;
+    let child = {
+        let (lock, total) = (lock.clone(), total.clone());
+        fork_child(move || {
+            let failure = lock_failure(locked_increment(&lock, &total))?;
+            ensure(matches!(failure, LockFailure::Unrecoverable), || {
+                format!("expected Unrecoverable in another process, got {failure:?}")
             })
         })
     };

@@ -17,7 +17,8 @@ use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context};
-use herd::ipc::{DictProxy, EventProxy, LockProxy, Manager, Process};
+use herd::ipc::manager::{DictProxy, EventProxy, LockProxy};
+use herd::ipc::{Manager, Process};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use crate::report;

@@ -104,7 +104,7 @@ fn two_by_two(count: u64) -> anyhow::Result<f64> {
                 loop {
                     match queue.get_timeout(PATIENCE) {
                         Ok(_) => got += 1,
-                        Err(herd::ipc::GetTimeoutError::Closed) => return Ok(got),
+                        Err(herd::ipc::queue::GetTimeoutError::Closed) => return Ok(got),
                         Err(error) => return Err(error.to_string()),
                     }
                 }

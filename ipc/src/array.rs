@@ -13,6 +13,7 @@ use crate::sync::TimedOut;
 
 /// Why an element access on a [`Array`] or [`crate::Value`] failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum AccessError {
     /// The index is not below the array's length.
     #[error("index {index} is out of range for a shared array of length {len}")]
@@ -37,11 +38,18 @@ pub enum AccessError {
     #[error("the calling thread already holds this shared array's lock")]
     AlreadyLocked,
     /// `lock_timeout` ran out of time.
-    #[error(transparent)]
+    #[error("timed out waiting for the lock of a shared value or array")]
     Timeout(#[from] TimedOut),
     /// The lock failed for another reason reported by the operating system.
-    #[error("shared array lock failed: {0}")]
+    #[error("the shared array's lock failed: {0}")]
     Os(#[source] io::Error),
+}
+
+impl AccessError {
+    /// Whether `lock_timeout` ran out of time.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Self::Timeout(_))
+    }
 }
 
 impl From<MutexError> for AccessError {

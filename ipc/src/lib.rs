@@ -7,13 +7,26 @@
 //! a [`Lock`], an [`Event`] or a [`Semaphore`]. It is typed (serde), faster (the figures, measured
 //! against `multiprocessing` on the same machine, are in `docs/process.md` and `docs/sync.md`), and
 //! robust when a process dies: a lock whose holder is SIGKILLed is handed to the next process with
-//! an [`OwnerDied`] outcome instead of deadlocking, a pipe whose peer dies reports
+//! an [`OwnerDied`](sync::OwnerDied) outcome instead of deadlocking, a pipe whose peer dies reports
 //! [`RecvError::Disconnected`], a dropped [`Child`] handle is killed and reaped instead of becoming
 //! a zombie, and shared memory lives in memfd segments that never appear in `/dev/shm` and are
 //! freed by the kernel once the last process using them is gone, however it ended.
 //!
 //! Linux only. Every example below is a doctest that starts real processes and checks what they
 //! did; they run with `cargo test --doc -p herd-ipc`.
+//!
+//! The crate root holds what most programs name: [`Process`], [`Child`], [`Pipe`], [`Queue`],
+//! [`JoinableQueue`], [`Value`], [`Array`], [`Lock`], [`RLock`], [`Semaphore`],
+//! [`BoundedSemaphore`], [`Event`], [`Condition`], [`Barrier`], [`Manager`], [`init`], [`wait`],
+//! [`ExitStatus`], and the errors most often matched ([`StartError`], [`JoinError`],
+//! [`JoinTimeoutError`], [`SendError`], [`RecvError`], [`PutError`], [`GetError`], [`LockError`],
+//! [`ManagerError`], [`CodecError`]). Everything else is in its module: [`process`], [`pipe`],
+//! [`queue`], [`shared`], [`sync`], [`manager`]. Errors are shaped like crossbeam-channel's: one
+//! type per operation with flat variants ([`pipe::TryRecvError`] has `Empty` next to
+//! [`RecvError`]'s variants, and converts `From<RecvError>`), `into_inner()` wherever something is
+//! handed back (an unsent message, a lock guard, a child that is still running), and the same
+//! predicates (`is_disconnected`, `is_closed`, `is_full`/`is_empty`, `is_timeout`) on every error
+//! of a `x`/`try_x`/`x_timeout` trio.
 //!
 //! # Starting processes
 //!
@@ -35,7 +48,7 @@
 //! ```
 //! use std::time::Duration;
 //!
-//! use herd_ipc::{ExitStatus, JoinError, JoinTimeoutError, Process};
+//! use herd_ipc::{ExitStatus, JoinTimeoutError, Process};
 //!
 //! const PATIENCE: Duration = Duration::from_secs(10);
 //!
@@ -51,7 +64,7 @@
 //!     // A panic in the child comes back as an error carrying the panic message.
 //!     let child = Process::new().fork(|| -> u32 { panic!("no such file: {}", "input.txt") })?;
 //!     match child.join_timeout(PATIENCE) {
-//!         Err(JoinTimeoutError::Failed(err)) => {
+//!         Err(err @ JoinTimeoutError::Panicked { .. }) => {
 //!             assert_eq!(err.panic_message(), Some("no such file: input.txt"));
 //!             assert_eq!(err.exit_status(), Some(ExitStatus::Exited(1)));
 //!         }
@@ -63,14 +76,14 @@
 //!     let sleeper = Process::new().fork(|| std::thread::sleep(Duration::from_secs(60)))?;
 //!     sleeper.terminate()?; // SIGTERM
 //!     match quitter.join_timeout(PATIENCE) {
-//!         Err(JoinTimeoutError::Failed(JoinError::NoValue { status, .. })) => {
+//!         Err(JoinTimeoutError::NoValue { status, .. }) => {
 //!             assert_eq!(status, ExitStatus::Exited(3));
 //!             assert_eq!(status.exitcode(), 3);
 //!         }
 //!         other => panic!("expected exit code 3, got {other:?}"),
 //!     }
 //!     match sleeper.join_timeout(PATIENCE) {
-//!         Err(JoinTimeoutError::Failed(JoinError::Killed { status, .. })) => {
+//!         Err(JoinTimeoutError::Killed { status, .. }) => {
 //!             assert_eq!(status.signal(), Some(15));
 //!             assert_eq!(status.exitcode(), -15); // negative for a signal, as in Python
 //!         }
@@ -102,7 +115,8 @@
 //! ```
 //! use std::time::Duration;
 //!
-//! use herd_ipc::{current_process, CurrentProcess, Process, StartError};
+//! use herd_ipc::process::CurrentProcess;
+//! use herd_ipc::{current_process, Process, StartError};
 //!
 //! const PATIENCE: Duration = Duration::from_secs(10);
 //!
@@ -148,7 +162,10 @@
 //! process ended, the other end first receives everything that was sent and then gets
 //! [`RecvError::Disconnected`] (`multiprocessing`'s `EOFError`); sending to it gives
 //! [`SendError::Disconnected`] with the message handed back. Typed sends and receives come as
-//! trios: `send`/`try_send`/`send_timeout`, `recv`/`try_recv`/`recv_timeout`.
+//! trios: `send`/`try_send`/`send_timeout`, `recv`/`try_recv`/`recv_timeout`. Each operation has
+//! its own error type in [`pipe`] (crossbeam-channel's shape: flat variants, `From` the blocking
+//! operation's error into the others, `into_inner()` for the unsent message, and `is_disconnected`,
+//! `is_full`/`is_empty` and `is_timeout` on every one of them).
 //!
 //! ```
 //! use std::time::Duration;
@@ -186,7 +203,7 @@
 //! }
 //! ```
 //!
-//! A message larger than the end's limit ([`DEFAULT_PIPE_MESSAGE_LIMIT`], see
+//! A message larger than the end's limit ([`pipe::DEFAULT_PIPE_MESSAGE_LIMIT`], see
 //! [`Pipe::set_max_message_size`]) is refused on send; a corrupt or truncated frame is an error on
 //! receive, never a panic or a huge allocation; a message of the wrong type is a
 //! [`RecvError::Decode`].
@@ -249,9 +266,12 @@
 //! sleeps on a futex). Each producer's messages arrive in order; none is lost or duplicated.
 //! Operations come as trios, `put`/`try_put`/`put_timeout` and `get`/`try_get`/`get_timeout`;
 //! [`Queue::close`] stops further puts for everyone, and consumers get what is left and then
-//! [`GetError::Closed`]. A queue is bounded by its ring's bytes ([`QueueBuilder::capacity_bytes`])
+//! [`GetError::Closed`]. A queue is bounded by its ring's bytes
+//! ([`QueueBuilder::capacity_bytes`](queue::QueueBuilder::capacity_bytes))
 //! and, if asked, by a number of messages ([`Queue::bounded`]); a message larger than
-//! [`QueueBuilder::max_message_bytes`] is refused on put, never truncated.
+//! [`QueueBuilder::max_message_bytes`](queue::QueueBuilder::max_message_bytes) is refused on put,
+//! never truncated. The errors of the put and get trios are in [`queue`], with `into_inner()`
+//! giving back a message that was not put, and `is_closed`, `is_full`/`is_empty` and `is_timeout`.
 //! [`JoinableQueue<T>`] adds [`task_done`](JoinableQueue::task_done) and
 //! [`join`](JoinableQueue::join).
 //!
@@ -353,24 +373,24 @@
 //! `String`), no `bool` or `char`: every bit pattern must be a valid value, because a process
 //! killed in the middle of a write leaves a half-written value behind. If the holder of a Value's
 //! or an Array's lock dies, the next locker gets the lock at once and
-//! [`ValueGuard::previous_owner_died`] (or [`ArrayGuard::previous_owner_died`]) tells it so.
+//! [`ValueGuard::previous_owner_died`](shared::ValueGuard::previous_owner_died) (or
+//! [`ArrayGuard::previous_owner_died`](shared::ArrayGuard::previous_owner_died)) tells it so.
 //!
 //! ## Lock, and a holder that dies
 //!
 //! A [`Lock`] is a robust, process-shared mutex. When its holder dies while holding it, SIGKILL
 //! included, the kernel marks the lock as orphaned and wakes a waiter, and the next acquirer gets
-//! the guard at once, wrapped in [`OwnerDied`] (modelled on std's poisoning): the protected data
-//! may be half-updated, so check or repair it, then call
-//! [`mark_consistent`](LockGuard::mark_consistent). (If the guard is dropped without that call, the
+//! the guard at once, wrapped in [`OwnerDied`](sync::OwnerDied) (modelled on std's poisoning): the
+//! protected data may be half-updated, so check or repair it, then call
+//! [`mark_consistent`](sync::LockGuard::mark_consistent). (If the guard is dropped without that call, the
 //! lock becomes [`LockError::Unrecoverable`] for every process, as POSIX robust mutexes do.)
 //! Python's `multiprocessing.Lock` deadlocks here.
 //!
 //! ```
 //! use std::time::Duration;
 //!
-//! use herd_ipc::{
-//!     Event, JoinError, JoinTimeoutError, Lock, LockTimeoutError, Process, TryLockError,
-//! };
+//! use herd_ipc::sync::{LockTimeoutError, TryLockError};
+//! use herd_ipc::{Event, JoinTimeoutError, Lock, Process};
 //!
 //! const PATIENCE: Duration = Duration::from_secs(10);
 //!
@@ -387,9 +407,7 @@
 //!
 //!     holder.kill()?; // SIGKILL, with the lock held
 //!     match holder.join_timeout(PATIENCE) {
-//!         Err(JoinTimeoutError::Failed(JoinError::Killed { status, .. })) => {
-//!             assert_eq!(status.signal(), Some(9))
-//!         }
+//!         Err(JoinTimeoutError::Killed { status, .. }) => assert_eq!(status.signal(), Some(9)),
 //!         other => panic!("expected a SIGKILLed child, got {other:?}"),
 //!     }
 //!
@@ -410,6 +428,34 @@
 //! Ownership is per thread, as with a std `Mutex`: the guard is not `Send`, and locking again from
 //! the holding thread is [`LockError::AlreadyHeld`] rather than a silent deadlock. [`RLock`] is the
 //! reentrant variant; [`Condition`] and [`Barrier`] complete the set.
+//!
+//! When the previous holder died, `lock()`'s error holds the guard, so it borrows the lock. `?`
+//! works on it all the same in a function returning `Box<dyn Error>`: the error becomes a
+//! [`LockFailure`](sync::LockFailure) without the guard (dropped on the way, which leaves an
+//! owner-died lock unrecoverable, so match `OwnerDied` first where the data can be repaired).
+//!
+//! ```
+//! use std::time::Duration;
+//!
+//! use herd_ipc::{Lock, Process, Value};
+//!
+//! fn add_one(lock: &Lock, total: &Value<u64>) -> Result<u64, Box<dyn std::error::Error>> {
+//!     let _guard = lock.lock()?;
+//!     let n = total.load() + 1;
+//!     total.store(n);
+//!     Ok(n)
+//! }
+//!
+//! fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let lock = Lock::new()?;
+//!     let total = Value::<u64>::new(0)?;
+//!     let child = Process::new().fork(|| add_one(&lock, &total).map_err(|err| err.to_string()))?;
+//!     add_one(&lock, &total)?;
+//!     child.join_timeout(Duration::from_secs(10))??;
+//!     assert_eq!(total.load(), 2);
+//!     Ok(())
+//! }
+//! ```
 //!
 //! ## Event and Semaphore
 //!
@@ -464,14 +510,15 @@
 //! ```
 //! use std::time::Duration;
 //!
-//! use herd_ipc::{DictProxy, Manager, Process};
+//! use herd_ipc::manager::DictProxy;
+//! use herd_ipc::{Manager, Process};
 //!
 //! const PATIENCE: Duration = Duration::from_secs(10);
 //!
 //! herd_ipc::entry! {
 //!     /// A spawned child: proxies travel as arguments and reconnect there.
 //!     fn tally(counts: DictProxy<String, i64>) -> i64 {
-//!         counts.increment(&"spawned".to_owned(), 1).expect("increment")
+//!         counts.increment("spawned", 1).expect("increment")
 //!     }
 //! }
 //!
@@ -488,11 +535,11 @@
 //!             Process::new().fork(|| {
 //!                 for _ in 0..100 {
 //!                     // Server-side atomic increment: one round trip, no lock needed.
-//!                     counts.increment(&"atomic".to_owned(), 1).expect("increment");
+//!                     counts.increment("atomic", 1).expect("increment");
 //!                     // The seed's read-modify-write, made safe by the manager lock.
 //!                     let _guard = lock.lock().expect("lock");
-//!                     let n = counts.get(&"locked".to_owned()).expect("get").unwrap_or(0);
-//!                     counts.insert(&"locked".to_owned(), &(n + 1)).expect("insert");
+//!                     let n = counts.get("locked").expect("get").unwrap_or(0);
+//!                     counts.insert("locked", &(n + 1)).expect("insert");
 //!                 }
 //!                 seen.push(&id).expect("push");
 //!             })
@@ -501,8 +548,8 @@
 //!     for child in children {
 //!         child.join_timeout(PATIENCE)?;
 //!     }
-//!     assert_eq!(counts.get(&"atomic".to_owned())?, Some(400));
-//!     assert_eq!(counts.get(&"locked".to_owned())?, Some(400));
+//!     assert_eq!(counts.get("atomic")?, Some(400)); // a String key, looked up by &str
+//!     assert_eq!(counts.get("locked")?, Some(400));
 //!     let mut ids = seen.snapshot()?;
 //!     ids.sort_unstable();
 //!     assert_eq!(ids, [0, 1, 2, 3]);
@@ -640,42 +687,35 @@
 
 mod array;
 mod codec;
-mod manager;
-mod pipe;
+pub mod manager;
+pub mod pipe;
 mod platform;
-mod process;
-mod queue;
-mod sync;
+pub mod process;
+pub mod queue;
+pub mod sync;
 mod value;
 mod wait;
 
-pub use array::{AccessError, Array, ArrayGuard};
+/// Shared memory: [`Value`] and [`Array`] of plain-old-data
+/// ([`Pod`]) types, their lock guards and errors.
+pub mod shared {
+    pub use crate::array::{AccessError, Array, ArrayGuard};
+    pub use crate::platform::{AtomicInteger, Pod};
+    pub use crate::value::{Value, ValueGuard};
+}
+
+// What most programs name; everything else is in its module (`pipe`, `queue`, `sync`, `shared`,
+// `manager`, `process`).
 pub use codec::CodecError;
-pub use manager::{
-    Address, Authkey, ConditionProxy, DictProxy, EventProxy, ListProxy, LockProxy, LockProxyGuard,
-    Manager, ManagerBuilder, ManagerError, ManagerGetTimeoutError, ManagerPutTimeoutError,
-    ManagerTryGetError, ManagerTryPutError, NamedObjects, NamespaceProxy, QueueProxy, RLockProxy,
-    RemoteError, SemaphoreProxy,
-};
-pub use pipe::{
-    Pipe, PipeReceiver, PipeSender, RecvError, RecvTimeoutError, SendBytesError, SendError,
-    SendTimeoutError, TryRecvError, TrySendError, DEFAULT_PIPE_MESSAGE_LIMIT,
-};
-pub use platform::{AtomicInteger, Pod};
+pub use manager::{Manager, ManagerError};
+pub use pipe::{Pipe, PipeReceiver, PipeSender, RecvError, SendError};
+#[doc(hidden)]
+pub use process::__private;
 pub use process::{
-    __private, active_children, current_process, init, Child, ChildInfo, CurrentProcess, Entry,
-    ExitStatus, JoinError, JoinTimeoutError, Process, StartError,
+    active_children, current_process, init, Child, Entry, ExitStatus, JoinError, JoinTimeoutError,
+    Process, StartError,
 };
-pub use queue::{
-    GetError, GetTimeoutError, JoinableQueue, MessageError, PutError, PutTimeoutError, Queue,
-    QueueBroken, QueueBuilder, QueueError, QueueJoinTimeoutError, TaskDoneError, TryGetError,
-    TryPutError, DEFAULT_CAPACITY_BYTES as QUEUE_DEFAULT_CAPACITY_BYTES,
-    DEFAULT_MAX_MESSAGE_BYTES as QUEUE_DEFAULT_MAX_MESSAGE_BYTES,
-};
-pub use sync::{
-    Barrier, BarrierWaitError, BoundedSemaphore, Condition, ConditionGuard, ConditionWaitError,
-    Event, Lock, LockError, LockGuard, LockTimeoutError, OverReleased, OwnerDied, RLock, Semaphore,
-    TimedOut, TryLockError,
-};
-pub use value::{Value, ValueGuard};
+pub use queue::{GetError, JoinableQueue, PutError, Queue};
+pub use shared::{Array, Pod, Value};
+pub use sync::{Barrier, BoundedSemaphore, Condition, Event, Lock, LockError, RLock, Semaphore};
 pub use wait::{wait, Waitable};

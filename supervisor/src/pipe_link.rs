@@ -4,7 +4,8 @@ use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::time::Duration;
 
-use herd_ipc::{Pipe, RecvTimeoutError, SendTimeoutError, TryRecvError};
+use herd_ipc::pipe::{RecvTimeoutError, SendTimeoutError, TryRecvError};
+use herd_ipc::Pipe;
 use herd_worker::{FromWorker, Link, ToWorker};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;

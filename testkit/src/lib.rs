@@ -55,7 +55,7 @@ impl TestChild {
             Err(JoinTimeoutError::Timeout(_)) => {
                 Err(format!("child {pid} still running after {timeout:?}"))
             }
-            Err(JoinTimeoutError::Failed(err)) => Err(format!("child {pid}: {err}")),
+            Err(err) => Err(format!("child {pid}: {err}")),
         }
     }
 
@@ -64,11 +64,7 @@ impl TestChild {
         let pid = self.0.pid();
         self.0.kill().map_err(|err| format!("kill {pid}: {err}"))?;
         match self.0.join_timeout(Duration::from_secs(5)) {
-            Err(JoinTimeoutError::Failed(err))
-                if err.exit_status().and_then(|s| s.signal()) == Some(libc::SIGKILL) =>
-            {
-                Ok(())
-            }
+            Err(err) if err.exit_status().and_then(|s| s.signal()) == Some(libc::SIGKILL) => Ok(()),
             Err(other) => Err(format!("child {pid} after SIGKILL: {other}")),
             Ok(_) => Err(format!("child {pid} returned a value despite SIGKILL")),
         }

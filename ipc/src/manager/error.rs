@@ -11,6 +11,7 @@ use super::address::Address;
 
 /// Why a manager call failed.
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum ManagerError {
     /// The text is not a manager address.
     #[error("bad manager address {address:?}: {reason}")]
@@ -56,6 +57,7 @@ pub enum ManagerError {
 
 /// What the server reports when it refuses a request it read and understood.
 #[derive(Debug, Clone, PartialEq, Eq, Error, Serialize, Deserialize)]
+#[non_exhaustive]
 pub enum RemoteError {
     /// No object with this id exists on the server.
     #[error("no shared object with id {0}")]
@@ -87,46 +89,150 @@ pub enum RemoteError {
     Invalid(String),
 }
 
-/// `QueueProxy::try_put` failed.
+// The queue proxy's errors wrap `ManagerError` rather than repeating its variants: apart from
+// "full", "empty" and "timed out", every way a queue call fails is the connection's or the
+// server's, the same for every proxy method, and code that handles those once (reconnect, report)
+// can take them out of any of these with `?` or a match on `Manager`.
+
+/// Why [`QueueProxy::try_put`](super::QueueProxy::try_put) failed.
 #[derive(Debug, Error)]
-pub enum ManagerTryPutError {
-    /// The queue is at its maximum size.
-    #[error("manager queue is full")]
+#[non_exhaustive]
+pub enum TryPutError {
+    /// The manager's queue is at its maximum size.
+    #[error("the manager's queue is full")]
     Full,
     /// The manager call itself failed.
     #[error(transparent)]
     Manager(#[from] ManagerError),
 }
 
-/// `QueueProxy::put_timeout` failed.
+/// Why [`QueueProxy::put_timeout`](super::QueueProxy::put_timeout) failed.
 #[derive(Debug, Error)]
-pub enum ManagerPutTimeoutError {
-    /// The queue stayed full for the whole timeout.
-    #[error("manager queue stayed full until the timeout")]
+#[non_exhaustive]
+pub enum PutTimeoutError {
+    /// The manager's queue stayed full for the whole timeout.
+    #[error("the manager's queue stayed full until the timeout")]
     Timeout,
     /// The manager call itself failed.
     #[error(transparent)]
     Manager(#[from] ManagerError),
 }
 
-/// `QueueProxy::try_get` failed.
+/// Why [`QueueProxy::try_get`](super::QueueProxy::try_get) failed.
 #[derive(Debug, Error)]
-pub enum ManagerTryGetError {
-    /// The queue is empty.
-    #[error("manager queue is empty")]
+#[non_exhaustive]
+pub enum TryGetError {
+    /// The manager's queue is empty.
+    #[error("the manager's queue is empty")]
     Empty,
     /// The manager call itself failed.
     #[error(transparent)]
     Manager(#[from] ManagerError),
 }
 
-/// `QueueProxy::get_timeout` failed.
+/// Why [`QueueProxy::get_timeout`](super::QueueProxy::get_timeout) failed.
 #[derive(Debug, Error)]
-pub enum ManagerGetTimeoutError {
-    /// Nothing arrived within the timeout.
-    #[error("manager queue stayed empty until the timeout")]
+#[non_exhaustive]
+pub enum GetTimeoutError {
+    /// Nothing arrived in the manager's queue within the timeout.
+    #[error("the manager's queue stayed empty until the timeout")]
     Timeout,
     /// The manager call itself failed.
     #[error(transparent)]
     Manager(#[from] ManagerError),
+}
+
+impl ManagerError {
+    /// Whether the server is gone: unreachable, or the connection broke during the call.
+    pub fn is_disconnected(&self) -> bool {
+        matches!(self, Self::Unreachable { .. } | Self::ConnectionLost { .. })
+    }
+}
+
+impl TryPutError {
+    /// Whether the manager is gone (see [`ManagerError::is_disconnected`]).
+    pub fn is_disconnected(&self) -> bool {
+        matches!(self, Self::Manager(error) if error.is_disconnected())
+    }
+
+    /// Whether the queue was full.
+    pub fn is_full(&self) -> bool {
+        matches!(self, Self::Full)
+    }
+
+    /// Always false: this operation does not wait.
+    pub fn is_timeout(&self) -> bool {
+        false
+    }
+}
+
+impl PutTimeoutError {
+    /// Whether the manager is gone (see [`ManagerError::is_disconnected`]).
+    pub fn is_disconnected(&self) -> bool {
+        matches!(self, Self::Manager(error) if error.is_disconnected())
+    }
+
+    /// Always false: this operation waits for room.
+    pub fn is_full(&self) -> bool {
+        false
+    }
+
+    /// Whether the timeout elapsed.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Self::Timeout)
+    }
+}
+
+impl TryGetError {
+    /// Whether the manager is gone (see [`ManagerError::is_disconnected`]).
+    pub fn is_disconnected(&self) -> bool {
+        matches!(self, Self::Manager(error) if error.is_disconnected())
+    }
+
+    /// Whether the queue was empty.
+    pub fn is_empty(&self) -> bool {
+        matches!(self, Self::Empty)
+    }
+
+    /// Always false: this operation does not wait.
+    pub fn is_timeout(&self) -> bool {
+        false
+    }
+}
+
+impl GetTimeoutError {
+    /// Whether the manager is gone (see [`ManagerError::is_disconnected`]).
+    pub fn is_disconnected(&self) -> bool {
+        matches!(self, Self::Manager(error) if error.is_disconnected())
+    }
+
+    /// Always false: this operation waits for an item.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// Whether the timeout elapsed.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Self::Timeout)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queue_error_predicates() {
+        let lost = || ManagerError::ConnectionLost {
+            address: Address::Tcp("127.0.0.1:1".parse().unwrap()),
+            reason: "reset".into(),
+        };
+        assert!(lost().is_disconnected());
+        assert!(TryPutError::Full.is_full() && !TryPutError::Full.is_timeout());
+        assert!(TryGetError::Empty.is_empty() && !TryGetError::Empty.is_timeout());
+        assert!(GetTimeoutError::Timeout.is_timeout() && !GetTimeoutError::Timeout.is_empty());
+        assert!(PutTimeoutError::Timeout.is_timeout() && !PutTimeoutError::Timeout.is_full());
+        let from: TryGetError = lost().into();
+        assert!(from.is_disconnected() && !from.is_empty());
+    }
 }

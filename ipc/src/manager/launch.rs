@@ -150,7 +150,7 @@ impl ServerHandle {
                     "server (pid {pid}) did not stop within {STOP_TIMEOUT:?}: killed"
                 )))
             }
-            Err(JoinTimeoutError::Failed(e)) => Err(ManagerError::Server(e.to_string())),
+            Err(e) => Err(ManagerError::Server(e.to_string())),
         };
         cleanup(dir.as_deref());
         outcome

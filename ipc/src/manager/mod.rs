@@ -18,8 +18,7 @@ mod stream;
 
 pub use address::{Address, Authkey};
 pub use error::{
-    ManagerError, ManagerGetTimeoutError, ManagerPutTimeoutError, ManagerTryGetError,
-    ManagerTryPutError, RemoteError,
+    GetTimeoutError, ManagerError, PutTimeoutError, RemoteError, TryGetError, TryPutError,
 };
 pub use manager::{Manager, ManagerBuilder, NamedObjects};
 pub use proxy::{

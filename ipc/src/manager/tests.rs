@@ -7,7 +7,7 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use super::address::{Address, Authkey};
-use super::error::{ManagerError, ManagerTryGetError, ManagerTryPutError, RemoteError};
+use super::error::{ManagerError, RemoteError, TryGetError, TryPutError};
 use super::manager::Manager;
 use super::server::Server;
 use super::stream::Listener;
@@ -30,28 +30,28 @@ fn connected() -> Manager {
 fn dict_operations_round_trip() {
     let m = connected();
     let d = m.dict::<String, i64>().unwrap();
-    assert_eq!(d.get(&"a".into()).unwrap(), None);
-    d.insert(&"a".into(), &1).unwrap();
+    assert_eq!(d.get("a").unwrap(), None);
+    d.insert("a", &1).unwrap();
     d.update(&[("b".into(), 2), ("c".into(), 3)]).unwrap();
     assert_eq!(d.len().unwrap(), 3);
-    assert!(d.contains(&"b".into()).unwrap());
+    assert!(d.contains("b").unwrap());
     let mut keys = d.keys().unwrap();
     keys.sort();
     assert_eq!(keys, vec!["a", "b", "c"]);
-    assert_eq!(d.take(&"c".into()).unwrap(), Some(3));
-    assert!(d.remove(&"b".into()).unwrap());
-    assert!(!d.remove(&"b".into()).unwrap());
+    assert_eq!(d.take("c").unwrap(), Some(3));
+    assert!(d.remove("b").unwrap());
+    assert!(!d.remove("b").unwrap());
     assert_eq!(d.items().unwrap(), vec![("a".to_string(), 1)]);
-    assert_eq!(d.increment(&"a".into(), 41).unwrap(), 42);
-    assert_eq!(d.increment(&"new".into(), -5).unwrap(), -5);
-    assert_eq!(d.set_if_absent(&"a".into(), &0).unwrap(), Some(42));
-    assert_eq!(d.set_if_absent(&"z".into(), &7).unwrap(), None);
-    assert!(!d.compare_and_swap(&"z".into(), Some(&8), &9).unwrap());
-    assert!(d.compare_and_swap(&"z".into(), Some(&7), &9).unwrap());
-    assert!(d.compare_and_swap(&"y".into(), None, &1).unwrap());
-    assert_eq!(d.get(&"z".into()).unwrap(), Some(9));
-    d.insert(&"max".into(), &i64::MAX).unwrap();
-    match d.increment(&"max".into(), 1) {
+    assert_eq!(d.increment("a", 41).unwrap(), 42);
+    assert_eq!(d.increment("new", -5).unwrap(), -5);
+    assert_eq!(d.set_if_absent("a", &0).unwrap(), Some(42));
+    assert_eq!(d.set_if_absent("z", &7).unwrap(), None);
+    assert!(!d.compare_and_swap("z", Some(&8), &9).unwrap());
+    assert!(d.compare_and_swap("z", Some(&7), &9).unwrap());
+    assert!(d.compare_and_swap("y", None, &1).unwrap());
+    assert_eq!(d.get("z").unwrap(), Some(9));
+    d.insert("max", &i64::MAX).unwrap();
+    match d.increment("max", 1) {
         Err(ManagerError::Remote(RemoteError::Overflow)) => {}
         other => panic!("expected overflow, got {other:?}"),
     }
@@ -76,9 +76,9 @@ fn increment_of_a_non_integer_names_the_problem() {
     let m = connected();
     let named = m.named("shape");
     let strings = named.dict::<String, String>().unwrap();
-    strings.insert(&"k".into(), &"text".into()).unwrap();
+    strings.insert("k", &"text".into()).unwrap();
     let ints = named.dict::<String, i64>().unwrap();
-    let err = ints.increment(&"k".into(), 1).unwrap_err();
+    let err = ints.increment("k", 1).unwrap_err();
     assert!(err.to_string().contains("not an i64"), "{err}");
 }
 
@@ -211,13 +211,10 @@ fn semaphore_event_condition_queue() {
 
     let q = m.bounded_queue::<String>(1).unwrap();
     q.put(&"one".into()).unwrap();
-    assert!(matches!(
-        q.try_put(&"two".into()),
-        Err(ManagerTryPutError::Full)
-    ));
+    assert!(matches!(q.try_put(&"two".into()), Err(TryPutError::Full)));
     assert_eq!(q.len().unwrap(), 1);
     assert_eq!(q.get().unwrap(), "one");
-    assert!(matches!(q.try_get(), Err(ManagerTryGetError::Empty)));
+    assert!(matches!(q.try_get(), Err(TryGetError::Empty)));
     let q2 = q.clone();
     let t = std::thread::spawn(move || q2.put(&"late".into()).unwrap());
     assert_eq!(q.get_timeout(Duration::from_secs(5)).unwrap(), "late");

@@ -251,6 +251,7 @@ fn fd_arg(fd: &impl AsFd) -> String {
 
 /// Why a child could not be started.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StartError {
     /// `fork` was refused: this process has other threads, which could hold locks the child would need.
     #[error(

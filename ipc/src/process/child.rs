@@ -138,9 +138,9 @@ impl<T: DeserializeOwned> Child<T> {
     pub fn join_timeout(mut self, timeout: Duration) -> Result<T, JoinTimeoutError<T>> {
         let deadline = Instant::now() + timeout;
         match self.wait_until(Some(deadline)) {
-            Ok(Some(status)) => self.finish(status).map_err(JoinTimeoutError::Failed),
+            Ok(Some(status)) => self.finish(status).map_err(JoinTimeoutError::from),
             Ok(None) => Err(JoinTimeoutError::Timeout(self)),
-            Err(source) => Err(JoinTimeoutError::Failed(self.wait_error(source))),
+            Err(source) => Err(self.wait_error(source).into()),
         }
     }
 
@@ -216,6 +216,7 @@ impl<T> fmt::Debug for Child<T> {
 
 /// Why [`Child::join`] returned no value.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum JoinError {
     /// The body panicked; `message` is the panic message.
     #[error("process {name} (pid {pid}) panicked: {message}")]
@@ -292,45 +293,189 @@ pub enum JoinError {
     },
 }
 
-impl JoinError {
-    /// How the child ended, when it is known.
-    pub fn exit_status(&self) -> Option<ExitStatus> {
-        match self {
-            Self::Panicked { status, .. }
-            | Self::Killed { status, .. }
-            | Self::NoValue { status, .. }
-            | Self::Failed { status, .. }
-            | Self::Decode { status, .. } => Some(*status),
-            Self::Wait { .. } => None,
+/// Why [`Child::join_timeout`] returned no value: the child is still running
+/// ([`Timeout`](JoinTimeoutError::Timeout), with the handle back), or one of
+/// [`JoinError`]'s reasons.
+#[derive(thiserror::Error)]
+#[non_exhaustive]
+pub enum JoinTimeoutError<T> {
+    /// The child is still running; here is its handle back.
+    #[error("process {} (pid {}) is still running after the timeout", .0.name(), .0.pid())]
+    Timeout(Child<T>),
+    /// The body panicked; `message` is the panic message.
+    #[error("process {name} (pid {pid}) panicked: {message}")]
+    Panicked {
+        /// The child's process id.
+        pid: u32,
+        /// The child's name.
+        name: String,
+        /// The panic message.
+        message: String,
+        /// How the child ended.
+        status: ExitStatus,
+    },
+    /// A signal ended the child before it sent a value (see [`Child::terminate`], [`Child::kill`]).
+    #[error("process {name} (pid {pid}) was ended by {status} before it returned a value")]
+    Killed {
+        /// The child's process id.
+        pid: u32,
+        /// The child's name.
+        name: String,
+        /// How the child ended.
+        status: ExitStatus,
+    },
+    /// The child exited without sending a value: it called `exit` itself, or it is a spawned program whose
+    /// `main` does not start with `herd_ipc::init()`.
+    #[error(
+        "process {name} (pid {pid}) ended with {status} without returning a value (it called exit itself, or \
+         its program's main does not call herd_ipc::init() first)"
+    )]
+    NoValue {
+        /// The child's process id.
+        pid: u32,
+        /// The child's name.
+        name: String,
+        /// How the child ended.
+        status: ExitStatus,
+    },
+    /// The child could not run its body: unknown entry, arguments that do not decode, a value that does not
+    /// encode.
+    #[error("process {name} (pid {pid}) could not run: {message}")]
+    Failed {
+        /// The child's process id.
+        pid: u32,
+        /// The child's name.
+        name: String,
+        /// Why, as reported from the child's side.
+        message: String,
+        /// How the child ended.
+        status: ExitStatus,
+    },
+    /// The child sent a value that does not decode as the expected type.
+    #[error("process {name} (pid {pid}) sent back a value that is not a {expected}: {source}")]
+    Decode {
+        /// The child's process id.
+        pid: u32,
+        /// The child's name.
+        name: String,
+        /// The type the parent expected (`std::any::type_name`).
+        expected: &'static str,
+        /// The codec's reason.
+        source: CodecError,
+        /// How the child ended.
+        status: ExitStatus,
+    },
+    /// Waiting for the child failed in the OS.
+    #[error("waiting for process {name} (pid {pid}) failed: {source}")]
+    Wait {
+        /// The child's process id.
+        pid: u32,
+        /// The child's name.
+        name: String,
+        /// The OS error.
+        source: io::Error,
+    },
+}
+
+/// The accessors `JoinError` and `JoinTimeoutError` share (the latter's variants are the former's
+/// plus `Timeout`).
+macro_rules! join_error_common {
+    ($name:ident $(<$t:ident>)?, $($timeout:ident)?) => {
+        impl$(<$t>)? $name$(<$t>)? {
+            /// How the child ended, when it is known.
+            pub fn exit_status(&self) -> Option<ExitStatus> {
+                match self {
+                    Self::Panicked { status, .. }
+                    | Self::Killed { status, .. }
+                    | Self::NoValue { status, .. }
+                    | Self::Failed { status, .. }
+                    | Self::Decode { status, .. } => Some(*status),
+                    $(Self::$timeout(_) |)? Self::Wait { .. } => None,
+                }
+            }
+
+            /// The child's panic message, if it panicked.
+            pub fn panic_message(&self) -> Option<&str> {
+                match self {
+                    Self::Panicked { message, .. } => Some(message),
+                    _ => None,
+                }
+            }
+
+            /// Whether a signal ended the child before it sent a value.
+            pub fn is_killed(&self) -> bool {
+                matches!(self, Self::Killed { .. })
+            }
         }
+    };
+}
+
+join_error_common!(JoinError,);
+join_error_common!(JoinTimeoutError<T>, Timeout);
+
+impl JoinError {
+    /// Always false: `join` waits for the child (see [`JoinTimeoutError::is_timeout`]).
+    pub fn is_timeout(&self) -> bool {
+        false
+    }
+}
+
+impl<T> JoinTimeoutError<T> {
+    /// Whether the child is still running after the timeout (the handle is inside).
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Self::Timeout(_))
     }
 
-    /// The child's panic message, if it panicked.
-    pub fn panic_message(&self) -> Option<&str> {
+    /// The handle, if the child is still running.
+    pub fn into_inner(self) -> Option<Child<T>> {
         match self {
-            Self::Panicked { message, .. } => Some(message),
+            Self::Timeout(child) => Some(child),
             _ => None,
         }
     }
 }
 
-/// Why [`Child::join_timeout`] returned no value.
-#[derive(thiserror::Error)]
-pub enum JoinTimeoutError<T> {
-    /// The child is still running; here is its handle back.
-    #[error("process {} (pid {}) is still running after the timeout", .0.name(), .0.pid())]
-    Timeout(Child<T>),
-    /// The child ended without a value.
-    #[error(transparent)]
-    Failed(JoinError),
-}
-
-impl<T> JoinTimeoutError<T> {
-    /// The handle, if the child is still running.
-    pub fn into_inner(self) -> Option<Child<T>> {
-        match self {
-            Self::Timeout(child) => Some(child),
-            Self::Failed(_) => None,
+impl<T> From<JoinError> for JoinTimeoutError<T> {
+    fn from(error: JoinError) -> Self {
+        match error {
+            JoinError::Panicked {
+                pid,
+                name,
+                message,
+                status,
+            } => Self::Panicked {
+                pid,
+                name,
+                message,
+                status,
+            },
+            JoinError::Killed { pid, name, status } => Self::Killed { pid, name, status },
+            JoinError::NoValue { pid, name, status } => Self::NoValue { pid, name, status },
+            JoinError::Failed {
+                pid,
+                name,
+                message,
+                status,
+            } => Self::Failed {
+                pid,
+                name,
+                message,
+                status,
+            },
+            JoinError::Decode {
+                pid,
+                name,
+                expected,
+                source,
+                status,
+            } => Self::Decode {
+                pid,
+                name,
+                expected,
+                source,
+                status,
+            },
+            JoinError::Wait { pid, name, source } => Self::Wait { pid, name, source },
         }
     }
 }
@@ -339,7 +484,86 @@ impl<T> fmt::Debug for JoinTimeoutError<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Timeout(child) => f.debug_tuple("Timeout").field(child).finish(),
-            Self::Failed(err) => f.debug_tuple("Failed").field(err).finish(),
+            Self::Panicked {
+                pid,
+                name,
+                message,
+                status,
+            } => f
+                .debug_struct("Panicked")
+                .field("pid", pid)
+                .field("name", name)
+                .field("message", message)
+                .field("status", status)
+                .finish(),
+            Self::Killed { pid, name, status } => f
+                .debug_struct("Killed")
+                .field("pid", pid)
+                .field("name", name)
+                .field("status", status)
+                .finish(),
+            Self::NoValue { pid, name, status } => f
+                .debug_struct("NoValue")
+                .field("pid", pid)
+                .field("name", name)
+                .field("status", status)
+                .finish(),
+            Self::Failed {
+                pid,
+                name,
+                message,
+                status,
+            } => f
+                .debug_struct("Failed")
+                .field("pid", pid)
+                .field("name", name)
+                .field("message", message)
+                .field("status", status)
+                .finish(),
+            Self::Decode {
+                pid,
+                name,
+                expected,
+                source,
+                status,
+            } => f
+                .debug_struct("Decode")
+                .field("pid", pid)
+                .field("name", name)
+                .field("expected", expected)
+                .field("source", source)
+                .field("status", status)
+                .finish(),
+            Self::Wait { pid, name, source } => f
+                .debug_struct("Wait")
+                .field("pid", pid)
+                .field("name", name)
+                .field("source", source)
+                .finish(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timed_join_error_converts_and_classifies() {
+        let panicked = JoinError::Panicked {
+            pid: 42,
+            name: "worker".to_owned(),
+            message: "boom".to_owned(),
+            status: ExitStatus::Exited(1),
+        };
+        assert!(!panicked.is_timeout() && !panicked.is_killed());
+        let text = panicked.to_string();
+        let timed: JoinTimeoutError<u8> = panicked.into();
+        assert_eq!(timed.to_string(), text);
+        assert!(!timed.is_timeout() && !timed.is_killed());
+        assert_eq!(timed.panic_message(), Some("boom"));
+        assert_eq!(timed.exit_status(), Some(ExitStatus::Exited(1)));
+        assert!(matches!(timed, JoinTimeoutError::Panicked { pid: 42, .. }));
+        assert!(timed.into_inner().is_none(), "no handle: the child is gone");
     }
 }

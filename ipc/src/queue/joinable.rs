@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::errors::{QueueJoinTimeoutError, TaskDoneError};
+use super::errors::{JoinTimeoutError, TaskDoneError};
 use super::Queue;
 use crate::codec;
 
@@ -41,11 +41,11 @@ impl<T> JoinableQueue<T> {
     }
 
     /// Waits at most `timeout` until every message put so far has been marked done.
-    pub fn join_timeout(&self, timeout: Duration) -> Result<(), QueueJoinTimeoutError> {
+    pub fn join_timeout(&self, timeout: Duration) -> Result<(), JoinTimeoutError> {
         self.queue
             .raw
             .join(Instant::now().checked_add(timeout))
-            .map_err(|unfinished| QueueJoinTimeoutError { unfinished })
+            .map_err(|unfinished| JoinTimeoutError { unfinished })
     }
 
     /// Messages put but not yet marked done (snapshot).

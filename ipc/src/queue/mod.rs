@@ -9,8 +9,8 @@ mod waiting;
 
 pub use builder::{QueueBuilder, DEFAULT_CAPACITY_BYTES, DEFAULT_MAX_MESSAGE_BYTES};
 pub use errors::{
-    GetError, GetTimeoutError, MessageError, PutError, PutTimeoutError, QueueBroken, QueueError,
-    QueueJoinTimeoutError, TaskDoneError, TryGetError, TryPutError,
+    GetError, GetTimeoutError, JoinTimeoutError, MessageError, PutError, PutTimeoutError,
+    QueueBroken, QueueError, TaskDoneError, TryGetError, TryPutError,
 };
 pub use joinable::JoinableQueue;
 pub use typed::Queue;

@@ -38,6 +38,7 @@ unsafe impl SharedLayout for BarrierState {
 
 /// Why [`Barrier::wait`] did not pass.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum BarrierWaitError {
     /// This party's timeout elapsed before all parties arrived; it broke the barrier (the other
     /// waiters get [`BarrierWaitError::Broken`]).
@@ -48,8 +49,20 @@ pub enum BarrierWaitError {
     #[error("the barrier is broken")]
     Broken,
     /// The barrier's internal lock failed.
-    #[error("barrier lock failed: {0}")]
+    #[error("the barrier's lock failed: {0}")]
     Os(#[source] io::Error),
+}
+
+impl BarrierWaitError {
+    /// Whether this party's timeout elapsed (it broke the barrier).
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Self::Timeout)
+    }
+
+    /// Whether the barrier was broken (by another party, `abort` or `reset`).
+    pub fn is_broken(&self) -> bool {
+        matches!(self, Self::Broken)
+    }
 }
 
 /// A process-shared barrier for `parties` parties (multiprocessing.Barrier, without `action`).

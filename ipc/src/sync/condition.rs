@@ -41,6 +41,7 @@ pub struct Condition {
 
 /// Why a wait on a [`ConditionGuard`] returned without a notification.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ConditionWaitError {
     /// The timeout elapsed; the guard holds the lock again.
     #[error("timed out waiting on the condition")]
@@ -53,6 +54,18 @@ pub enum ConditionWaitError {
     /// the guard no longer holds it.
     #[error("the condition's lock could not be re-acquired: {0}")]
     LockLost(#[source] io::Error),
+}
+
+impl ConditionWaitError {
+    /// Whether the timeout elapsed (the guard holds the lock again).
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Self::Timeout)
+    }
+
+    /// Whether the lock's previous holder died (the guard holds the lock).
+    pub fn is_owner_died(&self) -> bool {
+        matches!(self, Self::OwnerDied)
+    }
 }
 
 impl Condition {

@@ -20,7 +20,7 @@ pub use bounded_semaphore::{BoundedSemaphore, OverReleased};
 pub use condition::{Condition, ConditionGuard, ConditionWaitError};
 pub use event::Event;
 pub use lock::{Lock, LockGuard};
-pub use lock_error::{LockError, LockTimeoutError, OwnerDied, TryLockError};
+pub use lock_error::{LockError, LockFailure, LockTimeoutError, OwnerDied, TryLockError};
 pub use rlock::RLock;
 pub use semaphore::Semaphore;
 pub(crate) use timeout::deadline_after;

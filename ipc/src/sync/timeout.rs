@@ -7,6 +7,13 @@ use std::time::{Duration, Instant};
 #[error("timed out")]
 pub struct TimedOut;
 
+impl TimedOut {
+    /// Always true, so code written against the other wait errors reads the same here.
+    pub fn is_timeout(&self) -> bool {
+        true
+    }
+}
+
 /// The instant `timeout` from now; None (wait forever) if that is beyond what `Instant` holds.
 pub(crate) fn deadline_after(timeout: Duration) -> Option<Instant> {
     Instant::now().checked_add(timeout)

@@ -2,6 +2,7 @@
 //! operations (increment, append at a key, set-if-absent, compare-and-swap, take) that make
 //! read-modify-write from many processes correct without a lock and in one round trip.
 
+use std::borrow::Borrow;
 use std::marker::PhantomData;
 
 use serde::de::DeserializeOwned;
@@ -13,6 +14,23 @@ use crate::manager::protocol::{ObjectKind, Op, Wait};
 
 /// A proxy for a dict owned by the manager. Keys compare by their postcard encoding, so types
 /// whose equal values encode differently (a `HashMap` key, say) make distinct keys.
+///
+/// Methods take the key borrowed, as `HashMap` does: any `Q` that `K` borrows as
+/// (`K: Borrow<Q>`), so a `DictProxy<String, V>` is read with `dict.get("x")`. Keys travel
+/// serialised, so `Q` must serialise exactly as `K` does: `str` for `String` and `[u8]` for
+/// `Vec<u8>` do with postcard, and so does `K` itself; a `Borrow` impl whose borrowed form
+/// serialises differently would address a different key.
+///
+/// ```
+/// herd_ipc::init(); // the manager's server is this program, re-executed
+/// let manager = herd_ipc::Manager::start()?;
+/// let ages = manager.dict::<String, u32>()?;
+/// ages.insert("ada", &36)?;
+/// assert_eq!(ages.get("ada")?, Some(36));
+/// assert_eq!(ages.get(&"ada".to_owned())?, Some(36)); // a &String works as well
+/// assert!(ages.contains("ada")? && !ages.contains("alan")?);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct DictProxy<K, V> {
     core: ProxyCore,
     _types: PhantomData<fn() -> (K, V)>,
@@ -22,17 +40,29 @@ proxy_impls!(DictProxy[K, V], ObjectKind::Dict);
 
 impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> DictProxy<K, V> {
     /// The value at `key`, if any.
-    pub fn get(&self, key: &K) -> Result<Option<V>, ManagerError> {
+    pub fn get<Q>(&self, key: &Q) -> Result<Option<V>, ManagerError>
+    where
+        K: Borrow<Q>,
+        Q: Serialize + ?Sized,
+    {
         self.core.value(Op::Get(encode(key)?), Wait::No)
     }
 
     /// Sets `key` to `value`.
-    pub fn insert(&self, key: &K, value: &V) -> Result<(), ManagerError> {
+    pub fn insert<Q>(&self, key: &Q, value: &V) -> Result<(), ManagerError>
+    where
+        K: Borrow<Q>,
+        Q: Serialize + ?Sized,
+    {
         self.core.done(Op::Insert(encode(key)?, encode(value)?))
     }
 
     /// Removes `key`; returns whether it was there.
-    pub fn remove(&self, key: &K) -> Result<bool, ManagerError> {
+    pub fn remove<Q>(&self, key: &Q) -> Result<bool, ManagerError>
+    where
+        K: Borrow<Q>,
+        Q: Serialize + ?Sized,
+    {
         let op = Op::Remove {
             key: encode(key)?,
             return_value: false,
@@ -41,7 +71,11 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> DictProxy
     }
 
     /// Removes `key` and returns its value, atomically (get-and-remove).
-    pub fn take(&self, key: &K) -> Result<Option<V>, ManagerError> {
+    pub fn take<Q>(&self, key: &Q) -> Result<Option<V>, ManagerError>
+    where
+        K: Borrow<Q>,
+        Q: Serialize + ?Sized,
+    {
         let op = Op::Remove {
             key: encode(key)?,
             return_value: true,
@@ -49,7 +83,11 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> DictProxy
         self.core.value(op, Wait::No)
     }
 
-    pub fn contains(&self, key: &K) -> Result<bool, ManagerError> {
+    pub fn contains<Q>(&self, key: &Q) -> Result<bool, ManagerError>
+    where
+        K: Borrow<Q>,
+        Q: Serialize + ?Sized,
+    {
         self.core.boolean(Op::Contains(encode(key)?), Wait::No)
     }
 
@@ -86,7 +124,11 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> DictProxy
 
     /// Inserts `value` unless `key` is present. Returns the value already there (not replaced),
     /// or `None` when `value` was inserted.
-    pub fn set_if_absent(&self, key: &K, value: &V) -> Result<Option<V>, ManagerError> {
+    pub fn set_if_absent<Q>(&self, key: &Q, value: &V) -> Result<Option<V>, ManagerError>
+    where
+        K: Borrow<Q>,
+        Q: Serialize + ?Sized,
+    {
         let op = Op::SetIfAbsent {
             key: encode(key)?,
             value: encode(value)?,
@@ -96,12 +138,16 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> DictProxy
 
     /// Sets `key` to `new` if its value is `expected` (`None`: if it is absent). Returns whether
     /// it swapped. Values compare by their postcard encoding.
-    pub fn compare_and_swap(
+    pub fn compare_and_swap<Q>(
         &self,
-        key: &K,
+        key: &Q,
         expected: Option<&V>,
         new: &V,
-    ) -> Result<bool, ManagerError> {
+    ) -> Result<bool, ManagerError>
+    where
+        K: Borrow<Q>,
+        Q: Serialize + ?Sized,
+    {
         let op = Op::CompareAndSwap {
             key: encode(key)?,
             expected: expected.map(encode).transpose()?,
@@ -114,7 +160,11 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> DictProxy
 impl<K: Serialize + DeserializeOwned> DictProxy<K, i64> {
     /// Adds `delta` to the value at `key` (absent counts as 0) on the server, atomically.
     /// Returns the new value. Fails on overflow, leaving the value unchanged.
-    pub fn increment(&self, key: &K, delta: i64) -> Result<i64, ManagerError> {
+    pub fn increment<Q>(&self, key: &Q, delta: i64) -> Result<i64, ManagerError>
+    where
+        K: Borrow<Q>,
+        Q: Serialize + ?Sized,
+    {
         self.core.int(Op::Increment {
             key: encode(key)?,
             delta,
@@ -125,7 +175,11 @@ impl<K: Serialize + DeserializeOwned> DictProxy<K, i64> {
 impl<K: Serialize + DeserializeOwned, T: Serialize + DeserializeOwned> DictProxy<K, Vec<T>> {
     /// Appends `item` to the list stored at `key` (absent counts as empty) on the server,
     /// atomically. Returns the list's new length.
-    pub fn append(&self, key: &K, item: &T) -> Result<usize, ManagerError> {
+    pub fn append<Q>(&self, key: &Q, item: &T) -> Result<usize, ManagerError>
+    where
+        K: Borrow<Q>,
+        Q: Serialize + ?Sized,
+    {
         self.core.len(Op::AppendAt {
             key: encode(key)?,
             item: encode(item)?,

@@ -9,8 +9,7 @@ use serde::Serialize;
 
 use super::core::{encode, proxy_impls, ProxyCore};
 use crate::manager::error::{
-    ManagerError, ManagerGetTimeoutError, ManagerPutTimeoutError, ManagerTryGetError,
-    ManagerTryPutError,
+    GetTimeoutError, ManagerError, PutTimeoutError, TryGetError, TryPutError,
 };
 use crate::manager::protocol::{ObjectKind, Op, Wait};
 
@@ -41,18 +40,18 @@ impl<T: Serialize + DeserializeOwned> QueueProxy<T> {
     }
 
     /// Appends `item` if there is room now.
-    pub fn try_put(&self, item: &T) -> Result<(), ManagerTryPutError> {
+    pub fn try_put(&self, item: &T) -> Result<(), TryPutError> {
         match self.put_waiting(item, Wait::No)? {
             true => Ok(()),
-            false => Err(ManagerTryPutError::Full),
+            false => Err(TryPutError::Full),
         }
     }
 
     /// Appends `item`, waiting at most `timeout` for room.
-    pub fn put_timeout(&self, item: &T, timeout: Duration) -> Result<(), ManagerPutTimeoutError> {
+    pub fn put_timeout(&self, item: &T, timeout: Duration) -> Result<(), PutTimeoutError> {
         match self.put_waiting(item, Wait::Timeout(timeout))? {
             true => Ok(()),
-            false => Err(ManagerPutTimeoutError::Timeout),
+            false => Err(PutTimeoutError::Timeout),
         }
     }
 
@@ -67,14 +66,14 @@ impl<T: Serialize + DeserializeOwned> QueueProxy<T> {
     }
 
     /// Removes the oldest item if there is one now.
-    pub fn try_get(&self) -> Result<T, ManagerTryGetError> {
-        self.get_waiting(Wait::No)?.ok_or(ManagerTryGetError::Empty)
+    pub fn try_get(&self) -> Result<T, TryGetError> {
+        self.get_waiting(Wait::No)?.ok_or(TryGetError::Empty)
     }
 
     /// Removes the oldest item, waiting at most `timeout` for one.
-    pub fn get_timeout(&self, timeout: Duration) -> Result<T, ManagerGetTimeoutError> {
+    pub fn get_timeout(&self, timeout: Duration) -> Result<T, GetTimeoutError> {
         self.get_waiting(Wait::Timeout(timeout))?
-            .ok_or(ManagerGetTimeoutError::Timeout)
+            .ok_or(GetTimeoutError::Timeout)
     }
 
     pub fn len(&self) -> Result<usize, ManagerError> {

@@ -4,7 +4,7 @@
 JSON, byte for byte, for directories of random files built from the rules' edge cases
 (canonical and non-canonical quads, separators, CR, whitespace, invalid UTF-8, gzip).
 
-usage: supervisor/bench/crosscheck.py [--trials 200]
+usage: crosscheck.py [--trials 200]
 """
 import argparse
 import gzip

@@ -1,4 +1,4 @@
-//! Manager benchmarks: two processes incrementing one shared dict entry, either as the seed does
+//! Manager benchmarks: two processes incrementing one shared dict entry, either the usual way
 //! (acquire the manager lock, get, set, release: four round trips) or with the server-side
 //! atomic increment (one round trip). Python's counterpart, python/manager_mp.py, does the locked
 //! version with `multiprocessing.Manager`.

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""logcount benchmark (issue 6): side by side in one run, on N files x M lines (default 8 x
+"""logcount benchmark: side by side in one run, on N files x M lines (default 8 x
 1,000,000, ~1.2 GB, page-cached) with 2 workers:
   - logcount (`supervisor run logcount DIR --workers W --format json`: the real worker pool),
   - the Python ProcessPoolExecutor counter (bench/logcount.py), and
@@ -8,10 +8,10 @@ then one 1.2 GB file (the N files concatenated) with 1 and with 2 workers. Print
 line (`name value unit`) and the ratios against the targets; checks that logcount and Python
 print the same JSON. Each timing is the best of --repeat runs (the machine is shared).
 
-usage: supervisor/bench/compare.py [--dir /tmp/herd-logcount-bench] [--files 8] [--lines 1000000]
-                                   [--distinct 100000] [--seed 1] [--workers 2] [--repeat 7]
-                                   [--python-repeat 2] [--supervisor PATH] [--nice -10]
-                                   [--cache as-read|appended|as-is]
+usage: compare.py [--dir /tmp/herd-logcount-bench] [--files 8] [--lines 1000000]
+                  [--distinct 100000] [--seed 1] [--workers 2] [--repeat 7]
+                  [--python-repeat 2] [--supervisor PATH] [--nice -10]
+                  [--cache as-read|appended|as-is]
 Without --supervisor, builds and times $CARGO_TARGET_DIR/release/supervisor (default target/).
 """
 import argparse
@@ -34,7 +34,7 @@ PRIORITY = []
 def built_supervisor():
     """Builds the `supervisor` binary (release) and gives its path."""
     subprocess.run(
-        ["cargo", "build", "--quiet", "--release", "-p", "herd-supervisor", "--bin", "supervisor"],
+        ["cargo", "build", "--quiet", "--release", "-p", "herd-cli", "--bin", "supervisor"],
         cwd=ROOT, check=True,
     )
     target = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))

@@ -4,7 +4,7 @@
 JSON, byte for byte, for directories of random files built from the rules' edge cases
 (canonical and non-canonical quads, separators, CR, whitespace, invalid UTF-8, gzip).
 
-usage: supervisor/bench/crosscheck.py [--trials 200]
+usage: crosscheck.py [--trials 200]
 """
 import argparse
 import gzip
@@ -29,7 +29,7 @@ def main():
     parser.add_argument("--trials", type=int, default=200)
     args = parser.parse_args()
     subprocess.run(
-        ["cargo", "build", "--quiet", "--release", "-p", "herd-supervisor", "--bin", "supervisor"],
+        ["cargo", "build", "--quiet", "--release", "-p", "herd-cli", "--bin", "supervisor"],
         cwd=ROOT, check=True,
     )
     target = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))

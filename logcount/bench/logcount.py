@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""The seed's counter in Python: requests and distinct client keys per access log, one file per
-task on a concurrent.futures.ProcessPoolExecutor. Same semantics and same JSON as logcount
-(issue 6), so the benchmark compares like with like and checks that both agree.
+"""The logcount counter in Python: requests and distinct client keys per access log, one file per
+task on a concurrent.futures.ProcessPoolExecutor. Same semantics and same JSON as logcount,
+so the benchmark compares like with like and checks that both agree.
 
 usage: logcount.py DIR [--workers N]
 """

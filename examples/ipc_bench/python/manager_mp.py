@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Python counterpart of ipc_bench's manager area: two processes increment one entry of a
-multiprocessing.Manager dict under the manager's Lock (acquire, get, set, release), as the seed
-does. Prints `manager_dict_locked_incr_per_s value per_s`."""
+multiprocessing.Manager dict under the manager's Lock (acquire, get, set, release), the usual
+way to update shared state. Prints `manager_dict_locked_incr_per_s value per_s`."""
 
 import multiprocessing as mp
 import time

@@ -536,7 +536,7 @@
 //!                 for _ in 0..100 {
 //!                     // Server-side atomic increment: one round trip, no lock needed.
 //!                     counts.increment("atomic", 1).expect("increment");
-//!                     // The seed's read-modify-write, made safe by the manager lock.
+//!                     // A plain read-modify-write, made safe by the manager lock.
 //!                     let _guard = lock.lock().expect("lock");
 //!                     let n = counts.get("locked").expect("get").unwrap_or(0);
 //!                     counts.insert("locked", &(n + 1)).expect("insert");

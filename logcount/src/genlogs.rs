@@ -5,7 +5,7 @@
 //! keys: 98% canonical IPv4 addresses, 2% IPv6 (byte-string keys); each line picks a client
 //! half the time uniformly and half the time from a steep power law (a few clients are busy,
 //! as in real traffic); 5% of lines carry an `X-Forwarded-For` style `client, proxy` prefix.
-//! The same options always produce the same bytes (PCG64 seeded from the seed and file index).
+//! The same options always produce the same bytes (PCG64 seeded from `--seed` and the file index).
 
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};

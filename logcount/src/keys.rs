@@ -1,7 +1,7 @@
 //! Client keys: the rule that turns one log line into the key it is counted under, and the
 //! canonical-IPv4 fast path that packs the overwhelmingly common key, a dotted quad, into a `u32`.
 //!
-//! The rule (issue 6): the key is the bytes before the first ` - -` (the whole line if there is
+//! The rule: the key is the bytes before the first ` - -` (the whole line if there is
 //! none), then before the first `,`. Equivalently: the line up to the first `,` or ` - -`,
 //! whichever comes first, because neither pattern can overlap the other.
 //!

@@ -1,5 +1,5 @@
 //! The result of a run: merging chunk results into per-file and overall counts, and rendering
-//! them as a table, CSV or the JSON of issue 6.
+//! them as a table, CSV or JSON.
 //!
 //! Distinct counts are exact: a file's keys are the union of its chunks' sorted key lists, and
 //! the overall keys the union of the files'; unions are linear merges of sorted vectors.

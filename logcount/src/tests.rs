@@ -1,5 +1,5 @@
 //! Tests of logcount's semantics end to end in one process: plan, count every chunk, merge,
-//! compared with the rules of issue 6 and with a naive reference counter.
+//! compared with the counting rules (see `keys.rs`) and with a naive reference counter.
 
 use std::collections::BTreeSet;
 use std::fs;

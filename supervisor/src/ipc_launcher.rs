@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use herd_ipc::{Child, Entry, Process, StartError};
-use herd_worker::{run_worker, Registry, WorkerOptions};
+use herd_worker::{run_worker, Initializer, Registry, WorkerOptions};
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::Signal;
@@ -50,13 +50,15 @@ impl std::str::FromStr for StartMethod {
 }
 
 /// Starts a spawned worker: the program's [`worker_entry!`](crate::worker_entry), type-erased.
-type SpawnWorker = Box<dyn Fn(Process, &WorkerArgs) -> Result<Child<String>, StartError>>;
+type SpawnWorker =
+    Box<dyn Fn(Process, &WorkerArgs) -> Result<Child<String>, StartError> + Send + Sync>;
 
 /// Starts workers as herd-ipc processes.
 pub struct IpcLauncher {
     method: StartMethod,
     registry: fn() -> Registry,
     spawn: Option<SpawnWorker>,
+    initializer: Option<Initializer>,
     heartbeat_interval: Duration,
     inherited: InheritedHandlers,
     reap_strays: bool,
@@ -87,6 +89,7 @@ impl IpcLauncher {
             method,
             registry,
             spawn: None,
+            initializer: None,
             heartbeat_interval,
             inherited,
             reap_strays: false,
@@ -97,9 +100,16 @@ impl IpcLauncher {
     /// [`worker_entry!`](crate::worker_entry), which builds the same registry in the new process.
     pub fn spawn_entry<E>(mut self, entry: E) -> Self
     where
-        E: Entry<Args = WorkerArgs, Output = String> + Copy + 'static,
+        E: Entry<Args = WorkerArgs, Output = String> + Copy + Send + Sync + 'static,
     {
         self.spawn = Some(Box::new(move |builder, args| builder.spawn(entry, args)));
+        self
+    }
+
+    /// A job every worker runs once when it starts, before any other (a worker whose
+    /// initializer fails takes no job and exits).
+    pub fn initializer(mut self, initializer: Initializer) -> Self {
+        self.initializer = Some(initializer);
         self
     }
 }
@@ -121,6 +131,8 @@ pub struct WorkerArgs {
     pub end: WorkerEnd,
     /// How often it heartbeats.
     pub heartbeat_millis: u64,
+    /// What it runs once before taking jobs.
+    pub initializer: Option<Initializer>,
     /// The supervisor's pid, to tell whether it died before the worker armed its handler.
     pub supervisor: i32,
 }
@@ -128,12 +140,11 @@ pub struct WorkerArgs {
 /// The body of a spawned worker, for [`worker_entry!`](crate::worker_entry): runs the jobs of
 /// `registry` over the pipe end in `args` until told to stop; the text says why it left.
 pub fn run_spawned_worker(registry: &Registry, args: WorkerArgs) -> String {
-    worker_main(
-        registry,
-        args.end,
-        Duration::from_millis(args.heartbeat_millis),
-        args.supervisor,
-    )
+    let options = WorkerOptions {
+        heartbeat_interval: Duration::from_millis(args.heartbeat_millis),
+        initializer: args.initializer,
+    };
+    worker_main(registry, args.end, &options, args.supervisor)
 }
 
 /// Declares the entry that spawned workers of this program run, with the registry they use:
@@ -158,7 +169,7 @@ macro_rules! worker_entry {
 fn worker_main(
     registry: &Registry,
     end: WorkerEnd,
-    heartbeat_interval: Duration,
+    options: &WorkerOptions,
     supervisor: i32,
 ) -> String {
     // Both sides set the group; the parent's call may lose the race to an exec, this one cannot.
@@ -166,9 +177,13 @@ fn worker_main(
     if let Err(error) = die_with_supervisor(supervisor) {
         return format!("worker could not arm its parent-death handler: {error}");
     }
-    match run_worker(registry, &end, &WorkerOptions { heartbeat_interval }) {
+    match run_worker(registry, &end, options) {
         Ok(exit) => format!("{exit:?}"),
-        Err(error) => format!("worker stopped: {error}"),
+        Err(error) => {
+            // The supervisor sees only the exit; this line says why.
+            eprintln!("herd worker {}: {error}", std::process::id());
+            format!("worker stopped: {error}")
+        }
     }
 }
 
@@ -190,10 +205,13 @@ impl Launcher for IpcLauncher {
                     .context("blocking signals around fork")?;
                 let inherited = self.inherited.clone();
                 let registry = self.registry;
-                let heartbeat = self.heartbeat_interval;
+                let options = WorkerOptions {
+                    heartbeat_interval: self.heartbeat_interval,
+                    initializer: self.initializer.clone(),
+                };
                 let child = builder.fork(move || {
                     inherited.forget_in_child();
-                    worker_main(&registry(), worker_end, heartbeat, supervisor)
+                    worker_main(&registry(), worker_end, &options, supervisor)
                 });
                 drop(blocked);
                 child
@@ -210,6 +228,7 @@ impl Launcher for IpcLauncher {
                     &WorkerArgs {
                         end: worker_end,
                         heartbeat_millis,
+                        initializer: self.initializer.clone(),
                         supervisor,
                     },
                 )

@@ -7,7 +7,7 @@
 //! A forked worker inherits these handlers and the self-pipe: a signal sent to the worker would
 //! wake the supervisor. [`InheritedHandlers::forget_in_child`] unregisters them in the child, and
 //! [`InheritedHandlers::block`] keeps them from running between `fork` and that call.
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -37,8 +37,22 @@ pub trait SignalSource: AsFd {
 #[derive(Debug)]
 pub struct SignalInbox {
     wake_read: UnixStream,
+    wake_write: UnixStream,
     flags: Vec<(Signal, Arc<AtomicBool>)>,
     ids: Vec<SigId>,
+}
+
+/// Wakes the loop waiting on a [`SignalInbox`] from another thread, as a signal would (without
+/// recording one): for a loop that also takes work from other threads.
+#[derive(Debug)]
+pub struct Waker(UnixStream);
+
+impl Waker {
+    /// Makes the inbox's descriptor readable (once; more wake-ups before the loop looks are one).
+    pub fn wake(&self) {
+        // A full pipe already wakes the loop; nothing else can fail on a connected socket.
+        let _ = (&self.0).write(&[1]);
+    }
 }
 
 /// The registrations to undo in a forked child, for a fork closure to carry.
@@ -112,9 +126,15 @@ impl SignalInbox {
         }
         Ok(Self {
             wake_read,
+            wake_write,
             flags,
             ids,
         })
+    }
+
+    /// A [`Waker`] for this inbox, to use from other threads.
+    pub fn waker(&self) -> io::Result<Waker> {
+        Ok(Waker(self.wake_write.try_clone()?))
     }
 
     /// What a forked child must unregister.

@@ -221,10 +221,24 @@ impl<L: Launcher, O: Observer, S: SignalSource, C: Clock> Supervisor<L, O, S, C>
 
     /// Adds a job; `None` once the run is ending (closed, stopped or interrupted).
     pub fn submit(&mut self, kind: &str, payload: Vec<u8>) -> Option<JobId> {
+        self.submit_job(kind, payload, false)
+    }
+
+    /// Adds a chunk job (a sequence of inputs, see [`herd_worker::Job::chunk`]); `None` once
+    /// the run is ending.
+    pub fn submit_chunk(&mut self, kind: &str, payload: Vec<u8>) -> Option<JobId> {
+        self.submit_job(kind, payload, true)
+    }
+
+    fn submit_job(&mut self, kind: &str, payload: Vec<u8>, chunk: bool) -> Option<JobId> {
         if self.phase != Phase::Running || !self.drain.accepts_jobs() {
             return None;
         }
-        let id = self.jobs.push(kind, payload);
+        let id = if chunk {
+            self.jobs.push_chunk(kind, payload)
+        } else {
+            self.jobs.push(kind, payload)
+        };
         self.emit(Event::JobsAdded {
             total: self.jobs.len() as u64,
         });
@@ -234,6 +248,11 @@ impl<L: Launcher, O: Observer, S: SignalSource, C: Clock> Supervisor<L, O, S, C>
     /// The jobs so far, with their outputs and failures.
     pub fn jobs(&self) -> &LeaseTable {
         &self.jobs
+    }
+
+    /// Moves a finished job's outcome out of the job table (see [`LeaseTable::take`]).
+    pub fn take_outcome(&mut self, id: JobId) -> Option<Result<Vec<u8>, crate::JobFailure>> {
+        self.jobs.take(id)
     }
 
     /// Why the run stopped early, if it did.

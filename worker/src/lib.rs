@@ -24,7 +24,7 @@ pub use link::Link;
 pub use payload::{decode_payload, encode_payload, PayloadError};
 pub use registry::{DuplicateKindError, KindRegistration, Registry};
 pub use wire::{FromWorker, Job, JobId, JobResult, ToWorker};
-pub use worker_loop::{run_worker, WorkerError, WorkerExit, WorkerOptions};
+pub use worker_loop::{run_worker, Initializer, WorkerError, WorkerExit, WorkerOptions};
 
 #[doc(hidden)]
 pub mod __private {

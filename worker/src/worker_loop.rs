@@ -26,14 +26,28 @@ use crate::{FromWorker, Job, JobError, JobResult, Link, Registry, ToWorker};
 pub struct WorkerOptions {
     /// How often the worker says it is alive, idle or busy.
     pub heartbeat_interval: Duration,
+    /// A job run once when the worker starts, before it takes any other (Python's `Pool`
+    /// initializer); if it fails, the worker stops with [`WorkerError::Initializer`].
+    pub initializer: Option<Initializer>,
 }
 
 impl Default for WorkerOptions {
     fn default() -> Self {
         Self {
             heartbeat_interval: Duration::from_millis(200),
+            initializer: None,
         }
     }
+}
+
+/// A registered job kind and its encoded input, run once when a worker starts.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Initializer {
+    /// The kind's [`crate::JobKind::NAME`].
+    pub kind: String,
+    /// The input, encoded with [`crate::encode_payload`].
+    #[serde(with = "serde_bytes")]
+    pub payload: Vec<u8>,
 }
 
 /// Why a worker loop ended normally.
@@ -57,6 +71,14 @@ pub enum WorkerError {
     /// The heartbeat thread could not be started.
     #[error("starting the heartbeat thread: {0}")]
     HeartbeatThread(#[source] std::io::Error),
+    /// The initializer failed: the worker takes no job.
+    #[error("the initializer `{kind}` failed: {error}")]
+    Initializer {
+        /// Its kind.
+        kind: String,
+        /// How it failed.
+        error: JobError,
+    },
 }
 
 fn link_error<E: std::error::Error + Send + Sync + 'static>(error: E) -> WorkerError {
@@ -122,6 +144,18 @@ pub fn run_worker<L: Link>(
     link: &L,
     options: &WorkerOptions,
 ) -> Result<WorkerExit, WorkerError> {
+    if let Some(initializer) = &options.initializer {
+        let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
+            registry.run_attempt(&initializer.kind, &initializer.payload, 1)
+        }))
+        .unwrap_or_else(|payload| Err(JobError::Panicked(panic_message(payload.as_ref()))));
+        if let Err(error) = outcome {
+            return Err(WorkerError::Initializer {
+                kind: initializer.kind.clone(),
+                error,
+            });
+        }
+    }
     let terminate = Arc::new(AtomicBool::new(false));
     let sigterm = signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&terminate))
         .map_err(WorkerError::Signal)?;
@@ -250,6 +284,7 @@ mod tests {
             };
             let options = WorkerOptions {
                 heartbeat_interval: Duration::from_millis(20),
+                initializer: None,
             };
             run_worker(&registry, &link, &options)
         });

@@ -92,7 +92,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     }
     let before = read_u32(&mut verdict_read).context("the orphan's report")? as i32;
     let after = read_u32(&mut verdict_read).context("the orphan's report")? as i32;
-    if before != parent_pid as i32 {
+    if before != parent_pid.as_raw() {
         bail!("the orphan's first ppid was {before}, expected its parent {parent_pid}");
     }
     if after == before {

@@ -45,7 +45,7 @@ pub use lease::{Completion, JobFailure, LeaseTable, LossCause, Released};
 pub use logcount_kind::LogcountChunk;
 pub use pipe_link::{worker_pipe, Frame, LinkError, SupervisorEnd, WorkerEnd};
 pub use pool::{AsyncResult, ImapUnordered, Pool, PoolError};
-pub use reap::{ExitStatus, Kill, Reaper, Wait};
+pub use reap::{Kill, Reaper, Wait};
 pub use report::{RunReport, StopReason};
 pub use signals::{BlockedSignals, InheritedHandlers, SignalInbox};
 pub use status::{proc_stats, ProcStats, WorkerRow};

@@ -9,6 +9,7 @@ use std::io::IsTerminal;
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
+use herd_ipc::Pid;
 use herd_worker::{FromWorker, JobId, ToWorker};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use nix::poll::{PollFd, PollFlags, PollTimeout};
@@ -424,7 +425,7 @@ impl<L: Launcher> Supervisor<L> {
         }
     }
 
-    fn release(&mut self, worker: WorkerId, pid: i32, cause: LossCause) {
+    fn release(&mut self, worker: WorkerId, pid: Pid, cause: LossCause) {
         match self.jobs.release(worker, cause.clone()) {
             Released::Nothing => {}
             // When the run is ending the job will not run again: it is reported as abandoned.
@@ -478,7 +479,7 @@ impl<L: Launcher> Supervisor<L> {
                 self.replace_after_death(now);
             }
         }
-        let workers: Vec<i32> = self.slots.iter().map(|slot| slot.reaper.id()).collect();
+        let workers: Vec<Pid> = self.slots.iter().map(|slot| slot.reaper.id()).collect();
         self.launcher.reap_strays(&|pid| workers.contains(&pid));
     }
 

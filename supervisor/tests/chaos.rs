@@ -237,7 +237,7 @@ fn a_worker_crashing_on_every_job_stops_at_the_intensity_limit() -> TestResult {
     finished.expect_stderr_saying(
         "restart intensity exceeded: more than 3 worker restart(s) within 60s",
     )?;
-    let deaths = finished.stderr.matches("died: killed by SIGABRT").count();
+    let deaths = finished.stderr.matches("died: signal 6 (SIGABRT)").count();
     check!(
         (4..=5).contains(&deaths),
         "{deaths} deaths for a limit of 3 restarts:\n{}",

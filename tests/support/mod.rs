@@ -10,7 +10,7 @@
 
 use std::time::{Duration, Instant};
 
-use herd::ipc::{JoinTimeoutError, Process};
+use herd::ipc::{JoinTimeoutError, Pid, Process};
 use libtest_mimic::{Arguments, Failed, Trial};
 
 pub type Verdict = Result<(), String>;
@@ -39,7 +39,7 @@ where
 }
 
 impl TestChild {
-    pub fn pid(&self) -> u32 {
+    pub fn pid(&self) -> Pid {
         self.0.pid()
     }
 
@@ -102,7 +102,7 @@ pub fn eventually(what: &str, patience: Duration, condition: impl FnMut() -> boo
 
 /// Fails if any child of this process is a zombie (state Z in /proc): every trial must leave none.
 pub fn no_zombies() -> Verdict {
-    let me = std::process::id() as i32;
+    let me = Pid::this().as_raw();
     let zombies: Vec<i32> = procfs::process::all_processes()
         .map_err(|err| format!("list /proc: {err}"))?
         .filter_map(|process| process.ok()?.stat().ok())

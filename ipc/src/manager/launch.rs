@@ -23,7 +23,7 @@ use super::error::ManagerError;
 use super::server::Server;
 use super::stream::Listener;
 use crate::codec;
-use crate::process::{Child, JoinTimeoutError, Process};
+use crate::process::{Child, JoinTimeoutError, Pid, Process};
 
 /// How long a server may take to exit after a shutdown request before it is killed.
 const STOP_TIMEOUT: Duration = Duration::from_secs(5);
@@ -67,7 +67,7 @@ struct ServerArgs {
     /// The private directory holding the Unix socket, removed when the server is told to die.
     dir: Option<PathBuf>,
     authkey: Authkey,
-    owner: u32,
+    owner: Pid,
 }
 
 crate::entry! {
@@ -83,7 +83,7 @@ fn run_server(args: ServerArgs) -> Result<(), String> {
     // before this, our parent is already someone else: clean up and leave.
     nix::sys::prctl::set_pdeathsig(Signal::SIGTERM)
         .map_err(|e| format!("cannot arrange to die with the owner: {e}"))?;
-    if nix::unistd::getppid().as_raw() as u32 != args.owner {
+    if Pid::parent() != args.owner {
         cleanup(args.dir.as_deref());
         return Err("the owner died before the server started".into());
     }
@@ -131,7 +131,7 @@ impl ServerHandle {
         &self.address
     }
 
-    pub(crate) fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> Pid {
         self.child.pid()
     }
 
@@ -236,7 +236,7 @@ pub(crate) fn start_server(
         listener,
         dir: dir.clone(),
         authkey,
-        owner: std::process::id(),
+        owner: Pid::this(),
     };
     let started = Process::new()
         .name("herd-manager")

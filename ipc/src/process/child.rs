@@ -13,6 +13,7 @@ use serde::de::DeserializeOwned;
 use crate::codec::{self, CodecError};
 use crate::platform;
 use crate::process::outcome::{ChildOutcome, ResultReader};
+use crate::process::pid::Pid;
 use crate::process::registry::ChildShared;
 use crate::process::status::ExitStatus;
 use crate::wait::Waitable;
@@ -46,7 +47,7 @@ impl<T> Child<T> {
     }
 
     /// Process id of the child.
-    pub fn pid(&self) -> u32 {
+    pub fn pid(&self) -> Pid {
         self.shared.pid()
     }
 
@@ -112,7 +113,7 @@ impl<T> Child<T> {
         }
     }
 
-    fn describe(&self) -> (u32, String) {
+    fn describe(&self) -> (Pid, String) {
         (self.pid(), self.name().to_owned())
     }
 }
@@ -221,7 +222,7 @@ pub enum JoinError {
     #[error("process {name} (pid {pid}) panicked: {message}")]
     Panicked {
         /// The child's process id.
-        pid: u32,
+        pid: Pid,
         /// The child's name.
         name: String,
         /// The panic message.
@@ -233,7 +234,7 @@ pub enum JoinError {
     #[error("process {name} (pid {pid}) was ended by {status} before it returned a value")]
     Killed {
         /// The child's process id.
-        pid: u32,
+        pid: Pid,
         /// The child's name.
         name: String,
         /// How the child ended.
@@ -247,7 +248,7 @@ pub enum JoinError {
     )]
     NoValue {
         /// The child's process id.
-        pid: u32,
+        pid: Pid,
         /// The child's name.
         name: String,
         /// How the child ended.
@@ -258,7 +259,7 @@ pub enum JoinError {
     #[error("process {name} (pid {pid}) could not run: {message}")]
     Failed {
         /// The child's process id.
-        pid: u32,
+        pid: Pid,
         /// The child's name.
         name: String,
         /// Why, as reported from the child's side.
@@ -270,7 +271,7 @@ pub enum JoinError {
     #[error("process {name} (pid {pid}) sent back a value that is not a {expected}: {source}")]
     Decode {
         /// The child's process id.
-        pid: u32,
+        pid: Pid,
         /// The child's name.
         name: String,
         /// The type the parent expected (`std::any::type_name`).
@@ -284,7 +285,7 @@ pub enum JoinError {
     #[error("waiting for process {name} (pid {pid}) failed: {source}")]
     Wait {
         /// The child's process id.
-        pid: u32,
+        pid: Pid,
         /// The child's name.
         name: String,
         /// The OS error.

@@ -251,8 +251,7 @@ fn exit_code_vs_signal() -> TestResult {
     assert_eq!(err.exit_status().map(|s| s.exitcode()), Some(3));
 
     let aborts = Process::new().fork(|| {
-        // SAFETY: raise has no memory-safety preconditions; SIGKILL ends this child at once.
-        unsafe { libc::raise(libc::SIGKILL) };
+        let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
     })?;
     let err = expect_err(aborts.join())?;
     assert!(matches!(err, JoinError::Killed { .. }), "{err}");
@@ -584,6 +583,7 @@ fn fork_refused_in_multi_threaded_parent() -> TestResult {
         "{err}"
     );
     assert!(err.to_string().contains("2 threads"), "{err}");
+    #[allow(unsafe_code)] // the unsafe opt-in under test
     // SAFETY: the child only computes and returns a number: it takes no lock the other thread may hold (it
     // holds none: it waits on a channel the child never touches) and prints nothing.
     let allowed = unsafe { Process::new().allow_multi_threaded_fork() }.fork(|| 2)?;
@@ -818,6 +818,7 @@ fn orphan_demo_sees_reparenting() -> TestResult {
     Ok(())
 }
 
+#[allow(unsafe_code)] // sets SIGCHLD's disposition, which nix exposes only as unsafe
 fn ignored_sigchld_is_refused() -> TestResult {
     use nix::sys::signal::{signal, SigHandler, Signal};
     // SAFETY: installs SIG_IGN (no handler code) and restores the default below; this test runs alone on the

@@ -1,5 +1,12 @@
 //! The OS layer of herd-ipc: every `unsafe` call into the kernel lives in the
 //! modules below, and this re-export list is all the rest of the crate may use.
+//!
+//! The workspace denies `unsafe_code`; this layer owns herd-ipc's unsafe (system calls, shared
+//! mappings, process-shared mutexes, fork), each block with a `// SAFETY:` comment stating the
+//! protocol that makes it sound. Outside it, herd-ipc has only the narrowly allowed
+//! `unsafe impl SharedLayout` of each primitive's state (in `sync/`) and the unsafe opt-in
+//! `Process::allow_multi_threaded_fork`.
+#![allow(unsafe_code)] // the OS layer: see above
 
 mod fork;
 mod futex;

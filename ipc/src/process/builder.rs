@@ -106,6 +106,7 @@ impl Process {
     /// `println!`, `eprintln!` and the panic message printer), `std::env`, the program's own mutexes and channels
     /// shared with other threads, and foreign libraries with internal locks are not. The child never flushes
     /// stdout in this mode. Prefer [`spawn`](Self::spawn), which is safe in a multi-threaded parent.
+    #[allow(unsafe_code)] // the public opt-in whose contract the OS layer's ForkPermit relies on
     pub unsafe fn allow_multi_threaded_fork(mut self) -> Self {
         self.allow_multi_threaded_fork = true;
         self
@@ -127,6 +128,7 @@ impl Process {
     {
         Self::check_reapable()?;
         let setup = self.setup()?;
+        #[allow(unsafe_code)] // discharges ForkPermit's contract with the caller's opt-in above
         let permit = if self.allow_multi_threaded_fork {
             // SAFETY: allow_multi_threaded_fork is an unsafe fn whose caller took on exactly the contract of
             // multi_threaded_by_contract (the child touches nothing other threads may hold locked).

@@ -1,5 +1,5 @@
-//! logcount: requests and distinct client keys per access log (issue 6), as a library the
-//! supervisor runs as a job kind.
+//! logcount: requests and distinct client keys per access log, as a library the supervisor
+//! runs as a job kind.
 //!
 //! A run is: [`plan`] the directory into [`ChunkJob`]s; run [`count_chunk`] on each (in any
 //! process, in any order); feed the outcomes to a [`Merger`]; render its [`Report`]. Jobs and
@@ -19,6 +19,7 @@ mod union;
 #[cfg(test)]
 mod tests;
 
+pub use mapped::MapConsent;
 pub use plan::{
     plan, ChunkJob, ChunkSource, Options, Plan, PlanError, PlannedFile, DEFAULT_CHUNK_BYTES,
 };

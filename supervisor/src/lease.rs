@@ -8,6 +8,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 
+use herd_ipc::ExitStatus;
 use herd_worker::{Job, JobError, JobId, JobResult};
 
 use crate::WorkerId;
@@ -15,7 +16,10 @@ use crate::WorkerId;
 /// Why a worker lost the job it held.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LossCause {
-    /// The worker exited or was killed by a signal not sent by the supervisor.
+    /// The worker ended on its own: it exited, or a signal not sent by the supervisor killed it.
+    Ended(ExitStatus),
+    /// The worker was stopped or lost for the reason given (the pool was terminated, the run
+    /// stopped, its link broke, ...).
     Died(String),
     /// The worker sent no heartbeat for too long and was killed.
     MissedHeartbeat,
@@ -26,6 +30,7 @@ pub enum LossCause {
 impl fmt::Display for LossCause {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            LossCause::Ended(status) => write!(f, "worker died ({status})"),
             LossCause::Died(how) => write!(f, "worker died ({how})"),
             LossCause::MissedHeartbeat => f.write_str("worker stopped heartbeating and was killed"),
             LossCause::TimedOut => f.write_str("job timed out and its worker was killed"),
@@ -353,7 +358,7 @@ mod tests {
         let mut t = table(2, 2);
         assert_eq!(t.lease(A).unwrap().id, 0);
         assert_eq!(
-            t.release(A, LossCause::Died("SIGKILL".into())),
+            t.release(A, LossCause::Ended(ExitStatus::Signaled(libc::SIGKILL))),
             Released::Requeued(0)
         );
         let again = t.lease(B).unwrap();
@@ -379,6 +384,10 @@ mod tests {
             )]
         );
         assert!(failures[0].1.to_string().contains("after 2 attempt(s)"));
+        assert_eq!(
+            LossCause::Ended(ExitStatus::Signaled(libc::SIGKILL)).to_string(),
+            "worker died (signal 9 (SIGKILL))"
+        );
     }
 
     #[test]

@@ -464,13 +464,13 @@ impl<L: Launcher> Supervisor<L> {
             let unplanned = match slot.leaving {
                 Some(Leaving::Asked { .. }) => {
                     // It left as asked; a job it somehow still held goes back.
-                    self.release(slot.id, pid, LossCause::Died(status.to_string()));
+                    self.release(slot.id, pid, LossCause::Ended(status));
                     false
                 }
                 Some(Leaving::Killed(_)) => true,
                 None => {
                     self.say(&format!("{} (pid {pid}) died: {status}", slot.id));
-                    self.release(slot.id, pid, LossCause::Died(status.to_string()));
+                    self.release(slot.id, pid, LossCause::Ended(status));
                     true
                 }
             };

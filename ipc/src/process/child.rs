@@ -56,7 +56,8 @@ impl<T> Child<T> {
         self.shared.name()
     }
 
-    /// Whether the child was started as a daemon (SIGKILLed when its parent dies).
+    /// Whether the child was started as a daemon (signalled when its parent dies: SIGKILL, unless
+    /// [`Process::die_with_parent`](crate::Process::die_with_parent) chose another signal).
     pub fn is_daemon(&self) -> bool {
         self.daemon
     }

@@ -134,6 +134,27 @@ fn apply_in_child(setup: ChildSetup, parent: Pid) {
     }
 }
 
+/// Sets `signal` back to its default action if the parent installed a handler for it (an ignored
+/// signal stays ignored, as `execv` would keep it). `execv` resets handlers anyway; doing it before
+/// the parent-death signal is armed means that a parent dying between `prctl` and `execv` ends the
+/// child, instead of running the parent's handler in it and leaving the signal spent.
+/// Async-signal-safe (two `sigaction` calls).
+fn drop_inherited_handler(signal: Signal) {
+    // SAFETY: an all-zero sigaction is a valid value of this plain C struct (no handler, empty mask,
+    // no flags); it is only an output buffer here.
+    let mut current: libc::sigaction = unsafe { std::mem::zeroed() };
+    // SAFETY: with a NULL new action, sigaction only writes the current disposition into `current`,
+    // which lives for the call.
+    let read = unsafe { libc::sigaction(signal as libc::c_int, std::ptr::null(), &mut current) };
+    if read != 0 || current.sa_sigaction == libc::SIG_DFL || current.sa_sigaction == libc::SIG_IGN {
+        return;
+    }
+    // SAFETY: as above, all-zero is a valid sigaction: SIG_DFL (0), empty mask, no flags.
+    let default: libc::sigaction = unsafe { std::mem::zeroed() };
+    // SAFETY: installs SIG_DFL, which runs no code of ours; `default` lives for the call.
+    let _ = unsafe { libc::sigaction(signal as libc::c_int, &default, std::ptr::null_mut()) };
+}
+
 /// Leaves the process at once: no atexit handlers, no destructors, no flushing of buffers copied from the
 /// parent at fork time.
 fn exit_now(code: i32) -> ! {
@@ -177,8 +198,8 @@ pub(crate) fn fork_and_exec_self(plan: &ExecPlan, setup: ChildSetup) -> io::Resu
     argv.push(std::ptr::null());
     let parent = getpid();
     // SAFETY: between fork and execv/_exit the child only calls async-signal-safe functions (sigprocmask,
-    // setpgid, prctl, getppid, fcntl, execv, write, _exit) on data prepared before the fork, so it cannot
-    // deadlock on a lock held by another parent thread; this is why spawn needs no ForkPermit.
+    // sigaction, setpgid, prctl, getppid, fcntl, execv, write, _exit) on data prepared before the fork, so it
+    // cannot deadlock on a lock held by another parent thread; this is why spawn needs no ForkPermit.
     match unsafe { nix::unistd::fork() }.map_err(io::Error::from)? {
         ForkResult::Parent { child } => Ok(parent_side(child, setup)),
         ForkResult::Child => {
@@ -188,6 +209,9 @@ pub(crate) fn fork_and_exec_self(plan: &ExecPlan, setup: ChildSetup) -> io::Resu
                 Some(&SigSet::empty()),
                 None,
             );
+            if let Some(signal) = setup.parent_death_signal {
+                drop_inherited_handler(signal);
+            }
             apply_in_child(setup, parent);
             for &fd in &plan.inherit {
                 // SAFETY: fcntl(F_SETFD) only changes the flags of an fd the parent keeps open until after fork.

@@ -85,8 +85,12 @@ impl Process {
     /// `execv` (spawn; the setting survives `execv` because the re-executed binary is the same, not a
     /// set-user-ID one). The parent may die between fork and that moment, and then the signal would never
     /// come: so the child compares its parent's pid with the one recorded before fork and exits at once
-    /// (code 125) if they differ. A signal other than SIGKILL takes its default action until the child
-    /// installs a handler for it.
+    /// (code 125) if they differ.
+    ///
+    /// A spawned child meets a signal other than SIGKILL with its default action until it installs a handler
+    /// (a handler the parent had for it is dropped before the signal is armed, as `execv` would). A forked
+    /// child keeps the parent's handlers, like every other inherited state: choose a signal the parent does
+    /// not handle, or replace the handler in the closure.
     ///
     /// Linux delivers the signal when the parent *thread* that started the child exits, not the parent
     /// process: start such children from a thread that lives as long as the process (e.g. the main thread).

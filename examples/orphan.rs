@@ -92,7 +92,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     }
     let before = read_u32(&mut verdict_read).context("the orphan's report")? as i32;
     let after = read_u32(&mut verdict_read).context("the orphan's report")? as i32;
-    if before != parent_pid as i32 {
+    if before != parent_pid.as_raw() {
         bail!("the orphan's first ppid was {before}, expected its parent {parent_pid}");
     }
     if after == before {
@@ -128,6 +128,7 @@ fn run(args: Args) -> anyhow::Result<()> {
 
 /// The middle process: forks the child, prints the pids, waits until the child has seen its first ppid, then
 /// returns (exits) leaving the child an orphan. Returns the child's pid.
+#[allow(unsafe_code)] // the raw fork a herd handle cannot do (see below), and _exit in its child
 fn orphan_parent(verdict: File, hold: u64) -> anyhow::Result<u32> {
     let (mut go_read, mut go_write) = pipe()?;
     let (mut ack_read, mut ack_write) = pipe()?;

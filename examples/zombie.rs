@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::Parser;
-use herd::ipc::Process;
+use herd::ipc::{Pid, Process};
 
 #[derive(Parser)]
 #[command(about = "Shows a zombie child in /proc, then reaps it")]
@@ -32,15 +32,15 @@ fn main() -> ExitCode {
 }
 
 /// State letter and parent pid of `pid`, or `None` once the pid is gone from /proc.
-fn state_and_ppid(pid: u32) -> Option<(char, i32)> {
-    let stat = procfs::process::Process::new(pid as i32)
+fn state_and_ppid(pid: Pid) -> Option<(char, Pid)> {
+    let stat = procfs::process::Process::new(pid.as_raw())
         .and_then(|p| p.stat())
         .ok()?;
-    Some((stat.state, stat.ppid))
+    Some((stat.state, Pid::from_raw(stat.ppid)))
 }
 
 fn run(args: Args) -> anyhow::Result<()> {
-    let me = std::process::id();
+    let me = Pid::this();
     let child = Process::new()
         .name("zombie-child")
         .fork(|| ())
@@ -67,7 +67,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     if state != 'Z' {
         bail!("expected child {pid} in state Z (zombie), found {state}");
     }
-    if ppid != me as i32 {
+    if ppid != me {
         bail!("expected the zombie's ppid to be this process ({me}), found {ppid}");
     }
 
@@ -89,7 +89,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         None => {
             println!("Joined (waitid on its pidfd): /proc/{pid} is gone, the zombie is reaped.")
         }
-        Some((state, ppid)) if ppid != me as i32 => {
+        Some((state, ppid)) if ppid != me => {
             println!("Joined: pid {pid} now belongs to another process (state {state}, ppid {ppid}): ours is gone.")
         }
         Some((state, _)) => bail!("child {pid} is still our child in state {state} after join"),

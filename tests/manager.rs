@@ -16,11 +16,10 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use herd::ipc::manager::{Address, Authkey, DictProxy, QueueProxy};
-use herd::ipc::{Child, Manager, ManagerError, Process};
+use herd::ipc::{Child, Manager, ManagerError, Pid, Process};
 use hmac::{Hmac, Mac};
 use libtest_mimic::Failed;
 use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
 use sha2::Sha256;
 use support::eventually;
 
@@ -107,8 +106,8 @@ fn join_all(children: Vec<Child<Result<(), String>>>) -> TestResult {
 }
 
 /// Whether `pid` is gone (or a zombie, which runs no more).
-fn is_gone(pid: u32) -> bool {
-    procfs::process::Process::new(pid as i32)
+fn is_gone(pid: Pid) -> bool {
+    procfs::process::Process::new(pid.as_raw())
         .and_then(|p| p.stat())
         .map_or(true, |stat| stat.state == 'Z')
 }
@@ -224,7 +223,7 @@ fn proxies_passed_to_spawned_children() -> TestResult {
     let children = (0..3)
         .map(|_| Process::new().spawn(spawned_worker, &(counts.clone(), report.clone(), 100)))
         .collect::<Result<Vec<_>, _>>()?;
-    let pids: Vec<u32> = children.iter().map(Child::pid).collect();
+    let pids: Vec<Pid> = children.iter().map(Child::pid).collect();
     join_all(children)?;
     let mut reported = Vec::new();
     for _ in 0..3 {
@@ -544,7 +543,7 @@ fn server_death_gives_errors_not_hangs() -> TestResult {
         })?,
     ];
     std::thread::sleep(Duration::from_millis(200));
-    kill(Pid::from_raw(server as i32), Signal::SIGKILL)?;
+    kill(server.into(), Signal::SIGKILL)?;
     let started = Instant::now();
     let err = match dict.get(&1) {
         Err(e) => e,
@@ -632,7 +631,7 @@ fn owner_killed_takes_server_down() -> TestResult {
         text.contains('\n')
     })?;
     let (pid, address) = text.split_once('\n').ok_or_else(|| fail("bad report"))?;
-    let server: u32 = pid.parse()?;
+    let server: Pid = pid.parse()?;
     let address: Address = address.parse()?;
     check(!is_gone(server), "server should run while its owner lives")?;
     owner.kill()?;

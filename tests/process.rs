@@ -1,5 +1,6 @@
 //! Process API across real processes: fork and spawn, join and timeouts, exit codes vs signals, terminate and
-//! kill, panics carried back, daemon children, active_children, no zombie left behind.
+//! kill, panics carried back, daemon children, process groups and parent-death signals, active_children, no
+//! zombie left behind.
 //!
 //! `harness = false`: trials run one by one on the main thread, so the process stays single-threaded and fork
 //! is allowed (and `herd_ipc::init()` lets spawn re-execute this binary). Every trial ends by checking that
@@ -13,8 +14,8 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use herd::ipc::{
-    active_children, current_process, ExitStatus, JoinError, JoinTimeoutError, Pipe, PipeReceiver,
-    PipeSender, Process, StartError,
+    active_children, current_process, ExitStatus, JoinError, JoinTimeoutError, Pid, Pipe,
+    PipeReceiver, PipeSender, Process, StartError,
 };
 use libtest_mimic::Failed;
 use support::eventually;
@@ -34,7 +35,7 @@ herd::ipc::entry! {
 
 herd::ipc::entry! {
     /// Reports who the spawned child is: pid, ppid, name.
-    fn whoami(_unit: ()) -> (u32, u32, String) {
+    fn whoami(_unit: ()) -> (Pid, Pid, String) {
         let me = current_process();
         (me.pid, me.ppid, me.name)
     }
@@ -51,6 +52,13 @@ herd::ipc::entry! {
     /// Sleeps for the given number of milliseconds.
     fn nap(millis: u64) {
         std::thread::sleep(Duration::from_millis(millis))
+    }
+}
+
+herd::ipc::entry! {
+    /// Reports the spawned child's pid and process group id, as it sees them.
+    fn group_ids(_unit: ()) -> (i32, i32) {
+        (nix::unistd::getpid().as_raw(), nix::unistd::getpgrp().as_raw())
     }
 }
 
@@ -105,6 +113,26 @@ fn main() -> ExitCode {
         (
             "non_daemon_survives_parent_sigkill",
             non_daemon_survives_parent_sigkill,
+        ),
+        (
+            "die_with_parent_kills_a_forked_child_of_a_killed_parent",
+            die_with_parent_kills_a_forked_child_of_a_killed_parent,
+        ),
+        (
+            "die_with_parent_kills_a_spawned_child_of_a_killed_parent",
+            die_with_parent_kills_a_spawned_child_of_a_killed_parent,
+        ),
+        (
+            "die_with_parent_refuses_a_bad_signal",
+            die_with_parent_refuses_a_bad_signal,
+        ),
+        (
+            "process_group_makes_a_forked_child_a_group_leader",
+            process_group_makes_a_forked_child_a_group_leader,
+        ),
+        (
+            "process_group_makes_a_spawned_child_a_group_leader",
+            process_group_makes_a_spawned_child_a_group_leader,
         ),
         (
             "fork_refused_in_multi_threaded_parent",
@@ -168,8 +196,8 @@ fn main() -> ExitCode {
 }
 
 /// The /proc state of `pid`, or `None` once it is gone.
-fn proc_state(pid: u32) -> Option<char> {
-    procfs::process::Process::new(pid as i32)
+fn proc_state(pid: Pid) -> Option<char> {
+    procfs::process::Process::new(pid.as_raw())
         .and_then(|p| p.stat())
         .ok()
         .map(|stat| stat.state)
@@ -199,13 +227,12 @@ fn expect_ended_by<T: serde::de::DeserializeOwned + std::fmt::Debug>(
 }
 
 fn fork_returns_value() -> TestResult {
-    let child =
-        Process::new().fork(|| (6 * 7, String::from("from the child"), std::process::id()))?;
+    let child = Process::new().fork(|| (6 * 7, String::from("from the child"), Pid::this()))?;
     let child_pid = child.pid();
     let (answer, text, pid_seen_by_child) = child.join()?;
     assert_eq!((answer, text.as_str()), (42, "from the child"));
     assert_eq!(pid_seen_by_child, child_pid);
-    assert_ne!(child_pid, std::process::id());
+    assert_ne!(child_pid, Pid::this());
     Ok(())
 }
 
@@ -224,8 +251,7 @@ fn exit_code_vs_signal() -> TestResult {
     assert_eq!(err.exit_status().map(|s| s.exitcode()), Some(3));
 
     let aborts = Process::new().fork(|| {
-        // SAFETY: raise has no memory-safety preconditions; SIGKILL ends this child at once.
-        unsafe { libc::raise(libc::SIGKILL) };
+        let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
     })?;
     let err = expect_err(aborts.join())?;
     assert!(matches!(err, JoinError::Killed { .. }), "{err}");
@@ -325,7 +351,7 @@ fn large_result_does_not_stall() -> TestResult {
 fn names_and_current_process() -> TestResult {
     let parent = current_process();
     assert_eq!(parent.name, "MainProcess");
-    assert_eq!(parent.pid, std::process::id());
+    assert_eq!(parent.pid, Pid::this());
     let named = Process::new().name("worker-7").fork(current_process)?;
     assert_eq!(named.name(), "worker-7");
     let named_pid = named.pid();
@@ -382,22 +408,56 @@ fn active_children_lists_and_reaps() -> TestResult {
     Ok(())
 }
 
-/// Starts a middle process that starts a sleeping grandchild (daemon or not), reports the grandchild's pid
-/// through a pipe, then sleeps; the middle process is SIGKILLed; returns the grandchild's pid.
-fn grandchild_of_killed_parent(daemon: bool) -> Result<u32, Failed> {
+/// How the middle process of [`grandchild_of_killed_parent`] starts the grandchild.
+#[derive(Clone, Copy)]
+enum Grandchild {
+    /// Forked, `daemon(true)`.
+    Daemon,
+    /// Forked, no parent-death signal.
+    Plain,
+    /// Forked, `die_with_parent(SIGKILL)`.
+    ForkedDyingWithParent,
+    /// Spawned, `die_with_parent(SIGKILL)`: the signal is armed before exec and survives it.
+    SpawnedDyingWithParent,
+}
+
+/// How long the grandchild of [`grandchild_of_killed_parent`] sleeps, unless a signal ends it.
+const GRANDCHILD_SLEEP: Duration = Duration::from_secs(20);
+/// How soon after its parent's death a grandchild dying with it must be gone: far below GRANDCHILD_SLEEP, so
+/// a grandchild that merely finished its sleep does not pass.
+const PARENT_DEATH_PATIENCE: Duration = Duration::from_secs(3);
+
+/// Starts a middle process that starts a grandchild sleeping GRANDCHILD_SLEEP (see [`Grandchild`]), reports
+/// the grandchild's pid through a pipe, then sleeps; the middle process is SIGKILLed; returns the grandchild's
+/// pid.
+fn grandchild_of_killed_parent(how: Grandchild) -> Result<Pid, Failed> {
     let (read, write) = nix::unistd::pipe()?;
     let middle = Process::new().fork(move || {
-        let grandchild = Process::new()
-            .daemon(daemon)
-            .fork(|| std::thread::sleep(Duration::from_secs(5)));
-        let pid = grandchild.as_ref().map(|c| c.pid()).unwrap_or(0);
+        let builder = match how {
+            Grandchild::Daemon => Process::new().daemon(true),
+            Grandchild::Plain => Process::new(),
+            Grandchild::ForkedDyingWithParent | Grandchild::SpawnedDyingWithParent => {
+                Process::new().die_with_parent(libc::SIGKILL)
+            }
+        };
+        let grandchild = match how {
+            Grandchild::SpawnedDyingWithParent => {
+                builder.spawn(nap, &(GRANDCHILD_SLEEP.as_millis() as u64))
+            }
+            _ => builder.fork(|| std::thread::sleep(GRANDCHILD_SLEEP)),
+        };
+        let pid = grandchild.as_ref().map_or(0, |c| c.pid().as_raw());
         let _ = nix::unistd::write(&write, &pid.to_le_bytes());
         std::thread::sleep(Duration::from_secs(30));
         // Never reached in the test: the middle process is SIGKILLed. Keep the handle alive until then.
         drop(grandchild);
     })?;
-    let pid = read_u32(read)?;
-    assert_ne!(pid, 0, "the middle process could not fork");
+    let pid = Pid::from_raw(read_i32(read)?);
+    assert_ne!(
+        pid.as_raw(),
+        0,
+        "the middle process could not start the grandchild"
+    );
     assert!(
         proc_state(pid).is_some_and(|s| s != 'Z'),
         "grandchild {pid} is not running"
@@ -408,23 +468,23 @@ fn grandchild_of_killed_parent(daemon: bool) -> Result<u32, Failed> {
     Ok(pid)
 }
 
-fn read_u32(read: OwnedFd) -> Result<u32, Failed> {
+fn read_i32(read: OwnedFd) -> Result<i32, Failed> {
     let mut file = std::fs::File::from(read);
     let mut bytes = [0u8; 4];
     file.read_exact(&mut bytes)?;
-    Ok(u32::from_le_bytes(bytes))
+    Ok(i32::from_le_bytes(bytes))
 }
 
 /// Whether `pid` has ended (gone, or a zombie waiting for init to reap it).
-fn has_ended(pid: u32) -> bool {
+fn has_ended(pid: Pid) -> bool {
     !proc_state(pid).is_some_and(|state| state != 'Z' && state != 'X')
 }
 
 fn daemon_dies_when_parent_is_sigkilled() -> TestResult {
-    let pid = grandchild_of_killed_parent(true)?;
+    let pid = grandchild_of_killed_parent(Grandchild::Daemon)?;
     eventually(
         "the daemon grandchild died with its parent",
-        PATIENCE,
+        PARENT_DEATH_PATIENCE,
         || has_ended(pid),
     )?;
     Ok(())
@@ -432,18 +492,85 @@ fn daemon_dies_when_parent_is_sigkilled() -> TestResult {
 
 fn non_daemon_survives_parent_sigkill() -> TestResult {
     // The contrast that shows the daemon test measures PDEATHSIG and not something else.
-    let pid = grandchild_of_killed_parent(false)?;
+    let pid = grandchild_of_killed_parent(Grandchild::Plain)?;
     std::thread::sleep(Duration::from_millis(200));
     assert!(
         !has_ended(pid),
         "the non-daemon grandchild {pid} died with its parent"
     );
-    // Not our child (it was adopted), so no pidfd of ours names it; it was alive a moment ago and sleeps 5 s,
+    // Not our child (it was adopted), so no pidfd of ours names it; it was alive a moment ago and sleeps 20 s,
     // so its pid cannot have been reused yet. Its adopter reaps it.
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid as i32),
-        nix::sys::signal::Signal::SIGKILL,
+    nix::sys::signal::kill(pid.into(), nix::sys::signal::Signal::SIGKILL)?;
+    Ok(())
+}
+
+fn die_with_parent_kills_a_forked_child_of_a_killed_parent() -> TestResult {
+    let pid = grandchild_of_killed_parent(Grandchild::ForkedDyingWithParent)?;
+    eventually(
+        "the forked grandchild died with its parent",
+        PARENT_DEATH_PATIENCE,
+        || has_ended(pid),
     )?;
+    Ok(())
+}
+
+fn die_with_parent_kills_a_spawned_child_of_a_killed_parent() -> TestResult {
+    let pid = grandchild_of_killed_parent(Grandchild::SpawnedDyingWithParent)?;
+    eventually(
+        "the spawned grandchild died with its parent",
+        PARENT_DEATH_PATIENCE,
+        || has_ended(pid),
+    )?;
+    Ok(())
+}
+
+fn die_with_parent_refuses_a_bad_signal() -> TestResult {
+    let err = expect_err(Process::new().die_with_parent(12345).fork(|| ()))?;
+    assert!(matches!(err, StartError::Os { .. }), "{err}");
+    let err = expect_err(Process::new().die_with_parent(-1).spawn(add, &(1, 2)))?;
+    assert!(matches!(err, StartError::Os { .. }), "{err}");
+    Ok(())
+}
+
+/// The process group of `pid` as /proc reports it.
+fn pgid_of(pid: Pid) -> Result<i32, Failed> {
+    Ok(procfs::process::Process::new(pid.as_raw())?.stat()?.pgrp)
+}
+
+fn process_group_makes_a_forked_child_a_group_leader() -> TestResult {
+    let ours = nix::unistd::getpgrp().as_raw();
+    // The child waits for the parent's look before it answers, so the parent sees the group as soon as fork
+    // returns, made by the parent's own setpgid if the child has not run yet.
+    let (go_read, go_write) = nix::unistd::pipe()?;
+    let child = Process::new().process_group(true).fork(move || {
+        let mut byte = [0u8; 1];
+        let _ = std::fs::File::from(go_read).read_exact(&mut byte);
+        (
+            nix::unistd::getpid().as_raw(),
+            nix::unistd::getpgrp().as_raw(),
+        )
+    })?;
+    let pid = child.pid();
+    assert_eq!(pgid_of(pid)?, pid.as_raw(), "pgid seen by the parent");
+    nix::unistd::write(&go_write, b"g")?;
+    let (seen_pid, seen_pgid) = child.join_timeout(PATIENCE)?;
+    assert_eq!((seen_pid, seen_pgid), (pid.as_raw(), pid.as_raw()));
+    // Without the option the child stays in our group.
+    let plain = Process::new().fork(|| nix::unistd::getpgrp().as_raw())?;
+    assert_eq!(plain.join_timeout(PATIENCE)?, ours);
+    Ok(())
+}
+
+fn process_group_makes_a_spawned_child_a_group_leader() -> TestResult {
+    let child = Process::new().process_group(true).spawn(group_ids, &())?;
+    let pid = child.pid();
+    // A spawned child may already have exec'd, or not yet run: either way its group exists now.
+    assert_eq!(pgid_of(pid)?, pid.as_raw(), "pgid seen by the parent");
+    let (seen_pid, seen_pgid) = child.join_timeout(PATIENCE)?;
+    assert_eq!((seen_pid, seen_pgid), (pid.as_raw(), pid.as_raw()));
+    let plain = Process::new().spawn(group_ids, &())?;
+    let (_, plain_pgid) = plain.join_timeout(PATIENCE)?;
+    assert_eq!(plain_pgid, nix::unistd::getpgrp().as_raw());
     Ok(())
 }
 
@@ -456,6 +583,7 @@ fn fork_refused_in_multi_threaded_parent() -> TestResult {
         "{err}"
     );
     assert!(err.to_string().contains("2 threads"), "{err}");
+    #[allow(unsafe_code)] // the unsafe opt-in under test
     // SAFETY: the child only computes and returns a number: it takes no lock the other thread may hold (it
     // holds none: it waits on a channel the child never touches) and prints nothing.
     let allowed = unsafe { Process::new().allow_multi_threaded_fork() }.fork(|| 2)?;
@@ -483,7 +611,7 @@ fn spawn_reports_identity() -> TestResult {
     let (seen_pid, seen_ppid, seen_name) = child.join_timeout(PATIENCE)?;
     assert_eq!(
         (seen_pid, seen_ppid, seen_name.as_str()),
-        (pid, std::process::id(), "spawned-one")
+        (pid, Pid::this(), "spawned-one")
     );
     Ok(())
 }
@@ -689,6 +817,7 @@ fn orphan_demo_sees_reparenting() -> TestResult {
     Ok(())
 }
 
+#[allow(unsafe_code)] // sets SIGCHLD's disposition, which nix exposes only as unsafe
 fn ignored_sigchld_is_refused() -> TestResult {
     use nix::sys::signal::{signal, SigHandler, Signal};
     // SAFETY: installs SIG_IGN (no handler code) and restores the default below; this test runs alone on the

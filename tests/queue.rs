@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use herd::ipc::queue::{GetTimeoutError, MessageError, PutTimeoutError, TryGetError, TryPutError};
-use herd::ipc::{Entry, Pipe};
+use herd::ipc::{Entry, Pid, Pipe};
 use herd::ipc::{GetError, JoinableQueue, PutError, Queue};
 use libtest_mimic::{Arguments, Failed, Trial};
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
@@ -25,7 +25,7 @@ const CHILD_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Children started by a test, by pid; dropping a [`TestChild`] kills and reaps it, so a failed
 /// test leaves no process behind.
-struct Children(HashMap<u32, TestChild>);
+struct Children(HashMap<Pid, TestChild>);
 
 impl Children {
     fn new() -> Self {
@@ -33,34 +33,34 @@ impl Children {
     }
 
     /// Forks a child running `body`.
-    fn fork(&mut self, body: impl FnOnce() -> Result<(), String>) -> u32 {
+    fn fork(&mut self, body: impl FnOnce() -> Result<(), String>) -> Pid {
         self.adopt(fork_child(body))
     }
 
     /// Spawns (re-executes this binary) a child running `entry` on `args`.
-    fn spawn<E: Entry<Output = Result<(), String>>>(&mut self, entry: E, args: &E::Args) -> u32 {
+    fn spawn<E: Entry<Output = Result<(), String>>>(&mut self, entry: E, args: &E::Args) -> Pid {
         self.adopt(spawn_child(entry, args))
     }
 
-    fn adopt(&mut self, child: TestChild) -> u32 {
+    fn adopt(&mut self, child: TestChild) -> Pid {
         let pid = child.pid();
         self.0.insert(pid, child);
         pid
     }
 
-    fn take(&mut self, pid: u32) -> Result<TestChild, String> {
+    fn take(&mut self, pid: Pid) -> Result<TestChild, String> {
         self.0
             .remove(&pid)
             .ok_or_else(|| format!("unknown child {pid}"))
     }
 
     /// Waits (at most [`CHILD_TIMEOUT`]) for `pid` and requires its body to have returned Ok.
-    fn expect_success(&mut self, pid: u32) -> Result<(), String> {
+    fn expect_success(&mut self, pid: Pid) -> Result<(), String> {
         self.take(pid)?.join(CHILD_TIMEOUT)
     }
 
     /// SIGKILLs `pid`, reaps it and checks that SIGKILL is what ended it.
-    fn kill(&mut self, pid: u32) -> Result<(), String> {
+    fn kill(&mut self, pid: Pid) -> Result<(), String> {
         self.take(pid)?.kill()
     }
 }
@@ -165,10 +165,10 @@ fn run_many_to_many(
         .map_err(|e| e.to_string())?;
     let reports = report_queue();
     let mut children = Children::new();
-    let consumer_pids: Vec<u32> = (0..consumers)
+    let consumer_pids: Vec<Pid> = (0..consumers)
         .map(|_| children.fork(|| consume_and_report(&work, &reports)))
         .collect();
-    let producer_pids: Vec<u32> = (0..producers)
+    let producer_pids: Vec<Pid> = (0..producers)
         .map(|producer| {
             let count = per_producer[producer as usize];
             let work = work.clone();
@@ -334,7 +334,7 @@ fn timeouts_and_non_blocking_calls() -> TestResult {
 }
 
 /// CPU time (user + system, in clock ticks) a process has used so far.
-fn cpu_ticks(pid: u32) -> Result<u64, String> {
+fn cpu_ticks(pid: Pid) -> Result<u64, String> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).map_err(|e| e.to_string())?;
     // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
     let after_name = stat.rsplit_once(')').ok_or("bad /proc stat")?.1;
@@ -421,7 +421,7 @@ fn joinable_queue_join_waits_for_every_task_done() -> TestResult {
         Ok(()) => return Err("join returned with tasks unfinished".into()),
     }
     let mut children = Children::new();
-    let workers: Vec<u32> = (0..2)
+    let workers: Vec<Pid> = (0..2)
         .map(|_| {
             children.fork(|| loop {
                 match queue.get_timeout(Duration::from_millis(300)) {

@@ -207,7 +207,7 @@ fn killed_creator_leaves_no_segment_once_survivors_exit() -> Verdict {
                 survivor_done.set();
                 Ok(())
             });
-            report.set(1, u64::from(survivor.pid())).map_err(err)?;
+            report.set(1, survivor.pid().as_raw() as u64).map_err(err)?;
             report.set(0, inode).map_err(err)?;
             std::mem::forget(survivor); // the creator dies before it could join
             std::thread::sleep(Duration::from_secs(60));

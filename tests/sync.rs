@@ -412,7 +412,7 @@ fn blocked_waiter_gets_owner_died_when_holder_is_killed() -> Verdict {
 }
 
 /// Waits until process `pid` is in state S (interruptible sleep), as read from /proc.
-fn wait_until_sleeping(pid: u32) -> Verdict {
+fn wait_until_sleeping(pid: herd::ipc::Pid) -> Verdict {
     let deadline = Instant::now() + SHORT;
     loop {
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).map_err(err)?;

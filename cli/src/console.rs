@@ -107,7 +107,7 @@ mod tests {
         let event = Event::JobRequeued {
             job: 7,
             worker: WorkerId(2),
-            pid: 4242,
+            pid: herd_ipc::Pid::from_raw(4242),
             cause: LossCause::MissedHeartbeat,
             next_attempt: 2,
             max_attempts: 3,

@@ -121,7 +121,7 @@ impl JobKind for WorkerPid {
     type Input = String;
     type Output = String;
     fn run(&self, _input: String) -> Result<String, JobError> {
-        Ok(std::process::id().to_string())
+        Ok(herd_ipc::Pid::this().to_string())
     }
 }
 

@@ -3,6 +3,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use herd_ipc::Pid;
 use herd_supervisor::Status;
 
 /// A worker's state, resident memory and CPU time from `/proc/PID/stat`.
@@ -17,8 +18,11 @@ pub struct ProcStats {
 }
 
 /// Reads a process's stats; `None` if it is gone.
-pub fn proc_stats(pid: i32) -> Option<ProcStats> {
-    let stat = procfs::process::Process::new(pid).ok()?.stat().ok()?;
+pub fn proc_stats(pid: Pid) -> Option<ProcStats> {
+    let stat = procfs::process::Process::new(pid.as_raw())
+        .ok()?
+        .stat()
+        .ok()?;
     let ticks = procfs::ticks_per_second().max(1);
     Some(ProcStats {
         state: stat.state,
@@ -71,7 +75,7 @@ mod tests {
 
     #[test]
     fn reads_this_process_from_procfs() {
-        let stats = proc_stats(std::process::id() as i32).expect("this process is in /proc");
+        let stats = proc_stats(Pid::this()).expect("this process is in /proc");
         // The process state is its main thread's: running, or sleeping while a test thread reads.
         assert!(matches!(stats.state, 'R' | 'S'), "state {}", stats.state);
         assert!(stats.rss_bytes > 0);
@@ -82,13 +86,13 @@ mod tests {
         let rows = [
             WorkerRow {
                 id: WorkerId(1),
-                pid: std::process::id() as i32,
+                pid: Pid::this(),
                 jobs_done: 4,
                 current: None,
             },
             WorkerRow {
                 id: WorkerId(2),
-                pid: i32::MAX,
+                pid: Pid::from_raw(i32::MAX),
                 jobs_done: 0,
                 current: Some((7, Duration::from_millis(1500))),
             },

@@ -264,7 +264,7 @@ fn a_worker_crashing_on_every_job_stops_at_the_intensity_limit() -> TestResult {
     );
     let deaths = named(&events, "worker_died")
         .iter()
-        .filter(|record| record["status"] == "killed by SIGABRT")
+        .filter(|record| record["status"] == "signal 6 (SIGABRT)")
         .count();
     check!(
         (4..=5).contains(&deaths),

@@ -58,7 +58,7 @@
 //!         .name("counter")
 //!         .fork(|| words.iter().map(|word| word.len()).sum::<usize>())?;
 //!     assert_eq!(child.name(), "counter");
-//!     assert_ne!(child.pid(), std::process::id());
+//!     assert_ne!(child.pid(), herd_ipc::Pid::this());
 //!     assert_eq!(child.join_timeout(PATIENCE)?, 16);
 //!
 //!     // A panic in the child comes back as an error carrying the panic message.
@@ -143,7 +143,7 @@
 //!     let child = Process::new().name("worker-1").spawn(who_am_i, &())?;
 //!     let pid = child.pid();
 //!     let me = child.join_timeout(PATIENCE)?;
-//!     assert_eq!((me.pid, me.ppid, me.name.as_str()), (pid, std::process::id(), "worker-1"));
+//!     assert_eq!((me.pid, me.ppid, me.name.as_str()), (pid, herd_ipc::Pid::this(), "worker-1"));
 //!
 //!     // An entry that this binary does not have is refused before anything starts.
 //!     let unknown = Process::new().spawn_named::<(), ()>("no_such_entry", &());
@@ -645,12 +645,15 @@
 //! - **No zombies.** Every child is reaped by `join`, by `is_alive`/`exit_status`/
 //!   [`active_children`], or by the handle's Drop, which kills it first: `process.rs`
 //!   `drop_kills_and_reaps`, `active_children_lists_and_reaps`; after every trial of `process.rs`,
-//!   `sync.rs` and `shm.rs` the harness checks `/proc` for zombie children, and `pipe.rs` ends with
-//!   `no_zombie_left`.
+//!   `pipe.rs`, `sync.rs`, `shm.rs` and `manager.rs` the harness (`tests/support`) checks `/proc`
+//!   for zombie children.
 //! - **Signals never hit a recycled pid**: they go through the child's pidfd, and only until it is
 //!   reaped: `process.rs` `signal_after_reap_is_a_no_op`.
-//! - **Daemon children die with their parent**, even a SIGKILLed one: `process.rs`
-//!   `daemon_dies_when_parent_is_sigkilled` (and `non_daemon_survives_parent_sigkill`).
+//! - **Daemon children die with their parent**, even a SIGKILLed one, and so do children started
+//!   with `die_with_parent`, by fork or spawn: `process.rs` `daemon_dies_when_parent_is_sigkilled`
+//!   (and `non_daemon_survives_parent_sigkill`),
+//!   `die_with_parent_kills_a_forked_child_of_a_killed_parent`,
+//!   `die_with_parent_kills_a_spawned_child_of_a_killed_parent`.
 //! - **Why a child gave no value is reported, never hung on**: `process.rs` `exit_code_vs_signal`,
 //!   `panic_message_is_carried_back`, `spawn_killed_child_reports_signal`,
 //!   `spawn_unregistered_entry_is_refused`, `spawn_undecodable_args_fail_clearly`,
@@ -713,7 +716,7 @@ pub use pipe::{Pipe, PipeReceiver, PipeSender, RecvError, SendError};
 pub use process::__private;
 pub use process::{
     active_children, current_process, init, Child, Entry, ExitStatus, JoinError, JoinTimeoutError,
-    Process, StartError,
+    Pid, Process, StartError,
 };
 pub use queue::{GetError, JoinableQueue, PutError, Queue};
 pub use shared::{Array, Pod, Value};

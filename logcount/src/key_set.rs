@@ -383,6 +383,7 @@ fn place<K: SlotKey>(
 /// alive by `black_box` instead cost 2% more CPU in all).
 #[cfg(target_arch = "x86_64")]
 #[inline]
+#[allow(unsafe_code)] // the prefetch intrinsic, a hint that cannot fault
 fn prefetch<K>(table: &[K], slot: usize) {
     let address = table[slot..].as_ptr().cast();
     // SAFETY: `_mm_prefetch` needs only SSE, which every x86_64 CPU has; a prefetch is a hint

@@ -9,17 +9,27 @@
 //! `logcount/mapped.rs`).
 use herd_worker::{JobError, JobKind};
 
-use crate::{count_chunk_with, ChunkCounts, ChunkError, ChunkJob, ReadMethod};
+use crate::{count_chunk_with, ChunkCounts, ChunkError, ChunkJob, MapConsent, ReadMethod};
 
 /// Counts one chunk of one log file.
 #[derive(Debug)]
 pub struct LogcountChunk;
 
 impl LogcountChunk {
-    /// How attempt `attempt` (1 for the first) reads: mapped first, `read` on every retry.
-    pub fn read_method(attempt: u32) -> ReadMethod {
-        if attempt <= 1 {
-            ReadMethod::Map
+    /// Whether attempt `attempt` (1 for the first) maps: the first does, every retry reads.
+    pub fn maps(attempt: u32) -> bool {
+        attempt <= 1
+    }
+
+    /// How attempt `attempt` reads; only [`JobKind::run_attempt`] calls it, in a pool worker.
+    fn read_method(attempt: u32) -> ReadMethod {
+        if Self::maps(attempt) {
+            #[allow(unsafe_code)] // the pool side of the mapped-scan contract
+            // SAFETY: attempts are numbered by the supervisor, which runs them in pool workers:
+            // a SIGBUS on attempt 1 kills only that worker, which holds no lock another process
+            // needs, and the supervisor re-leases the job, whose attempt 2 reads with `read`.
+            let consent = unsafe { MapConsent::new() };
+            ReadMethod::Map(consent)
         } else {
             ReadMethod::Read
         }
@@ -35,11 +45,14 @@ impl JobKind for LogcountChunk {
         self.run_attempt(job, 2)
     }
     /// A mapped scan that fails (a file that cannot be mapped, such as one in `/proc`) is
-    /// answered by `read`, whose verdict on the input is the one reported.
+    /// answered by `read`, whose verdict on the input is the one reported. Attempt 1 maps: it is
+    /// meant for the worker loop of a supervised pool, where a SIGBUS costs one worker and a retry.
     fn run_attempt(&self, job: ChunkJob, attempt: u32) -> Result<Self::Output, JobError> {
         let method = Self::read_method(attempt);
         Ok(match count_chunk_with(&job, method) {
-            Err(_) if method == ReadMethod::Map => count_chunk_with(&job, ReadMethod::Read),
+            Err(_) if matches!(method, ReadMethod::Map(_)) => {
+                count_chunk_with(&job, ReadMethod::Read)
+            }
             outcome => outcome,
         })
     }
@@ -52,8 +65,10 @@ mod tests {
 
     #[test]
     fn only_the_first_attempt_maps() {
-        assert_eq!(LogcountChunk::read_method(1), ReadMethod::Map);
+        assert!(LogcountChunk::maps(1));
+        assert!(matches!(LogcountChunk::read_method(1), ReadMethod::Map(_)));
         for attempt in 2..5 {
+            assert!(!LogcountChunk::maps(attempt));
             assert_eq!(LogcountChunk::read_method(attempt), ReadMethod::Read);
         }
     }
@@ -70,7 +85,7 @@ mod tests {
             },
             per_key_counts: false,
         };
-        assert!(count_chunk_with(&job, ReadMethod::Map).is_err());
+        assert!(count_chunk_with(&job, LogcountChunk::read_method(1)).is_err());
         let read = count_chunk_with(&job, ReadMethod::Read).unwrap();
         assert_eq!(read.total, 1, "{read:?}");
         for attempt in 1..3 {

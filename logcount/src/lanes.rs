@@ -3,9 +3,15 @@
 //! are the dots of this dotted quad", without a branch per byte.
 //!
 //! On x86_64 they use SSE2, part of the x86_64 baseline and so always present: a compare and a
-//! `movemask` per 16 bytes (the one `unsafe` here only asserts that SSE2 is there; the
-//! intrinsics take no pointers). Elsewhere, the same masks come from SWAR arithmetic on `u64`/`u128`. Tests check the
-//! two against each other and against a byte-by-byte loop.
+//! `movemask` per 16 bytes. Elsewhere, the same masks come from SWAR arithmetic on
+//! `u64`/`u128`. Tests check the two against each other and against a byte-by-byte loop.
+//!
+//! The `unsafe` blocks here (nine) are of two kinds. Seven call a `#[target_feature]` function,
+//! whose one requirement is that the CPU has the feature: SSE2 by the x86_64 baseline, SSSE3 and
+//! AVX2 proven by an `Ssse3`/`Avx2` value, which only a positive CPU check makes. Two are
+//! unaligned vector loads (`_mm256_loadu_si256`, `_mm_loadu_si128`) of 32 or 16 bytes through a
+//! pointer into an array at least that long.
+#![allow(unsafe_code)] // SIMD intrinsics behind CPU-feature proofs: see above
 
 /// Bit `i` set iff `block[i] == b'\n'`.
 #[inline]

@@ -23,6 +23,7 @@ mod union;
 mod tests;
 
 pub use kind::LogcountChunk;
+pub use mapped::MapConsent;
 pub use plan::{
     balanced_chunk_bytes, plan, ChunkJob, ChunkSource, Options, Plan, PlanError, PlannedFile,
     DEFAULT_CHUNK_BYTES,

@@ -8,11 +8,38 @@
 //! supervisor sees a lost worker, starts another one and re-leases the job, whose next attempt
 //! reads with `read(2)` (`ReadMethod::Read`), which sees the shorter file and cannot fault.
 //! In-process callers (`count_dir`, `count_chunk`) never map.
+//!
+//! A mapping can only be made with a [`MapConsent`], whose constructor is `unsafe`: the caller
+//! states there that a SIGBUS is survivable where the scan runs.
+#![allow(unsafe_code)] // mmap/munmap and reads of mapped file pages: see each SAFETY comment
 
 use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
 use std::ptr::NonNull;
+
+/// The caller's promise that scanning files through a mapping is acceptable here: the one way
+/// to [`ReadMethod::Map`](super::ReadMethod::Map) and so to this module's mapped reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MapConsent {
+    _promise: (),
+}
+
+impl MapConsent {
+    /// Consent to mapped scans.
+    ///
+    /// # Safety
+    /// Each file scanned with this consent must keep the bytes being scanned (it is never cut
+    /// below the size it had when a window was mapped) until the scan ends, or the caller
+    /// accepts that the process is killed by SIGBUS at the first read past the new end: at an
+    /// arbitrary point of the scan, with no unwinding and no destructors, leaving whatever it
+    /// holds (locks, shared memory in mid-update, partly written output) as it is. A pool worker
+    /// whose job the supervisor re-runs with `read` after the worker's death is such a process;
+    /// a program's main process usually is not.
+    pub unsafe fn new() -> Self {
+        Self { _promise: () }
+    }
+}
 
 /// A private, read-only mapping of `len` bytes of a file from `offset`. Pages are faulted in as
 /// the scan reaches them (the kernel maps 64 KiB of page cache per fault); `MAP_POPULATE`,
@@ -30,8 +57,13 @@ pub(crate) struct MappedWindow {
 impl MappedWindow {
     /// Maps `len` (> 0) bytes of `file` from `offset`. The caller has clamped `offset + len` to
     /// the file's size (fstat) just before: the bytes are then all in the file unless it is
-    /// truncated meanwhile, the hazard this module's doc describes.
-    pub(crate) fn map(file: &File, offset: u64, len: usize) -> io::Result<Self> {
+    /// truncated meanwhile, the hazard this module's doc describes and the consent accepts.
+    pub(crate) fn map(
+        _consent: MapConsent,
+        file: &File,
+        offset: u64,
+        len: usize,
+    ) -> io::Result<Self> {
         let page = page_size();
         let skip = (offset % page as u64) as usize;
         let aligned = offset - skip as u64;
@@ -75,9 +107,10 @@ impl MappedWindow {
         // is PROT_READ and private), so a shared slice over it is sound as far as Rust's
         // aliasing rules go. The one event it cannot rule out is the file being truncated
         // below this range while we read: the kernel then raises SIGBUS on the first access
-        // past the new end, killing the process. That is the protocol of this module: only a
-        // pool worker's first attempt at a job maps (`ReadMethod::Map`); the supervisor
-        // re-leases the job of a worker that died, and every later attempt reads with `read`.
+        // past the new end, killing the process. That is the protocol of this module: a
+        // mapping exists only under a `MapConsent`, whose maker accepted that death (a pool
+        // worker's first attempt at a job; the supervisor re-leases the job of a worker that
+        // died, and every later attempt reads with `read`).
         unsafe { std::slice::from_raw_parts(self.base.as_ptr().add(self.skip), self.len()) }
     }
 

@@ -22,7 +22,7 @@ use super::ipv6;
 use super::key_set::{PackedKeys, WideKeys};
 use super::keys::{self, QuadValues, ScalarValues};
 use super::lanes::{Baseline, NewlineBlocks, NewlineMasks};
-use super::mapped::MappedWindow;
+use super::mapped::{MapConsent, MappedWindow};
 use super::plan::{path_bytes, ChunkJob, ChunkSource};
 
 /// Read buffer: large enough that syscalls and per-buffer work vanish, small enough to stay in
@@ -104,8 +104,8 @@ pub enum ReadMethod {
     Read,
     /// Map the range and scan it in place (no copy). A file truncated while mapped raises
     /// SIGBUS and kills the process: only for a pool worker's first attempt at a job, whose
-    /// retry after a lost worker reads (see `mapped.rs`).
-    Map,
+    /// retry after a lost worker reads (see `mapped.rs`). The [`MapConsent`] says so.
+    Map(MapConsent),
 }
 
 /// Counts the lines and distinct client keys of one chunk, reading with `read(2)`. A pure
@@ -118,7 +118,7 @@ pub fn count_chunk(job: &ChunkJob) -> Result<ChunkCounts, ChunkError> {
 pub fn count_chunk_with(job: &ChunkJob, method: ReadMethod) -> Result<ChunkCounts, ChunkError> {
     let bytes = match method {
         ReadMethod::Read => BUFFER_BYTES,
-        ReadMethod::Map => MAP_WINDOW_BYTES,
+        ReadMethod::Map(_) => MAP_WINDOW_BYTES,
     };
     count_chunk_with_buffer(job, method, bytes)
 }
@@ -163,8 +163,10 @@ pub(crate) fn count_chunk_with_buffer(
                     read_through(&mut file, &mut chunk, buffer_bytes)
                         .map_err(|e| fail(format!("read error: {e}")))?;
                 }
-                ReadMethod::Map => map_through(&file, read_from, end, &mut chunk, buffer_bytes)
-                    .map_err(|e| fail(format!("read error: {e}")))?,
+                ReadMethod::Map(consent) => {
+                    map_through(consent, &file, read_from, end, &mut chunk, buffer_bytes)
+                        .map_err(|e| fail(format!("read error: {e}")))?
+                }
             }
             chunk.finish();
         }
@@ -205,6 +207,7 @@ const TAIL_WINDOW_BYTES: usize = 64 * 1024;
 /// size is taken (fstat) first and bounds every window, so a file that shrank since planning
 /// is counted as it is now; only a truncation during the scan can fault (see `mapped.rs`).
 fn map_through(
+    consent: MapConsent,
     file: &File,
     read_from: u64,
     end: u64,
@@ -224,7 +227,7 @@ fn map_through(
             window_bytes.min(TAIL_WINDOW_BYTES as u64)
         };
         let len = window.min(size - offset);
-        let mapped = MappedWindow::map(file, offset, len as usize)?;
+        let mapped = MappedWindow::map(consent, file, offset, len as usize)?;
         if !chunk.feed(mapped.bytes()) {
             return Ok(());
         }

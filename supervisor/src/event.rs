@@ -6,6 +6,7 @@
 use std::fmt;
 use std::time::Duration;
 
+use herd_ipc::Pid;
 use herd_worker::JobId;
 use serde::Serialize;
 
@@ -26,7 +27,7 @@ pub enum Event {
         /// Which worker.
         worker: WorkerId,
         /// Its pid.
-        pid: i32,
+        pid: Pid,
     },
     /// A worker could not be started; it counts as a restart.
     WorkerStartFailed {
@@ -70,7 +71,7 @@ pub enum Event {
         /// Which worker.
         worker: WorkerId,
         /// Its pid (reaped now).
-        pid: i32,
+        pid: Pid,
         /// How it ended, e.g. "killed by SIGKILL".
         status: String,
     },
@@ -79,7 +80,7 @@ pub enum Event {
         /// Which worker.
         worker: WorkerId,
         /// Its pid.
-        pid: i32,
+        pid: Pid,
         /// Why.
         cause: LossCause,
     },
@@ -88,7 +89,7 @@ pub enum Event {
         /// Which worker.
         worker: WorkerId,
         /// Its pid.
-        pid: i32,
+        pid: Pid,
         /// The error.
         error: String,
     },
@@ -113,7 +114,7 @@ pub enum Event {
         /// Which worker.
         worker: WorkerId,
         /// Its pid.
-        pid: i32,
+        pid: Pid,
     },
     /// A job sent to a leaving worker goes back to the queue unstarted.
     JobReturnedUnstarted {
@@ -127,7 +128,7 @@ pub enum Event {
         /// The worker that lost it.
         worker: WorkerId,
         /// Its pid.
-        pid: i32,
+        pid: Pid,
         /// Why it was lost.
         cause: LossCause,
         /// The attempt that comes next.
@@ -142,7 +143,7 @@ pub enum Event {
         /// The worker that lost it last.
         worker: WorkerId,
         /// Its pid.
-        pid: i32,
+        pid: Pid,
         /// Why it was lost.
         cause: LossCause,
     },
@@ -193,7 +194,7 @@ pub struct WorkerRow {
     /// Which worker.
     pub id: WorkerId,
     /// Its pid (not yet reaped, so not recycled).
-    pub pid: i32,
+    pub pid: Pid,
     /// Jobs it finished.
     pub jobs_done: u64,
     /// The job it runs and for how long.

@@ -1,29 +1,27 @@
 //! `IpcLauncher`: workers as herd-ipc processes (fork or spawn), one [`Pipe`](herd_ipc::Pipe)
-//! each, every worker in a process group of its own that dies with the supervisor, however it
-//! dies ([`crate::parent_death`]).
+//! each, every worker in a process group of its own (herd-ipc's `process_group`) that dies with
+//! the supervisor, however it dies (herd-ipc's `die_with_parent` and [`crate::parent_death`]).
 //!
 //! Fork: the child first drops the supervisor's inherited signal handlers (they would write to
 //! the supervisor's self-pipe); the handled signals stay blocked across `fork` so none runs in
 //! between. Spawn: the binary is re-executed and runs the worker entry the program declared with
 //! [`worker_entry!`](crate::worker_entry), which builds the program's registry in the new process.
-//! Both sides call `setpgid` so the group exists before either side relies on it.
 use std::io;
 use std::os::fd::AsFd;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use herd_ipc::{Child, Entry, Process, StartError};
+use herd_ipc::{Child, Entry, ExitStatus, Pid, Process, StartError};
 use herd_worker::{run_worker, Initializer, Registry, WorkerOptions};
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::Signal;
 use nix::sys::wait::{Id, WaitPidFlag, WaitStatus};
-use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
-use crate::parent_death::die_with_supervisor;
+use crate::parent_death::{kill_group_on_parent_death, PARENT_DEATH_SIGNAL};
 use crate::pipe_link::{worker_pipe, SupervisorEnd, WorkerEnd};
-use crate::{ExitStatus, InheritedHandlers, Kill, Launcher, Wait, WorkerId};
+use crate::{InheritedHandlers, Kill, Launcher, Wait, WorkerId};
 
 /// How workers are started.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,8 +131,8 @@ pub struct WorkerArgs {
     pub heartbeat_millis: u64,
     /// What it runs once before taking jobs.
     pub initializer: Option<Initializer>,
-    /// The supervisor's pid, to tell whether it died before the worker armed its handler.
-    pub supervisor: i32,
+    /// The supervisor's pid, to tell the parent-death signal from the same signal sent by others.
+    pub supervisor: Pid,
 }
 
 /// The body of a spawned worker, for [`worker_entry!`](crate::worker_entry): runs the jobs of
@@ -170,11 +168,9 @@ fn worker_main(
     registry: &Registry,
     end: WorkerEnd,
     options: &WorkerOptions,
-    supervisor: i32,
+    supervisor: Pid,
 ) -> String {
-    // Both sides set the group; the parent's call may lose the race to an exec, this one cannot.
-    let _ = nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0));
-    if let Err(error) = die_with_supervisor(supervisor) {
+    if let Err(error) = kill_group_on_parent_death(supervisor) {
         return format!("worker could not arm its parent-death handler: {error}");
     }
     match run_worker(registry, &end, options) {
@@ -193,10 +189,13 @@ impl Launcher for IpcLauncher {
 
     fn launch(&mut self, id: WorkerId) -> anyhow::Result<(WorkerProcess, SupervisorEnd)> {
         let (supervisor_end, worker_end) = worker_pipe().context("creating the worker pipe")?;
-        // Not a herd-ipc daemon (SIGKILL on parent death): the worker arms its own handler,
-        // which kills its children too.
-        let builder = Process::new().name(format!("herd-worker-{}", id.0));
-        let supervisor = std::process::id() as i32;
+        // Not SIGKILL on parent death: the worker's handler for this signal kills its children
+        // too (see `parent_death`).
+        let builder = Process::new()
+            .name(format!("herd-worker-{}", id.0))
+            .process_group(true)
+            .die_with_parent(PARENT_DEATH_SIGNAL as i32);
+        let supervisor = Pid::this();
         let child = match self.method {
             StartMethod::Fork => {
                 let blocked = self
@@ -235,14 +234,10 @@ impl Launcher for IpcLauncher {
             }
         }
         .with_context(|| format!("starting {id}"))?;
-        let pid = Pid::from_raw(child.pid() as i32);
-        // EACCES: the child already exec'd (it sets its group itself); ESRCH cannot happen, the
-        // child is not reaped.
-        let _ = nix::unistd::setpgid(pid, pid);
         Ok((WorkerProcess { child }, supervisor_end))
     }
 
-    fn reap_strays(&mut self, is_worker: &dyn Fn(i32) -> bool) {
+    fn reap_strays(&mut self, is_worker: &dyn Fn(Pid) -> bool) {
         if !self.reap_strays {
             return;
         }
@@ -255,7 +250,7 @@ impl Launcher for IpcLauncher {
                 Ok(WaitStatus::Exited(pid, _)) | Ok(WaitStatus::Signaled(pid, _, _)) => pid,
                 _ => return,
             };
-            if is_worker(pid.as_raw()) {
+            if is_worker(Pid::from(pid)) {
                 // Its Reaper collects it on the next pass.
                 return;
             }
@@ -274,8 +269,8 @@ pub struct WorkerProcess {
 }
 
 impl Wait for WorkerProcess {
-    fn id(&self) -> i32 {
-        self.child.pid() as i32
+    fn id(&self) -> Pid {
+        self.child.pid()
     }
 
     fn has_exited(&mut self) -> io::Result<bool> {
@@ -286,26 +281,19 @@ impl Wait for WorkerProcess {
     }
 
     fn reap(&mut self) -> io::Result<ExitStatus> {
-        let status = self
-            .child
+        self.child
             .exit_status()
-            .ok_or_else(|| io::Error::other("the worker has not exited"))?;
-        Ok(match (status.code(), status.signal()) {
-            (Some(code), _) => ExitStatus::Code(code),
-            (None, Some(signal)) => {
-                Signal::try_from(signal).map_or(ExitStatus::Code(128 + signal), ExitStatus::Signal)
-            }
-            (None, None) => ExitStatus::Code(-1),
-        })
+            .ok_or_else(|| io::Error::other("the worker has not exited"))
     }
 }
 
 impl Kill for WorkerProcess {
     fn signal_group(&mut self, signal: Signal) -> io::Result<()> {
-        let pid = Pid::from_raw(self.child.pid() as i32);
+        let pid = nix::unistd::Pid::from(self.child.pid());
         match nix::sys::signal::killpg(pid, signal) {
             Ok(()) => Ok(()),
-            // The group does not exist yet (the child has not reached setpgid): the worker alone.
+            // No process in a group of that id: the worker does not lead one (`process_group`
+            // makes the group before `launch` returns, so this is a fallback): the worker alone.
             Err(Errno::ESRCH) => match signal {
                 Signal::SIGKILL => self.child.kill(),
                 Signal::SIGTERM => self.child.terminate(),

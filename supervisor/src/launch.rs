@@ -5,6 +5,7 @@
 use std::io;
 use std::os::fd::AsFd;
 
+use herd_ipc::Pid;
 use herd_worker::{FromWorker, ToWorker};
 
 use crate::{Kill, Wait, WorkerId};
@@ -27,5 +28,5 @@ pub trait Launcher {
     fn launch(&mut self, id: WorkerId) -> anyhow::Result<(Self::Child, Self::Channel)>;
     /// Reaps exited processes that are not workers (`is_worker` tells), e.g. workers' children
     /// re-parented to a subreaper supervisor.
-    fn reap_strays(&mut self, is_worker: &dyn Fn(i32) -> bool);
+    fn reap_strays(&mut self, is_worker: &dyn Fn(Pid) -> bool);
 }

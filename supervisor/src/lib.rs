@@ -30,8 +30,8 @@ pub use ipc_launcher::{run_spawned_worker, IpcLauncher, StartMethod, WorkerArgs,
 pub use launch::{Launcher, WorkerChannel};
 pub use pipe_link::{worker_pipe, Frame, LinkError, SupervisorEnd, WorkerEnd};
 pub use policy::{
-    Backoff, Completion, Drain, DrainState, ExitStatus, IntensityExceeded, JobFailure, Kill,
-    LeaseTable, LossCause, Reaper, Released, RestartIntensity, Wait,
+    Backoff, Completion, Drain, DrainState, IntensityExceeded, JobFailure, Kill, LeaseTable,
+    LossCause, Reaper, Released, RestartIntensity, Wait,
 };
 pub use pool::{AsyncResult, ImapUnordered, Pool, PoolError};
 pub use report::{RunReport, StopReason};

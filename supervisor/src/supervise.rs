@@ -13,6 +13,7 @@ use std::collections::VecDeque;
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
+use herd_ipc::Pid;
 use herd_worker::{FromWorker, JobId, ToWorker};
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::Signal;
@@ -507,7 +508,7 @@ impl<L: Launcher, O: Observer, S: SignalSource, C: Clock> Supervisor<L, O, S, C>
 
     /// `worker` is gone or going: the job it was running is re-queued (or fails, out of
     /// attempts), the ones it held after it go back unstarted.
-    fn release(&mut self, worker: WorkerId, pid: i32, cause: LossCause) {
+    fn release(&mut self, worker: WorkerId, pid: Pid, cause: LossCause) {
         let released = self.jobs.release(worker, cause.clone());
         for job in self.jobs.return_unstarted(worker) {
             if self.phase == Phase::Running {
@@ -558,7 +559,7 @@ impl<L: Launcher, O: Observer, S: SignalSource, C: Clock> Supervisor<L, O, S, C>
             let unplanned = match slot.leaving {
                 Some(Leaving::Asked { .. }) => {
                     // It left as asked; a job it somehow still held goes back.
-                    self.release(slot.id, pid, LossCause::Died(status.to_string()));
+                    self.release(slot.id, pid, LossCause::Ended(status));
                     false
                 }
                 Some(Leaving::Killed(_)) => true,
@@ -568,7 +569,7 @@ impl<L: Launcher, O: Observer, S: SignalSource, C: Clock> Supervisor<L, O, S, C>
                         pid,
                         status: status.to_string(),
                     });
-                    self.release(slot.id, pid, LossCause::Died(status.to_string()));
+                    self.release(slot.id, pid, LossCause::Ended(status));
                     true
                 }
             };
@@ -577,7 +578,7 @@ impl<L: Launcher, O: Observer, S: SignalSource, C: Clock> Supervisor<L, O, S, C>
                 self.replace_after_death(now);
             }
         }
-        let workers: Vec<i32> = self.slots.iter().map(|slot| slot.reaper.id()).collect();
+        let workers: Vec<Pid> = self.slots.iter().map(|slot| slot.reaper.id()).collect();
         self.launcher.reap_strays(&|pid| workers.contains(&pid));
     }
 

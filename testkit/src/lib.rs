@@ -13,7 +13,7 @@ pub mod proc;
 
 use std::time::{Duration, Instant};
 
-use herd_ipc::{JoinTimeoutError, Process};
+use herd_ipc::{JoinTimeoutError, Pid, Process};
 use libtest_mimic::{Arguments, Failed, Trial};
 
 pub type Verdict = Result<(), String>;
@@ -43,7 +43,7 @@ where
 }
 
 impl TestChild {
-    pub fn pid(&self) -> u32 {
+    pub fn pid(&self) -> Pid {
         self.0.pid()
     }
 
@@ -102,7 +102,7 @@ pub fn eventually(what: &str, patience: Duration, condition: impl FnMut() -> boo
 
 /// Fails if any child of this process is a zombie (state Z in /proc): every trial must leave none.
 pub fn no_zombies() -> Verdict {
-    let zombies: Vec<i32> = proc::children_of(std::process::id() as i32)
+    let zombies: Vec<i32> = proc::children_of(Pid::this().as_raw())
         .into_iter()
         .filter(|&(_, state)| state == 'Z')
         .map(|(pid, _)| pid)

@@ -13,6 +13,8 @@ use std::io::{self, BufReader, BufWriter, ErrorKind, Write};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::process::Pid;
+
 use super::address::{Address, Authkey};
 use super::auth::{self, AuthError};
 use super::error::ManagerError;
@@ -39,7 +41,7 @@ struct Connection {
     reader: BufReader<Stream>,
     writer: BufWriter<Stream>,
     /// The process that opened it: after a fork the child must not use it.
-    pid: u32,
+    pid: Pid,
     in_buf: Vec<u8>,
     out_buf: Vec<u8>,
 }
@@ -106,7 +108,7 @@ impl Client {
         CONNECTIONS
             .try_with(|connections| {
                 let mut connections = connections.borrow_mut();
-                let pid = std::process::id();
+                let pid = Pid::this();
                 let endpoint = &*self.endpoint;
                 if connections.get(endpoint).is_some_and(|c| c.pid != pid) {
                     // Inherited through fork: close our copies of every manager's connection, so
@@ -223,7 +225,7 @@ fn open(endpoint: &Endpoint) -> Result<Connection, ManagerError> {
     Ok(Connection {
         reader: BufReader::with_capacity(IO_BUFFER, reader_half),
         writer: BufWriter::with_capacity(IO_BUFFER, stream),
-        pid: std::process::id(),
+        pid: Pid::this(),
         in_buf: Vec::new(),
         out_buf: Vec::new(),
     })

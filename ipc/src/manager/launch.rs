@@ -2,8 +2,9 @@
 //! listener itself (so the address is known and connectable at once: connections wait in the
 //! backlog until the server accepts), then spawns the server as a daemon child (re-executing this
 //! binary through the Process API, so the server inherits no fds but the listener) and hands it
-//! the listener. The server never outlives its owner: it is a daemon (signalled when the owner
-//! dies, SIGKILL included) and on that signal it removes the private directory and exits.
+//! the listener. The server never outlives its owner: it is a daemon whose parent-death signal is
+//! SIGTERM (sent when the owner dies, SIGKILL included), and on that signal it removes the private
+//! directory and exits.
 
 use std::fs::{self, DirBuilder, Permissions};
 use std::net::{SocketAddr, TcpListener};
@@ -13,7 +14,6 @@ use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use nix::sys::signal::Signal;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
@@ -23,7 +23,7 @@ use super::error::ManagerError;
 use super::server::Server;
 use super::stream::Listener;
 use crate::codec;
-use crate::process::{Child, JoinTimeoutError, Process};
+use crate::process::{Child, JoinTimeoutError, Pid, Process};
 
 /// How long a server may take to exit after a shutdown request before it is killed.
 const STOP_TIMEOUT: Duration = Duration::from_secs(5);
@@ -67,7 +67,7 @@ struct ServerArgs {
     /// The private directory holding the Unix socket, removed when the server is told to die.
     dir: Option<PathBuf>,
     authkey: Authkey,
-    owner: u32,
+    owner: Pid,
 }
 
 crate::entry! {
@@ -78,19 +78,20 @@ crate::entry! {
 }
 
 fn run_server(args: ServerArgs) -> Result<(), String> {
-    // The Process API's daemon signal is SIGKILL, which leaves the socket directory behind. Ask
-    // for SIGTERM instead, which the thread below turns into cleanup and exit. If the owner died
-    // before this, our parent is already someone else: clean up and leave.
-    nix::sys::prctl::set_pdeathsig(Signal::SIGTERM)
-        .map_err(|e| format!("cannot arrange to die with the owner: {e}"))?;
-    if nix::unistd::getppid().as_raw() as u32 != args.owner {
-        cleanup(args.dir.as_deref());
-        return Err("the owner died before the server started".into());
-    }
+    // The server was started with SIGTERM as its parent-death signal (SIGKILL would leave the
+    // socket directory behind): the thread below turns it into cleanup and exit. Until the
+    // handler is registered, SIGTERM's default action ends the server without cleanup.
     // SIGINT is for the terminal's foreground program (the owner): the server waits for its
     // owner's shutdown or death rather than dying first and failing the owner's calls.
     let mut signals = Signals::new([SIGTERM, SIGHUP, SIGINT])
         .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    // A SIGTERM from the owner's death cannot have been missed (it would have ended us), but
+    // this also catches a SIGTERM disposition inherited as ignored: our parent is then someone
+    // else. Clean up and leave.
+    if Pid::parent() != args.owner {
+        cleanup(args.dir.as_deref());
+        return Err("the owner died before the server started".into());
+    }
     let dir = args.dir.clone();
     std::thread::Builder::new()
         .name("herd-mgr-signals".into())
@@ -131,7 +132,7 @@ impl ServerHandle {
         &self.address
     }
 
-    pub(crate) fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> Pid {
         self.child.pid()
     }
 
@@ -236,11 +237,12 @@ pub(crate) fn start_server(
         listener,
         dir: dir.clone(),
         authkey,
-        owner: std::process::id(),
+        owner: Pid::this(),
     };
     let started = Process::new()
         .name("herd-manager")
         .daemon(true)
+        .die_with_parent(libc::SIGTERM)
         .spawn(manager_server, &args);
     // Our copy of the listener closes here: from now on only the server holds it.
     drop(args);

@@ -7,6 +7,8 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::process::Pid;
+
 use super::address::{Address, Authkey};
 use super::client::{Client, Endpoint};
 use super::error::ManagerError;
@@ -25,7 +27,7 @@ pub struct Manager {
     control: Client,
     server: Option<ServerHandle>,
     /// The process that started the server: a fork child holding a copy must not stop it.
-    owner: u32,
+    owner: Pid,
 }
 
 /// Chooses the transport and key of a manager before starting it.
@@ -71,7 +73,7 @@ impl ManagerBuilder {
         Ok(Manager {
             control,
             server: Some(server),
-            owner: std::process::id(),
+            owner: Pid::this(),
         })
     }
 }
@@ -96,7 +98,7 @@ impl Manager {
         Ok(Manager {
             control,
             server: None,
-            owner: std::process::id(),
+            owner: Pid::this(),
         })
     }
 
@@ -109,7 +111,7 @@ impl Manager {
     }
 
     /// The server's process id, for a manager this process started.
-    pub fn server_pid(&self) -> Option<u32> {
+    pub fn server_pid(&self) -> Option<Pid> {
         self.server.as_ref().map(ServerHandle::pid)
     }
 
@@ -148,7 +150,7 @@ impl Manager {
     }
 
     fn stop(&mut self) -> Result<(), ManagerError> {
-        if self.owner != std::process::id() {
+        if self.owner != Pid::this() {
             return Ok(());
         }
         let Some(server) = self.server.take() else {

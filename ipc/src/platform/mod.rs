@@ -1,5 +1,12 @@
 //! The OS layer of herd-ipc: every `unsafe` call into the kernel lives in the
 //! modules below, and this re-export list is all the rest of the crate may use.
+//!
+//! The workspace denies `unsafe_code`; this layer owns herd-ipc's unsafe (system calls, shared
+//! mappings, process-shared mutexes, fork), each block with a `// SAFETY:` comment stating the
+//! protocol that makes it sound. Outside it, herd-ipc has only the narrowly allowed
+//! `unsafe impl SharedLayout` of each primitive's state (in `sync/`) and the unsafe opt-in
+//! `Process::allow_multi_threaded_fork`.
+#![allow(unsafe_code)] // the OS layer: see above
 
 mod fork;
 mod futex;
@@ -18,7 +25,7 @@ pub(crate) use fork::{fork_and_exec_self, fork_and_run, ChildSetup, ExecPlan, Fo
 pub(crate) use futex::{futex_wait, futex_wake, futex_wake_all, FutexWait};
 pub(crate) use handoff::{adopt_inherited_fd, memfd_with, read_memfd};
 pub(crate) use name::{current_name, set_current_name};
-pub(crate) use pidfd::{children_are_auto_reaped, Pidfd, Reaped};
+pub(crate) use pidfd::{children_are_auto_reaped, Pidfd};
 pub use pod::{AtomicInteger, Pod};
 pub(crate) use pod_array::{PodArrayGuard, SharedPodArray};
 pub(crate) use queue_segment::{QueueHeader, QueueLayout, QueueSegment, WaitLine};

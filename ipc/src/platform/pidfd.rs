@@ -9,15 +9,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 use nix::errno::Errno;
 use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
-
-/// How a reaped child ended, as the kernel reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Reaped {
-    /// The child called `exit`/`_exit` (or returned from main) with this code.
-    Exited(i32),
-    /// The child was ended by this signal.
-    Signaled(i32),
-}
+use nix::unistd::Pid;
 
 /// An open pidfd for one process (always close-on-exec: the kernel sets it).
 #[derive(Debug)]
@@ -26,9 +18,9 @@ pub(crate) struct Pidfd(OwnedFd);
 impl Pidfd {
     /// Opens a pidfd for `pid`. Only sound for a child of ours that nobody can have reaped yet (herd opens it
     /// right after fork, and only herd reaps its children), otherwise `pid` may already name another process.
-    fn open(pid: i32) -> io::Result<Self> {
+    fn open(pid: Pid) -> io::Result<Self> {
         // SAFETY: pidfd_open takes two integers and returns a new fd or -1; it touches no memory of ours.
-        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) };
         if fd < 0 {
             return Err(io::Error::last_os_error());
         }
@@ -40,11 +32,10 @@ impl Pidfd {
 
     /// Opens a pidfd for a child just forked; if that fails, kills and reaps the child by pid (safe: it is
     /// ours and unreaped, so the pid still names it) so the failure leaves no stray process behind.
-    pub(crate) fn open_child(pid: i32) -> io::Result<Self> {
+    pub(crate) fn open_child(pid: Pid) -> io::Result<Self> {
         Self::open(pid).inspect_err(|_| {
-            let child = nix::unistd::Pid::from_raw(pid);
-            let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
-            let _ = nix::sys::wait::waitpid(child, None);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::wait::waitpid(pid, None);
         })
     }
 
@@ -67,13 +58,14 @@ impl Pidfd {
         Ok(())
     }
 
-    /// Reaps the process if it has exited; `Ok(None)` while it runs. After `Some`, the pid is free for reuse.
-    pub(crate) fn try_reap(&self) -> io::Result<Option<Reaped>> {
+    /// Reaps the process if it has exited; `Ok(None)` while it runs. After `Some` (always
+    /// `WaitStatus::Exited` or `WaitStatus::Signaled`), the pid is free for reuse.
+    pub(crate) fn try_reap(&self) -> io::Result<Option<WaitStatus>> {
         self.reap(WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG)
     }
 
     /// Waits for the process to exit and reaps it.
-    pub(crate) fn reap_blocking(&self) -> io::Result<Reaped> {
+    pub(crate) fn reap_blocking(&self) -> io::Result<WaitStatus> {
         loop {
             if let Some(reaped) = self.reap(WaitPidFlag::WEXITED)? {
                 return Ok(reaped);
@@ -81,13 +73,13 @@ impl Pidfd {
         }
     }
 
-    fn reap(&self, flags: WaitPidFlag) -> io::Result<Option<Reaped>> {
+    fn reap(&self, flags: WaitPidFlag) -> io::Result<Option<WaitStatus>> {
         loop {
             match waitid(Id::PIDFd(self.0.as_fd()), flags) {
-                Ok(WaitStatus::Exited(_, code)) => return Ok(Some(Reaped::Exited(code))),
-                Ok(WaitStatus::Signaled(_, signal, _)) => {
-                    return Ok(Some(Reaped::Signaled(signal as i32)))
+                Ok(status @ (WaitStatus::Exited(..) | WaitStatus::Signaled(..))) => {
+                    return Ok(Some(status))
                 }
+                // Only WEXITED is asked for: anything else is WNOHANG's "still running".
                 Ok(_) => return Ok(None),
                 Err(Errno::EINTR) => continue,
                 Err(errno) => return Err(errno.into()),

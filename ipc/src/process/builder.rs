@@ -7,6 +7,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use nix::sys::signal::Signal;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -15,9 +16,11 @@ use crate::platform::{self, ChildSetup, ExecPlan, ForkPermit, Pidfd, Socket};
 use crate::process::child::Child;
 use crate::process::entry::{self, Entry, SpawnRequest, SPAWN_FLAG};
 use crate::process::outcome::{ChildOutcome, ResultReader};
+use crate::process::pid::Pid;
 use crate::process::registry::ChildShared;
 
-/// Starts a child process. Configure with [`name`](Self::name) and [`daemon`](Self::daemon), then call
+/// Starts a child process. Configure with [`name`](Self::name), [`daemon`](Self::daemon),
+/// [`process_group`](Self::process_group) and [`die_with_parent`](Self::die_with_parent), then call
 /// [`fork`](Self::fork) or [`spawn`](Self::spawn).
 ///
 /// ```
@@ -31,6 +34,9 @@ use crate::process::registry::ChildShared;
 pub struct Process {
     name: Option<String>,
     daemon: bool,
+    process_group: bool,
+    /// Set by `die_with_parent`; a daemon without it gets SIGKILL.
+    parent_death_signal: Option<i32>,
     allow_multi_threaded_fork: bool,
 }
 
@@ -51,11 +57,47 @@ impl Process {
 
     /// A daemon child is killed (SIGKILL) when its parent dies, however the parent dies, SIGKILL included
     /// (`PR_SET_PDEATHSIG`; a child whose parent died before the signal was armed exits at once).
+    /// [`die_with_parent`](Self::die_with_parent), if also called, chooses the signal instead.
     ///
     /// Linux delivers the signal when the parent *thread* that started the child exits, not the parent
     /// process: start daemon children from a thread that lives as long as the process (e.g. the main thread).
     pub fn daemon(mut self, daemon: bool) -> Self {
         self.daemon = daemon;
+        self
+    }
+
+    /// With `true`, the child runs in a new process group of its own, whose id is its pid (`setpgid(0, 0)`),
+    /// so that the group, the child and whatever it starts, can be signalled at once (`killpg`) and a
+    /// terminal's Ctrl-C (sent to the foreground group) does not reach it.
+    ///
+    /// The child makes the call first thing after fork, before the closure runs (fork) or before `execv`
+    /// (spawn); the parent makes the same call before `fork`/`spawn` returns, so the group exists from the
+    /// parent's point of view as soon as it has the [`Child`] handle, whether or not the child has run yet.
+    pub fn process_group(mut self, own_group: bool) -> Self {
+        self.process_group = own_group;
+        self
+    }
+
+    /// The child receives `signal` (e.g. `libc::SIGKILL`, or `libc::SIGTERM` to let it clean up) when its
+    /// parent dies, however the parent dies, SIGKILL included (`PR_SET_PDEATHSIG`).
+    ///
+    /// The signal is armed in the child first thing after fork, before the closure runs (fork) or before
+    /// `execv` (spawn; the setting survives `execv` because the re-executed binary is the same, not a
+    /// set-user-ID one). The parent may die between fork and that moment, and then the signal would never
+    /// come: so the child compares its parent's pid with the one recorded before fork and exits at once
+    /// (code 125) if they differ.
+    ///
+    /// A spawned child meets a signal other than SIGKILL with its default action until it installs a handler
+    /// (a handler the parent had for it is dropped before the signal is armed, as `execv` would). A forked
+    /// child keeps the parent's handlers, like every other inherited state: choose a signal the parent does
+    /// not handle, or replace the handler in the closure.
+    ///
+    /// Linux delivers the signal when the parent *thread* that started the child exits, not the parent
+    /// process: start such children from a thread that lives as long as the process (e.g. the main thread).
+    /// Only the child is signalled, not what it starts. A `signal` that is not a valid signal number makes
+    /// [`fork`](Self::fork) and [`spawn`](Self::spawn) fail with [`StartError::Os`].
+    pub fn die_with_parent(mut self, signal: i32) -> Self {
+        self.parent_death_signal = Some(signal);
         self
     }
 
@@ -68,6 +110,7 @@ impl Process {
     /// `println!`, `eprintln!` and the panic message printer), `std::env`, the program's own mutexes and channels
     /// shared with other threads, and foreign libraries with internal locks are not. The child never flushes
     /// stdout in this mode. Prefer [`spawn`](Self::spawn), which is safe in a multi-threaded parent.
+    #[allow(unsafe_code)] // the public opt-in whose contract the OS layer's ForkPermit relies on
     pub unsafe fn allow_multi_threaded_fork(mut self) -> Self {
         self.allow_multi_threaded_fork = true;
         self
@@ -88,6 +131,8 @@ impl Process {
         T: Serialize,
     {
         Self::check_reapable()?;
+        let setup = self.setup()?;
+        #[allow(unsafe_code)] // discharges ForkPermit's contract with the caller's opt-in above
         let permit = if self.allow_multi_threaded_fork {
             // SAFETY: allow_multi_threaded_fork is an unsafe fn whose caller took on exactly the contract of
             // multi_threaded_by_contract (the child touches nothing other threads may hold locked).
@@ -105,7 +150,7 @@ impl Process {
         let flush_in_child = !permit.parent_was_multi_threaded();
         let child_name = &name;
         let result_write_end = &result_write;
-        let pid = platform::fork_and_run(&permit, self.setup(), move || {
+        let pid = platform::fork_and_run(&permit, setup, move || {
             platform::set_current_name(child_name.clone());
             let run = catch_unwind(AssertUnwindSafe(body));
             if flush_in_child {
@@ -142,6 +187,7 @@ impl Process {
             return Err(StartError::SpawnedWithoutInit);
         }
         Self::check_reapable()?;
+        let setup = self.setup()?;
         if !entry::is_registered(entry) {
             return Err(StartError::UnknownEntry {
                 entry: entry.to_owned(),
@@ -192,8 +238,7 @@ impl Process {
         .to_frame()
         .map_err(StartError::os("encode the exec failure report"))?;
         let plan = ExecPlan::new(argv, &inherit, result_write.as_fd(), failure);
-        let pid =
-            platform::fork_and_exec_self(&plan, self.setup()).map_err(StartError::os("fork"))?;
+        let pid = platform::fork_and_exec_self(&plan, setup).map_err(StartError::os("fork"))?;
         drop(plan);
         drop(inherit);
         drop(result_write);
@@ -209,10 +254,19 @@ impl Process {
         Ok(())
     }
 
-    fn setup(&self) -> ChildSetup {
-        ChildSetup {
-            die_with_parent: self.daemon,
-        }
+    /// What the child applies before running anything of the caller's; refuses a signal number that is not one.
+    fn setup(&self) -> Result<ChildSetup, StartError> {
+        let signal = match self.parent_death_signal {
+            Some(number) => Some(Signal::try_from(number).map_err(|errno| StartError::Os {
+                action: "arm the parent-death signal",
+                source: errno.into(),
+            })?),
+            None => self.daemon.then_some(Signal::SIGKILL),
+        };
+        Ok(ChildSetup {
+            own_process_group: self.process_group,
+            parent_death_signal: signal,
+        })
     }
 
     fn child_name(&self) -> String {
@@ -226,16 +280,12 @@ impl Process {
     /// handle.
     fn finish_start<T>(
         self,
-        pid: i32,
+        pid: nix::unistd::Pid,
         name: String,
         result_read: Socket,
     ) -> Result<Child<T>, StartError> {
         let pidfd = Pidfd::open_child(pid).map_err(StartError::os("open a pidfd for the child"))?;
-        let pid = u32::try_from(pid).map_err(|_| StartError::Os {
-            action: "fork",
-            source: io::Error::other("negative pid"),
-        })?;
-        let shared = ChildShared::register(pid, name, pidfd);
+        let shared = ChildShared::register(Pid::from(pid), name, pidfd);
         Ok(Child::new(
             shared,
             ResultReader::new(result_read),

@@ -13,6 +13,7 @@ use serde::de::DeserializeOwned;
 use crate::codec::{self, CodecError};
 use crate::platform;
 use crate::process::outcome::{ChildOutcome, ResultReader};
+use crate::process::pid::Pid;
 use crate::process::registry::ChildShared;
 use crate::process::status::ExitStatus;
 use crate::wait::Waitable;
@@ -46,7 +47,7 @@ impl<T> Child<T> {
     }
 
     /// Process id of the child.
-    pub fn pid(&self) -> u32 {
+    pub fn pid(&self) -> Pid {
         self.shared.pid()
     }
 
@@ -55,7 +56,8 @@ impl<T> Child<T> {
         self.shared.name()
     }
 
-    /// Whether the child was started as a daemon (SIGKILLed when its parent dies).
+    /// Whether the child was started as a daemon (signalled when its parent dies: SIGKILL, unless
+    /// [`Process::die_with_parent`](crate::Process::die_with_parent) chose another signal).
     pub fn is_daemon(&self) -> bool {
         self.daemon
     }
@@ -112,7 +114,7 @@ impl<T> Child<T> {
         }
     }
 
-    fn describe(&self) -> (u32, String) {
+    fn describe(&self) -> (Pid, String) {
         (self.pid(), self.name().to_owned())
     }
 }
@@ -222,7 +224,7 @@ pub enum JoinError {
     #[error("process {name} (pid {pid}) panicked: {message}")]
     Panicked {
         /// The child's process id.
-        pid: u32,
+        pid: Pid,
         /// The child's name.
         name: String,
         /// The panic message.
@@ -234,7 +236,7 @@ pub enum JoinError {
     #[error("process {name} (pid {pid}) was ended by {status} before it returned a value")]
     Killed {
         /// The child's process id.
-        pid: u32,
+        pid: Pid,
         /// The child's name.
         name: String,
         /// How the child ended.
@@ -248,7 +250,7 @@ pub enum JoinError {
     )]
     NoValue {
         /// The child's process id.
-        pid: u32,
+        pid: Pid,
         /// The child's name.
         name: String,
         /// How the child ended.
@@ -259,7 +261,7 @@ pub enum JoinError {
     #[error("process {name} (pid {pid}) could not run: {message}")]
     Failed {
         /// The child's process id.
-        pid: u32,
+        pid: Pid,
         /// The child's name.
         name: String,
         /// Why, as reported from the child's side.
@@ -271,7 +273,7 @@ pub enum JoinError {
     #[error("process {name} (pid {pid}) sent back a value that is not a {expected}: {source}")]
     Decode {
         /// The child's process id.
-        pid: u32,
+        pid: Pid,
         /// The child's name.
         name: String,
         /// The type the parent expected (`std::any::type_name`).
@@ -285,7 +287,7 @@ pub enum JoinError {
     #[error("waiting for process {name} (pid {pid}) failed: {source}")]
     Wait {
         /// The child's process id.
-        pid: u32,
+        pid: Pid,
         /// The child's name.
         name: String,
         /// The OS error.
@@ -306,7 +308,7 @@ pub enum JoinTimeoutError<T> {
     #[error("process {name} (pid {pid}) panicked: {message}")]
     Panicked {
         /// The child's process id.
-        pid: u32,
+        pid: Pid,
         /// The child's name.
         name: String,
         /// The panic message.
@@ -318,7 +320,7 @@ pub enum JoinTimeoutError<T> {
     #[error("process {name} (pid {pid}) was ended by {status} before it returned a value")]
     Killed {
         /// The child's process id.
-        pid: u32,
+        pid: Pid,
         /// The child's name.
         name: String,
         /// How the child ended.
@@ -332,7 +334,7 @@ pub enum JoinTimeoutError<T> {
     )]
     NoValue {
         /// The child's process id.
-        pid: u32,
+        pid: Pid,
         /// The child's name.
         name: String,
         /// How the child ended.
@@ -343,7 +345,7 @@ pub enum JoinTimeoutError<T> {
     #[error("process {name} (pid {pid}) could not run: {message}")]
     Failed {
         /// The child's process id.
-        pid: u32,
+        pid: Pid,
         /// The child's name.
         name: String,
         /// Why, as reported from the child's side.
@@ -355,7 +357,7 @@ pub enum JoinTimeoutError<T> {
     #[error("process {name} (pid {pid}) sent back a value that is not a {expected}: {source}")]
     Decode {
         /// The child's process id.
-        pid: u32,
+        pid: Pid,
         /// The child's name.
         name: String,
         /// The type the parent expected (`std::any::type_name`).
@@ -369,7 +371,7 @@ pub enum JoinTimeoutError<T> {
     #[error("waiting for process {name} (pid {pid}) failed: {source}")]
     Wait {
         /// The child's process id.
-        pid: u32,
+        pid: Pid,
         /// The child's name.
         name: String,
         /// The OS error.
@@ -551,7 +553,7 @@ mod tests {
     #[test]
     fn timed_join_error_converts_and_classifies() {
         let panicked = JoinError::Panicked {
-            pid: 42,
+            pid: Pid::from_raw(42),
             name: "worker".to_owned(),
             message: "boom".to_owned(),
             status: ExitStatus::Exited(1),
@@ -563,7 +565,7 @@ mod tests {
         assert!(!timed.is_timeout() && !timed.is_killed());
         assert_eq!(timed.panic_message(), Some("boom"));
         assert_eq!(timed.exit_status(), Some(ExitStatus::Exited(1)));
-        assert!(matches!(timed, JoinTimeoutError::Panicked { pid: 42, .. }));
+        assert!(matches!(timed, JoinTimeoutError::Panicked { pid, .. } if pid.as_raw() == 42));
         assert!(timed.into_inner().is_none(), "no handle: the child is gone");
     }
 }

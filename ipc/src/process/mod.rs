@@ -3,12 +3,14 @@ mod builder;
 mod child;
 mod entry;
 mod outcome;
+mod pid;
 mod registry;
 mod status;
 
 pub use builder::{Process, StartError};
 pub use child::{Child, JoinError, JoinTimeoutError};
 pub use entry::{init, Entry};
+pub use pid::Pid;
 pub use registry::{active_children, current_process, ChildInfo, CurrentProcess};
 pub use status::ExitStatus;
 

@@ -6,17 +6,18 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 use serde::{Deserialize, Serialize};
 
 use crate::platform::{self, Pidfd};
+use crate::process::pid::Pid;
 use crate::process::status::ExitStatus;
 
 /// One started child, shared by its handle and the process-wide list.
 #[derive(Debug)]
 pub(crate) struct ChildShared {
-    pid: u32,
+    pid: Pid,
     name: String,
     pidfd: Pidfd,
     /// The process that started the child; only it may reap or signal it (a forked grandchild inherits handles
     /// as copies, but the child is not its child).
-    starter: u32,
+    starter: Pid,
     /// `Some` once reaped; reaping happens only under this lock, so it happens once.
     status: Mutex<Option<ExitStatus>>,
 }
@@ -26,12 +27,12 @@ static CHILDREN: Mutex<Vec<Weak<ChildShared>>> = Mutex::new(Vec::new());
 
 impl ChildShared {
     /// Records a freshly started child in the process-wide list.
-    pub(crate) fn register(pid: u32, name: String, pidfd: Pidfd) -> Arc<Self> {
+    pub(crate) fn register(pid: Pid, name: String, pidfd: Pidfd) -> Arc<Self> {
         let shared = Arc::new(Self {
             pid,
             name,
             pidfd,
-            starter: std::process::id(),
+            starter: Pid::this(),
             status: Mutex::new(None),
         });
         let mut children = CHILDREN.lock().unwrap_or_else(PoisonError::into_inner);
@@ -40,7 +41,7 @@ impl ChildShared {
         shared
     }
 
-    pub(crate) fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> Pid {
         self.pid
     }
 
@@ -54,7 +55,7 @@ impl ChildShared {
 
     /// Whether the calling process is the one that started this child.
     pub(crate) fn started_here(&self) -> bool {
-        self.starter == std::process::id()
+        self.starter == Pid::this()
     }
 
     /// The exit status, reaping the child if it has exited; `None` while it runs.
@@ -67,7 +68,10 @@ impl ChildShared {
                     self.name, self.pid, self.starter
                 )));
             }
-            *status = self.pidfd.try_reap()?.map(ExitStatus::from);
+            *status = self
+                .pidfd
+                .try_reap()?
+                .and_then(ExitStatus::from_wait_status);
         }
         Ok(*status)
     }
@@ -96,7 +100,8 @@ impl ChildShared {
             _ => {}
         }
         // SIGKILL cannot be caught or ignored: this wait is short.
-        let reaped = ExitStatus::from(self.pidfd.reap_blocking()?);
+        let reaped = ExitStatus::from_wait_status(self.pidfd.reap_blocking()?)
+            .ok_or_else(|| io::Error::other("waitid reported no ending for an exited child"))?;
         *status = Some(reaped);
         Ok(reaped)
     }
@@ -106,7 +111,7 @@ impl ChildShared {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChildInfo {
     /// Process id.
-    pub pid: u32,
+    pub pid: Pid,
     /// Name given at start (or `Process-N`).
     pub name: String,
 }
@@ -134,9 +139,9 @@ pub fn active_children() -> Vec<ChildInfo> {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CurrentProcess {
     /// Process id.
-    pub pid: u32,
+    pub pid: Pid,
     /// Parent's process id (1, or a subreaper's, once the parent is gone).
-    pub ppid: u32,
+    pub ppid: Pid,
     /// The name the parent gave this process, or `MainProcess` for one herd did not start.
     pub name: String,
 }
@@ -144,8 +149,8 @@ pub struct CurrentProcess {
 /// Pid, parent pid and name of the calling process (`multiprocessing.current_process()`).
 pub fn current_process() -> CurrentProcess {
     CurrentProcess {
-        pid: std::process::id(),
-        ppid: std::os::unix::process::parent_id(),
+        pid: Pid::this(),
+        ppid: Pid::parent(),
         name: platform::current_name().to_owned(),
     }
 }

@@ -1,7 +1,7 @@
 //! `ExitStatus`: how a child process ended, telling an exit code from a killing signal.
 use std::fmt;
 
-use crate::platform::Reaped;
+use nix::sys::wait::WaitStatus;
 
 /// How a child process ended: it exited with a code, or a signal ended it.
 ///
@@ -46,11 +46,14 @@ impl ExitStatus {
     }
 }
 
-impl From<Reaped> for ExitStatus {
-    fn from(reaped: Reaped) -> Self {
-        match reaped {
-            Reaped::Exited(code) => Self::Exited(code),
-            Reaped::Signaled(signal) => Self::Signaled(signal),
+impl ExitStatus {
+    /// How a process ended, from what `waitpid`/`waitid` reported; `None` for a report that is not an
+    /// ending (stopped, continued, still alive).
+    pub fn from_wait_status(status: WaitStatus) -> Option<Self> {
+        match status {
+            WaitStatus::Exited(_, code) => Some(Self::Exited(code)),
+            WaitStatus::Signaled(_, signal, _) => Some(Self::Signaled(signal as i32)),
+            _ => None,
         }
     }
 }
@@ -64,5 +67,34 @@ impl fmt::Display for ExitStatus {
                 Err(_) => write!(f, "signal {signal}"),
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nix::sys::signal::Signal;
+    use nix::unistd::Pid;
+
+    #[test]
+    fn built_from_wait_statuses() {
+        let pid = Pid::from_raw(7);
+        assert_eq!(
+            ExitStatus::from_wait_status(WaitStatus::Exited(pid, 3)),
+            Some(ExitStatus::Exited(3))
+        );
+        let killed =
+            ExitStatus::from_wait_status(WaitStatus::Signaled(pid, Signal::SIGKILL, false));
+        assert_eq!(killed, Some(ExitStatus::Signaled(9)));
+        assert_eq!(killed.unwrap().exitcode(), -9);
+        assert_eq!(killed.unwrap().to_string(), "signal 9 (SIGKILL)");
+        assert_eq!(
+            ExitStatus::from_wait_status(WaitStatus::Stopped(pid, Signal::SIGSTOP)),
+            None
+        );
+        assert_eq!(ExitStatus::from_wait_status(WaitStatus::StillAlive), None);
+        assert!(ExitStatus::Exited(0).success());
+        assert!(!ExitStatus::Exited(3).success());
+        assert_eq!(ExitStatus::Exited(3).to_string(), "exit code 3");
     }
 }

@@ -31,6 +31,9 @@ pub(crate) struct BarrierState {
     outcomes: [AtomicU8; OUTCOME_SLOTS],
 }
 
+// The state type is declared here, so its layout promise is made here; the trait and the
+// segment code that relies on it are in the OS layer (platform/shared_state.rs).
+#[allow(unsafe_code)]
 // SAFETY: repr(C): a robust mutex (initialised in `Barrier::new` before sharing) and atomics.
 unsafe impl SharedLayout for BarrierState {
     const KIND: &'static str = "herd.Barrier";

@@ -17,6 +17,9 @@ pub(crate) struct BoundedSemaphoreState {
     bound: AtomicU32,
 }
 
+// The state type is declared here, so its layout promise is made here; the trait and the
+// segment code that relies on it are in the OS layer (platform/shared_state.rs).
+#[allow(unsafe_code)]
 // SAFETY: repr(C), atomics only (SemaphoreState is atomics only), zero is valid.
 unsafe impl SharedLayout for BoundedSemaphoreState {
     const KIND: &'static str = "herd.BoundedSemaphore";

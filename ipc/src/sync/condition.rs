@@ -26,6 +26,9 @@ pub(crate) struct ConditionState {
     waiters: AtomicU32,
 }
 
+// The state type is declared here, so its layout promise is made here; the trait and the
+// segment code that relies on it are in the OS layer (platform/shared_state.rs).
+#[allow(unsafe_code)]
 // SAFETY: repr(C): a robust mutex (initialised in `Condition::new` before sharing) and atomics.
 unsafe impl SharedLayout for ConditionState {
     const KIND: &'static str = "herd.Condition";

@@ -15,6 +15,9 @@ pub(crate) struct EventState {
     waiters: AtomicU32,
 }
 
+// The state type is declared here, so its layout promise is made here; the trait and the
+// segment code that relies on it are in the OS layer (platform/shared_state.rs).
+#[allow(unsafe_code)]
 // SAFETY: repr(C), atomics only, zero is a valid (clear) event.
 unsafe impl SharedLayout for EventState {
     const KIND: &'static str = "herd.Event";

@@ -15,6 +15,9 @@ pub(crate) struct RLockState {
     mutex: RobustMutex,
 }
 
+// The state type is declared here, so its layout promise is made here; the trait and the
+// segment code that relies on it are in the OS layer (platform/shared_state.rs).
+#[allow(unsafe_code)]
 // SAFETY: repr(C), one robust mutex (zeroed is a valid default mutex; re-initialised as robust,
 // recursive and process-shared in `RLock::new` before the segment is shared).
 unsafe impl SharedLayout for RLockState {

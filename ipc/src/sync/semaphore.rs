@@ -21,6 +21,9 @@ pub(crate) struct SemaphoreState {
     waiters: AtomicU32,
 }
 
+// The state type is declared here, so its layout promise is made here; the trait and the
+// segment code that relies on it are in the OS layer (platform/shared_state.rs).
+#[allow(unsafe_code)]
 // SAFETY: repr(C), atomics only, zero is a valid (empty) semaphore.
 unsafe impl SharedLayout for SemaphoreState {
     const KIND: &'static str = "herd.Semaphore";

@@ -9,6 +9,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 
+use herd_ipc::ExitStatus;
 use herd_worker::{Job, JobError, JobId, JobResult};
 
 use crate::WorkerId;
@@ -17,7 +18,10 @@ use crate::WorkerId;
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LossCause {
-    /// The worker exited or was killed by a signal not sent by the supervisor.
+    /// The worker ended on its own: it exited, or a signal not sent by the supervisor killed it.
+    Ended(#[serde(serialize_with = "as_text")] ExitStatus),
+    /// The worker was stopped or lost for the reason given (the pool was terminated, the run
+    /// stopped, its link broke, ...).
     Died(String),
     /// The worker sent no heartbeat for too long and was killed.
     MissedHeartbeat,
@@ -25,9 +29,15 @@ pub enum LossCause {
     TimedOut,
 }
 
+/// An exit status in a log record, as its `Display` text ("exit code 3", "signal 9 (SIGKILL)").
+fn as_text<S: serde::Serializer>(status: &ExitStatus, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(status)
+}
+
 impl fmt::Display for LossCause {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            LossCause::Ended(status) => write!(f, "worker died ({status})"),
             LossCause::Died(how) => write!(f, "worker died ({how})"),
             LossCause::MissedHeartbeat => f.write_str("worker stopped heartbeating and was killed"),
             LossCause::TimedOut => f.write_str("job timed out and its worker was killed"),
@@ -408,7 +418,7 @@ mod tests {
         let mut t = table(2, 2);
         assert_eq!(t.lease(A).unwrap().id, 0);
         assert_eq!(
-            t.release(A, LossCause::Died("SIGKILL".into())),
+            t.release(A, LossCause::Ended(ExitStatus::Signaled(libc::SIGKILL))),
             Released::Requeued(0)
         );
         let again = t.lease(B).unwrap();
@@ -434,6 +444,10 @@ mod tests {
             )]
         );
         assert!(failures[0].1.to_string().contains("after 2 attempt(s)"));
+        assert_eq!(
+            LossCause::Ended(ExitStatus::Signaled(libc::SIGKILL)).to_string(),
+            "worker died (signal 9 (SIGKILL))"
+        );
     }
 
     #[test]

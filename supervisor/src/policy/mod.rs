@@ -12,4 +12,4 @@ pub use backoff::Backoff;
 pub use drain::{Drain, DrainState};
 pub use intensity::{IntensityExceeded, RestartIntensity};
 pub use lease::{Completion, JobFailure, LeaseTable, LossCause, Released};
-pub use reap::{ExitStatus, Kill, Reaper, Wait};
+pub use reap::{Kill, Reaper, Wait};

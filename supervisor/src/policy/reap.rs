@@ -6,40 +6,15 @@
 //! exited (seen without reaping it, `WNOWAIT`), what is left of its process group (the worker's
 //! own children) is killed while the group id is still reserved, and only then is the worker
 //! reaped. After that no signal is ever sent for it again.
-use std::fmt;
 use std::io;
 
+use herd_ipc::{ExitStatus, Pid};
 use nix::sys::signal::Signal;
-
-/// How a process ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ExitStatus {
-    /// It exited with this code.
-    Code(i32),
-    /// A signal killed it.
-    Signal(Signal),
-}
-
-impl ExitStatus {
-    /// Whether it exited with code 0.
-    pub fn success(self) -> bool {
-        self == ExitStatus::Code(0)
-    }
-}
-
-impl fmt::Display for ExitStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ExitStatus::Code(code) => write!(f, "exit code {code}"),
-            ExitStatus::Signal(signal) => write!(f, "killed by {}", signal.as_str()),
-        }
-    }
-}
 
 /// Waiting for one child process.
 pub trait Wait {
     /// Its pid.
-    fn id(&self) -> i32;
+    fn id(&self) -> Pid;
     /// Whether it has exited, without reaping it (its pid stays reserved).
     fn has_exited(&mut self) -> io::Result<bool>;
     /// Reaps it once it has exited.
@@ -69,7 +44,7 @@ impl<C: Wait + Kill> Reaper<C> {
     }
 
     /// The child's pid (meaningful as an identity only until reaped).
-    pub fn id(&self) -> i32 {
+    pub fn id(&self) -> Pid {
         self.child.id()
     }
 
@@ -123,8 +98,8 @@ mod tests {
     }
 
     impl Wait for MockChild {
-        fn id(&self) -> i32 {
-            42
+        fn id(&self) -> Pid {
+            Pid::from_raw(42)
         }
         fn has_exited(&mut self) -> io::Result<bool> {
             self.calls.borrow_mut().push(Call::HasExited);
@@ -133,7 +108,7 @@ mod tests {
         fn reap(&mut self) -> io::Result<ExitStatus> {
             self.calls.borrow_mut().push(Call::Reap);
             assert!(self.exited, "reaping a running child would block");
-            Ok(ExitStatus::Signal(Signal::SIGKILL))
+            Ok(ExitStatus::Signaled(Signal::SIGKILL as i32))
         }
     }
 
@@ -171,7 +146,7 @@ mod tests {
         let (mut reaper, calls) = reaper();
         reaper.child.exited = true;
         let status = reaper.try_reap().unwrap().unwrap();
-        assert_eq!(status.to_string(), "killed by SIGKILL");
+        assert_eq!(status.to_string(), "signal 9 (SIGKILL)");
         assert_eq!(
             *calls.borrow(),
             [Call::HasExited, Call::Signal(Signal::SIGKILL), Call::Reap]
@@ -188,12 +163,5 @@ mod tests {
             "no OS call after the reap: {:?}",
             calls.borrow()
         );
-    }
-
-    #[test]
-    fn exit_status_reads_well() {
-        assert!(ExitStatus::Code(0).success());
-        assert!(!ExitStatus::Code(3).success());
-        assert_eq!(ExitStatus::Code(3).to_string(), "exit code 3");
     }
 }

@@ -12,7 +12,9 @@ use herd_worker::{FromWorker, JobResult, ToWorker};
 use nix::sys::signal::Signal;
 
 use super::*;
-use crate::{ExitStatus, Kill, Record, Wait};
+use herd_ipc::{ExitStatus, Pid};
+
+use crate::{Kill, Record, Wait};
 
 /// A clock that moves only when told.
 #[derive(Clone)]
@@ -80,12 +82,12 @@ impl WorkerState {
 type Shared = Rc<RefCell<WorkerState>>;
 
 struct MockChild {
-    pid: i32,
+    pid: Pid,
     state: Shared,
 }
 
 impl Wait for MockChild {
-    fn id(&self) -> i32 {
+    fn id(&self) -> Pid {
         self.pid
     }
     fn has_exited(&mut self) -> io::Result<bool> {
@@ -106,7 +108,7 @@ impl Kill for MockChild {
         state.signals.push(signal);
         // SIGKILL ends a mock worker at once; SIGTERM is left to the test.
         if signal == Signal::SIGKILL {
-            state.exit(ExitStatus::Signal(Signal::SIGKILL));
+            state.exit(ExitStatus::Signaled(libc::SIGKILL));
         }
         Ok(())
     }
@@ -131,7 +133,7 @@ impl WorkerChannel for MockChannel {
         }
         // A well-behaved worker leaves when told to stop.
         if message == ToWorker::Stop {
-            state.exit(ExitStatus::Code(0));
+            state.exit(ExitStatus::Exited(0));
         }
         state.sent.push(message);
         Ok(())
@@ -167,7 +169,7 @@ impl Launcher for MockLauncher {
             supervisor_signals: Rc::clone(&self.signals),
         }));
         self.workers.borrow_mut().push(Rc::clone(&state));
-        let pid = 1000 + id.0 as i32;
+        let pid = Pid::from_raw(1000 + id.0 as i32);
         Ok((
             MockChild {
                 pid,
@@ -180,7 +182,7 @@ impl Launcher for MockLauncher {
         ))
     }
 
-    fn reap_strays(&mut self, _: &dyn Fn(i32) -> bool) {}
+    fn reap_strays(&mut self, _: &dyn Fn(Pid) -> bool) {}
 }
 
 struct Harness {
@@ -334,7 +336,7 @@ fn every_job_runs_once_and_the_workers_leave_when_done() {
 fn a_worker_that_dies_mid_job_has_its_job_requeued_and_is_replaced_after_backoff() {
     let mut harness = Harness::new(config(1), 1, MockLauncher::default());
     harness.step_until("the worker holds the job", |h| h.job_of(0).is_some());
-    harness.die(0, ExitStatus::Signal(Signal::SIGSEGV));
+    harness.die(0, ExitStatus::Signaled(libc::SIGSEGV));
     harness.step_until("the job is re-queued", |h| {
         h.has_event(|event| {
             matches!(
@@ -350,13 +352,13 @@ fn a_worker_that_dies_mid_job_has_its_job_requeued_and_is_replaced_after_backoff
     });
     assert!(harness.has_event(|event| matches!(
         event,
-        Event::WorkerDied { worker: WorkerId(1), status, .. } if status == "killed by SIGSEGV"
+        Event::WorkerDied { worker: WorkerId(1), status, .. } if status == &ExitStatus::Signaled(libc::SIGSEGV).to_string()
     )));
     // The first replacement starts at once and gets the job again.
     harness.step_until("the replacement holds the job", |h| h.job_of(1).is_some());
     assert_eq!(harness.job_of(1).unwrap().attempt, 2);
     // A second death in a row waits for the backoff, which only the clock can end.
-    harness.die(1, ExitStatus::Code(3));
+    harness.die(1, ExitStatus::Exited(3));
     for _ in 0..5 {
         harness.supervisor.step();
     }
@@ -409,7 +411,7 @@ fn workers_that_keep_dying_hit_the_restart_limit_and_stop_the_run() {
     let mut harness = Harness::new(config, 1, MockLauncher::default());
     for round in 0..4 {
         harness.step_until("a worker holds the job", |h| h.job_of(round).is_some());
-        harness.die(round, ExitStatus::Code(101));
+        harness.die(round, ExitStatus::Exited(101));
         harness.step_until("its death is seen", |h| {
             h.events()
                 .iter()

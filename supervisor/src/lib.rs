@@ -33,9 +33,9 @@ pub use policy::{
     Backoff, Completion, Drain, DrainState, IntensityExceeded, JobFailure, Kill, LeaseTable,
     LossCause, Reaper, Released, RestartIntensity, Wait,
 };
-pub use pool::{AsyncResult, ImapUnordered, Pool, PoolError};
+pub use pool::{pool_worker, AsyncResult, Imap, ImapUnordered, Pool, PoolBuilder, PoolError};
 pub use report::{RunReport, StopReason};
-pub use signals::{BlockedSignals, InheritedHandlers, SignalInbox, SignalSource};
+pub use signals::{BlockedSignals, InheritedHandlers, SignalInbox, SignalSource, Waker};
 pub use supervise::Supervisor;
 pub use worker_id::WorkerId;
 
@@ -44,3 +44,5 @@ pub mod __private {
     //! For [`worker_entry!`](crate::worker_entry)'s expansion in other crates.
     pub use herd_ipc;
 }
+
+pub use herd_worker::{job, register_kind};

@@ -186,6 +186,12 @@ impl<L: Launcher, O: Observer, S: SignalSource, C: Clock> Supervisor<L, O, S, C>
     /// One pass of the loop: act on what happened, then wait (at most a tick) for more. Returns
     /// whether the run is over (every worker gone and reaped).
     pub fn step(&mut self) -> bool {
+        self.step_for(TICK)
+    }
+
+    /// Like [`step`](Self::step), waiting at most `max_wait` for something to happen (zero: act
+    /// on what is there and return at once).
+    pub fn step_for(&mut self, max_wait: Duration) -> bool {
         let now = self.clock.now();
         for signal in self.inbox.take() {
             self.on_signal(signal, now);
@@ -211,7 +217,7 @@ impl<L: Launcher, O: Observer, S: SignalSource, C: Clock> Supervisor<L, O, S, C>
         if self.is_over() {
             return true;
         }
-        self.wait_for_events();
+        self.wait_for_events(max_wait.min(TICK));
         false
     }
 
@@ -304,9 +310,9 @@ impl<L: Launcher, O: Observer, S: SignalSource, C: Clock> Supervisor<L, O, S, C>
         }
     }
 
-    fn wait_for_events(&self) {
+    fn wait_for_events(&self, max_wait: Duration) {
         let now = self.clock.now();
-        let mut timeout = TICK;
+        let mut timeout = max_wait;
         if let Some(next) = self.pending_starts.iter().min() {
             timeout = timeout.min(next.saturating_duration_since(now));
         }

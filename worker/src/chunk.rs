@@ -96,6 +96,19 @@ pub fn read_chunk_outputs<T: DeserializeOwned>(
     })
 }
 
+/// Whether every item of an answer built by [`ChunkOutputs`] is an output (none is an error),
+/// read from the records' tags without decoding them.
+pub fn chunk_outputs_ok(bytes: &[u8]) -> bool {
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        match next_record(&mut rest) {
+            Ok((OUTPUT, _)) => {}
+            _ => return false,
+        }
+    }
+    true
+}
+
 fn next_record<'a>(rest: &mut &'a [u8]) -> Result<(u8, &'a [u8]), PayloadError> {
     let (&tag, mut tail) = rest.split_first().ok_or_else(PayloadError::malformed)?;
     let mut length: usize = 0;
@@ -135,6 +148,7 @@ mod tests {
         outputs.push_output(&long);
         assert_eq!(outputs.len(), 3);
         let bytes = outputs.into_bytes();
+        assert!(!chunk_outputs_ok(&bytes), "one item failed");
         let items: Vec<_> = read_chunk_outputs::<String>(&bytes)
             .map(Result::unwrap)
             .collect();

@@ -17,7 +17,7 @@ mod registry;
 mod wire;
 mod worker_loop;
 
-pub use chunk::{read_chunk_outputs, ChunkOutputs};
+pub use chunk::{chunk_outputs_ok, read_chunk_outputs, ChunkOutputs};
 pub use job_error::JobError;
 pub use job_kind::JobKind;
 pub use link::Link;

@@ -1,7 +1,9 @@
 //! The OS layer of herd-ipc: every `unsafe` call into the kernel lives in the
 //! modules below, and this re-export list is all the rest of the crate may use.
 
+mod bootstrap;
 mod fork;
+mod forkserver;
 mod futex;
 mod handoff;
 mod name;
@@ -14,7 +16,9 @@ mod shared_state;
 mod shm;
 mod socket;
 
+pub(crate) use bootstrap::ensure_linked as ensure_bootstrap_linked;
 pub(crate) use fork::{fork_and_exec_self, fork_and_run, ChildSetup, ExecPlan, ForkPermit};
+pub(crate) use forkserver::{child_signals, forkserver_signals, is_main_thread};
 pub(crate) use futex::{futex_wait, futex_wake, futex_wake_all, FutexWait};
 pub(crate) use handoff::{adopt_inherited_fd, memfd_with, read_memfd};
 pub(crate) use name::{current_name, set_current_name};

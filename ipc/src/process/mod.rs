@@ -2,6 +2,8 @@
 mod builder;
 mod child;
 mod entry;
+mod forkserver;
+mod method;
 mod outcome;
 mod registry;
 mod status;
@@ -9,12 +11,16 @@ mod status;
 pub use builder::{Process, StartError};
 pub use child::{Child, JoinError, JoinTimeoutError};
 pub use entry::{init, Entry};
+pub use forkserver::forkserver_pid;
+pub use method::{StartMethod, UnknownStartMethod};
+
+pub(crate) use entry::run_if_started_by_herd;
 pub use registry::{active_children, current_process, ChildInfo, CurrentProcess};
 pub use status::ExitStatus;
 
 /// What [`entry!`](crate::entry!) expands to; not an API.
 #[doc(hidden)]
 pub mod __private {
-    pub use super::entry::EntryRegistration;
-    pub use inventory;
+    pub use super::entry::{EntryRegistration, ENTRIES};
+    pub use linkme;
 }

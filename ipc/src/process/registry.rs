@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 use serde::{Deserialize, Serialize};
 
 use crate::platform::{self, Pidfd};
+use crate::process::forkserver::Reaper;
 use crate::process::status::ExitStatus;
 
 /// One started child, shared by its handle and the process-wide list.
@@ -17,6 +18,8 @@ pub(crate) struct ChildShared {
     /// The process that started the child; only it may reap or signal it (a forked grandchild inherits handles
     /// as copies, but the child is not its child).
     starter: u32,
+    /// Who collects the exit status: this process, or the forkserver that forked the child for it.
+    reaper: Reaper,
     /// `Some` once reaped; reaping happens only under this lock, so it happens once.
     status: Mutex<Option<ExitStatus>>,
 }
@@ -27,10 +30,16 @@ static CHILDREN: Mutex<Vec<Weak<ChildShared>>> = Mutex::new(Vec::new());
 impl ChildShared {
     /// Records a freshly started child in the process-wide list.
     pub(crate) fn register(pid: u32, name: String, pidfd: Pidfd) -> Arc<Self> {
+        Self::register_with(pid, name, pidfd, Reaper::ThisProcess)
+    }
+
+    /// Records a freshly started child whose exit status `reaper` collects.
+    pub(crate) fn register_with(pid: u32, name: String, pidfd: Pidfd, reaper: Reaper) -> Arc<Self> {
         let shared = Arc::new(Self {
             pid,
             name,
             pidfd,
+            reaper,
             starter: std::process::id(),
             status: Mutex::new(None),
         });
@@ -67,7 +76,10 @@ impl ChildShared {
                     self.name, self.pid, self.starter
                 )));
             }
-            *status = self.pidfd.try_reap()?.map(ExitStatus::from);
+            *status = self
+                .reaper
+                .try_reap(&self.pidfd, self.pid)?
+                .map(ExitStatus::from);
         }
         Ok(*status)
     }
@@ -96,7 +108,7 @@ impl ChildShared {
             _ => {}
         }
         // SIGKILL cannot be caught or ignored: this wait is short.
-        let reaped = ExitStatus::from(self.pidfd.reap_blocking()?);
+        let reaped = ExitStatus::from(self.reaper.reap_blocking(&self.pidfd, self.pid)?);
         *status = Some(reaped);
         Ok(reaped)
     }

@@ -850,6 +850,8 @@ fn forkserver_returns_value() -> TestResult {
     );
     // One server per process: the second start reused it.
     assert_eq!(herd::ipc::forkserver_pid(), Some(server));
+    let err = expect_err(Process::new().forkserver_named::<_, ()>("no::such::entry", &()))?;
+    assert!(matches!(err, StartError::UnknownEntry { .. }), "{err}");
     no_forkserver_zombies()
 }
 

@@ -584,6 +584,15 @@ struct Server {
 pub(crate) fn serve_and_exit(args: &[&[u8]]) -> ! {
     let code = match serve(args) {
         Ok(()) => 0,
+        // The requesting process went away in the middle of an exchange: nobody to tell.
+        Err(err)
+            if matches!(
+                err.kind(),
+                io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+            ) =>
+        {
+            0
+        }
         Err(err) => {
             eprintln!("herd-ipc forkserver (pid {}): {err}", std::process::id());
             EXIT_FAILED

@@ -63,24 +63,35 @@ herd::ipc::entry! {
 }
 
 herd::ipc::entry! {
+    /// Exits with the given code without returning a value.
+    fn exit_with(code: i32) -> () {
+        std::process::exit(code)
+    }
+}
+
+herd::ipc::entry! {
+    /// Does nothing.
+    fn nothing(_unit: ()) {}
+}
+
+herd::ipc::entry! {
     /// Sends a greeting through the Pipe end it was given (its fd inherited through exec).
     fn greet_through(sender: PipeSender<String>) -> bool {
         sender.send(format!("hello from {}", current_process().name)).is_ok()
     }
 }
 
-/// Set in the environment of a re-executed copy of this binary that stands for a program whose main
-/// forgot `herd_ipc::init()`.
-const FORGOT_INIT: &str = "HERD_TEST_MAIN_FORGOT_INIT";
+/// Set in the environment of a re-executed copy of this binary: its main says so if it runs.
+const REACHED_MAIN: &str = "HERD_TEST_REACHED_MAIN";
 
 fn main() -> ExitCode {
-    if std::env::var_os(FORGOT_INIT).is_some() {
-        return main_that_forgot_init();
+    if std::env::var_os(REACHED_MAIN).is_some() {
+        return main_of_a_spawned_copy();
     }
     let trials: Vec<(&str, TrialFn)> = vec![
         (
-            "spawn_refused_in_a_child_that_skipped_init",
-            spawn_refused_in_a_child_that_skipped_init,
+            "spawned_child_never_reaches_main",
+            spawned_child_never_reaches_main,
         ),
         ("fork_returns_value", fork_returns_value),
         (
@@ -191,6 +202,39 @@ fn main() -> ExitCode {
             "wait_reports_the_child_that_exited",
             wait_reports_the_child_that_exited,
         ),
+        ("forkserver_returns_value", forkserver_returns_value),
+        ("forkserver_exit_and_signals", forkserver_exit_and_signals),
+        (
+            "forkserver_keeps_a_zombie_until_asked",
+            forkserver_keeps_a_zombie_until_asked,
+        ),
+        (
+            "forkserver_drop_kills_and_reaps",
+            forkserver_drop_kills_and_reaps,
+        ),
+        ("forkserver_pidfd_polls", forkserver_pidfd_polls),
+        ("forkserver_passes_a_pipe_end", forkserver_passes_a_pipe_end),
+        (
+            "forkserver_from_multi_threaded_process",
+            forkserver_from_multi_threaded_process,
+        ),
+        (
+            "forkserver_dies_with_its_parent",
+            forkserver_dies_with_its_parent,
+        ),
+        (
+            "forkserver_started_from_a_short_lived_thread_survives_it",
+            forkserver_started_from_a_short_lived_thread_survives_it,
+        ),
+        (
+            "forkserver_is_restarted_after_it_died",
+            forkserver_is_restarted_after_it_died,
+        ),
+        (
+            "forkserver_child_adopted_by_a_subreaper_is_reaped",
+            forkserver_child_adopted_by_a_subreaper_is_reaped,
+        ),
+        ("start_dispatches_on_method", start_dispatches_on_method),
     ];
     support::run(trials)
 }
@@ -628,35 +672,25 @@ fn spawn_panic_message_is_carried_back() -> TestResult {
     Ok(())
 }
 
-/// A main without `init()` running in a spawned child: its own spawn must be refused, not loop.
-fn main_that_forgot_init() -> ExitCode {
-    // Were the refusal missing, the grandchild must not play this part too (it would loop).
-    std::env::remove_var(FORGOT_INIT);
-    match Process::new().spawn(add, &(1, 2)) {
-        Err(err @ StartError::SpawnedWithoutInit) => {
-            println!("{err}");
-            ExitCode::SUCCESS
-        }
-        Err(other) => {
-            println!("unexpected error: {other}");
-            ExitCode::from(3)
-        }
-        Ok(_) => {
-            println!("spawned again from a child that skipped init()");
-            ExitCode::from(4)
-        }
-    }
+/// What `main` does in a copy of this binary re-executed with the spawn flag: it must never run, because
+/// herd-ipc's start-up hook takes over such a process before `main`.
+fn main_of_a_spawned_copy() -> ExitCode {
+    println!("main ran in a spawned child");
+    ExitCode::from(4)
 }
 
-fn spawn_refused_in_a_child_that_skipped_init() -> TestResult {
-    // Re-execute this binary the way spawn does (flag first), with a main that skips init().
+fn spawned_child_never_reaches_main() -> TestResult {
+    // Re-execute this binary the way spawn does (flag first), with fd numbers that are not open: the start-up
+    // hook handles the flag before main, reports the missing result channel and exits with 1.
     let output = std::process::Command::new(std::env::current_exe()?)
         .args(["--herd-ipc-spawn", "1000", "1001"])
-        .env(FORGOT_INIT, "1")
+        .env(REACHED_MAIN, "1")
         .output()?;
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{:?}: {stdout}", output.status);
-    assert!(stdout.contains("did not call herd_ipc::init()"), "{stdout}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(!stdout.contains("main ran"), "{stdout}");
+    assert!(stderr.contains("no result channel"), "{stderr}");
     Ok(())
 }
 
@@ -901,4 +935,383 @@ fn unsendable_result_fails_clearly() -> TestResult {
         other => return Err(format!("expected a send failure, got {other:?}").into()),
     }
     Ok(())
+}
+
+/// The forkserver's children that are zombies: an exited child stays one only until its owner asks.
+fn forkserver_zombies() -> Vec<i32> {
+    herd::ipc::forkserver_pid()
+        .map(|server| {
+            support::proc::children_of(server.as_raw())
+                .into_iter()
+                .filter(|&(_, state)| state == 'Z')
+                .map(|(pid, _)| pid)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn no_forkserver_zombies() -> TestResult {
+    let zombies = forkserver_zombies();
+    if zombies.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("the forkserver holds zombies: {zombies:?}").into())
+    }
+}
+
+fn forkserver_returns_value() -> TestResult {
+    let child = Process::new().name("fs-adder").forkserver(add, &(40, 2))?;
+    assert_eq!(child.name(), "fs-adder");
+    assert_eq!(child.join_timeout(PATIENCE)?, 42);
+    let server = herd::ipc::forkserver_pid().ok_or("no forkserver after a forkserver start")?;
+    // The forkserver is our child, its children are its own.
+    assert_eq!(
+        procfs::process::Process::new(server.as_raw())?.stat()?.ppid,
+        Pid::this().as_raw()
+    );
+    let child = Process::new().name("fs-who").forkserver(whoami, &())?;
+    let pid = child.pid();
+    let (seen_pid, seen_ppid, seen_name) = child.join_timeout(PATIENCE)?;
+    assert_eq!(
+        (seen_pid, seen_ppid, seen_name.as_str()),
+        (pid, server, "fs-who")
+    );
+    // One server per process: the second start reused it.
+    assert_eq!(herd::ipc::forkserver_pid(), Some(server));
+    let err = expect_err(Process::new().forkserver_named::<_, ()>("no::such::entry", &()))?;
+    assert!(matches!(err, StartError::UnknownEntry { .. }), "{err}");
+    no_forkserver_zombies()
+}
+
+fn forkserver_exit_and_signals() -> TestResult {
+    let exits = Process::new().forkserver(exit_with, &3)?;
+    let err = expect_err(exits.join_timeout(PATIENCE))?;
+    match err {
+        err @ JoinTimeoutError::NoValue { .. } => {
+            assert_eq!(err.exit_status().map(|s| s.exitcode()), Some(3));
+        }
+        other => return Err(format!("expected exit code 3, got {other:?}").into()),
+    }
+
+    let child = Process::new().forkserver(nap, &30_000)?;
+    assert!(child.is_alive());
+    assert_eq!(child.exit_status(), None);
+    child.terminate()?;
+    expect_ended_by(child, libc::SIGTERM, "SIGTERM")?;
+
+    let child = Process::new().forkserver(nap, &30_000)?;
+    child.kill()?;
+    eventually("the killed child is no longer alive", PATIENCE, || {
+        !child.is_alive()
+    })?;
+    assert_eq!(
+        child.exit_status(),
+        Some(ExitStatus::Signaled(libc::SIGKILL))
+    );
+    assert_eq!(child.exit_status().map(|s| s.exitcode()), Some(-9));
+    // Reaped: signals are no-ops now, whoever has the pid.
+    child.terminate()?;
+    expect_ended_by(child, libc::SIGKILL, "a kill")?;
+
+    let child = Process::new().forkserver(nap, &30_000)?;
+    child.send_signal(libc::SIGINT)?;
+    expect_ended_by(child, libc::SIGINT, "SIGINT")?;
+
+    let child = Process::new().forkserver(explode, &"served boom".to_owned())?;
+    match expect_err(child.join_timeout(PATIENCE))? {
+        err @ JoinTimeoutError::Panicked { .. } => {
+            assert_eq!(err.panic_message(), Some("served boom"));
+            assert_eq!(err.exit_status(), Some(ExitStatus::Exited(1)));
+        }
+        other => return Err(format!("expected a panic, got {other:?}").into()),
+    }
+    no_forkserver_zombies()
+}
+
+fn forkserver_keeps_a_zombie_until_asked() -> TestResult {
+    let child = Process::new().forkserver(nothing, &())?;
+    let pid = child.pid();
+    // The child exits at once; nobody asked for its status, so the forkserver keeps it as a zombie: the pid
+    // (and its process group) stay reserved for the owner.
+    eventually("the finished child is a zombie", PATIENCE, || {
+        proc_state(pid) == Some('Z')
+    })?;
+    assert_eq!(forkserver_zombies(), vec![pid.as_raw()]);
+    assert_eq!(child.exit_status(), Some(ExitStatus::Exited(0)));
+    assert_eq!(
+        proc_state(pid),
+        None,
+        "pid {pid} still in /proc once reaped"
+    );
+    child.join_timeout(PATIENCE)?;
+    no_forkserver_zombies()
+}
+
+fn forkserver_drop_kills_and_reaps() -> TestResult {
+    let child = Process::new().forkserver(nap, &30_000)?;
+    let pid = child.pid();
+    assert_eq!(proc_state(pid).map(|s| s != 'Z'), Some(true));
+    drop(child);
+    assert_eq!(proc_state(pid), None, "pid {pid} still in /proc after drop");
+    no_forkserver_zombies()
+}
+
+fn forkserver_pidfd_polls() -> TestResult {
+    use std::os::fd::AsFd;
+    let slow = Process::new().forkserver(nap, &30_000)?;
+    let quick = Process::new().forkserver(nap, &50)?;
+    let ready = herd::ipc::wait(&[&slow, &quick], Some(PATIENCE))?;
+    assert_eq!(ready, vec![1]);
+    assert!(slow.is_alive() && !quick.is_alive());
+    // The handle's fd is the pidfd the forkserver opened: readable once the child exits.
+    let mut fds = [nix::poll::PollFd::new(
+        slow.as_fd(),
+        nix::poll::PollFlags::POLLIN,
+    )];
+    assert_eq!(nix::poll::poll(&mut fds, nix::poll::PollTimeout::ZERO)?, 0);
+    slow.kill()?;
+    assert_eq!(
+        nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(10_000u16))?,
+        1
+    );
+    quick.join_timeout(PATIENCE)?;
+    expect_ended_by(slow, libc::SIGKILL, "a kill")?;
+    no_forkserver_zombies()
+}
+
+fn forkserver_passes_a_pipe_end() -> TestResult {
+    let (sender, receiver) = Pipe::<String>::simplex()?;
+    let child = Process::new()
+        .name("fs-greeter")
+        .forkserver(greet_through, &sender)?;
+    drop(sender);
+    assert_eq!(receiver.recv_timeout(PATIENCE)?, "hello from fs-greeter");
+    assert!(child.join_timeout(PATIENCE)?);
+    no_forkserver_zombies()
+}
+
+fn forkserver_from_multi_threaded_process() -> TestResult {
+    // In a forked child (this test process must stay single-threaded): start threads, then start children
+    // through the child's own forkserver from several threads at once.
+    let child = support::fork_child(|| {
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let helper = std::thread::spawn(move || released.recv_timeout(PATIENCE));
+        let threads: Vec<_> = (0..4i64)
+            .map(|i| {
+                std::thread::spawn(move || -> Result<i64, String> {
+                    let child = Process::new()
+                        .forkserver(add, &(i, 100))
+                        .map_err(|e| e.to_string())?;
+                    child.join_timeout(PATIENCE).map_err(|e| e.to_string())
+                })
+            })
+            .collect();
+        let mut sums = Vec::new();
+        for thread in threads {
+            sums.push(thread.join().map_err(|_| "thread panicked".to_owned())??);
+        }
+        support::ensure(sums == [100, 101, 102, 103], || format!("{sums:?}"))?;
+        let fork = Process::new().fork(|| 1);
+        support::ensure(
+            matches!(fork, Err(StartError::MultiThreaded { .. })),
+            || format!("fork was not refused: {fork:?}"),
+        )?;
+        let _ = release.send(());
+        let _ = helper.join();
+        // This process's own forkserver, not the one inherited from the test process.
+        let mine = herd::ipc::forkserver_pid().ok_or("no forkserver")?;
+        let ppid = procfs::process::Process::new(mine.as_raw())
+            .and_then(|p| p.stat())
+            .map_err(|e| e.to_string())?
+            .ppid;
+        support::ensure(ppid == Pid::this().as_raw(), || {
+            format!("forkserver {mine} has parent {ppid}")
+        })
+    });
+    Ok(child.join(PATIENCE)?)
+}
+
+/// Forks a middle process that starts a forkserver child (`daemon` or not) and reports the forkserver's pid
+/// and the child's through a pipe, then sleeps until it is SIGKILLed; returns (forkserver, child).
+fn forkserver_of_killed_parent(daemon: bool) -> Result<(Pid, Pid), Failed> {
+    let (read, write) = nix::unistd::pipe()?;
+    let middle = Process::new().fork(move || {
+        let child = Process::new().daemon(daemon).forkserver(nap, &5_000);
+        let pid = child.as_ref().map_or(0, |c| c.pid().as_raw());
+        let server = herd::ipc::forkserver_pid().map_or(0, Pid::as_raw);
+        let mut bytes = server.to_le_bytes().to_vec();
+        bytes.extend_from_slice(&pid.to_le_bytes());
+        let _ = nix::unistd::write(&write, &bytes);
+        std::thread::sleep(Duration::from_secs(30));
+        drop(child);
+    })?;
+    let mut file = std::fs::File::from(read);
+    let mut bytes = [0u8; 8];
+    file.read_exact(&mut bytes)?;
+    let server = i32::from_le_bytes(bytes[..4].try_into()?);
+    let pid = i32::from_le_bytes(bytes[4..].try_into()?);
+    assert!(
+        server != 0 && pid != 0,
+        "the middle process could not start"
+    );
+    middle.kill()?;
+    expect_err(middle.join_timeout(PATIENCE))?;
+    Ok((Pid::from_raw(server), Pid::from_raw(pid)))
+}
+
+fn forkserver_dies_with_its_parent() -> TestResult {
+    let (server, daemon) = forkserver_of_killed_parent(true)?;
+    eventually("the forkserver died with its parent", PATIENCE, || {
+        has_ended(server)
+    })?;
+    eventually(
+        "the daemon child died with the forkserver",
+        PATIENCE,
+        || has_ended(daemon),
+    )?;
+    // The contrast: a non-daemon child outlives both.
+    let (server, plain) = forkserver_of_killed_parent(false)?;
+    eventually("the forkserver died with its parent", PATIENCE, || {
+        has_ended(server)
+    })?;
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(!has_ended(plain), "the non-daemon child {plain} died");
+    // Adopted by init (or a subreaper), sleeping 5 s: its pid cannot have been reused yet.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(plain.as_raw()),
+        nix::sys::signal::Signal::SIGKILL,
+    )?;
+    Ok(())
+}
+
+fn forkserver_started_from_a_short_lived_thread_survives_it() -> TestResult {
+    // The parent-death signal fires when the forking *thread* exits; a server started from a thread that
+    // ends must keep serving, and still die with the process.
+    let (read, write) = nix::unistd::pipe()?;
+    let middle = Process::new().fork(move || -> Result<(), String> {
+        let first = std::thread::spawn(|| {
+            Process::new()
+                .forkserver(add, &(1, 1))
+                .map_err(|e| e.to_string())?
+                .join_timeout(PATIENCE)
+                .map_err(|e| e.to_string())
+        })
+        .join()
+        .map_err(|_| "thread panicked".to_owned())??;
+        std::thread::sleep(Duration::from_millis(100));
+        let second = Process::new()
+            .forkserver(add, &(2, 2))
+            .map_err(|e| e.to_string())?
+            .join_timeout(PATIENCE)
+            .map_err(|e| e.to_string())?;
+        let server = herd::ipc::forkserver_pid().map_or(0, Pid::as_raw);
+        let _ = nix::unistd::write(&write, &server.to_le_bytes());
+        if (first, second) != (2, 4) {
+            return Err(format!("{first} {second}"));
+        }
+        std::thread::sleep(Duration::from_secs(30));
+        Ok(())
+    })?;
+    let server = Pid::from_raw(read_i32(read)?);
+    assert_ne!(server.as_raw(), 0);
+    middle.kill()?;
+    expect_err(middle.join_timeout(PATIENCE))?;
+    eventually("the forkserver died with its parent", PATIENCE, || {
+        has_ended(server)
+    })?;
+    Ok(())
+}
+
+fn forkserver_is_restarted_after_it_died() -> TestResult {
+    assert_eq!(Process::new().forkserver(add, &(1, 2))?.join()?, 3);
+    let first = herd::ipc::forkserver_pid().ok_or("no forkserver")?;
+    let running = Process::new().daemon(true).forkserver(nap, &30_000)?;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(first.as_raw()),
+        nix::sys::signal::Signal::SIGKILL,
+    )?;
+    eventually("the killed forkserver is seen as gone", PATIENCE, || {
+        herd::ipc::forkserver_pid().is_none()
+    })?;
+    // Its daemon child died with it; the handle reports that its status is lost.
+    eventually(
+        "the daemon child died with the forkserver",
+        PATIENCE,
+        || !running.is_alive(),
+    )?;
+    let err = expect_err(running.join_timeout(PATIENCE))?;
+    assert!(err.to_string().contains("forkserver"), "{err}");
+    // The next start launches a new server; the dead one has been reaped (no zombie of ours).
+    assert_eq!(Process::new().forkserver(add, &(2, 2))?.join()?, 4);
+    let second = herd::ipc::forkserver_pid().ok_or("no forkserver")?;
+    assert_ne!(first, second);
+    assert_eq!(
+        proc_state(first),
+        None,
+        "the dead forkserver was not reaped"
+    );
+    Ok(())
+}
+
+fn start_dispatches_on_method() -> TestResult {
+    use herd::ipc::StartMethod;
+    assert_eq!(StartMethod::default_for_this_process(), StartMethod::Fork);
+    for method in StartMethod::ALL {
+        let parsed: StartMethod = method.to_string().parse()?;
+        assert_eq!(parsed, method);
+        let child = Process::new()
+            .name(format!("by-{method}"))
+            .start(method, whoami, &())?;
+        let pid = child.pid();
+        let (seen_pid, _, seen_name) = child.join_timeout(PATIENCE)?;
+        assert_eq!((seen_pid, seen_name), (pid, format!("by-{method}")));
+        let (sender, receiver) = Pipe::<String>::simplex()?;
+        let child =
+            Process::new()
+                .name(format!("pipe-{method}"))
+                .start(method, greet_through, &sender)?;
+        drop(sender);
+        assert_eq!(
+            receiver.recv_timeout(PATIENCE)?,
+            format!("hello from pipe-{method}")
+        );
+        assert!(child.join_timeout(PATIENCE)?);
+    }
+    let err = expect_err("vfork".parse::<StartMethod>())?;
+    assert!(err.to_string().contains("vfork"), "{err}");
+    no_forkserver_zombies()
+}
+
+fn forkserver_child_adopted_by_a_subreaper_is_reaped() -> TestResult {
+    // In a forked child that is a subreaper (as the supervisor is): when its forkserver dies, the server's
+    // children are re-parented to it, and their handles reap them directly. Neither the dead server nor the
+    // child may stay a zombie.
+    let child = support::fork_child(|| {
+        nix::sys::prctl::set_child_subreaper(true).map_err(|e| e.to_string())?;
+        let child = Process::new()
+            .forkserver(nap, &30_000)
+            .map_err(|e| e.to_string())?;
+        let pid = child.pid();
+        let server = herd::ipc::forkserver_pid().ok_or("no forkserver")?;
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(server.as_raw()),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .map_err(|e| e.to_string())?;
+        eventually("the orphaned child is adopted by us", PATIENCE, || {
+            procfs::process::Process::new(pid.as_raw())
+                .and_then(|p| p.stat())
+                .is_ok_and(|stat| stat.ppid == Pid::this().as_raw())
+        })?;
+        child.kill().map_err(|e| e.to_string())?;
+        match child.join_timeout(PATIENCE) {
+            Err(err) if err.exit_status() == Some(ExitStatus::Signaled(libc::SIGKILL)) => {}
+            other => return Err(format!("expected a SIGKILL status, got {other:?}")),
+        }
+        support::ensure(proc_state(server).is_none(), || {
+            format!("the dead forkserver {server} was not reaped")
+        })?;
+        support::no_zombies()
+    });
+    Ok(child.join(PATIENCE)?)
 }

@@ -1,4 +1,4 @@
-//! Process start-up: start a trivial child and join it, by fork and by spawn (mean over many), plus a baseline
+//! Process start-up: start a trivial child and join it, by fork, by spawn and by the forkserver (mean over many), plus a baseline
 //! of the bare OS cost of starting a program (`/bin/true` through `std::process::Command`).
 use std::time::{Duration, Instant};
 
@@ -42,6 +42,14 @@ pub fn run() -> anyhow::Result<()> {
     })
     .context("spawn + join")?;
     report("process_start_join_ms_spawn", spawn, "ms");
+
+    // The first call (the warm-up round) starts the forkserver; the figure is the steady state.
+    let forkserver = mean_ms(|| {
+        Process::new().forkserver(noop, &())?.join()?;
+        Ok(())
+    })
+    .context("forkserver + join")?;
+    report("process_start_join_ms_forkserver", forkserver, "ms");
 
     let exec = mean_ms(|| {
         let status = std::process::Command::new("/bin/true").status()?;

@@ -102,15 +102,19 @@
 //! ([`StartError::MultiThreaded`]); see [What is safe after fork](#what-is-safe-after-fork). A
 //! doctest's `main` runs on the main thread of its own single-threaded process, so fork is fine
 //! here; so is an integration test with `harness = false` that runs its trials on the main thread.
-//! libtest's default harness runs each `#[test]` on a thread of its own, where fork refuses.
+//! libtest's default harness runs each `#[test]` on a thread of its own, where fork refuses: use
+//! spawn or the forkserver there ([`Process::forkserver`], [`StartMethod`]).
 //!
 //! ## By spawn
 //!
 //! [`Process::spawn`] re-executes the current binary and runs an *entry*, a function declared with
 //! [`entry!`], on serialised arguments. No memory is shared: the child is a fresh run of the
-//! program, handed the entry's arguments, and spawning is safe in a multi-threaded program. Every
-//! binary that spawns calls [`init`] first thing in `main`: in the re-executed child, `init` runs
-//! the entry, sends its return value back and exits.
+//! program, handed the entry's arguments, and spawning is safe in a multi-threaded program. The
+//! re-executed child runs the entry from a start-up hook of herd-ipc before `main` would start,
+//! sends its return value back and exits, so `main` needs no special first line and spawn works
+//! from ordinary `#[test]` functions; [`init`], which older programs call first thing in `main`,
+//! is kept and harmless. [`Process::forkserver`] starts the same entries at about the cost of a
+//! fork, from a single-threaded server process, so it too is safe in a multi-threaded program.
 //!
 //! ```
 //! use std::time::Duration;
@@ -715,8 +719,8 @@ pub use pipe::{Pipe, PipeReceiver, PipeSender, RecvError, SendError};
 #[doc(hidden)]
 pub use process::__private;
 pub use process::{
-    active_children, current_process, init, Child, Entry, ExitStatus, JoinError, JoinTimeoutError,
-    Pid, Process, StartError,
+    active_children, current_process, forkserver_pid, init, Child, Entry, ExitStatus, JoinError,
+    JoinTimeoutError, Pid, Process, StartError, StartMethod, UnknownStartMethod,
 };
 pub use queue::{GetError, JoinableQueue, PutError, Queue};
 pub use shared::{Array, Pod, Value};

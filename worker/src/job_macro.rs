@@ -117,6 +117,7 @@ macro_rules! __job_output {
 macro_rules! register_kind {
     ($kind:expr) => {
         const _: () = {
+            #[allow(unsafe_code)] // linkme's `#[link_section]`: see `KINDS`.
             #[$crate::__private::linkme::distributed_slice($crate::__private::KINDS)]
             #[linkme(crate = $crate::__private::linkme)]
             static REGISTRATION: $crate::__private::KindRegistration =

@@ -26,6 +26,10 @@ pub struct KindRegistration {
 }
 
 /// Every kind registered where it is defined, collected by the linker.
+// linkme places the registrations in a linker section of their own (`#[link_section]`, which
+// the unsafe_code lint flags): it reads them back as one slice, with no constructor and no unsafe
+// code of ours.
+#[allow(unsafe_code)]
 #[linkme::distributed_slice]
 pub static KINDS: [KindRegistration];
 

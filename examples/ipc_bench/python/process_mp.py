@@ -1,5 +1,5 @@
 """Python multiprocessing counterpart of examples/ipc_bench/process.rs: start a trivial child and join it,
-with the fork and the spawn start methods (mean over many). Prints `name value unit` lines."""
+with the fork, spawn and forkserver start methods (mean over many). Prints `name value unit` lines."""
 import multiprocessing
 import time
 
@@ -33,3 +33,4 @@ def mean_ms(method):
 if __name__ == "__main__":
     print(f"process_start_join_ms_fork {mean_ms('fork'):.4f} ms", flush=True)
     print(f"process_start_join_ms_spawn {mean_ms('spawn'):.4f} ms", flush=True)
+    print(f"process_start_join_ms_forkserver {mean_ms('forkserver'):.4f} ms", flush=True)

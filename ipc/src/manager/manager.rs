@@ -63,8 +63,7 @@ impl ManagerBuilder {
         });
         let control = Client::new(endpoint);
         if let Err(e) = control.connect_now() {
-            // Say why the server is not answering when it can tell (a program whose main does
-            // not call herd_ipc::init() first runs main again instead of the server).
+            // Say why the server is not answering when it can tell (e.g. it exited at once).
             return Err(match server.stop() {
                 Err(why) => ManagerError::Server(format!("{e}; the server process: {why}")),
                 Ok(()) => e,
@@ -80,7 +79,7 @@ impl ManagerBuilder {
 
 impl Manager {
     /// Starts a server on a private Unix socket with a random authkey. The server is this
-    /// program re-executed (`Process::spawn`): `main` must call [`crate::init`] first.
+    /// program re-executed (`Process::spawn`), which serves before its `main` would start.
     pub fn start() -> Result<Manager, ManagerError> {
         ManagerBuilder::default().start()
     }

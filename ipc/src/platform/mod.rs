@@ -8,7 +8,9 @@
 //! `Process::allow_multi_threaded_fork`.
 #![allow(unsafe_code)] // the OS layer: see above
 
+mod bootstrap;
 mod fork;
+mod forkserver;
 mod futex;
 mod handoff;
 mod name;
@@ -21,7 +23,9 @@ mod shared_state;
 mod shm;
 mod socket;
 
+pub(crate) use bootstrap::ensure_linked as ensure_bootstrap_linked;
 pub(crate) use fork::{fork_and_exec_self, fork_and_run, ChildSetup, ExecPlan, ForkPermit};
+pub(crate) use forkserver::{child_signals, forkserver_signals, is_main_thread};
 pub(crate) use futex::{futex_wait, futex_wake, futex_wake_all, FutexWait};
 pub(crate) use handoff::{adopt_inherited_fd, memfd_with, read_memfd};
 pub(crate) use name::{current_name, set_current_name};

@@ -39,6 +39,42 @@ impl Pidfd {
         })
     }
 
+    /// Takes ownership of a pidfd received from another process (SCM_RIGHTS), e.g. the forkserver's pidfd for
+    /// a child it forked on our behalf. Such a pidfd can be polled and signalled, not reaped: the process is
+    /// not our child.
+    pub(crate) fn adopt(fd: OwnedFd) -> Self {
+        Self(fd)
+    }
+
+    /// Opens a pidfd for this process's parent, which must be `expected`; `None` if the parent is already gone.
+    ///
+    /// Sound without a race: a pid can be reused only after its process was reaped, which happens after it
+    /// exited, and its children are re-parented at that exit. So if `getppid()` still names `expected` after
+    /// the open, the parent had not exited when the pidfd was opened, and the pidfd names it.
+    pub(crate) fn open_parent(expected: i32) -> io::Result<Option<Self>> {
+        let parent = || nix::unistd::getppid().as_raw();
+        if parent() != expected {
+            return Ok(None);
+        }
+        let pidfd = match Self::open(Pid::from_raw(expected)) {
+            Ok(pidfd) => pidfd,
+            Err(err) if err.raw_os_error() == Some(libc::ESRCH) => return Ok(None),
+            Err(err) => return Err(err),
+        };
+        Ok((parent() == expected).then_some(pidfd))
+    }
+
+    /// Whether the process has exited (the pidfd is readable), without waiting. Works for any process, not
+    /// only our children.
+    pub(crate) fn has_exited(&self) -> io::Result<bool> {
+        Ok(crate::platform::poll(
+            &[self.0.as_fd()],
+            nix::poll::PollFlags::POLLIN,
+            Some(std::time::Duration::ZERO),
+        )?
+        .is_some())
+    }
+
     /// Sends `signal` to the process. Fails with ESRCH once the process has exited.
     pub(crate) fn send_signal(&self, signal: i32) -> io::Result<()> {
         // SAFETY: pidfd_send_signal reads no memory when `info` is NULL; the fd is open for the call's duration

@@ -21,7 +21,8 @@ use crate::process::registry::ChildShared;
 
 /// Starts a child process. Configure with [`name`](Self::name), [`daemon`](Self::daemon),
 /// [`process_group`](Self::process_group) and [`die_with_parent`](Self::die_with_parent), then call
-/// [`fork`](Self::fork) or [`spawn`](Self::spawn).
+/// [`fork`](Self::fork), [`spawn`](Self::spawn) or [`forkserver`](Self::forkserver), or
+/// [`start`](Self::start) with a [`StartMethod`](crate::StartMethod).
 ///
 /// ```
 /// use std::time::Duration;
@@ -29,6 +30,23 @@ use crate::process::registry::ChildShared;
 /// let child = herd_ipc::Process::new().name("adder").fork(|| 2 + 40)?;
 /// assert_eq!(child.join_timeout(Duration::from_secs(10))?, 42);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// The forkserver (as in Python's `multiprocessing`) forks children from a single-threaded server process,
+/// so it is as safe as spawn in a multi-threaded program and about as fast as fork:
+///
+/// ```
+/// use std::time::Duration;
+///
+/// herd_ipc::entry! {
+///     fn add(pair: (u32, u32)) -> u32 { pair.0 + pair.1 }
+/// }
+///
+/// fn main() -> Result<(), Box<dyn std::error::Error>> {
+///     let child = herd_ipc::Process::new().name("adder").forkserver(add, &(2, 40))?;
+///     assert_eq!(child.join_timeout(Duration::from_secs(10))?, 42);
+///     Ok(())
+/// }
 /// ```
 #[derive(Debug, Clone, Default)]
 pub struct Process {
@@ -167,8 +185,9 @@ impl Process {
     /// Re-executes this binary as a child that runs `entry` (declared with [`entry!`](crate::entry!)) on
     /// `args`; the entry's return value comes back on [`Child::join`].
     ///
-    /// The program's `main` must call [`crate::init`] first. Arguments may hold herd handles: their fds are
-    /// inherited by the child. Unlike [`fork`](Self::fork) this is safe in a multi-threaded parent: the child
+    /// The child runs the entry before its `main` would start (from herd-ipc's start-up hook), so `main`
+    /// needs no special first line, and this works from ordinary `#[test]` functions. Arguments may hold herd
+    /// handles: their fds are inherited by the child. Unlike [`fork`](Self::fork) this is safe in a multi-threaded parent: the child
     /// runs nothing but async-signal-safe calls before `execv`.
     pub fn spawn<E: Entry>(self, entry: E, args: &E::Args) -> Result<Child<E::Output>, StartError> {
         let _ = entry;
@@ -186,6 +205,7 @@ impl Process {
         if entry::is_spawned_child() {
             return Err(StartError::SpawnedWithoutInit);
         }
+        platform::ensure_bootstrap_linked();
         Self::check_reapable()?;
         let setup = self.setup()?;
         if !entry::is_registered(entry) {
@@ -247,7 +267,7 @@ impl Process {
     }
 
     /// Checks what every start needs: children that stay waitable until herd reaps them.
-    fn check_reapable() -> Result<(), StartError> {
+    pub(crate) fn check_reapable() -> Result<(), StartError> {
         if platform::children_are_auto_reaped() {
             return Err(StartError::AutoReaped);
         }
@@ -255,7 +275,7 @@ impl Process {
     }
 
     /// What the child applies before running anything of the caller's; refuses a signal number that is not one.
-    fn setup(&self) -> Result<ChildSetup, StartError> {
+    pub(crate) fn setup(&self) -> Result<ChildSetup, StartError> {
         let signal = match self.parent_death_signal {
             Some(number) => Some(Signal::try_from(number).map_err(|errno| StartError::Os {
                 action: "arm the parent-death signal",
@@ -269,7 +289,12 @@ impl Process {
         })
     }
 
-    fn child_name(&self) -> String {
+    /// Whether [`daemon`](Self::daemon) was asked for.
+    pub(crate) fn is_daemon(&self) -> bool {
+        self.daemon
+    }
+
+    pub(crate) fn child_name(&self) -> String {
         match &self.name {
             Some(name) => name.clone(),
             None => format!("Process-{}", STARTED.fetch_add(1, Ordering::Relaxed) + 1),
@@ -342,13 +367,25 @@ pub enum StartError {
          children itself and their exit status is lost; restore the default SIGCHLD disposition"
     )]
     AutoReaped,
-    /// This process is itself a spawned child whose `main` did not call [`crate::init`] first, so it is re-running
-    /// the parent's `main`; spawning again would repeat that without end (Python refuses the same way).
+    /// This process is itself a spawned child that reached `main`: herd-ipc's start-up hook, which runs a
+    /// spawned child's entry before `main`, did not run (and `main` did not call [`crate::init`] either), so it
+    /// is re-running the parent's `main`; spawning again would repeat that without end (Python refuses the same
+    /// way).
     #[error(
-        "refusing to spawn: this process was started by herd spawn, but its main did not call herd_ipc::init() \
-         first, so it is re-running the parent's main; call herd_ipc::init() at the top of main"
+        "refusing to spawn: this process was started by herd spawn but is running main (herd-ipc's start-up \
+         hook did not run), so it is re-running the parent's main; call herd_ipc::init() at the top of main"
     )]
     SpawnedWithoutInit,
+    /// The forkserver could not be started, or did not fork the child.
+    #[error("forkserver{}: could not {action}: {source}", .pid.map(|pid| format!(" (pid {pid})")).unwrap_or_default())]
+    Forkserver {
+        /// The forkserver's process id, once it runs.
+        pid: Option<u32>,
+        /// What was being done, e.g. `"fork the child"`.
+        action: &'static str,
+        /// Why: the OS error, or the forkserver's own reason.
+        source: io::Error,
+    },
     /// A system call failed.
     #[error("could not {action}: {source}")]
     Os {
@@ -360,7 +397,7 @@ pub enum StartError {
 }
 
 impl StartError {
-    fn os(action: &'static str) -> impl FnOnce(io::Error) -> Self {
+    pub(crate) fn os(action: &'static str) -> impl FnOnce(io::Error) -> Self {
         move |source| Self::Os { action, source }
     }
 }

@@ -1,9 +1,10 @@
-//! Entries: functions a spawned child can run, registered at link time under a name, and `init()`, the
-//! bootstrap at the top of `main` that turns a re-executed binary into the child running one of them.
+//! Entries: functions a spawned (or forkserver) child can run, registered at link time under a name, and the
+//! bootstrap that turns a re-executed binary into the child running one of them, before `main`.
 use std::any::type_name;
 use std::ffi::OsStr;
 use std::io::{self, Write};
 use std::os::fd::{OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use serde::de::DeserializeOwned;
@@ -11,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::codec;
 use crate::platform::{self, Socket};
+use crate::process::forkserver::{self, FORKSERVER_FLAG};
 use crate::process::outcome::{ChildOutcome, OutcomeWithFds, EXIT_FAILED};
 
 /// A function a spawned child can run. Declare one with [`entry!`](crate::entry!) rather than by hand: the
@@ -61,9 +63,13 @@ macro_rules! entry {
             fn run($arg: $args) -> $output $body
         }
 
-        $crate::__private::inventory::submit! {
-            $crate::__private::EntryRegistration::of::<$name>()
-        }
+        const _: () = {
+            #[allow(unsafe_code)] // linkme's `#[link_section]`: see `ENTRIES`.
+            #[$crate::__private::linkme::distributed_slice($crate::__private::ENTRIES)]
+            #[linkme(crate = $crate::__private::linkme)]
+            static ENTRY: $crate::__private::EntryRegistration =
+                $crate::__private::EntryRegistration::of::<$name>();
+        };
     };
     ($(#[$meta:meta])* $vis:vis fn $name:ident($arg:tt : $args:ty) $body:block) => {
         $crate::entry! { $(#[$meta])* $vis fn $name($arg: $args) -> () $body }
@@ -89,7 +95,15 @@ impl EntryRegistration {
     }
 }
 
-inventory::collect!(EntryRegistration);
+/// Every entry linked into this binary. `linkme` gathers the registrations into one linker section at link
+/// time: no constructor has to run first, so the spawn bootstrap (itself a constructor, see
+/// `platform/bootstrap.rs`) finds them all, however the linker orders constructors.
+// linkme places the registrations in a linker section of their own (`#[link_section]`, which
+// the unsafe_code lint flags): it reads them back as one slice, with no constructor and no unsafe
+// code of ours.
+#[allow(unsafe_code)]
+#[linkme::distributed_slice]
+pub static ENTRIES: [EntryRegistration];
 
 fn run_entry<E: Entry>(args: &[u8], fds: Vec<OwnedFd>) -> OutcomeWithFds {
     let args = match codec::decode::<E::Args>(args, fds) {
@@ -107,7 +121,7 @@ fn run_entry<E: Entry>(args: &[u8], fds: Vec<OwnedFd>) -> OutcomeWithFds {
 }
 
 fn find(name: &str) -> Option<&'static EntryRegistration> {
-    inventory::iter::<EntryRegistration>().find(|entry| entry.name == name)
+    ENTRIES.iter().find(|entry| entry.name == name)
 }
 
 pub(crate) fn is_registered(name: &str) -> bool {
@@ -115,9 +129,7 @@ pub(crate) fn is_registered(name: &str) -> bool {
 }
 
 pub(crate) fn registered_names() -> Vec<&'static str> {
-    let mut names: Vec<&'static str> = inventory::iter::<EntryRegistration>()
-        .map(|entry| entry.name)
-        .collect();
+    let mut names: Vec<&'static str> = ENTRIES.iter().map(|entry| entry.name).collect();
     names.sort_unstable();
     names
 }
@@ -136,27 +148,45 @@ pub(crate) struct SpawnRequest {
     pub(crate) arg_fds: Vec<RawFd>,
 }
 
-/// Whether this process was started by spawn (the spawn flag is its first argument). In a child that
-/// called [`init`] this is never asked: `init` runs the entry and exits.
+/// Whether this process was started by spawn (the spawn flag is its first argument). The start-up hook
+/// (`platform/bootstrap.rs`) runs every spawned child before `main`, so this is only ever true if that hook
+/// did not run.
 pub(crate) fn is_spawned_child() -> bool {
     std::env::args_os().nth(1).as_deref() == Some(OsStr::new(SPAWN_FLAG))
 }
 
-/// Call at the top of `main` (before anything else, threads included) in every binary that uses
-/// [`Process::spawn`](crate::Process::spawn): supervisor, examples, test binaries with `harness = false`.
+/// No longer required: a spawned child (and the forkserver) now runs before `main`, from a start-up hook
+/// (an ELF constructor) in herd-ipc, so `main` never sees the spawn flag. That is why spawn works from
+/// ordinary `#[test]` functions, whose `main` is libtest's.
 ///
-/// In the parent it returns at once. In a spawned child (this binary re-executed with the spawn flag) it runs
-/// the requested entry, sends its outcome back and exits: it never returns.
+/// Kept so programs that call it first thing in `main` need no change: in a parent it returns at once, and
+/// should the start-up hook not have run, it does the hook's work (runs the requested entry, sends its
+/// outcome back and exits; it then never returns).
 pub fn init() {
-    if !is_spawned_child() {
-        return;
+    let args: Vec<Vec<u8>> = std::env::args_os()
+        .map(|arg| arg.as_bytes().to_vec())
+        .collect();
+    let args: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
+    run_if_started_by_herd(&args);
+}
+
+/// Called before `main` with the process's arguments: if they carry a herd marker, becomes the child (a
+/// spawned entry, or the forkserver) and exits; otherwise returns at once.
+pub(crate) fn run_if_started_by_herd(args: &[&[u8]]) {
+    match args.get(1).copied() {
+        Some(flag) if flag == SPAWN_FLAG.as_bytes() => run_spawned(&args[2..]),
+        Some(flag) if flag == FORKSERVER_FLAG.as_bytes() => forkserver::serve_and_exit(&args[2..]),
+        _ => {}
     }
-    let mut args = std::env::args_os().skip(2);
-    let request_fd = args.next();
-    let result_fd = args.next();
-    let code = match adopt_arg(result_fd.as_deref()) {
+}
+
+/// Runs the spawned child described by `args` (`<request fd> <result fd>`) and exits.
+fn run_spawned(args: &[&[u8]]) -> ! {
+    let request_fd = args.first().copied();
+    let result_fd = args.get(1).copied();
+    let code = match adopt_arg(result_fd) {
         Ok(result_write) => {
-            let (outcome, fds) = match run_request(adopt_arg(request_fd.as_deref())) {
+            let (outcome, fds) = match run_request(adopt_arg(request_fd)) {
                 Ok(ran) => ran,
                 Err(err) => (
                     ChildOutcome::Failed(format!("spawned child could not start: {err}")),
@@ -177,9 +207,9 @@ pub fn init() {
 }
 
 /// Adopts the inherited fd whose number is a command-line argument.
-fn adopt_arg(arg: Option<&OsStr>) -> io::Result<OwnedFd> {
+fn adopt_arg(arg: Option<&[u8]>) -> io::Result<OwnedFd> {
     let number: RawFd = arg
-        .and_then(OsStr::to_str)
+        .and_then(|arg| std::str::from_utf8(arg).ok())
         .and_then(|text| text.parse().ok())
         .ok_or_else(|| io::Error::other(format!("{SPAWN_FLAG} needs two fd numbers")))?;
     platform::adopt_inherited_fd(number)
@@ -199,13 +229,18 @@ fn run_request(request_fd: io::Result<OwnedFd>) -> io::Result<OutcomeWithFds> {
         .map(|&fd| platform::adopt_inherited_fd(fd))
         .collect::<io::Result<Vec<_>>>()?;
     platform::set_current_name(request.name);
-    let Some(entry) = find(&request.entry) else {
+    Ok(run_by_name(&request.entry, &request.args, fds))
+}
+
+/// Runs the entry registered as `entry` on encoded arguments (bytes and the fds of their handles); an
+/// unknown name is a `Failed` outcome listing the registered ones.
+pub(crate) fn run_by_name(entry: &str, args: &[u8], fds: Vec<OwnedFd>) -> OutcomeWithFds {
+    let Some(registration) = find(entry) else {
         let message = format!(
-            "no entry named {:?} is registered in this binary (registered: [{}])",
-            request.entry,
+            "no entry named {entry:?} is registered in this binary (registered: [{}])",
             registered_names().join(", ")
         );
-        return Ok((ChildOutcome::Failed(message), Vec::new()));
+        return (ChildOutcome::Failed(message), Vec::new());
     };
-    Ok((entry.run)(&request.args, fds))
+    (registration.run)(args, fds)
 }

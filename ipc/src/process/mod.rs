@@ -2,6 +2,8 @@
 mod builder;
 mod child;
 mod entry;
+mod forkserver;
+mod method;
 mod outcome;
 mod pid;
 mod registry;
@@ -10,13 +12,17 @@ mod status;
 pub use builder::{Process, StartError};
 pub use child::{Child, JoinError, JoinTimeoutError};
 pub use entry::{init, Entry};
+pub use forkserver::forkserver_pid;
+pub use method::{StartMethod, UnknownStartMethod};
 pub use pid::Pid;
+
+pub(crate) use entry::run_if_started_by_herd;
 pub use registry::{active_children, current_process, ChildInfo, CurrentProcess};
 pub use status::ExitStatus;
 
 /// What [`entry!`](crate::entry!) expands to; not an API.
 #[doc(hidden)]
 pub mod __private {
-    pub use super::entry::EntryRegistration;
-    pub use inventory;
+    pub use super::entry::{EntryRegistration, ENTRIES};
+    pub use linkme;
 }

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 use serde::{Deserialize, Serialize};
 
 use crate::platform::{self, Pidfd};
+use crate::process::forkserver::Reaper;
 use crate::process::pid::Pid;
 use crate::process::status::ExitStatus;
 
@@ -18,6 +19,8 @@ pub(crate) struct ChildShared {
     /// The process that started the child; only it may reap or signal it (a forked grandchild inherits handles
     /// as copies, but the child is not its child).
     starter: Pid,
+    /// Who collects the exit status: this process, or the forkserver that forked the child for it.
+    reaper: Reaper,
     /// `Some` once reaped; reaping happens only under this lock, so it happens once.
     status: Mutex<Option<ExitStatus>>,
 }
@@ -28,10 +31,16 @@ static CHILDREN: Mutex<Vec<Weak<ChildShared>>> = Mutex::new(Vec::new());
 impl ChildShared {
     /// Records a freshly started child in the process-wide list.
     pub(crate) fn register(pid: Pid, name: String, pidfd: Pidfd) -> Arc<Self> {
+        Self::register_with(pid, name, pidfd, Reaper::ThisProcess)
+    }
+
+    /// Records a freshly started child whose exit status `reaper` collects.
+    pub(crate) fn register_with(pid: Pid, name: String, pidfd: Pidfd, reaper: Reaper) -> Arc<Self> {
         let shared = Arc::new(Self {
             pid,
             name,
             pidfd,
+            reaper,
             starter: Pid::this(),
             status: Mutex::new(None),
         });
@@ -68,10 +77,7 @@ impl ChildShared {
                     self.name, self.pid, self.starter
                 )));
             }
-            *status = self
-                .pidfd
-                .try_reap()?
-                .and_then(ExitStatus::from_wait_status);
+            *status = self.reaper.try_reap(&self.pidfd, self.pid)?;
         }
         Ok(*status)
     }
@@ -100,8 +106,7 @@ impl ChildShared {
             _ => {}
         }
         // SIGKILL cannot be caught or ignored: this wait is short.
-        let reaped = ExitStatus::from_wait_status(self.pidfd.reap_blocking()?)
-            .ok_or_else(|| io::Error::other("waitid reported no ending for an exited child"))?;
+        let reaped = self.reaper.reap_blocking(&self.pidfd, self.pid)?;
         *status = Some(reaped);
         Ok(reaped)
     }

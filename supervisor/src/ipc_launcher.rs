@@ -11,7 +11,7 @@ use std::os::fd::AsFd;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use herd_ipc::{Child, Entry, ExitStatus, Pid, Process, StartError};
+use herd_ipc::{Child, Entry, ExitStatus, Pid, Process, StartError, StartMethod};
 use herd_worker::{run_worker, Initializer, Registry, WorkerOptions};
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
@@ -23,33 +23,11 @@ use crate::parent_death::{kill_group_on_parent_death, PARENT_DEATH_SIGNAL};
 use crate::pipe_link::{worker_pipe, SupervisorEnd, WorkerEnd};
 use crate::{InheritedHandlers, Kill, Launcher, Wait, WorkerId};
 
-/// How workers are started.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StartMethod {
-    /// A copy of the supervising process (fast; runs the job kinds the launcher was given).
-    Fork,
-    /// A fresh execution of the binary, running the entry given to
-    /// [`IpcLauncher::spawn_entry`].
-    Spawn,
-}
-
-impl std::str::FromStr for StartMethod {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        match text {
-            "fork" => Ok(StartMethod::Fork),
-            "spawn" => Ok(StartMethod::Spawn),
-            other => Err(format!(
-                "unknown start method {other:?} (known: fork, spawn)"
-            )),
-        }
-    }
-}
-
-/// Starts a spawned worker: the program's [`worker_entry!`](crate::worker_entry), type-erased.
-type SpawnWorker =
-    Box<dyn Fn(Process, &WorkerArgs) -> Result<Child<String>, StartError> + Send + Sync>;
+/// Starts a worker by spawn or forkserver: the program's [`worker_entry!`](crate::worker_entry),
+/// type-erased.
+type SpawnWorker = Box<
+    dyn Fn(Process, StartMethod, &WorkerArgs) -> Result<Child<String>, StartError> + Send + Sync,
+>;
 
 /// Starts workers as herd-ipc processes.
 pub struct IpcLauncher {
@@ -100,7 +78,9 @@ impl IpcLauncher {
     where
         E: Entry<Args = WorkerArgs, Output = String> + Copy + Send + Sync + 'static,
     {
-        self.spawn = Some(Box::new(move |builder, args| builder.spawn(entry, args)));
+        self.spawn = Some(Box::new(move |builder, method, args| {
+            builder.start(method, entry, args)
+        }));
         self
     }
 
@@ -131,8 +111,10 @@ pub struct WorkerArgs {
     pub heartbeat_millis: u64,
     /// What it runs once before taking jobs.
     pub initializer: Option<Initializer>,
-    /// The supervisor's pid, to tell the parent-death signal from the same signal sent by others.
-    pub supervisor: Pid,
+    /// Its parent's pid, to tell the parent-death signal from the same signal sent by others:
+    /// the supervisor's when spawned; `None` when a forkserver forks it (the worker reads its
+    /// parent at start).
+    pub supervisor: Option<Pid>,
 }
 
 /// The body of a spawned worker, for [`worker_entry!`](crate::worker_entry): runs the jobs of
@@ -142,7 +124,12 @@ pub fn run_spawned_worker(registry: &Registry, args: WorkerArgs) -> String {
         heartbeat_interval: Duration::from_millis(args.heartbeat_millis),
         initializer: args.initializer,
     };
-    worker_main(registry, args.end, &options, args.supervisor)
+    worker_main(
+        registry,
+        args.end,
+        &options,
+        args.supervisor.unwrap_or_else(Pid::parent),
+    )
 }
 
 /// Declares the entry that spawned workers of this program run, with the registry they use:
@@ -215,20 +202,25 @@ impl Launcher for IpcLauncher {
                 drop(blocked);
                 child
             }
-            StartMethod::Spawn => {
-                let spawn = self.spawn.as_ref().context(
-                    "the spawn start method needs a worker entry: declare one with \
-                     herd_supervisor::worker_entry! and pass it to IpcLauncher::spawn_entry",
-                )?;
+            method @ (StartMethod::Spawn | StartMethod::Forkserver) => {
+                let spawn = self.spawn.as_ref().with_context(|| {
+                    format!(
+                        "the {method} start method needs a worker entry: declare one with \
+                         herd_supervisor::worker_entry! and pass it to IpcLauncher::spawn_entry"
+                    )
+                })?;
                 let heartbeat_millis =
                     u64::try_from(self.heartbeat_interval.as_millis()).unwrap_or(u64::MAX);
+                // A forkserver's child has the forkserver for its parent, not this process.
+                let parent = (method == StartMethod::Spawn).then_some(supervisor);
                 spawn(
                     builder,
+                    method,
                     &WorkerArgs {
                         end: worker_end,
                         heartbeat_millis,
                         initializer: self.initializer.clone(),
-                        supervisor,
+                        supervisor: parent,
                     },
                 )
             }

@@ -26,7 +26,8 @@ mod worker_id;
 pub use clock::{Clock, SystemClock};
 pub use config::SupervisorConfig;
 pub use event::{Event, Ignore, Level, Observer, Record, Status, WorkerRow};
-pub use ipc_launcher::{run_spawned_worker, IpcLauncher, StartMethod, WorkerArgs, WorkerProcess};
+pub use herd_ipc::StartMethod;
+pub use ipc_launcher::{run_spawned_worker, IpcLauncher, WorkerArgs, WorkerProcess};
 pub use launch::{Launcher, WorkerChannel};
 pub use pipe_link::{worker_pipe, Frame, LinkError, SupervisorEnd, WorkerEnd};
 pub use policy::{

@@ -1,4 +1,4 @@
-//! The `Pool` across real worker processes, by fork and by spawn: every method of Python's
+//! The `Pool` across real worker processes, by fork, spawn and forkserver: every method of Python's
 //! `multiprocessing.Pool`, job failures of every kind, killed workers, terminate and drop.
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
@@ -76,17 +76,36 @@ fn this_pid() -> i32 {
     Pid::this().as_raw()
 }
 
-fn live_children() -> Vec<i32> {
-    live_children_of(this_pid())
+/// This process's forkserver, which lives as long as the process once started.
+fn forkserver() -> Option<i32> {
+    herd_ipc::forkserver_pid().map(Pid::as_raw)
+}
+
+/// The pool's live workers: this process's children, or the forkserver's.
+fn live_workers() -> Vec<i32> {
+    let mut workers: Vec<i32> = live_children_of(this_pid())
+        .into_iter()
+        .filter(|&pid| Some(pid) != forkserver())
+        .collect();
+    if let Some(server) = forkserver() {
+        workers.extend(live_children_of(server));
+    }
+    workers
 }
 
 fn no_children_left() -> Result<(), String> {
     retry_until(Instant::now() + Duration::from_secs(5), || {
-        let all = children_of(this_pid());
+        let mut all: Vec<(i32, char)> = children_of(this_pid())
+            .into_iter()
+            .filter(|&(pid, _)| Some(pid) != forkserver())
+            .collect();
+        if let Some(server) = forkserver() {
+            all.extend(children_of(server));
+        }
         if all.is_empty() {
             Ok(())
         } else {
-            Err(format!("children left after the pool ended: {all:?}"))
+            Err(format!("processes left after the pool ended: {all:?}"))
         }
     })
 }
@@ -145,9 +164,9 @@ fn every_method_gives_python_s_answers(method: StartMethod) -> TestResult {
     unordered.sort_unstable();
     check!(unordered == squares[..50], "imap_unordered_chunked");
     check!(
-        live_children().len() == 2,
+        live_workers().len() == 2,
         "a pool of 2 has children {:?}",
-        live_children()
+        live_workers()
     );
     close_and_join(pool)
 }
@@ -241,7 +260,7 @@ fn job_failures_come_back_as_errors_and_the_pool_goes_on(method: StartMethod) ->
         error.to_string().contains("seven is not allowed"),
         "a panic's message comes back: {error}"
     );
-    let workers = live_children();
+    let workers = live_workers();
     for round in 0..20 {
         let error = pool.apply(unsendable, ()).unwrap_err();
         check!(
@@ -251,9 +270,9 @@ fn job_failures_come_back_as_errors_and_the_pool_goes_on(method: StartMethod) ->
     }
     check!(pool.map(fragile, [1, 2, 3])? == [1, 2, 3], "still working");
     check!(
-        live_children() == workers,
+        live_workers() == workers,
         "failing jobs cost workers: {workers:?} then {:?}",
-        live_children()
+        live_workers()
     );
     close_and_join(pool)
 }
@@ -269,7 +288,7 @@ fn a_worker_killed_mid_map_loses_no_result(method: StartMethod) -> TestResult {
         .supervision(config)
         .build()?;
     pool.map(square, [1, 2])?;
-    let victims = live_children();
+    let victims = live_workers();
     let handle = pool.map_async_chunked(nap_pid, vec![30u64; 40], 1)?;
     sleep_ms(100);
     for &pid in &victims {
@@ -277,11 +296,7 @@ fn a_worker_killed_mid_map_loses_no_result(method: StartMethod) -> TestResult {
     }
     let pids = handle.get_timeout(Duration::from_secs(60))?;
     check!(pids.len() == 40, "one result per input: {}", pids.len());
-    check!(
-        live_children().len() == 2,
-        "replaced: {:?}",
-        live_children()
-    );
+    check!(live_workers().len() == 2, "replaced: {:?}", live_workers());
     close_and_join(pool)
 }
 
@@ -424,7 +439,7 @@ fn the_host_s_own_children_are_left_to_it(method: StartMethod) -> TestResult {
 }
 
 fn many_threads_share_one_pool() -> TestResult {
-    let pool = pool(StartMethod::Spawn, 2)?;
+    let pool = pool(StartMethod::Forkserver, 2)?;
     let totals = Mutex::new(Vec::new());
     std::thread::scope(|scope| {
         for thread in 0..4u64 {
@@ -516,7 +531,8 @@ fn main() -> std::process::ExitCode {
     ];
     let mut trials = Vec::new();
     for (name, test) in per_method {
-        for (label, method) in [("fork", StartMethod::Fork), ("spawn", StartMethod::Spawn)] {
+        for method in StartMethod::ALL {
+            let label = method.as_str();
             trials.push(Trial::test(format!("{name}::{label}"), move || {
                 test(method)
             }));

@@ -6,13 +6,21 @@
 //! started. `map` and its kin send inputs in chunks, and short jobs are sent ahead to each
 //! worker, so small jobs cost little more than the function itself.
 //!
-//! **Who drives the pool.** With forked workers ([`StartMethod::Fork`], the default in a
-//! single-threaded process) the pool starts no thread, because a thread would make every later
-//! `fork` unsafe: whoever waits on the pool (`get`, `map`, an iterator's `next`, `join`) runs its
-//! loop, and callbacks run there too. With spawned workers ([`StartMethod::Spawn`], the default
-//! in a multi-threaded process, e.g. under an async runtime or in a test) the pool runs its loop
-//! on a thread of its own, callbacks run on that thread, and any number of threads can submit
-//! and wait at once. In both cases every method takes `&self` and a [`Pool`] is `Send + Sync`.
+//! **Start methods.** [`StartMethod::Fork`] (the default in a single-threaded process) forks
+//! workers from this process: the fastest start, and the workers inherit everything. In a
+//! multi-threaded process (an async runtime, a test harness, a program with threads of its own)
+//! a fork is unsafe and refused, and the default is [`StartMethod::Forkserver`]: a small
+//! single-threaded server, started once by spawn, forks the workers at fork speed.
+//! [`StartMethod::Spawn`] executes the binary anew for each worker. A pool whose method cannot
+//! work here fails at once with a message that names the fix.
+//!
+//! **Who drives the pool.** With forked workers the pool starts no thread, because a thread would
+//! make every later `fork` unsafe: whoever waits on the pool (`get`, `map`, an iterator's `next`,
+//! `join`) runs its loop, and callbacks run there too. With the other methods the pool runs its
+//! loop on a thread of its own (as Python's result-handler thread), callbacks run on that
+//! thread, and any number of threads can submit and wait at once. In both cases every method
+//! takes `&self` and a [`Pool`] is `Send + Sync`; its blocking calls block the calling thread
+//! (in async code, call them through `spawn_blocking`).
 mod async_result;
 mod engine;
 mod error;
@@ -63,7 +71,8 @@ impl PoolBuilder {
         self
     }
 
-    /// How workers start (default: fork in a single-threaded process, spawn otherwise).
+    /// How workers start (default: fork in a single-threaded process, forkserver otherwise; see
+    /// [`StartMethod::default_for_this_process`]).
     pub fn start_method(mut self, method: StartMethod) -> Self {
         self.method = Some(method);
         self
@@ -115,18 +124,16 @@ impl PoolBuilder {
             None => std::thread::available_parallelism().map_or(1, usize::from),
         };
         let threads = thread_count();
-        let method = self.method.unwrap_or(if threads == Some(1) {
-            StartMethod::Fork
-        } else {
-            StartMethod::Spawn
-        });
+        let method = self
+            .method
+            .unwrap_or_else(StartMethod::default_for_this_process);
         if method == StartMethod::Fork && threads != Some(1) {
             let count =
                 threads.map_or_else(|| "an unknown number of".to_owned(), |n| n.to_string());
             return Err(PoolError::Setup(format!(
                 "the fork start method needs a single-threaded process, and this one has {count} \
                  threads (a fork copies only the calling thread, and locks the others hold stay \
-                 locked in the child): use StartMethod::Spawn, the default here"
+                 locked in the child): use StartMethod::Forkserver, the default here"
             )));
         }
         if method != StartMethod::Fork && self.registry.is_some() {
@@ -158,7 +165,7 @@ impl PoolBuilder {
                     workers,
                 ))
             }
-            StartMethod::Spawn => Pool::with_thread(setup, workers),
+            StartMethod::Spawn | StartMethod::Forkserver => Pool::with_thread(setup, workers),
         }
     }
 }

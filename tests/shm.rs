@@ -36,17 +36,6 @@ fn err(e: impl std::fmt::Display) -> String {
     e.to_string()
 }
 
-fn dev_shm() -> BTreeSet<String> {
-    std::fs::read_dir("/dev/shm")
-        .map(|entries| {
-            entries
-                .flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// Where a process holds a memfd with this inode: as an open fd or as a mapping.
 fn holders(pid: u32, inode: u64) -> Vec<String> {
     let mut found = Vec::new();
@@ -114,7 +103,7 @@ fn herd_memfd_inode(pid: u32, label: &str, exclude: &BTreeSet<u64>) -> Option<u6
 }
 
 fn segments_never_appear_in_dev_shm() -> Verdict {
-    let before = dev_shm();
+    let before = support::proc::shm_entries();
     let lock = Lock::new().map_err(err)?;
     let value = Value::<u64>::new(1).map_err(err)?;
     let array = Array::<u8>::new(1 << 20).map_err(err)?;
@@ -131,10 +120,8 @@ fn segments_never_appear_in_dev_shm() -> Verdict {
             let _guard = lock.lock().map_err(err)?;
             value.fetch_add(1);
             array.set(12345, 7).map_err(err)?;
-            let inside = dev_shm();
-            ensure(inside == before, || {
-                format!("/dev/shm changed in child: {inside:?}")
-            })
+            // Only herd's names count: other programs on the machine may come and go there.
+            support::proc::nothing_new_in_shm(&before).map_err(|e| format!("in child: {e}"))
         })
     };
     child.join(JOIN)?;
@@ -143,10 +130,7 @@ fn segments_never_appear_in_dev_shm() -> Verdict {
         || "child's writes not visible".into(),
     )?;
     drop((lock, value, array, others));
-    let after = dev_shm();
-    ensure(after == before, || {
-        format!("/dev/shm changed: {before:?} -> {after:?}")
-    })
+    support::proc::nothing_new_in_shm(&before)
 }
 
 fn segments_are_owner_only_and_cloexec() -> Verdict {
@@ -179,7 +163,7 @@ fn segments_are_owner_only_and_cloexec() -> Verdict {
 /// SIGKILLed. The survivor still works with the segment (it holds the only mapping), and once it
 /// exits no process anywhere holds the memfd: the kernel has freed it, with nothing in /dev/shm.
 fn killed_creator_leaves_no_segment_once_survivors_exit() -> Verdict {
-    let before = dev_shm();
+    let before = support::proc::shm_entries();
     // report[0] = inode of the creator's segment, report[1] = survivor pid.
     let report = Array::<u64>::new(2).map_err(err)?;
     let go = Event::new().map_err(err)?;
@@ -234,8 +218,5 @@ fn killed_creator_leaves_no_segment_once_survivors_exit() -> Verdict {
         wait_until(SHORT, || holders_anywhere(inode).is_empty()),
         || format!("segment still held: {:?}", holders_anywhere(inode)),
     )?;
-    let after = dev_shm();
-    ensure(after == before, || {
-        format!("/dev/shm changed: {before:?} -> {after:?}")
-    })
+    support::proc::nothing_new_in_shm(&before)
 }

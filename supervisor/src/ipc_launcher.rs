@@ -265,6 +265,12 @@ impl Wait for WorkerProcess {
         self.child.pid()
     }
 
+    /// The pidfd: a forkserver's workers are not this process's children, so no SIGCHLD
+    /// announces their exit; the pidfd does, for every start method.
+    fn exit_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        Some(self.child.as_fd())
+    }
+
     fn has_exited(&mut self) -> io::Result<bool> {
         // The pidfd turns readable when the child exits; reading it does not reap.
         let mut fds = [PollFd::new(self.child.as_fd(), PollFlags::POLLIN)];

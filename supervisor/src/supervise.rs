@@ -98,6 +98,9 @@ pub struct Supervisor<
     next_status: Option<Instant>,
     child_exited: bool,
     last_reap: Instant,
+    /// Whether this pass read a message or reaped a worker: then the loop does not wait before
+    /// returning, so whoever drives it sees the news at once.
+    progressed: bool,
     /// Recent job duration (moving average), for how many jobs to send ahead.
     job_time: Option<Duration>,
 }
@@ -139,6 +142,7 @@ impl<L: Launcher, O: Observer, S: SignalSource, C: Clock> Supervisor<L, O, S, C>
             next_status: config.status_interval.map(|every| now + every),
             child_exited: false,
             last_reap: now,
+            progressed: false,
             job_time: None,
             config,
             launcher,
@@ -193,6 +197,7 @@ impl<L: Launcher, O: Observer, S: SignalSource, C: Clock> Supervisor<L, O, S, C>
     /// on what is there and return at once).
     pub fn step_for(&mut self, max_wait: Duration) -> bool {
         let now = self.clock.now();
+        self.progressed = false;
         for signal in self.inbox.take() {
             self.on_signal(signal, now);
         }
@@ -217,7 +222,9 @@ impl<L: Launcher, O: Observer, S: SignalSource, C: Clock> Supervisor<L, O, S, C>
         if self.is_over() {
             return true;
         }
-        self.wait_for_events(max_wait.min(TICK));
+        if !self.progressed {
+            self.wait_for_events(max_wait.min(TICK));
+        }
         false
     }
 
@@ -310,7 +317,7 @@ impl<L: Launcher, O: Observer, S: SignalSource, C: Clock> Supervisor<L, O, S, C>
         }
     }
 
-    fn wait_for_events(&self, max_wait: Duration) {
+    fn wait_for_events(&mut self, max_wait: Duration) {
         let now = self.clock.now();
         let mut timeout = max_wait;
         if let Some(next) = self.pending_starts.iter().min() {
@@ -323,9 +330,21 @@ impl<L: Launcher, O: Observer, S: SignalSource, C: Clock> Supervisor<L, O, S, C>
                 .filter_map(|slot| slot.channel.as_ref())
                 .map(|channel| PollFd::new(channel.as_fd(), PollFlags::POLLIN)),
         );
+        let channels = fds.len();
+        fds.extend(
+            self.slots
+                .iter()
+                .filter_map(|slot| slot.reaper.exit_fd())
+                .map(|fd| PollFd::new(fd, PollFlags::POLLIN)),
+        );
         let millis = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
         // EINTR (a signal arrived) is just a wake-up; other errors are retried at the next tick.
         let _ = nix::poll::poll(&mut fds, PollTimeout::from(millis));
+        // A worker exited: reap it at the next pass, as SIGCHLD would have it.
+        let exited = fds[channels..]
+            .iter()
+            .any(|fd| fd.revents().is_some_and(|events| !events.is_empty()));
+        self.child_exited |= exited;
     }
 
     fn on_signal(&mut self, signal: Signal, now: Instant) {
@@ -392,14 +411,21 @@ impl<L: Launcher, O: Observer, S: SignalSource, C: Clock> Supervisor<L, O, S, C>
                 };
                 slot.last_heard = now;
                 match message {
-                    FromWorker::Ready => slot.ready = true,
+                    FromWorker::Ready => {
+                        slot.ready = true;
+                        self.progressed = true;
+                    }
                     FromWorker::Heartbeat => {}
                     FromWorker::Done(results) => {
+                        self.progressed = true;
                         for result in results {
                             self.on_result(index, result, now);
                         }
                     }
-                    FromWorker::Leaving => self.on_leaving(index, now),
+                    FromWorker::Leaving => {
+                        self.progressed = true;
+                        self.on_leaving(index, now);
+                    }
                 }
             }
         }
@@ -561,6 +587,7 @@ impl<L: Launcher, O: Observer, S: SignalSource, C: Clock> Supervisor<L, O, S, C>
                 }
             };
             let slot = self.slots.swap_remove(index);
+            self.progressed = true;
             let pid = slot.reaper.id();
             let unplanned = match slot.leaving {
                 Some(Leaving::Asked { .. }) => {

@@ -19,6 +19,11 @@ pub trait Wait {
     fn has_exited(&mut self) -> io::Result<bool>;
     /// Reaps it once it has exited.
     fn reap(&mut self) -> io::Result<ExitStatus>;
+    /// A descriptor that turns readable when it exits (a pidfd), for a loop to wait on; `None`
+    /// if there is none (SIGCHLD and the loop's tick then tell).
+    fn exit_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        None
+    }
 }
 
 /// Signalling one child's process group.
@@ -35,6 +40,15 @@ pub struct Reaper<C> {
 }
 
 impl<C: Wait + Kill> Reaper<C> {
+    /// The child's [`Wait::exit_fd`], while it is not reaped.
+    pub fn exit_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        if self.status.is_some() {
+            None
+        } else {
+            self.child.exit_fd()
+        }
+    }
+
     /// Takes charge of a running child.
     pub fn new(child: C) -> Self {
         Self {

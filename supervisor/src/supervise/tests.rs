@@ -503,3 +503,47 @@ fn the_grace_period_ends_by_the_clock() {
     harness.step_until("the run is over", |h| h.supervisor.is_over());
     assert!(harness.has_event(|event| matches!(event, Event::GraceExpired { workers: 1 })));
 }
+
+#[test]
+fn short_jobs_are_sent_ahead_in_batches() {
+    let mut harness = Harness::new(config(2), 200, MockLauncher::default());
+    harness.step_until("both workers hold a job", |h| {
+        h.workers.borrow().len() == 2 && h.job_of(0).is_some() && h.job_of(1).is_some()
+    });
+    // Durations unknown: one job each, the rest stays queued.
+    for index in 0..2 {
+        let sent = harness.worker(index).borrow().sent.clone();
+        assert_eq!(sent, [ToWorker::Run(vec![harness.job_of(index).unwrap()])]);
+    }
+    // Answers that take no time on the mock clock: jobs are short, so the next batches are large.
+    let mut largest = 0;
+    for _ in 0..20 {
+        for index in 0..2 {
+            let batch = match harness.worker(index).borrow().sent.last() {
+                Some(ToWorker::Run(jobs)) => jobs.clone(),
+                _ => Vec::new(),
+            };
+            largest = largest.max(batch.len());
+            for job in batch {
+                let outcome = Ok(job.payload.clone());
+                harness
+                    .worker(index)
+                    .borrow_mut()
+                    .inbox
+                    .push_back(FromWorker::Done(vec![JobResult {
+                        id: job.id,
+                        attempt: job.attempt,
+                        outcome,
+                    }]));
+            }
+        }
+        harness.supervisor.step();
+        if harness.supervisor.jobs().unfinished() == 0 {
+            break;
+        }
+    }
+    assert!(largest > 1, "short jobs were never sent ahead");
+    assert!(largest <= MAX_AHEAD, "{largest} jobs sent ahead at once");
+    harness.step_until("the run is over", |h| h.supervisor.is_over());
+    assert!(harness.supervisor.finish().success());
+}

@@ -84,6 +84,15 @@ herd::ipc::entry! {
 /// Set in the environment of a re-executed copy of this binary: its main says so if it runs.
 const REACHED_MAIN: &str = "HERD_TEST_REACHED_MAIN";
 
+/// `Duration::MAX` is "no deadline", for every start method: no overflow panic.
+fn an_endless_join_timeout_waits_without_overflow() -> TestResult {
+    for method in herd::ipc::StartMethod::ALL {
+        let child = Process::new().start(method, add, &(20, 22))?;
+        assert_eq!(child.join_timeout(Duration::MAX)?, 42, "{method}");
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     if std::env::var_os(REACHED_MAIN).is_some() {
         return main_of_a_spawned_copy();
@@ -94,6 +103,10 @@ fn main() -> ExitCode {
             spawned_child_never_reaches_main,
         ),
         ("fork_returns_value", fork_returns_value),
+        (
+            "an_endless_join_timeout_waits_without_overflow",
+            an_endless_join_timeout_waits_without_overflow,
+        ),
         (
             "fork_borrows_from_parent_stack",
             fork_borrows_from_parent_stack,

@@ -478,7 +478,7 @@ impl<L: Launcher, O: Observer, S: SignalSource, C: Clock> Supervisor<L, O, S, C>
             return;
         }
         slot.leaving = Some(Leaving::Asked {
-            deadline: now + grace,
+            deadline: crate::clock::deadline_after(now, grace),
         });
         slot.held.clear();
         let (worker, pid) = (slot.id, slot.reaper.id());
@@ -500,7 +500,7 @@ impl<L: Launcher, O: Observer, S: SignalSource, C: Clock> Supervisor<L, O, S, C>
         let grace = self.config.grace;
         let slot = &mut self.slots[index];
         slot.leaving = Some(Leaving::Asked {
-            deadline: now + grace,
+            deadline: crate::clock::deadline_after(now, grace),
         });
         let sent = slot
             .channel

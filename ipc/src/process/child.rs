@@ -138,8 +138,8 @@ impl<T: DeserializeOwned> Child<T> {
     /// Like [`join`](Self::join), but gives up after `timeout`, handing the handle back in
     /// [`JoinTimeoutError::Timeout`] (the child keeps running).
     pub fn join_timeout(mut self, timeout: Duration) -> Result<T, JoinTimeoutError<T>> {
-        let deadline = Instant::now() + timeout;
-        match self.wait_until(Some(deadline)) {
+        // A timeout past what the clock can hold (`Duration::MAX`) means no deadline.
+        match self.wait_until(Instant::now().checked_add(timeout)) {
             Ok(Some(status)) => self.finish(status).map_err(JoinTimeoutError::from),
             Ok(None) => Err(JoinTimeoutError::Timeout(self)),
             Err(source) => Err(self.wait_error(source).into()),

@@ -45,7 +45,7 @@ impl Drain {
     pub fn on_stop_signal(&mut self, now: Instant) -> DrainState {
         self.state = match self.state {
             DrainState::Running => DrainState::Draining {
-                deadline: now + self.grace,
+                deadline: crate::clock::deadline_after(now, self.grace),
             },
             DrainState::Draining { .. } | DrainState::Stopping => DrainState::Stopping,
         };
@@ -100,5 +100,20 @@ mod tests {
         let t0 = Instant::now();
         let mut drain = Drain::new(Duration::ZERO);
         assert_eq!(drain.on_stop_signal(t0), DrainState::Stopping);
+    }
+
+    #[test]
+    fn an_endless_grace_drains_for_ever_without_overflow() {
+        let t0 = Instant::now();
+        let mut drain = Drain::new(Duration::MAX);
+        assert!(matches!(
+            drain.on_stop_signal(t0),
+            DrainState::Draining { .. }
+        ));
+        let much_later = t0 + Duration::from_secs(10 * 365 * 24 * 60 * 60);
+        assert!(matches!(
+            drain.state(much_later),
+            DrainState::Draining { .. }
+        ));
     }
 }

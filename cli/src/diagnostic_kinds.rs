@@ -15,7 +15,7 @@
 use std::thread;
 use std::time::Duration;
 
-use herd_worker::{JobError, JobKind, Registry};
+use herd_worker::{JobError, JobKind};
 
 fn millis(input: &str) -> Result<u64, JobError> {
     input.parse().map_err(|_| {
@@ -147,22 +147,14 @@ impl JobKind for Grandchild {
     }
 }
 
-/// The diagnostic kinds, by name.
-pub fn register_diagnostic_kinds(
-    registry: &mut Registry,
-) -> Result<(), herd_worker::DuplicateKindError> {
-    registry
-        .register(Echo)?
-        .register(Sleep)?
-        .register(Fail)?
-        .register(Crash)?
-        .register(Hang)?;
-    registry
-        .register(HangOnce)?
-        .register(WorkerPid)?
-        .register(Grandchild)?;
-    Ok(())
-}
+herd_worker::register_kind!(Echo);
+herd_worker::register_kind!(Sleep);
+herd_worker::register_kind!(Fail);
+herd_worker::register_kind!(Crash);
+herd_worker::register_kind!(Hang);
+herd_worker::register_kind!(HangOnce);
+herd_worker::register_kind!(WorkerPid);
+herd_worker::register_kind!(Grandchild);
 
 /// Names of the diagnostic kinds.
 pub const DIAGNOSTIC_KINDS: [&str; 8] = [
@@ -179,12 +171,10 @@ pub const DIAGNOSTIC_KINDS: [&str; 8] = [
 #[cfg(test)]
 mod tests {
     use super::*;
-    use herd_worker::{decode_payload, encode_payload};
+    use herd_worker::{decode_payload, encode_payload, Registry};
 
     fn run(kind: &str, input: &str) -> Result<String, JobError> {
-        let mut registry = Registry::new();
-        register_diagnostic_kinds(&mut registry).unwrap();
-        registry
+        Registry::global()
             .run(kind, &encode_payload(&input.to_owned()).unwrap())
             .map(|out| decode_payload(&out).unwrap())
     }
@@ -203,13 +193,13 @@ mod tests {
     }
 
     #[test]
-    fn every_listed_kind_is_registered() {
-        let mut registry = Registry::new();
-        register_diagnostic_kinds(&mut registry).unwrap();
-        let mut names: Vec<_> = registry.names().collect();
-        let mut listed = DIAGNOSTIC_KINDS.to_vec();
-        names.sort_unstable();
-        listed.sort_unstable();
-        assert_eq!(names, listed);
+    fn every_listed_kind_is_registered_and_logcount_too() {
+        let registry = Registry::global();
+        for name in DIAGNOSTIC_KINDS {
+            assert!(registry.contains(name), "{name} is not registered");
+        }
+        // Registered in the herd-logcount library crate, found by this binary.
+        assert!(registry.contains(herd_logcount::LogcountChunk::NAME));
+        assert_eq!(registry.names().count(), DIAGNOSTIC_KINDS.len() + 1);
     }
 }

@@ -20,7 +20,7 @@ use herd_supervisor::{
 };
 use herd_worker::{decode_payload, encode_payload, JobKind};
 
-use crate::builtin::{builtin_registry, builtin_worker};
+use crate::builtin::builtin_worker;
 use crate::console::{Console, LogFormat};
 use crate::diagnostic_kinds::DIAGNOSTIC_KINDS;
 
@@ -215,7 +215,7 @@ fn supervisor(args: &RunArgs, jobs: LeaseTable) -> anyhow::Result<CommandSupervi
     let inbox = SignalInbox::install().context("installing signal handlers")?;
     let launcher = IpcLauncher::new(
         args.start_method,
-        builtin_registry,
+        herd_worker::Registry::global,
         config.heartbeat_interval,
         inbox.inherited(),
     )

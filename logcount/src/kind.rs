@@ -15,6 +15,9 @@ use crate::{count_chunk_with, ChunkCounts, ChunkError, ChunkJob, MapConsent, Rea
 #[derive(Debug)]
 pub struct LogcountChunk;
 
+// Every worker of a program that links this crate knows logcount (`Registry::global`).
+herd_worker::register_kind!(LogcountChunk);
+
 impl LogcountChunk {
     /// Whether attempt `attempt` (1 for the first) maps: the first does, every retry reads.
     pub fn maps(attempt: u32) -> bool {

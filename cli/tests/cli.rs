@@ -116,7 +116,12 @@ fn logcount_over_the_pool_matches_the_in_process_count() -> TestResult {
         },
     )?;
     // Tiny chunks put many cuts (and mapped windows) inside lines.
-    for (method, chunk_bytes) in [("fork", None), ("spawn", None), ("fork", Some("777"))] {
+    for (method, chunk_bytes) in [
+        ("fork", None),
+        ("spawn", None),
+        ("forkserver", None),
+        ("fork", Some("777")),
+    ] {
         let mut args = vec![
             "run",
             "logcount",
@@ -264,6 +269,9 @@ fn main() -> std::process::ExitCode {
         }),
         Trial::test("echo_prints_every_answer_in_job_order_spawn", || {
             echo_prints_every_answer_in_job_order("spawn")
+        }),
+        Trial::test("echo_prints_every_answer_in_job_order_forkserver", || {
+            echo_prints_every_answer_in_job_order("forkserver")
         }),
         Trial::test(
             "failed_jobs_give_a_summary_and_exit_1_while_the_others_finish",

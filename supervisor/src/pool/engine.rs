@@ -127,6 +127,21 @@ impl State {
         )
     }
 
+    /// Marks the pool over (stopped early for `stop`, if it did); the callbacks of jobs that will
+    /// never finish, with the reason, for the caller to run outside the lock.
+    fn end(&mut self, stop: Option<StopReason>) -> Vec<(Callback, Outcome)> {
+        self.over = true;
+        self.closed = true;
+        if stop.is_some() {
+            self.stop = stop;
+        }
+        let failure = Err(self.stopped_failure());
+        self.callbacks
+            .drain()
+            .map(|(_, callback)| (callback, failure.clone()))
+            .collect()
+    }
+
     /// Why the pool stopped, if it stopped before its jobs were done.
     pub(crate) fn stop_reason(&self) -> Option<&StopReason> {
         self.stop.as_ref()
@@ -257,12 +272,8 @@ impl Shared {
                         return true;
                     }
                 }
-                let left = match deadline {
-                    Some(deadline) => match deadline.checked_duration_since(Instant::now()) {
-                        Some(left) if !left.is_zero() => left,
-                        _ => return false,
-                    },
-                    None => RECHECK,
+                let Some(left) = time_left(deadline) else {
+                    return false;
                 };
                 let callbacks = Self::engine(engine).pump(self, left);
                 run(callbacks);
@@ -273,12 +284,8 @@ impl Shared {
                     if ready(&mut state) || state.over {
                         return true;
                     }
-                    let left = match deadline {
-                        Some(deadline) => match deadline.checked_duration_since(Instant::now()) {
-                            Some(left) if !left.is_zero() => left,
-                            _ => return false,
-                        },
-                        None => RECHECK,
+                    let Some(left) = time_left(deadline) else {
+                        return false;
                     };
                     state = self
                         .changed
@@ -301,14 +308,7 @@ impl Shared {
     /// Marks the pool over (its thread ended, however it ended) and wakes every waiter.
     pub(crate) fn end(&self) {
         let mut state = self.state();
-        state.over = true;
-        state.closed = true;
-        let failure = Err(state.stopped_failure());
-        let callbacks: Vec<(Callback, Outcome)> = state
-            .callbacks
-            .drain()
-            .map(|(_, callback)| (callback, failure.clone()))
-            .collect();
+        let callbacks = state.end(None);
         drop(state);
         self.changed.notify_all();
         run(callbacks);
@@ -327,6 +327,17 @@ impl Shared {
                 break;
             }
         }
+    }
+}
+
+/// How long a waiter may sleep before looking again: what is left until `deadline` (`None` once
+/// it passed), or [`RECHECK`] without one.
+fn time_left(deadline: Option<Instant>) -> Option<Duration> {
+    match deadline {
+        Some(deadline) => deadline
+            .checked_duration_since(Instant::now())
+            .filter(|left| !left.is_zero()),
+        None => Some(RECHECK),
     }
 }
 
@@ -387,13 +398,7 @@ impl Engine {
             }
         }
         if over && !state.over {
-            state.over = true;
-            state.closed = true;
-            state.stop = self.supervisor.stopped().cloned();
-            let failure = Err(state.stopped_failure());
-            for (_, callback) in state.callbacks.drain() {
-                callbacks.push((callback, failure.clone()));
-            }
+            callbacks.extend(state.end(self.supervisor.stopped().cloned()));
         }
         drop(state);
         shared.changed.notify_all();

@@ -243,6 +243,32 @@ fn callbacks_run_once_with_the_outputs(method: StartMethod) -> TestResult {
     close_and_join(pool)
 }
 
+fn a_callback_runs_though_its_result_was_dropped(method: StartMethod) -> TestResult {
+    let pool = pool(method, 2)?;
+    let (tx, rx) = mpsc::channel::<u64>();
+    let failed = tx.clone();
+    // As in Python: the handle may be dropped at once, the callback still runs.
+    drop(pool.apply_async_with(
+        square,
+        9,
+        move |value| tx.send(value).unwrap(),
+        move |_| failed.send(0).unwrap(),
+    )?);
+    // Drive the pool (forked workers: the caller drives) until the callback has run.
+    let answer = pool.apply(square, 2)?;
+    check!(answer == 4, "{answer}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let value = loop {
+        if let Ok(value) = rx.try_recv() {
+            break value;
+        }
+        check!(Instant::now() < deadline, "the callback never ran");
+        pool.apply(square, 1)?;
+    };
+    check!(value == 81, "{value}");
+    close_and_join(pool)
+}
+
 fn job_failures_come_back_as_errors_and_the_pool_goes_on(method: StartMethod) -> TestResult {
     let pool = pool(method, 2)?;
     let error = pool.map(picky, 0..20u64).unwrap_err();
@@ -483,7 +509,7 @@ fn main() -> std::process::ExitCode {
     // binary, not hang it: SIGALRM's default action ends the process, the workers die with it.
     nix::unistd::alarm::set(300);
     type PerMethod = (&'static str, fn(StartMethod) -> TestResult);
-    let per_method: [PerMethod; 11] = [
+    let per_method: [PerMethod; 12] = [
         (
             "every_method_gives_python_s_answers",
             every_method_gives_python_s_answers,
@@ -495,6 +521,10 @@ fn main() -> std::process::ExitCode {
         (
             "callbacks_run_once_with_the_outputs",
             callbacks_run_once_with_the_outputs,
+        ),
+        (
+            "a_callback_runs_though_its_result_was_dropped",
+            a_callback_runs_though_its_result_was_dropped,
         ),
         (
             "job_failures_come_back_as_errors_and_the_pool_goes_on",

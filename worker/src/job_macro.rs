@@ -5,7 +5,7 @@
 ///
 /// Each `fn` becomes a unit value of the same name that implements [`JobKind`](crate::JobKind):
 /// a function of one argument takes that argument as its input; a function of several takes
-/// them as a tuple (as `starmap` passes them). A function declared to return `Result<T, E>`
+/// them as a tuple (as `starmap` passes them); a function of none takes `()`. A function declared to return `Result<T, E>`
 /// (spelled that way, with `E: Display`) is fallible: `Ok` is its output and `Err` fails the job
 /// with the error's text. A panic fails the job with the panic's message.
 ///
@@ -19,18 +19,26 @@
 ///
 ///     /// Parses a number, or fails the job.
 ///     pub fn parse(text: String) -> Result<u64, std::num::ParseIntError> { text.parse() }
+///
+///     /// Takes nothing: its input is `()`.
+///     pub fn answer() -> u32 { 42 }
 /// }
 ///
 /// use herd_worker::{JobKind, Registry};
 /// assert_eq!(square.run(7)?, 49);
 /// assert_eq!(add.run((2, 3))?, 5);
 /// assert!(parse.run("x".into()).is_err());
+/// assert_eq!(answer.run(())?, 42);
 /// assert!(Registry::global().contains(square::NAME));
 /// # Ok::<(), herd_worker::JobError>(())
 /// ```
 #[macro_export]
 macro_rules! job {
     () => {};
+    // No argument: the input is `()`.
+    ($(#[$meta:meta])* $vis:vis fn $name:ident() $(-> $output:ty)? $body:block $($rest:tt)*) => {
+        $crate::job! { $(#[$meta])* $vis fn $name(_unit: ()) $(-> $output)? $body $($rest)* }
+    };
     // Fallible, one argument.
     ($(#[$meta:meta])* $vis:vis fn $name:ident($arg:ident : $input:ty $(,)?) -> Result<$ok:ty, $err:ty> $body:block $($rest:tt)*) => {
         $crate::__job_kind!($(#[$meta])* $vis $name, $input, $ok, |$arg: $input| -> ::std::result::Result<$ok, $err> { $body }, fallible);

@@ -110,12 +110,12 @@ impl State {
         self.over || self.outcomes.contains_key(&id)
     }
 
-    /// Nobody will collect `id`: drop its outcome now or when it comes.
+    /// Nobody will collect `id`: drop its outcome now or when it comes (after its callback, if
+    /// it has one, ran: a callback outlives the handle, as in Python).
     pub(crate) fn abandon(&mut self, id: JobId) {
         if self.outcomes.remove(&id).is_none() && !self.over {
             self.abandoned.insert(id);
         }
-        self.callbacks.remove(&id);
     }
 
     /// Why a job that never finished did not.

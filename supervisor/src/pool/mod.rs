@@ -59,7 +59,8 @@ fn thread_count() -> Option<usize> {
 pub struct PoolBuilder {
     workers: Option<usize>,
     method: Option<StartMethod>,
-    config: SupervisorConfig,
+    config: Option<SupervisorConfig>,
+    max_tasks_per_child: Option<u64>,
     registry: Option<fn() -> Registry>,
     initializer: Option<Result<Initializer, String>>,
 }
@@ -80,7 +81,7 @@ impl PoolBuilder {
 
     /// Replace a worker after it ran this many jobs (Python's `maxtasksperchild`).
     pub fn max_tasks_per_child(mut self, tasks: u64) -> Self {
-        self.config.max_tasks_per_child = Some(tasks.max(1));
+        self.max_tasks_per_child = Some(tasks.max(1));
         self
     }
 
@@ -99,12 +100,11 @@ impl PoolBuilder {
         self
     }
 
-    /// Supervision settings: job timeout, heartbeats, attempts per job, restart limits, grace
-    /// (the worker count comes from [`workers`](Self::workers)).
+    /// Supervision settings: job timeout, heartbeats, attempts per job, restart limits, grace.
+    /// [`workers`](Self::workers) and [`max_tasks_per_child`](Self::max_tasks_per_child), in
+    /// whichever order they are called, override the config's own fields.
     pub fn supervision(mut self, config: SupervisorConfig) -> Self {
-        let workers = self.workers;
-        self.config = config;
-        self.workers = workers;
+        self.config = Some(config);
         self
     }
 
@@ -118,11 +118,16 @@ impl PoolBuilder {
 
     /// Starts the pool.
     pub fn build(self) -> Result<Pool, PoolError> {
+        let configured = self.config.is_some();
+        let base = self.config.unwrap_or_default();
         let workers = match self.workers {
-            Some(0) => return Err(PoolError::NoWorkers),
             Some(workers) => workers,
+            None if configured => base.workers,
             None => std::thread::available_parallelism().map_or(1, usize::from),
         };
+        if workers == 0 {
+            return Err(PoolError::NoWorkers);
+        }
         let threads = thread_count();
         let method = self
             .method
@@ -147,7 +152,8 @@ impl PoolBuilder {
         let initializer = self.initializer.transpose().map_err(PoolError::Setup)?;
         let config = SupervisorConfig {
             workers,
-            ..self.config
+            max_tasks_per_child: self.max_tasks_per_child.or(base.max_tasks_per_child),
+            ..base
         };
         let registry = self.registry.unwrap_or(Registry::global);
         let setup = Setup {
@@ -158,7 +164,10 @@ impl PoolBuilder {
         };
         match method {
             StartMethod::Fork => {
-                let (engine, _) = setup.start().map_err(PoolError::Setup)?;
+                let (mut engine, _) = setup.start().map_err(PoolError::Setup)?;
+                // Start the workers now, while this process is known to be single-threaded (as
+                // Python's Pool does): a first use from another thread could not fork them.
+                engine.supervisor.step_for(Duration::ZERO);
                 Ok(Pool::from_parts(
                     Shared::new(Drive::Caller(Box::new(Mutex::new(engine)))),
                     None,

@@ -48,7 +48,7 @@ def run(cmd):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", metavar="AREA", help="one area: process, pipe, queue, sync, manager")
+    parser.add_argument("--only", metavar="AREA", help="one area: process, pipe, queue, sync, manager, pool")
     args = parser.parse_args()
 
     bench = ["cargo", "run", "--quiet", "--release", "--example", "ipc_bench", "--"]

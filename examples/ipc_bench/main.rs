@@ -9,6 +9,7 @@ use anyhow::bail;
 
 mod manager;
 mod pipe;
+mod pool;
 mod process;
 mod queue;
 mod sync;
@@ -23,6 +24,7 @@ const AREAS: &[(&str, Measure)] = &[
     ("queue", queue::run),
     ("sync", sync::run),
     ("manager", manager::run),
+    ("pool", pool::run),
 ];
 
 fn main() -> ExitCode {

@@ -10,6 +10,7 @@ pub use herd_ipc as ipc;
 pub use herd_logcount as logcount;
 pub use herd_supervisor as supervisor;
 pub use herd_worker as worker;
+pub use herd_worker::{job, register_kind};
 
 /// The user guides of `docs/`, compiled only by `cargo test --doc -p herd` so that every Rust
 /// example in them runs as a doctest.

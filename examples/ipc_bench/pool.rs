@@ -12,7 +12,7 @@ use herd::supervisor::{Pool, StartMethod};
 
 use crate::report;
 
-herd::supervisor::job! {
+herd::job! {
     /// The trivial job.
     fn square(x: u64) -> u64 { x * x }
 }

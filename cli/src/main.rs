@@ -5,7 +5,7 @@ mod console;
 mod diagnostic_kinds;
 mod status;
 
-use std::io::Write as _;
+use std::io::{self, Write as _};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -151,14 +151,48 @@ struct Exit {
     message: String,
 }
 
+/// Exit status when stdout was closed before all the output was written (`| head`): 128 +
+/// SIGPIPE, what a shell reports for a GNU tool killed by SIGPIPE, so `set -o pipefail` sees
+/// an incomplete output as it would for `yes | head`. Nothing is printed.
+const EXIT_CLOSED_STDOUT: u8 = 141;
+
 fn main() -> ExitCode {
     herd_ipc::init();
     match run(Cli::parse()) {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("supervisor: {error:#}");
-            ExitCode::from(error.downcast_ref::<Exit>().map_or(1, |exit| exit.code))
+            let code = error.downcast_ref::<Exit>().map_or(1, |exit| exit.code);
+            if code != EXIT_CLOSED_STDOUT {
+                note(&format!("supervisor: {error:#}\n"));
+            }
+            ExitCode::from(code)
         }
+    }
+}
+
+/// Writes `text` on stderr. A closed or full stderr cannot be reported anywhere, so a failure
+/// is ignored (`eprint!` would panic instead).
+fn note(text: &str) {
+    let _ = io::stderr().lock().write_all(text.as_bytes());
+}
+
+/// Writes the run's results on stdout, checked: a closed pipe (EPIPE; the reader has all it
+/// wanted) ends the run quietly with [`EXIT_CLOSED_STDOUT`], any other error (ENOSPC, EIO) is
+/// reported naming stdout, exit 1. `write_all` retries EINTR.
+fn write_stdout(text: &str) -> anyhow::Result<()> {
+    let mut out = io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(error) if error.kind() == io::ErrorKind::BrokenPipe => Err(Exit {
+            code: EXIT_CLOSED_STDOUT,
+            message: "stdout was closed".into(),
+        }
+        .into()),
+        Err(error) => Err(Exit {
+            code: 1,
+            message: format!("cannot write the results to stdout: {error}"),
+        }
+        .into()),
     }
 }
 
@@ -173,11 +207,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 seed: args.seed,
             };
             let written = genlogs::generate(&args.dir, &options)?;
-            eprintln!(
-                "supervisor: wrote {} file(s) to {}",
+            note(&format!(
+                "supervisor: wrote {} file(s) to {}\n",
                 written.len(),
                 args.dir.display()
-            );
+            ));
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -261,14 +295,14 @@ fn run_jobs(args: RunArgs) -> anyhow::Result<ExitCode> {
         jobs.push(args.job.clone(), encode_payload(arg)?);
     }
     let report = supervise(&args, jobs)?;
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut text = String::new();
     for id in 0..report.jobs.len() as u64 {
         if let Some(output) = report.jobs.output(id) {
-            writeln!(out, "{}", decode_payload::<String>(output)?)?;
+            text.push_str(&decode_payload::<String>(output)?);
+            text.push('\n');
         }
     }
-    out.flush()?;
-    drop(out);
+    write_stdout(&text)?;
     finish(&report)
 }
 
@@ -276,7 +310,7 @@ fn finish(report: &RunReport) -> anyhow::Result<ExitCode> {
     if report.success() {
         Ok(ExitCode::SUCCESS)
     } else {
-        eprint!("supervisor: {}", report.failure_summary());
+        note(&format!("supervisor: {}", report.failure_summary()));
         Ok(ExitCode::FAILURE)
     }
 }
@@ -353,9 +387,9 @@ fn run_logcount(args: &RunArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let result = merger.finish();
-    print!("{}", result.render(args.format));
+    write_stdout(&result.render(args.format))?;
     if !report.success() {
-        eprint!("supervisor: {}", report.failure_summary());
+        note(&format!("supervisor: {}", report.failure_summary()));
         return Ok(ExitCode::FAILURE);
     }
     Ok(if result.errors.is_empty() {

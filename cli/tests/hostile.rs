@@ -1,0 +1,211 @@
+//! End-to-end tests of the `supervisor` command against hostile or unusual surroundings: a
+//! closed or full stdout, inputs swapped under it, file names that try to look alike or to
+//! drive the terminal, nonsense options and stop signals. Each runs the real binary.
+mod common;
+
+use std::fs;
+use std::io::Read as _;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use libtest_mimic::Trial;
+
+/// A directory of three small logs.
+fn small_logs() -> Result<tempfile::TempDir, String> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    for (name, lines) in [("a.log", 3), ("b.log", 5), ("c.log", 7)] {
+        let text: String = (0..lines).map(|n| format!("10.0.0.{n} - - x\n")).collect();
+        fs::write(dir.path().join(name), text).map_err(|e| e.to_string())?;
+    }
+    Ok(dir)
+}
+
+/// Runs `supervisor ARGS` with stdout going to `stdout`, stderr captured; at most `timeout`.
+fn run_with_stdout(args: &[&str], stdout: Stdio, timeout: Duration) -> Result<Finished, String> {
+    let started = Instant::now();
+    let mut child = Command::new(SUPERVISOR)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("starting the supervisor: {e}"))?;
+    let mut stderr = child.stderr.take().ok_or("no stderr pipe")?;
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    let status = loop {
+        if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
+            break status;
+        }
+        if started.elapsed() >= timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!("the supervisor did not finish within {timeout:?}"));
+        }
+        sleep_ms(10);
+    };
+    Ok(Finished {
+        code: status.code(),
+        stdout: String::new(),
+        stderr: reader.join().unwrap_or_default(),
+        elapsed: started.elapsed(),
+    })
+}
+
+/// The read end of a pipe whose write end is `Stdio` for a child. Close-on-exec, so that no
+/// other child started meanwhile (tests run in parallel) holds the read end open.
+fn pipe() -> Result<(fs::File, Stdio), String> {
+    let (read, write) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| e.to_string())?;
+    Ok((fs::File::from(read), Stdio::from(write)))
+}
+
+fn check_no_panic(finished: &Finished) -> Result<(), String> {
+    check!(
+        !finished.stderr.contains("panicked") && !finished.stderr.contains("RUST_BACKTRACE"),
+        "it panicked:\n{}",
+        finished.stderr
+    );
+    Ok(())
+}
+
+fn a_closed_stdout_ends_the_run_quietly() -> TestResult {
+    let logs = small_logs()?;
+    let runs: [&[&str]; 3] = [
+        &["run", "logcount", path_str(logs.path()), "--format", "json"],
+        &["run", "logcount", path_str(logs.path()), "--workers", "2"],
+        &["run", "echo", "a", "b", "c", "--workers", "2"],
+    ];
+    for args in runs {
+        // The reader goes away before anything is written: every write meets EPIPE.
+        let (read, write) = pipe()?;
+        drop(read);
+        let finished = run_with_stdout(args, write, LONG)?;
+        check_no_panic(&finished)?;
+        finished
+            .expect_exit(141)
+            .map_err(|e| format!("{args:?}: {e}"))?;
+        check!(
+            finished.stderr.is_empty(),
+            "{args:?}: a closed pipe is not an error to report:\n{}",
+            finished.stderr
+        );
+    }
+    no_zombie_of_this_process()?;
+    Ok(())
+}
+
+fn a_pipe_closed_after_some_output_ends_the_run_quietly() -> TestResult {
+    // Like `| head -c 10`: the reader takes a little, then closes; the output is far larger
+    // than a pipe holds, so the writer meets EPIPE mid-write.
+    let words: Vec<String> = (0..10_000).map(|n| format!("word-{n:08}")).collect();
+    let mut args = vec!["run", "echo", "--workers", "2"];
+    args.extend(words.iter().map(String::as_str));
+    let (mut read, write) = pipe()?;
+    let head = std::thread::spawn(move || {
+        let mut first = [0u8; 10];
+        let got = read.read_exact(&mut first).is_ok();
+        drop(read);
+        got
+    });
+    let finished = run_with_stdout(&args, write, LONG)?;
+    check!(head.join().unwrap_or(false), "the reader got no output");
+    check_no_panic(&finished)?;
+    finished.expect_exit(141)?;
+    check!(finished.stderr.is_empty(), "stderr:\n{}", finished.stderr);
+    Ok(())
+}
+
+fn a_full_stdout_is_an_error_naming_stdout() -> TestResult {
+    let logs = small_logs()?;
+    let runs: [&[&str]; 2] = [
+        &["run", "logcount", path_str(logs.path()), "--format", "csv"],
+        &["run", "echo", "a", "--workers", "1"],
+    ];
+    for args in runs {
+        let full = fs::OpenOptions::new().write(true).open("/dev/full")?;
+        let finished = run_with_stdout(args, Stdio::from(full), LONG)?;
+        check_no_panic(&finished)?;
+        finished
+            .expect_exit(1)
+            .and_then(|()| finished.expect_stderr_saying("stdout"))
+            .and_then(|()| finished.expect_stderr_saying("No space left on device"))
+            .map_err(|e| format!("{args:?}: {e}"))?;
+    }
+    Ok(())
+}
+
+fn an_input_swapped_for_a_fifo_is_an_error_not_a_hang() -> TestResult {
+    // The swap has to land after planning and before a worker opens the file: the worker first
+    // counts many chunks of a.log and is stopped while the swap is made. Should it still have
+    // reached z.log first (z.log counted), the race is tried again.
+    for round in 0..5 {
+        let logs = tempfile::tempdir()?;
+        let line = "192.168.100.200 - - [01/Jan/2026:00:00:01 +0000] \"GET / HTTP/1.1\" 200 1\n";
+        fs::write(
+            logs.path().join("a.log"),
+            line.repeat((8 << 20) / line.len()),
+        )?;
+        let swapped = logs.path().join("z.log");
+        fs::write(&swapped, "10.0.0.1 - - x\n")?;
+        let args = [
+            "run",
+            "logcount",
+            path_str(logs.path()),
+            "--format",
+            "json",
+            "--workers",
+            "1",
+            "--chunk-bytes",
+            "65536",
+        ];
+        let (running, workers) = start_with_workers(&args, 1)?;
+        let worker = nix::unistd::Pid::from_raw(workers[0]);
+        let _ = nix::sys::signal::kill(worker, nix::sys::signal::Signal::SIGSTOP);
+        fs::remove_file(&swapped)?;
+        nix::unistd::mkfifo(&swapped, nix::sys::stat::Mode::from_bits_truncate(0o600))?;
+        let _ = nix::sys::signal::kill(worker, nix::sys::signal::Signal::SIGCONT);
+        let finished = running.finish(LONG)?;
+        let json: serde_json::Value = serde_json::from_str(&finished.stdout)
+            .map_err(|e| format!("{e}; stdout:\n{}", finished.stdout))?;
+        if json["files"].get("z.log").is_some() {
+            sleep_ms(50 * (round + 1));
+            continue;
+        }
+        finished.expect_exit(1)?;
+        check!(
+            json["errors"]["z.log"]
+                .as_str()
+                .is_some_and(|reason| reason.contains("FIFO")),
+            "z.log not listed as a FIFO: {json}"
+        );
+        check!(json["files"]["a.log"]["total"].is_u64(), "{json}");
+        return Ok(());
+    }
+    Err("z.log was always counted before it could be swapped".into())
+}
+
+fn main() -> std::process::ExitCode {
+    run_trials(vec![
+        Trial::test(
+            "an_input_swapped_for_a_fifo_is_an_error_not_a_hang",
+            an_input_swapped_for_a_fifo_is_an_error_not_a_hang,
+        ),
+        Trial::test(
+            "a_closed_stdout_ends_the_run_quietly",
+            a_closed_stdout_ends_the_run_quietly,
+        ),
+        Trial::test(
+            "a_pipe_closed_after_some_output_ends_the_run_quietly",
+            a_pipe_closed_after_some_output_ends_the_run_quietly,
+        ),
+        Trial::test(
+            "a_full_stdout_is_an_error_naming_stdout",
+            a_full_stdout_is_an_error_naming_stdout,
+        ),
+    ])
+}

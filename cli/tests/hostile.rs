@@ -189,8 +189,78 @@ fn an_input_swapped_for_a_fifo_is_an_error_not_a_hang() -> TestResult {
     Err("z.log was always counted before it could be swapped".into())
 }
 
+fn look_alike_and_control_names_stay_distinct_and_inert() -> TestResult {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt as _;
+
+    let logs = tempfile::tempdir()?;
+    // (raw name, how it is shown, lines)
+    let files: [(&[u8], &str, usize); 4] = [
+        (b"\xff\xfe.log", r"\xFF\xFE.log", 1),
+        (br"\xFF\xFE.log", r"\\xFF\\xFE.log", 2),
+        (b"two\nlines.log", r"two\x0Alines.log", 3),
+        (
+            b"\x1b[2J\x1b]0;pwned\x07.log",
+            r"\x1B[2J\x1B]0;pwned\x07.log",
+            4,
+        ),
+    ];
+    for (raw, _, lines) in files {
+        let text: String = (0..lines).map(|n| format!("10.0.0.{n} - - x\n")).collect();
+        fs::write(logs.path().join(OsStr::from_bytes(raw)), text)?;
+    }
+    let dir = path_str(logs.path());
+    let json = run(&["run", "logcount", dir, "--format", "json"], LONG)?;
+    json.expect_exit(0)?;
+    let value: serde_json::Value = serde_json::from_str(&json.stdout)?;
+    let shown = value["files"].as_object().ok_or("no files object")?;
+    check!(shown.len() == 4, "files merged: {}", json.stdout);
+    for (_, name, lines) in files {
+        check!(
+            shown.get(name).and_then(|c| c["total"].as_u64()) == Some(lines as u64),
+            "{name} not shown with its {lines} line(s): {}",
+            json.stdout
+        );
+    }
+    check!(value["all"]["total"] == 10, "{}", json.stdout);
+
+    let csv = run(&["run", "logcount", dir, "--format", "csv"], LONG)?;
+    csv.expect_exit(0)?;
+    check!(
+        csv.stdout.lines().count() == 6,
+        "one header, four rows, a total:\n{}",
+        csv.stdout
+    );
+    let table = run(&["run", "logcount", dir], LONG)?;
+    table.expect_exit(0)?;
+    check!(
+        table.stdout.lines().count() == 7,
+        "one header, four rows, a rule, a total:\n{}",
+        table.stdout
+    );
+    for (format, finished) in [("json", &json), ("csv", &csv), ("table", &table)] {
+        check!(
+            !finished.stdout.contains(['\u{1b}', '\u{7}']),
+            "{format} output carries control bytes:\n{:?}",
+            finished.stdout
+        );
+        for (_, name, _) in files {
+            let found = match format {
+                "json" => true,
+                _ => finished.stdout.contains(name),
+            };
+            check!(found, "{format}: {name} missing:\n{}", finished.stdout);
+        }
+    }
+    Ok(())
+}
+
 fn main() -> std::process::ExitCode {
     run_trials(vec![
+        Trial::test(
+            "look_alike_and_control_names_stay_distinct_and_inert",
+            look_alike_and_control_names_stay_distinct_and_inert,
+        ),
         Trial::test(
             "an_input_swapped_for_a_fifo_is_an_error_not_a_hang",
             an_input_swapped_for_a_fifo_is_an_error_not_a_hang,

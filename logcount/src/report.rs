@@ -531,7 +531,7 @@ mod tests {
         let mut bytes = Vec::new();
         let mut rest = text;
         while let Some(at) = rest.find('\\') {
-            bytes.extend_from_slice(rest[..at].as_bytes());
+            bytes.extend_from_slice(&rest.as_bytes()[..at]);
             let escape = &rest[at..];
             if let Some(after) = escape.strip_prefix(r"\\") {
                 bytes.push(b'\\');

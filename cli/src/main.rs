@@ -233,6 +233,7 @@ fn supervisor(args: &RunArgs, jobs: LeaseTable) -> anyhow::Result<CommandSupervi
         workers: args
             .workers
             .unwrap_or_else(|| SupervisorConfig::default().workers),
+        max_workers: SupervisorConfig::default().max_workers,
         job_timeout: args.job_timeout,
         heartbeat_timeout: args.heartbeat_timeout,
         heartbeat_interval: (args.heartbeat_timeout / 5)

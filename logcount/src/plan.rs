@@ -78,6 +78,12 @@ pub struct ChunkJob {
     pub source: ChunkSource,
     /// Return per-key counts too (needed for `--top`; makes the result bigger).
     pub per_key_counts: bool,
+    /// Whether the first attempt in a pool worker may map the file (see `mapped.rs`): only
+    /// where the pool retries a job whose worker died, since a truncated mapped file kills
+    /// the worker and only the retry (which reads) gets the answer. `plan` leaves it off; the
+    /// scheduler turns it on when jobs get at least two attempts.
+    #[serde(default)]
+    pub may_map: bool,
 }
 
 /// A planned run: the files, the jobs covering them, and files already known to be unreadable.
@@ -167,6 +173,7 @@ pub fn plan(dir: &Path, options: &Options) -> Result<Plan, PlanError> {
             file_index,
             source,
             per_key_counts: options.top.is_some(),
+            may_map: false,
         };
         if is_gzip(&file.path) {
             jobs.push(job(ChunkSource::Gzip));

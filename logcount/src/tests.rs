@@ -96,6 +96,7 @@ fn count_cut_with(
                 end: range[1],
             },
             per_key_counts: false,
+            may_map: false,
         };
         let counts = count_chunk_with_buffer(&job, method, buffer).unwrap();
         total += counts.total;

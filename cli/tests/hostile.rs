@@ -255,8 +255,248 @@ fn look_alike_and_control_names_stay_distinct_and_inert() -> TestResult {
     Ok(())
 }
 
+fn nonsense_options_are_usage_errors_naming_the_option() -> TestResult {
+    let logs = small_logs()?;
+    let dir = path_str(logs.path());
+    let cases: [(&[&str], &str); 9] = [
+        (&["run", "echo", "a", "--job-timeout", "0"], "--job-timeout"),
+        (
+            &["run", "echo", "a", "--heartbeat-timeout", "0"],
+            "--heartbeat-timeout",
+        ),
+        (
+            &["run", "echo", "a", "--heartbeat-timeout", "0.001"],
+            "--heartbeat-timeout",
+        ),
+        (
+            &["run", "echo", "a", "--restart-period", "0"],
+            "--restart-period",
+        ),
+        (
+            &["run", "echo", "a", "--status-interval", "0"],
+            "--status-interval",
+        ),
+        (
+            &["run", "echo", "a", "--job-timeout", "nan"],
+            "--job-timeout",
+        ),
+        (
+            &["run", "logcount", dir, "--chunk-bytes", "1"],
+            "--chunk-bytes",
+        ),
+        (&["run", "echo", "a", "--max-workers", "0"], "--max-workers"),
+        (
+            &["run", "echo", "a", "--workers", "3", "--max-workers", "2"],
+            "--max-workers 2",
+        ),
+    ];
+    for (args, option) in cases {
+        let finished = run(args, LONG)?;
+        check_no_panic(&finished)?;
+        finished
+            .expect_exit(2)
+            .and_then(|()| finished.expect_stderr_saying(option))
+            .map_err(|e| format!("{args:?}: {e}"))?;
+    }
+    // The smallest chunk size is accepted.
+    let finished = run(&["run", "logcount", dir, "--chunk-bytes", "65536"], LONG)?;
+    finished.expect_exit(0)?;
+    Ok(())
+}
+
+fn zero_grace_stops_at_once_without_a_false_alarm() -> TestResult {
+    let logs = small_logs()?;
+    let runs: [&[&str]; 2] = [
+        &[
+            "run",
+            "echo",
+            "a",
+            "b",
+            "c",
+            "--workers",
+            "2",
+            "--grace",
+            "0",
+        ],
+        &["run", "logcount", path_str(logs.path()), "--grace", "0"],
+    ];
+    for args in runs {
+        let finished = run(args, LONG)?;
+        finished
+            .expect_exit(0)
+            .map_err(|e| format!("{args:?}: {e}"))?;
+        check!(
+            finished.stderr.is_empty(),
+            "{args:?}: a clean run with --grace 0 is quiet:\n{}",
+            finished.stderr
+        );
+    }
+    no_zombie_of_this_process()?;
+    Ok(())
+}
+
+fn a_stop_signal_exits_128_plus_its_number() -> TestResult {
+    for (signal, code) in [
+        (nix::sys::signal::Signal::SIGINT, 130),
+        (nix::sys::signal::Signal::SIGTERM, 143),
+    ] {
+        let (running, _) =
+            start_with_workers(&["run", "hang", "a", "--workers", "1", "--grace", "0.3"], 1)?;
+        sleep_ms(100);
+        running.signal(signal);
+        let finished = running.finish(LONG)?;
+        finished
+            .expect_exit(code)
+            .and_then(|()| finished.expect_stderr_saying("interrupted by a stop signal"))
+            .map_err(|e| format!("{signal}: {e}"))?;
+    }
+    Ok(())
+}
+
+fn an_interrupted_logcount_names_the_files_it_did_not_count() -> TestResult {
+    // The worker is stopped (SIGSTOP) before SIGTERM, so the run cannot finish meanwhile;
+    // should it have finished before the worker was stopped, the race is run again.
+    for round in 0..5 {
+        let logs = tempfile::tempdir()?;
+        let line = "192.168.100.200 - - [01/Jan/2026:00:00:01 +0000] \"GET / HTTP/1.1\" 200 1\n";
+        fs::write(
+            logs.path().join("a.log"),
+            line.repeat((8 << 20) / line.len()),
+        )?;
+        fs::write(logs.path().join("z.log"), "10.0.0.1 - - x\n")?;
+        let args = [
+            "run",
+            "logcount",
+            path_str(logs.path()),
+            "--workers",
+            "1",
+            "--chunk-bytes",
+            "65536",
+            "--grace",
+            "0.3",
+        ];
+        let (running, workers) = start_with_workers(&args, 1)?;
+        let worker = nix::unistd::Pid::from_raw(workers[0]);
+        let _ = nix::sys::signal::kill(worker, nix::sys::signal::Signal::SIGSTOP);
+        running.signal(nix::sys::signal::Signal::SIGTERM);
+        let finished = running.finish(LONG)?;
+        if finished.code == Some(0) {
+            sleep_ms(50 * (round + 1));
+            continue;
+        }
+        finished.expect_exit(143)?;
+        finished.expect_stderr_saying(
+            "stopped by SIGTERM before counting 2 file(s):\n  a.log\n  z.log\n",
+        )?;
+        check!(
+            finished.stdout.contains("errors:") && finished.stdout.contains("not counted"),
+            "the report does not list them under errors:\n{}",
+            finished.stdout
+        );
+        no_zombie_of_this_process()?;
+        return Ok(());
+    }
+    Err("the run always finished before it could be stopped".into())
+}
+
+fn the_same_stop_signal_twice_at_once_counts_once() -> TestResult {
+    // `timeout` sends SIGTERM to the process and to its group: one request, not two.
+    let (running, _) = start_with_workers(
+        &[
+            "run",
+            "hang",
+            "a",
+            "--workers",
+            "1",
+            "--grace",
+            "30",
+            "--log-format",
+            "json",
+        ],
+        1,
+    )?;
+    sleep_ms(100);
+    running.signal(nix::sys::signal::Signal::SIGTERM);
+    running.signal(nix::sys::signal::Signal::SIGTERM);
+    sleep_ms(400);
+    let so_far = running.stderr_so_far();
+    check!(
+        so_far.contains("drain_begun") && !so_far.contains("stopping_now"),
+        "two SIGTERMs at once were taken for two requests:\n{so_far}"
+    );
+    // A later one is a second request: stop at once.
+    running.signal(nix::sys::signal::Signal::SIGTERM);
+    let finished = running.finish(Duration::from_secs(5))?;
+    finished.expect_exit(143)?;
+    let records = events(&finished);
+    check!(
+        named(&records, "drain_begun").len() == 1 && named(&records, "stopping_now").len() == 1,
+        "expected one drain, then one stop:\n{}",
+        finished.stderr
+    );
+    Ok(())
+}
+
+fn sigttin_stops_at_max_workers() -> TestResult {
+    let (running, _) = start_with_workers(
+        &[
+            "run",
+            "sleep",
+            "1500",
+            "--workers",
+            "1",
+            "--max-workers",
+            "2",
+            "--log-format",
+            "json",
+        ],
+        1,
+    )?;
+    for _ in 0..4 {
+        running.signal(nix::sys::signal::Signal::SIGTTIN);
+        sleep_ms(50);
+    }
+    running.wait_for_workers(2, STARTUP)?;
+    sleep_ms(300);
+    let workers = running.workers();
+    check!(workers.len() == 2, "grew past the cap: {workers:?}");
+    let finished = running.finish(LONG)?;
+    finished.expect_exit(0)?;
+    let resized = named(&events(&finished), "pool_resized")
+        .into_iter()
+        .cloned()
+        .collect::<Vec<_>>();
+    check!(
+        resized.iter().all(|record| record["size"] == 2)
+            && resized.iter().any(|record| record["at_limit"] == true),
+        "{resized:?}"
+    );
+    Ok(())
+}
+
 fn main() -> std::process::ExitCode {
     run_trials(vec![
+        Trial::test(
+            "nonsense_options_are_usage_errors_naming_the_option",
+            nonsense_options_are_usage_errors_naming_the_option,
+        ),
+        Trial::test(
+            "zero_grace_stops_at_once_without_a_false_alarm",
+            zero_grace_stops_at_once_without_a_false_alarm,
+        ),
+        Trial::test(
+            "a_stop_signal_exits_128_plus_its_number",
+            a_stop_signal_exits_128_plus_its_number,
+        ),
+        Trial::test(
+            "an_interrupted_logcount_names_the_files_it_did_not_count",
+            an_interrupted_logcount_names_the_files_it_did_not_count,
+        ),
+        Trial::test(
+            "the_same_stop_signal_twice_at_once_counts_once",
+            the_same_stop_signal_twice_at_once_counts_once,
+        ),
+        Trial::test("sigttin_stops_at_max_workers", sigttin_stops_at_max_workers),
         Trial::test(
             "look_alike_and_control_names_stay_distinct_and_inert",
             look_alike_and_control_names_stay_distinct_and_inert,

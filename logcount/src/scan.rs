@@ -186,11 +186,18 @@ fn open_regular(path: &std::path::Path) -> Result<File, String> {
 
     use nix::fcntl::{fcntl, FcntlArg, OFlag};
 
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
-        .open(path)
-        .map_err(|e| format!("cannot open: {e}"))?;
+    let file = loop {
+        match std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+            .open(path)
+        {
+            Ok(file) => break file,
+            // A signal handled in the worker (SIGTERM: leave after this job) interrupted it.
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(format!("cannot open: {e}")),
+        }
+    };
     let kind = file
         .metadata()
         .map_err(|e| format!("cannot stat: {e}"))?

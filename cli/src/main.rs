@@ -5,7 +5,7 @@ mod console;
 mod diagnostic_kinds;
 mod status;
 
-use std::io::Write as _;
+use std::io::{self, Write as _};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -15,10 +15,11 @@ use clap::{Args, Parser, Subcommand};
 use herd_logcount::genlogs::{self, GenOptions};
 use herd_logcount::{self as logcount, Format, LogcountChunk, Merger, Options as LogcountOptions};
 use herd_supervisor::{
-    IpcLauncher, LeaseTable, Level, RunReport, SignalInbox, StartMethod, Supervisor,
+    IpcLauncher, LeaseTable, Level, RunReport, SignalInbox, StartMethod, StopReason, Supervisor,
     SupervisorConfig,
 };
 use herd_worker::{decode_payload, encode_payload, JobKind};
+use nix::sys::signal::Signal;
 
 use crate::builtin::builtin_worker;
 use crate::console::{Console, LogFormat};
@@ -39,9 +40,12 @@ struct Cli {
 enum Command {
     #[command(
         after_help = "Signals: SIGINT/SIGTERM drain (no new jobs, running ones get --grace, \
-        then SIGKILL; a second one stops at once); SIGTTIN/SIGTTOU add/remove a worker; SIGUSR1 \
-        prints the worker table. Exit status: 0 when every job succeeded, 1 with a summary of the \
-        failed jobs on stderr, 2 for bad usage (logcount: 2 for a bad DIR, 1 for unreadable files)."
+        then SIGKILL; a second one stops at once, the same signal again within 100 ms counts \
+        once); SIGTTIN/SIGTTOU add/remove a worker (at most --max-workers); SIGUSR1 prints the \
+        worker table. Exit status: 0 when every job succeeded, 1 with a summary of the failed \
+        jobs on stderr, 2 for bad usage (logcount: 2 for a bad DIR, 1 for unreadable files), \
+        130/143 when SIGINT/SIGTERM stopped the run before every job was done, 141 when stdout \
+        was closed before all the results were written."
     )]
     /// Runs JOB over the worker pool: `logcount DIR`, or a diagnostic kind (echo, sleep, fail,
     /// crash, hang, hang-once, pid, grandchild; for testing) with one job per ARG, printing
@@ -57,6 +61,45 @@ fn parse_seconds(text: &str) -> Result<Duration, String> {
         .map_err(|_| format!("expected seconds, got {text:?}"))?;
     Duration::try_from_secs_f64(seconds)
         .map_err(|_| format!("expected a non-negative number of seconds, got {text:?}"))
+}
+
+/// Seconds that must be more than zero: a zero timeout would kill every job at once.
+fn parse_positive_seconds(text: &str) -> Result<Duration, String> {
+    let seconds = parse_seconds(text)?;
+    if seconds.is_zero() {
+        return Err(format!(
+            "expected a positive number of seconds, got {text:?}"
+        ));
+    }
+    Ok(seconds)
+}
+
+/// The shortest heartbeat timeout: workers heartbeat every timeout / 5, but not more often than
+/// every 10 ms, so a shorter timeout would kill healthy workers between two beats.
+const MIN_HEARTBEAT_TIMEOUT: Duration = Duration::from_millis(100);
+
+fn parse_heartbeat_timeout(text: &str) -> Result<Duration, String> {
+    let seconds = parse_seconds(text)?;
+    if seconds < MIN_HEARTBEAT_TIMEOUT {
+        return Err(format!(
+            "expected at least {} seconds, got {text:?}",
+            MIN_HEARTBEAT_TIMEOUT.as_secs_f64()
+        ));
+    }
+    Ok(seconds)
+}
+
+/// The smallest `--chunk-bytes`: below it per-job costs swamp the counting, and a large input
+/// would be planned into more jobs than memory holds.
+const MIN_CHUNK_BYTES: u64 = 64 * 1024;
+
+fn parse_chunk_bytes(text: &str) -> Result<u64, String> {
+    match text.parse::<u64>() {
+        Ok(bytes) if bytes >= MIN_CHUNK_BYTES => Ok(bytes),
+        _ => Err(format!(
+            "expected a number of bytes of at least {MIN_CHUNK_BYTES} (64 KiB), got {text:?}"
+        )),
+    }
 }
 
 fn parse_workers(text: &str) -> Result<usize, String> {
@@ -77,32 +120,37 @@ struct RunArgs {
     /// Workers to run (default: the available CPUs).
     #[arg(long, value_parser = parse_workers)]
     workers: Option<usize>,
+    /// The most workers SIGTTIN may grow the pool to (default: 4 per available CPU, at least 4).
+    #[arg(long, value_parser = parse_workers)]
+    max_workers: Option<usize>,
     /// How workers are started: fork or spawn.
     #[arg(long, default_value = "fork")]
     start_method: StartMethod,
     /// At most R unplanned worker restarts within --restart-period, then the run stops.
     #[arg(long, default_value_t = 10)]
     max_restarts: u32,
-    /// The window of --max-restarts, in seconds.
-    #[arg(long, value_parser = parse_seconds, default_value = "30")]
+    /// The window of --max-restarts, in seconds (more than 0).
+    #[arg(long, value_parser = parse_positive_seconds, default_value = "30")]
     restart_period: Duration,
-    /// Kill a worker whose job runs longer (seconds) and re-queue the job.
-    #[arg(long, value_parser = parse_seconds)]
+    /// Kill a worker whose job runs longer (seconds, more than 0) and re-queue the job.
+    #[arg(long, value_parser = parse_positive_seconds)]
     job_timeout: Option<Duration>,
-    /// Kill a worker silent for longer (seconds; stopped or frozen) and re-queue its job.
-    #[arg(long, value_parser = parse_seconds, default_value = "10")]
+    /// Kill a worker silent for longer (seconds, at least 0.1; stopped or frozen) and re-queue
+    /// its job.
+    #[arg(long, value_parser = parse_heartbeat_timeout, default_value = "10")]
     heartbeat_timeout: Duration,
     /// Tries per job before it is reported failed.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
     max_attempts: u32,
-    /// Seconds running jobs get after SIGINT/SIGTERM (or the last job) before SIGKILL.
+    /// Seconds running jobs get after SIGINT/SIGTERM (or the last job) before SIGKILL; 0 stops
+    /// at once.
     #[arg(long, value_parser = parse_seconds, default_value = "10")]
     grace: Duration,
     /// Replace a worker after this many jobs.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     max_tasks_per_child: Option<u64>,
-    /// Print the worker table every S seconds (it is also printed on SIGUSR1).
-    #[arg(long, value_parser = parse_seconds)]
+    /// Print the worker table every S seconds (more than 0; it is also printed on SIGUSR1).
+    #[arg(long, value_parser = parse_positive_seconds)]
     status_interval: Option<Duration>,
     /// logcount: output format: table, csv or json.
     #[arg(long, default_value = "table")]
@@ -113,9 +161,9 @@ struct RunArgs {
     /// logcount: also count files in subdirectories.
     #[arg(long)]
     recursive: bool,
-    /// logcount: cut plain files into chunk jobs of about B bytes (default: about 4 chunks per
-    /// worker, between 4 and 256 MiB).
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    /// logcount: cut plain files into chunk jobs of about B bytes, at least 64 KiB (default:
+    /// about 4 chunks per worker, between 4 and 256 MiB).
+    #[arg(long, value_parser = parse_chunk_bytes)]
     chunk_bytes: Option<u64>,
     /// How the run's log records are written on stderr.
     #[arg(long, value_enum, default_value = "text")]
@@ -151,14 +199,48 @@ struct Exit {
     message: String,
 }
 
+/// Exit status when stdout was closed before all the output was written (`| head`): 128 +
+/// SIGPIPE, what a shell reports for a GNU tool killed by SIGPIPE, so `set -o pipefail` sees
+/// an incomplete output as it would for `yes | head`. Nothing is printed.
+const EXIT_CLOSED_STDOUT: u8 = 141;
+
 fn main() -> ExitCode {
     herd_ipc::init();
     match run(Cli::parse()) {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("supervisor: {error:#}");
-            ExitCode::from(error.downcast_ref::<Exit>().map_or(1, |exit| exit.code))
+            let code = error.downcast_ref::<Exit>().map_or(1, |exit| exit.code);
+            if code != EXIT_CLOSED_STDOUT {
+                note(&format!("supervisor: {error:#}\n"));
+            }
+            ExitCode::from(code)
         }
+    }
+}
+
+/// Writes `text` on stderr. A closed or full stderr cannot be reported anywhere, so a failure
+/// is ignored (`eprint!` would panic instead).
+fn note(text: &str) {
+    let _ = io::stderr().lock().write_all(text.as_bytes());
+}
+
+/// Writes the run's results on stdout, checked: a closed pipe (EPIPE; the reader has all it
+/// wanted) ends the run quietly with [`EXIT_CLOSED_STDOUT`], any other error (ENOSPC, EIO) is
+/// reported naming stdout, exit 1. `write_all` retries EINTR.
+fn write_stdout(text: &str) -> anyhow::Result<()> {
+    let mut out = io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(error) if error.kind() == io::ErrorKind::BrokenPipe => Err(Exit {
+            code: EXIT_CLOSED_STDOUT,
+            message: "stdout was closed".into(),
+        }
+        .into()),
+        Err(error) => Err(Exit {
+            code: 1,
+            message: format!("cannot write the results to stdout: {error}"),
+        }
+        .into()),
     }
 }
 
@@ -173,21 +255,49 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 seed: args.seed,
             };
             let written = genlogs::generate(&args.dir, &options)?;
-            eprintln!(
-                "supervisor: wrote {} file(s) to {}",
+            note(&format!(
+                "supervisor: wrote {} file(s) to {}\n",
                 written.len(),
                 args.dir.display()
-            );
+            ));
             Ok(ExitCode::SUCCESS)
         }
     }
 }
 
-fn supervise(args: &RunArgs, jobs: LeaseTable) -> anyhow::Result<RunReport> {
+/// How a supervised run ended: its report, and the stop signal that cut it short, if any.
+struct Ended {
+    report: RunReport,
+    stop_signal: Option<Signal>,
+}
+
+impl Ended {
+    fn of(mut supervisor: CommandSupervisor) -> Self {
+        supervisor.observer().finish();
+        let report = supervisor.finish();
+        Self {
+            report,
+            stop_signal: supervisor.stop_signal(),
+        }
+    }
+
+    /// The exit status of a run that did not succeed: 128 + the signal's number when a stop
+    /// signal cut it short (130 for SIGINT, 143 for SIGTERM, as a shell reports a process the
+    /// signal ended), 1 otherwise.
+    fn failure_code(&self) -> ExitCode {
+        match (&self.report.stopped, self.stop_signal) {
+            (Some(StopReason::Interrupted), Some(signal)) => {
+                ExitCode::from(128u8.saturating_add(signal as i32 as u8))
+            }
+            _ => ExitCode::FAILURE,
+        }
+    }
+}
+
+fn supervise(args: &RunArgs, jobs: LeaseTable) -> anyhow::Result<Ended> {
     let mut supervisor = supervisor(args, jobs)?;
     while !supervisor.step() {}
-    supervisor.observer().finish();
-    Ok(supervisor.into_report())
+    Ok(Ended::of(supervisor))
 }
 
 /// The supervisor the `supervisor` command runs.
@@ -195,10 +305,19 @@ type CommandSupervisor = Supervisor<IpcLauncher, Console>;
 
 /// A supervisor for `jobs`, configured from the command line, ready to run.
 fn supervisor(args: &RunArgs, jobs: LeaseTable) -> anyhow::Result<CommandSupervisor> {
+    let defaults = SupervisorConfig::default();
+    let workers = args.workers.unwrap_or(defaults.workers);
+    let max_workers = args.max_workers.unwrap_or(defaults.max_workers);
+    if workers > max_workers {
+        return Err(Exit {
+            code: 2,
+            message: format!("--workers {workers} is more than --max-workers {max_workers}"),
+        }
+        .into());
+    }
     let config = SupervisorConfig {
-        workers: args
-            .workers
-            .unwrap_or_else(|| SupervisorConfig::default().workers),
+        workers,
+        max_workers,
         job_timeout: args.job_timeout,
         heartbeat_timeout: args.heartbeat_timeout,
         heartbeat_interval: (args.heartbeat_timeout / 5)
@@ -260,24 +379,21 @@ fn run_jobs(args: RunArgs) -> anyhow::Result<ExitCode> {
     for arg in &args.args {
         jobs.push(args.job.clone(), encode_payload(arg)?);
     }
-    let report = supervise(&args, jobs)?;
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let ended = supervise(&args, jobs)?;
+    let report = &ended.report;
+    let mut text = String::new();
     for id in 0..report.jobs.len() as u64 {
         if let Some(output) = report.jobs.output(id) {
-            writeln!(out, "{}", decode_payload::<String>(output)?)?;
+            text.push_str(&decode_payload::<String>(output)?);
+            text.push('\n');
         }
     }
-    out.flush()?;
-    drop(out);
-    finish(&report)
-}
-
-fn finish(report: &RunReport) -> anyhow::Result<ExitCode> {
+    write_stdout(&text)?;
     if report.success() {
         Ok(ExitCode::SUCCESS)
     } else {
-        eprint!("supervisor: {}", report.failure_summary());
-        Ok(ExitCode::FAILURE)
+        note(&format!("supervisor: {}", report.failure_summary()));
+        Ok(ended.failure_code())
     }
 }
 
@@ -320,6 +436,11 @@ fn run_logcount(args: &RunArgs) -> anyhow::Result<ExitCode> {
             })?;
         }
     }
+    // A mapped scan is only safe where a job whose worker died gets another attempt.
+    let may_map = args.max_attempts > 1;
+    for job in &mut plan.jobs {
+        job.may_map = may_map;
+    }
     let mut jobs = LeaseTable::new(args.max_attempts);
     for job in &plan.jobs {
         jobs.push(LogcountChunk::NAME, encode_payload(job)?);
@@ -337,8 +458,8 @@ fn run_logcount(args: &RunArgs) -> anyhow::Result<ExitCode> {
             merged_before += 1;
         }
     }
-    supervisor.observer().finish();
-    let report = supervisor.into_report();
+    let ended = Ended::of(supervisor);
+    let report = &ended.report;
     for id in merged_before..plan.jobs.len() {
         if let Some(output) = report.jobs.output(id as u64) {
             merger.add(decode_payload(output)?);
@@ -353,10 +474,30 @@ fn run_logcount(args: &RunArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let result = merger.finish();
-    print!("{}", result.render(args.format));
+    write_stdout(&result.render(args.format))?;
     if !report.success() {
-        eprint!("supervisor: {}", report.failure_summary());
-        return Ok(ExitCode::FAILURE);
+        note(&format!("supervisor: {}", report.failure_summary()));
+        if let Some(signal) = ended.stop_signal {
+            let mut uncounted: Vec<&str> = report
+                .jobs
+                .failures()
+                .filter_map(|(id, _)| plan.jobs.get(usize::try_from(id).ok()?))
+                .filter_map(|job| plan.files.get(job.file_index))
+                .map(|file| file.name.as_str())
+                .collect();
+            uncounted.sort_unstable();
+            uncounted.dedup();
+            let mut text = format!(
+                "supervisor: stopped by {} before counting {} file(s):\n",
+                signal.as_str(),
+                uncounted.len()
+            );
+            for name in uncounted {
+                text.push_str(&format!("  {name}\n"));
+            }
+            note(&text);
+        }
+        return Ok(ended.failure_code());
     }
     Ok(if result.errors.is_empty() {
         ExitCode::SUCCESS

@@ -391,7 +391,7 @@ fn sigint_drains_then_a_second_one_stops_at_once() -> TestResult {
     sleep_ms(250);
     running.signal(Signal::SIGINT);
     let finished = running.finish(LONG)?;
-    finished.expect_exit(1)?;
+    finished.expect_exit(130)?;
     check!(
         finished.lines() == ["slept 600 ms", "slept 600 ms"],
         "drained results: {:?}",
@@ -421,7 +421,7 @@ fn sigint_drains_then_a_second_one_stops_at_once() -> TestResult {
     sleep_ms(200);
     running.signal(Signal::SIGTERM);
     let finished = running.finish(Duration::from_secs(5))?;
-    finished.expect_exit(1)?;
+    finished.expect_exit(143)?;
     let records = events(&finished);
     check!(
         named(&records, "drain_begun").len() == 1 && named(&records, "stopping_now").len() == 1,
@@ -447,7 +447,7 @@ fn sigint_drains_then_a_second_one_stops_at_once() -> TestResult {
     sleep_ms(200);
     running.signal(Signal::SIGTERM);
     let finished = running.finish(Duration::from_secs(5))?;
-    finished.expect_exit(1)?;
+    finished.expect_exit(143)?;
     check!(
         named(&events(&finished), "grace_expired")
             .iter()

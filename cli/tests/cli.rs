@@ -65,7 +65,7 @@ fn bad_usage_is_a_clear_error_with_exit_2() -> TestResult {
         ),
         (&["run", "echo", "a", "--top", "3"], "for logcount only"),
         (
-            &["run", "echo", "a", "--chunk-bytes", "9"],
+            &["run", "echo", "a", "--chunk-bytes", "65536"],
             "for logcount only",
         ),
         (&["run", "logcount"], "usage: supervisor run logcount DIR"),
@@ -115,12 +115,12 @@ fn logcount_over_the_pool_matches_the_in_process_count() -> TestResult {
             ..Options::default()
         },
     )?;
-    // Tiny chunks put many cuts (and mapped windows) inside lines.
+    // The smallest chunks allowed put many cuts (and mapped windows) inside lines.
     for (method, chunk_bytes) in [
         ("fork", None),
         ("spawn", None),
         ("forkserver", None),
-        ("fork", Some("777")),
+        ("fork", Some("65536")),
     ] {
         let mut args = vec![
             "run",

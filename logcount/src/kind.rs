@@ -4,9 +4,10 @@
 //! [`ChunkError`] for the merge to list under `errors`, and the job is not retried.
 //!
 //! The first attempt at a job maps the file's range instead of reading it (no copy into a
-//! buffer). A file truncated during that scan kills the worker with SIGBUS; the supervisor then
-//! re-leases the job, and every later attempt reads, which cannot fault (see
-//! `logcount/mapped.rs`).
+//! buffer), if the job says a retry exists ([`ChunkJob::may_map`]). A file truncated during that
+//! scan kills the worker with SIGBUS; the supervisor then re-leases the job, and every later
+//! attempt reads, which cannot fault (see `logcount/mapped.rs`). Without a retry (one attempt
+//! per job) nothing would re-count the file, so every attempt reads.
 use herd_worker::{JobError, JobKind};
 
 use crate::{count_chunk_with, ChunkCounts, ChunkError, ChunkJob, MapConsent, ReadMethod};
@@ -19,18 +20,20 @@ pub struct LogcountChunk;
 herd_worker::register_kind!(LogcountChunk);
 
 impl LogcountChunk {
-    /// Whether attempt `attempt` (1 for the first) maps: the first does, every retry reads.
-    pub fn maps(attempt: u32) -> bool {
-        attempt <= 1
+    /// Whether attempt `attempt` (1 for the first) of a job that `may_map` maps: the first
+    /// does, every retry reads; a job that may not map always reads.
+    pub fn maps(attempt: u32, may_map: bool) -> bool {
+        may_map && attempt <= 1
     }
 
     /// How attempt `attempt` reads; only [`JobKind::run_attempt`] calls it, in a pool worker.
-    fn read_method(attempt: u32) -> ReadMethod {
-        if Self::maps(attempt) {
+    fn read_method(attempt: u32, may_map: bool) -> ReadMethod {
+        if Self::maps(attempt, may_map) {
             #[allow(unsafe_code)] // the pool side of the mapped-scan contract
             // SAFETY: attempts are numbered by the supervisor, which runs them in pool workers:
             // a SIGBUS on attempt 1 kills only that worker, which holds no lock another process
-            // needs, and the supervisor re-leases the job, whose attempt 2 reads with `read`.
+            // needs, and `may_map` says the job has a second attempt, which the supervisor
+            // leases after the death and which reads with `read`.
             let consent = unsafe { MapConsent::new() };
             ReadMethod::Map(consent)
         } else {
@@ -51,7 +54,7 @@ impl JobKind for LogcountChunk {
     /// answered by `read`, whose verdict on the input is the one reported. Attempt 1 maps: it is
     /// meant for the worker loop of a supervised pool, where a SIGBUS costs one worker and a retry.
     fn run_attempt(&self, job: ChunkJob, attempt: u32) -> Result<Self::Output, JobError> {
-        let method = Self::read_method(attempt);
+        let method = Self::read_method(attempt, job.may_map);
         Ok(match count_chunk_with(&job, method) {
             Err(_) if matches!(method, ReadMethod::Map(_)) => {
                 count_chunk_with(&job, ReadMethod::Read)
@@ -68,11 +71,22 @@ mod tests {
 
     #[test]
     fn only_the_first_attempt_maps() {
-        assert!(LogcountChunk::maps(1));
-        assert!(matches!(LogcountChunk::read_method(1), ReadMethod::Map(_)));
+        assert!(LogcountChunk::maps(1, true));
+        assert!(matches!(
+            LogcountChunk::read_method(1, true),
+            ReadMethod::Map(_)
+        ));
         for attempt in 2..5 {
-            assert!(!LogcountChunk::maps(attempt));
-            assert_eq!(LogcountChunk::read_method(attempt), ReadMethod::Read);
+            assert!(!LogcountChunk::maps(attempt, true));
+            assert_eq!(LogcountChunk::read_method(attempt, true), ReadMethod::Read);
+        }
+    }
+
+    #[test]
+    fn a_job_without_a_retry_never_maps() {
+        for attempt in 1..5 {
+            assert!(!LogcountChunk::maps(attempt, false));
+            assert_eq!(LogcountChunk::read_method(attempt, false), ReadMethod::Read);
         }
     }
 
@@ -87,8 +101,9 @@ mod tests {
                 end: 1 << 20,
             },
             per_key_counts: false,
+            may_map: true,
         };
-        assert!(count_chunk_with(&job, LogcountChunk::read_method(1)).is_err());
+        assert!(count_chunk_with(&job, LogcountChunk::read_method(1, true)).is_err());
         let read = count_chunk_with(&job, ReadMethod::Read).unwrap();
         assert_eq!(read.total, 1, "{read:?}");
         for attempt in 1..3 {

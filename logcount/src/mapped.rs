@@ -4,8 +4,9 @@
 //! The hazard, and why it is accepted only in pool workers: touching a mapped page that lies
 //! past the end of a file truncated after the mapping was made (logrotate's `copytruncate`
 //! does exactly that) raises SIGBUS, which kills the process. So only a job's first attempt in
-//! a supervisor pool worker maps (`ReadMethod::Map`, chosen by `LogcountChunk`): if it dies, the
-//! supervisor sees a lost worker, starts another one and re-leases the job, whose next attempt
+//! a supervisor pool worker maps (`ReadMethod::Map`, chosen by `LogcountChunk`), and only for a
+//! job that has a second attempt ([`ChunkJob::may_map`](super::ChunkJob::may_map)): if it dies,
+//! the supervisor sees a lost worker, starts another one and re-leases the job, whose next attempt
 //! reads with `read(2)` (`ReadMethod::Read`), which sees the shorter file and cannot fault.
 //! In-process callers (`count_dir`, `count_chunk`) never map.
 //!

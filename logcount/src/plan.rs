@@ -42,7 +42,8 @@ impl Default for Options {
 /// One input file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlannedFile {
-    /// The name it is reported under: its path relative to DIR, non-UTF-8 bytes as `\xNN`.
+    /// The name it is reported under: its path relative to DIR, escaped (non-UTF-8 bytes and
+    /// control characters as `\xNN`, a backslash as `\\`), so distinct paths stay distinct.
     pub name: String,
     /// Its path (DIR joined with the relative path; symlinks are followed when read).
     #[serde(with = "path_bytes")]
@@ -77,6 +78,12 @@ pub struct ChunkJob {
     pub source: ChunkSource,
     /// Return per-key counts too (needed for `--top`; makes the result bigger).
     pub per_key_counts: bool,
+    /// Whether the first attempt in a pool worker may map the file (see `mapped.rs`): only
+    /// where the pool retries a job whose worker died, since a truncated mapped file kills
+    /// the worker and only the retry (which reads) gets the answer. `plan` leaves it off; the
+    /// scheduler turns it on when jobs get at least two attempts.
+    #[serde(default)]
+    pub may_map: bool,
 }
 
 /// A planned run: the files, the jobs covering them, and files already known to be unreadable.
@@ -166,6 +173,7 @@ pub fn plan(dir: &Path, options: &Options) -> Result<Plan, PlanError> {
             file_index,
             source,
             per_key_counts: options.top.is_some(),
+            may_map: false,
         };
         if is_gzip(&file.path) {
             jobs.push(job(ChunkSource::Gzip));
@@ -266,16 +274,10 @@ impl Listing {
     }
 }
 
-/// A relative path as a report name: UTF-8 as is, each invalid byte as `\xNN`.
+/// A relative path as a report name, escaped so that distinct paths get distinct names that are
+/// safe to print (see `escape_bytes`).
 fn display_name(relative: &Path) -> String {
-    let mut name = String::new();
-    for chunk in relative.as_os_str().as_encoded_bytes().utf8_chunks() {
-        name.push_str(chunk.valid());
-        for byte in chunk.invalid() {
-            name.push_str(&format!("\\x{byte:02X}"));
-        }
-    }
-    name
+    super::report::escape_bytes(relative.as_os_str().as_encoded_bytes())
 }
 
 /// Serde for a path as its raw bytes, so that non-UTF-8 file names survive the trip to a worker

@@ -27,7 +27,7 @@ pub struct FileCounts {
 /// One of the busiest client keys (`--top`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TopKey {
-    /// The key, UTF-8 as is, invalid bytes as `\xNN`.
+    /// The key, escaped as file names are (see `escape_bytes`).
     pub key: String,
     /// Requests under it, over all files.
     pub count: u64,
@@ -285,11 +285,33 @@ impl Merger {
     }
 }
 
-/// Bytes as text: UTF-8 as is, each invalid byte as `\xNN`.
-fn escape_bytes(bytes: &[u8]) -> String {
-    let mut text = String::new();
+/// Bytes (a file name, a client key) as text that is safe to print anywhere and keeps distinct
+/// byte strings distinct: a backslash as `\\`, each byte that is not valid UTF-8 as `\xNN`,
+/// an ASCII control character (newline, ESC, DEL...) as `\xNN` too, a C1 control or a
+/// bidirectional-text control (which can reorder what a terminal shows) as `\u{XXXX}`, and
+/// every other character as is. Every backslash of the output starts an escape, so the text
+/// reads back to exactly one byte string: two files never share a row, and no name can move
+/// the cursor, recolour the terminal or split a line.
+pub(crate) fn escape_bytes(bytes: &[u8]) -> String {
+    let mut text = String::with_capacity(bytes.len());
     for chunk in bytes.utf8_chunks() {
-        text.push_str(chunk.valid());
+        for ch in chunk.valid().chars() {
+            match ch {
+                '\\' => text.push_str("\\\\"),
+                '\0'..='\u{1f}' | '\u{7f}' => {
+                    let _ = write!(text, "\\x{:02X}", ch as u32);
+                }
+                '\u{80}'..='\u{9f}'
+                | '\u{61c}'
+                | '\u{200e}'
+                | '\u{200f}'
+                | '\u{202a}'..='\u{202e}'
+                | '\u{2066}'..='\u{2069}' => {
+                    let _ = write!(text, "\\u{{{:X}}}", ch as u32);
+                }
+                _ => text.push(ch),
+            }
+        }
         for byte in chunk.invalid() {
             let _ = write!(text, "\\x{byte:02X}");
         }
@@ -487,5 +509,85 @@ mod tests {
     fn escape_bytes_marks_invalid_utf8() {
         assert_eq!(escape_bytes(b"ok\xff\xfe!"), "ok\\xFF\\xFE!");
         assert_eq!(escape_bytes("é".as_bytes()), "é");
+    }
+
+    #[test]
+    fn escape_bytes_keeps_look_alikes_apart_and_controls_out() {
+        // Raw bytes FF FE, and the eight characters `\xFF\xFE` typed as a name.
+        assert_eq!(escape_bytes(b"\xff\xfe.log"), "\\xFF\\xFE.log");
+        assert_eq!(escape_bytes(br"\xFF\xFE.log"), r"\\xFF\\xFE.log");
+        assert_eq!(escape_bytes(b"a\nb.log"), r"a\x0Ab.log");
+        assert_eq!(escape_bytes(b"\x1b[31mred\x1b[0m"), r"\x1B[31mred\x1B[0m");
+        assert_eq!(escape_bytes(b"del\x7f\t\r"), r"del\x7F\x09\x0D");
+        assert_eq!(escape_bytes("\u{9b}2J".as_bytes()), r"\u{9B}2J");
+        assert_eq!(
+            escape_bytes("evil\u{202e}gol.exe".as_bytes()),
+            r"evil\u{202E}gol.exe"
+        );
+    }
+
+    /// Reads `escape_bytes` output back: the proof that it is one-to-one.
+    fn unescape(text: &str) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        let mut rest = text;
+        while let Some(at) = rest.find('\\') {
+            bytes.extend_from_slice(&rest.as_bytes()[..at]);
+            let escape = &rest[at..];
+            if let Some(after) = escape.strip_prefix(r"\\") {
+                bytes.push(b'\\');
+                rest = after;
+            } else if let Some(after) = escape.strip_prefix(r"\x") {
+                bytes.push(u8::from_str_radix(&after[..2], 16).unwrap());
+                rest = &after[2..];
+            } else {
+                let after = escape.strip_prefix(r"\u{").unwrap();
+                let close = after.find('}').unwrap();
+                let ch = char::from_u32(u32::from_str_radix(&after[..close], 16).unwrap()).unwrap();
+                bytes.extend_from_slice(ch.to_string().as_bytes());
+                rest = &after[close + 1..];
+            }
+        }
+        bytes.extend_from_slice(rest.as_bytes());
+        bytes
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn escape_bytes_is_one_to_one_and_printable(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40),
+            text in "\\PC*",
+        ) {
+            for input in [bytes, text.into_bytes()] {
+                let escaped = escape_bytes(&input);
+                proptest::prop_assert!(!escaped.chars().any(|c| c.is_control()), "{escaped:?}");
+                proptest::prop_assert_eq!(unescape(&escaped), input);
+            }
+        }
+    }
+
+    #[test]
+    fn look_alike_names_render_as_two_rows_in_every_format() {
+        let mut report = Report::default();
+        for (name, total) in [
+            (b"\xff\xfe.log".as_slice(), 1),
+            (br"\xFF\xFE.log", 2),
+            (b"a\nb", 3),
+        ] {
+            report
+                .files
+                .insert(escape_bytes(name), FileCounts { total, ip: 1 });
+        }
+        let table = report.to_table();
+        assert_eq!(table.lines().count(), 6, "{table}");
+        assert!(!table.contains('\u{1b}'));
+        let csv = report.to_csv();
+        assert_eq!(csv.lines().count(), 5, "{csv}");
+        let json = report.to_json();
+        assert!(json.contains(r#""\\xFF\\xFE.log": {"total": 1"#), "{json}");
+        assert!(
+            json.contains(r#""\\\\xFF\\\\xFE.log": {"total": 2"#),
+            "{json}"
+        );
+        assert!(json.contains(r#""a\\x0Ab": {"total": 3"#), "{json}");
     }
 }

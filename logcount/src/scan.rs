@@ -134,7 +134,7 @@ pub(crate) fn count_chunk_with_buffer(
         path: job.path.clone(),
         reason,
     };
-    let mut file = File::open(&job.path).map_err(|e| fail(format!("cannot open: {e}")))?;
+    let mut file = open_regular(&job.path).map_err(fail)?;
     let mut counter = Counter::new(job.per_key_counts);
     match job.source {
         ChunkSource::Gzip => {
@@ -172,6 +172,60 @@ pub(crate) fn count_chunk_with_buffer(
         }
     }
     Ok(counter.finish(job.file_index))
+}
+
+/// Opens a planned input for reading, making sure it is (still) a regular file. Planning saw a
+/// regular file, but the name may have been swapped since: `open` of a FIFO blocks until a
+/// writer comes, for ever if none does, and a device may block or never end. So the open is
+/// non-blocking (which lets a FIFO's open return at once), the opened file must be a regular
+/// file (fstat of the descriptor, not of the name, which could change again), and only then
+/// are reads made blocking again.
+fn open_regular(path: &std::path::Path) -> Result<File, String> {
+    use std::os::fd::AsRawFd as _;
+    use std::os::unix::fs::{FileTypeExt as _, OpenOptionsExt as _};
+
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+
+    let file = loop {
+        match std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+            .open(path)
+        {
+            Ok(file) => break file,
+            // A signal handled in the worker (SIGTERM: leave after this job) interrupted it.
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(format!("cannot open: {e}")),
+        }
+    };
+    let kind = file
+        .metadata()
+        .map_err(|e| format!("cannot stat: {e}"))?
+        .file_type();
+    if !kind.is_file() {
+        let what = if kind.is_fifo() {
+            "a FIFO"
+        } else if kind.is_char_device() {
+            "a character device"
+        } else if kind.is_block_device() {
+            "a block device"
+        } else if kind.is_socket() {
+            "a socket"
+        } else if kind.is_dir() {
+            "a directory"
+        } else {
+            "not a plain file"
+        };
+        return Err(format!(
+            "not a regular file any more: it is {what} (replaced after planning?)"
+        ));
+    }
+    let flags = fcntl(file.as_raw_fd(), FcntlArg::F_GETFL)
+        .map_err(|e| format!("cannot read flags: {e}"))?;
+    let blocking = OFlag::from_bits_truncate(flags) - OFlag::O_NONBLOCK;
+    fcntl(file.as_raw_fd(), FcntlArg::F_SETFL(blocking))
+        .map_err(|e| format!("cannot set flags: {e}"))?;
+    Ok(file)
 }
 
 /// Streams `source` through a buffer of `buffer_bytes` into `chunk`.

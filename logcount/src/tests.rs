@@ -96,6 +96,7 @@ fn count_cut_with(
                 end: range[1],
             },
             per_key_counts: false,
+            may_map: false,
         };
         let counts = count_chunk_with_buffer(&job, method, buffer).unwrap();
         total += counts.total;
@@ -430,6 +431,37 @@ fn file_vanishing_after_planning_is_an_error() {
         report.errors
     );
     assert_eq!(report.files.len(), 1);
+}
+
+#[test]
+fn a_file_replaced_by_a_fifo_after_planning_is_an_error_not_a_hang() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "swapped.log", b"1.1.1.1 - -\n");
+    write(dir.path(), "kept.log", b"1.1.1.1 - -\n");
+    let plan = plan(dir.path(), &Options::default()).unwrap();
+    fs::remove_file(&path).unwrap();
+    nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    // No writer ever comes: a blocking open would wait for ever, here and in the mapped path.
+    for method in [ReadMethod::Read, ReadMethod::Map(map_consent())] {
+        let mut merger = Merger::new(&plan);
+        for job in &plan.jobs {
+            merger.add(count_chunk_with_buffer(job, method, 4096));
+        }
+        let report = merger.finish();
+        assert!(
+            report.errors["swapped.log"].contains("not a regular file any more: it is a FIFO"),
+            "{:?}",
+            report.errors
+        );
+        assert_eq!(report.files.len(), 1);
+    }
+    // A device in its place is refused the same way.
+    let job = ChunkJob {
+        path: "/dev/zero".into(),
+        ..plan.jobs[0].clone()
+    };
+    let error = count_chunk(&job).unwrap_err();
+    assert!(error.reason.contains("character device"), "{error:?}");
 }
 
 #[test]

@@ -6,6 +6,10 @@ use std::time::Duration;
 pub struct SupervisorConfig {
     /// Workers to keep running (SIGTTIN/SIGTTOU change it while running).
     pub workers: usize,
+    /// The most workers SIGTTIN may grow the pool to (default: 4 per available CPU, at least
+    /// 4), so that a flood of SIGTTIN cannot exhaust processes or memory. Never lowers the
+    /// pool below `workers`.
+    pub max_workers: usize,
     /// A job running longer is killed with its worker and re-queued.
     pub job_timeout: Option<Duration>,
     /// A worker silent for longer (stopped, frozen) is killed and its job re-queued.
@@ -28,8 +32,10 @@ pub struct SupervisorConfig {
 
 impl Default for SupervisorConfig {
     fn default() -> Self {
+        let cpus = std::thread::available_parallelism().map_or(1, usize::from);
         Self {
-            workers: std::thread::available_parallelism().map_or(1, usize::from),
+            workers: cpus,
+            max_workers: Self::default_max_workers(cpus),
             job_timeout: None,
             heartbeat_timeout: Duration::from_secs(10),
             heartbeat_interval: Duration::from_millis(500),
@@ -40,5 +46,12 @@ impl Default for SupervisorConfig {
             max_tasks_per_child: None,
             status_interval: None,
         }
+    }
+}
+
+impl SupervisorConfig {
+    /// The default [`max_workers`](Self::max_workers) for `cpus` CPUs: 4 per CPU, at least 4.
+    pub fn default_max_workers(cpus: usize) -> usize {
+        cpus.saturating_mul(4).max(4)
     }
 }

@@ -172,6 +172,8 @@ pub enum Event {
         signal: &'static str,
         /// Workers wanted now.
         size: usize,
+        /// SIGTTIN found the pool at its cap ([`crate::SupervisorConfig::max_workers`]).
+        at_limit: bool,
     },
     /// The worker table, asked for by SIGUSR1 or due by the status interval.
     Status(Status),
@@ -327,7 +329,19 @@ impl fmt::Display for Event {
                 f,
                 "the grace period after a stop signal ran out: killing {workers} worker(s)"
             ),
-            Event::PoolResized { signal, size } => write!(f, "{signal}: pool size now {size}"),
+            Event::PoolResized {
+                signal,
+                size,
+                at_limit: false,
+            } => write!(f, "{signal}: pool size now {size}"),
+            Event::PoolResized {
+                signal,
+                size,
+                at_limit: true,
+            } => write!(
+                f,
+                "{signal}: pool size stays {size}, the most workers allowed (max_workers)"
+            ),
             Event::Status(status) => write!(
                 f,
                 "status: {} worker(s), {} job(s) queued, {} unfinished",

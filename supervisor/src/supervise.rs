@@ -94,6 +94,8 @@ pub struct Supervisor<
     phase: Phase,
     keep_alive: bool,
     stopped: Option<StopReason>,
+    /// The stop signal that cut the run short, if one did.
+    stop_signal: Option<Signal>,
     restarts: u64,
     next_status: Option<Instant>,
     child_exited: bool,
@@ -156,6 +158,7 @@ impl<L: Launcher, O: Observer, S: SignalSource, C: Clock> Supervisor<L, O, S, C>
             phase: Phase::Running,
             keep_alive: false,
             stopped: None,
+            stop_signal: None,
             restarts: 0,
         }
     }
@@ -274,6 +277,12 @@ impl<L: Launcher, O: Observer, S: SignalSource, C: Clock> Supervisor<L, O, S, C>
         self.stopped.as_ref()
     }
 
+    /// The signal (SIGINT or SIGTERM) that stopped the run while jobs were unfinished, if one
+    /// did: a command exits 128 + its number, as a shell expects of a process it interrupted.
+    pub fn stop_signal(&self) -> Option<Signal> {
+        self.stop_signal
+    }
+
     /// No more jobs will come: the run ends once the submitted ones are done.
     pub fn close(&mut self) {
         self.keep_alive = false;
@@ -350,9 +359,12 @@ impl<L: Launcher, O: Observer, S: SignalSource, C: Clock> Supervisor<L, O, S, C>
     fn on_signal(&mut self, signal: Signal, now: Instant) {
         match signal {
             Signal::SIGINT | Signal::SIGTERM => {
-                let state = self.drain.on_stop_signal(now);
+                let Some(state) = self.drain.on_signal(signal, now) else {
+                    return;
+                };
                 if self.jobs.unfinished() > 0 {
                     self.stopped.get_or_insert(StopReason::Interrupted);
+                    self.stop_signal.get_or_insert(signal);
                 }
                 match state {
                     DrainState::Draining { .. } => {
@@ -374,10 +386,16 @@ impl<L: Launcher, O: Observer, S: SignalSource, C: Clock> Supervisor<L, O, S, C>
                 }
             }
             Signal::SIGTTIN => {
-                self.target += 1;
+                // A flood of SIGTTIN must not fork the machine to death: at the cap it changes
+                // nothing, and the event says so.
+                let at_limit = self.target >= self.config.max_workers;
+                if !at_limit {
+                    self.target += 1;
+                }
                 self.emit(Event::PoolResized {
                     signal: signal.as_str(),
                     size: self.target,
+                    at_limit,
                 });
             }
             Signal::SIGTTOU => {
@@ -385,6 +403,7 @@ impl<L: Launcher, O: Observer, S: SignalSource, C: Clock> Supervisor<L, O, S, C>
                 self.emit(Event::PoolResized {
                     signal: signal.as_str(),
                     size: self.target,
+                    at_limit: false,
                 });
             }
             Signal::SIGUSR1 => self.emit_status(now),
@@ -630,6 +649,15 @@ impl<L: Launcher, O: Observer, S: SignalSource, C: Clock> Supervisor<L, O, S, C>
 
     fn check_timers(&mut self, now: Instant) {
         for index in 0..self.slots.len() {
+            // With no grace at all, a worker asked to leave is stopped at once: SIGKILL is the
+            // plan, not news, and its exit stays a planned one (no restart counted). Repeated
+            // each pass until it is reaped, which a worker already dead ignores.
+            if self.config.grace.is_zero()
+                && matches!(self.slots[index].leaving, Some(Leaving::Asked { .. }))
+            {
+                let _ = self.slots[index].reaper.signal(Signal::SIGKILL);
+                continue;
+            }
             let slot = &self.slots[index];
             let cause = match &slot.leaving {
                 Some(Leaving::Killed(_)) => None,

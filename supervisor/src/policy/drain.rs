@@ -2,7 +2,19 @@
 //!
 //! The first stop signal drains: no new job is handed out, running jobs get the grace period to
 //! finish, then their workers are killed. A second stop signal stops at once.
+//!
+//! One stop request often arrives as two deliveries of the same signal: `timeout` and process
+//! managers send SIGTERM to the process and to its group, and a terminal's Ctrl-C reaches every
+//! process of the foreground group. The same signal again within [`ECHO_WINDOW`] of the one
+//! counted is taken for such an echo, not for a second request.
 use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+
+/// How soon after a counted stop signal the same signal is an echo of it, not a new request:
+/// far longer than the microseconds between two deliveries of one request, far shorter than a
+/// person pressing Ctrl-C twice.
+pub const ECHO_WINDOW: Duration = Duration::from_millis(100);
 
 /// Where the run is in its shutdown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,6 +32,8 @@ pub enum DrainState {
 pub struct Drain {
     grace: Duration,
     state: DrainState,
+    /// The last stop signal counted, and when.
+    last: Option<(Signal, Instant)>,
 }
 
 impl Drain {
@@ -28,6 +42,7 @@ impl Drain {
         Self {
             grace,
             state: DrainState::Running,
+            last: None,
         }
     }
 
@@ -50,6 +65,18 @@ impl Drain {
             DrainState::Draining { .. } | DrainState::Stopping => DrainState::Stopping,
         };
         self.state(now)
+    }
+
+    /// Stop signal `signal` arrived at `now`: the new state, or `None` if it is an echo of the
+    /// last one counted (the same signal within [`ECHO_WINDOW`]), which changes nothing.
+    pub fn on_signal(&mut self, signal: Signal, now: Instant) -> Option<DrainState> {
+        if let Some((last, at)) = self.last {
+            if last == signal && now.saturating_duration_since(at) < ECHO_WINDOW {
+                return None;
+            }
+        }
+        self.last = Some((signal, now));
+        Some(self.on_stop_signal(now))
     }
 
     /// Whether new jobs may be handed out.
@@ -92,6 +119,52 @@ mod tests {
         assert_eq!(
             drain.on_stop_signal(t0 + Duration::from_millis(20)),
             DrainState::Stopping
+        );
+    }
+
+    #[test]
+    fn the_same_signal_twice_within_the_echo_window_counts_once() {
+        let t0 = Instant::now();
+        let mut drain = Drain::new(Duration::from_secs(30));
+        let deadline = t0 + Duration::from_secs(30);
+        assert_eq!(
+            drain.on_signal(Signal::SIGTERM, t0),
+            Some(DrainState::Draining { deadline })
+        );
+        // `timeout` signalling the pid and its group: one request.
+        assert_eq!(drain.on_signal(Signal::SIGTERM, t0), None);
+        assert_eq!(drain.on_signal(Signal::SIGTERM, t0 + ECHO_WINDOW / 2), None);
+        assert_eq!(
+            drain.state(t0 + ECHO_WINDOW),
+            DrainState::Draining { deadline }
+        );
+        // Later, the same signal is a second request.
+        assert_eq!(
+            drain.on_signal(Signal::SIGTERM, t0 + ECHO_WINDOW * 2),
+            Some(DrainState::Stopping)
+        );
+    }
+
+    #[test]
+    fn a_different_stop_signal_is_never_an_echo() {
+        let t0 = Instant::now();
+        let mut drain = Drain::new(Duration::from_secs(30));
+        drain.on_signal(Signal::SIGTERM, t0);
+        assert_eq!(
+            drain.on_signal(Signal::SIGINT, t0 + Duration::from_millis(1)),
+            Some(DrainState::Stopping)
+        );
+    }
+
+    #[test]
+    fn an_echo_is_measured_from_the_signal_counted_not_the_last_echo() {
+        let t0 = Instant::now();
+        let mut drain = Drain::new(Duration::from_secs(30));
+        drain.on_signal(Signal::SIGINT, t0);
+        assert_eq!(drain.on_signal(Signal::SIGINT, t0 + ECHO_WINDOW / 2), None);
+        assert_eq!(
+            drain.on_signal(Signal::SIGINT, t0 + ECHO_WINDOW + ECHO_WINDOW / 4),
+            Some(DrainState::Stopping)
         );
     }
 

@@ -547,3 +547,44 @@ fn short_jobs_are_sent_ahead_in_batches() {
     harness.step_until("the run is over", |h| h.supervisor.is_over());
     assert!(harness.supervisor.finish().success());
 }
+
+#[test]
+fn a_stop_signal_after_the_last_result_leaves_the_run_a_success() {
+    let mut harness = Harness::new(config(1), 1, MockLauncher::default());
+    harness.step_until("the worker holds the job", |h| h.job_of(0).is_some());
+    harness.answer(0);
+    harness.step_until("the job is done", |h| h.supervisor.jobs().unfinished() == 0);
+    // The workers are still leaving (the command merges and prints meanwhile).
+    harness.signals.borrow_mut().push(Signal::SIGTERM);
+    harness.supervisor.step();
+    let report = harness.supervisor.finish();
+    assert!(report.success(), "{:?}", report.stopped);
+    assert_eq!(harness.supervisor.stop_signal(), None);
+}
+
+#[test]
+fn sigttin_grows_the_pool_up_to_max_workers_only() {
+    let config = SupervisorConfig {
+        max_workers: 2,
+        ..config(1)
+    };
+    let mut harness = Harness::new(config, 1, MockLauncher::default());
+    harness.step_until("one worker", |h| h.workers.borrow().len() == 1);
+    for _ in 0..3 {
+        harness.signals.borrow_mut().push(Signal::SIGTTIN);
+        harness.supervisor.step();
+    }
+    for _ in 0..5 {
+        harness.supervisor.step();
+    }
+    assert_eq!(harness.workers.borrow().len(), 2, "started past the cap");
+    let resized: Vec<(usize, bool)> = harness
+        .events()
+        .iter()
+        .filter_map(|event| match event {
+            Event::PoolResized { size, at_limit, .. } => Some((*size, *at_limit)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(resized, [(2, false), (2, true), (2, true)]);
+}

@@ -343,8 +343,15 @@ fn recv_timeout_and_try_recv(how: Start) -> TestResult {
     ensure(waited >= Duration::from_millis(100), || {
         format!("returned early: {waited:?}")
     })?;
-    go.send(())?;
-    ensure(parent.recv_timeout(PATIENCE)? == 42, || {
+    // `Duration::MAX` is no deadline: these wait for the child instead of overflowing.
+    go.send_timeout((), Duration::MAX)?;
+    ensure(parent.poll(Some(Duration::MAX))?, || {
+        "poll(Duration::MAX) returned without a message".into()
+    })?;
+    ensure(wait(&[&parent], Some(Duration::MAX))? == [0], || {
+        "wait(Duration::MAX) returned without a message".into()
+    })?;
+    ensure(parent.recv_timeout(Duration::MAX)? == 42, || {
         "wrong value".into()
     })?;
     finish(child)

@@ -136,6 +136,10 @@ fn main() -> ExitCode {
             bounded_semaphore_over_release_is_an_error,
         ),
         (
+            "endless_timeouts_wait_without_overflow",
+            endless_timeouts_wait_without_overflow,
+        ),
+        (
             "event_wakes_waiters_in_other_processes",
             event_wakes_waiters_in_other_processes,
         ),
@@ -612,6 +616,76 @@ fn bounded_semaphore_over_release_is_an_error() -> Verdict {
     ensure(semaphore.value() == 1, || {
         format!("value {}", semaphore.value())
     })
+}
+
+/// `Duration::MAX` is "no deadline" for every `*_timeout` wait: each one blocks until a child
+/// lets it through, instead of panicking on the deadline arithmetic or returning at once.
+fn endless_timeouts_wait_without_overflow() -> Verdict {
+    let lock = Lock::new().map_err(err)?;
+    let rlock = RLock::new().map_err(err)?;
+    let condition = Condition::new().map_err(err)?;
+    let value = Value::<u64>::new(0).map_err(err)?;
+    let array = Array::<u64>::new(1).map_err(err)?;
+    let event = Event::new().map_err(err)?;
+    let semaphore = Semaphore::new(0).map_err(err)?;
+    let bounded = BoundedSemaphore::new(1).map_err(err)?;
+    bounded.acquire_timeout(SHORT).map_err(err)?;
+    let barrier = Barrier::new(2).map_err(err)?;
+    let held = Event::new().map_err(err)?;
+    let child = {
+        let (lock, rlock, condition, value, array) = (
+            lock.clone(),
+            rlock.clone(),
+            condition.clone(),
+            value.clone(),
+            array.clone(),
+        );
+        let (event, semaphore, bounded, barrier, held) = (
+            event.clone(),
+            semaphore.clone(),
+            bounded.clone(),
+            barrier.clone(),
+            held.clone(),
+        );
+        fork_child(move || {
+            let guards = (
+                lock.lock().map_err(err)?,
+                rlock.lock().map_err(err)?,
+                condition.lock().map_err(err)?,
+                value.lock().map_err(err)?,
+                array.lock().map_err(err)?,
+            );
+            held.set();
+            std::thread::sleep(Duration::from_millis(50));
+            drop(guards);
+            std::thread::sleep(Duration::from_millis(20));
+            event.set();
+            semaphore.release();
+            bounded.release().map_err(err)?;
+            barrier.wait_timeout(Duration::MAX).map_err(err)?;
+            Ok(())
+        })
+    };
+    held.wait_timeout(Duration::MAX).map_err(err)?;
+    let started = Instant::now();
+    drop(lock.lock_timeout(Duration::MAX).map_err(err)?);
+    ensure(started.elapsed() >= Duration::from_millis(20), || {
+        "lock_timeout(Duration::MAX) did not wait for the holder".into()
+    })?;
+    drop(rlock.lock_timeout(Duration::MAX).map_err(err)?);
+    drop(value.lock_timeout(Duration::MAX).map_err(err)?);
+    drop(array.lock_timeout(Duration::MAX).map_err(err)?);
+    {
+        let mut guard = condition.lock_timeout(Duration::MAX).map_err(err)?;
+        // Nobody notifies, so only a child that is gone would end this wait: check that an
+        // endless wait_for still returns once its predicate holds.
+        guard.wait_for(|| true, Duration::MAX).map_err(err)?;
+    }
+    event.wait_timeout(Duration::MAX).map_err(err)?;
+    semaphore.acquire_timeout(Duration::MAX).map_err(err)?;
+    bounded.acquire_timeout(Duration::MAX).map_err(err)?;
+    barrier.wait_timeout(Duration::MAX).map_err(err)?;
+    child.join(JOIN)
 }
 
 fn event_wakes_waiters_in_other_processes() -> Verdict {

@@ -719,8 +719,9 @@ pub use pipe::{Pipe, PipeReceiver, PipeSender, RecvError, SendError};
 #[doc(hidden)]
 pub use process::__private;
 pub use process::{
-    active_children, current_process, forkserver_pid, init, Child, Entry, ExitStatus, JoinError,
-    JoinTimeoutError, Pid, Process, StartError, StartMethod, UnknownStartMethod,
+    active_children, current_process, forkserver_pid, init, parent_process, Child, Entry,
+    ExitStatus, JoinError, JoinTimeoutError, Pid, Process, StartError, StartMethod,
+    UnknownStartMethod,
 };
 pub use queue::{GetError, JoinableQueue, PutError, Queue};
 pub use shared::{Array, Pod, Value};

@@ -17,7 +17,9 @@ pub use method::{StartMethod, UnknownStartMethod};
 pub use pid::Pid;
 
 pub(crate) use entry::run_if_started_by_herd;
-pub use registry::{active_children, current_process, ChildInfo, CurrentProcess};
+pub use registry::{
+    active_children, current_process, parent_process, ChildInfo, CurrentProcess, ParentProcess,
+};
 pub use status::ExitStatus;
 
 /// What [`entry!`](crate::entry!) expands to; not an API.

@@ -127,6 +127,14 @@ herd::ipc::entry! {
 }
 
 herd::ipc::entry! {
+    /// A barrier action whose process is SIGKILLed while it runs (holding the barrier's lock).
+    fn killed_in_action(_unit: ()) {
+        let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
+        std::thread::sleep(Duration::from_secs(60));
+    }
+}
+
+herd::ipc::entry! {
     /// A party of `barrier_action_runs_once_per_trip_before_release`, when spawned.
     fn barrier_party(args: (Barrier, Value<u64>)) -> Verdict {
         let (barrier, trips) = args;
@@ -249,6 +257,10 @@ fn main() -> ExitCode {
         (
             "barrier_action_panic_breaks_the_barrier",
             barrier_action_panic_breaks_the_barrier,
+        ),
+        (
+            "barrier_action_killed_wakes_untimed_waiters_broken",
+            barrier_action_killed_wakes_untimed_waiters_broken,
         ),
         (
             "barrier_breaks_when_a_party_never_arrives",
@@ -1071,6 +1083,36 @@ fn barrier_action_panic_breaks_the_barrier() -> Verdict {
         other => return Err(format!("parent: {other:?}")),
     }
     ensure(barrier.is_broken(), || "barrier not broken".into())
+}
+
+/// The process running the action is SIGKILLed in it: a party asleep in an untimed `wait` is
+/// woken with `Broken` instead of sleeping for ever.
+fn barrier_action_killed_wakes_untimed_waiters_broken() -> Verdict {
+    let barrier = Barrier::with_action(2, killed_in_action).map_err(err)?;
+    let waiter = {
+        let barrier = barrier.clone();
+        fork_child(move || match barrier.wait() {
+            Err(BarrierWaitError::Broken) => Ok(()),
+            other => Err(format!("untimed waiter: {other:?}")),
+        })
+    };
+    ensure(wait_until(SHORT, || barrier.n_waiting() == 1), || {
+        "the first party never arrived".into()
+    })?;
+    let tripper = {
+        let barrier = barrier.clone();
+        herd::ipc::Process::new()
+            .fork(move || barrier.wait().map(drop).map_err(err))
+            .map_err(err)?
+    };
+    match tripper.join_timeout(JOIN) {
+        Err(e) if e.is_killed() => {}
+        other => return Err(format!("the party running the action: {other:?}")),
+    }
+    waiter.join(JOIN)?;
+    ensure(barrier.is_broken(), || "barrier not broken".into())?;
+    barrier.reset().map_err(err)?;
+    ensure(!barrier.is_broken(), || "reset did not repair it".into())
 }
 
 fn barrier_breaks_when_a_party_never_arrives() -> Verdict {

@@ -26,6 +26,9 @@ use crate::process::ChildOutcome;
 use crate::Entry;
 
 const OUTCOME_SLOTS: usize = 64;
+/// How often a party waiting on a barrier with an action checks that the process running the
+/// action has not died in it.
+const ACTION_DEATH_CHECK: Duration = Duration::from_millis(100);
 /// Room for an action's entry name (its module path and function name) in the segment.
 const ACTION_NAME_MAX: usize = 256;
 const PASSED: u8 = 1;
@@ -107,7 +110,23 @@ struct Bookkeeping<'a> {
 
 impl<'a> Bookkeeping<'a> {
     fn lock(state: &'a BarrierState) -> Result<Self, BarrierWaitError> {
-        match state.mutex.lock() {
+        Self::acquired(state, state.mutex.lock())
+    }
+
+    /// Takes the lock if it is free, or if its holder died (breaking the barrier as `lock` does);
+    /// `None` while a live process holds it.
+    fn try_lock(state: &'a BarrierState) -> Option<Result<Self, BarrierWaitError>> {
+        match state.mutex.try_lock() {
+            Err(MutexError::WouldBlock) => None,
+            result => Some(Self::acquired(state, result)),
+        }
+    }
+
+    fn acquired(
+        state: &'a BarrierState,
+        result: Result<Acquired, MutexError>,
+    ) -> Result<Self, BarrierWaitError> {
+        match result {
             Ok(Acquired::Clean) => Ok(Self { state }),
             Ok(Acquired::OwnerDied) => {
                 let book = Self { state };
@@ -163,9 +182,10 @@ impl Barrier {
     ///
     /// If the action panics, the barrier breaks: the party that ran it gets
     /// [`BarrierWaitError::Action`] with the panic message, the others
-    /// [`BarrierWaitError::Broken`]. If the process running it dies, the barrier breaks for the
-    /// next party to use it; parties already asleep in an untimed [`wait`](Self::wait) are not
-    /// woken by that, so give them a timeout if the action can crash.
+    /// [`BarrierWaitError::Broken`]. If the process running it dies (SIGKILL included), the
+    /// barrier breaks: the parties waiting get [`BarrierWaitError::Broken`] within about 100 ms
+    /// (while an action is configured, waiting parties wake that often to check for this).
+    /// [`reset`](Self::reset) repairs it.
     pub fn with_action<E>(parties: u32, action: E) -> io::Result<Self>
     where
         E: Entry<Args = (), Output = ()>,
@@ -292,8 +312,29 @@ impl Barrier {
             (generation, index)
         };
         let mut timed_out = false;
+        let has_action = state.action_len.load(Ordering::Relaxed) != 0;
         while state.generation.load(Ordering::Acquire) == generation {
-            if futex_wait(&state.generation, generation, deadline) == FutexWait::TimedOut {
+            // The action runs under the bookkeeping lock, so a process that dies in it leaves the
+            // lock orphaned and nobody to end the generation: with an action, wake now and then
+            // to look for that, instead of sleeping through it.
+            let check_at = has_action
+                .then(|| Instant::now().checked_add(ACTION_DEATH_CHECK))
+                .flatten();
+            let sleep_until = match (deadline, check_at) {
+                (Some(deadline), Some(check_at)) => Some(deadline.min(check_at)),
+                (deadline, check_at) => deadline.or(check_at),
+            };
+            let outcome = futex_wait(&state.generation, generation, sleep_until);
+            let out_of_time = deadline.is_some_and(|deadline| Instant::now() >= deadline);
+            if outcome == FutexWait::TimedOut && !out_of_time {
+                // Dropping the bookkeeping releases the lock again; a dead holder has broken
+                // the barrier on the way (which ends this generation).
+                if let Some(book) = Bookkeeping::try_lock(state) {
+                    drop(book?);
+                }
+                continue;
+            }
+            if outcome == FutexWait::TimedOut {
                 let book = Bookkeeping::lock(state)?;
                 if state.generation.load(Ordering::Acquire) == generation {
                     state.broken.store(1, Ordering::Relaxed);

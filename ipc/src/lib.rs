@@ -708,6 +708,15 @@
 //! - **No shared memory left behind, none readable by others**: `shm.rs`
 //!   `segments_never_appear_in_dev_shm`, `segments_are_owner_only_and_cloexec`,
 //!   `killed_creator_leaves_no_segment_once_survivors_exit`.
+//! - **A barrier action runs once per trip, before anyone is released, in forked and spawned
+//!   parties alike; one that panics or is killed breaks the barrier instead of hanging it**:
+//!   `sync.rs` `barrier_action_runs_once_per_trip_before_release`,
+//!   `barrier_action_panic_breaks_the_barrier`,
+//!   `barrier_action_killed_wakes_untimed_waiters_broken`.
+//! - **`wait` never reports half a Pipe message ready**: `pipe.rs` `wait_ignores_half_a_message`.
+//! - **`Duration::MAX` is no deadline, never an overflow**: `sync.rs`, `queue.rs`
+//!   `endless_timeouts_wait_without_overflow`, `process.rs`
+//!   `an_endless_join_timeout_waits_without_overflow`.
 //! - **A handle received as the wrong type is refused**: `sync.rs`
 //!   `spawned_child_rejects_a_segment_of_the_wrong_type`.
 //! - **A Queue loses and duplicates nothing, keeps each producer's order**, whatever the numbers of

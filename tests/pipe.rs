@@ -13,7 +13,7 @@
 
 use herd_testkit as support;
 
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -62,6 +62,7 @@ fn main() -> ExitCode {
         ("recv_timeout_and_try_recv", recv_timeout_and_try_recv),
         ("poll_sees_a_message_coming", poll_sees_a_message_coming),
         ("wait_over_several_ends", wait_over_several_ends),
+        ("wait_ignores_half_a_message", wait_ignores_half_a_message),
         (
             "oversize_message_refused_on_send",
             oversize_message_refused_on_send,
@@ -343,8 +344,15 @@ fn recv_timeout_and_try_recv(how: Start) -> TestResult {
     ensure(waited >= Duration::from_millis(100), || {
         format!("returned early: {waited:?}")
     })?;
-    go.send(())?;
-    ensure(parent.recv_timeout(PATIENCE)? == 42, || {
+    // `Duration::MAX` is no deadline: these wait for the child instead of overflowing.
+    go.send_timeout((), Duration::MAX)?;
+    ensure(parent.poll(Some(Duration::MAX))?, || {
+        "poll(Duration::MAX) returned without a message".into()
+    })?;
+    ensure(wait(&[&parent], Some(Duration::MAX))? == [0], || {
+        "wait(Duration::MAX) returned without a message".into()
+    })?;
+    ensure(parent.recv_timeout(Duration::MAX)? == 42, || {
         "wrong value".into()
     })?;
     finish(child)
@@ -431,6 +439,63 @@ fn wait_over_several_ends(how: Start) -> TestResult {
     ensure(ready == [0, 1, 2], || {
         format!("after the child exited: {ready:?}")
     })
+}
+
+herd::ipc::entry! {
+    /// Writes the first half of `frame` onto the socket, waits for a go, writes the rest, and
+    /// waits for a second go before it exits (so the parent never sees the end close early).
+    fn write_in_two_halves(args: (Pipe<String>, Pipe<()>, Vec<u8>)) -> ChildResult {
+        let (end, go, frame) = args;
+        let (first, rest) = frame.split_at(frame.len() / 2);
+        for (half, part) in [("first", first), ("second", rest)] {
+            let written = nix::unistd::write(end.as_fd(), part).map_err(fail("write"))?;
+            if written != part.len() {
+                return Err(format!("wrote {written} of the {} bytes of the {half} half", part.len()));
+            }
+            go.recv_timeout(PATIENCE).map_err(fail("wait for go"))?;
+        }
+        Ok(())
+    }
+}
+
+/// `wait` and `poll` agree: an end with only part of a message is not ready for either (so a
+/// receive after `wait` never blocks on the rest), and is once the rest has come.
+fn wait_ignores_half_a_message(how: Start) -> TestResult {
+    // A real frame, as a Pipe writes it, read off the socket raw.
+    let (writer, reader) = Pipe::<String>::new()?;
+    writer.send("a message in two halves".to_owned())?;
+    let mut frame = vec![0u8; 4096];
+    let len = nix::unistd::read(reader.as_fd().as_raw_fd(), &mut frame)?;
+    frame.truncate(len);
+    ensure(len > 8, || format!("a frame of {len} bytes"))?;
+
+    let (parent, theirs) = Pipe::<String>::new()?;
+    let (go, their_go) = Pipe::<()>::new()?;
+    let child = start(how, write_in_two_halves, (theirs, their_go, frame))?;
+    let started = Instant::now();
+    let ready = wait(&[&parent], Some(Duration::from_millis(300)))?;
+    ensure(ready.is_empty(), || {
+        format!("half a message reported ready: {ready:?}")
+    })?;
+    ensure(started.elapsed() >= Duration::from_millis(300), || {
+        format!("wait returned early, after {:?}", started.elapsed())
+    })?;
+    ensure(wait(&[&parent], Some(Duration::ZERO))?.is_empty(), || {
+        "half a message ready for a zero wait".into()
+    })?;
+    ensure(!parent.poll(Some(Duration::ZERO))?, || {
+        "half a message ready for poll".into()
+    })?;
+    go.send(())?;
+    ensure(wait(&[&parent], Some(PATIENCE))? == [0], || {
+        "the whole message never made the end ready".into()
+    })?;
+    // Ready means a receive returns at once.
+    ensure(parent.try_recv()? == "a message in two halves", || {
+        "wrong message".into()
+    })?;
+    go.send(())?;
+    finish(child)
 }
 
 // --- the size limit -----------------------------------------------------------

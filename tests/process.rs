@@ -13,9 +13,10 @@ use std::os::fd::OwnedFd;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use herd::ipc::process::ParentProcess;
 use herd::ipc::{
-    active_children, current_process, ExitStatus, JoinError, JoinTimeoutError, Pid, Pipe,
-    PipeReceiver, PipeSender, Process, StartError,
+    active_children, current_process, parent_process, ExitStatus, JoinError, JoinTimeoutError, Pid,
+    Pipe, PipeReceiver, PipeSender, Process, StartError, StartMethod,
 };
 use libtest_mimic::Failed;
 use support::eventually;
@@ -75,6 +76,13 @@ herd::ipc::entry! {
 }
 
 herd::ipc::entry! {
+    /// Reports the process that started this one, as `parent_process()` sees it.
+    fn my_parent(_unit: ()) -> Option<ParentProcess> {
+        parent_process()
+    }
+}
+
+herd::ipc::entry! {
     /// Sends a greeting through the Pipe end it was given (its fd inherited through exec).
     fn greet_through(sender: PipeSender<String>) -> bool {
         sender.send(format!("hello from {}", current_process().name)).is_ok()
@@ -93,6 +101,99 @@ fn an_endless_join_timeout_waits_without_overflow() -> TestResult {
     Ok(())
 }
 
+/// `wait` is `p.join()`: the handle stays, `exitcode`/`exit_status`/`is_alive` answer, and the value is
+/// taken once, for every start method.
+fn wait_keeps_the_handle_usable() -> TestResult {
+    for method in StartMethod::ALL {
+        let mut child = Process::new().start(method, add, &(20, 22))?;
+        assert_eq!(child.wait()?, ExitStatus::Exited(0), "{method}");
+        assert_eq!(child.exitcode(), Some(0), "{method}");
+        assert_eq!(child.exit_status(), Some(ExitStatus::Exited(0)), "{method}");
+        assert!(!child.is_alive(), "{method}");
+        assert_eq!(child.wait()?, ExitStatus::Exited(0), "{method}: wait again");
+        assert_eq!(child.take_result()?, 42, "{method}");
+        match child.take_result() {
+            Err(err @ JoinError::Taken { .. }) => {
+                assert_eq!(err.exit_status(), Some(ExitStatus::Exited(0)), "{method}")
+            }
+            other => panic!("{method}: second take_result gave {other:?}"),
+        }
+        // The status outlives the value, and the handle can still be signalled (a no-op now).
+        assert_eq!(child.exitcode(), Some(0), "{method}");
+        child.kill()?;
+    }
+    // A signal shows as a negative exitcode; take_result says why there is no value.
+    let mut child = Process::new().fork(|| std::thread::sleep(Duration::from_secs(60)))?;
+    child.kill()?;
+    let status = child.wait()?;
+    assert_eq!(status.signal(), Some(libc::SIGKILL));
+    assert_eq!(child.exitcode(), Some(-libc::SIGKILL));
+    assert!(child.take_result().unwrap_err().is_killed());
+    // A child that exited by itself.
+    let mut child = Process::new().spawn(exit_with, &3)?;
+    assert_eq!(child.wait_timeout(PATIENCE)?, Some(ExitStatus::Exited(3)));
+    assert_eq!(child.exitcode(), Some(3));
+    assert!(matches!(
+        child.take_result(),
+        Err(JoinError::NoValue { .. })
+    ));
+    Ok(())
+}
+
+/// `wait_timeout` on a running child returns `None` and leaves it running; `Duration::MAX` waits.
+fn wait_timeout_keeps_a_running_child() -> TestResult {
+    let mut child = Process::new().spawn(nap, &300)?;
+    let started = Instant::now();
+    assert_eq!(child.wait_timeout(Duration::from_millis(50))?, None);
+    assert!(started.elapsed() >= Duration::from_millis(50));
+    assert!(child.is_alive());
+    assert_eq!(child.exitcode(), None);
+    assert_eq!(
+        child.wait_timeout(Duration::MAX)?,
+        Some(ExitStatus::Exited(0))
+    );
+    assert!(!child.is_alive());
+    child.take_result()?;
+    // join still works after wait, consuming the handle.
+    let mut child = Process::new().fork(|| 7u8)?;
+    child.wait()?;
+    assert_eq!(child.join()?, 7);
+    Ok(())
+}
+
+/// `parent_process()` is `None` here and names the starter in a child, for every start method and
+/// for a grandchild started by a named child.
+fn parent_process_names_the_starter() -> TestResult {
+    assert_eq!(
+        parent_process(),
+        None,
+        "the main process has no herd parent"
+    );
+    let me = ParentProcess {
+        pid: Pid::this(),
+        name: "MainProcess".to_owned(),
+    };
+    for method in StartMethod::ALL {
+        let child = Process::new().start(method, my_parent, &())?;
+        assert_eq!(child.join_timeout(PATIENCE)?, Some(me.clone()), "{method}");
+    }
+    let outer = Process::new().name("outer").fork(|| {
+        let fork_grandchild = Process::new().fork(parent_process).expect("fork");
+        let forked = fork_grandchild.join_timeout(PATIENCE).expect("join");
+        let spawn_grandchild = Process::new().spawn(my_parent, &()).expect("spawn");
+        let spawned = spawn_grandchild.join_timeout(PATIENCE).expect("join");
+        (Pid::this(), forked, spawned)
+    })?;
+    let (outer_pid, forked, spawned) = outer.join_timeout(PATIENCE)?;
+    let expected = Some(ParentProcess {
+        pid: outer_pid,
+        name: "outer".to_owned(),
+    });
+    assert_eq!(forked, expected, "forked grandchild");
+    assert_eq!(spawned, expected, "spawned grandchild");
+    Ok(())
+}
+
 fn main() -> ExitCode {
     if std::env::var_os(REACHED_MAIN).is_some() {
         return main_of_a_spawned_copy();
@@ -103,6 +204,15 @@ fn main() -> ExitCode {
             spawned_child_never_reaches_main,
         ),
         ("fork_returns_value", fork_returns_value),
+        ("wait_keeps_the_handle_usable", wait_keeps_the_handle_usable),
+        (
+            "wait_timeout_keeps_a_running_child",
+            wait_timeout_keeps_a_running_child,
+        ),
+        (
+            "parent_process_names_the_starter",
+            parent_process_names_the_starter,
+        ),
         (
             "an_endless_join_timeout_waits_without_overflow",
             an_endless_join_timeout_waits_without_overflow,
@@ -1267,7 +1377,6 @@ fn forkserver_is_restarted_after_it_died() -> TestResult {
 }
 
 fn start_dispatches_on_method() -> TestResult {
-    use herd::ipc::StartMethod;
     assert_eq!(StartMethod::default_for_this_process(), StartMethod::Fork);
     for method in StartMethod::ALL {
         let parsed: StartMethod = method.to_string().parse()?;

@@ -279,6 +279,39 @@ fn close_lets_consumers_drain_then_reports_closed() -> TestResult {
     Ok(())
 }
 
+/// `Duration::MAX` is "no deadline" for `get_timeout`, `put_timeout` and `join_timeout`: each
+/// waits for another process instead of panicking on the deadline arithmetic.
+fn endless_timeouts_wait_without_overflow() -> TestResult {
+    let queue: Queue<u64> = Queue::bounded(1)?;
+    let tasks: JoinableQueue<u64> = Queue::builder().build_joinable()?;
+    let child = fork_child(|| {
+        std::thread::sleep(Duration::from_millis(50));
+        queue.put(1).map_err(|e| e.to_string())?;
+        // Frees the one slot for the parent's second put, which waits on the full queue.
+        std::thread::sleep(Duration::from_millis(50));
+        let first = queue
+            .get_timeout(Duration::MAX)
+            .map_err(|e| e.to_string())?;
+        ensure(first == 2, || format!("got {first}"))?;
+        let task = tasks
+            .get_timeout(Duration::MAX)
+            .map_err(|e| e.to_string())?;
+        ensure(task == 7, || format!("task {task}"))?;
+        std::thread::sleep(Duration::from_millis(50));
+        tasks.task_done().map_err(|e| e.to_string())
+    });
+    ensure(queue.get_timeout(Duration::MAX)? == 1, || {
+        "first value".into()
+    })?;
+    queue.put(2)?;
+    queue.put_timeout(3, Duration::MAX)?;
+    tasks.put(7)?;
+    tasks.join_timeout(Duration::MAX)?;
+    child.join(CHILD_TIMEOUT)?;
+    ensure(queue.try_get()? == 3, || "last value".into())?;
+    Ok(())
+}
+
 fn timeouts_and_non_blocking_calls() -> TestResult {
     let queue: Queue<u64> = Queue::bounded(2)?;
     match queue.try_get() {
@@ -714,6 +747,10 @@ fn main() -> ExitCode {
         Trial::test(
             "timeouts_and_non_blocking_calls",
             timeouts_and_non_blocking_calls,
+        ),
+        Trial::test(
+            "endless_timeouts_wait_without_overflow",
+            endless_timeouts_wait_without_overflow,
         ),
         Trial::test(
             "blocked_get_sleeps_instead_of_spinning",

@@ -77,6 +77,89 @@ herd::ipc::entry! {
     }
 }
 
+/// What the parent hands the child in the shared-lock condition test.
+type SharedLockArgs = (Lock, Condition, Condition, Value<u64>, Event);
+
+herd::ipc::entry! {
+    /// The child's side of `conditions_share_one_lock_across_processes`, when spawned.
+    fn answer_under_a_shared_lock(args: SharedLockArgs) -> Verdict {
+        answer_under_shared_lock(args)
+    }
+}
+
+/// Shows that `ping` waits under the parent's `lock` (it cannot be taken while the parent holds
+/// the lock directly), then waits on `ping` for 1 and answers 2 on `pong`.
+fn answer_under_shared_lock(args: SharedLockArgs) -> Verdict {
+    let (_lock, ping, pong, value, tried) = args;
+    let refused = matches!(
+        ping.lock_timeout(Duration::from_millis(50)),
+        Err(LockTimeoutError::Timeout)
+    );
+    tried.set();
+    ensure(refused, || {
+        "the condition's lock was free while the parent held the Lock".into()
+    })?;
+    let mut guard = ping.lock().map_err(err)?;
+    guard.wait_for(|| value.load() == 1, SHORT).map_err(err)?;
+    value.store(2);
+    pong.notify_all();
+    Ok(())
+}
+
+/// The counter the barrier action below bumps: each party stores the handle it was given here
+/// before it waits, which is how an action reaches shared state in any process.
+static TRIPS: std::sync::OnceLock<Value<u64>> = std::sync::OnceLock::new();
+
+herd::ipc::entry! {
+    /// A barrier action: counts trips in the shared counter, slowly, so a party released before
+    /// it finished would see the old count.
+    fn count_trip(_unit: ()) {
+        std::thread::sleep(Duration::from_millis(30));
+        TRIPS.get().expect("the counter is set before waiting").fetch_add(1);
+    }
+}
+
+herd::ipc::entry! {
+    /// A barrier action that fails.
+    fn failing_action(_unit: ()) {
+        panic!("the action failed on purpose")
+    }
+}
+
+herd::ipc::entry! {
+    /// A barrier action whose process is SIGKILLed while it runs (holding the barrier's lock).
+    fn killed_in_action(_unit: ()) {
+        let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
+        std::thread::sleep(Duration::from_secs(60));
+    }
+}
+
+herd::ipc::entry! {
+    /// A party of `barrier_action_runs_once_per_trip_before_release`, when spawned.
+    fn barrier_party(args: (Barrier, Value<u64>)) -> Verdict {
+        let (barrier, trips) = args;
+        cross_barrier_rounds(&barrier, trips)
+    }
+}
+
+const BARRIER_ROUNDS: u64 = 3;
+
+/// Crosses the barrier BARRIER_ROUNDS times, checking after each that the action ran exactly
+/// once per trip and before this party was released.
+fn cross_barrier_rounds(barrier: &Barrier, trips: Value<u64>) -> Verdict {
+    let _ = TRIPS.set(trips);
+    let trips = TRIPS.get().expect("just set");
+    for round in 1..=BARRIER_ROUNDS {
+        barrier.wait_timeout(SHORT).map_err(err)?;
+        // The next trip needs this party, so the count cannot move past `round` yet.
+        let seen = trips.load();
+        ensure(seen == round, || {
+            format!("released in round {round} with {seen} trips counted")
+        })?;
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     run(vec![
         (
@@ -136,6 +219,10 @@ fn main() -> ExitCode {
             bounded_semaphore_over_release_is_an_error,
         ),
         (
+            "endless_timeouts_wait_without_overflow",
+            endless_timeouts_wait_without_overflow,
+        ),
+        (
             "event_wakes_waiters_in_other_processes",
             event_wakes_waiters_in_other_processes,
         ),
@@ -154,6 +241,26 @@ fn main() -> ExitCode {
         (
             "barrier_releases_all_parties_with_distinct_indices",
             barrier_releases_all_parties_with_distinct_indices,
+        ),
+        (
+            "conditions_share_one_lock_across_processes",
+            conditions_share_one_lock_across_processes,
+        ),
+        (
+            "condition_over_rlock_releases_every_level",
+            condition_over_rlock_releases_every_level,
+        ),
+        (
+            "barrier_action_runs_once_per_trip_before_release",
+            barrier_action_runs_once_per_trip_before_release,
+        ),
+        (
+            "barrier_action_panic_breaks_the_barrier",
+            barrier_action_panic_breaks_the_barrier,
+        ),
+        (
+            "barrier_action_killed_wakes_untimed_waiters_broken",
+            barrier_action_killed_wakes_untimed_waiters_broken,
         ),
         (
             "barrier_breaks_when_a_party_never_arrives",
@@ -614,6 +721,76 @@ fn bounded_semaphore_over_release_is_an_error() -> Verdict {
     })
 }
 
+/// `Duration::MAX` is "no deadline" for every `*_timeout` wait: each one blocks until a child
+/// lets it through, instead of panicking on the deadline arithmetic or returning at once.
+fn endless_timeouts_wait_without_overflow() -> Verdict {
+    let lock = Lock::new().map_err(err)?;
+    let rlock = RLock::new().map_err(err)?;
+    let condition = Condition::new().map_err(err)?;
+    let value = Value::<u64>::new(0).map_err(err)?;
+    let array = Array::<u64>::new(1).map_err(err)?;
+    let event = Event::new().map_err(err)?;
+    let semaphore = Semaphore::new(0).map_err(err)?;
+    let bounded = BoundedSemaphore::new(1).map_err(err)?;
+    bounded.acquire_timeout(SHORT).map_err(err)?;
+    let barrier = Barrier::new(2).map_err(err)?;
+    let held = Event::new().map_err(err)?;
+    let child = {
+        let (lock, rlock, condition, value, array) = (
+            lock.clone(),
+            rlock.clone(),
+            condition.clone(),
+            value.clone(),
+            array.clone(),
+        );
+        let (event, semaphore, bounded, barrier, held) = (
+            event.clone(),
+            semaphore.clone(),
+            bounded.clone(),
+            barrier.clone(),
+            held.clone(),
+        );
+        fork_child(move || {
+            let guards = (
+                lock.lock().map_err(err)?,
+                rlock.lock().map_err(err)?,
+                condition.lock().map_err(err)?,
+                value.lock().map_err(err)?,
+                array.lock().map_err(err)?,
+            );
+            held.set();
+            std::thread::sleep(Duration::from_millis(50));
+            drop(guards);
+            std::thread::sleep(Duration::from_millis(20));
+            event.set();
+            semaphore.release();
+            bounded.release().map_err(err)?;
+            barrier.wait_timeout(Duration::MAX).map_err(err)?;
+            Ok(())
+        })
+    };
+    held.wait_timeout(Duration::MAX).map_err(err)?;
+    let started = Instant::now();
+    drop(lock.lock_timeout(Duration::MAX).map_err(err)?);
+    ensure(started.elapsed() >= Duration::from_millis(20), || {
+        "lock_timeout(Duration::MAX) did not wait for the holder".into()
+    })?;
+    drop(rlock.lock_timeout(Duration::MAX).map_err(err)?);
+    drop(value.lock_timeout(Duration::MAX).map_err(err)?);
+    drop(array.lock_timeout(Duration::MAX).map_err(err)?);
+    {
+        let mut guard = condition.lock_timeout(Duration::MAX).map_err(err)?;
+        // Nobody notifies, so only a child that is gone would end this wait: check that an
+        // endless wait_for still returns once its predicate holds.
+        guard.wait_for(|| true, Duration::MAX).map_err(err)?;
+    }
+    event.wait_timeout(Duration::MAX).map_err(err)?;
+    semaphore.acquire_timeout(Duration::MAX).map_err(err)?;
+    bounded.acquire_timeout(Duration::MAX).map_err(err)?;
+    barrier.wait_timeout(Duration::MAX).map_err(err)?;
+    child.join(JOIN)
+}
+
 fn event_wakes_waiters_in_other_processes() -> Verdict {
     let event = Event::new().map_err(err)?;
     ensure(
@@ -777,6 +954,165 @@ fn barrier_releases_all_parties_with_distinct_indices() -> Verdict {
     ensure(!barrier.is_broken() && barrier.n_waiting() == 0, || {
         "barrier state".into()
     })
+}
+
+/// Two conditions over one `Lock`, used by a forked and by a spawned child: the lock excludes
+/// across processes whichever handle takes it, and a notification on one condition reaches a
+/// waiter that holds the lock through the other.
+fn conditions_share_one_lock_across_processes() -> Verdict {
+    for how in [Start::Fork, Start::Spawn] {
+        let lock = Lock::new().map_err(err)?;
+        let ping = Condition::with_lock(lock.clone()).map_err(err)?;
+        let pong = Condition::with_lock(lock.clone()).map_err(err)?;
+        let value = Value::<u64>::new(0).map_err(err)?;
+        let tried = Event::new().map_err(err)?;
+        let held = lock.lock().map_err(err)?;
+        let args = (
+            lock.clone(),
+            ping.clone(),
+            pong.clone(),
+            value.clone(),
+            tried.clone(),
+        );
+        let child = match how {
+            Start::Fork => fork_child(move || answer_under_shared_lock(args)),
+            Start::Spawn => spawn_child(answer_under_a_shared_lock, &args),
+        };
+        tried.wait_timeout(JOIN).map_err(err)?;
+        drop(held);
+        {
+            let mut guard = pong.lock().map_err(err)?;
+            ensure(
+                matches!(lock.try_lock(), Err(TryLockError::AlreadyHeld)),
+                || format!("{how:?}: the Lock is not the one the condition holds"),
+            )?;
+            value.store(1);
+            ping.notify_all();
+            guard
+                .wait_for(|| value.load() == 2, SHORT)
+                .map_err(|e| format!("{how:?}: no answer on pong: {e}"))?;
+        }
+        child.join(JOIN)?;
+    }
+    Ok(())
+}
+
+/// A condition over an `RLock` held at two levels: a wait releases both (so a child can take the
+/// lock and notify) and takes both back.
+fn condition_over_rlock_releases_every_level() -> Verdict {
+    let rlock = RLock::new().map_err(err)?;
+    let condition = Condition::with_lock(rlock.clone()).map_err(err)?;
+    let value = Value::<u64>::new(0).map_err(err)?;
+    let outer = rlock.lock().map_err(err)?;
+    let mut guard = condition.lock().map_err(err)?;
+    let child = {
+        let (rlock, condition, value) = (rlock.clone(), condition.clone(), value.clone());
+        fork_child(move || {
+            let _guard = rlock.lock_timeout(SHORT).map_err(err)?;
+            value.store(1);
+            condition.notify_all();
+            Ok(())
+        })
+    };
+    guard
+        .wait_for(|| value.load() == 1, SHORT)
+        .map_err(|e| format!("the waiter kept the RLock: {e}"))?;
+    child.join(JOIN)?;
+    drop(guard);
+    // `outer` still holds one level: another process cannot take the lock.
+    let probe = {
+        let rlock = rlock.clone();
+        fork_child(move || {
+            ensure(
+                matches!(rlock.try_lock(), Err(TryLockError::WouldBlock)),
+                || "the RLock was free while the parent still held a level".into(),
+            )
+        })
+    };
+    probe.join(JOIN)?;
+    drop(outer);
+    let probe = {
+        let rlock = rlock.clone();
+        fork_child(move || rlock.try_lock().map(drop).map_err(err))
+    };
+    probe.join(JOIN)
+}
+
+/// Three parties (this process, a forked child, a spawned child) cross a barrier whose action is
+/// a registered entry: it runs once per trip, in whichever party arrives last, before any party is
+/// released.
+fn barrier_action_runs_once_per_trip_before_release() -> Verdict {
+    let barrier = Barrier::with_action(3, count_trip).map_err(err)?;
+    ensure(
+        barrier.action().as_deref() == Some(count_trip::NAME),
+        || format!("action {:?}", barrier.action()),
+    )?;
+    let trips = Value::<u64>::new(0).map_err(err)?;
+    let forked = {
+        let (barrier, trips) = (barrier.clone(), trips.clone());
+        fork_child(move || cross_barrier_rounds(&barrier, trips))
+    };
+    let spawned = spawn_child(barrier_party, &(barrier.clone(), trips.clone()));
+    cross_barrier_rounds(&barrier, trips.clone())?;
+    forked.join(JOIN)?;
+    spawned.join(JOIN)?;
+    ensure(trips.load() == BARRIER_ROUNDS, || {
+        format!("{} trips counted for {BARRIER_ROUNDS}", trips.load())
+    })
+}
+
+/// An action that panics breaks the barrier: the party that ran it is told why, the other gets
+/// `Broken`.
+fn barrier_action_panic_breaks_the_barrier() -> Verdict {
+    let barrier = Barrier::with_action(2, failing_action).map_err(err)?;
+    let child = {
+        let barrier = barrier.clone();
+        fork_child(move || match barrier.wait_timeout(SHORT) {
+            Err(BarrierWaitError::Broken) => Ok(()),
+            Err(BarrierWaitError::Action { message, .. }) => {
+                ensure(message.contains("on purpose"), || message)
+            }
+            other => Err(format!("child: {other:?}")),
+        })
+    };
+    let outcome = barrier.wait_timeout(SHORT);
+    child.join(JOIN)?;
+    match outcome {
+        Err(BarrierWaitError::Broken) => {}
+        Err(BarrierWaitError::Action { message, .. }) if message.contains("on purpose") => {}
+        other => return Err(format!("parent: {other:?}")),
+    }
+    ensure(barrier.is_broken(), || "barrier not broken".into())
+}
+
+/// The process running the action is SIGKILLed in it: a party asleep in an untimed `wait` is
+/// woken with `Broken` instead of sleeping for ever.
+fn barrier_action_killed_wakes_untimed_waiters_broken() -> Verdict {
+    let barrier = Barrier::with_action(2, killed_in_action).map_err(err)?;
+    let waiter = {
+        let barrier = barrier.clone();
+        fork_child(move || match barrier.wait() {
+            Err(BarrierWaitError::Broken) => Ok(()),
+            other => Err(format!("untimed waiter: {other:?}")),
+        })
+    };
+    ensure(wait_until(SHORT, || barrier.n_waiting() == 1), || {
+        "the first party never arrived".into()
+    })?;
+    let tripper = {
+        let barrier = barrier.clone();
+        herd::ipc::Process::new()
+            .fork(move || barrier.wait().map(drop).map_err(err))
+            .map_err(err)?
+    };
+    match tripper.join_timeout(JOIN) {
+        Err(e) if e.is_killed() => {}
+        other => return Err(format!("the party running the action: {other:?}")),
+    }
+    waiter.join(JOIN)?;
+    ensure(barrier.is_broken(), || "barrier not broken".into())?;
+    barrier.reset().map_err(err)?;
+    ensure(!barrier.is_broken(), || "reset did not repair it".into())
 }
 
 fn barrier_breaks_when_a_party_never_arrives() -> Verdict {

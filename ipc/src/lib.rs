@@ -18,6 +18,7 @@
 //! The crate root holds what most programs name: [`Process`], [`Child`], [`Pipe`], [`Queue`],
 //! [`JoinableQueue`], [`Value`], [`Array`], [`Lock`], [`RLock`], [`Semaphore`],
 //! [`BoundedSemaphore`], [`Event`], [`Condition`], [`Barrier`], [`Manager`], [`init`], [`wait`],
+//! [`parent_process`],
 //! [`ExitStatus`], and the errors most often matched ([`StartError`], [`JoinError`],
 //! [`JoinTimeoutError`], [`SendError`], [`RecvError`], [`PutError`], [`GetError`], [`LockError`],
 //! [`ManagerError`], [`CodecError`]). Everything else is in its module: [`process`], [`pipe`],
@@ -26,7 +27,8 @@
 //! [`RecvError`]'s variants, and converts `From<RecvError>`), `into_inner()` wherever something is
 //! handed back (an unsent message, a lock guard, a child that is still running), and the same
 //! predicates (`is_disconnected`, `is_closed`, `is_full`/`is_empty`, `is_timeout`) on every error
-//! of a `x`/`try_x`/`x_timeout` trio.
+//! of a `x`/`try_x`/`x_timeout` trio. Every `x_timeout` takes a timeout past what the clock holds
+//! (`Duration::MAX`) as no deadline.
 //!
 //! # Starting processes
 //!
@@ -93,10 +95,31 @@
 //! }
 //! ```
 //!
+//! `join` consumes the handle. [`Child::wait`] is Python's `p.join()`: it waits and returns the
+//! [`ExitStatus`] but keeps the handle, so [`Child::exitcode`] (`p.exitcode`),
+//! [`Child::exit_status`] and [`Child::is_alive`] answer afterwards and [`Child::take_result`]
+//! hands out the value; [`Child::wait_timeout`] returns `None` while the child still runs.
+//!
+//! ```
+//! use std::time::Duration;
+//!
+//! use herd_ipc::{ExitStatus, Process};
+//!
+//! fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let mut child = Process::new().fork(|| "done".to_owned())?;
+//!     assert_eq!(child.wait_timeout(Duration::from_secs(10))?, Some(ExitStatus::Exited(0)));
+//!     assert_eq!(child.exitcode(), Some(0));
+//!     assert_eq!(child.take_result()?, "done");
+//!     Ok(())
+//! }
+//! ```
+//!
 //! Dropping a [`Child`] that still runs kills it (SIGKILL) and reaps it, like a scoped thread that
-//! cannot outlive its handle: call `join` to wait instead. A child started with
+//! cannot outlive its handle: call `join` or `wait` to wait instead. A child started with
 //! [`.daemon(true)`](Process::daemon) is also killed when its parent dies, even by SIGKILL.
-//! [`active_children`] and [`current_process`] work as in `multiprocessing`.
+//! [`active_children`], [`current_process`] and [`parent_process`] work as in `multiprocessing`
+//! (`parent_process()` is `None` in the main process, and in a child names the process that
+//! started it).
 //!
 //! `fork` refuses to run in a process that has more than one thread
 //! ([`StartError::MultiThreaded`]); see [What is safe after fork](#what-is-safe-after-fork). A
@@ -215,8 +238,10 @@
 //! ### Waiting on several ends
 //!
 //! [`wait`] blocks until at least one of several ends is ready and returns their indices, like
-//! `multiprocessing.connection.wait`. An end is ready when a message has arrived (or begun to) or
-//! its peer is gone. A [`Child`] can be waited on too: it is ready once the child has exited.
+//! `multiprocessing.connection.wait`. An end is ready when a receive will return at once: a whole
+//! message has arrived or its peer is gone (part of a message is read into the end's buffer and
+//! waited on, so `wait` agrees with [`Pipe::poll`] and a `recv` after it does not block). A
+//! [`Child`] can be waited on too: it is ready once the child has exited.
 //!
 //! ```
 //! use std::time::Duration;
@@ -432,6 +457,10 @@
 //! Ownership is per thread, as with a std `Mutex`: the guard is not `Send`, and locking again from
 //! the holding thread is [`LockError::AlreadyHeld`] rather than a silent deadlock. [`RLock`] is the
 //! reentrant variant; [`Condition`] and [`Barrier`] complete the set.
+//! [`Condition::with_lock`] builds a condition over an existing `Lock` or `RLock` (Python's
+//! `Condition(lock)`), so several conditions can share one lock; [`Barrier::with_action`] runs an
+//! action in one of the parties each time the barrier trips, before the others are released (an
+//! [`entry!`] function, found by name in whichever process trips it, forked or spawned).
 //!
 //! When the previous holder died, `lock()`'s error holds the guard, so it borrows the lock. `?`
 //! works on it all the same in a function returning `Box<dyn Error>`: the error becomes a
@@ -679,6 +708,15 @@
 //! - **No shared memory left behind, none readable by others**: `shm.rs`
 //!   `segments_never_appear_in_dev_shm`, `segments_are_owner_only_and_cloexec`,
 //!   `killed_creator_leaves_no_segment_once_survivors_exit`.
+//! - **A barrier action runs once per trip, before anyone is released, in forked and spawned
+//!   parties alike; one that panics or is killed breaks the barrier instead of hanging it**:
+//!   `sync.rs` `barrier_action_runs_once_per_trip_before_release`,
+//!   `barrier_action_panic_breaks_the_barrier`,
+//!   `barrier_action_killed_wakes_untimed_waiters_broken`.
+//! - **`wait` never reports half a Pipe message ready**: `pipe.rs` `wait_ignores_half_a_message`.
+//! - **`Duration::MAX` is no deadline, never an overflow**: `sync.rs`, `queue.rs`
+//!   `endless_timeouts_wait_without_overflow`, `process.rs`
+//!   `an_endless_join_timeout_waits_without_overflow`.
 //! - **A handle received as the wrong type is refused**: `sync.rs`
 //!   `spawned_child_rejects_a_segment_of_the_wrong_type`.
 //! - **A Queue loses and duplicates nothing, keeps each producer's order**, whatever the numbers of
@@ -719,8 +757,9 @@ pub use pipe::{Pipe, PipeReceiver, PipeSender, RecvError, SendError};
 #[doc(hidden)]
 pub use process::__private;
 pub use process::{
-    active_children, current_process, forkserver_pid, init, Child, Entry, ExitStatus, JoinError,
-    JoinTimeoutError, Pid, Process, StartError, StartMethod, UnknownStartMethod,
+    active_children, current_process, forkserver_pid, init, parent_process, Child, Entry,
+    ExitStatus, JoinError, JoinTimeoutError, Pid, Process, StartError, StartMethod,
+    UnknownStartMethod,
 };
 pub use queue::{GetError, JoinableQueue, PutError, Queue};
 pub use shared::{Array, Pod, Value};

@@ -232,6 +232,10 @@ impl<T> Waitable for Pipe<T> {
     fn ready_without_waiting(&self) -> bool {
         self.channel.ready_without_reading()
     }
+
+    fn ready_once_readable(&self) -> bool {
+        self.channel.ready_now()
+    }
 }
 
 impl<T> fmt::Debug for Pipe<T> {
@@ -397,6 +401,10 @@ impl<T> Waitable for PipeReceiver<T> {
 
     fn ready_without_waiting(&self) -> bool {
         self.pipe.ready_without_waiting()
+    }
+
+    fn ready_once_readable(&self) -> bool {
+        self.pipe.ready_once_readable()
     }
 }
 

@@ -212,6 +212,28 @@ impl Channel {
         }
     }
 
+    /// Reads whatever has arrived, without waiting, and says whether a
+    /// receive would now return at once (as [`poll`](Self::poll) with no
+    /// time). A receive in progress in another thread holds the reader and
+    /// will take what arrives, so the end counts as ready then: waiting on
+    /// it would only race that thread.
+    pub(crate) fn ready_now(&self) -> bool {
+        let mut reader = match self.reader.try_lock() {
+            Ok(reader) => reader,
+            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(TryLockError::WouldBlock) => return true,
+        };
+        match reader.fill(
+            &self.socket,
+            self.max_message_size,
+            Deadline::At(Instant::now()),
+        ) {
+            Ok(ready) => ready.is_some(),
+            // Disconnected, a bad frame or an OS error: a receive returns it at once.
+            Err(_) => true,
+        }
+    }
+
     /// Whether a receive would return at once without reading the socket.
     pub(crate) fn ready_without_reading(&self) -> bool {
         let reader = lock(&self.reader);

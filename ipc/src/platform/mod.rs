@@ -28,7 +28,7 @@ pub(crate) use fork::{fork_and_exec_self, fork_and_run, ChildSetup, ExecPlan, Fo
 pub(crate) use forkserver::{child_signals, forkserver_signals, is_main_thread};
 pub(crate) use futex::{futex_wait, futex_wake, futex_wake_all, FutexWait};
 pub(crate) use handoff::{adopt_inherited_fd, memfd_with, read_memfd};
-pub(crate) use name::{current_name, set_current_name};
+pub(crate) use name::{current_name, parent, set_current_name, set_parent};
 pub(crate) use pidfd::{children_are_auto_reaped, Pidfd};
 pub use pod::{AtomicInteger, Pod};
 pub(crate) use pod_array::{PodArrayGuard, SharedPodArray};

@@ -167,9 +167,12 @@ impl Process {
         let _ = io::stdout().flush();
         let flush_in_child = !permit.parent_was_multi_threaded();
         let child_name = &name;
+        let parent_name = platform::current_name();
+        let parent_pid = Pid::this().as_raw();
         let result_write_end = &result_write;
         let pid = platform::fork_and_run(&permit, setup, move || {
             platform::set_current_name(child_name.clone());
+            platform::set_parent(parent_pid, parent_name.to_owned());
             let run = catch_unwind(AssertUnwindSafe(body));
             if flush_in_child {
                 let _ = io::stdout().flush();
@@ -224,6 +227,8 @@ impl Process {
         let request = SpawnRequest {
             entry: entry.to_owned(),
             name: name.clone(),
+            parent_pid: Pid::this().as_raw(),
+            parent_name: platform::current_name().to_owned(),
             args: encoded.bytes,
             arg_fds: encoded.fds.iter().map(AsRawFd::as_raw_fd).collect(),
         };

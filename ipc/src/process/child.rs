@@ -33,6 +33,9 @@ pub struct Child<T> {
     shared: Arc<ChildShared>,
     result: ResultReader,
     daemon: bool,
+    /// Set once the result has been handed out (by `take_result` or a join), so a second taker is told so
+    /// instead of being told the child sent nothing.
+    taken: bool,
     value: PhantomData<fn() -> T>,
 }
 
@@ -42,6 +45,7 @@ impl<T> Child<T> {
             shared,
             result,
             daemon,
+            taken: false,
             value: PhantomData,
         }
     }
@@ -71,6 +75,46 @@ impl<T> Child<T> {
     /// child if it has ended.
     pub fn exit_status(&self) -> Option<ExitStatus> {
         self.shared.poll_status().ok().flatten()
+    }
+
+    /// `multiprocessing`'s `exitcode`: `None` while the child runs, then its exit code, or minus the
+    /// signal that ended it ([`ExitStatus::exitcode`]). Never blocks; reaps the child if it has ended.
+    pub fn exitcode(&self) -> Option<i32> {
+        self.exit_status().map(|status| status.exitcode())
+    }
+
+    /// Waits for the child to end and returns how it ended, keeping the handle: `multiprocessing`'s
+    /// `p.join()`, after which [`exit_status`](Self::exit_status), [`exitcode`](Self::exitcode) and
+    /// [`is_alive`](Self::is_alive) answer at once and [`take_result`](Self::take_result) hands out the
+    /// value. The child's result is collected while waiting, so a large value cannot stall it. Calling
+    /// it again returns the same status.
+    pub fn wait(&mut self) -> io::Result<ExitStatus> {
+        loop {
+            // Without a deadline this only returns once the child has ended; the loop is for form.
+            if let Some(status) = self.wait_until(None).map_err(|err| self.context(err))? {
+                return Ok(status);
+            }
+        }
+    }
+
+    /// Like [`wait`](Self::wait), giving up after `timeout` with `Ok(None)` while the child still runs
+    /// (`multiprocessing`'s `p.join(timeout)`; `Duration::MAX` means no deadline).
+    pub fn wait_timeout(&mut self, timeout: Duration) -> io::Result<Option<ExitStatus>> {
+        // A timeout past what the clock can hold means no deadline.
+        self.wait_until(Instant::now().checked_add(timeout))
+            .map_err(|err| self.context(err))
+    }
+
+    /// An OS error met while waiting, naming the child it was about.
+    fn context(&self, err: io::Error) -> io::Error {
+        io::Error::new(
+            err.kind(),
+            format!(
+                "waiting for process {} (pid {}) failed: {err}",
+                self.name(),
+                self.pid()
+            ),
+        )
     }
 
     /// Asks the child to stop: SIGTERM. A child that has already ended is left alone (its pid may belong to
@@ -136,13 +180,27 @@ impl<T: DeserializeOwned> Child<T> {
     }
 
     /// Like [`join`](Self::join), but gives up after `timeout`, handing the handle back in
-    /// [`JoinTimeoutError::Timeout`] (the child keeps running).
+    /// [`JoinTimeoutError::Timeout`] (the child keeps running). `Duration::MAX` means no deadline.
     pub fn join_timeout(mut self, timeout: Duration) -> Result<T, JoinTimeoutError<T>> {
         // A timeout past what the clock can hold (`Duration::MAX`) means no deadline.
         match self.wait_until(Instant::now().checked_add(timeout)) {
             Ok(Some(status)) => self.finish(status).map_err(JoinTimeoutError::from),
             Ok(None) => Err(JoinTimeoutError::Timeout(self)),
             Err(source) => Err(self.wait_error(source).into()),
+        }
+    }
+
+    /// The value the child's body returned, once it has ended: waits for that first (as
+    /// [`wait`](Self::wait) does), so after `wait` it returns at once. The handle stays usable for
+    /// [`exit_status`](Self::exit_status) and the rest. The value is handed out once: a second call
+    /// gives [`JoinError::Taken`]. Errors are [`join`](Self::join)'s.
+    pub fn take_result(&mut self) -> Result<T, JoinError> {
+        loop {
+            match self.wait_until(None) {
+                Ok(Some(status)) => return self.finish(status),
+                Ok(None) => continue,
+                Err(source) => return Err(self.wait_error(source)),
+            }
         }
     }
 
@@ -153,6 +211,9 @@ impl<T: DeserializeOwned> Child<T> {
 
     fn finish(&mut self, status: ExitStatus) -> Result<T, JoinError> {
         let (pid, name) = self.describe();
+        if std::mem::replace(&mut self.taken, true) {
+            return Err(JoinError::Taken { pid, name, status });
+        }
         match self.result.take_outcome() {
             Ok(Some((ChildOutcome::Returned(bytes), fds))) => {
                 codec::decode(&bytes, fds).map_err(|source| JoinError::Decode {
@@ -283,6 +344,18 @@ pub enum JoinError {
         /// How the child ended.
         status: ExitStatus,
     },
+    /// The child's result was already handed out by an earlier [`Child::take_result`].
+    #[error(
+        "the result of process {name} (pid {pid}), which ended with {status}, was already taken"
+    )]
+    Taken {
+        /// The child's process id.
+        pid: Pid,
+        /// The child's name.
+        name: String,
+        /// How the child ended.
+        status: ExitStatus,
+    },
     /// Waiting for the child failed in the OS.
     #[error("waiting for process {name} (pid {pid}) failed: {source}")]
     Wait {
@@ -367,6 +440,18 @@ pub enum JoinTimeoutError<T> {
         /// How the child ended.
         status: ExitStatus,
     },
+    /// The child's result was already handed out by an earlier [`Child::take_result`].
+    #[error(
+        "the result of process {name} (pid {pid}), which ended with {status}, was already taken"
+    )]
+    Taken {
+        /// The child's process id.
+        pid: Pid,
+        /// The child's name.
+        name: String,
+        /// How the child ended.
+        status: ExitStatus,
+    },
     /// Waiting for the child failed in the OS.
     #[error("waiting for process {name} (pid {pid}) failed: {source}")]
     Wait {
@@ -391,7 +476,8 @@ macro_rules! join_error_common {
                     | Self::Killed { status, .. }
                     | Self::NoValue { status, .. }
                     | Self::Failed { status, .. }
-                    | Self::Decode { status, .. } => Some(*status),
+                    | Self::Decode { status, .. }
+                    | Self::Taken { status, .. } => Some(*status),
                     $(Self::$timeout(_) |)? Self::Wait { .. } => None,
                 }
             }
@@ -477,6 +563,7 @@ impl<T> From<JoinError> for JoinTimeoutError<T> {
                 source,
                 status,
             },
+            JoinError::Taken { pid, name, status } => Self::Taken { pid, name, status },
             JoinError::Wait { pid, name, source } => Self::Wait { pid, name, source },
         }
     }
@@ -534,6 +621,12 @@ impl<T> fmt::Debug for JoinTimeoutError<T> {
                 .field("name", name)
                 .field("expected", expected)
                 .field("source", source)
+                .field("status", status)
+                .finish(),
+            Self::Taken { pid, name, status } => f
+                .debug_struct("Taken")
+                .field("pid", pid)
+                .field("name", name)
                 .field("status", status)
                 .finish(),
             Self::Wait { pid, name, source } => f

@@ -143,6 +143,9 @@ pub(crate) const SPAWN_FLAG: &str = "--herd-ipc-spawn";
 pub(crate) struct SpawnRequest {
     pub(crate) entry: String,
     pub(crate) name: String,
+    /// Who asked for the child, for `parent_process()` there.
+    pub(crate) parent_pid: i32,
+    pub(crate) parent_name: String,
     pub(crate) args: Vec<u8>,
     /// Fds owned by the handles inside `args`, inherited under the same numbers, in codec order.
     pub(crate) arg_fds: Vec<RawFd>,
@@ -229,6 +232,7 @@ fn run_request(request_fd: io::Result<OwnedFd>) -> io::Result<OutcomeWithFds> {
         .map(|&fd| platform::adopt_inherited_fd(fd))
         .collect::<io::Result<Vec<_>>>()?;
     platform::set_current_name(request.name);
+    platform::set_parent(request.parent_pid, request.parent_name);
     Ok(run_by_name(&request.entry, &request.args, fds))
 }
 

@@ -95,6 +95,8 @@ enum Request {
     Fork {
         entry: String,
         name: String,
+        /// The requesting process's pid and name, for `parent_process()` in the child.
+        parent: (i32, String),
         args: Vec<u8>,
         options: ForkOptions,
     },
@@ -565,6 +567,7 @@ impl Process {
         let request = Request::Fork {
             entry: entry.to_owned(),
             name: name.clone(),
+            parent: (Pid::this().as_raw(), platform::current_name().to_owned()),
             args: encoded.bytes,
             options: ForkOptions::of(&self)?,
         };
@@ -680,9 +683,10 @@ impl Server {
                 Request::Fork {
                     entry,
                     name,
+                    parent,
                     args,
                     options,
-                } => match self.fork(&entry, name, &args, options, fds) {
+                } => match self.fork(&entry, name, parent, &args, options, fds) {
                     Ok(pid) => (Reply::Forked { pid }, self.children.get(&pid)),
                     Err(err) => (
                         Reply::Refused {
@@ -703,6 +707,7 @@ impl Server {
         &mut self,
         entry: &str,
         name: String,
+        parent: (i32, String),
         args: &[u8],
         options: ForkOptions,
         fds: Vec<OwnedFd>,
@@ -726,6 +731,7 @@ impl Server {
             self.children.clear();
             platform::child_signals();
             platform::set_current_name(name);
+            platform::set_parent(parent.0, parent.1);
             let (outcome, fds) = entry::run_by_name(entry, args, arg_fds);
             let _ = io::stdout().flush();
             outcome.send(&result_write, &fds)

@@ -16,8 +16,11 @@ pub use forkserver::forkserver_pid;
 pub use method::{StartMethod, UnknownStartMethod};
 pub use pid::Pid;
 
-pub(crate) use entry::run_if_started_by_herd;
-pub use registry::{active_children, current_process, ChildInfo, CurrentProcess};
+pub(crate) use entry::{is_registered, run_by_name, run_if_started_by_herd};
+pub(crate) use outcome::ChildOutcome;
+pub use registry::{
+    active_children, current_process, parent_process, ChildInfo, CurrentProcess, ParentProcess,
+};
 pub use status::ExitStatus;
 
 /// What [`entry!`](crate::entry!) expands to; not an API.

@@ -159,3 +159,26 @@ pub fn current_process() -> CurrentProcess {
         name: platform::current_name().to_owned(),
     }
 }
+
+/// The process that started the calling one, as [`parent_process`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParentProcess {
+    /// The starter's process id, recorded when it started this process: it may have exited since (and
+    /// the number may name another process by now).
+    pub pid: Pid,
+    /// The starter's name (`MainProcess` for a program herd did not start).
+    pub name: String,
+}
+
+/// The process that started the calling one (`multiprocessing.parent_process()`): `None` in a process
+/// herd did not start (the main process).
+///
+/// Whatever the start method, this is the process that asked for the child: for a forkserver child it is
+/// the requesting process, not the forkserver that forked it (as in Python), so `pid` may differ from
+/// the child's `getppid()` ([`CurrentProcess::ppid`]).
+pub fn parent_process() -> Option<ParentProcess> {
+    platform::parent().map(|(pid, name)| ParentProcess {
+        pid: Pid::from_raw(pid),
+        name: name.to_owned(),
+    })
+}

@@ -80,9 +80,13 @@ fn wait_rechecking_every(
             leave(line);
             return Waited::Ready;
         }
-        let recheck_at = Instant::now() + recheck;
-        let sleep_until = deadline.map_or(recheck_at, |deadline| deadline.min(recheck_at));
-        let outcome = futex_wait(&line.seq, seq, Some(sleep_until));
+        // A re-check period past what the clock holds means no re-check, not an overflow panic.
+        let recheck_at = Instant::now().checked_add(recheck);
+        let sleep_until = match (deadline, recheck_at) {
+            (Some(deadline), Some(recheck_at)) => Some(deadline.min(recheck_at)),
+            (deadline, recheck_at) => deadline.or(recheck_at),
+        };
+        let outcome = futex_wait(&line.seq, seq, sleep_until);
         leave(line);
         if ready() {
             return Waited::Ready;

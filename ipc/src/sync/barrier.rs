@@ -4,6 +4,11 @@
 //! Bookkeeping (arrivals, broken flag) is under a robust mutex; waiters sleep on a generation
 //! futex. Each finished generation records its outcome (passed or broken) in a small ring indexed
 //! by generation, so a waiter woken late still learns how *its* generation ended.
+//!
+//! An action (Python's `Barrier(parties, action)`) is a registered [`Entry`]: its name is kept in
+//! the segment, so whichever process trips the barrier, forked or spawned, finds the function in
+//! its own copy of the program. The last party to arrive runs it under the bookkeeping lock,
+//! before it ends the generation and wakes the others.
 
 use std::fmt;
 use std::io;
@@ -12,12 +17,20 @@ use std::time::{Duration, Instant};
 
 use super::shared_handle_serde;
 use super::timeout::deadline_after;
+use crate::codec;
 use crate::platform::{
     futex_wait, futex_wake_all, Acquired, FutexWait, MutexError, MutexKind, RobustMutex,
     SharedLayout, SharedState,
 };
+use crate::process::ChildOutcome;
+use crate::Entry;
 
 const OUTCOME_SLOTS: usize = 64;
+/// How often a party waiting on a barrier with an action checks that the process running the
+/// action has not died in it.
+const ACTION_DEATH_CHECK: Duration = Duration::from_millis(100);
+/// Room for an action's entry name (its module path and function name) in the segment.
+const ACTION_NAME_MAX: usize = 256;
 const PASSED: u8 = 1;
 const BROKEN: u8 = 2;
 
@@ -29,6 +42,10 @@ pub(crate) struct BarrierState {
     broken: AtomicU32,
     generation: AtomicU32,
     outcomes: [AtomicU8; OUTCOME_SLOTS],
+    /// The length of the action's entry name in `action`; 0: no action. Written once, before the
+    /// segment is shared.
+    action_len: AtomicU32,
+    action: [AtomicU8; ACTION_NAME_MAX],
 }
 
 // The state type is declared here, so its layout promise is made here; the trait and the
@@ -51,6 +68,16 @@ pub enum BarrierWaitError {
     /// the barrier's bookkeeping, or `reset` ran while this party waited). `reset` repairs it.
     #[error("the barrier is broken")]
     Broken,
+    /// This party tripped the barrier, and the barrier's action (see [`Barrier::with_action`])
+    /// panicked or could not run in it; the barrier is now broken (the other waiters get
+    /// [`BarrierWaitError::Broken`]).
+    #[error("the barrier's action {action} failed: {message}")]
+    Action {
+        /// The action's entry name.
+        action: String,
+        /// Its panic message, or why it could not run.
+        message: String,
+    },
     /// The barrier's internal lock failed.
     #[error("the barrier's lock failed: {0}")]
     Os(#[source] io::Error),
@@ -68,7 +95,8 @@ impl BarrierWaitError {
     }
 }
 
-/// A process-shared barrier for `parties` parties (multiprocessing.Barrier, without `action`).
+/// A process-shared barrier for `parties` parties (multiprocessing.Barrier), optionally with an
+/// action that runs once each time it trips ([`Barrier::with_action`]).
 #[derive(Clone)]
 pub struct Barrier {
     state: SharedState<BarrierState>,
@@ -82,7 +110,23 @@ struct Bookkeeping<'a> {
 
 impl<'a> Bookkeeping<'a> {
     fn lock(state: &'a BarrierState) -> Result<Self, BarrierWaitError> {
-        match state.mutex.lock() {
+        Self::acquired(state, state.mutex.lock())
+    }
+
+    /// Takes the lock if it is free, or if its holder died (breaking the barrier as `lock` does);
+    /// `None` while a live process holds it.
+    fn try_lock(state: &'a BarrierState) -> Option<Result<Self, BarrierWaitError>> {
+        match state.mutex.try_lock() {
+            Err(MutexError::WouldBlock) => None,
+            result => Some(Self::acquired(state, result)),
+        }
+    }
+
+    fn acquired(
+        state: &'a BarrierState,
+        result: Result<Acquired, MutexError>,
+    ) -> Result<Self, BarrierWaitError> {
+        match result {
             Ok(Acquired::Clean) => Ok(Self { state }),
             Ok(Acquired::OwnerDied) => {
                 let book = Self { state };
@@ -119,17 +163,103 @@ impl Drop for Bookkeeping<'_> {
 impl Barrier {
     /// Creates a barrier for `parties` parties (at least 1).
     pub fn new(parties: u32) -> io::Result<Self> {
+        Self::create(parties, "")
+    }
+
+    /// Creates a barrier for `parties` parties that runs `action` each time it trips (Python's
+    /// `Barrier(parties, action)`): exactly one of the waiting processes, the last to arrive,
+    /// runs it, and the others are released only after it has returned. Every party's `wait`
+    /// then returns as usual.
+    ///
+    /// The action is an entry declared with [`entry!`](crate::entry!) taking `()` and returning
+    /// `()`, not a closure: the party that trips the barrier may be a spawned process, a fresh run
+    /// of the program where a closure or function pointer of the creator means nothing. The
+    /// barrier carries the entry's name, and each process looks it up in its own copy of the
+    /// program, so it runs in forked, spawned and forkserver children alike (only in this
+    /// program: it must be linked in). Whatever the action does (writing to a [`Value`](crate::Value),
+    /// sending on a Pipe) must therefore reach shared state through handles the process already
+    /// has or can open.
+    ///
+    /// If the action panics, the barrier breaks: the party that ran it gets
+    /// [`BarrierWaitError::Action`] with the panic message, the others
+    /// [`BarrierWaitError::Broken`]. If the process running it dies (SIGKILL included), the
+    /// barrier breaks: the parties waiting get [`BarrierWaitError::Broken`] within about 100 ms
+    /// (while an action is configured, waiting parties wake that often to check for this).
+    /// [`reset`](Self::reset) repairs it.
+    pub fn with_action<E>(parties: u32, action: E) -> io::Result<Self>
+    where
+        E: Entry<Args = (), Output = ()>,
+    {
+        let _ = action;
+        if !crate::process::is_registered(E::NAME) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "the barrier action {:?} is not registered in this binary (declare it with entry!)",
+                    E::NAME
+                ),
+            ));
+        }
+        Self::create(parties, E::NAME)
+    }
+
+    fn create(parties: u32, action: &str) -> io::Result<Self> {
         if parties == 0 {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "a barrier needs at least one party",
             ));
         }
+        if action.len() > ACTION_NAME_MAX {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "the barrier action's name {action:?} is longer than {ACTION_NAME_MAX} bytes"
+                ),
+            ));
+        }
         let state = SharedState::create("barrier", "", 0, |state: &mut BarrierState| {
             state.parties = AtomicU32::new(parties);
+            for (slot, byte) in state.action.iter_mut().zip(action.bytes()) {
+                *slot.get_mut() = byte;
+            }
+            // At most ACTION_NAME_MAX, checked above.
+            *state.action_len.get_mut() = action.len() as u32;
             state.mutex.init_in_place(MutexKind::ErrorCheck)
         })?;
         Ok(Self { state })
+    }
+
+    /// The entry name of the barrier's action, if it has one.
+    pub fn action(&self) -> Option<String> {
+        let state = self.state.state();
+        let len = (state.action_len.load(Ordering::Relaxed) as usize).min(ACTION_NAME_MAX);
+        if len == 0 {
+            return None;
+        }
+        let bytes: Vec<u8> = state.action[..len]
+            .iter()
+            .map(|byte| byte.load(Ordering::Relaxed))
+            .collect();
+        Some(String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    /// Runs the action, if any, in this process; the error is the panic message or why it could
+    /// not run.
+    fn run_action(&self) -> Result<(), BarrierWaitError> {
+        let Some(action) = self.action() else {
+            return Ok(());
+        };
+        let args = codec::encode(&()).map_err(|err| BarrierWaitError::Action {
+            action: action.clone(),
+            message: format!("cannot encode its arguments: {err}"),
+        })?;
+        let message = match crate::process::run_by_name(&action, &args.bytes, args.fds).0 {
+            ChildOutcome::Returned(_) => return Ok(()),
+            ChildOutcome::Panicked(message) => format!("it panicked: {message}"),
+            ChildOutcome::Failed(message) => message,
+        };
+        Err(BarrierWaitError::Action { action, message })
     }
 
     /// The number of parties the barrier waits for.
@@ -169,6 +299,12 @@ impl Barrier {
             let generation = state.generation.load(Ordering::Relaxed);
             let index = state.arrived.load(Ordering::Relaxed);
             if index + 1 >= state.parties.load(Ordering::Relaxed) {
+                // The others stay asleep until the action has run (Python's order).
+                if let Err(err) = self.run_action() {
+                    state.broken.store(1, Ordering::Relaxed);
+                    book.finish_generation(BROKEN);
+                    return Err(err);
+                }
                 book.finish_generation(PASSED);
                 return Ok(index);
             }
@@ -176,8 +312,29 @@ impl Barrier {
             (generation, index)
         };
         let mut timed_out = false;
+        let has_action = state.action_len.load(Ordering::Relaxed) != 0;
         while state.generation.load(Ordering::Acquire) == generation {
-            if futex_wait(&state.generation, generation, deadline) == FutexWait::TimedOut {
+            // The action runs under the bookkeeping lock, so a process that dies in it leaves the
+            // lock orphaned and nobody to end the generation: with an action, wake now and then
+            // to look for that, instead of sleeping through it.
+            let check_at = has_action
+                .then(|| Instant::now().checked_add(ACTION_DEATH_CHECK))
+                .flatten();
+            let sleep_until = match (deadline, check_at) {
+                (Some(deadline), Some(check_at)) => Some(deadline.min(check_at)),
+                (deadline, check_at) => deadline.or(check_at),
+            };
+            let outcome = futex_wait(&state.generation, generation, sleep_until);
+            let out_of_time = deadline.is_some_and(|deadline| Instant::now() >= deadline);
+            if outcome == FutexWait::TimedOut && !out_of_time {
+                // Dropping the bookkeeping releases the lock again; a dead holder has broken
+                // the barrier on the way (which ends this generation).
+                if let Some(book) = Bookkeeping::try_lock(state) {
+                    drop(book?);
+                }
+                continue;
+            }
+            if outcome == FutexWait::TimedOut {
                 let book = Bookkeeping::lock(state)?;
                 if state.generation.load(Ordering::Acquire) == generation {
                     state.broken.store(1, Ordering::Relaxed);
@@ -222,6 +379,7 @@ impl fmt::Debug for Barrier {
             .field("parties", &self.parties())
             .field("n_waiting", &self.n_waiting())
             .field("broken", &self.is_broken())
+            .field("action", &self.action())
             .finish()
     }
 }

@@ -1,4 +1,5 @@
-//! `Condition`: a condition variable shared between processes, with its own robust lock.
+//! `Condition`: a condition variable shared between processes, with its own robust lock or over
+//! an existing [`Lock`] or [`RLock`] (so several conditions can share one lock).
 //!
 //! Waiting is a futex on a sequence number: a waiter reads the sequence while holding the lock,
 //! releases the lock and sleeps until the sequence moves; `notify` bumps it and wakes sleepers.
@@ -11,9 +12,13 @@ use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use serde::{Deserialize, Serialize};
+
+use super::lock::MutexRef;
 use super::lock_error::{Attempt, LockError, LockTimeoutError};
 use super::shared_handle_serde;
 use super::timeout::deadline_after;
+use super::{Lock, RLock};
 use crate::platform::{
     futex_wait, futex_wake, FutexWait, MutexError, MutexKind, RobustMutex, SharedLayout,
     SharedState,
@@ -21,6 +26,7 @@ use crate::platform::{
 
 #[repr(C)]
 pub(crate) struct ConditionState {
+    /// The condition's own lock; unused by a condition built over a `Lock` or an `RLock`.
     mutex: RobustMutex,
     sequence: AtomicU32,
     waiters: AtomicU32,
@@ -34,12 +40,59 @@ unsafe impl SharedLayout for ConditionState {
     const KIND: &'static str = "herd.Condition";
 }
 
-/// A process-shared condition variable (multiprocessing.Condition) with its own robust lock.
+/// A process-shared condition variable (multiprocessing.Condition) with its own robust lock, or
+/// over a [`Lock`] or an [`RLock`] given to [`Condition::with_lock`] (Python's `Condition(lock)`).
 /// Lock it with [`Condition::lock`], then wait on the guard; wake-ups may be spurious, so wait
 /// in a loop or with [`ConditionGuard::wait_for`].
-#[derive(Clone)]
+#[derive(Clone, Serialize, Deserialize)]
 pub struct Condition {
+    segment: ConditionSegment,
+    lock: ConditionLock,
+}
+
+/// The segment with the condition's sequence, waiters and own lock; travels as its fd.
+#[derive(Clone)]
+struct ConditionSegment {
     state: SharedState<ConditionState>,
+}
+
+shared_handle_serde!(ConditionSegment, state);
+
+/// Which lock a condition waits under; a shared one travels along with the condition.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+enum ConditionLock {
+    Own,
+    Lock(Lock),
+    RLock(RLock),
+}
+
+/// What [`Condition::with_lock`] accepts: a [`Lock`] or an [`RLock`] (or a clone of one).
+pub trait ConditionLockKind: sealed::Sealed {
+    #[doc(hidden)]
+    fn into_condition_lock(self) -> ConditionLockHandle;
+}
+
+/// The lock handed to [`Condition::with_lock`], as the condition keeps it. Not an API.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct ConditionLockHandle(ConditionLock);
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for super::Lock {}
+    impl Sealed for super::RLock {}
+}
+
+impl ConditionLockKind for Lock {
+    fn into_condition_lock(self) -> ConditionLockHandle {
+        ConditionLockHandle(ConditionLock::Lock(self))
+    }
+}
+
+impl ConditionLockKind for RLock {
+    fn into_condition_lock(self) -> ConditionLockHandle {
+        ConditionLockHandle(ConditionLock::RLock(self))
+    }
 }
 
 /// Why a wait on a [`ConditionGuard`] returned without a notification.
@@ -74,10 +127,44 @@ impl ConditionWaitError {
 impl Condition {
     /// Creates a condition variable and its lock in a new shared memory segment.
     pub fn new() -> io::Result<Self> {
+        Self::create(ConditionLock::Own)
+    }
+
+    /// Creates a condition variable that waits under `lock`, a [`Lock`] or an [`RLock`] (Python's
+    /// `Condition(lock)`): several conditions built over one lock share it, e.g. `not_empty` and
+    /// `not_full` over the lock that guards a buffer. The condition keeps a clone of the handle
+    /// and carries it along wherever the condition goes (a fork child, a spawn argument, a Pipe
+    /// message).
+    ///
+    /// [`Condition::lock`] takes `lock`, and a wait releases it while asleep. Over an `RLock`, a
+    /// wait releases it at every level the waiting thread holds, as Python's does, and takes them
+    /// all back before it returns. Over a `Lock`, taking it through `lock.lock()` and then through
+    /// the condition in the same thread is [`LockError::AlreadyHeld`].
+    pub fn with_lock(lock: impl ConditionLockKind) -> io::Result<Self> {
+        Self::create(lock.into_condition_lock().0)
+    }
+
+    fn create(lock: ConditionLock) -> io::Result<Self> {
         let state = SharedState::create("condition", "", 0, |state: &mut ConditionState| {
             state.mutex.init_in_place(MutexKind::ErrorCheck)
         })?;
-        Ok(Self { state })
+        Ok(Self {
+            segment: ConditionSegment { state },
+            lock,
+        })
+    }
+
+    fn state(&self) -> &ConditionState {
+        self.segment.state.state()
+    }
+
+    /// The lock the condition waits under.
+    fn mutex(&self) -> MutexRef<'_> {
+        match &self.lock {
+            ConditionLock::Own => MutexRef::plain(&self.state().mutex),
+            ConditionLock::Lock(lock) => lock.mutex(),
+            ConditionLock::RLock(lock) => lock.mutex(),
+        }
     }
 
     fn guard(&self, previous_owner_died: bool) -> ConditionGuard<'_> {
@@ -91,17 +178,16 @@ impl Condition {
 
     /// Acquires the condition's lock.
     pub fn lock(&self) -> Result<ConditionGuard<'_>, LockError<ConditionGuard<'_>>> {
-        let result = self.state.state().mutex.lock();
+        let result = self.mutex().lock();
         Attempt::from_platform(result, |died| self.guard(died)).into_lock()
     }
 
-    /// Acquires the condition's lock, waiting at most `timeout`.
+    /// Acquires the condition's lock, waiting at most `timeout` (`Duration::MAX`: no deadline).
     pub fn lock_timeout(
         &self,
         timeout: Duration,
     ) -> Result<ConditionGuard<'_>, LockTimeoutError<ConditionGuard<'_>>> {
-        let mutex = &self.state.state().mutex;
-        let result = mutex.lock_timeout(timeout);
+        let result = self.mutex().lock_timeout(timeout);
         Attempt::from_platform(result, |died| self.guard(died)).into_lock_timeout()
     }
 
@@ -112,7 +198,7 @@ impl Condition {
 
     /// Wakes up to `count` waiters.
     pub fn notify(&self, count: u32) {
-        let state = self.state.state();
+        let state = self.state();
         // SeqCst pairs with the waiter: it registers, reads `sequence`, then sleeps on it; either
         // we see it registered or its futex sees the new sequence and does not sleep.
         state.sequence.fetch_add(1, Ordering::SeqCst);
@@ -129,13 +215,17 @@ impl Condition {
 
 impl fmt::Debug for Condition {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let lock = match &self.lock {
+            ConditionLock::Own => "own",
+            ConditionLock::Lock(_) => "Lock",
+            ConditionLock::RLock(_) => "RLock",
+        };
         f.debug_struct("Condition")
-            .field("state", &self.state)
+            .field("state", &self.segment.state)
+            .field("lock", &lock)
             .finish()
     }
 }
-
-shared_handle_serde!(Condition, state);
 
 /// Holds a [`Condition`]'s lock; releases it on drop. Waiting releases it while asleep.
 pub struct ConditionGuard<'a> {
@@ -146,8 +236,8 @@ pub struct ConditionGuard<'a> {
 }
 
 impl ConditionGuard<'_> {
-    fn mutex(&self) -> &RobustMutex {
-        &self.condition.state.state().mutex
+    fn mutex(&self) -> MutexRef<'_> {
+        self.condition.mutex()
     }
 
     /// True while the lock is marked inconsistent (acquired from a holder that died).
@@ -207,14 +297,16 @@ impl ConditionGuard<'_> {
             // Unlocking now would make the lock unrecoverable for everybody.
             return Err(ConditionWaitError::OwnerDied);
         }
-        let state = self.condition.state.state();
+        let state = self.condition.state();
+        let mutex = self.mutex();
         state.waiters.fetch_add(1, Ordering::SeqCst);
         let sequence = state.sequence.load(Ordering::SeqCst);
-        // Cannot fail: this thread owns the mutex (the guard holds it).
-        let _ = state.mutex.unlock();
+        // Cannot fail: this thread owns the mutex (the guard holds it). Every level of an RLock
+        // goes, or a notifier could never take it.
+        let levels = mutex.unlock_all().unwrap_or(1);
         let outcome = futex_wait(&state.sequence, sequence, deadline);
         state.waiters.fetch_sub(1, Ordering::SeqCst);
-        match state.mutex.lock() {
+        match mutex.relock(levels) {
             Ok(acquired) => {
                 if acquired == crate::platform::Acquired::OwnerDied {
                     self.inconsistent = true;

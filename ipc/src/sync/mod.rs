@@ -17,7 +17,9 @@ mod timeout;
 
 pub use barrier::{Barrier, BarrierWaitError};
 pub use bounded_semaphore::{BoundedSemaphore, OverReleased};
-pub use condition::{Condition, ConditionGuard, ConditionWaitError};
+pub use condition::{
+    Condition, ConditionGuard, ConditionLockHandle, ConditionLockKind, ConditionWaitError,
+};
 pub use event::Event;
 pub use lock::{Lock, LockGuard};
 pub use lock_error::{LockError, LockFailure, LockTimeoutError, OwnerDied, TryLockError};

@@ -17,6 +17,12 @@ pub(crate) fn deadline_after(timeout: Duration) -> Option<Instant> {
     Instant::now().checked_add(timeout)
 }
 
+/// The outcomes of a result's jobs taken out of the shared state: the first `taken`, in order.
+struct Collected {
+    outcomes: Vec<Option<Outcome>>,
+    taken: usize,
+}
+
 /// Turns the outcomes of a result's jobs, in order, into its value.
 type Decode<T> = fn(&[(JobId, Outcome)], Option<&StopReason>) -> Result<T, PoolError>;
 
@@ -29,7 +35,7 @@ pub struct AsyncResult<T> {
     shared: Arc<Shared>,
     ids: Vec<JobId>,
     /// The outcomes taken so far, in the order of `ids`.
-    collected: Mutex<Vec<Option<Outcome>>>,
+    collected: Mutex<Collected>,
     /// Whether the jobs are chunks (their answers hold one outcome per input).
     chunked: bool,
     decode: Decode<T>,
@@ -60,7 +66,10 @@ impl<T: DeserializeOwned> AsyncResult<Vec<T>> {
 
 impl<T> AsyncResult<T> {
     fn new(shared: Arc<Shared>, ids: Vec<JobId>, chunked: bool, decode: Decode<T>) -> Self {
-        let collected = Mutex::new(vec![None; ids.len()]);
+        let collected = Mutex::new(Collected {
+            outcomes: vec![None; ids.len()],
+            taken: 0,
+        });
         Self {
             shared,
             ids,
@@ -77,19 +86,25 @@ impl<T> AsyncResult<T> {
     }
 
     /// Takes whatever outcomes have arrived; whether all have.
+    /// Takes the outcomes that have arrived, in order, up to the first that has not; whether all
+    /// have. Outcomes after a missing one stay in the shared state until then: a map of many
+    /// jobs costs each wake-up only the outcomes it takes, not a scan of every job.
     fn take_arrived(&self, state: &mut crate::pool::engine::State) -> bool {
         let mut collected = self
             .collected
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        let mut all = true;
-        for (slot, &id) in collected.iter_mut().zip(&self.ids) {
-            if slot.is_none() {
-                *slot = state.collect(id);
-                all &= slot.is_some();
+        let Collected { outcomes, taken } = &mut *collected;
+        while let Some(&id) = self.ids.get(*taken) {
+            match state.collect(id) {
+                Some(outcome) => {
+                    outcomes[*taken] = Some(outcome);
+                    *taken += 1;
+                }
+                None => return false,
             }
         }
-        all
+        true
     }
 
     /// Waits until every outcome is in; `false` if `deadline` passed first.
@@ -124,10 +139,16 @@ impl<T> AsyncResult<T> {
             .collected
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        Some(collected.iter().flatten().all(|outcome| match outcome {
-            Ok(bytes) => !self.chunked || chunk_outputs_ok(bytes),
-            Err(_) => false,
-        }))
+        Some(
+            collected
+                .outcomes
+                .iter()
+                .flatten()
+                .all(|outcome| match outcome {
+                    Ok(bytes) => !self.chunked || chunk_outputs_ok(bytes),
+                    Err(_) => false,
+                }),
+        )
     }
 
     /// Waits for the value. Can be called again: each call decodes the same outputs.
@@ -153,7 +174,7 @@ impl<T> AsyncResult<T> {
         let outcomes: Vec<(JobId, Outcome)> = self
             .ids
             .iter()
-            .zip(collected.iter())
+            .zip(collected.outcomes.iter())
             .map(|(&id, outcome)| {
                 (
                     id,
@@ -178,10 +199,8 @@ impl<T> Drop for AsyncResult<T> {
             .get_mut()
             .unwrap_or_else(PoisonError::into_inner);
         let mut state = self.shared.state();
-        for (slot, &id) in collected.iter().zip(&self.ids) {
-            if slot.is_none() {
-                state.abandon(id);
-            }
+        for &id in &self.ids[collected.taken..] {
+            state.abandon(id);
         }
     }
 }

@@ -101,6 +101,10 @@ fn main() -> ExitCode {
             "hostile_accept_errors_logged_sparingly",
             hostile_accept_errors_logged_sparingly,
         ),
+        (
+            "hostile_caps_spare_a_burst_of_clients",
+            hostile_caps_spare_a_burst_of_clients,
+        ),
     ];
     support::run(trials)
 }
@@ -840,6 +844,8 @@ fn authenticated_tcp(manager: &Manager, patience: Duration) -> Result<TcpStream,
 }
 
 const ATTACK_CONNECTIONS: usize = 1000;
+/// The server's fd limit during the attack.
+const SERVER_NOFILE: &str = "1024";
 const ATTACK_TIME: Duration = Duration::from_secs(10);
 /// Reconnections after the server closed one, over the whole attack.
 const ATTACK_RECONNECTS: u64 = 30_000;
@@ -911,6 +917,10 @@ fn hostile_client_served_during_trickle_attack() -> TestResult {
     let (manager, log) = tcp_manager_with_log()?;
     let server = server_of(&manager)?;
     let addr = tcp_address(&manager)?;
+    // The usual default soft limit, under the attack's size: holding a socket per attacker
+    // would run the server out of fds.
+    let (_, hard) = nofile_limits(server)?;
+    prlimit_nofile(server, SERVER_NOFILE, &hard)?;
     let counts = manager.dict::<String, i64>()?;
     counts.increment("served", 1)?;
     let attacker =
@@ -949,7 +959,8 @@ fn hostile_client_served_during_trickle_attack() -> TestResult {
     eprintln!(
         "trickle attack: {report}; legitimate client: {requests} requests, worst {worst:.1?}; \
          new connections during the attack: {fresh_ok} admitted, {fresh_refused} refused; \
-         after it: admitted in {reconnect:.1?}; server fds at most {max_fds}; \
+         after it: admitted in {reconnect:.1?}; server fds at most {max_fds} \
+         (limit {SERVER_NOFILE}); \
          {} server log lines:\n{}",
         lines.len(),
         lines.join("\n")
@@ -1146,6 +1157,69 @@ fn hostile_accept_errors_logged_sparingly() -> TestResult {
             Err(_) => std::thread::sleep(Duration::from_millis(50)),
         }
     }
+    manager.shutdown()?;
+    Ok(())
+}
+
+const BURST: usize = 150;
+
+/// The handshake caps are for strangers: a program whose processes all connect at the same
+/// moment from one address (more of them than a peer's share) is not refused.
+fn hostile_caps_spare_a_burst_of_clients() -> TestResult {
+    let (manager, log) = tcp_manager_with_log()?;
+    let counts = manager.named("burst").dict::<String, i64>()?;
+    let text = manager.address().to_string();
+    let hex = manager.authkey().to_hex();
+    // Every child connects at the same instant (the monotonic clock is the same in all).
+    let start = Instant::now() + Duration::from_secs(2);
+    let children = (0..BURST)
+        .map(|_| {
+            Process::new().fork(|| -> Result<(), String> {
+                let e = |e: ManagerError| e.to_string();
+                std::thread::sleep(start.saturating_duration_since(Instant::now()));
+                let address: Address = text.parse().map_err(e)?;
+                let key = Authkey::from_hex(&hex).map_err(e)?;
+                let remote = Manager::connect(address, key).map_err(e)?;
+                let counts = remote.named("burst").dict::<String, i64>().map_err(e)?;
+                counts.increment("connected", 1).map_err(e).map(drop)
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let outcomes: Vec<_> = children
+        .into_iter()
+        .map(|child| child.join_timeout(PATIENCE))
+        .collect();
+    let failures: Vec<String> = outcomes
+        .iter()
+        .filter_map(|outcome| match outcome {
+            Ok(Ok(())) => None,
+            Ok(Err(message)) => Some(message.clone()),
+            Err(e) => Some(e.to_string()),
+        })
+        .collect();
+    let connected = counts.get("connected")?;
+    let over_cap = log_lines(&log)?
+        .iter()
+        .filter(|line| line.contains("at once"))
+        .count();
+    eprintln!(
+        "burst: {BURST} processes connecting at once over TCP: {connected:?} served, {} failed \
+         ({over_cap} over-cap log line(s))",
+        failures.len()
+    );
+    check(
+        failures.is_empty(),
+        format!(
+            "{} of {BURST} failed, e.g. {:?}; server log:\n{}",
+            failures.len(),
+            failures.first(),
+            log_lines(&log)?.join("\n")
+        ),
+    )?;
+    check(
+        connected == Some(BURST as i64),
+        format!("{connected:?} served"),
+    )?;
     manager.shutdown()?;
     Ok(())
 }

@@ -36,6 +36,11 @@ pub(crate) enum AuthError {
     Refused,
     #[error("the server's proof of the authkey is wrong")]
     ServerNotAuthenticated,
+    #[error(
+        "the server closed the connection before greeting it \
+         (it is at its limit of connections in the handshake)"
+    )]
+    Busy,
     #[error("the peer is not a herd manager (bad greeting)")]
     NotAManager,
     #[error("cannot generate a challenge: {0}")]
@@ -117,7 +122,19 @@ pub(crate) fn authenticate_to_server(
     key: &Authkey,
 ) -> Result<(), AuthError> {
     let mut greeting = [0u8; MAGIC.len() + NONCE_LEN];
-    stream.read_exact(&mut greeting)?;
+    match stream.read_exact(&mut greeting) {
+        Ok(()) => {}
+        // A server over its handshake caps closes new connections at once, before greeting.
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset
+            ) =>
+        {
+            return Err(AuthError::Busy)
+        }
+        Err(e) => return Err(AuthError::Io(e)),
+    }
     let (magic, server_nonce) = greeting.split_at(MAGIC.len());
     if magic != MAGIC {
         return Err(AuthError::NotAManager);

@@ -122,11 +122,13 @@ pub(crate) struct Peer {
 }
 
 /// The unit a peer's handshake slots are counted in: its IP address over TCP (ports are free to
-/// pick), its user over a Unix socket (pids are free to fork).
+/// pick), its process over a Unix socket. The socket is private to its user, so the uid tells
+/// every peer apart from nobody: a program whose many processes connect at once must not be
+/// refused as one peer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum PeerKey {
     Ip(IpAddr),
-    Uid(u32),
+    Pid(i32),
     Unknown,
 }
 
@@ -179,7 +181,7 @@ impl Listener {
                     nix::sys::socket::sockopt::PeerCredentials,
                 ) {
                     Ok(cred) => Peer {
-                        key: PeerKey::Uid(cred.uid()),
+                        key: PeerKey::Pid(cred.pid()),
                         text: format!("unix peer pid {} uid {}", cred.pid(), cred.uid()),
                     },
                     Err(_) => Peer {

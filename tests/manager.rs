@@ -925,6 +925,22 @@ fn hostile_client_served_during_trickle_attack() -> TestResult {
     counts.increment("served", 1)?;
     let attacker =
         Process::new().fork(move || trickle_attack(addr, ATTACK_CONNECTIONS, ATTACK_TIME))?;
+    // A new process connecting with the herd client (which retries when closed over a cap)
+    // in the middle of the attack: reported, not required, as it competes for the attacker's
+    // address's slots.
+    let (text, hex) = (manager.address().to_string(), manager.authkey().to_hex());
+    let newcomer = Process::new().fork(move || -> Result<String, String> {
+        std::thread::sleep(Duration::from_secs(3));
+        let e = |e: ManagerError| e.to_string();
+        let asked = Instant::now();
+        let address: Address = text.parse().map_err(e)?;
+        let key = Authkey::from_hex(&hex).map_err(e)?;
+        let outcome = Manager::connect(address, key).and_then(|m| m.dict::<u8, u8>().map(drop));
+        Ok(match outcome {
+            Ok(()) => format!("connected in {:.1?}", asked.elapsed()),
+            Err(err) => format!("gave up after {:.1?}: {err}", asked.elapsed()),
+        })
+    })?;
     let started = Instant::now();
     let (mut requests, mut worst, mut max_fds) = (0u32, Duration::ZERO, 0usize);
     let (mut fresh_ok, mut fresh_refused) = (0u32, 0u32);
@@ -950,6 +966,9 @@ fn hostile_client_served_during_trickle_attack() -> TestResult {
     let report = attacker
         .join_timeout(PATIENCE)
         .map_err(|e| fail(format!("attacker: {e}")))??;
+    let newcomer = newcomer
+        .join_timeout(PATIENCE)
+        .map_err(|e| fail(format!("newcomer: {e}")))??;
     let attack_time = started.elapsed();
     // Once the attack stops, a new client gets in at once.
     let after = Instant::now();
@@ -958,7 +977,8 @@ fn hostile_client_served_during_trickle_attack() -> TestResult {
     let lines = log_lines(&log)?;
     eprintln!(
         "trickle attack: {report}; legitimate client: {requests} requests, worst {worst:.1?}; \
-         new connections during the attack: {fresh_ok} admitted, {fresh_refused} refused; \
+         raw new connections during the attack: {fresh_ok} admitted, {fresh_refused} refused; \
+         a new herd client during the attack: {newcomer}; \
          after it: admitted in {reconnect:.1?}; server fds at most {max_fds} \
          (limit {SERVER_NOFILE}); \
          {} server log lines:\n{}",
@@ -1026,7 +1046,7 @@ fn hostile_slow_loris_closed_by_handshake_deadline() -> TestResult {
     eprintln!("slow-loris: closed {closed:.1?} after connecting, having sent {sent} bytes");
     check(
         closed >= HANDSHAKE_DEADLINE - Duration::from_millis(500)
-            && closed <= HANDSHAKE_DEADLINE + Duration::from_millis(1000),
+            && closed <= HANDSHAKE_DEADLINE + Duration::from_secs(2),
         format!("closed after {closed:?}, the deadline is {HANDSHAKE_DEADLINE:?}"),
     )?;
     manager.dict::<u8, u8>()?.insert(&1, &1)?;

@@ -1,7 +1,8 @@
 //! Manager across real processes: shared objects used from forked and spawned children, the
 //! 20 x 1000 increments (with the manager lock and with the server-side atomic op), the authkey
 //! handshake, bad frames from a raw client, server death, a client SIGKILLed holding a lock, an
-//! owner SIGKILLed, and the TCP transport.
+//! owner SIGKILLed, the TCP transport, and hostile peers over TCP on 127.0.0.1 (a thousand
+//! trickling handshakes, a slow-loris, huge frame announcements, running out of fds).
 //!
 //! `harness = false`: trials run one by one on the main thread, so this process stays
 //! single-threaded and may fork; `herd_ipc::init()` lets spawn re-execute this binary (which is
@@ -10,7 +11,8 @@
 use herd_testkit as support;
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpStream};
+use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -83,6 +85,26 @@ fn main() -> ExitCode {
             shutdown_stops_server_and_cleans_up,
         ),
         ("tcp_transport_and_connect", tcp_transport_and_connect),
+        (
+            "hostile_client_served_during_trickle_attack",
+            hostile_client_served_during_trickle_attack,
+        ),
+        (
+            "hostile_slow_loris_closed_by_handshake_deadline",
+            hostile_slow_loris_closed_by_handshake_deadline,
+        ),
+        (
+            "hostile_huge_frame_announcements_cost_no_memory",
+            hostile_huge_frame_announcements_cost_no_memory,
+        ),
+        (
+            "hostile_accept_errors_logged_sparingly",
+            hostile_accept_errors_logged_sparingly,
+        ),
+        (
+            "hostile_caps_spare_a_burst_of_clients",
+            hostile_caps_spare_a_burst_of_clients,
+        ),
     ];
     support::run(trials)
 }
@@ -732,6 +754,492 @@ fn tcp_transport_and_connect() -> TestResult {
     let mut rest = Vec::new();
     raw.read_to_end(&mut rest)?;
     check(rest == [0], "wrong key refused over TCP")?;
+    manager.shutdown()?;
+    Ok(())
+}
+
+// Hostile peers, over TCP on 127.0.0.1. The server's limits these tests rely on (see
+// docs/manager.md, "Hostile peers"): a 5 s deadline on the whole handshake, 64 connections in
+// the handshake per peer address, a 5 s read timeout mid-frame.
+
+/// The server's whole-handshake deadline.
+const HANDSHAKE_DEADLINE: Duration = Duration::from_secs(5);
+/// How long the server waits for the rest of a frame that stopped arriving.
+const FRAME_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A manager on a loopback port whose server writes its log to a file the test reads: the
+/// server inherits this process's stderr, so stderr points at the file while it starts.
+fn tcp_manager_with_log() -> Result<(Manager, tempfile::NamedTempFile), Failed> {
+    let log = tempfile::NamedTempFile::new()?;
+    let saved = nix::unistd::dup(2)?;
+    nix::unistd::dup2(log.as_file().as_raw_fd(), 2)?;
+    let started = Manager::builder().tcp("127.0.0.1:0".parse()?).start();
+    nix::unistd::dup2(saved, 2)?;
+    nix::unistd::close(saved)?;
+    Ok((started?, log))
+}
+
+fn tcp_address(manager: &Manager) -> Result<SocketAddr, Failed> {
+    match manager.address() {
+        Address::Tcp(addr) => Ok(*addr),
+        other => Err(fail(format!("expected a TCP address, got {other}"))),
+    }
+}
+
+fn server_of(manager: &Manager) -> Result<Pid, Failed> {
+    manager.server_pid().ok_or_else(|| fail("no server pid"))
+}
+
+/// The server's resident memory, in KiB, from /proc/<pid>/status.
+fn vm_rss_kib(pid: Pid) -> Result<u64, Failed> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .ok_or_else(|| fail(format!("no VmRSS in /proc/{pid}/status")))
+}
+
+fn fd_count(pid: Pid) -> Result<usize, Failed> {
+    Ok(std::fs::read_dir(format!("/proc/{pid}/fd"))?.count())
+}
+
+/// The server's log lines so far.
+fn log_lines(log: &tempfile::NamedTempFile) -> Result<Vec<String>, Failed> {
+    Ok(std::fs::read_to_string(log.path())?
+        .lines()
+        .map(str::to_owned)
+        .collect())
+}
+
+/// Reads until the server closes the connection (EOF or reset), for at most `patience`;
+/// returns how long that took from `since`.
+fn closed_within(raw: &mut TcpStream, since: Instant, patience: Duration) -> Option<Duration> {
+    raw.set_read_timeout(Some(Duration::from_millis(100)))
+        .ok()?;
+    let mut sink = [0u8; 256];
+    while since.elapsed() < patience {
+        match raw.read(&mut sink) {
+            Ok(0) => return Some(since.elapsed()),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                return Some(since.elapsed())
+            }
+            Err(_) => {}
+        }
+    }
+    None
+}
+
+/// A new raw TCP connection that passed the handshake, each read waiting at most `patience`.
+fn authenticated_tcp(manager: &Manager, patience: Duration) -> Result<TcpStream, Failed> {
+    let mut raw = TcpStream::connect_timeout(&tcp_address(manager)?, patience)?;
+    raw.set_read_timeout(Some(patience))?;
+    let nonce = read_greeting(&mut raw)?;
+    raw.write_all(&answer(&authkey_bytes(manager)?, &nonce))?;
+    let mut verdict = [0u8; 33];
+    raw.read_exact(&mut verdict)?;
+    check(verdict[0] == 1, "handshake accepted")?;
+    Ok(raw)
+}
+
+const ATTACK_CONNECTIONS: usize = 1000;
+/// The server's fd limit during the attack.
+const SERVER_NOFILE: &str = "1024";
+const ATTACK_TIME: Duration = Duration::from_secs(10);
+/// Reconnections after the server closed one, over the whole attack.
+const ATTACK_RECONNECTS: u64 = 30_000;
+
+/// Keeps up to `connections` handshakes open on `addr`, each sent one byte a second, and
+/// reconnects those the server closes, for `duration`. Returns what happened, for the report.
+fn trickle_attack(
+    addr: SocketAddr,
+    connections: usize,
+    duration: Duration,
+) -> Result<String, String> {
+    let started = Instant::now();
+    let connect = || -> std::io::Result<TcpStream> {
+        let raw = TcpStream::connect_timeout(&addr, Duration::from_millis(200))?;
+        raw.set_nonblocking(true)?;
+        Ok(raw)
+    };
+    let (mut opened, mut refused_connects, mut closed_by_server) = (0u64, 0u64, 0u64);
+    let mut sockets: Vec<Option<TcpStream>> = Vec::with_capacity(connections);
+    for _ in 0..connections {
+        let raw = connect().ok();
+        match raw {
+            Some(_) => opened += 1,
+            None => refused_connects += 1,
+        }
+        sockets.push(raw);
+    }
+    let mut rounds = 0;
+    while started.elapsed() < duration && rounds < 2 * duration.as_secs() {
+        rounds += 1;
+        let round = Instant::now();
+        for slot in &mut sockets {
+            if let Some(raw) = slot {
+                let mut sink = [0u8; 64];
+                // Take what the server sent (its greeting); EOF or an error means it closed us.
+                let open = loop {
+                    match raw.read(&mut sink) {
+                        Ok(0) => break false,
+                        Ok(_) => {}
+                        Err(e) => break e.kind() == std::io::ErrorKind::WouldBlock,
+                    }
+                };
+                if open && raw.write(&[0]).is_ok() {
+                    continue;
+                }
+                *slot = None;
+                closed_by_server += 1;
+            }
+            if opened < connections as u64 + ATTACK_RECONNECTS && started.elapsed() < duration {
+                *slot = connect().ok();
+                match slot {
+                    Some(_) => opened += 1,
+                    None => refused_connects += 1,
+                }
+            }
+        }
+        let next = round + Duration::from_secs(1);
+        std::thread::sleep(next.saturating_duration_since(Instant::now()));
+    }
+    drop(sockets);
+    Ok(format!(
+        "{opened} connections opened ({refused_connects} connects failed), \
+         {closed_by_server} closed by the server, in {:.1?}",
+        started.elapsed()
+    ))
+}
+
+fn hostile_client_served_during_trickle_attack() -> TestResult {
+    let (manager, log) = tcp_manager_with_log()?;
+    let server = server_of(&manager)?;
+    let addr = tcp_address(&manager)?;
+    // The usual default soft limit, under the attack's size: holding a socket per attacker
+    // would run the server out of fds.
+    let (_, hard) = nofile_limits(server)?;
+    prlimit_nofile(server, SERVER_NOFILE, &hard)?;
+    let counts = manager.dict::<String, i64>()?;
+    counts.increment("served", 1)?;
+    let attacker =
+        Process::new().fork(move || trickle_attack(addr, ATTACK_CONNECTIONS, ATTACK_TIME))?;
+    // A new process connecting with the herd client (which retries when closed over a cap)
+    // in the middle of the attack: reported, not required, as it competes for the attacker's
+    // address's slots.
+    let (text, hex) = (manager.address().to_string(), manager.authkey().to_hex());
+    let newcomer = Process::new().fork(move || -> Result<String, String> {
+        std::thread::sleep(Duration::from_secs(3));
+        let e = |e: ManagerError| e.to_string();
+        let asked = Instant::now();
+        let address: Address = text.parse().map_err(e)?;
+        let key = Authkey::from_hex(&hex).map_err(e)?;
+        let outcome = Manager::connect(address, key).and_then(|m| m.dict::<u8, u8>().map(drop));
+        Ok(match outcome {
+            Ok(()) => format!("connected in {:.1?}", asked.elapsed()),
+            Err(err) => format!("gave up after {:.1?}: {err}", asked.elapsed()),
+        })
+    })?;
+    let started = Instant::now();
+    let (mut requests, mut worst, mut max_fds) = (0u32, Duration::ZERO, 0usize);
+    let (mut fresh_ok, mut fresh_refused) = (0u32, 0u32);
+    let mut next_fresh = started + Duration::from_secs(1);
+    while attacker.is_alive() && started.elapsed() < PATIENCE {
+        let asked = Instant::now();
+        counts.increment("served", 1)?;
+        worst = worst.max(asked.elapsed());
+        requests += 1;
+        max_fds = max_fds.max(fd_count(server)?);
+        // New connections from the attacker's own address compete with it for that address's
+        // handshake slots: counted for the report, not required. (Raw ones: `Manager::connect`
+        // from this thread would reuse the thread's connection.)
+        if Instant::now() >= next_fresh {
+            next_fresh += Duration::from_secs(1);
+            match authenticated_tcp(&manager, Duration::from_secs(1)) {
+                Ok(_) => fresh_ok += 1,
+                Err(_) => fresh_refused += 1,
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let report = attacker
+        .join_timeout(PATIENCE)
+        .map_err(|e| fail(format!("attacker: {e}")))??;
+    let newcomer = newcomer
+        .join_timeout(PATIENCE)
+        .map_err(|e| fail(format!("newcomer: {e}")))??;
+    let attack_time = started.elapsed();
+    // Once the attack stops, a new client gets in at once.
+    let after = Instant::now();
+    authenticated_tcp(&manager, Duration::from_secs(1))?;
+    let reconnect = after.elapsed();
+    let lines = log_lines(&log)?;
+    eprintln!(
+        "trickle attack: {report}; legitimate client: {requests} requests, worst {worst:.1?}; \
+         raw new connections during the attack: {fresh_ok} admitted, {fresh_refused} refused; \
+         a new herd client during the attack: {newcomer}; \
+         after it: admitted in {reconnect:.1?}; server fds at most {max_fds} \
+         (limit {SERVER_NOFILE}); \
+         {} server log lines:\n{}",
+        lines.len(),
+        lines.join("\n")
+    );
+    check(
+        counts.get("served")? == Some(i64::from(requests) + 1),
+        "every request was counted",
+    )?;
+    check(
+        requests >= 50,
+        format!("only {requests} requests in {attack_time:?}"),
+    )?;
+    check(
+        worst < Duration::from_secs(1),
+        format!("a request took {worst:?} during the attack"),
+    )?;
+    check(
+        reconnect < Duration::from_secs(1),
+        format!("a new client needed {reconnect:?} after the attack"),
+    )?;
+    check(max_fds < 500, format!("the server held {max_fds} fds"))?;
+    check(
+        lines.len() <= 12,
+        format!("{} log lines:\n{}", lines.len(), lines.join("\n")),
+    )?;
+    manager.shutdown()?;
+    Ok(())
+}
+
+fn hostile_slow_loris_closed_by_handshake_deadline() -> TestResult {
+    let (manager, _log) = tcp_manager_with_log()?;
+    let mut raw = TcpStream::connect(tcp_address(&manager)?)?;
+    let connected = Instant::now();
+    raw.set_read_timeout(Some(PATIENCE))?;
+    read_greeting(&mut raw)?;
+    raw.set_nonblocking(true)?;
+    // One byte a second: far inside any per-read timeout, and never a whole answer. Checked
+    // every 50 ms for the close, to time it.
+    let mut closed = None;
+    let mut sent = 0;
+    let mut next_byte = Instant::now();
+    while closed.is_none() && connected.elapsed() < HANDSHAKE_DEADLINE * 3 {
+        let mut sink = [0u8; 8];
+        match raw.read(&mut sink) {
+            Ok(0) => closed = Some(connected.elapsed()),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                closed = Some(connected.elapsed())
+            }
+            _ if Instant::now() < next_byte => std::thread::sleep(Duration::from_millis(50)),
+            _ if raw.write(&[0x42]).is_err() => closed = Some(connected.elapsed()),
+            _ => {
+                sent += 1;
+                next_byte += Duration::from_secs(1);
+            }
+        }
+    }
+    let closed = closed.ok_or_else(|| {
+        fail(format!(
+            "a slow-loris sent {sent} bytes over {:?} and was never closed",
+            connected.elapsed()
+        ))
+    })?;
+    eprintln!("slow-loris: closed {closed:.1?} after connecting, having sent {sent} bytes");
+    check(
+        closed >= HANDSHAKE_DEADLINE - Duration::from_millis(500)
+            && closed <= HANDSHAKE_DEADLINE + Duration::from_secs(2),
+        format!("closed after {closed:?}, the deadline is {HANDSHAKE_DEADLINE:?}"),
+    )?;
+    manager.dict::<u8, u8>()?.insert(&1, &1)?;
+    manager.shutdown()?;
+    Ok(())
+}
+
+const HUGE_ANNOUNCERS: usize = 20;
+
+fn hostile_huge_frame_announcements_cost_no_memory() -> TestResult {
+    let (manager, _log) = tcp_manager_with_log()?;
+    let server = server_of(&manager)?;
+    let dict = manager.dict::<u8, u8>()?;
+    dict.insert(&1, &1)?;
+    let before = vm_rss_kib(server)?;
+    // Each announces a 64 MiB frame (the largest allowed), then sends nothing.
+    let mut raws = (0..HUGE_ANNOUNCERS)
+        .map(|_| {
+            let mut raw = authenticated_tcp(&manager, PATIENCE)?;
+            raw.write_all(&(64u32 << 20).to_le_bytes())?;
+            Ok(raw)
+        })
+        .collect::<Result<Vec<_>, Failed>>()?;
+    let announced = Instant::now();
+    std::thread::sleep(Duration::from_millis(500));
+    let after = vm_rss_kib(server)?;
+    check(dict.get(&1)? == Some(1), "still served")?;
+    let mut slowest = Duration::ZERO;
+    for raw in &mut raws {
+        let closed = closed_within(raw, announced, FRAME_TIMEOUT * 3)
+            .ok_or_else(|| fail("a stalled huge frame's connection was never closed"))?;
+        slowest = slowest.max(closed);
+    }
+    eprintln!(
+        "huge frames: {HUGE_ANNOUNCERS} x 64 MiB announced; server VmRSS {before} KiB before, \
+         {after} KiB after; all closed within {slowest:.1?}"
+    );
+    check(
+        after < before + 16 * 1024,
+        format!("the server's RSS went from {before} KiB to {after} KiB"),
+    )?;
+    check(
+        slowest <= FRAME_TIMEOUT + Duration::from_secs(2),
+        format!("closing took {slowest:?}"),
+    )?;
+    check(dict.get(&1)? == Some(1), "still served after")?;
+    manager.shutdown()?;
+    Ok(())
+}
+
+/// The soft and hard "Max open files" of `pid`.
+fn nofile_limits(pid: Pid) -> Result<(String, String), Failed> {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits"))?;
+    let line = limits
+        .lines()
+        .find(|line| line.starts_with("Max open files"))
+        .ok_or_else(|| fail(format!("no open-files limit in /proc/{pid}/limits")))?;
+    let mut fields = line["Max open files".len()..].split_whitespace();
+    match (fields.next(), fields.next()) {
+        (Some(soft), Some(hard)) => Ok((soft.to_owned(), hard.to_owned())),
+        _ => Err(fail(format!("cannot read the limits in {line:?}"))),
+    }
+}
+
+fn prlimit_nofile(pid: Pid, soft: &str, hard: &str) -> Result<(), Failed> {
+    let status = std::process::Command::new("prlimit")
+        .arg(format!("--pid={pid}"))
+        .arg(format!("--nofile={soft}:{hard}"))
+        .status()
+        .map_err(|e| fail(format!("cannot run prlimit: {e}")))?;
+    check(
+        status.success(),
+        format!("prlimit --pid={pid} failed: {status}"),
+    )
+}
+
+/// EMFILE is provoked by lowering the running server's RLIMIT_NOFILE (prlimit(1)) to just
+/// above what it has open, then connecting more clients than fit.
+fn hostile_accept_errors_logged_sparingly() -> TestResult {
+    let (manager, log) = tcp_manager_with_log()?;
+    let server = server_of(&manager)?;
+    let addr = tcp_address(&manager)?;
+    let dict = manager.dict::<u8, u8>()?;
+    dict.insert(&1, &1)?;
+    let (soft, hard) = nofile_limits(server)?;
+    let open = fd_count(server)?;
+    prlimit_nofile(server, &(open + 4).to_string(), &hard)?;
+    let result = (|| -> TestResult {
+        let raws = (0..40)
+            .map(|_| TcpStream::connect_timeout(&addr, PATIENCE))
+            .collect::<Result<Vec<_>, _>>()?;
+        let started = Instant::now();
+        let mut worst = Duration::ZERO;
+        while started.elapsed() < Duration::from_secs(3) {
+            let asked = Instant::now();
+            check(dict.get(&1)? == Some(1), "served while out of fds")?;
+            worst = worst.max(asked.elapsed());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let lines = log_lines(&log)?;
+        let accept_lines = lines.iter().filter(|l| l.contains("accept failed")).count();
+        eprintln!(
+            "EMFILE: 40 connections against {} free fds for 3 s: {accept_lines} \"accept failed\" \
+             line(s), {} log lines in all; the established client's worst request {worst:.1?}",
+            4,
+            lines.len()
+        );
+        check(
+            (1..=2).contains(&accept_lines),
+            format!("{accept_lines} accept-failure lines:\n{}", lines.join("\n")),
+        )?;
+        check(lines.len() <= 6, format!("log:\n{}", lines.join("\n")))?;
+        drop(raws);
+        Ok(())
+    })();
+    prlimit_nofile(server, &soft, &hard)?;
+    result?;
+    // With fds again, new clients get in.
+    let started = Instant::now();
+    loop {
+        match authenticated_tcp(&manager, Duration::from_secs(1)) {
+            Ok(_) => break,
+            Err(e) if started.elapsed() > Duration::from_secs(2) => {
+                return Err(fail(format!(
+                    "no new client after the limit was restored: {e:?}"
+                )))
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
+    manager.shutdown()?;
+    Ok(())
+}
+
+const BURST: usize = 150;
+
+/// The handshake caps are for strangers: a program whose processes all connect at the same
+/// moment from one address (more of them than a peer's share) is not refused.
+fn hostile_caps_spare_a_burst_of_clients() -> TestResult {
+    let (manager, log) = tcp_manager_with_log()?;
+    let counts = manager.named("burst").dict::<String, i64>()?;
+    let text = manager.address().to_string();
+    let hex = manager.authkey().to_hex();
+    // Every child connects at the same instant (the monotonic clock is the same in all).
+    let start = Instant::now() + Duration::from_secs(2);
+    let children = (0..BURST)
+        .map(|_| {
+            Process::new().fork(|| -> Result<(), String> {
+                let e = |e: ManagerError| e.to_string();
+                std::thread::sleep(start.saturating_duration_since(Instant::now()));
+                let address: Address = text.parse().map_err(e)?;
+                let key = Authkey::from_hex(&hex).map_err(e)?;
+                let remote = Manager::connect(address, key).map_err(e)?;
+                let counts = remote.named("burst").dict::<String, i64>().map_err(e)?;
+                counts.increment("connected", 1).map_err(e).map(drop)
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let outcomes: Vec<_> = children
+        .into_iter()
+        .map(|child| child.join_timeout(PATIENCE))
+        .collect();
+    let failures: Vec<String> = outcomes
+        .iter()
+        .filter_map(|outcome| match outcome {
+            Ok(Ok(())) => None,
+            Ok(Err(message)) => Some(message.clone()),
+            Err(e) => Some(e.to_string()),
+        })
+        .collect();
+    let connected = counts.get("connected")?;
+    let over_cap = log_lines(&log)?
+        .iter()
+        .filter(|line| line.contains("at once"))
+        .count();
+    eprintln!(
+        "burst: {BURST} processes connecting at once over TCP: {connected:?} served, {} failed \
+         ({over_cap} over-cap log line(s))",
+        failures.len()
+    );
+    check(
+        failures.is_empty(),
+        format!(
+            "{} of {BURST} failed, e.g. {:?}; server log:\n{}",
+            failures.len(),
+            failures.first(),
+            log_lines(&log)?.join("\n")
+        ),
+    )?;
+    check(
+        connected == Some(BURST as i64),
+        format!("{connected:?} served"),
+    )?;
     manager.shutdown()?;
     Ok(())
 }

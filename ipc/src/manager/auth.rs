@@ -3,6 +3,9 @@
 //! nothing and reads nothing more until the client has answered its challenge; the client then
 //! challenges the server, so a client never sends requests (or proxies' authkeys) to an impostor.
 //!
+//! The server's side is I/O-free ([`ServerChallenge`]) so one server thread can run many
+//! handshakes at once; the client's side is a plain blocking exchange.
+//!
 //! Exchange (fixed sizes, no length fields, so nothing is allocated on behalf of a stranger):
 //! server -> `MAGIC` + server nonce; client -> HMAC(key, "client" + server nonce) + client nonce;
 //! server -> `REFUSED` and close, or `ACCEPTED` + HMAC(key, "server" + client nonce).
@@ -33,6 +36,11 @@ pub(crate) enum AuthError {
     Refused,
     #[error("the server's proof of the authkey is wrong")]
     ServerNotAuthenticated,
+    #[error(
+        "the server closed the connection before greeting it \
+         (it is at its limit of connections in the handshake)"
+    )]
+    Busy,
     #[error("the peer is not a herd manager (bad greeting)")]
     NotAManager,
     #[error("cannot generate a challenge: {0}")]
@@ -56,39 +64,56 @@ fn nonce() -> Result<[u8; NONCE_LEN], AuthError> {
     Ok(nonce)
 }
 
-/// The server's side: returns `Ok` only when the client proved it knows `key`.
-pub(crate) fn accept_client(
-    stream: &mut (impl Read + Write),
-    key: &Authkey,
-) -> Result<(), AuthError> {
-    let server_nonce = nonce()?;
-    let mut greeting = [0u8; MAGIC.len() + NONCE_LEN];
-    greeting[..MAGIC.len()].copy_from_slice(MAGIC);
-    greeting[MAGIC.len()..].copy_from_slice(&server_nonce);
-    stream.write_all(&greeting)?;
-    stream.flush()?;
+/// Sizes of the server's side of the exchange, for a caller that moves the bytes itself.
+pub(crate) const GREETING_LEN: usize = MAGIC.len() + NONCE_LEN;
+pub(crate) const ANSWER_LEN: usize = DIGEST_LEN + NONCE_LEN;
+pub(crate) const REPLY_LEN: usize = 1 + DIGEST_LEN;
+/// What a refused client is sent before the close.
+pub(crate) const REFUSAL: [u8; 1] = [REFUSED];
 
-    let mut answer = [0u8; DIGEST_LEN + NONCE_LEN];
-    stream.read_exact(&mut answer)?;
-    let (client_digest, client_nonce) = answer.split_at(DIGEST_LEN);
-    if digest(key, CLIENT_LABEL, &server_nonce)
-        .verify_slice(client_digest)
-        .is_err()
-    {
-        // Best effort: the client learns it was refused rather than seeing a bare close.
-        let _ = stream.write_all(&[REFUSED]);
-        return Err(AuthError::WrongKey);
+/// The server's side of one handshake, without any I/O: the server runs many handshakes at once
+/// on non-blocking sockets from one thread, so it moves the bytes and asks this what to send.
+#[derive(Debug)]
+pub(crate) struct ServerChallenge {
+    nonce: [u8; NONCE_LEN],
+}
+
+impl ServerChallenge {
+    pub(crate) fn new() -> Result<ServerChallenge, AuthError> {
+        Ok(ServerChallenge { nonce: nonce()? })
     }
-    let mut reply = [0u8; 1 + DIGEST_LEN];
-    reply[0] = ACCEPTED;
-    reply[1..].copy_from_slice(
-        &digest(key, SERVER_LABEL, client_nonce)
-            .finalize()
-            .into_bytes(),
-    );
-    stream.write_all(&reply)?;
-    stream.flush()?;
-    Ok(())
+
+    /// `MAGIC` + the server nonce: the first thing a client is sent.
+    pub(crate) fn greeting(&self) -> [u8; GREETING_LEN] {
+        let mut greeting = [0u8; GREETING_LEN];
+        greeting[..MAGIC.len()].copy_from_slice(MAGIC);
+        greeting[MAGIC.len()..].copy_from_slice(&self.nonce);
+        greeting
+    }
+
+    /// Checks the client's answer; `Ok` holds the acceptance and the server's own proof, to be
+    /// sent in full. On `WrongKey` the caller sends [`REFUSAL`] and closes.
+    pub(crate) fn check(
+        &self,
+        key: &Authkey,
+        answer: &[u8; ANSWER_LEN],
+    ) -> Result<[u8; REPLY_LEN], AuthError> {
+        let (client_digest, client_nonce) = answer.split_at(DIGEST_LEN);
+        if digest(key, CLIENT_LABEL, &self.nonce)
+            .verify_slice(client_digest)
+            .is_err()
+        {
+            return Err(AuthError::WrongKey);
+        }
+        let mut reply = [0u8; REPLY_LEN];
+        reply[0] = ACCEPTED;
+        reply[1..].copy_from_slice(
+            &digest(key, SERVER_LABEL, client_nonce)
+                .finalize()
+                .into_bytes(),
+        );
+        Ok(reply)
+    }
 }
 
 /// The client's side: returns `Ok` only when both sides proved they know `key`.
@@ -97,7 +122,19 @@ pub(crate) fn authenticate_to_server(
     key: &Authkey,
 ) -> Result<(), AuthError> {
     let mut greeting = [0u8; MAGIC.len() + NONCE_LEN];
-    stream.read_exact(&mut greeting)?;
+    match stream.read_exact(&mut greeting) {
+        Ok(()) => {}
+        // A server over its handshake caps closes new connections at once, before greeting.
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset
+            ) =>
+        {
+            return Err(AuthError::Busy)
+        }
+        Err(e) => return Err(AuthError::Io(e)),
+    }
     let (magic, server_nonce) = greeting.split_at(MAGIC.len());
     if magic != MAGIC {
         return Err(AuthError::NotAManager);

@@ -28,6 +28,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// also the socket's read timeout, set once: an endless wait just reads again after it.
 const ANSWER_GRACE: Duration = Duration::from_secs(30);
 const IO_BUFFER: usize = 16 * 1024;
+/// Pauses between attempts when the server is at its handshake limits: doubling from the first
+/// to the second, each with up to as much again at random.
+const BUSY_RETRY: (Duration, Duration) = (Duration::from_millis(5), Duration::from_millis(200));
 
 /// Where a manager is and the key that opens it: what every proxy carries.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -187,36 +190,38 @@ fn lost(address: &Address, e: FrameError, wait: Wait) -> ManagerError {
     }
 }
 
+/// A pause before trying again, between `pause` and twice that: clients refused together
+/// should not all come back together.
+fn jittered(pause: Duration) -> Duration {
+    let mut byte = [0u8; 1];
+    // Without randomness the pause is just not spread.
+    let _ = getrandom::getrandom(&mut byte);
+    pause + pause.mul_f64(f64::from(byte[0]) / 255.0)
+}
+
 fn open(endpoint: &Endpoint) -> Result<Connection, ManagerError> {
     let address = &endpoint.address;
-    let mut stream =
-        Stream::connect(address, CONNECT_TIMEOUT).map_err(|source| ManagerError::Unreachable {
-            address: address.clone(),
-            source,
-        })?;
-    let handshake = |stream: &mut Stream, key: &Authkey| -> Result<(), AuthError> {
-        stream.set_read_timeout(Some(CONNECT_TIMEOUT))?;
-        stream.set_write_timeout(Some(CONNECT_TIMEOUT))?;
-        auth::authenticate_to_server(stream, key)
-    };
-    handshake(&mut stream, &endpoint.authkey).map_err(|e| match e {
-        AuthError::Refused => ManagerError::AuthRefused {
-            address: address.clone(),
-        },
-        AuthError::ServerNotAuthenticated => ManagerError::ServerNotAuthenticated {
-            address: address.clone(),
-        },
-        AuthError::Io(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-            ManagerError::NoAnswer {
-                address: address.clone(),
-                after: CONNECT_TIMEOUT,
+    // A server closes connections over its handshake caps before greeting them (a burst of
+    // processes connecting at once, or strangers holding the slots): try again, for as long as
+    // connecting may take in all.
+    let started = Instant::now();
+    let mut pause = BUSY_RETRY.0;
+    let stream = loop {
+        match handshake(endpoint) {
+            Ok(stream) => break stream,
+            Err(Failure::Auth(AuthError::Busy)) if started.elapsed() + pause < CONNECT_TIMEOUT => {
+                std::thread::sleep(jittered(pause));
+                pause = (pause * 2).min(BUSY_RETRY.1);
             }
+            Err(Failure::Connect(source)) => {
+                return Err(ManagerError::Unreachable {
+                    address: address.clone(),
+                    source,
+                })
+            }
+            Err(Failure::Auth(e)) => return Err(handshake_error(address, e)),
         }
-        e => ManagerError::ConnectionLost {
-            address: address.clone(),
-            reason: format!("during the handshake: {e}"),
-        },
-    })?;
+    };
     // A write that cannot proceed for CONNECT_TIMEOUT means the server is stuck.
     stream
         .set_read_timeout(Some(ANSWER_GRACE))
@@ -229,6 +234,52 @@ fn open(endpoint: &Endpoint) -> Result<Connection, ManagerError> {
         in_buf: Vec::new(),
         out_buf: Vec::new(),
     })
+}
+
+/// Why one attempt at opening a connection failed.
+enum Failure {
+    /// The server could not be reached.
+    Connect(io::Error),
+    /// It was reached, but the handshake failed.
+    Auth(AuthError),
+}
+
+/// One attempt: connect and authenticate both ways.
+fn handshake(endpoint: &Endpoint) -> Result<Stream, Failure> {
+    let mut stream =
+        Stream::connect(&endpoint.address, CONNECT_TIMEOUT).map_err(Failure::Connect)?;
+    let authenticate = |stream: &mut Stream| -> Result<(), AuthError> {
+        stream.set_read_timeout(Some(CONNECT_TIMEOUT))?;
+        stream.set_write_timeout(Some(CONNECT_TIMEOUT))?;
+        auth::authenticate_to_server(stream, &endpoint.authkey)
+    };
+    authenticate(&mut stream).map_err(Failure::Auth)?;
+    Ok(stream)
+}
+
+fn handshake_error(address: &Address, e: AuthError) -> ManagerError {
+    match e {
+        AuthError::Refused => ManagerError::AuthRefused {
+            address: address.clone(),
+        },
+        AuthError::ServerNotAuthenticated => ManagerError::ServerNotAuthenticated {
+            address: address.clone(),
+        },
+        AuthError::Io(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+            ManagerError::NoAnswer {
+                address: address.clone(),
+                after: CONNECT_TIMEOUT,
+            }
+        }
+        AuthError::Busy => ManagerError::ConnectionLost {
+            address: address.clone(),
+            reason: format!("during the handshake: {e}; tried for {CONNECT_TIMEOUT:?}"),
+        },
+        e => ManagerError::ConnectionLost {
+            address: address.clone(),
+            reason: format!("during the handshake: {e}"),
+        },
+    }
 }
 
 fn io_lost(address: &Address, e: io::Error) -> ManagerError {

@@ -1,5 +1,7 @@
 //! Framing of the wire protocol: a little-endian `u32` length, then that many bytes of postcard.
-//! The length is checked against a limit before anything is allocated, and every way a frame can
+//! The length is checked against a limit, and the body's buffer grows only with the bytes that
+//! actually arrive (`READ_STEP` at a time), so a peer announcing a huge frame and sending nothing
+//! costs nothing. Every way a frame can
 //! go wrong (closed, truncated, stalled, oversized, undecodable) is its own error so the server can
 //! log exactly what a bad client did before closing that one connection.
 
@@ -13,6 +15,12 @@ use thiserror::Error;
 pub(crate) const MAX_FRAME_LEN: usize = 64 * 1024 * 1024;
 
 const HEADER_LEN: usize = 4;
+/// A frame's body is read at most this much at a time, the buffer growing as the bytes arrive:
+/// an announced length is a claim, not something to allocate up front.
+pub(crate) const READ_STEP: usize = 64 * 1024;
+/// A buffer grown past this by one big frame is given back before the next frame, so a
+/// connection that once sent a big message does not keep its memory while idle.
+const RETAINED_CAPACITY: usize = 1024 * 1024;
 
 #[derive(Debug, Error)]
 pub(crate) enum FrameError {
@@ -74,9 +82,20 @@ pub(crate) fn read_frame<T: DeserializeOwned>(
             limit: MAX_FRAME_LEN,
         });
     }
+    if buf.capacity() > RETAINED_CAPACITY {
+        *buf = Vec::new();
+    }
     buf.clear();
-    buf.resize(len, 0);
-    fill(reader, buf, HEADER_LEN, HEADER_LEN + len)?;
+    while buf.len() < len {
+        let got = buf.len();
+        let step = (len - got).min(READ_STEP);
+        buf.resize(got + step, 0);
+        let filled = fill(reader, &mut buf[got..], HEADER_LEN + got, HEADER_LEN + len);
+        if let Err(e) = filled {
+            buf.clear();
+            return Err(e);
+        }
+    }
     match postcard::take_from_bytes(buf) {
         Ok((value, [])) => Ok(value),
         Ok((_, rest)) => Err(FrameError::Decode(format!(

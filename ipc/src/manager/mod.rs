@@ -7,6 +7,7 @@ mod auth;
 mod client;
 mod error;
 mod frame;
+mod handshake;
 mod launch;
 #[allow(clippy::module_inception)]
 mod manager;
@@ -15,6 +16,7 @@ mod proxy;
 mod server;
 mod store;
 mod stream;
+mod throttle;
 
 pub use address::{Address, Authkey};
 pub use error::{

@@ -2,7 +2,7 @@
 //! the framing, the handshake and the server loop are written once.
 
 use std::io::{self, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::{IpAddr, TcpListener, TcpStream};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::time::Duration;
@@ -44,6 +44,14 @@ impl Stream {
         match self {
             Stream::Unix(s) => s.set_read_timeout(timeout),
             Stream::Tcp(s) => s.set_read_timeout(timeout),
+        }
+    }
+
+    /// The server runs handshakes on non-blocking sockets and serves requests on blocking ones.
+    pub(crate) fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
+        match self {
+            Stream::Unix(s) => s.set_nonblocking(nonblocking),
+            Stream::Tcp(s) => s.set_nonblocking(nonblocking),
         }
     }
 
@@ -105,6 +113,25 @@ impl Write for Stream {
     }
 }
 
+/// Who is on the other end of an accepted connection: what the log says, and the key its share
+/// of the handshake slots is counted under.
+#[derive(Debug, Clone)]
+pub(crate) struct Peer {
+    pub(crate) key: PeerKey,
+    pub(crate) text: String,
+}
+
+/// The unit a peer's handshake slots are counted in: its IP address over TCP (ports are free to
+/// pick), its process over a Unix socket. The socket is private to its user, so the uid tells
+/// every peer apart from nobody: a program whose many processes connect at once must not be
+/// refused as one peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum PeerKey {
+    Ip(IpAddr),
+    Pid(i32),
+    Unknown,
+}
+
 /// A listening socket over either transport.
 #[derive(Debug)]
 pub(crate) enum Listener {
@@ -135,8 +162,17 @@ impl Listener {
         }
     }
 
-    /// Accepts one connection and describes its peer for the log.
-    pub(crate) fn accept(&self) -> io::Result<(Stream, String)> {
+    /// The server polls its listener along with the connections in the handshake.
+    pub(crate) fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
+        match self {
+            Listener::Unix(l) => l.set_nonblocking(nonblocking),
+            Listener::Tcp(l) => l.set_nonblocking(nonblocking),
+        }
+    }
+
+    /// Accepts one connection and describes its peer. The stream is blocking whatever the
+    /// listener is (accept4 does not pass O_NONBLOCK on).
+    pub(crate) fn accept(&self) -> io::Result<(Stream, Peer)> {
         match self {
             Listener::Unix(l) => {
                 let (stream, _) = l.accept()?;
@@ -144,16 +180,35 @@ impl Listener {
                     &stream,
                     nix::sys::socket::sockopt::PeerCredentials,
                 ) {
-                    Ok(cred) => format!("unix peer pid {} uid {}", cred.pid(), cred.uid()),
-                    Err(_) => "unix peer".to_owned(),
+                    Ok(cred) => Peer {
+                        key: PeerKey::Pid(cred.pid()),
+                        text: format!("unix peer pid {} uid {}", cred.pid(), cred.uid()),
+                    },
+                    Err(_) => Peer {
+                        key: PeerKey::Unknown,
+                        text: "unix peer".to_owned(),
+                    },
                 };
                 Ok((Stream::Unix(stream), peer))
             }
             Listener::Tcp(l) => {
                 let (stream, addr) = l.accept()?;
                 stream.set_nodelay(true)?;
-                Ok((Stream::Tcp(stream), format!("tcp peer {addr}")))
+                let peer = Peer {
+                    key: PeerKey::Ip(addr.ip()),
+                    text: format!("tcp peer {addr}"),
+                };
+                Ok((Stream::Tcp(stream), peer))
             }
+        }
+    }
+}
+
+impl AsFd for Listener {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Listener::Unix(l) => l.as_fd(),
+            Listener::Tcp(l) => l.as_fd(),
         }
     }
 }

@@ -4,18 +4,23 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::address::{Address, Authkey};
 use super::error::{ManagerError, RemoteError, TryGetError, TryPutError};
+use super::frame::{read_frame, FrameError, MAX_FRAME_LEN, READ_STEP};
 use super::manager::Manager;
-use super::server::Server;
+use super::server::{Limits, Server};
 use super::stream::Listener;
 
 /// A server on a loopback port, served by a thread for the rest of the test process.
 fn serve(authkey: &Authkey) -> Address {
+    serve_with(authkey, Limits::default())
+}
+
+fn serve_with(authkey: &Authkey, limits: Limits) -> Address {
     let listener = Listener::bind(&Address::Tcp("127.0.0.1:0".parse().unwrap())).unwrap();
-    let server = Server::new(listener, authkey.clone()).unwrap();
+    let server = Server::with_limits(listener, authkey.clone(), limits).unwrap();
     let address = server.address().clone();
     std::thread::spawn(move || server.serve());
     address
@@ -279,4 +284,141 @@ fn named_objects_are_shared_and_kind_checked() {
     let err = m.named("jobs").dict::<u32, u32>().unwrap_err();
     assert!(err.to_string().contains("is a queue, not a dict"), "{err}");
     assert!(m.bounded_queue::<u8>(0).is_err());
+}
+
+fn tcp(address: &Address) -> std::net::SocketAddr {
+    match address {
+        Address::Tcp(addr) => *addr,
+        Address::Unix(_) => unreachable!("these servers listen on TCP"),
+    }
+}
+
+/// Reads until the server closes (EOF or reset) or `patience` runs out; returns how long it took.
+fn time_to_close(raw: &mut TcpStream, patience: Duration) -> Option<Duration> {
+    let started = Instant::now();
+    raw.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let mut sink = [0u8; 64];
+    while started.elapsed() < patience {
+        match raw.read(&mut sink) {
+            Ok(0) => return Some(started.elapsed()),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                return Some(started.elapsed())
+            }
+            Err(_) => {}
+        }
+    }
+    None
+}
+
+#[test]
+fn handshake_deadline_covers_the_whole_handshake() {
+    let key = Authkey::random().unwrap();
+    let limits = Limits {
+        deadline: Duration::from_millis(600),
+        ..Limits::default()
+    };
+    let address = serve_with(&key, limits);
+    let mut raw = TcpStream::connect(tcp(&address)).unwrap();
+    let mut greeting = [0u8; 40];
+    raw.read_exact(&mut greeting).unwrap();
+    // One byte every 100 ms: each read gets something, but the whole answer never comes.
+    let started = Instant::now();
+    let mut closed = false;
+    for _ in 0..30 {
+        if raw.write_all(&[0]).is_err() {
+            closed = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let closed = closed || time_to_close(&mut raw, Duration::from_secs(2)).is_some();
+    assert!(closed, "a trickling handshake was never closed");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    // Legitimate clients are still served.
+    Manager::connect(address, key)
+        .unwrap()
+        .dict::<u8, u8>()
+        .unwrap();
+}
+
+#[test]
+fn connections_over_the_handshake_cap_are_closed_at_once() {
+    let key = Authkey::random().unwrap();
+    let limits = Limits {
+        deadline: Duration::from_secs(2),
+        max_pending: 8,
+        max_pending_per_peer: 3,
+    };
+    let address = serve_with(&key, limits);
+    let mut idle: Vec<TcpStream> = (0..3)
+        .map(|_| {
+            let mut raw = TcpStream::connect(tcp(&address)).unwrap();
+            let mut greeting = [0u8; 40];
+            raw.read_exact(&mut greeting).unwrap();
+            raw
+        })
+        .collect();
+    // The peer's share is taken: the next connection is closed without a greeting.
+    let mut over = TcpStream::connect(tcp(&address)).unwrap();
+    let took = time_to_close(&mut over, Duration::from_secs(1));
+    assert!(
+        took.is_some(),
+        "a connection over the per-peer cap was kept"
+    );
+    // Once the held ones end, the peer is admitted again.
+    idle.clear();
+    let started = Instant::now();
+    loop {
+        match Manager::connect(address.clone(), key.clone()) {
+            Ok(m) => {
+                m.dict::<u8, u8>().unwrap();
+                break;
+            }
+            Err(e) if started.elapsed() < Duration::from_secs(3) => {
+                let _ = e;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("never admitted again: {e}"),
+        }
+    }
+}
+
+/// A reader that gives a frame header, then a few bytes, then EOF.
+struct Announcing {
+    bytes: Vec<u8>,
+    at: usize,
+}
+
+impl Read for Announcing {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        let n = out.len().min(self.bytes.len() - self.at);
+        out[..n].copy_from_slice(&self.bytes[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
+#[test]
+fn an_announced_length_is_not_allocated_up_front() {
+    let mut bytes = (MAX_FRAME_LEN as u32).to_le_bytes().to_vec();
+    bytes.extend_from_slice(&[7; 100_000]);
+    let mut reader = Announcing { bytes, at: 0 };
+    let mut buf = Vec::new();
+    match read_frame::<Vec<u8>>(&mut reader, &mut buf) {
+        Err(FrameError::Truncated { got, expected }) => {
+            assert_eq!((got, expected), (4 + 100_000, 4 + MAX_FRAME_LEN));
+        }
+        other => panic!("expected a truncated frame, got {other:?}"),
+    }
+    assert!(
+        buf.capacity() <= 4 * READ_STEP,
+        "the buffer grew to {} bytes for 100000 received",
+        buf.capacity()
+    );
 }

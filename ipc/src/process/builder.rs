@@ -211,16 +211,7 @@ impl Process {
         platform::ensure_bootstrap_linked();
         Self::check_reapable()?;
         let setup = self.setup()?;
-        if !entry::is_registered(entry) {
-            return Err(StartError::UnknownEntry {
-                entry: entry.to_owned(),
-                registered: entry::registered_names().join(", "),
-            });
-        }
-        let encoded = codec::encode(args).map_err(|source| StartError::Arguments {
-            entry: entry.to_owned(),
-            source,
-        })?;
+        let encoded = Self::encode_for(entry, args)?;
         let name = self.child_name();
         let (result_read, result_write) =
             Socket::pair().map_err(StartError::os("create the result channel"))?;
@@ -280,6 +271,24 @@ impl Process {
     }
 
     /// What the child applies before running anything of the caller's; refuses a signal number that is not one.
+    /// The arguments of a registered entry, encoded for a child that runs it by name (spawned or
+    /// forked by the forkserver); an unknown name is refused here, naming the registered ones.
+    pub(crate) fn encode_for<A: Serialize + ?Sized>(
+        entry: &str,
+        args: &A,
+    ) -> Result<codec::Encoded, StartError> {
+        if !entry::is_registered(entry) {
+            return Err(StartError::UnknownEntry {
+                entry: entry.to_owned(),
+                registered: entry::registered_names().join(", "),
+            });
+        }
+        codec::encode(args).map_err(|source| StartError::Arguments {
+            entry: entry.to_owned(),
+            source,
+        })
+    }
+
     pub(crate) fn setup(&self) -> Result<ChildSetup, StartError> {
         let signal = match self.parent_death_signal {
             Some(number) => Some(Signal::try_from(number).map_err(|errno| StartError::Os {

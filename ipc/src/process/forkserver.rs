@@ -38,7 +38,6 @@ use nix::poll::PollFlags;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::codec;
 use crate::platform::{
     self, Blocking, ChildSetup, ExecPlan, ForkPermit, Pidfd, Socket, MAX_FDS_PER_MESSAGE,
 };
@@ -538,16 +537,7 @@ impl Process {
         T: DeserializeOwned,
     {
         Self::check_reapable()?;
-        if !entry::is_registered(entry) {
-            return Err(StartError::UnknownEntry {
-                entry: entry.to_owned(),
-                registered: entry::registered_names().join(", "),
-            });
-        }
-        let encoded = codec::encode(args).map_err(|source| StartError::Arguments {
-            entry: entry.to_owned(),
-            source,
-        })?;
+        let encoded = Self::encode_for(entry, args)?;
         if encoded.fds.len() >= MAX_FDS_PER_MESSAGE {
             return Err(StartError::Os {
                 action: "pass the arguments to the forkserver",

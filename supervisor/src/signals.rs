@@ -99,7 +99,8 @@ impl Drop for BlockedSignals {
 }
 
 impl SignalInbox {
-    /// Installs handlers for every signal in [`HANDLED`] (the `supervisor` binary).
+    /// Installs handlers for every signal the `supervisor` binary handles: SIGCHLD, SIGINT,
+    /// SIGTERM, SIGTTIN, SIGTTOU and SIGUSR1.
     pub fn install() -> io::Result<Self> {
         Self::install_for(&HANDLED)
     }
@@ -144,7 +145,7 @@ impl SignalInbox {
 }
 
 impl SignalSource for SignalInbox {
-    /// The signals recorded since the last call, in [`HANDLED`] order.
+    /// The signals recorded since the last call, in the order of the handled set.
     fn take(&mut self) -> Vec<Signal> {
         let mut sink = [0u8; 64];
         while matches!(self.wake_read.read(&mut sink), Ok(n) if n > 0) {}

@@ -68,7 +68,7 @@ impl Drain {
     }
 
     /// Stop signal `signal` arrived at `now`: the new state, or `None` if it is an echo of the
-    /// last one counted (the same signal within [`ECHO_WINDOW`]), which changes nothing.
+    /// last one counted (the same signal within 100 ms), which changes nothing.
     pub fn on_signal(&mut self, signal: Signal, now: Instant) -> Option<DrainState> {
         if let Some((last, at)) = self.last {
             if last == signal && now.saturating_duration_since(at) < ECHO_WINDOW {

@@ -683,8 +683,10 @@ impl<L: Launcher, O: Observer, S: SignalSource, C: Clock> Supervisor<L, O, S, C>
                         }))
                     } else if now.duration_since(slot.last_heard) >= self.config.heartbeat_timeout {
                         Some(LossCause::MissedHeartbeat)
-                    } else if let (Some(limit), false) =
-                        (self.config.job_timeout, slot.held.is_empty())
+                    } else if let Some(limit) = slot
+                        .held
+                        .front()
+                        .and_then(|&job| self.jobs.timeout(job).or(self.config.job_timeout))
                     {
                         (now.duration_since(slot.running_since) >= limit)
                             .then_some(LossCause::TimedOut)

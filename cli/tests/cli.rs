@@ -293,6 +293,32 @@ fn logcount_counts_a_result_larger_than_one_pipe_message() -> TestResult {
     Ok(())
 }
 
+fn logcount_csv_neutralises_cells_that_would_run_as_formulas() -> TestResult {
+    let data = tempfile::tempdir()?;
+    std::fs::write(
+        data.path().join("=HYPERLINK(1).log"),
+        "@SUM(A1) - - x\n@SUM(A1) - - y\n1.2.3.4 - - z\n",
+    )?;
+    let finished = run(
+        &[
+            "run",
+            "logcount",
+            path_str(data.path()),
+            "--format",
+            "csv",
+            "--top",
+            "1",
+            "--workers",
+            "1",
+        ],
+        LONG,
+    )?;
+    finished.expect_success_printing(
+        "file,total,ip,error\n\"'=HYPERLINK(1).log\",3,2,\n,3,2,\n\nkey,count\n\"'@SUM(A1)\",2\n",
+    )?;
+    Ok(())
+}
+
 fn gen_logs_is_deterministic() -> TestResult {
     let a = tempfile::tempdir()?;
     let b = tempfile::tempdir()?;
@@ -345,6 +371,10 @@ fn main() -> std::process::ExitCode {
             logcount_bad_input_exit_codes,
         ),
         Trial::test("gen_logs_is_deterministic", gen_logs_is_deterministic),
+        Trial::test(
+            "logcount_csv_neutralises_cells_that_would_run_as_formulas",
+            logcount_csv_neutralises_cells_that_would_run_as_formulas,
+        ),
         Trial::test(
             "logcount_counts_a_result_larger_than_one_pipe_message",
             logcount_counts_a_result_larger_than_one_pipe_message,

@@ -397,6 +397,25 @@ fn run_jobs(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// The lease table for a planned logcount run. Without `--job-timeout`, each job gets a time
+/// limit from its size ([`Plan::default_job_timeout`](logcount::Plan::default_job_timeout)), so
+/// that a stuck job cannot hang the run forever.
+fn logcount_jobs(args: &RunArgs, plan: &mut logcount::Plan) -> anyhow::Result<LeaseTable> {
+    // A mapped scan is only safe where a job whose worker died gets another attempt.
+    let may_map = args.max_attempts > 1;
+    for job in &mut plan.jobs {
+        job.may_map = may_map;
+    }
+    let mut jobs = LeaseTable::new(args.max_attempts);
+    for job in &plan.jobs {
+        let id = jobs.push(LogcountChunk::NAME, encode_payload(job)?);
+        if args.job_timeout.is_none() {
+            jobs.set_timeout(id, plan.default_job_timeout(job));
+        }
+    }
+    Ok(jobs)
+}
+
 fn run_logcount(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let [dir] = args.args.as_slice() else {
         return Err(Exit {
@@ -436,15 +455,7 @@ fn run_logcount(args: &RunArgs) -> anyhow::Result<ExitCode> {
             })?;
         }
     }
-    // A mapped scan is only safe where a job whose worker died gets another attempt.
-    let may_map = args.max_attempts > 1;
-    for job in &mut plan.jobs {
-        job.may_map = may_map;
-    }
-    let mut jobs = LeaseTable::new(args.max_attempts);
-    for job in &plan.jobs {
-        jobs.push(LogcountChunk::NAME, encode_payload(job)?);
-    }
+    let jobs = logcount_jobs(args, &mut plan)?;
     // Merge results while the workers are still counting, so that little is left after the
     // last one. Jobs are leased in order, so results come nearly in order: merge the finished
     // prefix as it grows (linear overall), and whatever is left (a retried or failed job held
@@ -504,4 +515,48 @@ fn run_logcount(args: &RunArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run_args(extra: &[&str], dir: &std::path::Path) -> RunArgs {
+        let mut argv = vec!["supervisor", "run", "logcount", dir.to_str().unwrap()];
+        argv.extend(extra);
+        match Cli::parse_from(argv).command {
+            Command::Run(args) => args,
+            Command::GenLogs(_) => unreachable!("parsed a run"),
+        }
+    }
+
+    #[test]
+    fn logcount_jobs_get_a_timeout_from_their_size_unless_one_is_given() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.log"), "1.2.3.4 - - x\n".repeat(10_000)).unwrap();
+        let options = LogcountOptions {
+            chunk_bytes: 64 * 1024,
+            ..LogcountOptions::default()
+        };
+        let mut plan = logcount::plan(dir.path(), &options).unwrap();
+        assert!(plan.jobs.len() > 1, "{} jobs", plan.jobs.len());
+
+        let jobs = logcount_jobs(&run_args(&[], dir.path()), &mut plan.clone()).unwrap();
+        for (id, job) in plan.jobs.iter().enumerate() {
+            let expected = plan.default_job_timeout(job);
+            assert_eq!(expected, Duration::from_secs(70));
+            assert_eq!(jobs.timeout(id as u64), Some(expected));
+        }
+
+        let given = run_args(&["--job-timeout", "5"], dir.path());
+        assert_eq!(given.job_timeout, Some(Duration::from_secs(5)));
+        let jobs = logcount_jobs(&given, &mut plan).unwrap();
+        for id in 0..plan.jobs.len() {
+            assert_eq!(
+                jobs.timeout(id as u64),
+                None,
+                "the run's --job-timeout applies"
+            );
+        }
+    }
 }

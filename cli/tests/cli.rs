@@ -5,6 +5,8 @@ mod common;
 
 use common::*;
 use herd_logcount::{count_dir, Format, Options};
+use std::time::Duration;
+
 use libtest_mimic::Trial;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -242,6 +244,81 @@ fn logcount_bad_input_exit_codes() -> TestResult {
     Ok(())
 }
 
+/// Lines of the host-name log: its one chunk's distinct keys encode to about 84 MB, more than
+/// the 64 MiB a pipe message may hold.
+const HOST_NAMES: u64 = 3_000_000;
+
+fn logcount_counts_a_result_larger_than_one_pipe_message() -> TestResult {
+    use std::io::Write as _;
+    let data = tempfile::tempdir()?;
+    let path = data.path().join("hosts.log.gz");
+    let file = std::io::BufWriter::new(std::fs::File::create(&path)?);
+    let mut gz = flate2::write::GzEncoder::new(file, flate2::Compression::fast());
+    for n in 0..HOST_NAMES {
+        writeln!(gz, "client-{n:08}.example.net - - x")?;
+    }
+    gz.finish()?.flush()?;
+    let started = std::time::Instant::now();
+    let finished = run(
+        &[
+            "run",
+            "logcount",
+            path_str(data.path()),
+            "--format",
+            "json",
+            "--workers",
+            "2",
+        ],
+        Duration::from_secs(300),
+    )?;
+    eprintln!(
+        "    3M host names ({} bytes gzipped) counted in {:.1} s",
+        std::fs::metadata(&path)?.len(),
+        started.elapsed().as_secs_f64()
+    );
+    finished.expect_exit(0)?;
+    let json: serde_json::Value = serde_json::from_str(&finished.stdout)?;
+    check!(
+        json["files"]["hosts.log.gz"]["total"] == HOST_NAMES
+            && json["files"]["hosts.log.gz"]["ip"] == HOST_NAMES
+            && json["all"]["total"] == HOST_NAMES
+            && json["all"]["ip"] == HOST_NAMES,
+        "{json}"
+    );
+    check!(
+        finished.stderr.is_empty(),
+        "no worker may die or be retried:\n{}",
+        finished.stderr
+    );
+    Ok(())
+}
+
+fn logcount_csv_neutralises_cells_that_would_run_as_formulas() -> TestResult {
+    let data = tempfile::tempdir()?;
+    std::fs::write(
+        data.path().join("=HYPERLINK(1).log"),
+        "@SUM(A1) - - x\n@SUM(A1) - - y\n1.2.3.4 - - z\n",
+    )?;
+    let finished = run(
+        &[
+            "run",
+            "logcount",
+            path_str(data.path()),
+            "--format",
+            "csv",
+            "--top",
+            "1",
+            "--workers",
+            "1",
+        ],
+        LONG,
+    )?;
+    finished.expect_success_printing(
+        "file,total,ip,error\n\"'=HYPERLINK(1).log\",3,2,\n,3,2,\n\nkey,count\n\"'@SUM(A1)\",2\n",
+    )?;
+    Ok(())
+}
+
 fn gen_logs_is_deterministic() -> TestResult {
     let a = tempfile::tempdir()?;
     let b = tempfile::tempdir()?;
@@ -294,5 +371,13 @@ fn main() -> std::process::ExitCode {
             logcount_bad_input_exit_codes,
         ),
         Trial::test("gen_logs_is_deterministic", gen_logs_is_deterministic),
+        Trial::test(
+            "logcount_csv_neutralises_cells_that_would_run_as_formulas",
+            logcount_csv_neutralises_cells_that_would_run_as_formulas,
+        ),
+        Trial::test(
+            "logcount_counts_a_result_larger_than_one_pipe_message",
+            logcount_counts_a_result_larger_than_one_pipe_message,
+        ),
     ])
 }

@@ -11,6 +11,7 @@ use std::fs;
 use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -137,6 +138,43 @@ pub fn balanced_chunk_bytes(total_bytes: u64, workers: u64) -> u64 {
     let even = total_bytes / (workers.max(1) * CHUNKS_PER_WORKER);
     // An eighth of slack: a file just above the average size stays one chunk.
     (even + even / 8).clamp(MIN_CHUNK_BYTES, MAX_CHUNK_BYTES)
+}
+
+/// The time limit every job gets, however small: room for a slow start on a loaded machine.
+pub const JOB_TIMEOUT_BASE: Duration = Duration::from_secs(60);
+/// What each started 64 MiB of a chunk adds to its time limit: far more than a scan takes (a
+/// core counts 64 MiB in well under a second), so only a job that is stuck reaches it.
+pub const JOB_TIMEOUT_PER_64_MIB: Duration = Duration::from_secs(10);
+/// How many times its size a `.gz` file is taken to hold when it is scanned: text logs
+/// compress about that well, often better.
+pub const GZIP_EXPANSION: u64 = 10;
+
+impl Plan {
+    /// The bytes job `job` scans: its range of a plain file, or about what a `.gz` file unpacks
+    /// to ([`GZIP_EXPANSION`] times its size on disk).
+    pub fn scan_bytes(&self, job: &ChunkJob) -> u64 {
+        match job.source {
+            ChunkSource::Range { start, end } => end.saturating_sub(start),
+            ChunkSource::Gzip => self
+                .files
+                .get(job.file_index)
+                .map_or(0, |file| file.len.saturating_mul(GZIP_EXPANSION)),
+        }
+    }
+
+    /// The time limit for `job` when none is given (`--job-timeout`): [`JOB_TIMEOUT_BASE`]
+    /// plus [`JOB_TIMEOUT_PER_64_MIB`] for each started 64 MiB it scans, so that nothing can
+    /// hang a run forever while honest work is never cut short.
+    pub fn default_job_timeout(&self, job: &ChunkJob) -> Duration {
+        job_timeout_for(self.scan_bytes(job))
+    }
+}
+
+/// [`Plan::default_job_timeout`] for a job that scans `bytes`.
+pub fn job_timeout_for(bytes: u64) -> Duration {
+    let blocks = bytes.div_ceil(64 << 20);
+    let blocks = u32::try_from(blocks).unwrap_or(u32::MAX);
+    JOB_TIMEOUT_BASE.saturating_add(JOB_TIMEOUT_PER_64_MIB.saturating_mul(blocks))
 }
 
 /// Lists DIR and cuts its files into chunk jobs.
@@ -297,5 +335,53 @@ pub(crate) mod path_bytes {
         deserializer: D,
     ) -> Result<PathBuf, D::Error> {
         Vec::<u8>::deserialize(deserializer).map(|bytes| PathBuf::from(OsString::from_vec(bytes)))
+    }
+}
+
+#[cfg(test)]
+mod timeout_tests {
+    use super::*;
+
+    #[test]
+    fn the_default_job_timeout_grows_with_the_bytes_scanned() {
+        let mib = 1u64 << 20;
+        assert_eq!(job_timeout_for(0), Duration::from_secs(60));
+        assert_eq!(job_timeout_for(1), Duration::from_secs(70));
+        assert_eq!(job_timeout_for(64 * mib), Duration::from_secs(70));
+        assert_eq!(job_timeout_for(64 * mib + 1), Duration::from_secs(80));
+        assert_eq!(job_timeout_for(256 * mib), Duration::from_secs(100));
+        assert!(job_timeout_for(u64::MAX) >= Duration::from_secs(60));
+
+        let file = |name: &str, len| PlannedFile {
+            name: name.into(),
+            path: PathBuf::from(name),
+            len,
+        };
+        let job = |file_index, source| ChunkJob {
+            path: PathBuf::new(),
+            file_index,
+            source,
+            per_key_counts: false,
+            may_map: false,
+        };
+        let plan = Plan {
+            files: vec![file("a.log", 200 * mib), file("b.log.gz", 9 * mib)],
+            jobs: Vec::new(),
+            errors: BTreeMap::new(),
+            top: None,
+        };
+        let range = job(
+            0,
+            ChunkSource::Range {
+                start: 100 * mib,
+                end: 200 * mib,
+            },
+        );
+        assert_eq!(plan.scan_bytes(&range), 100 * mib);
+        assert_eq!(plan.default_job_timeout(&range), Duration::from_secs(80));
+        // 9 MiB of gzip counts as 90 MiB of text.
+        let gzip = job(1, ChunkSource::Gzip);
+        assert_eq!(plan.scan_bytes(&gzip), 90 * mib);
+        assert_eq!(plan.default_job_timeout(&gzip), Duration::from_secs(80));
     }
 }

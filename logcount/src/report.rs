@@ -475,9 +475,15 @@ fn json_string(text: &str) -> String {
     out
 }
 
-/// A CSV field, quoted when it holds a comma, quote, CR or LF.
+/// A CSV field, quoted when it holds a comma, quote, CR or LF. A field that begins with `=`,
+/// `+`, `-` or `@` (a file named `=HYPERLINK(...)`, a client key `@SUM(...)`) would run as a
+/// formula when the CSV is opened in a spreadsheet: it gets a single quote in front, inside
+/// quotes (`"'=HYPERLINK(...)"`), which spreadsheets show as text, as OWASP's CSV-injection
+/// guidance recommends.
 fn csv_field(text: &str) -> String {
-    if text.contains([',', '"', '\n', '\r']) {
+    if text.starts_with(['=', '+', '-', '@']) {
+        format!("\"'{}\"", text.replace('"', "\"\""))
+    } else if text.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", text.replace('"', "\"\""))
     } else {
         text.to_string()
@@ -487,6 +493,33 @@ fn csv_field(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn csv_cells_that_would_run_as_formulas_are_neutralised() {
+        assert_eq!(csv_field("a.log"), "a.log");
+        assert_eq!(csv_field("a,b.log"), "\"a,b.log\"");
+        assert_eq!(
+            csv_field("=HYPERLINK(\"http://x\")"),
+            "\"'=HYPERLINK(\"\"http://x\"\")\""
+        );
+        assert_eq!(csv_field("+1.log"), "\"'+1.log\"");
+        assert_eq!(csv_field("-2,3"), "\"'-2,3\"");
+        assert_eq!(csv_field("@SUM(A1)"), "\"'@SUM(A1)\"");
+        // Only the first character counts.
+        assert_eq!(csv_field("a=b"), "a=b");
+
+        let mut report = Report::default();
+        report
+            .files
+            .insert("=cmd.log".into(), FileCounts { total: 1, ip: 1 });
+        report.top = Some(vec![TopKey {
+            key: "-client".into(),
+            count: 1,
+        }]);
+        let csv = report.to_csv();
+        assert!(csv.contains("\n\"'=cmd.log\",1,1,\n"), "{csv}");
+        assert!(csv.contains("\n\"'-client\",1\n"), "{csv}");
+    }
 
     #[test]
     fn json_string_matches_python_ensure_ascii() {

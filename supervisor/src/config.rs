@@ -10,7 +10,8 @@ pub struct SupervisorConfig {
     /// 4), so that a flood of SIGTTIN cannot exhaust processes or memory. Never lowers the
     /// pool below `workers`.
     pub max_workers: usize,
-    /// A job running longer is killed with its worker and re-queued.
+    /// A job running longer is killed with its worker and re-queued; a job given a limit of its
+    /// own ([`LeaseTable::set_timeout`](crate::LeaseTable::set_timeout)) uses that one instead.
     pub job_timeout: Option<Duration>,
     /// A worker silent for longer (stopped, frozen) is killed and its job re-queued.
     pub heartbeat_timeout: Duration,

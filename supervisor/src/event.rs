@@ -100,6 +100,16 @@ pub enum Event {
         /// The error.
         error: String,
     },
+    /// A worker's link broke other than by closing (a message over the size limit, garbage on
+    /// the pipe); the supervisor stops reading it, and the worker is lost.
+    LinkFailed {
+        /// Which worker.
+        worker: WorkerId,
+        /// Its pid.
+        pid: Pid,
+        /// The error.
+        error: String,
+    },
     /// Sending a job to a worker failed; the worker is killed and the job re-queued.
     SendFailed {
         /// The job.
@@ -229,6 +239,7 @@ impl Event {
             Event::WorkerStartFailed { .. }
             | Event::SignalFailed { .. }
             | Event::SendFailed { .. }
+            | Event::LinkFailed { .. }
             | Event::JobFailed { .. }
             | Event::RestartLimitHit(_) => Level::Error,
         }
@@ -290,6 +301,9 @@ impl fmt::Display for Event {
                 write!(f, "killing {worker} (pid {pid}): {error}")
             }
             Event::WaitFailed { worker, error } => write!(f, "waiting for {worker}: {error}"),
+            Event::LinkFailed { worker, pid, error } => {
+                write!(f, "reading from {worker} (pid {pid}): {error}")
+            }
             Event::SendFailed { job, worker, error } => {
                 write!(f, "sending job {job} to {worker}: {error}")
             }

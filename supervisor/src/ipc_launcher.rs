@@ -6,7 +6,7 @@
 //! the supervisor's self-pipe); the handled signals stay blocked across `fork` so none runs in
 //! between. Spawn: the binary is re-executed and runs the worker entry the program declared with
 //! [`worker_entry!`](crate::worker_entry), which builds the program's registry in the new process.
-use std::io;
+use std::io::{self, Write as _};
 use std::os::fd::AsFd;
 use std::time::Duration;
 
@@ -163,9 +163,14 @@ fn worker_main(
     match run_worker(registry, &end, options) {
         Ok(exit) => format!("{exit:?}"),
         Err(error) => {
-            // The supervisor sees only the exit; this line says why.
-            eprintln!("herd worker {}: {error}", std::process::id());
-            format!("worker stopped: {error}")
+            // The supervisor sees only the exit: this line says why, and the status says it
+            // was no normal exit (a result that could not be sent must not look like success).
+            let text = format!("herd worker {}: {error}", std::process::id());
+            let _ = writeln!(io::stderr().lock(), "{text}");
+            // Unwinding (without the panic hook's message: the line above is the message) ends
+            // the process through herd-ipc's own exit path, which reports a failure: exit code
+            // 1, and no exit handlers of the parent run again in a forked worker.
+            std::panic::resume_unwind(Box::new(text))
         }
     }
 }

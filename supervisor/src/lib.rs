@@ -29,7 +29,10 @@ pub use event::{Event, Ignore, Level, Observer, Record, Status, WorkerRow};
 pub use herd_ipc::StartMethod;
 pub use ipc_launcher::{run_spawned_worker, IpcLauncher, WorkerArgs, WorkerProcess};
 pub use launch::{Launcher, WorkerChannel};
-pub use pipe_link::{worker_pipe, Frame, LinkError, SupervisorEnd, WorkerEnd};
+pub use pipe_link::{
+    worker_pipe, worker_pipe_with_limits, Frame, LinkError, SupervisorEnd, WorkerEnd,
+    DEFAULT_REASSEMBLY_LIMIT,
+};
 pub use policy::{
     Backoff, Completion, Drain, DrainState, IntensityExceeded, JobFailure, Kill, LeaseTable,
     LossCause, Reaper, Released, RestartIntensity, Wait,

@@ -52,6 +52,8 @@ struct Slot<C, H> {
     reaper: Reaper<C>,
     channel: Option<H>,
     link_closed_at: Option<Instant>,
+    /// Why reading its link failed, if it did not just close.
+    link_error: Option<String>,
     last_heard: Instant,
     ready: bool,
     /// The jobs sent to it, oldest first: it runs the first, the others wait in its queue.
@@ -422,9 +424,16 @@ impl<L: Launcher, O: Observer, S: SignalSource, C: Clock> Supervisor<L, O, S, C>
                 let message = match channel.try_recv() {
                     Ok(Some(message)) => message,
                     Ok(None) => break,
-                    Err(_) => {
+                    Err(error) => {
                         slot.channel = None;
                         slot.link_closed_at = Some(now);
+                        // A closed link is the worker exiting; anything else is news.
+                        if error.kind() != std::io::ErrorKind::UnexpectedEof {
+                            let (worker, pid) = (slot.id, slot.reaper.id());
+                            let error = error.to_string();
+                            slot.link_error = Some(error.clone());
+                            self.emit(Event::LinkFailed { worker, pid, error });
+                        }
                         break;
                     }
                 };
@@ -668,11 +677,16 @@ impl<L: Launcher, O: Observer, S: SignalSource, C: Clock> Supervisor<L, O, S, C>
                         .link_closed_at
                         .is_some_and(|at| now.duration_since(at) >= CLOSED_LINK_PATIENCE)
                     {
-                        Some(LossCause::Died("closed its link to the supervisor".into()))
+                        Some(LossCause::Died(match &slot.link_error {
+                            Some(error) => format!("its link failed: {error}"),
+                            None => "closed its link to the supervisor".into(),
+                        }))
                     } else if now.duration_since(slot.last_heard) >= self.config.heartbeat_timeout {
                         Some(LossCause::MissedHeartbeat)
-                    } else if let (Some(limit), false) =
-                        (self.config.job_timeout, slot.held.is_empty())
+                    } else if let Some(limit) = slot
+                        .held
+                        .front()
+                        .and_then(|&job| self.jobs.timeout(job).or(self.config.job_timeout))
                     {
                         (now.duration_since(slot.running_since) >= limit)
                             .then_some(LossCause::TimedOut)
@@ -763,6 +777,7 @@ impl<L: Launcher, O: Observer, S: SignalSource, C: Clock> Supervisor<L, O, S, C>
                         reaper: Reaper::new(child),
                         channel: Some(channel),
                         link_closed_at: None,
+                        link_error: None,
                         last_heard: now,
                         ready: false,
                         held: VecDeque::new(),

@@ -13,6 +13,13 @@ pub trait Link: Sync {
     type Error: std::error::Error + Send + Sync + 'static;
     /// Sends one message.
     fn send(&self, message: &FromWorker) -> Result<(), Self::Error>;
+    /// The size, in bytes, above which one message costs more than one send (a pipe sends it
+    /// in parts): the worker flushes its batch of results before a result would cross it, so
+    /// that a batch of small results never adds up to a message in parts. `usize::MAX` (the
+    /// default): no such size.
+    fn max_message_size(&self) -> usize {
+        usize::MAX
+    }
     /// Waits up to `timeout` for one message; `Ok(None)` when none came in time.
     fn recv_timeout(&self, timeout: Duration) -> Result<Option<ToWorker>, Self::Error>;
 }

@@ -68,6 +68,15 @@ pub enum WorkerError {
     /// The link to the supervisor broke: the supervisor is gone.
     #[error("link to the supervisor: {0}")]
     Link(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// Finished results could not be sent: the jobs they answer are lost to this worker.
+    #[error("could not send the result of {jobs} to the supervisor: {source}")]
+    SendResults {
+        /// The jobs whose results were not sent, e.g. "job 3 (attempt 1)".
+        jobs: String,
+        /// Why.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// The heartbeat thread could not be started.
     #[error("starting the heartbeat thread: {0}")]
     HeartbeatThread(#[source] std::io::Error),
@@ -102,17 +111,42 @@ const BATCH_RESULTS: usize = 256;
 /// How long a finished result may wait for others to share its message.
 const BATCH_PATIENCE: Duration = Duration::from_millis(2);
 
+/// Bytes a result adds to a `Done` message besides its output: ids, attempt, tags, lengths (an
+/// error's text counts in full).
+const RESULT_OVERHEAD: usize = 32;
+
 /// Results not sent yet.
 #[derive(Default)]
 struct Results {
     pending: Vec<JobResult>,
+    /// About what `pending` encodes to.
+    pending_bytes: usize,
     oldest: Option<Instant>,
 }
 
+/// About how many bytes `result` adds to a `Done` message.
+fn encoded_size(result: &JobResult) -> usize {
+    RESULT_OVERHEAD
+        + match &result.outcome {
+            Ok(bytes) => bytes.len(),
+            Err(error) => error.to_string().len(),
+        }
+}
+
 impl Results {
-    fn push(&mut self, result: JobResult) {
+    /// Adds a result, first sending those pending if the message would otherwise grow past
+    /// the link's message size: many results must not add up to a message that needs parts.
+    fn push<L: Link>(&mut self, link: &L, result: JobResult) -> Result<(), WorkerError> {
+        let size = encoded_size(&result);
+        if !self.pending.is_empty()
+            && self.pending_bytes.saturating_add(size) > link.max_message_size()
+        {
+            self.flush(link)?;
+        }
         self.oldest.get_or_insert_with(Instant::now);
+        self.pending_bytes += size;
         self.pending.push(result);
+        Ok(())
     }
 
     /// Whether to send now: nothing left to run, a full batch, or a result waited long enough.
@@ -127,11 +161,26 @@ impl Results {
 
     fn flush<L: Link>(&mut self, link: &L) -> Result<(), WorkerError> {
         self.oldest = None;
+        self.pending_bytes = 0;
         if self.pending.is_empty() {
             return Ok(());
         }
+        let sent: Vec<(crate::JobId, u32)> = self
+            .pending
+            .iter()
+            .map(|result| (result.id, result.attempt))
+            .collect();
         let batch = FromWorker::Done(std::mem::take(&mut self.pending));
-        link.send(&batch).map_err(link_error)
+        link.send(&batch).map_err(|error| {
+            let jobs: Vec<String> = sent
+                .iter()
+                .map(|(id, attempt)| format!("job {id} (attempt {attempt})"))
+                .collect();
+            WorkerError::SendResults {
+                jobs: jobs.join(", "),
+                source: Box::new(error),
+            }
+        })
     }
 }
 
@@ -209,7 +258,7 @@ pub fn run_worker<L: Link>(
                 }
             }
             if let Some(job) = queue.pop_front() {
-                results.push(run_one(registry, job));
+                results.push(link, run_one(registry, job))?;
                 run_since_check += 1;
             }
             if results.due(queue.is_empty()) {
@@ -232,6 +281,8 @@ mod tests {
     struct ChannelLink {
         to_worker: std::sync::Mutex<mpsc::Receiver<ToWorker>>,
         from_worker: std::sync::Mutex<mpsc::Sender<FromWorker>>,
+        /// Its message size; a result with a larger output cannot be sent at all.
+        limit: usize,
     }
 
     #[derive(Debug, Error)]
@@ -241,8 +292,22 @@ mod tests {
     impl Link for ChannelLink {
         type Error = Gone;
         fn send(&self, message: &FromWorker) -> Result<(), Gone> {
+            if let FromWorker::Done(results) = message {
+                let too_large = |result: &JobResult| {
+                    result
+                        .outcome
+                        .as_ref()
+                        .is_ok_and(|bytes| bytes.len() > self.limit)
+                };
+                if results.iter().any(too_large) {
+                    return Err(Gone);
+                }
+            }
             let sender = self.from_worker.lock().map_err(|_| Gone)?;
             sender.send(message.clone()).map_err(|_| Gone)
+        }
+        fn max_message_size(&self) -> usize {
+            self.limit
         }
         fn recv_timeout(&self, timeout: Duration) -> Result<Option<ToWorker>, Gone> {
             let receiver = self.to_worker.lock().map_err(|_| Gone)?;
@@ -268,7 +333,38 @@ mod tests {
         }
     }
 
+    /// Answers a string of the given length.
+    struct Blob;
+    impl JobKind for Blob {
+        const NAME: &'static str = "blob";
+        type Input = usize;
+        type Output = String;
+        fn run(&self, len: usize) -> Result<String, JobError> {
+            Ok("x".repeat(len))
+        }
+    }
+
+    fn blob(id: u64, len: usize) -> Job {
+        Job {
+            id,
+            attempt: 1,
+            kind: "blob".into(),
+            chunk: false,
+            payload: encode_payload(&len).unwrap(),
+        }
+    }
+
     fn start() -> (
+        mpsc::Sender<ToWorker>,
+        mpsc::Receiver<FromWorker>,
+        thread::JoinHandle<Result<WorkerExit, WorkerError>>,
+    ) {
+        start_with_limit(usize::MAX)
+    }
+
+    fn start_with_limit(
+        limit: usize,
+    ) -> (
         mpsc::Sender<ToWorker>,
         mpsc::Receiver<FromWorker>,
         thread::JoinHandle<Result<WorkerExit, WorkerError>>,
@@ -278,9 +374,11 @@ mod tests {
         let handle = thread::spawn(move || {
             let mut registry = Registry::new();
             registry.register(Nap).unwrap();
+            registry.register(Blob).unwrap();
             let link = ChannelLink {
                 to_worker: std::sync::Mutex::new(to_rx),
                 from_worker: std::sync::Mutex::new(from_tx),
+                limit,
             };
             let options = WorkerOptions {
                 heartbeat_interval: Duration::from_millis(20),
@@ -399,5 +497,48 @@ mod tests {
         assert!(messages < 10, "100 quick jobs took {messages} messages");
         tx.send(ToWorker::Stop).unwrap();
         assert_eq!(handle.join().unwrap().unwrap(), WorkerExit::Stopped);
+    }
+
+    #[test]
+    fn a_batch_is_flushed_before_a_result_would_take_it_over_the_message_size() {
+        let (tx, rx, handle) = start_with_limit(1_000);
+        assert_eq!(
+            rx.recv_timeout(Duration::from_secs(5)).unwrap(),
+            FromWorker::Ready
+        );
+        tx.send(ToWorker::Run((0..6).map(|id| blob(id, 400)).collect()))
+            .unwrap();
+        let mut batches = Vec::new();
+        while batches.iter().map(Vec::len).sum::<usize>() < 6 {
+            match rx.recv_timeout(Duration::from_secs(5)).unwrap() {
+                FromWorker::Done(results) => {
+                    batches.push(results.iter().map(|result| result.id).collect::<Vec<_>>())
+                }
+                FromWorker::Heartbeat => {}
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        // Two 400-byte results and their overhead fit in 1000 bytes, three do not.
+        assert!(batches.iter().all(|batch| batch.len() <= 2), "{batches:?}");
+        assert_eq!(batches.concat(), (0..6).collect::<Vec<_>>());
+        tx.send(ToWorker::Stop).unwrap();
+        assert_eq!(handle.join().unwrap().unwrap(), WorkerExit::Stopped);
+    }
+
+    #[test]
+    fn a_result_that_cannot_be_sent_stops_the_worker_naming_the_job() {
+        let (tx, rx, handle) = start_with_limit(1_000);
+        assert_eq!(
+            rx.recv_timeout(Duration::from_secs(5)).unwrap(),
+            FromWorker::Ready
+        );
+        tx.send(ToWorker::Run(vec![blob(4, 5_000)])).unwrap();
+        let error = handle.join().unwrap().unwrap_err();
+        assert!(matches!(error, WorkerError::SendResults { .. }), "{error}");
+        assert_eq!(
+            error.to_string(),
+            "could not send the result of job 4 (attempt 1) to the supervisor: the other end \
+             is gone"
+        );
     }
 }

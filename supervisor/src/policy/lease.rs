@@ -8,6 +8,7 @@
 //! from a worker given up on, or a result sent twice) is counted as a duplicate and dropped.
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
+use std::time::Duration;
 
 use herd_ipc::ExitStatus;
 use herd_worker::{Job, JobError, JobId, JobResult};
@@ -106,6 +107,8 @@ struct Entry {
     chunk: bool,
     payload: Vec<u8>,
     attempts: u32,
+    /// This job's own time limit, over the run's `job_timeout`.
+    timeout: Option<Duration>,
     state: State,
 }
 
@@ -141,6 +144,7 @@ impl LeaseTable {
             chunk: false,
             payload,
             attempts: 0,
+            timeout: None,
             state: State::Queued,
         });
         self.queue.push_back(id);
@@ -161,6 +165,21 @@ impl LeaseTable {
             entry.chunk = true;
         }
         id
+    }
+
+    /// Gives job `id` a time limit of its own: an attempt running longer is killed with its
+    /// worker and re-queued, as with [`SupervisorConfig::job_timeout`](crate::SupervisorConfig),
+    /// which this replaces for the job (a job of an hour and one of a second need not share
+    /// one). Unknown ids are ignored.
+    pub fn set_timeout(&mut self, id: JobId, timeout: Duration) {
+        if let Some(entry) = self.entry(id) {
+            entry.timeout = Some(timeout);
+        }
+    }
+
+    /// The time limit of job `id`, if it has one of its own.
+    pub fn timeout(&self, id: JobId) -> Option<Duration> {
+        self.entries.get(usize::try_from(id).ok()?)?.timeout
     }
 
     /// Leases the next queued job to `worker`, after the ones it holds already.

@@ -378,6 +378,40 @@ fn a_worker_that_dies_mid_job_has_its_job_requeued_and_is_replaced_after_backoff
 }
 
 #[test]
+fn a_job_with_a_timeout_of_its_own_is_killed_past_it_without_a_run_timeout() {
+    let mut harness = Harness::new(config(1), 1, MockLauncher::default());
+    harness
+        .supervisor
+        .jobs
+        .set_timeout(0, Duration::from_secs(3));
+    harness.step_until("the worker holds the job", |h| h.job_of(0).is_some());
+    // Heartbeats keep it alive; only the job's own limit ends the attempt.
+    for _ in 0..2 {
+        harness.clock.advance(Duration::from_millis(1_400));
+        harness
+            .worker(0)
+            .borrow_mut()
+            .inbox
+            .push_back(FromWorker::Heartbeat);
+        harness.supervisor.step();
+    }
+    assert!(harness.worker(0).borrow().signals.is_empty(), "not yet");
+    harness.clock.advance(Duration::from_millis(300));
+    harness.step_until("the worker is killed", |h| {
+        h.has_event(|event| {
+            matches!(
+                event,
+                Event::WorkerKilled {
+                    cause: LossCause::TimedOut,
+                    ..
+                }
+            )
+        })
+    });
+    assert_eq!(harness.worker(0).borrow().signals, [Signal::SIGKILL]);
+}
+
+#[test]
 fn a_silent_worker_is_killed_when_the_clock_passes_the_heartbeat_timeout() {
     let mut harness = Harness::new(config(1), 1, MockLauncher::default());
     harness.step_until("the worker holds the job", |h| h.job_of(0).is_some());

@@ -31,6 +31,9 @@ pub mod guides {
     /// `docs/sync.md`
     #[doc = include_str!("../docs/sync.md")]
     pub struct SyncGuide;
+    /// `docs/connection.md`
+    #[doc = include_str!("../docs/connection.md")]
+    pub struct ConnectionGuide;
     /// `docs/manager.md`
     #[doc = include_str!("../docs/manager.md")]
     pub struct ManagerGuide;

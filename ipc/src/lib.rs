@@ -17,12 +17,14 @@
 //!
 //! The crate root holds what most programs name: [`Process`], [`Child`], [`Pipe`], [`Queue`],
 //! [`JoinableQueue`], [`Value`], [`Array`], [`Lock`], [`RLock`], [`Semaphore`],
-//! [`BoundedSemaphore`], [`Event`], [`Condition`], [`Barrier`], [`Manager`], [`init`], [`wait`],
+//! [`BoundedSemaphore`], [`Event`], [`Condition`], [`Barrier`], [`Manager`], [`Listener`],
+//! [`Client`], [`init`], [`wait`],
 //! [`parent_process`],
 //! [`ExitStatus`], and the errors most often matched ([`StartError`], [`JoinError`],
 //! [`JoinTimeoutError`], [`SendError`], [`RecvError`], [`PutError`], [`GetError`], [`LockError`],
-//! [`ManagerError`], [`CodecError`]). Everything else is in its module: [`process`], [`pipe`],
-//! [`queue`], [`shared`], [`sync`], [`manager`]. Errors are shaped like crossbeam-channel's: one
+//! [`ManagerError`], [`AcceptError`], [`ConnectError`], [`CodecError`]). Everything else is in
+//! its module: [`process`], [`pipe`], [`queue`], [`shared`], [`sync`], [`manager`],
+//! [`connection`]. Errors are shaped like crossbeam-channel's: one
 //! type per operation with flat variants ([`pipe::TryRecvError`] has `Empty` next to
 //! [`RecvError`]'s variants, and converts `From<RecvError>`), `into_inner()` wherever something is
 //! handed back (an unsent message, a lock guard, a child that is still running), and the same
@@ -601,6 +603,14 @@
 //! }
 //! ```
 //!
+//! ## Listener and Client
+//!
+//! [`Listener::bind`] and [`Client::connect`] are `multiprocessing.connection`: unrelated
+//! processes that share only an address (a Unix socket path, an abstract name, or TCP) and an
+//! authkey get a duplex [`Pipe`] end each, after the Manager's handshake in both directions. A
+//! wrong key is [`AcceptError::Authentication`] on one side and
+//! [`ConnectError::Authentication`] on the other. The [`connection`] module has an example.
+//!
 //! ## Handles travel to spawned children
 //!
 //! Every herd-ipc object that processes share (a [`Pipe`] end, a [`Value`], an [`Array`], a
@@ -732,6 +742,7 @@
 
 mod array;
 mod codec;
+pub mod connection;
 pub mod manager;
 pub mod pipe;
 mod platform;
@@ -752,6 +763,7 @@ pub mod shared {
 // What most programs name; everything else is in its module (`pipe`, `queue`, `sync`, `shared`,
 // `manager`, `process`).
 pub use codec::CodecError;
+pub use connection::{AcceptError, Client, ConnectError, Listener};
 pub use manager::{Manager, ManagerError};
 pub use pipe::{Pipe, PipeReceiver, PipeSender, RecvError, SendError};
 #[doc(hidden)]

@@ -34,6 +34,9 @@ pub mod guides {
     /// `docs/connection.md`
     #[doc = include_str!("../docs/connection.md")]
     pub struct ConnectionGuide;
+    /// `docs/shared_memory.md`
+    #[doc = include_str!("../docs/shared_memory.md")]
+    pub struct SharedMemoryGuide;
     /// `docs/manager.md`
     #[doc = include_str!("../docs/manager.md")]
     pub struct ManagerGuide;

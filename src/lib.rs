@@ -31,6 +31,12 @@ pub mod guides {
     /// `docs/sync.md`
     #[doc = include_str!("../docs/sync.md")]
     pub struct SyncGuide;
+    /// `docs/connection.md`
+    #[doc = include_str!("../docs/connection.md")]
+    pub struct ConnectionGuide;
+    /// `docs/shared_memory.md`
+    #[doc = include_str!("../docs/shared_memory.md")]
+    pub struct SharedMemoryGuide;
     /// `docs/manager.md`
     #[doc = include_str!("../docs/manager.md")]
     pub struct ManagerGuide;

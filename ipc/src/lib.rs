@@ -17,12 +17,14 @@
 //!
 //! The crate root holds what most programs name: [`Process`], [`Child`], [`Pipe`], [`Queue`],
 //! [`JoinableQueue`], [`Value`], [`Array`], [`Lock`], [`RLock`], [`Semaphore`],
-//! [`BoundedSemaphore`], [`Event`], [`Condition`], [`Barrier`], [`Manager`], [`init`], [`wait`],
+//! [`BoundedSemaphore`], [`Event`], [`Condition`], [`Barrier`], [`Manager`], [`Listener`],
+//! [`Client`], [`SharedMemory`], [`init`], [`wait`],
 //! [`parent_process`],
 //! [`ExitStatus`], and the errors most often matched ([`StartError`], [`JoinError`],
 //! [`JoinTimeoutError`], [`SendError`], [`RecvError`], [`PutError`], [`GetError`], [`LockError`],
-//! [`ManagerError`], [`CodecError`]). Everything else is in its module: [`process`], [`pipe`],
-//! [`queue`], [`shared`], [`sync`], [`manager`]. Errors are shaped like crossbeam-channel's: one
+//! [`ManagerError`], [`AcceptError`], [`ConnectError`], [`CodecError`]). Everything else is in
+//! its module: [`process`], [`pipe`], [`queue`], [`shared`], [`sync`], [`manager`],
+//! [`connection`]. Errors are shaped like crossbeam-channel's: one
 //! type per operation with flat variants ([`pipe::TryRecvError`] has `Empty` next to
 //! [`RecvError`]'s variants, and converts `From<RecvError>`), `into_inner()` wherever something is
 //! handed back (an unsent message, a lock guard, a child that is still running), and the same
@@ -601,6 +603,21 @@
 //! }
 //! ```
 //!
+//! ## Listener and Client
+//!
+//! [`Listener::bind`] and [`Client::connect`] are `multiprocessing.connection`: unrelated
+//! processes that share only an address (a Unix socket path, an abstract name, or TCP) and an
+//! authkey get a duplex [`Pipe`] end each, after the Manager's handshake in both directions. A
+//! wrong key is [`AcceptError::Authentication`] on one side and
+//! [`ConnectError::Authentication`] on the other. The [`connection`] module has an example.
+//!
+//! ## Named shared memory
+//!
+//! [`SharedMemory`] is `multiprocessing.shared_memory.SharedMemory`: a segment in `/dev/shm`
+//! that other programs, Python included, open by name. It is owner-only, unlinked when its
+//! creator's handle drops (never by attachers), and [`SharedMemory::sweep_orphans`] removes the
+//! segments of creators that were killed first. The type's documentation has an example.
+//!
 //! ## Handles travel to spawned children
 //!
 //! Every herd-ipc object that processes share (a [`Pipe`] end, a [`Value`], an [`Array`], a
@@ -725,6 +742,12 @@
 //! - **SIGKILLed Queue producers and consumers lose at most their in-flight message and stop
 //!   nobody**: `queue.rs` `killed_consumers_lose_at_most_their_in_flight_message`,
 //!   `killed_producers_do_not_stop_the_others`.
+//! - **A connection with the wrong authkey is refused on both sides**, between unrelated
+//!   (spawned) processes: `connection.rs` `wrong_key_refused_on_both_sides`.
+//! - **A named segment is unlinked by its creator alone, and a killed creator's segment is
+//!   swept**; Python attaches to herd's segments and herd to Python's: `named_shm.rs`
+//!   `forked_and_spawned_children_attach_by_name`, `killed_creators_segment_is_swept`,
+//!   `python_attaches_to_a_segment_rust_created`, `rust_attaches_to_a_segment_python_created`.
 //! - **A blocked Queue operation sleeps, it does not poll**: `queue.rs`
 //!   `blocked_get_sleeps_instead_of_spinning`; oversized messages are refused whole:
 //!   `oversized_messages_are_refused_whole`.
@@ -732,7 +755,9 @@
 
 mod array;
 mod codec;
+pub mod connection;
 pub mod manager;
+mod named_shm;
 pub mod pipe;
 mod platform;
 pub mod process;
@@ -742,9 +767,12 @@ mod value;
 mod wait;
 
 /// Shared memory: [`Value`] and [`Array`] of plain-old-data
-/// ([`Pod`]) types, their lock guards and errors.
+/// ([`Pod`]) types, their lock guards and errors, and [`SharedMemory`]: named
+/// segments in `/dev/shm` that other programs (Python's
+/// `multiprocessing.shared_memory`) open by name.
 pub mod shared {
     pub use crate::array::{AccessError, Array, ArrayGuard};
+    pub use crate::named_shm::{SharedMemory, SharedMemoryError};
     pub use crate::platform::{AtomicInteger, Pod};
     pub use crate::value::{Value, ValueGuard};
 }
@@ -752,6 +780,7 @@ pub mod shared {
 // What most programs name; everything else is in its module (`pipe`, `queue`, `sync`, `shared`,
 // `manager`, `process`).
 pub use codec::CodecError;
+pub use connection::{AcceptError, Client, ConnectError, Listener};
 pub use manager::{Manager, ManagerError};
 pub use pipe::{Pipe, PipeReceiver, PipeSender, RecvError, SendError};
 #[doc(hidden)]
@@ -762,6 +791,6 @@ pub use process::{
     UnknownStartMethod,
 };
 pub use queue::{GetError, JoinableQueue, PutError, Queue};
-pub use shared::{Array, Pod, Value};
+pub use shared::{Array, Pod, SharedMemory, Value};
 pub use sync::{Barrier, BoundedSemaphore, Condition, Event, Lock, LockError, RLock, Semaphore};
 pub use wait::{wait, Waitable};

@@ -77,6 +77,12 @@ impl<T> Pipe<T> {
         ))
     }
 
+    /// A duplex end over an already connected stream socket (an accepted or
+    /// connected `connection` socket, after its handshake).
+    pub(crate) fn from_connected(fd: OwnedFd) -> Pipe<T> {
+        Pipe::from_socket(Socket::from(fd))
+    }
+
     fn from_socket(socket: Socket) -> Pipe<T> {
         Pipe {
             channel: Channel::new(socket, DEFAULT_PIPE_MESSAGE_LIMIT),

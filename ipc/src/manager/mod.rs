@@ -3,11 +3,11 @@
 //! them over a Unix socket or TCP, after an authkey handshake in both directions.
 
 mod address;
-mod auth;
+pub(crate) mod auth;
 mod client;
 mod error;
 mod frame;
-mod handshake;
+pub(crate) mod handshake;
 mod launch;
 #[allow(clippy::module_inception)]
 mod manager;

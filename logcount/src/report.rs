@@ -84,6 +84,7 @@ struct KeyUnion {
     ipv4: SortedUnion<u32>,
     ipv6: SortedUnion<u128>,
     other: SortedUnion<Vec<u8>>,
+    long: SortedUnion<[u8; 32]>,
 }
 
 impl KeyUnion {
@@ -91,6 +92,7 @@ impl KeyUnion {
         self.ipv4.push(keys.ipv4);
         self.ipv6.push(keys.ipv6);
         self.other.push(keys.other);
+        self.long.push(keys.long);
     }
 
     fn finish(self) -> DistinctKeys {
@@ -98,6 +100,7 @@ impl KeyUnion {
             ipv4: self.ipv4.finish(),
             ipv6: self.ipv6.finish(),
             other: self.other.finish(),
+            long: self.long.finish(),
         }
     }
 }
@@ -108,6 +111,8 @@ struct TopCounts {
     ipv4: HashMap<u32, u64>,
     ipv6: HashMap<u128, u64>,
     other: HashMap<Vec<u8>, u64>,
+    /// Long keys by digest: their count and first bytes.
+    long: HashMap<[u8; 32], (u64, Vec<u8>)>,
 }
 
 impl TopCounts {
@@ -121,26 +126,50 @@ impl TopCounts {
         for (key, &count) in keys.other.iter().zip(&counts.other) {
             *self.other.entry(key.clone()).or_insert(0) += count;
         }
+        for ((digest, &count), shown) in keys.long.iter().zip(&counts.long).zip(&counts.long_shown)
+        {
+            self.long
+                .entry(*digest)
+                .or_insert_with(|| (0, shown.clone()))
+                .0 += count;
+        }
     }
 
-    /// The `k` keys with most requests, ties broken by the key's bytes.
+    /// The `k` keys with most requests, ties broken by the key's bytes (a long key's: its
+    /// first bytes, then its digest).
     fn top(self, k: usize) -> Vec<TopKey> {
-        let mut all: Vec<(u64, Vec<u8>)> = self
+        let mut all: Vec<(u64, Vec<u8>, Option<[u8; 32]>)> = self
             .ipv4
             .into_iter()
-            .map(|(key, count)| (count, format_ipv4(key).into_bytes()))
+            .map(|(key, count)| (count, format_ipv4(key).into_bytes(), None))
             .chain(
                 self.ipv6
                     .into_iter()
-                    .map(|(key, count)| (count, format_ipv6(key).into_bytes())),
+                    .map(|(key, count)| (count, format_ipv6(key).into_bytes(), None)),
             )
-            .chain(self.other.into_iter().map(|(key, count)| (count, key)))
+            .chain(
+                self.other
+                    .into_iter()
+                    .map(|(key, count)| (count, key, None)),
+            )
+            .chain(
+                self.long
+                    .into_iter()
+                    .map(|(digest, (count, shown))| (count, shown, Some(digest))),
+            )
             .collect();
-        all.sort_unstable_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+        all.sort_unstable_by(|a, b| {
+            b.0.cmp(&a.0)
+                .then_with(|| a.1.cmp(&b.1))
+                .then_with(|| a.2.cmp(&b.2))
+        });
         all.truncate(k);
         all.into_iter()
-            .map(|(count, key)| TopKey {
-                key: escape_bytes(&key),
+            .map(|(count, key, digest)| TopKey {
+                key: match digest {
+                    None => escape_bytes(&key),
+                    Some(digest) => show_long_key(&key, &digest),
+                },
                 count,
             })
             .collect()
@@ -315,6 +344,18 @@ pub(crate) fn escape_bytes(bytes: &[u8]) -> String {
         for byte in chunk.invalid() {
             let _ = write!(text, "\\x{byte:02X}");
         }
+    }
+    text
+}
+
+/// How `--top` shows a key longer than the byte-for-byte threshold: its first bytes, escaped
+/// as any key is, then `\...sha256:` and the hex SHA-256 of the whole key. `escape_bytes`
+/// never writes a backslash followed by `.`, so this can never read as a short key.
+pub(crate) fn show_long_key(first: &[u8], digest: &[u8; 32]) -> String {
+    let mut text = escape_bytes(first);
+    text.push_str("\\...sha256:");
+    for byte in digest {
+        let _ = write!(text, "{byte:02x}");
     }
     text
 }

@@ -50,6 +50,12 @@ impl UnionKey for u128 {
     }
 }
 
+impl UnionKey for [u8; 32] {
+    fn union(a: Vec<[u8; 32]>, b: Vec<[u8; 32]>) -> Vec<[u8; 32]> {
+        union_of_integers(a, b)
+    }
+}
+
 impl UnionKey for Vec<u8> {
     fn union(a: Vec<Vec<u8>>, b: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
         let mut out = Vec::with_capacity(a.len().max(b.len()));

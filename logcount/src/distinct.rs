@@ -67,8 +67,8 @@ impl LongKeys {
 
     /// The digests sorted ascending, their counts and their first bytes in the same order.
     pub(crate) fn into_sorted(self) -> (Vec<KeyDigest>, Vec<u64>, Vec<Vec<u8>>) {
-        let mut entries: Vec<(KeyDigest, (u64, Box<[u8]>))> = self.counts.into_iter().collect();
-        entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let mut entries: Vec<_> = self.counts.into_iter().collect();
+        entries.sort_unstable_by_key(|&(digest, _)| digest);
         let mut digests = Vec::with_capacity(entries.len());
         let mut counts = Vec::with_capacity(entries.len());
         let mut shown = Vec::with_capacity(entries.len());

@@ -7,6 +7,48 @@
 //! (every chunk of an access log sees most of its clients) each new list is merged into the
 //! accumulated one on arrival, so that nothing but the last list is left to merge at the end.
 
+use std::cmp::Reverse;
+use std::collections::binary_heap::{BinaryHeap, PeekMut};
+
+/// The number of distinct keys in the union of sorted, deduplicated lists, without building the
+/// union: a k-way merge through a heap that only counts. For byte-string keys, where a merged
+/// copy would cost as much memory again as the lists themselves.
+pub(crate) fn union_len<T: Ord>(lists: &[Vec<T>]) -> u64 {
+    let lists: Vec<&[T]> = lists
+        .iter()
+        .map(Vec::as_slice)
+        .filter(|list| !list.is_empty())
+        .collect();
+    if let [only] = lists.as_slice() {
+        return only.len() as u64;
+    }
+    let mut heap: BinaryHeap<Reverse<(&T, usize)>> = lists
+        .iter()
+        .enumerate()
+        .map(|(index, list)| Reverse((&list[0], index)))
+        .collect();
+    let mut next = vec![1usize; lists.len()];
+    let mut count = 0;
+    let mut last: Option<&T> = None;
+    while let Some(mut top) = heap.peek_mut() {
+        let Reverse((key, index)) = *top;
+        if last != Some(key) {
+            count += 1;
+            last = Some(key);
+        }
+        match lists[index].get(next[index]) {
+            Some(following) => {
+                next[index] += 1;
+                *top = Reverse((following, index));
+            }
+            None => {
+                PeekMut::pop(top);
+            }
+        }
+    }
+    count
+}
+
 /// A key type with a two-way union of sorted, deduplicated lists.
 pub(crate) trait UnionKey: Sized {
     /// The sorted, deduplicated union of two sorted, deduplicated lists.
@@ -68,6 +110,38 @@ impl UnionKey for Vec<u8> {
                     std::cmp::Ordering::Greater => false,
                     std::cmp::Ordering::Equal => {
                         b.next();
+                        true
+                    }
+                },
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (None, None) => return out,
+            };
+            out.extend(if take_a { a.next() } else { b.next() });
+        }
+    }
+}
+
+/// A byte-string key with its request count, for `--top`: lists of them are sorted by key,
+/// and the union of two sums the counts of a key in both.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Counted(pub(crate) Vec<u8>, pub(crate) u64);
+
+impl UnionKey for Counted {
+    fn union(a: Vec<Counted>, b: Vec<Counted>) -> Vec<Counted> {
+        let mut out = Vec::with_capacity(a.len().max(b.len()));
+        let mut a = a.into_iter().peekable();
+        let mut b = b.into_iter().peekable();
+        loop {
+            let take_a = match (a.peek(), b.peek()) {
+                (Some(x), Some(y)) => match x.0.cmp(&y.0) {
+                    std::cmp::Ordering::Less => true,
+                    std::cmp::Ordering::Greater => false,
+                    std::cmp::Ordering::Equal => {
+                        let count = b.next().map_or(0, |y| y.1);
+                        if let Some(x) = a.peek_mut() {
+                            x.1 += count;
+                        }
                         true
                     }
                 },
@@ -149,6 +223,25 @@ mod tests {
     }
 
     #[test]
+    fn counted_keys_sum_their_counts() {
+        let counted = |pairs: &[(&str, u64)]| -> Vec<Counted> {
+            pairs
+                .iter()
+                .map(|&(key, count)| Counted(key.as_bytes().to_vec(), count))
+                .collect()
+        };
+        let parts = vec![
+            counted(&[("a", 1), ("c", 2)]),
+            counted(&[("b", 5), ("c", 1)]),
+            counted(&[("c", 4), ("d", 1)]),
+        ];
+        assert_eq!(
+            union_sorted(parts),
+            counted(&[("a", 1), ("b", 5), ("c", 7), ("d", 1)])
+        );
+    }
+
+    #[test]
     fn overlapping_lists_merge_on_arrival() {
         let mut union = SortedUnion::default();
         for shift in 0..8u32 {
@@ -179,6 +272,22 @@ mod tests {
                 }
             }
             proptest::prop_assert_eq!(union.finish(), expected.into_iter().collect::<Vec<_>>());
+        }
+
+        #[test]
+        fn union_len_counts_a_set(
+            parts in proptest::collection::vec(
+                proptest::collection::btree_set(
+                    proptest::collection::vec(0u8..4, 0..4),
+                    0..50,
+                ),
+                0..12,
+            ),
+        ) {
+            let expected: BTreeSet<Vec<u8>> = parts.iter().flatten().cloned().collect();
+            let lists: Vec<Vec<Vec<u8>>> =
+                parts.into_iter().map(|part| part.into_iter().collect()).collect();
+            proptest::prop_assert_eq!(union_len(&lists), expected.len() as u64);
         }
     }
 }

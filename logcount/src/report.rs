@@ -14,7 +14,7 @@ use super::ipv6::format_ipv6;
 use super::keys::format_ipv4;
 use super::plan::Plan;
 use super::scan::{ChunkCounts, ChunkError, DistinctKeys, KeyCounts};
-use super::union::{union_len, Counted, SortedUnion};
+use super::union::{union_len, CountedKeys, CountedUnion, SortedUnion};
 
 /// Requests and distinct client keys of one file, or of all files.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -152,7 +152,7 @@ struct TopCounts {
     ipv6: CountMap<u128>,
     /// Byte-string keys come sorted with their counts: merged with counts summed rather than
     /// hashed, which on millions of host names takes a fraction of the time and memory.
-    other: SortedUnion<Counted>,
+    other: CountedUnion,
     /// Long keys by digest: their count and first bytes.
     long: CountMap<[u8; 32], (u64, Vec<u8>)>,
 }
@@ -165,13 +165,11 @@ impl TopCounts {
         for (&key, &count) in keys.ipv6.iter().zip(&counts.ipv6) {
             *self.ipv6.entry(key).or_insert(0) += count;
         }
-        self.other.push(
-            keys.other
-                .iter()
-                .zip(&counts.other)
-                .map(|(key, &count)| Counted(key.clone(), count))
-                .collect(),
-        );
+        let mut other = CountedKeys::default();
+        for (key, &count) in keys.other.iter().zip(&counts.other) {
+            other.push(key, count);
+        }
+        self.other.push(other);
         for ((digest, &count), shown) in keys.long.iter().zip(&counts.long).zip(&counts.long_shown)
         {
             self.long
@@ -187,6 +185,7 @@ impl TopCounts {
         // Only the first `k` in order are shown: keep the best `k` seen in a heap whose top is
         // the worst of them, rather than gather and sort millions of keys to show three.
         let mut best: BinaryHeap<RankedLast> = BinaryHeap::new();
+        let other = self.other.finish();
         let entries = self
             .ipv4
             .into_iter()
@@ -196,12 +195,7 @@ impl TopCounts {
                     .into_iter()
                     .map(|(key, count)| (count, format_ipv6(key).into_bytes(), None)),
             )
-            .chain(
-                self.other
-                    .finish()
-                    .into_iter()
-                    .map(|Counted(key, count)| (count, key, None)),
-            )
+            .chain(other.iter().map(|(key, count)| (count, key.to_vec(), None)))
             .chain(
                 self.long
                     .into_iter()
@@ -233,15 +227,78 @@ impl TopCounts {
     }
 }
 
-/// The packed keys of `keys`, for the run's union. Byte-string and long keys are not merged
-/// into it as files complete: a merged copy of millions of host names would cost as much
-/// memory again as the files' own lists, so they are counted across files by [`union_len`]
-/// in `finish`, from the files' lists.
-fn packed_copy(keys: &DistinctKeys) -> DistinctKeys {
-    DistinctKeys {
-        ipv4: keys.ipv4.clone(),
-        ipv6: keys.ipv6.clone(),
-        ..DistinctKeys::default()
+/// A file's distinct keys once all its chunks are in. Its packed keys are then also in the
+/// run's union (kept here so that the union can be rebuilt should the file fail after all).
+/// Its byte-string and long keys are not merged into a run-wide copy as files complete: with
+/// millions of host names that copy would cost as much memory again as the files' own lists,
+/// so they are counted across files by [`union_len`] in `finish`, from the files' lists.
+#[derive(Debug)]
+struct DoneFile {
+    /// The IPv4 and IPv6 keys (the other two lists empty).
+    packed: DistinctKeys,
+    other: ByteArena,
+    long: Vec<[u8; 32]>,
+}
+
+impl DoneFile {
+    fn new(keys: DistinctKeys) -> Self {
+        let DistinctKeys {
+            ipv4,
+            ipv6,
+            other,
+            long,
+        } = keys;
+        Self {
+            packed: DistinctKeys {
+                ipv4,
+                ipv6,
+                ..DistinctKeys::default()
+            },
+            other: ByteArena::new(other),
+            long,
+        }
+    }
+
+    fn len(&self) -> u64 {
+        self.packed.len() + self.other.len() as u64 + self.long.len() as u64
+    }
+}
+
+/// Sorted byte strings packed in one buffer: a key costs its length plus 8 bytes, where a
+/// `Vec<u8>` of its own costs ~70 bytes for a 28-byte host name (its header and a heap block).
+#[derive(Debug, Default)]
+struct ByteArena {
+    bytes: Vec<u8>,
+    /// Where each key ends in `bytes`.
+    ends: Vec<usize>,
+}
+
+impl ByteArena {
+    fn new(keys: Vec<Vec<u8>>) -> Self {
+        let mut bytes = Vec::with_capacity(keys.iter().map(Vec::len).sum());
+        let mut ends = Vec::with_capacity(keys.len());
+        for key in keys {
+            bytes.extend_from_slice(&key);
+            ends.push(bytes.len());
+        }
+        Self { bytes, ends }
+    }
+
+    fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// The keys, in order.
+    fn keys(&self) -> Vec<&[u8]> {
+        let mut start = 0;
+        self.ends
+            .iter()
+            .map(|&end| {
+                let key = &self.bytes[start..end];
+                start = end;
+                key
+            })
+            .collect()
     }
 }
 
@@ -253,9 +310,8 @@ struct FileParts {
     error: Option<String>,
     /// Chunk results still to come.
     chunks_left: usize,
-    /// The file's distinct keys, once every chunk is in; a copy is then already in the run's
-    /// union (kept so that the union can be rebuilt should the file fail after all).
-    done: Option<DistinctKeys>,
+    /// The file's distinct keys, once every chunk is in.
+    done: Option<DoneFile>,
 }
 
 /// Gathers chunk results in any order (and at most once each, which the pool guarantees) and
@@ -318,9 +374,9 @@ impl Merger {
         }
         file.keys.push(counts.keys);
         if file.chunks_left == 0 {
-            let keys = std::mem::take(&mut file.keys).finish();
-            self.all.push(packed_copy(&keys));
-            file.done = Some(keys);
+            let done = DoneFile::new(std::mem::take(&mut file.keys).finish());
+            self.all.push(done.packed.clone());
+            file.done = Some(done);
         }
     }
 
@@ -343,8 +399,8 @@ impl Merger {
         if self.all_stale {
             self.all = KeyUnion::default();
             for file in self.files.iter().filter(|file| file.error.is_none()) {
-                if let Some(keys) = &file.done {
-                    self.all.push(packed_copy(keys));
+                if let Some(done) = &file.done {
+                    self.all.push(done.packed.clone());
                 }
             }
         }
@@ -380,6 +436,7 @@ impl Merger {
             other.push(keys.other);
             long.push(keys.long);
         }
+        let other: Vec<Vec<&[u8]>> = other.iter().map(ByteArena::keys).collect();
         report.all.ip = self.all.finish().len() + union_len(&other) + union_len(&long);
         if let Some(k) = self.top {
             report.top = Some(self.top_counts.top(k));

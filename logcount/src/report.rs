@@ -2,7 +2,8 @@
 //! them as a table, CSV or JSON.
 //!
 //! Distinct counts are exact: a file's keys are the union of its chunks' sorted key lists, and
-//! the overall keys the union of the files'; unions are linear merges of sorted vectors.
+//! the overall keys the union of the files'; unions are linear merges of sorted vectors (or,
+//! for byte-string keys across files, a k-way merge that only counts).
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
@@ -316,9 +317,10 @@ struct FileParts {
 
 /// Gathers chunk results in any order (and at most once each, which the pool guarantees) and
 /// produces the [`Report`]. Merges as results arrive: a chunk's keys go into its file's union
-/// at once, and a file's keys into the run's union as soon as its last chunk is in, so that
-/// `finish` (which runs after the last worker is done, on the run's critical path) has next to
-/// nothing left to merge.
+/// at once, and a file's packed keys into the run's union as soon as its last chunk is in, so
+/// that `finish` (which runs after the last worker is done, on the run's critical path) has
+/// next to nothing left to merge of them; byte-string keys are counted across files in
+/// `finish`, from each file's own list.
 #[derive(Debug)]
 pub struct Merger {
     names: Vec<String>,

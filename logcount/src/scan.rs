@@ -34,7 +34,7 @@ use super::plan::{path_bytes, ChunkJob, ChunkSource};
 const BUFFER_BYTES: usize = 256 * 1024;
 
 /// The distinct client keys seen in a chunk (or a merged set of chunks): packed canonical IPv4
-/// and IPv6 keys, all other keys up to [`LONG_KEY_BYTES`] long as raw bytes, and longer keys as
+/// and IPv6 keys, all other keys of up to 256 bytes as raw bytes, and longer keys as
 /// their SHA-256 digests, each sorted ascending and deduplicated. Each key belongs to exactly
 /// one of the four lists (a key is packed only if it is the canonical text of its address, and
 /// the byte and digest lists split by length), so the distinct count is the sum of their
@@ -47,10 +47,11 @@ pub struct DistinctKeys {
     /// Canonical IPv6 texts, packed big-endian (`2001:db8::1` -> `0x20010db8_0..._1`).
     #[serde(with = "sorted_delta")]
     pub ipv6: Vec<u128>,
-    /// Every other key of at most [`LONG_KEY_BYTES`] bytes, byte for byte.
+    /// Every other key of at most 256 bytes, byte for byte.
     #[serde(with = "byte_strings")]
     pub other: Vec<Vec<u8>>,
-    /// The SHA-256 digests of the keys longer than [`LONG_KEY_BYTES`].
+    /// The SHA-256 digests of the keys longer than 256 bytes, which are not held whole (see
+    /// docs/logcount.md, "Long keys").
     #[serde(with = "digests")]
     pub long: Vec<[u8; 32]>,
 }

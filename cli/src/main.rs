@@ -466,6 +466,9 @@ fn run_logcount(args: &RunArgs) -> anyhow::Result<ExitCode> {
     while !supervisor.step() {
         while let Some(output) = supervisor.jobs().output(merged_before as u64) {
             merger.add(decode_payload(output)?);
+            // Merged: drop the encoded result rather than keep a second copy of its keys until
+            // the end (with millions of host names that copy is a large part of the memory).
+            supervisor.take_outcome(merged_before as u64);
             merged_before += 1;
         }
     }

@@ -5,6 +5,129 @@
 
 use std::collections::HashMap;
 
+use sha2::{Digest as _, Sha256};
+
+/// Keys longer than this many bytes are counted by their SHA-256 digest rather than kept
+/// whole, so that a worker's memory does not grow with the length of a line (a multi-GB line
+/// with no separator is one key). Keys up to this length are compared byte for byte; two
+/// different longer keys count as one only if their digests collide (probability about
+/// 2^-128 for any realistic number of keys, and no known way to make one happen).
+pub(crate) const LONG_KEY_BYTES: usize = 256;
+
+/// How many leading bytes of a long key are kept to show it under `--top`.
+pub(crate) const LONG_KEY_SHOWN_BYTES: usize = 32;
+
+/// A long key's identity: the SHA-256 of all its bytes.
+pub(crate) type KeyDigest = [u8; 32];
+
+/// The digest of a whole long key at hand.
+pub(crate) fn key_digest(key: &[u8]) -> KeyDigest {
+    Sha256::digest(key).into()
+}
+
+/// A long key fed in pieces, for a line that crosses read buffers: its digest is the same as
+/// [`key_digest`] of the whole key, but no more than its first bytes are ever held.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct LongKeyHasher {
+    hasher: Sha256,
+    shown: Vec<u8>,
+}
+
+impl LongKeyHasher {
+    pub(crate) fn update(&mut self, bytes: &[u8]) {
+        if self.shown.len() < LONG_KEY_SHOWN_BYTES {
+            let take = (LONG_KEY_SHOWN_BYTES - self.shown.len()).min(bytes.len());
+            self.shown.extend_from_slice(&bytes[..take]);
+        }
+        self.hasher.update(bytes);
+    }
+
+    /// The key's digest and its first bytes.
+    pub(crate) fn finish(self) -> (KeyDigest, Vec<u8>) {
+        (self.hasher.finalize().into(), self.shown)
+    }
+}
+
+/// Keys longer than [`LONG_KEY_BYTES`], by digest, with their counts and first bytes (what
+/// `--top` shows of them).
+#[derive(Debug, Default)]
+pub(crate) struct LongKeys {
+    counts: HashMap<KeyDigest, (u64, Box<[u8]>), foldhash::fast::RandomState>,
+}
+
+impl LongKeys {
+    /// One line whose key has digest `digest` and begins with `shown` (at least its first
+    /// [`LONG_KEY_SHOWN_BYTES`] bytes; only those are kept).
+    pub(crate) fn insert(&mut self, digest: KeyDigest, shown: &[u8]) {
+        self.counts
+            .entry(digest)
+            .or_insert_with(|| (0, shown[..shown.len().min(LONG_KEY_SHOWN_BYTES)].into()))
+            .0 += 1;
+    }
+
+    /// The digests sorted ascending, their counts and their first bytes in the same order.
+    pub(crate) fn into_sorted(self) -> (Vec<KeyDigest>, Vec<u64>, Vec<Vec<u8>>) {
+        let mut entries: Vec<_> = self.counts.into_iter().collect();
+        entries.sort_unstable_by_key(|&(digest, _)| digest);
+        let mut digests = Vec::with_capacity(entries.len());
+        let mut counts = Vec::with_capacity(entries.len());
+        let mut shown = Vec::with_capacity(entries.len());
+        for (digest, (count, first)) in entries {
+            digests.push(digest);
+            counts.push(count);
+            shown.push(first.into_vec());
+        }
+        (digests, counts, shown)
+    }
+}
+
+/// Serde for a sorted list of digests as one byte string of 32-byte records.
+pub(crate) mod digests {
+    use std::fmt;
+
+    use serde::de::Visitor;
+    use serde::{Deserializer, Serializer};
+
+    use super::KeyDigest;
+
+    pub(crate) fn serialize<S: Serializer>(
+        keys: &[KeyDigest],
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(keys.as_flattened())
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Vec<KeyDigest>, D::Error> {
+        deserializer.deserialize_bytes(DigestsVisitor)
+    }
+
+    struct DigestsVisitor;
+
+    impl Visitor<'_> for DigestsVisitor {
+        type Value = Vec<KeyDigest>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a byte string of 32-byte digests")
+        }
+
+        fn visit_bytes<E: serde::de::Error>(self, bytes: &[u8]) -> Result<Vec<KeyDigest>, E> {
+            if bytes.len() % 32 != 0 {
+                return Err(E::custom("digest list is not a whole number of digests"));
+            }
+            let records: Vec<KeyDigest> = bytes
+                .chunks_exact(32)
+                .map(|record| record.try_into().unwrap_or([0; 32]))
+                .collect();
+            if records.windows(2).any(|pair| pair[0] >= pair[1]) {
+                return Err(E::custom("digest list is not sorted and deduplicated"));
+            }
+            Ok(records)
+        }
+    }
+}
+
 /// Byte-string keys (anything that is not a canonical dotted quad: IPv6 addresses, host names,
 /// garbage) with their counts; lookups by `&[u8]` allocate only for a new key.
 ///

@@ -2,9 +2,11 @@
 //! them as a table, CSV or JSON.
 //!
 //! Distinct counts are exact: a file's keys are the union of its chunks' sorted key lists, and
-//! the overall keys the union of the files'; unions are linear merges of sorted vectors.
+//! the overall keys the union of the files'; unions are linear merges of sorted vectors (or,
+//! for byte-string keys across files, a k-way merge that only counts).
 
-use std::collections::{BTreeMap, HashMap};
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
@@ -13,7 +15,7 @@ use super::ipv6::format_ipv6;
 use super::keys::format_ipv4;
 use super::plan::Plan;
 use super::scan::{ChunkCounts, ChunkError, DistinctKeys, KeyCounts};
-use super::union::SortedUnion;
+use super::union::{union_len, CountedKeys, CountedUnion, SortedUnion};
 
 /// Requests and distinct client keys of one file, or of all files.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -84,6 +86,7 @@ struct KeyUnion {
     ipv4: SortedUnion<u32>,
     ipv6: SortedUnion<u128>,
     other: SortedUnion<Vec<u8>>,
+    long: SortedUnion<[u8; 32]>,
 }
 
 impl KeyUnion {
@@ -91,6 +94,7 @@ impl KeyUnion {
         self.ipv4.push(keys.ipv4);
         self.ipv6.push(keys.ipv6);
         self.other.push(keys.other);
+        self.long.push(keys.long);
     }
 
     fn finish(self) -> DistinctKeys {
@@ -98,16 +102,60 @@ impl KeyUnion {
             ipv4: self.ipv4.finish(),
             ipv6: self.ipv6.finish(),
             other: self.other.finish(),
+            long: self.long.finish(),
         }
     }
 }
 
+/// A key in the `--top` ranking: its count, its bytes (a long key's first bytes) and, for a
+/// long key, its digest.
+type Ranked = (u64, Vec<u8>, Option<[u8; 32]>);
+
+/// A map for [`TopCounts`]: foldhash, seeded at random per map (keys can be attacker-chosen;
+/// see `distinct.rs`), several times faster than std's SipHash on millions of keys.
+type CountMap<K, V = u64> = HashMap<K, V, foldhash::fast::RandomState>;
+
+/// The `--top` order: most requests first, then by key bytes, then by digest.
+fn rank_order(a: &Ranked, b: &Ranked) -> Ordering {
+    b.0.cmp(&a.0)
+        .then_with(|| a.1.cmp(&b.1))
+        .then_with(|| a.2.cmp(&b.2))
+}
+
+/// A [`Ranked`] ordered by [`rank_order`]: the greatest is the one ranked last.
+#[derive(Debug)]
+struct RankedLast(Ranked);
+
+impl Ord for RankedLast {
+    fn cmp(&self, other: &Self) -> Ordering {
+        rank_order(&self.0, &other.0)
+    }
+}
+
+impl PartialOrd for RankedLast {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for RankedLast {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other).is_eq()
+    }
+}
+
+impl Eq for RankedLast {}
+
 /// Requests per key over all files, for `--top`.
 #[derive(Debug, Default)]
 struct TopCounts {
-    ipv4: HashMap<u32, u64>,
-    ipv6: HashMap<u128, u64>,
-    other: HashMap<Vec<u8>, u64>,
+    ipv4: CountMap<u32>,
+    ipv6: CountMap<u128>,
+    /// Byte-string keys come sorted with their counts: merged with counts summed rather than
+    /// hashed, which on millions of host names takes a fraction of the time and memory.
+    other: CountedUnion,
+    /// Long keys by digest: their count and first bytes.
+    long: CountMap<[u8; 32], (u64, Vec<u8>)>,
 }
 
 impl TopCounts {
@@ -118,30 +166,138 @@ impl TopCounts {
         for (&key, &count) in keys.ipv6.iter().zip(&counts.ipv6) {
             *self.ipv6.entry(key).or_insert(0) += count;
         }
+        let mut other = CountedKeys::default();
         for (key, &count) in keys.other.iter().zip(&counts.other) {
-            *self.other.entry(key.clone()).or_insert(0) += count;
+            other.push(key, count);
+        }
+        self.other.push(other);
+        for ((digest, &count), shown) in keys.long.iter().zip(&counts.long).zip(&counts.long_shown)
+        {
+            self.long
+                .entry(*digest)
+                .or_insert_with(|| (0, shown.clone()))
+                .0 += count;
         }
     }
 
-    /// The `k` keys with most requests, ties broken by the key's bytes.
+    /// The `k` keys with most requests, ties broken by the key's bytes (a long key's: its
+    /// first bytes, then its digest).
     fn top(self, k: usize) -> Vec<TopKey> {
-        let mut all: Vec<(u64, Vec<u8>)> = self
+        // Only the first `k` in order are shown: keep the best `k` seen in a heap whose top is
+        // the worst of them, rather than gather and sort millions of keys to show three.
+        let mut best: BinaryHeap<RankedLast> = BinaryHeap::new();
+        let other = self.other.finish();
+        let entries = self
             .ipv4
             .into_iter()
-            .map(|(key, count)| (count, format_ipv4(key).into_bytes()))
+            .map(|(key, count)| (count, format_ipv4(key).into_bytes(), None))
             .chain(
                 self.ipv6
                     .into_iter()
-                    .map(|(key, count)| (count, format_ipv6(key).into_bytes())),
+                    .map(|(key, count)| (count, format_ipv6(key).into_bytes(), None)),
             )
-            .chain(self.other.into_iter().map(|(key, count)| (count, key)))
+            .chain(other.iter().map(|(key, count)| (count, key.to_vec(), None)))
+            .chain(
+                self.long
+                    .into_iter()
+                    .map(|(digest, (count, shown))| (count, shown, Some(digest))),
+            );
+        for entry in entries {
+            if best.len() < k {
+                best.push(RankedLast(entry));
+            } else if let Some(mut worst) = best.peek_mut() {
+                if rank_order(&entry, &worst.0).is_lt() {
+                    *worst = RankedLast(entry);
+                }
+            }
+        }
+        let all: Vec<Ranked> = best
+            .into_sorted_vec()
+            .into_iter()
+            .map(|RankedLast(entry)| entry)
             .collect();
-        all.sort_unstable_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
-        all.truncate(k);
         all.into_iter()
-            .map(|(count, key)| TopKey {
-                key: escape_bytes(&key),
+            .map(|(count, key, digest)| TopKey {
+                key: match digest {
+                    None => escape_bytes(&key),
+                    Some(digest) => show_long_key(&key, &digest),
+                },
                 count,
+            })
+            .collect()
+    }
+}
+
+/// A file's distinct keys once all its chunks are in. Its packed keys are then also in the
+/// run's union (kept here so that the union can be rebuilt should the file fail after all).
+/// Its byte-string and long keys are not merged into a run-wide copy as files complete: with
+/// millions of host names that copy would cost as much memory again as the files' own lists,
+/// so they are counted across files by [`union_len`] in `finish`, from the files' lists.
+#[derive(Debug)]
+struct DoneFile {
+    /// The IPv4 and IPv6 keys (the other two lists empty).
+    packed: DistinctKeys,
+    other: ByteArena,
+    long: Vec<[u8; 32]>,
+}
+
+impl DoneFile {
+    fn new(keys: DistinctKeys) -> Self {
+        let DistinctKeys {
+            ipv4,
+            ipv6,
+            other,
+            long,
+        } = keys;
+        Self {
+            packed: DistinctKeys {
+                ipv4,
+                ipv6,
+                ..DistinctKeys::default()
+            },
+            other: ByteArena::new(other),
+            long,
+        }
+    }
+
+    fn len(&self) -> u64 {
+        self.packed.len() + self.other.len() as u64 + self.long.len() as u64
+    }
+}
+
+/// Sorted byte strings packed in one buffer: a key costs its length plus 8 bytes, where a
+/// `Vec<u8>` of its own costs ~70 bytes for a 28-byte host name (its header and a heap block).
+#[derive(Debug, Default)]
+struct ByteArena {
+    bytes: Vec<u8>,
+    /// Where each key ends in `bytes`.
+    ends: Vec<usize>,
+}
+
+impl ByteArena {
+    fn new(keys: Vec<Vec<u8>>) -> Self {
+        let mut bytes = Vec::with_capacity(keys.iter().map(Vec::len).sum());
+        let mut ends = Vec::with_capacity(keys.len());
+        for key in keys {
+            bytes.extend_from_slice(&key);
+            ends.push(bytes.len());
+        }
+        Self { bytes, ends }
+    }
+
+    fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// The keys, in order.
+    fn keys(&self) -> Vec<&[u8]> {
+        let mut start = 0;
+        self.ends
+            .iter()
+            .map(|&end| {
+                let key = &self.bytes[start..end];
+                start = end;
+                key
             })
             .collect()
     }
@@ -155,16 +311,16 @@ struct FileParts {
     error: Option<String>,
     /// Chunk results still to come.
     chunks_left: usize,
-    /// The file's distinct keys, once every chunk is in; a copy is then already in the run's
-    /// union (kept so that the union can be rebuilt should the file fail after all).
-    done: Option<DistinctKeys>,
+    /// The file's distinct keys, once every chunk is in.
+    done: Option<DoneFile>,
 }
 
 /// Gathers chunk results in any order (and at most once each, which the pool guarantees) and
 /// produces the [`Report`]. Merges as results arrive: a chunk's keys go into its file's union
-/// at once, and a file's keys into the run's union as soon as its last chunk is in, so that
-/// `finish` (which runs after the last worker is done, on the run's critical path) has next to
-/// nothing left to merge.
+/// at once, and a file's packed keys into the run's union as soon as its last chunk is in, so
+/// that `finish` (which runs after the last worker is done, on the run's critical path) has
+/// next to nothing left to merge of them; byte-string keys are counted across files in
+/// `finish`, from each file's own list.
 #[derive(Debug)]
 pub struct Merger {
     names: Vec<String>,
@@ -220,9 +376,9 @@ impl Merger {
         }
         file.keys.push(counts.keys);
         if file.chunks_left == 0 {
-            let keys = std::mem::take(&mut file.keys).finish();
-            self.all.push(keys.clone());
-            file.done = Some(keys);
+            let done = DoneFile::new(std::mem::take(&mut file.keys).finish());
+            self.all.push(done.packed.clone());
+            file.done = Some(done);
         }
     }
 
@@ -245,11 +401,14 @@ impl Merger {
         if self.all_stale {
             self.all = KeyUnion::default();
             for file in self.files.iter().filter(|file| file.error.is_none()) {
-                if let Some(keys) = &file.done {
-                    self.all.push(keys.clone());
+                if let Some(done) = &file.done {
+                    self.all.push(done.packed.clone());
                 }
             }
         }
+        // Byte-string and long keys of the counted files, for the overall count.
+        let mut other = Vec::new();
+        let mut long = Vec::new();
         for (name, file) in self.names.into_iter().zip(self.files) {
             let keys = match (file.error, file.done) {
                 (Some(reason), _) => {
@@ -276,8 +435,11 @@ impl Merger {
                     ip: keys.len(),
                 },
             );
+            other.push(keys.other);
+            long.push(keys.long);
         }
-        report.all.ip = self.all.finish().len();
+        let other: Vec<Vec<&[u8]>> = other.iter().map(ByteArena::keys).collect();
+        report.all.ip = self.all.finish().len() + union_len(&other) + union_len(&long);
         if let Some(k) = self.top {
             report.top = Some(self.top_counts.top(k));
         }
@@ -315,6 +477,18 @@ pub(crate) fn escape_bytes(bytes: &[u8]) -> String {
         for byte in chunk.invalid() {
             let _ = write!(text, "\\x{byte:02X}");
         }
+    }
+    text
+}
+
+/// How `--top` shows a key longer than the byte-for-byte threshold: its first bytes, escaped
+/// as any key is, then `\...sha256:` and the hex SHA-256 of the whole key. `escape_bytes`
+/// never writes a backslash followed by `.`, so this can never read as a short key.
+pub(crate) fn show_long_key(first: &[u8], digest: &[u8; 32]) -> String {
+    let mut text = escape_bytes(first);
+    text.push_str("\\...sha256:");
+    for byte in digest {
+        let _ = write!(text, "{byte:02x}");
     }
     text
 }

@@ -8,16 +8,20 @@
 //! counts every line exactly once, and planning never has to read the file.
 //!
 //! Memory is one buffer plus the distinct keys: a line longer than the buffer is not gathered
-//! whole; [`SpanningLine`] keeps only its key prefix (which ends at the first `,` or ` - -`).
+//! whole; [`SpanningLine`] keeps only its key (which ends at the first `,` or ` - -`), and of a
+//! key longer than [`LONG_KEY_BYTES`] only a running SHA-256 and its first bytes.
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 
 use flate2::read::MultiGzDecoder;
-use memchr::{memchr, memmem};
+use memchr::memchr;
 use serde::{Deserialize, Serialize};
 
-use super::distinct::{byte_strings, sorted_delta, ByteKeys};
+use super::distinct::{
+    byte_strings, digests, key_digest, sorted_delta, ByteKeys, LongKeyHasher, LongKeys,
+    LONG_KEY_BYTES,
+};
 use super::ipv6;
 use super::key_set::{PackedKeys, WideKeys};
 use super::keys::{self, QuadValues, ScalarValues};
@@ -30,9 +34,11 @@ use super::plan::{path_bytes, ChunkJob, ChunkSource};
 const BUFFER_BYTES: usize = 256 * 1024;
 
 /// The distinct client keys seen in a chunk (or a merged set of chunks): packed canonical IPv4
-/// and IPv6 keys and all other keys as raw bytes, each sorted ascending and deduplicated. Each
-/// key belongs to exactly one of the three lists (a key is packed only if it is the canonical
-/// text of its address), so the distinct count is the sum of their lengths.
+/// and IPv6 keys, all other keys of up to 256 bytes as raw bytes, and longer keys as
+/// their SHA-256 digests, each sorted ascending and deduplicated. Each key belongs to exactly
+/// one of the four lists (a key is packed only if it is the canonical text of its address, and
+/// the byte and digest lists split by length), so the distinct count is the sum of their
+/// lengths.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DistinctKeys {
     /// Canonical dotted quads, packed big-endian (`1.2.3.4` -> `0x01020304`).
@@ -41,20 +47,27 @@ pub struct DistinctKeys {
     /// Canonical IPv6 texts, packed big-endian (`2001:db8::1` -> `0x20010db8_0..._1`).
     #[serde(with = "sorted_delta")]
     pub ipv6: Vec<u128>,
-    /// Every other key, byte for byte.
+    /// Every other key of at most 256 bytes, byte for byte.
     #[serde(with = "byte_strings")]
     pub other: Vec<Vec<u8>>,
+    /// The SHA-256 digests of the keys longer than 256 bytes, which are not held whole (see
+    /// docs/logcount.md, "Long keys").
+    #[serde(with = "digests")]
+    pub long: Vec<[u8; 32]>,
 }
 
 impl DistinctKeys {
     /// The number of distinct keys.
     pub fn len(&self) -> u64 {
-        (self.ipv4.len() + self.ipv6.len() + self.other.len()) as u64
+        (self.ipv4.len() + self.ipv6.len() + self.other.len() + self.long.len()) as u64
     }
 
     /// Whether there are no keys.
     pub fn is_empty(&self) -> bool {
-        self.ipv4.is_empty() && self.ipv6.is_empty() && self.other.is_empty()
+        self.ipv4.is_empty()
+            && self.ipv6.is_empty()
+            && self.other.is_empty()
+            && self.long.is_empty()
     }
 }
 
@@ -68,6 +81,11 @@ pub struct KeyCounts {
     pub ipv6: Vec<u64>,
     /// Counts of the byte-string keys.
     pub other: Vec<u64>,
+    /// Counts of the long keys (by digest).
+    pub long: Vec<u64>,
+    /// The first bytes of each long key (what `--top` shows of it).
+    #[serde(with = "byte_strings")]
+    pub long_shown: Vec<Vec<u8>>,
 }
 
 /// What one chunk job found: small by design, it is what crosses the process boundary.
@@ -253,7 +271,8 @@ fn read_through<R: Read>(
 /// 64 MiB measured the same CPU time).
 const MAP_WINDOW_BYTES: usize = 16 << 20;
 
-/// Once past the chunk's end only its last line is left: map that tail in small windows.
+/// Once past the chunk's end only its last line is left: map that tail in small windows at
+/// first, doubling up to the full window size, so that a long last line costs few mappings.
 const TAIL_WINDOW_BYTES: usize = 64 * 1024;
 
 /// Feeds `chunk` the file from `read_from` through mapped windows of up to `window_bytes`, the
@@ -271,6 +290,7 @@ fn map_through(
     let size = file.metadata()?.len();
     let window_bytes = window_bytes.max(1) as u64;
     let mut offset = read_from;
+    let mut tail_window = TAIL_WINDOW_BYTES as u64;
     while offset < size {
         let window = if offset < end {
             // Windows end on multiples of their size in the file, so that (with 2 MiB-aligned
@@ -278,7 +298,9 @@ fn map_through(
             let boundary = (offset / window_bytes + 1) * window_bytes;
             boundary.min(end) - offset
         } else {
-            window_bytes.min(TAIL_WINDOW_BYTES as u64)
+            let window = window_bytes.min(tail_window);
+            tail_window = tail_window.saturating_mul(2);
+            window
         };
         let len = window.min(size - offset);
         let mapped = MappedWindow::map(consent, file, offset, len as usize)?;
@@ -475,16 +497,31 @@ fn line_loop<V: QuadValues, M: NewlineMasks>(
 }
 
 /// A line that crosses the end of the buffer: holds only what decides its key and whether it is
-/// blank, so memory stays bounded by the key, not the line.
+/// blank, so memory stays bounded whatever the line's length: the key's bytes while it is at
+/// most [`KEPT_KEY_BYTES`] long, then a running digest of it (see [`LONG_KEY_BYTES`]) plus its
+/// last 3 bytes, which may still turn out to start the separator ` - -` or be the line's last
+/// `\r`.
 #[derive(Debug, Default)]
 struct SpanningLine {
-    /// The line's bytes so far while its key is still open; the key once `key_closed`.
+    /// The key's bytes not yet in `long` (all of them while `long` is `None`): once `long` is
+    /// started, at least the last 3 bytes seen (or all, if fewer came).
     key: Vec<u8>,
-    /// A `,` or ` - -` has been seen: `key` is final and later bytes only matter for blankness.
+    /// The key's digest so far, once the key is known to be longer than [`LONG_KEY_BYTES`].
+    long: Option<LongKeyHasher>,
+    /// A `,` or ` - -` has been seen: the key is final and later bytes only matter for
+    /// blankness.
     key_closed: bool,
     /// A byte other than ASCII whitespace has been seen.
     non_blank: bool,
 }
+
+/// How many bytes of an open key a [`SpanningLine`] holds before it starts digesting: past
+/// this, the key (which loses at most 3 bytes to a straddling ` - -` or 1 to a last `\r`) is
+/// surely longer than [`LONG_KEY_BYTES`].
+const KEPT_KEY_BYTES: usize = LONG_KEY_BYTES + 64;
+
+/// The bytes a [`SpanningLine`] keeps undigested at the end of an open key: ` - -` is 4 long.
+const OPEN_TAIL_BYTES: usize = 3;
 
 impl SpanningLine {
     fn feed(&mut self, bytes: &[u8]) {
@@ -494,19 +531,47 @@ impl SpanningLine {
         if self.key_closed {
             return;
         }
-        // The separator may straddle two feeds: look back 3 bytes (` - -` is 4 long).
-        let search_from = self.key.len().saturating_sub(3);
-        self.key.extend_from_slice(bytes);
-        let window = &self.key[search_from..];
-        let comma = memchr(b',', window);
-        let ident = memmem::find(window, b" - -");
-        let end = match (comma, ident) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        if let Some(end) = end {
-            self.key.truncate(search_from + end);
+        // A ` - -` that starts in the undigested tail and ends in `bytes`; a `,` in the tail
+        // would have closed the key when it came.
+        let tail = &self.key[self.key.len().saturating_sub(OPEN_TAIL_BYTES)..];
+        let mut joint = [0u8; 2 * OPEN_TAIL_BYTES];
+        joint[..tail.len()].copy_from_slice(tail);
+        let head = bytes.len().min(OPEN_TAIL_BYTES);
+        joint[tail.len()..tail.len() + head].copy_from_slice(&bytes[..head]);
+        let joint = &joint[..tail.len() + head];
+        if let Some(at) = joint
+            .windows(4)
+            .position(|window| window == b" - -")
+            .filter(|&at| at < tail.len())
+        {
+            self.key.truncate(self.key.len() - (tail.len() - at));
             self.key_closed = true;
+            return;
+        }
+        let end = keys::key_len(bytes);
+        self.append(&bytes[..end]);
+        self.key_closed = end < bytes.len();
+    }
+
+    /// Adds key bytes, digesting all but the last few once the key is surely long.
+    fn append(&mut self, bytes: &[u8]) {
+        if self.long.is_none() && self.key.len() + bytes.len() <= KEPT_KEY_BYTES {
+            self.key.extend_from_slice(bytes);
+            return;
+        }
+        let long = self.long.get_or_insert_with(LongKeyHasher::default);
+        if bytes.len() >= OPEN_TAIL_BYTES {
+            long.update(&self.key);
+            self.key.clear();
+            let (digest_now, keep) = bytes.split_at(bytes.len() - OPEN_TAIL_BYTES);
+            long.update(digest_now);
+            self.key.extend_from_slice(keep);
+        } else {
+            let keep_old = OPEN_TAIL_BYTES - bytes.len();
+            let digest_now = self.key.len().saturating_sub(keep_old);
+            long.update(&self.key[..digest_now]);
+            self.key.drain(..digest_now);
+            self.key.extend_from_slice(bytes);
         }
     }
 
@@ -517,7 +582,15 @@ impl SpanningLine {
         if !self.key_closed && self.key.last() == Some(&b'\r') {
             self.key.pop();
         }
-        counter.key(&self.key);
+        match self.long {
+            None => counter.key(&self.key),
+            Some(mut long) => {
+                long.update(&self.key);
+                let (digest, shown) = long.finish();
+                counter.total += 1;
+                counter.long.insert(digest, &shown);
+            }
+        }
     }
 }
 
@@ -528,6 +601,7 @@ struct Counter {
     ipv4: PackedKeys,
     ipv6: WideKeys,
     other: ByteKeys,
+    long: LongKeys,
     per_key_counts: bool,
     /// Present if the CPU has SSSE3 (asked once per chunk).
     #[cfg(target_arch = "x86_64")]
@@ -544,6 +618,7 @@ impl Counter {
             ipv4: PackedKeys::new(per_key_counts),
             ipv6: WideKeys::new(per_key_counts),
             other: ByteKeys::default(),
+            long: LongKeys::default(),
             per_key_counts,
             #[cfg(target_arch = "x86_64")]
             ssse3: super::lanes::Ssse3::detect(),
@@ -576,7 +651,9 @@ impl Counter {
     /// One counted line whose client key is `key`.
     fn key(&mut self, key: &[u8]) {
         self.total += 1;
-        if let Some(ip) = keys::parse_canonical_ipv4(key) {
+        if key.len() > LONG_KEY_BYTES {
+            self.long.insert(key_digest(key), key);
+        } else if let Some(ip) = keys::parse_canonical_ipv4(key) {
             self.ipv4.insert(ip);
         } else if let Some(ip) = ipv6::parse_canonical_ipv6(key) {
             self.ipv6.insert(ip);
@@ -589,15 +666,23 @@ impl Counter {
         let (ipv4, ipv4_counts) = self.ipv4.into_sorted();
         let (ipv6, ipv6_counts) = self.ipv6.into_sorted();
         let (other, other_counts) = self.other.into_sorted();
+        let (long, long_counts, long_shown) = self.long.into_sorted();
         let counts = self.per_key_counts.then(|| KeyCounts {
             ipv4: ipv4_counts.unwrap_or_default(),
             ipv6: ipv6_counts.unwrap_or_default(),
             other: other_counts,
+            long: long_counts,
+            long_shown,
         });
         ChunkCounts {
             file_index,
             total: self.total,
-            keys: DistinctKeys { ipv4, ipv6, other },
+            keys: DistinctKeys {
+                ipv4,
+                ipv6,
+                other,
+                long,
+            },
             counts,
         }
     }
@@ -633,6 +718,53 @@ mod tests {
         line.feed(b"x -");
         line.feed(b" y,z");
         assert_eq!(line.key, b"x - y");
+    }
+
+    /// The key a spanning line fed in `pieces` is counted under.
+    fn spanning_key(pieces: &[&[u8]]) -> (KeyCounts, DistinctKeys) {
+        let mut counter = Counter::new(true);
+        let mut line = SpanningLine::default();
+        for piece in pieces {
+            line.feed(piece);
+            assert!(line.key.len() <= KEPT_KEY_BYTES, "{}", line.key.len());
+        }
+        line.finish(&mut counter);
+        let counts = counter.finish(0);
+        assert_eq!(counts.total, 1);
+        (counts.counts.unwrap(), counts.keys)
+    }
+
+    #[test]
+    fn spanning_long_key_is_digested_as_a_whole_key_would_be() {
+        let mut key: Vec<u8> = (0..5000u32).map(|i| b'a' + (i % 23) as u8).collect();
+        key[4000] = b'-';
+        for (line, expected) in [
+            ([&key[..], b" - - rest\r"].concat(), &key[..]),
+            ([&key[..], b",x - -"].concat(), &key[..]),
+            ([&key[..], b"\r"].concat(), &key[..]),
+            ([&key[..], b" -"].concat(), &[&key[..], b" -"].concat()[..]),
+            (
+                key[..LONG_KEY_BYTES + 1].to_vec(),
+                &key[..LONG_KEY_BYTES + 1],
+            ),
+        ] {
+            for piece in [1, 2, 3, 4, 5, 7, 64, 333, 10_000] {
+                let pieces: Vec<&[u8]> = line.chunks(piece).collect();
+                let (counts, keys) = spanning_key(&pieces);
+                assert_eq!(keys.long, [key_digest(expected)], "piece {piece}");
+                assert_eq!(counts.long_shown, [expected[..32].to_vec()]);
+                assert!(keys.other.is_empty());
+            }
+        }
+        // At the threshold a key is still kept byte for byte.
+        let short = &key[..LONG_KEY_BYTES];
+        let line = [short, b" - - x"].concat();
+        for piece in [1, 3, 100, 1000] {
+            let pieces: Vec<&[u8]> = line.chunks(piece).collect();
+            let (_, keys) = spanning_key(&pieces);
+            assert_eq!(keys.other, [short.to_vec()], "piece {piece}");
+            assert!(keys.long.is_empty());
+        }
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use proptest::prelude::*;
+use sha2::Digest as _;
 
 use super::mapped::MapConsent;
 use super::scan::{count_chunk_with_buffer, ReadMethod};
@@ -31,9 +32,20 @@ fn reference(data: &[u8]) -> (u64, BTreeSet<Vec<u8>>) {
             .unwrap_or(line.len());
         let key = &line[..ident];
         let comma = key.iter().position(|&b| b == b',').unwrap_or(key.len());
-        keys.insert(key[..comma].to_vec());
+        let key = &key[..comma];
+        keys.insert(if key.len() > 256 {
+            long_key_entry(&sha2::Sha256::digest(key).into())
+        } else {
+            key.to_vec()
+        });
     }
     (total, keys)
+}
+
+/// How a key longer than 256 bytes, counted by its SHA-256 digest, stands in a set of keys:
+/// longer than any key kept byte for byte, so the two kinds never meet.
+fn long_key_entry(digest: &[u8; 32]) -> Vec<u8> {
+    [&[0xFF; 257][..], digest].concat()
 }
 
 /// Distinct keys as byte strings (packed keys written back as their canonical text). Also
@@ -49,6 +61,7 @@ fn key_bytes(keys: &DistinctKeys) -> BTreeSet<Vec<u8>> {
                 .map(|&ip| super::ipv6::format_ipv6(ip).into_bytes()),
         )
         .chain(keys.other.iter().cloned())
+        .chain(keys.long.iter().map(long_key_entry))
         .collect();
     let set: BTreeSet<Vec<u8>> = all.iter().cloned().collect();
     assert_eq!(set.len() as u64, keys.len(), "a key in two lists");
@@ -259,6 +272,10 @@ fn fragment() -> impl Strategy<Value = &'static [u8]> {
         b"2001:db8:0:0:0:0:0:1",
         b"fe80::",
         b":",
+        // Keys around the 256-byte threshold beyond which a key is counted by its digest.
+        &[b'k'; 130],
+        &[b'w'; 255],
+        b"\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00",
     ])
 }
 
@@ -291,6 +308,50 @@ fn long_lines_work_with_a_small_buffer() {
         whole
     );
     assert_eq!(one_file(&data), FileCounts { total: 3, ip: 3 });
+}
+
+#[test]
+fn long_keys_count_exactly_by_digest_and_show_their_first_bytes() {
+    // Keys of 256 bytes are kept whole; longer ones differing only in their last byte, or only
+    // in length, stay distinct; the same long key in two files (whole lines in one, a line
+    // across read buffers in the other) is one key.
+    let base = vec![b'h'; 300];
+    let mut data = Vec::new();
+    for key in [
+        &base[..256],
+        &base[..257],
+        &base[..],
+        &[&base[..299], b"i"].concat(),
+    ] {
+        for _ in 0..2 {
+            data.extend_from_slice(key);
+            data.extend_from_slice(b" - - [x]\n");
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "a.log", &data);
+    let mut long_line = base.clone();
+    long_line.extend(std::iter::repeat_n(b'h', 3 << 20));
+    long_line.extend_from_slice(b",x\n");
+    write(
+        dir.path(),
+        "b.log",
+        &[&base[..], b"\n", &long_line].concat(),
+    );
+    let options = Options {
+        top: Some(2),
+        ..Options::default()
+    };
+    let report = count_dir(dir.path(), &options).unwrap();
+    assert_eq!(report.files["a.log"], FileCounts { total: 8, ip: 4 });
+    assert_eq!(report.files["b.log"], FileCounts { total: 2, ip: 2 });
+    assert_eq!(report.all, FileCounts { total: 10, ip: 5 });
+    let top = report.top.unwrap();
+    let digest: [u8; 32] = sha2::Sha256::digest(&base).into();
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(top[0].key, format!("{}\\...sha256:{hex}", "h".repeat(32)));
+    assert_eq!(top[0].count, 3);
+    assert_eq!(count_cut(&data, &[7, 700], 100), reference(&data));
 }
 
 #[test]

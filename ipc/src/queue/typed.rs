@@ -279,8 +279,9 @@ impl<T> Queue<T> {
         self.raw.len() == 0
     }
 
-    /// Whether a put would have to wait right now: `maxsize` messages are in, or the ring has
-    /// no room even for an empty message (snapshot, like [`Queue::len`]).
+    /// Whether a put would have to wait right now: `maxsize` messages are in, or, on a queue
+    /// bounded in bytes, the ring has no room even for an empty message (snapshot, like
+    /// [`Queue::len`]). A queue that spills is full only at `maxsize`.
     pub fn is_full(&self) -> bool {
         self.raw.is_full()
     }

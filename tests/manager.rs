@@ -200,10 +200,34 @@ fn python_list_and_dict_methods_across_processes() -> TestResult {
     check(all == (0..200).collect::<Vec<_>>(), "every item popped once")
 }
 
+/// `object_count` sees the objects created by every process.
+fn object_count_counts_every_process_objects() -> TestResult {
+    let manager = Manager::start()?;
+    let before = manager.object_count()?;
+    let _kept: Vec<_> = (0..5)
+        .map(|_| manager.dict::<u32, u32>())
+        .collect::<Result<_, _>>()?;
+    let child = Process::new().fork(|| -> Result<(), String> {
+        let other = Manager::connect(manager.address().clone(), manager.authkey().clone())
+            .map_err(|e| e.to_string())?;
+        other.list::<u8>().map_err(|e| e.to_string()).map(drop)
+    })?;
+    join_ok(child)?;
+    let after = manager.object_count()?;
+    check(
+        after == before + 6,
+        format!("object_count went from {before} to {after}, expected +6"),
+    )
+}
+
 fn main() -> ExitCode {
     let trials: Vec<(&str, TrialFn)> = vec![
         ("increments_with_manager_lock", increments_with_manager_lock),
         ("increments_with_atomic_op", increments_with_atomic_op),
+        (
+            "object_count_counts_every_process_objects",
+            object_count_counts_every_process_objects,
+        ),
         (
             "python_list_and_dict_methods_across_processes",
             python_list_and_dict_methods_across_processes,

@@ -103,6 +103,8 @@ pub(crate) enum Request {
     },
     /// Stops the server (sent by the owning `Manager`).
     Shutdown,
+    /// How many shared objects the server holds (a diagnostic).
+    ObjectCount,
 }
 
 #[derive(Debug, Serialize, Deserialize)]

@@ -395,6 +395,11 @@ impl Store {
 
     /// Releases every lock `conn` holds: called when its connection closes, however it closed.
     /// Returns how many locks were released (for the log).
+    /// How many objects exist (a diagnostic for leaks).
+    pub(crate) fn object_count(&self) -> u64 {
+        self.lock().entries.len() as u64
+    }
+
     pub(crate) fn disconnect(&self, conn: ConnId) -> usize {
         let mut objects = self.lock();
         let mut released = 0;

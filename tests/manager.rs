@@ -17,7 +17,7 @@ use std::os::unix::net::UnixStream;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use herd::ipc::manager::{Address, Authkey, DictProxy, QueueProxy};
+use herd::ipc::manager::{Address, Authkey, DictProxy, ListProxy, QueueProxy, RemoteError};
 use herd::ipc::{Child, Manager, ManagerError, Pid, Process};
 use hmac::{Hmac, Mac};
 use libtest_mimic::Failed;
@@ -42,10 +42,196 @@ herd::ipc::entry! {
     }
 }
 
+herd::ipc::entry! {
+    /// A spawned child that runs every list and dict method on the proxies it is given.
+    fn spawned_python_methods(args: (ListProxy<i32>, DictProxy<String, i64>)) -> Result<(), String> {
+        list_methods(&args.0)?;
+        dict_methods(&args.1)
+    }
+}
+
+/// Requires `result` to be an error for which `is` holds.
+fn refused<T: std::fmt::Debug>(
+    what: &str,
+    result: Result<T, ManagerError>,
+    is: fn(&ManagerError) -> bool,
+) -> Result<(), String> {
+    match result {
+        Err(error) if is(&error) => Ok(()),
+        other => Err(format!("{what}: expected a typed error, got {other:?}")),
+    }
+}
+
+/// Every list method as Python's, on a list that starts empty; leaves it `[1, 2, 3]`.
+fn list_methods(list: &ListProxy<i32>) -> Result<(), String> {
+    let e = |e: ManagerError| e.to_string();
+    let expect = |what: &str, got: Vec<i32>, want: &[i32]| {
+        if got == want {
+            Ok(())
+        } else {
+            Err(format!("{what}: list is {got:?}, expected {want:?}"))
+        }
+    };
+    refused("pop on empty", list.pop(), ManagerError::is_index_error)?;
+    list.extend(&[5, 3, 9]).map_err(e)?;
+    list.insert(0, &7).map_err(e)?;
+    list.insert(100, &3).map_err(e)?; // past the end appends, as in Python
+    expect("insert", list.snapshot().map_err(e)?, &[7, 5, 3, 9, 3])?;
+    list.remove(&3).map_err(e)?; // the first 3 only
+    expect("remove", list.snapshot().map_err(e)?, &[7, 5, 9, 3])?;
+    refused("remove absent", list.remove(&42), ManagerError::is_value_error)?;
+    if list.index(&9).map_err(e)? != 2 {
+        return Err("index of 9".into());
+    }
+    refused("index absent", list.index(&42), ManagerError::is_value_error)?;
+    if !list.contains(&5).map_err(e)? || list.contains(&42).map_err(e)? {
+        return Err("contains".into());
+    }
+    if list.get(1).map_err(e)? != 5 {
+        return Err("get".into());
+    }
+    match list.get(4) {
+        Err(ManagerError::Remote(RemoteError::IndexOutOfRange { index: 4, len: 4 })) => {}
+        other => return Err(format!("get past the end: {other:?}")),
+    }
+    refused("set past the end", list.set(4, &0), ManagerError::is_index_error)?;
+    refused("pop_at past the end", list.pop_at(4), ManagerError::is_index_error)?;
+    list.sort().map_err(e)?;
+    expect("sort", list.snapshot().map_err(e)?, &[3, 5, 7, 9])?;
+    list.reverse().map_err(e)?;
+    expect("reverse", list.snapshot().map_err(e)?, &[9, 7, 5, 3])?;
+    expect("get_range", list.get_range(1..3).map_err(e)?, &[7, 5])?;
+    expect("clamped get_range", list.get_range(2..100).map_err(e)?, &[5, 3])?;
+    list.set_range(1..3, &[1, 2, 2]).map_err(e)?; // a slice replaced by more items
+    expect("set_range", list.snapshot().map_err(e)?, &[9, 1, 2, 2, 3])?;
+    if list.pop_at(0).map_err(e)? != 9 || list.pop().map_err(e)? != 3 {
+        return Err("pop_at and pop".into());
+    }
+    list.set(2, &3).map_err(e)?;
+    if list.len().map_err(e)? != 3 {
+        return Err("len".into());
+    }
+    expect("final", list.snapshot().map_err(e)?, &[1, 2, 3])
+}
+
+/// Every dict method as Python's, on a dict that starts empty; leaves it `{"a": 1, "z": 26}`.
+fn dict_methods(dict: &DictProxy<String, i64>) -> Result<(), String> {
+    let e = |e: ManagerError| e.to_string();
+    refused("pop absent", dict.pop("a"), ManagerError::is_key_error)?;
+    if dict.pop_or("a", -1).map_err(e)? != -1 {
+        return Err("pop_or default".into());
+    }
+    if dict.setdefault("a", &1).map_err(e)? != 1 || dict.setdefault("a", &5).map_err(e)? != 1 {
+        return Err("setdefault".into());
+    }
+    dict.update(&[("b".into(), 2), ("c".into(), 3)]).map_err(e)?;
+    let mut keys = dict.keys().map_err(e)?;
+    keys.sort();
+    let mut values = dict.values().map_err(e)?;
+    values.sort();
+    let mut items = dict.items().map_err(e)?;
+    items.sort();
+    if keys != ["a", "b", "c"] || values != [1, 2, 3] || items.len() != 3 {
+        return Err(format!("keys {keys:?}, values {values:?}, items {items:?}"));
+    }
+    if dict.pop("b").map_err(e)? != 2 || dict.pop_or("c", 0).map_err(e)? != 3 {
+        return Err("pop".into());
+    }
+    if !dict.contains_key("a").map_err(e)? || dict.contains_key("b").map_err(e)? {
+        return Err("contains_key".into());
+    }
+    if dict.len().map_err(e)? != 1 {
+        return Err("len".into());
+    }
+    dict.clear().map_err(e)?;
+    if !dict.is_empty().map_err(e)? {
+        return Err("clear".into());
+    }
+    dict.update(&[("a".into(), 1), ("z".into(), 26)]).map_err(e)
+}
+
+/// The list and dict methods, each used from a forked and from a spawned child, and the state
+/// they leave seen by the parent.
+fn python_list_and_dict_methods_across_processes() -> TestResult {
+    let manager = Manager::start()?;
+    for spawned in [false, true] {
+        let list = manager.list::<i32>()?;
+        let dict = manager.dict::<String, i64>()?;
+        let child = match spawned {
+            true => Process::new().spawn(spawned_python_methods, &(list.clone(), dict.clone()))?,
+            false => Process::new().fork(|| {
+                list_methods(&list)?;
+                dict_methods(&dict)
+            })?,
+        };
+        join_ok(child)?;
+        check(
+            list.snapshot()? == vec![1, 2, 3],
+            format!("list after the child: {:?}", list.snapshot()?),
+        )?;
+        let mut items = dict.items()?;
+        items.sort();
+        check(
+            items == vec![("a".to_string(), 1), ("z".to_string(), 26)],
+            format!("dict after the child: {items:?}"),
+        )?;
+    }
+    // Concurrent pops from several children: each item is taken exactly once (each pop is one
+    // server-side step), and the extra pops get an IndexError, not a lost or doubled item.
+    let list = manager.list::<i32>()?;
+    list.extend(&(0..200).collect::<Vec<_>>())?;
+    let taken = manager.list::<i32>()?;
+    let children = (0..4)
+        .map(|_| {
+            Process::new().fork(|| -> Result<(), String> {
+                loop {
+                    match list.pop() {
+                        Ok(item) => taken.push(&item).map_err(|e| e.to_string())?,
+                        Err(error) if error.is_index_error() => return Ok(()),
+                        Err(error) => return Err(error.to_string()),
+                    }
+                }
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    join_all(children)?;
+    let mut all = taken.snapshot()?;
+    all.sort();
+    check(all == (0..200).collect::<Vec<_>>(), "every item popped once")
+}
+
+/// `object_count` sees the objects created by every process.
+fn object_count_counts_every_process_objects() -> TestResult {
+    let manager = Manager::start()?;
+    let before = manager.object_count()?;
+    let _kept: Vec<_> = (0..5)
+        .map(|_| manager.dict::<u32, u32>())
+        .collect::<Result<_, _>>()?;
+    let child = Process::new().fork(|| -> Result<(), String> {
+        let other = Manager::connect(manager.address().clone(), manager.authkey().clone())
+            .map_err(|e| e.to_string())?;
+        other.list::<u8>().map_err(|e| e.to_string()).map(drop)
+    })?;
+    join_ok(child)?;
+    let after = manager.object_count()?;
+    check(
+        after == before + 6,
+        format!("object_count went from {before} to {after}, expected +6"),
+    )
+}
+
 fn main() -> ExitCode {
     let trials: Vec<(&str, TrialFn)> = vec![
         ("increments_with_manager_lock", increments_with_manager_lock),
         ("increments_with_atomic_op", increments_with_atomic_op),
+        (
+            "object_count_counts_every_process_objects",
+            object_count_counts_every_process_objects,
+        ),
+        (
+            "python_list_and_dict_methods_across_processes",
+            python_list_and_dict_methods_across_processes,
+        ),
         (
             "dict_list_namespace_across_forks",
             dict_list_namespace_across_forks,

@@ -726,6 +726,168 @@ fn queue_fds_of_this_process() -> usize {
         .unwrap_or(0)
 }
 
+/// A recognisable payload of `len` bytes (so a torn or mixed-up message shows).
+fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
+}
+
+fn check_pattern(got: &[u8], len: usize, seed: u8) -> Result<(), String> {
+    ensure(got.len() == len && got == pattern(len, seed).as_slice(), || {
+        format!("message of {} bytes, expected {len} with seed {seed}", got.len())
+    })
+}
+
+/// The sizes the large-message trials send: 100 KB and 20 MB, both far above the 64 KiB that
+/// once was the default limit.
+const LARGE: [(usize, u8); 2] = [(100_000, 1), (20_000_000, 2)];
+
+/// Gets the `LARGE` messages from `inbox`, checks them and puts them back on `outbox`.
+fn echo_large(inbox: &Queue<Vec<u8>>, outbox: &Queue<Vec<u8>>) -> Result<(), String> {
+    for (len, seed) in LARGE {
+        let got = inbox.get_timeout(CHILD_TIMEOUT).map_err(|e| e.to_string())?;
+        check_pattern(&got, len, seed)?;
+        outbox.put(got).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+herd::ipc::entry! {
+    /// A spawned echo of the large messages.
+    fn spawned_large_echo(queues: (Queue<Vec<u8>>, Queue<Vec<u8>>)) -> Result<(), String> {
+        echo_large(&queues.0, &queues.1)
+    }
+}
+
+fn large_messages_pass_through_an_unbounded_queue() -> TestResult {
+    let mut children = Children::new();
+    for spawned in [false, true] {
+        let (inbox, outbox): (Queue<Vec<u8>>, Queue<Vec<u8>>) = (Queue::new()?, Queue::new()?);
+        ensure(inbox.spills() && inbox.max_message_bytes() == 1 << 30, || {
+            "Queue::new() is not unbounded".into()
+        })?;
+        let pid = match spawned {
+            true => children.spawn(spawned_large_echo, &(inbox.clone(), outbox.clone())),
+            false => children.fork(|| echo_large(&inbox, &outbox)),
+        };
+        for (len, seed) in LARGE {
+            inbox.try_put(pattern(len, seed))?;
+        }
+        for (len, seed) in LARGE {
+            check_pattern(&outbox.get_timeout(CHILD_TIMEOUT)?, len, seed)?;
+        }
+        children.expect_success(pid)?;
+        // The overflow's last partial page may stay until a later spilled message passes it.
+        let left = spill_bytes_of_this_process();
+        ensure(left <= 4096, || {
+            format!("{left} spilled bytes left after every message was got")
+        })?;
+    }
+    Ok(())
+}
+
+/// 10,000 small messages, about 1.2 MB with their framing: more than the 1 MiB ring.
+const SMALL_COUNT: u32 = 10_000;
+
+fn put_small_without_waiting(queue: &Queue<(u32, String)>) -> Result<(), String> {
+    for i in 0..SMALL_COUNT {
+        queue
+            .try_put((i, format!("{i:0>110}")))
+            .map_err(|e| format!("put {i} of {SMALL_COUNT}: {e}"))?;
+    }
+    Ok(())
+}
+
+herd::ipc::entry! {
+    /// A spawned producer of the small messages, with no consumer running.
+    fn spawned_small_producer(queue: Queue<(u32, String)>) -> Result<(), String> {
+        put_small_without_waiting(&queue)
+    }
+}
+
+fn many_small_messages_without_a_consumer_do_not_block() -> TestResult {
+    let mut children = Children::new();
+    for spawned in [false, true] {
+        let queue: Queue<(u32, String)> = Queue::new()?;
+        let pid = match spawned {
+            true => children.spawn(spawned_small_producer, &queue.clone()),
+            false => children.fork(|| put_small_without_waiting(&queue)),
+        };
+        children.expect_success(pid)?;
+        ensure(queue.len() == SMALL_COUNT as usize, || {
+            format!("{} messages in the queue", queue.len())
+        })?;
+        for i in 0..SMALL_COUNT {
+            let (got, text) = queue.try_get()?;
+            ensure(got == i && text == format!("{i:0>110}"), || {
+                format!("message {got} where {i} was due")
+            })?;
+        }
+        // The overflow's last partial page may stay until a later spilled message passes it.
+        let left = spill_bytes_of_this_process();
+        ensure(left <= 4096, || {
+            format!("{left} spilled bytes left after every message was got")
+        })?;
+    }
+    Ok(())
+}
+
+fn a_producer_killed_mid_put_of_a_large_message_leaves_the_queue_usable() -> TestResult {
+    const LEN: usize = 2_000_000;
+    const MOST: u8 = 40;
+    let queue: Queue<Vec<u8>> = Queue::new()?;
+    let mut children = Children::new();
+    let producer = children.fork(|| {
+        for seed in 0..MOST {
+            queue.put(pattern(LEN, seed)).map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    });
+    let mut next = 0u8;
+    while next < 3 {
+        check_pattern(&queue.get_timeout(CHILD_TIMEOUT)?, LEN, next)?;
+        next += 1;
+    }
+    // The producer spends most of its time writing a message: the kill lands mid-put.
+    children.kill(producer)?;
+    loop {
+        match queue.try_get() {
+            Ok(got) => {
+                check_pattern(&got, LEN, next)?;
+                next += 1;
+            }
+            Err(TryGetError::Empty) => break,
+            Err(error) => return Err(format!("after the kill: {error}").into()),
+        }
+    }
+    ensure(next < MOST, || "the producer finished before the kill".into())?;
+    // The next put recovers the dead producer's lock and releases what it half wrote.
+    queue.try_put(pattern(LEN, 99))?;
+    check_pattern(&queue.try_get()?, LEN, 99)?;
+    ensure(queue.is_empty(), || "stray message".into())?;
+    let left = spill_bytes_of_this_process();
+    ensure(left <= 4096, || {
+        format!("{left} spilled bytes left after the kill")
+    })?;
+    Ok(())
+}
+
+/// Allocated bytes of every queue spill file this process has open.
+fn spill_bytes_of_this_process() -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::read_dir("/proc/self/fd")
+        .map(|dir| {
+            dir.filter_map(|entry| entry.ok())
+                .filter(|entry| {
+                    std::fs::read_link(entry.path())
+                        .is_ok_and(|target| target.to_string_lossy().contains("-spill"))
+                })
+                .filter_map(|entry| std::fs::metadata(entry.path()).ok())
+                .map(|metadata| metadata.blocks() * 512)
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
 fn main() -> ExitCode {
     herd::ipc::init();
     let mut args = Arguments::from_args();
@@ -783,6 +945,18 @@ fn main() -> ExitCode {
         Trial::test(
             "a_queue_travels_over_a_pipe_to_a_running_child",
             a_queue_travels_over_a_pipe_to_a_running_child,
+        ),
+        Trial::test(
+            "large_messages_pass_through_an_unbounded_queue",
+            large_messages_pass_through_an_unbounded_queue,
+        ),
+        Trial::test(
+            "many_small_messages_without_a_consumer_do_not_block",
+            many_small_messages_without_a_consumer_do_not_block,
+        ),
+        Trial::test(
+            "a_producer_killed_mid_put_of_a_large_message_leaves_the_queue_usable",
+            a_producer_killed_mid_put_of_a_large_message_leaves_the_queue_usable,
         ),
         // Runs last: every queue of the trials above has been dropped by now.
         Trial::test("nothing_left_in_dev_shm_or_mapped", move || {

@@ -297,11 +297,12 @@
 //! sleeps on a futex). Each producer's messages arrive in order; none is lost or duplicated.
 //! Operations come as trios, `put`/`try_put`/`put_timeout` and `get`/`try_get`/`get_timeout`;
 //! [`Queue::close`] stops further puts for everyone, and consumers get what is left and then
-//! [`GetError::Closed`]. A queue is bounded by its ring's bytes
-//! ([`QueueBuilder::capacity_bytes`](queue::QueueBuilder::capacity_bytes))
-//! and, if asked, by a number of messages ([`Queue::bounded`]); a message larger than
-//! [`QueueBuilder::max_message_bytes`](queue::QueueBuilder::max_message_bytes) is refused on put,
-//! never truncated. The errors of the put and get trios are in [`queue`], with `into_inner()`
+//! [`GetError::Closed`]. [`Queue::new`] is unbounded, as Python's: what does not fit its ring is
+//! spilled to a memory file beside it. A queue is bounded only if asked: by a number of messages
+//! ([`Queue::bounded`]) or by the bytes of its ring
+//! ([`QueueBuilder::capacity_bytes`](queue::QueueBuilder::capacity_bytes)); a message larger than
+//! [`QueueBuilder::max_message_bytes`](queue::QueueBuilder::max_message_bytes) (1 GiB by default)
+//! is refused on put, never truncated. The errors of the put and get trios are in [`queue`], with `into_inner()`
 //! giving back a message that was not put, and `is_closed`, `is_full`/`is_empty` and `is_timeout`.
 //! [`JoinableQueue<T>`] adds [`task_done`](JoinableQueue::task_done) and
 //! [`join`](JoinableQueue::join).

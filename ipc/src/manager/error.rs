@@ -75,6 +75,15 @@ pub enum RemoteError {
     /// A list index past the end.
     #[error("list index {index} out of range for length {len}")]
     IndexOutOfRange { index: u64, len: u64 },
+    /// A list operation on an empty list (Python's `IndexError: pop from empty list`).
+    #[error("{0} on an empty list")]
+    EmptyList(String),
+    /// A dict key that is not there (Python's `KeyError`).
+    #[error("key not in the dict (encoded as {0} bytes)")]
+    KeyNotFound(usize),
+    /// A list value that is not there (Python's `ValueError: x not in list`).
+    #[error("value not in the list (encoded as {0} bytes)")]
+    ValueNotFound(usize),
     /// A namespace attribute that was never set.
     #[error("namespace has no attribute {0:?}")]
     NoAttribute(String),
@@ -146,6 +155,24 @@ impl ManagerError {
     /// Whether the server is gone: unreachable, or the connection broke during the call.
     pub fn is_disconnected(&self) -> bool {
         matches!(self, Self::Unreachable { .. } | Self::ConnectionLost { .. })
+    }
+
+    /// Whether a list index was out of range, or the list empty (Python's `IndexError`).
+    pub fn is_index_error(&self) -> bool {
+        matches!(
+            self,
+            Self::Remote(RemoteError::IndexOutOfRange { .. } | RemoteError::EmptyList(_))
+        )
+    }
+
+    /// Whether a dict key was missing (Python's `KeyError`).
+    pub fn is_key_error(&self) -> bool {
+        matches!(self, Self::Remote(RemoteError::KeyNotFound(_)))
+    }
+
+    /// Whether a list value was missing (Python's `ValueError` from `remove` and `index`).
+    pub fn is_value_error(&self) -> bool {
+        matches!(self, Self::Remote(RemoteError::ValueNotFound(_)))
     }
 }
 

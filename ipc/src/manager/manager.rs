@@ -142,6 +142,19 @@ impl Manager {
         }
     }
 
+    /// How many shared objects the server holds now, created by any process (a diagnostic:
+    /// objects live until the server stops, whatever happens to their proxies).
+    pub fn object_count(&self) -> Result<usize, ManagerError> {
+        match self.control.call(&Request::ObjectCount, Wait::No)? {
+            Response::Len(count) => Ok(usize::try_from(count).unwrap_or(usize::MAX)),
+            other => Err(ManagerError::Codec {
+                action: "interpret",
+                what: "the server's answer",
+                reason: format!("unexpected answer to object_count: {other:?}"),
+            }),
+        }
+    }
+
     /// Stops the server this manager started and waits for it to exit; for a connected manager
     /// this only closes its connection.
     pub fn shutdown(mut self) -> Result<(), ManagerError> {

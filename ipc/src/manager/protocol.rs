@@ -103,6 +103,8 @@ pub(crate) enum Request {
     },
     /// Stops the server (sent by the owning `Manager`).
     Shutdown,
+    /// How many shared objects the server holds (a diagnostic).
+    ObjectCount,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -135,6 +137,14 @@ pub(crate) enum Op {
         expected: Option<Bytes>,
         new: Bytes,
     },
+    /// The value at a key, which must be there (Python's `dict[key]`, `dict.pop(key)`).
+    PopKey(Bytes),
+    /// The value at a key, set to the given default first if the key is absent.
+    SetDefault {
+        key: Bytes,
+        default: Bytes,
+    },
+    Values,
     // Lists.
     Push(Bytes),
     Index(u64),
@@ -142,6 +152,26 @@ pub(crate) enum Op {
     Extend(Vec<Bytes>),
     Pop,
     Snapshot,
+    /// Inserts before an index (past the end: appends, as Python's `list.insert`).
+    InsertAt(u64, Bytes),
+    /// Removes the item at an index and returns it.
+    PopAt(u64),
+    /// Removes the first item equal to the given one.
+    RemoveValue(Bytes),
+    /// The index of the first item equal to the given one.
+    IndexOf(Bytes),
+    ContainsValue(Bytes),
+    Reverse,
+    /// The items in `start..end` (clamped to the length, as Python's slices).
+    Range(u64, u64),
+    /// Replaces the items in `start..end` (clamped) by the given ones, which may be more or fewer.
+    SetRange(u64, u64, Vec<Bytes>),
+    /// Replaces the whole list if it still equals `expected` (how `sort` commits a client-side
+    /// ordering atomically: the server cannot compare the caller's types).
+    ReplaceIf {
+        expected: Vec<Bytes>,
+        new: Vec<Bytes>,
+    },
     // Shared by dicts, lists and queues.
     Len,
     Clear,
@@ -180,6 +210,18 @@ impl Op {
             Op::AppendAt { .. } => "append",
             Op::SetIfAbsent { .. } => "set_if_absent",
             Op::CompareAndSwap { .. } => "compare_and_swap",
+            Op::PopKey(_) => "pop (by key)",
+            Op::SetDefault { .. } => "setdefault",
+            Op::Values => "values",
+            Op::InsertAt(..) => "insert (by index)",
+            Op::PopAt(_) => "pop (by index)",
+            Op::RemoveValue(_) => "remove (by value)",
+            Op::IndexOf(_) => "index",
+            Op::ContainsValue(_) => "contains",
+            Op::Reverse => "reverse",
+            Op::Range(..) => "get_range",
+            Op::SetRange(..) => "set_range",
+            Op::ReplaceIf { .. } => "sort",
             Op::Push(_) => "push",
             Op::Index(_) => "get (by index)",
             Op::SetIndex(..) => "set (by index)",

@@ -341,6 +341,7 @@ fn serve_connection(shared: &Shared, stream: Stream, peer: &Peer, conn: ConnId) 
                 false,
             ),
             Request::Shutdown => (Response::Done, true),
+            Request::ObjectCount => (Response::Len(shared.store.object_count()), false),
         };
         let sent = write_frame(&mut writer, &response, &mut out_buf)
             .and_then(|()| writer.flush().map_err(FrameError::Io));

@@ -395,6 +395,11 @@ impl Store {
 
     /// Releases every lock `conn` holds: called when its connection closes, however it closed.
     /// Returns how many locks were released (for the log).
+    /// How many objects exist (a diagnostic for leaks).
+    pub(crate) fn object_count(&self) -> u64 {
+        self.lock().entries.len() as u64
+    }
+
     pub(crate) fn disconnect(&self, conn: ConnId) -> usize {
         let mut objects = self.lock();
         let mut released = 0;
@@ -622,6 +627,14 @@ fn map_op(map: &mut HashMap<Bytes, Bytes>, kind: ObjectKind, op: Op) -> Response
             }
         }
         Op::Contains(key) => Response::Bool(map.contains_key(&key)),
+        Op::PopKey(key) => match map.remove(&key) {
+            Some(value) => Response::Value(Some(value)),
+            None => error(RemoteError::KeyNotFound(key.len())),
+        },
+        Op::SetDefault { key, default } => {
+            Response::Value(Some(map.entry(key).or_insert(default).clone()))
+        }
+        Op::Values => Response::Values(map.values().cloned().collect()),
         Op::Len => Response::Len(map.len() as u64),
         Op::Keys => Response::Values(map.keys().cloned().collect()),
         Op::Items => Response::Items(map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
@@ -690,35 +703,93 @@ fn map_op(map: &mut HashMap<Bytes, Bytes>, kind: ObjectKind, op: Op) -> Response
     }
 }
 
+/// `index` as a position in `list`, or the `IndexError` naming it and the length.
+fn position(list: &[Bytes], index: u64) -> Result<usize, Response> {
+    usize::try_from(index)
+        .ok()
+        .filter(|&i| i < list.len())
+        .ok_or_else(|| {
+            error(RemoteError::IndexOutOfRange {
+                index,
+                len: list.len() as u64,
+            })
+        })
+}
+
+/// `start..end` clamped to a list of `len` items, as Python clamps slices (empty if reversed).
+fn clamped(len: usize, start: u64, end: u64) -> std::ops::Range<usize> {
+    let end = usize::try_from(end).unwrap_or(usize::MAX).min(len);
+    let start = usize::try_from(start).unwrap_or(usize::MAX).min(end);
+    start..end
+}
+
 fn list_op(list: &mut Vec<Bytes>, kind: ObjectKind, op: Op) -> Response {
     match op {
         Op::Push(item) => {
             list.push(item);
             Response::Done
         }
-        Op::Index(index) => Response::Value(
-            usize::try_from(index)
-                .ok()
-                .and_then(|i| list.get(i))
-                .cloned(),
-        ),
-        Op::SetIndex(index, item) => {
-            match usize::try_from(index).ok().and_then(|i| list.get_mut(i)) {
-                Some(slot) => {
-                    *slot = item;
-                    Response::Done
-                }
-                None => error(RemoteError::IndexOutOfRange {
-                    index,
-                    len: list.len() as u64,
-                }),
+        Op::Index(index) => match position(list, index) {
+            Ok(i) => Response::Value(Some(list[i].clone())),
+            Err(refused) => refused,
+        },
+        Op::SetIndex(index, item) => match position(list, index) {
+            Ok(i) => {
+                list[i] = item;
+                Response::Done
+            }
+            Err(refused) => refused,
+        },
+        Op::PopAt(index) => match position(list, index) {
+            Ok(i) => Response::Value(Some(list.remove(i))),
+            Err(refused) => refused,
+        },
+        Op::InsertAt(index, item) => {
+            let at = usize::try_from(index).unwrap_or(usize::MAX).min(list.len());
+            list.insert(at, item);
+            Response::Done
+        }
+        Op::RemoveValue(item) => match list.iter().position(|x| *x == item) {
+            Some(i) => {
+                list.remove(i);
+                Response::Done
+            }
+            None => error(RemoteError::ValueNotFound(item.len())),
+        },
+        Op::IndexOf(item) => match list.iter().position(|x| *x == item) {
+            Some(i) => Response::Len(i as u64),
+            None => error(RemoteError::ValueNotFound(item.len())),
+        },
+        Op::ContainsValue(item) => Response::Bool(list.contains(&item)),
+        Op::Reverse => {
+            list.reverse();
+            Response::Done
+        }
+        Op::Range(start, end) => {
+            let range = clamped(list.len(), start, end);
+            Response::Values(list[range].to_vec())
+        }
+        Op::SetRange(start, end, items) => {
+            let range = clamped(list.len(), start, end);
+            list.splice(range, items);
+            Response::Done
+        }
+        Op::ReplaceIf { expected, new } => {
+            if *list == expected {
+                *list = new;
+                Response::Bool(true)
+            } else {
+                Response::Bool(false)
             }
         }
         Op::Extend(items) => {
             list.extend(items);
             Response::Done
         }
-        Op::Pop => Response::Value(list.pop()),
+        Op::Pop => match list.pop() {
+            Some(item) => Response::Value(Some(item)),
+            None => error(RemoteError::EmptyList("pop".into())),
+        },
         Op::Snapshot => Response::Values(list.clone()),
         Op::Len => Response::Len(list.len() as u64),
         Op::Clear => {

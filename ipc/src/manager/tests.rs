@@ -94,8 +94,8 @@ fn list_and_namespace() {
     l.push(&(1, "a".into())).unwrap();
     l.extend(&[(2, "b".into()), (3, "c".into())]).unwrap();
     assert_eq!(l.len().unwrap(), 3);
-    assert_eq!(l.get(1).unwrap(), Some((2, "b".into())));
-    assert_eq!(l.get(9).unwrap(), None);
+    assert_eq!(l.get(1).unwrap(), (2, "b".into()));
+    assert!(l.get(9).unwrap_err().is_index_error());
     l.set(0, &(0, "z".into())).unwrap();
     let err = l.set(5, &(0, "z".into())).unwrap_err();
     assert!(
@@ -103,7 +103,7 @@ fn list_and_namespace() {
             .contains("index 5 out of range for length 3"),
         "{err}"
     );
-    assert_eq!(l.pop().unwrap(), Some((3, "c".into())));
+    assert_eq!(l.pop().unwrap(), (3, "c".into()));
     assert_eq!(
         l.snapshot().unwrap(),
         vec![(0, "z".into()), (2, "b".into())]

@@ -43,17 +43,64 @@ pub(crate) struct CounterLine {
     pub(crate) count: AtomicU32,
 }
 
+/// The spill file's offsets: where the next spilled message goes, and how far every spilled
+/// message is committed (both written under the producer lock), on one cache line.
+#[repr(C, align(64))]
+#[derive(Debug)]
+pub(crate) struct SpillLine {
+    /// Offset for the next spilled message; `next - committed` is a put in progress (or the
+    /// leftover of a producer killed mid-put, released by the next producer).
+    pub(crate) next: AtomicU64,
+    pub(crate) committed: AtomicU64,
+    /// End of the overflow: spilled messages put while the ring was full, packed back to back
+    /// in the spill file as a 4-byte length and the message.
+    pub(crate) overflow_tail: AtomicU64,
+    /// Messages ever put into the overflow (wrapping).
+    pub(crate) overflow_puts: AtomicU32,
+    /// While an overflow put publishes: its end and its `overflow_puts` (0: none), so that a
+    /// producer recovering the lock can tell whether the dead one's put was published.
+    pub(crate) publishing_end: AtomicU64,
+    pub(crate) publishing_puts: AtomicU32,
+}
+
+/// The consumers' side of the spill file, on one cache line.
+#[repr(C, align(64))]
+#[derive(Debug)]
+pub(crate) struct SpillHeadLine {
+    /// Start of the next overflow message; the overflow holds messages while `head < tail`.
+    /// Consumers advance it; a producer starting a new overflow sets it (while it is empty).
+    pub(crate) overflow_head: AtomicU64,
+    /// Messages ever got from the overflow (wrapping).
+    pub(crate) overflow_gets: AtomicU32,
+    /// Everything below this offset was released.
+    pub(crate) freed: AtomicU64,
+}
+
 /// The queue's configuration as fixed at creation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct QueueLayout {
     /// Bytes in the ring region.
     pub(crate) capacity: u32,
-    /// Largest payload a record may carry.
+    /// Largest encoded message a put accepts.
     pub(crate) max_message: u32,
+    /// Largest message stored in the ring itself; larger ones go to the spill file.
+    pub(crate) inline_max: u32,
+    /// Whether the queue has a spill file (else every message is in the ring).
+    pub(crate) spill: bool,
     /// Most messages the queue holds at once; 0: only the bytes bound it.
     pub(crate) maxsize: u32,
     /// Whether the queue was created as a JoinableQueue.
     pub(crate) joinable: bool,
+}
+
+impl QueueLayout {
+    /// The ring holds its largest inline record, and without a spill file every accepted message
+    /// is inline.
+    fn consistent(&self) -> bool {
+        self.capacity != 0
+            && self.inline_max < self.capacity
+            && (self.spill || self.max_message <= self.inline_max)
+    }
 }
 
 /// The state of every queue segment. Every field that changes after creation is an atomic or a
@@ -66,6 +113,8 @@ pub(crate) struct QueueHeader {
     max_message: u32,
     maxsize: u32,
     joinable: u32,
+    inline_max: u32,
+    spills: u32,
     /// Non-zero once `close()` ran.
     pub(crate) closed: AtomicU32,
     /// Serialises producers.
@@ -84,6 +133,10 @@ pub(crate) struct QueueHeader {
     pub(crate) tasks_done: CounterLine,
     /// JoinableQueue: `join` callers sleep here until every put message is done.
     pub(crate) all_done: WaitLine,
+    /// Spill file offsets owned by producers.
+    pub(crate) spill: SpillLine,
+    /// Spill file offsets owned by consumers.
+    pub(crate) spill_head: SpillHeadLine,
 }
 
 // SAFETY: repr(C); no pointers; all-zero is a valid value (atomics at 0, configuration filled in
@@ -104,10 +157,10 @@ impl QueueSegment {
     /// Creates a segment for `layout`; `message_type` (the message type's name) is checked when
     /// another process attaches.
     pub(crate) fn create(label: &str, message_type: &str, layout: QueueLayout) -> io::Result<Self> {
-        if layout.capacity == 0 || layout.max_message >= layout.capacity {
+        if !layout.consistent() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                "queue segment: the region must be larger than the message limit",
+                "queue segment: the region must be larger than the ring's message limit",
             ));
         }
         let state = SharedState::create(
@@ -119,6 +172,8 @@ impl QueueSegment {
                 header.max_message = layout.max_message;
                 header.maxsize = layout.maxsize;
                 header.joinable = u32::from(layout.joinable);
+                header.inline_max = layout.inline_max;
+                header.spills = u32::from(layout.spill);
                 header
                     .producer_lock
                     .lock
@@ -138,21 +193,20 @@ impl QueueSegment {
         let state = SharedState::<QueueHeader>::from_fd(fd, message_type)?;
         let header = state.state();
         let region_len = state.tail().1;
-        if header.capacity == 0
-            || header.max_message >= header.capacity
-            || header.capacity as usize > region_len
-        {
+        let layout = QueueLayout {
+            capacity: header.capacity,
+            max_message: header.max_message,
+            inline_max: header.inline_max,
+            spill: header.spills != 0,
+            maxsize: header.maxsize,
+            joinable: header.joinable != 0,
+        };
+        if !layout.consistent() || header.capacity as usize > region_len {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 "received queue segment has inconsistent sizes",
             ));
         }
-        let layout = QueueLayout {
-            capacity: header.capacity,
-            max_message: header.max_message,
-            maxsize: header.maxsize,
-            joinable: header.joinable != 0,
-        };
         Ok(QueueSegment { state, layout })
     }
 
@@ -230,6 +284,8 @@ mod tests {
         QueueLayout {
             capacity: 1000,
             max_message: 100,
+            inline_max: 100,
+            spill: false,
             maxsize: 7,
             joinable: true,
         }
@@ -271,7 +327,7 @@ mod tests {
             "{error}"
         );
         let bad = QueueLayout {
-            max_message: 1000,
+            inline_max: 1000,
             ..layout()
         };
         assert!(QueueSegment::create("bad", "bytes", bad).is_err());

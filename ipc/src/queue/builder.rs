@@ -13,18 +13,31 @@ use super::ring::{MAX_CAPACITY_BYTES, RECORD_HEADER_BYTES};
 use super::{JoinableQueue, Queue};
 use crate::platform::QueueLayout;
 
-/// Default limit on one encoded message: 64 KiB (or what the ring can hold, if set smaller).
-pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 * 1024;
-/// Default size of the ring: 1 MiB, or four largest messages if that is more. Pages are only
-/// allocated when first written, so an idle queue costs little.
+/// Default limit on one encoded message: 1 GiB. Only a queue whose ring is bounded in bytes
+/// ([`QueueBuilder::capacity_bytes`]) has a lower default: 64 KiB, or what the ring can hold.
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 1 << 30;
+/// Default size of the ring: 1 MiB. Pages are only allocated when first written, so an idle queue
+/// costs little.
 pub const DEFAULT_CAPACITY_BYTES: usize = 1024 * 1024;
+/// Messages larger than this (64 KiB) are not copied into the ring of a queue without a byte
+/// bound but spilled to the queue's spill file; so are smaller ones that do not fit the ring's
+/// free space at the moment of the put.
+pub const SPILL_THRESHOLD_BYTES: usize = 64 * 1024;
+/// The limit a byte-bounded ring puts on one message by default (or what the ring holds).
+const BOUNDED_MAX_MESSAGE_BYTES: usize = 64 * 1024;
+/// Ring bytes a message needs besides its own: the record's length prefix and its tag byte.
+const RECORD_OVERHEAD_BYTES: usize = RECORD_HEADER_BYTES as usize + 1;
 
 /// Configures and creates a [`Queue`] or [`JoinableQueue`].
 ///
-/// Two bounds apply to every queue: the ring's byte capacity (a put waits while the encoded
-/// message plus its 4-byte length prefix does not fit), and, if set, `maxsize`, the number of
-/// messages it may hold (as in Python's `Queue(maxsize)`). An "unbounded" queue has only the byte
-/// bound. `max_message_bytes` caps one encoded message; a larger one is refused on put.
+/// By default a queue is unbounded, as Python's: messages up to [`SPILL_THRESHOLD_BYTES`] go into
+/// a 1 MiB ring in shared memory, larger ones (and any that does not fit the ring's free space)
+/// into a spill file beside it (a memfd), and the ring keeps only a 17-byte record per spilled
+/// message. Two bounds can be set: `maxsize`, the number of messages it may hold (as in Python's
+/// `Queue(maxsize)`), and `capacity_bytes`, which makes the ring the only storage, of that size (a
+/// put waits while the encoded message plus its 5 bytes of framing do not fit).
+/// `max_message_bytes` caps one encoded message ([`DEFAULT_MAX_MESSAGE_BYTES`]); a larger one is
+/// refused on put.
 pub struct QueueBuilder<T> {
     maxsize: Option<usize>,
     capacity_bytes: Option<usize>,
@@ -79,7 +92,8 @@ impl<T: Serialize + DeserializeOwned> QueueBuilder<T> {
         self
     }
 
-    /// Size of the shared ring in bytes (each message takes its encoded size plus 4).
+    /// Bounds the queue in bytes: the ring, of this size, holds every message (each takes its
+    /// encoded size plus 5) and nothing is spilled.
     pub fn capacity_bytes(mut self, bytes: usize) -> Self {
         self.capacity_bytes = Some(bytes);
         self
@@ -118,28 +132,36 @@ impl<T: Serialize + DeserializeOwned> QueueBuilder<T> {
 
     fn layout(&self, joinable: bool) -> Result<QueueLayout, QueueError> {
         let invalid = |message: String| Err(QueueError::InvalidConfig(message));
-        let header = RECORD_HEADER_BYTES as usize;
+        let spill = self.capacity_bytes.is_none();
         let max_message = match (self.max_message_bytes, self.capacity_bytes) {
             (Some(max_message), _) => max_message,
             // A small ring lowers the default limit to what it can hold.
             (None, Some(capacity)) => {
-                DEFAULT_MAX_MESSAGE_BYTES.min(capacity.saturating_sub(header))
+                BOUNDED_MAX_MESSAGE_BYTES.min(capacity.saturating_sub(RECORD_OVERHEAD_BYTES))
             }
             (None, None) => DEFAULT_MAX_MESSAGE_BYTES,
         };
-        let smallest_capacity = max_message.saturating_add(header);
-        let capacity = self
-            .capacity_bytes
-            .unwrap_or_else(|| DEFAULT_CAPACITY_BYTES.max(smallest_capacity.saturating_mul(4)));
+        let Ok(max_message_u32) = u32::try_from(max_message) else {
+            return invalid(format!(
+                "max_message_bytes {max_message} exceeds {} bytes",
+                u32::MAX
+            ));
+        };
+        let capacity = self.capacity_bytes.unwrap_or(DEFAULT_CAPACITY_BYTES);
         if capacity > MAX_CAPACITY_BYTES as usize {
             return invalid(format!(
                 "capacity_bytes {capacity} exceeds the largest ring, {MAX_CAPACITY_BYTES} bytes"
             ));
         }
-        if capacity < smallest_capacity {
+        let inline_max = if spill {
+            max_message.min(SPILL_THRESHOLD_BYTES)
+        } else {
+            max_message
+        };
+        if capacity < inline_max.saturating_add(RECORD_OVERHEAD_BYTES) {
             return invalid(format!(
                 "capacity_bytes {capacity} cannot hold one message of max_message_bytes \
-                 {max_message} plus its {header}-byte length prefix"
+                 {max_message} plus its {RECORD_OVERHEAD_BYTES} bytes of framing"
             ));
         }
         let maxsize = self.maxsize.unwrap_or(0);
@@ -148,7 +170,9 @@ impl<T: Serialize + DeserializeOwned> QueueBuilder<T> {
         };
         Ok(QueueLayout {
             capacity: capacity as u32,
-            max_message: max_message as u32,
+            max_message: max_message_u32,
+            inline_max: inline_max as u32,
+            spill,
             maxsize,
             joinable,
         })
@@ -169,22 +193,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn defaults_fit_the_largest_message_four_times_over() {
+    fn defaults_spill_what_the_ring_should_not_hold() {
         let layout = QueueBuilder::<u8>::new().layout(false).unwrap();
         assert_eq!(layout.capacity as usize, DEFAULT_CAPACITY_BYTES);
         assert_eq!(layout.max_message as usize, DEFAULT_MAX_MESSAGE_BYTES);
+        assert_eq!(layout.inline_max as usize, SPILL_THRESHOLD_BYTES);
+        assert!(layout.spill);
         assert_eq!(layout.maxsize, 0);
-        let big = QueueBuilder::<u8>::new()
-            .max_message_bytes(1 << 20)
-            .layout(true)
-            .unwrap();
-        assert_eq!(big.capacity as usize, 4 * ((1 << 20) + 4));
-        assert!(big.joinable);
+        let counted = QueueBuilder::<u8>::new().maxsize(3).layout(true).unwrap();
+        assert!(counted.spill && counted.joinable);
         let small = QueueBuilder::<u8>::new()
             .capacity_bytes(1000)
             .layout(false)
             .unwrap();
-        assert_eq!((small.capacity, small.max_message), (1000, 996));
+        assert_eq!((small.capacity, small.max_message), (1000, 995));
+        assert!(!small.spill);
     }
 
     #[test]
@@ -200,6 +223,11 @@ mod tests {
             .layout(false)
             .unwrap_err();
         assert!(error.to_string().contains("maxsize"), "{error}");
+        let error = QueueBuilder::<u8>::new()
+            .max_message_bytes(usize::MAX)
+            .layout(false)
+            .unwrap_err();
+        assert!(error.to_string().contains("max_message_bytes"), "{error}");
         let error = QueueBuilder::<u8>::new()
             .capacity_bytes(usize::MAX)
             .layout(false)

@@ -44,6 +44,10 @@ pub enum MessageError {
         /// How many handles the value holds.
         count: usize,
     },
+    /// The queue's spill file could not take the message (out of memory, or over a memory
+    /// limit); nothing was put.
+    #[error("message refused: the queue's spill file could not store it: {0}")]
+    Spill(std::io::Error),
 }
 
 /// The queue's shared state cannot be used: its memory was overwritten against the protocol, or

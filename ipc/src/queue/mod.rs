@@ -7,7 +7,9 @@ mod ring;
 mod typed;
 mod waiting;
 
-pub use builder::{QueueBuilder, DEFAULT_CAPACITY_BYTES, DEFAULT_MAX_MESSAGE_BYTES};
+pub use builder::{
+    QueueBuilder, DEFAULT_CAPACITY_BYTES, DEFAULT_MAX_MESSAGE_BYTES, SPILL_THRESHOLD_BYTES,
+};
 pub use errors::{
     GetError, GetTimeoutError, JoinTimeoutError, MessageError, PutError, PutTimeoutError,
     QueueBroken, QueueError, TaskDoneError, TryGetError, TryPutError,

@@ -4,7 +4,7 @@
 use std::cell::RefCell;
 use std::fmt;
 use std::marker::PhantomData;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -59,7 +59,9 @@ enum Refusal {
 }
 
 impl<T: Serialize + DeserializeOwned> Queue<T> {
-    /// An unbounded queue (bounded only by its ring, [`QueueBuilder`]'s default size).
+    /// An unbounded queue, as Python's: messages up to 1 GiB
+    /// ([`DEFAULT_MAX_MESSAGE_BYTES`](super::DEFAULT_MAX_MESSAGE_BYTES)); what does not fit the
+    /// ring is spilled to the queue's memory file (see [`QueueBuilder`]).
     pub fn new() -> Result<Self, QueueError> {
         QueueBuilder::new().build()
     }
@@ -83,6 +85,9 @@ impl<T: Serialize> Queue<T> {
             Err(Refusal::Message(error)) => Err(PutError::Refused(value, error)),
             Err(Refusal::Push(PushError::Closed)) => Err(PutError::Closed(value)),
             Err(Refusal::Push(PushError::Broken(error))) => Err(PutError::Broken(value, error)),
+            Err(Refusal::Push(PushError::Spill(error))) => {
+                Err(PutError::Refused(value, MessageError::Spill(error)))
+            }
             Err(Refusal::Push(PushError::Full | PushError::FillFailed)) => Err(PutError::Broken(
                 value,
                 QueueBroken {
@@ -96,13 +101,19 @@ impl<T: Serialize> Queue<T> {
     pub fn try_put(&self, value: T) -> Result<(), TryPutError<T>> {
         let result = self.encoded_len(&value).and_then(|len| {
             let mut fill = encoder(&value);
-            self.raw.try_push(len, &mut fill).map_err(Refusal::Push)
+            let mut encode = whole_encoder(&value);
+            self.raw
+                .try_push(len, &mut fill, &mut encode)
+                .map_err(Refusal::Push)
         });
         match result.map_err(Refusal::fill_failed_is_unstable) {
             Ok(()) => Ok(()),
             Err(Refusal::Message(error)) => Err(TryPutError::Refused(value, error)),
             Err(Refusal::Push(PushError::Full | PushError::FillFailed)) => {
                 Err(TryPutError::Full(value))
+            }
+            Err(Refusal::Push(PushError::Spill(error))) => {
+                Err(TryPutError::Refused(value, MessageError::Spill(error)))
             }
             Err(Refusal::Push(PushError::Closed)) => Err(TryPutError::Closed(value)),
             Err(Refusal::Push(PushError::Broken(error))) => Err(TryPutError::Broken(value, error)),
@@ -117,6 +128,9 @@ impl<T: Serialize> Queue<T> {
             Err(Refusal::Push(PushError::Full | PushError::FillFailed)) => {
                 Err(PutTimeoutError::Timeout(value))
             }
+            Err(Refusal::Push(PushError::Spill(error))) => {
+                Err(PutTimeoutError::Refused(value, MessageError::Spill(error)))
+            }
             Err(Refusal::Push(PushError::Closed)) => Err(PutTimeoutError::Closed(value)),
             Err(Refusal::Push(PushError::Broken(error))) => {
                 Err(PutTimeoutError::Broken(value, error))
@@ -127,8 +141,9 @@ impl<T: Serialize> Queue<T> {
     fn put_until(&self, value: &T, deadline: Option<Instant>) -> Result<(), Refusal> {
         let len = self.encoded_len(value)?;
         let mut fill = encoder(value);
+        let mut encode = whole_encoder(value);
         self.raw
-            .push(len, deadline, &mut fill)
+            .push(len, deadline, &mut fill, &mut encode)
             .map_err(Refusal::Push)
             .map_err(Refusal::fill_failed_is_unstable)
     }
@@ -213,6 +228,17 @@ fn encoder<T: Serialize>(
     move |writer| postcard::serialize_with_flavor(value, RecordFlavor(writer)).is_ok()
 }
 
+/// Encodes `value` into a buffer, for the spill file.
+fn whole_encoder<T: Serialize>(value: &T) -> impl FnMut(&mut Vec<u8>) -> bool + '_ {
+    move |buffer| match postcard::to_extend(value, std::mem::take(buffer)) {
+        Ok(bytes) => {
+            *buffer = bytes;
+            true
+        }
+        Err(_) => false,
+    }
+}
+
 /// The postcard output that is a ring record.
 struct RecordFlavor<'w, 'a>(&'w mut RecordWriter<'a, QueueSegment>);
 
@@ -253,8 +279,9 @@ impl<T> Queue<T> {
         self.raw.len() == 0
     }
 
-    /// Whether a put would have to wait right now: `maxsize` messages are in, or the ring has
-    /// no room even for an empty message (snapshot, like [`Queue::len`]).
+    /// Whether a put would have to wait right now: `maxsize` messages are in, or, on a queue
+    /// bounded in bytes, the ring has no room even for an empty message (snapshot, like
+    /// [`Queue::len`]). A queue that spills is full only at `maxsize`.
     pub fn is_full(&self) -> bool {
         self.raw.is_full()
     }
@@ -276,6 +303,12 @@ impl<T> Queue<T> {
             0 => None,
             maxsize => Some(maxsize as usize),
         }
+    }
+
+    /// Whether messages that do not fit the ring are spilled to the queue's memory file (true
+    /// unless built with [`QueueBuilder::capacity_bytes`]).
+    pub fn spills(&self) -> bool {
+        self.raw.layout().spill
     }
 
     /// Size of the ring in bytes.
@@ -307,17 +340,36 @@ impl<T> fmt::Debug for Queue<T> {
     }
 }
 
-/// Travels as its shared-memory fd (spawn arguments, Pipe messages); see `codec`.
+/// A descriptor that a handle's encoding carries (see `codec`).
+pub(super) struct FdRef<'a>(pub(super) BorrowedFd<'a>);
+
+impl Serialize for FdRef<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        codec::serialize_fd(self.0, serializer)
+    }
+}
+
+/// A descriptor taken out of a received message (see `codec`).
+pub(super) struct FdOwned(pub(super) OwnedFd);
+
+impl<'de> Deserialize<'de> for FdOwned {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        codec::deserialize_fd(deserializer).map(FdOwned)
+    }
+}
+
+/// Travels as its shared-memory fd and its spill file's fd (spawn arguments, Pipe messages).
 impl<T> Serialize for Queue<T> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        codec::serialize_fd(self.raw.as_fd(), serializer)
+        (FdRef(self.raw.as_fd()), self.raw.spill_fd().map(FdRef)).serialize(serializer)
     }
 }
 
 impl<'de, T> Deserialize<'de> for Queue<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let fd = codec::deserialize_fd(deserializer)?;
-        let raw = RawQueue::from_fd(fd, std::any::type_name::<T>()).map_err(codec::de_error)?;
+        let (FdOwned(fd), spill) = <(FdOwned, Option<FdOwned>)>::deserialize(deserializer)?;
+        let raw = RawQueue::from_fd(fd, spill.map(|spill| spill.0), std::any::type_name::<T>())
+            .map_err(codec::de_error)?;
         Ok(Queue {
             raw: Arc::new(raw),
             message: PhantomData,
@@ -333,7 +385,7 @@ mod tests {
     fn a_handle_travels_as_its_fd_and_shares_the_ring() {
         let queue: Queue<String> = Queue::new().unwrap();
         let encoded = codec::encode(&queue).unwrap();
-        assert_eq!(encoded.fds.len(), 1);
+        assert_eq!(encoded.fds.len(), 2, "the ring and the spill file");
         let received: Queue<String> = codec::decode(&encoded.bytes, encoded.fds).unwrap();
         queue.put("through the copy".into()).unwrap();
         assert_eq!(received.try_get().unwrap(), "through the copy");
@@ -346,7 +398,7 @@ mod tests {
         assert!(postcard::to_allocvec(&queue).is_err());
         let carrier: Queue<Queue<u8>> = Queue::new().unwrap();
         match carrier.try_put(queue) {
-            Err(TryPutError::Refused(_, MessageError::CarriesHandles { count: 1 })) => {}
+            Err(TryPutError::Refused(_, MessageError::CarriesHandles { count: 2 })) => {}
             other => panic!("handle inside a queue message: {other:?}"),
         }
     }

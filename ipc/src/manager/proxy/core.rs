@@ -88,6 +88,22 @@ impl ProxyCore {
         }
     }
 
+    /// A value the server always returns (it reports absence as an error).
+    pub(crate) fn required<T: DeserializeOwned>(&self, op: Op) -> Result<T, ManagerError> {
+        match self.call(op, Wait::No)? {
+            Response::Value(Some(bytes)) => decode(&bytes),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// The items' bytes, undecoded.
+    pub(crate) fn values_raw(&self, op: Op) -> Result<Vec<Vec<u8>>, ManagerError> {
+        match self.call(op, Wait::No)? {
+            Response::Values(items) => Ok(items),
+            other => Err(unexpected(other)),
+        }
+    }
+
     pub(crate) fn values<T: DeserializeOwned>(&self, op: Op) -> Result<Vec<T>, ManagerError> {
         match self.call(op, Wait::No)? {
             Response::Values(items) => items.iter().map(|b| decode(b)).collect(),

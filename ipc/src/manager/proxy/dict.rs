@@ -91,6 +91,54 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> DictProxy
         self.core.boolean(Op::Contains(encode(key)?), Wait::No)
     }
 
+    /// Whether `key` is there (the same as [`DictProxy::contains`], under `HashMap`'s name).
+    pub fn contains_key<Q>(&self, key: &Q) -> Result<bool, ManagerError>
+    where
+        K: Borrow<Q>,
+        Q: Serialize + ?Sized,
+    {
+        self.contains(key)
+    }
+
+    /// Removes `key` and returns its value; a missing key is an error for which
+    /// [`ManagerError::is_key_error`] holds (Python's `KeyError` from `dict.pop(key)`).
+    pub fn pop<Q>(&self, key: &Q) -> Result<V, ManagerError>
+    where
+        K: Borrow<Q>,
+        Q: Serialize + ?Sized,
+    {
+        self.core.required(Op::PopKey(encode(key)?))
+    }
+
+    /// Removes `key` and returns its value, or `default` if it is missing (Python's
+    /// `dict.pop(key, default)`), in one step.
+    pub fn pop_or<Q>(&self, key: &Q, default: V) -> Result<V, ManagerError>
+    where
+        K: Borrow<Q>,
+        Q: Serialize + ?Sized,
+    {
+        Ok(self.take(key)?.unwrap_or(default))
+    }
+
+    /// The value at `key`, after setting it to `default` if the key was missing (Python's
+    /// `dict.setdefault`), in one step.
+    pub fn setdefault<Q>(&self, key: &Q, default: &V) -> Result<V, ManagerError>
+    where
+        K: Borrow<Q>,
+        Q: Serialize + ?Sized,
+    {
+        let op = Op::SetDefault {
+            key: encode(key)?,
+            default: encode(default)?,
+        };
+        self.core.required(op)
+    }
+
+    /// All values, in no particular order: a snapshot taken in one step.
+    pub fn values(&self) -> Result<Vec<V>, ManagerError> {
+        self.core.values(Op::Values)
+    }
+
     pub fn len(&self) -> Result<usize, ManagerError> {
         self.core.len(Op::Len)
     }

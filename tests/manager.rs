@@ -79,11 +79,19 @@ fn list_methods(list: &ListProxy<i32>) -> Result<(), String> {
     expect("insert", list.snapshot().map_err(e)?, &[7, 5, 3, 9, 3])?;
     list.remove(&3).map_err(e)?; // the first 3 only
     expect("remove", list.snapshot().map_err(e)?, &[7, 5, 9, 3])?;
-    refused("remove absent", list.remove(&42), ManagerError::is_value_error)?;
+    refused(
+        "remove absent",
+        list.remove(&42),
+        ManagerError::is_value_error,
+    )?;
     if list.index(&9).map_err(e)? != 2 {
         return Err("index of 9".into());
     }
-    refused("index absent", list.index(&42), ManagerError::is_value_error)?;
+    refused(
+        "index absent",
+        list.index(&42),
+        ManagerError::is_value_error,
+    )?;
     if !list.contains(&5).map_err(e)? || list.contains(&42).map_err(e)? {
         return Err("contains".into());
     }
@@ -94,14 +102,26 @@ fn list_methods(list: &ListProxy<i32>) -> Result<(), String> {
         Err(ManagerError::Remote(RemoteError::IndexOutOfRange { index: 4, len: 4 })) => {}
         other => return Err(format!("get past the end: {other:?}")),
     }
-    refused("set past the end", list.set(4, &0), ManagerError::is_index_error)?;
-    refused("pop_at past the end", list.pop_at(4), ManagerError::is_index_error)?;
+    refused(
+        "set past the end",
+        list.set(4, &0),
+        ManagerError::is_index_error,
+    )?;
+    refused(
+        "pop_at past the end",
+        list.pop_at(4),
+        ManagerError::is_index_error,
+    )?;
     list.sort().map_err(e)?;
     expect("sort", list.snapshot().map_err(e)?, &[3, 5, 7, 9])?;
     list.reverse().map_err(e)?;
     expect("reverse", list.snapshot().map_err(e)?, &[9, 7, 5, 3])?;
     expect("get_range", list.get_range(1..3).map_err(e)?, &[7, 5])?;
-    expect("clamped get_range", list.get_range(2..100).map_err(e)?, &[5, 3])?;
+    expect(
+        "clamped get_range",
+        list.get_range(2..100).map_err(e)?,
+        &[5, 3],
+    )?;
     list.set_range(1..3, &[1, 2, 2]).map_err(e)?; // a slice replaced by more items
     expect("set_range", list.snapshot().map_err(e)?, &[9, 1, 2, 2, 3])?;
     if list.pop_at(0).map_err(e)? != 9 || list.pop().map_err(e)? != 3 {
@@ -124,7 +144,8 @@ fn dict_methods(dict: &DictProxy<String, i64>) -> Result<(), String> {
     if dict.setdefault("a", &1).map_err(e)? != 1 || dict.setdefault("a", &5).map_err(e)? != 1 {
         return Err("setdefault".into());
     }
-    dict.update(&[("b".into(), 2), ("c".into(), 3)]).map_err(e)?;
+    dict.update(&[("b".into(), 2), ("c".into(), 3)])
+        .map_err(e)?;
     let mut keys = dict.keys().map_err(e)?;
     keys.sort();
     let mut values = dict.values().map_err(e)?;
@@ -197,7 +218,10 @@ fn python_list_and_dict_methods_across_processes() -> TestResult {
     join_all(children)?;
     let mut all = taken.snapshot()?;
     all.sort();
-    check(all == (0..200).collect::<Vec<_>>(), "every item popped once")
+    check(
+        all == (0..200).collect::<Vec<_>>(),
+        "every item popped once",
+    )
 }
 
 /// `object_count` sees the objects created by every process.

@@ -728,13 +728,21 @@ fn queue_fds_of_this_process() -> usize {
 
 /// A recognisable payload of `len` bytes (so a torn or mixed-up message shows).
 fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
 }
 
 fn check_pattern(got: &[u8], len: usize, seed: u8) -> Result<(), String> {
-    ensure(got.len() == len && got == pattern(len, seed).as_slice(), || {
-        format!("message of {} bytes, expected {len} with seed {seed}", got.len())
-    })
+    ensure(
+        got.len() == len && got == pattern(len, seed).as_slice(),
+        || {
+            format!(
+                "message of {} bytes, expected {len} with seed {seed}",
+                got.len()
+            )
+        },
+    )
 }
 
 /// The sizes the large-message trials send: 100 KB and 20 MB, both far above the 64 KiB that
@@ -744,7 +752,9 @@ const LARGE: [(usize, u8); 2] = [(100_000, 1), (20_000_000, 2)];
 /// Gets the `LARGE` messages from `inbox`, checks them and puts them back on `outbox`.
 fn echo_large(inbox: &Queue<Vec<u8>>, outbox: &Queue<Vec<u8>>) -> Result<(), String> {
     for (len, seed) in LARGE {
-        let got = inbox.get_timeout(CHILD_TIMEOUT).map_err(|e| e.to_string())?;
+        let got = inbox
+            .get_timeout(CHILD_TIMEOUT)
+            .map_err(|e| e.to_string())?;
         check_pattern(&got, len, seed)?;
         outbox.put(got).map_err(|e| e.to_string())?;
     }
@@ -762,9 +772,10 @@ fn large_messages_pass_through_an_unbounded_queue() -> TestResult {
     let mut children = Children::new();
     for spawned in [false, true] {
         let (inbox, outbox): (Queue<Vec<u8>>, Queue<Vec<u8>>) = (Queue::new()?, Queue::new()?);
-        ensure(inbox.spills() && inbox.max_message_bytes() == 1 << 30, || {
-            "Queue::new() is not unbounded".into()
-        })?;
+        ensure(
+            inbox.spills() && inbox.max_message_bytes() == 1 << 30,
+            || "Queue::new() is not unbounded".into(),
+        )?;
         let pid = match spawned {
             true => children.spawn(spawned_large_echo, &(inbox.clone(), outbox.clone())),
             false => children.fork(|| echo_large(&inbox, &outbox)),
@@ -859,7 +870,9 @@ fn a_producer_killed_mid_put_of_a_large_message_leaves_the_queue_usable() -> Tes
             Err(error) => return Err(format!("after the kill: {error}").into()),
         }
     }
-    ensure(next < MOST, || "the producer finished before the kill".into())?;
+    ensure(next < MOST, || {
+        "the producer finished before the kill".into()
+    })?;
     // The next put recovers the dead producer's lock and releases what it half wrote.
     queue.try_put(pattern(LEN, 99))?;
     check_pattern(&queue.try_get()?, LEN, 99)?;

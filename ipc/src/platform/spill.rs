@@ -102,9 +102,14 @@ mod tests {
     #[test]
     fn released_pages_are_freed_and_read_as_zeros() {
         let spill = SpillFile::create("spill-test").expect("create");
-        spill.write_at(3 * SPILL_ALIGN, &[7; 10_000]).expect("write");
+        spill
+            .write_at(3 * SPILL_ALIGN, &[7; 10_000])
+            .expect("write");
         assert!(spill.allocated_bytes().unwrap() >= 10_000);
-        assert_eq!(spill.read_at(3 * SPILL_ALIGN, 10_000).unwrap(), vec![7; 10_000]);
+        assert_eq!(
+            spill.read_at(3 * SPILL_ALIGN, 10_000).unwrap(),
+            vec![7; 10_000]
+        );
         spill.release(0, 6 * SPILL_ALIGN).expect("punch");
         assert_eq!(spill.allocated_bytes().unwrap(), 0);
         assert_eq!(spill.read_at(3 * SPILL_ALIGN, 10).unwrap(), vec![0; 10]);

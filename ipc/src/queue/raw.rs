@@ -204,7 +204,11 @@ impl RawQueue {
             if publishing != 0 {
                 let puts = line.publishing_puts.load(Ordering::Relaxed);
                 let published = line.overflow_tail.load(Ordering::Relaxed) == publishing;
-                let puts = if published { puts } else { puts.wrapping_sub(1) };
+                let puts = if published {
+                    puts
+                } else {
+                    puts.wrapping_sub(1)
+                };
                 line.overflow_puts.store(puts, Ordering::SeqCst);
                 line.publishing_end.store(0, Ordering::Relaxed);
             }
@@ -387,7 +391,9 @@ impl RawQueue {
             return Err(PushError::Closed);
         }
         if len > layout.max_message {
-            return Err(PushError::Broken(broken("record larger than the message limit")));
+            return Err(PushError::Broken(broken(
+                "record larger than the message limit",
+            )));
         }
         let tail = Cursor::unpack(header.tail.cursor.load(Ordering::Relaxed));
         let head = Cursor::unpack(header.head.cursor.load(Ordering::Acquire));
@@ -437,7 +443,10 @@ impl RawQueue {
         }
         let line = &header.spill;
         // Page-aligned, so that releasing it frees whole pages (the overflow packs its messages).
-        let offset = line.next.load(Ordering::Relaxed).next_multiple_of(SPILL_ALIGN);
+        let offset = line
+            .next
+            .load(Ordering::Relaxed)
+            .next_multiple_of(SPILL_ALIGN);
         let end = offset
             .checked_add(u64::from(len).next_multiple_of(SPILL_ALIGN))
             .ok_or_else(|| PushError::Broken(broken("spill file offsets exhausted")))?;
@@ -528,7 +537,8 @@ impl RawQueue {
         let len = spill.read_at(head, 4).map_err(failed)?;
         let len = u32::from_le_bytes(len.try_into().unwrap_or_default());
         let end = head + 4 + u64::from(len);
-        if len > self.layout().max_message || end > header.spill.overflow_tail.load(Ordering::SeqCst)
+        if len > self.layout().max_message
+            || end > header.spill.overflow_tail.load(Ordering::SeqCst)
         {
             return Err(PopError::Broken(broken(
                 "overflow message runs past the overflow's end",
@@ -688,10 +698,9 @@ impl RawQueue {
                 Ok(value)
             }
             Got::Spilled { offset, len } => {
-                let spill = self
-                    .spill
-                    .as_ref()
-                    .ok_or_else(|| PopError::Broken(broken("spilled record in a queue without spill file")))?;
+                let spill = self.spill.as_ref().ok_or_else(|| {
+                    PopError::Broken(broken("spilled record in a queue without spill file"))
+                })?;
                 let bytes = match len <= layout.max_message {
                     true => spill.read_at(offset, len as usize),
                     false => Err(std::io::Error::other("longer than the message limit")),
@@ -846,7 +855,9 @@ mod tests {
     }
 
     fn push(queue: &RawQueue, payload: &[u8]) -> Result<(), PushError> {
-        queue.try_push(payload.len() as u32, &mut |w| w.write(payload), &mut |_| false)
+        queue.try_push(payload.len() as u32, &mut |w| w.write(payload), &mut |_| {
+            false
+        })
     }
 
     fn try_pop(queue: &RawQueue) -> Result<Vec<u8>, PopError> {
@@ -956,10 +967,14 @@ mod tests {
     }
 
     fn push_any(queue: &RawQueue, payload: &[u8]) -> Result<(), PushError> {
-        queue.try_push(payload.len() as u32, &mut |w| w.write(payload), &mut |buffer| {
-            buffer.extend_from_slice(payload);
-            true
-        })
+        queue.try_push(
+            payload.len() as u32,
+            &mut |w| w.write(payload),
+            &mut |buffer| {
+                buffer.extend_from_slice(payload);
+                true
+            },
+        )
     }
 
     #[test]
@@ -987,7 +1002,10 @@ mod tests {
         assert_eq!(pop(&queue), b"y");
         assert!(matches!(try_pop(&queue), Err(PopError::Empty)));
         // The overflow's last page stays until a later spilled message passes it.
-        assert!(queue.spilled_bytes() <= SPILL_ALIGN, "every spilled page was released");
+        assert!(
+            queue.spilled_bytes() <= SPILL_ALIGN,
+            "every spilled page was released"
+        );
     }
 
     #[test]

@@ -51,7 +51,8 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
 
     /// Whether an item equals `item` (compared by encoding).
     pub fn contains(&self, item: &T) -> Result<bool, ManagerError> {
-        self.core.boolean(Op::ContainsValue(encode(item)?), Wait::No)
+        self.core
+            .boolean(Op::ContainsValue(encode(item)?), Wait::No)
     }
 
     /// Removes and returns the item at `index`; past the end, an `IndexError`.
@@ -104,7 +105,10 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
                 .collect::<Result<Vec<_>, ManagerError>>()?;
             items.sort_by(|a, b| a.0.cmp(&b.0));
             let new = items.into_iter().map(|(_, bytes)| bytes.clone()).collect();
-            if self.core.boolean(Op::ReplaceIf { expected, new }, Wait::No)? {
+            if self
+                .core
+                .boolean(Op::ReplaceIf { expected, new }, Wait::No)?
+            {
                 return Ok(());
             }
         }

@@ -16,6 +16,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout};
 
 use crate::manager::auth::{self, AuthError, ServerChallenge, ANSWER_LEN};
 use crate::manager::handshake::Limits;
+use crate::manager::stream::Stream;
 use crate::manager::Authkey;
 use crate::process::Pid;
 use crate::wait::Waitable;
@@ -184,7 +185,7 @@ impl Listener {
                 })
             }
         }
-        stream.into_pipe().map_err(io_error)
+        into_pipe(stream).map_err(io_error)
     }
 }
 
@@ -279,9 +280,7 @@ impl Client {
             }
             Err(e) => return Err(handshake_failed(handshake_reason(&e))),
         }
-        stream
-            .into_pipe()
-            .map_err(|e| handshake_failed(e.to_string()))
+        into_pipe(stream).map_err(|e| handshake_failed(e.to_string()))
     }
 }
 
@@ -388,60 +387,9 @@ fn write_all_by(stream: &mut Stream, mut buf: &[u8], deadline: Instant) -> io::R
     Ok(())
 }
 
-/// A connected stream during the handshake.
-#[derive(Debug)]
-enum Stream {
-    Unix(UnixStream),
-    Tcp(TcpStream),
-}
-
-impl Stream {
-    fn set_timeouts(&self, timeout: Option<Duration>) -> io::Result<()> {
-        match self {
-            Stream::Unix(s) => {
-                s.set_read_timeout(timeout)?;
-                s.set_write_timeout(timeout)
-            }
-            Stream::Tcp(s) => {
-                s.set_read_timeout(timeout)?;
-                s.set_write_timeout(timeout)
-            }
-        }
-    }
-
-    /// The authenticated socket as a Pipe end: blocking, without the handshake's timeouts (the
-    /// Pipe bounds its own waits).
-    fn into_pipe<T>(self) -> io::Result<Pipe<T>> {
-        self.set_timeouts(None)?;
-        let fd: OwnedFd = match self {
-            Stream::Unix(s) => s.into(),
-            Stream::Tcp(s) => s.into(),
-        };
-        Ok(Pipe::from_connected(fd))
-    }
-}
-
-impl Read for Stream {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Stream::Unix(s) => s.read(buf),
-            Stream::Tcp(s) => s.read(buf),
-        }
-    }
-}
-
-impl Write for Stream {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Stream::Unix(s) => s.write(buf),
-            Stream::Tcp(s) => s.write(buf),
-        }
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        match self {
-            Stream::Unix(s) => s.flush(),
-            Stream::Tcp(s) => s.flush(),
-        }
-    }
+/// The authenticated socket as a Pipe end: blocking, without the handshake's timeouts (the Pipe
+/// bounds its own waits).
+fn into_pipe<T>(stream: Stream) -> io::Result<Pipe<T>> {
+    stream.set_timeouts(None)?;
+    Ok(Pipe::from_connected(OwnedFd::from(stream)))
 }

@@ -15,7 +15,7 @@ mod protocol;
 mod proxy;
 mod server;
 mod store;
-mod stream;
+pub(crate) mod stream;
 mod throttle;
 
 pub use address::{Address, Authkey};

@@ -399,11 +399,11 @@ pub enum JoinTimeoutError<T> {
         /// How the child ended.
         status: ExitStatus,
     },
-    /// The child exited without sending a value: it called `exit` itself, or it is a spawned program whose
-    /// `main` does not start with `herd_ipc::init()`.
+    /// The child exited without sending a value: it called `exit` itself (or a spawned copy of the program
+    /// ran its `main` instead of the entry, which herd-ipc's start-up hook prevents).
     #[error(
         "process {name} (pid {pid}) ended with {status} without returning a value (it called exit itself, or \
-         its program's main does not call herd_ipc::init() first)"
+         herd-ipc's start-up hook did not run in it)"
     )]
     NoValue {
         /// The child's process id.

@@ -3,6 +3,7 @@
 mod builtin;
 mod console;
 mod diagnostic_kinds;
+mod logcount_inputs;
 mod status;
 
 use std::io::{self, Write as _};
@@ -13,7 +14,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use herd_logcount::genlogs::{self, GenOptions};
-use herd_logcount::{self as logcount, Format, LogcountChunk, Merger, Options as LogcountOptions};
+use herd_logcount::{self as logcount, Format, LogcountChunk, Merger};
 use herd_supervisor::{
     IpcLauncher, LeaseTable, Level, RunReport, SignalInbox, StartMethod, StopReason, Supervisor,
     SupervisorConfig,
@@ -43,11 +44,12 @@ enum Command {
         then SIGKILL; a second one stops at once, the same signal again within 100 ms counts \
         once); SIGTTIN/SIGTTOU add/remove a worker (at most --max-workers); SIGUSR1 prints the \
         worker table. Exit status: 0 when every job succeeded, 1 with a summary of the failed \
-        jobs on stderr, 2 for bad usage (logcount: 2 for a bad DIR, 1 for unreadable files), \
+        jobs on stderr, 2 for bad usage (logcount: 2 for a missing PATH, 1 for unreadable files), \
         130/143 when SIGINT/SIGTERM stopped the run before every job was done, 141 when stdout \
         was closed before all the results were written."
     )]
-    /// Runs JOB over the worker pool: `logcount DIR`, or a diagnostic kind (echo, sleep, fail,
+    /// Runs JOB over the worker pool: `logcount PATH...` (files, directories, `-` for standard
+    /// input), or a diagnostic kind (echo, sleep, fail,
     /// crash, hang, hang-once, pid, grandchild; for testing) with one job per ARG, printing
     /// each job's answer on a line, in job order.
     Run(RunArgs),
@@ -158,7 +160,7 @@ struct RunArgs {
     /// logcount: also report the K busiest client keys.
     #[arg(long)]
     top: Option<usize>,
-    /// logcount: also count files in subdirectories.
+    /// logcount: also count files in subdirectories of directory PATHs.
     #[arg(long)]
     recursive: bool,
     /// logcount: cut plain files into chunk jobs of about B bytes, at least 64 KiB (default:
@@ -417,44 +419,8 @@ fn logcount_jobs(args: &RunArgs, plan: &mut logcount::Plan) -> anyhow::Result<Le
 }
 
 fn run_logcount(args: &RunArgs) -> anyhow::Result<ExitCode> {
-    let [dir] = args.args.as_slice() else {
-        return Err(Exit {
-            code: 2,
-            message: "usage: supervisor run logcount DIR".into(),
-        }
-        .into());
-    };
-    let options = LogcountOptions {
-        recursive: args.recursive,
-        top: args.top,
-        chunk_bytes: args
-            .chunk_bytes
-            .unwrap_or(LogcountOptions::default().chunk_bytes),
-    };
-    let plan_with = |options: &LogcountOptions| {
-        logcount::plan(dir.as_ref(), options).map_err(|error| Exit {
-            code: 2,
-            message: error.to_string(),
-        })
-    };
-    let mut plan = plan_with(&options)?;
-    // Unless told the chunk size, cut the input into a few chunks per worker (load balance at
-    // the end of the run; pieces of a file are equal), not more: each chunk costs its distinct
-    // keys again (sorted, sent, decoded, merged) whatever its size. Planning reads metadata
-    // only, so planning twice is cheap.
-    if args.chunk_bytes.is_none() {
-        let workers = args
-            .workers
-            .unwrap_or_else(|| SupervisorConfig::default().workers) as u64;
-        let total: u64 = plan.files.iter().map(|file| file.len).sum();
-        let chunk_bytes = logcount::balanced_chunk_bytes(total, workers);
-        if chunk_bytes != options.chunk_bytes {
-            plan = plan_with(&LogcountOptions {
-                chunk_bytes,
-                ..options
-            })?;
-        }
-    }
+    // `_inputs` holds standard input's copy, which the workers read: keep it to the end.
+    let (_inputs, mut plan) = logcount_inputs::plan(args)?;
     let jobs = logcount_jobs(args, &mut plan)?;
     // Merge results while the workers are still counting, so that little is left after the
     // last one. Jobs are leased in order, so results come nearly in order: merge the finished
@@ -537,9 +503,9 @@ mod tests {
     fn logcount_jobs_get_a_timeout_from_their_size_unless_one_is_given() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("a.log"), "1.2.3.4 - - x\n".repeat(10_000)).unwrap();
-        let options = LogcountOptions {
+        let options = logcount::Options {
             chunk_bytes: 64 * 1024,
-            ..LogcountOptions::default()
+            ..logcount::Options::default()
         };
         let mut plan = logcount::plan(dir.path(), &options).unwrap();
         assert!(plan.jobs.len() > 1, "{} jobs", plan.jobs.len());

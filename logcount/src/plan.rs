@@ -1,19 +1,20 @@
-//! Planning a run: list the input files of DIR and cut each into chunk jobs, small serde values
-//! that a worker turns into counts with [`super::count_chunk`].
+//! Planning a run: cut the input files (listed by [`super::Inputs`]) into chunk jobs, small
+//! serde values that a worker turns into counts with [`super::count_chunk`].
 //!
 //! Planning reads metadata only, never file contents: a plain file becomes byte ranges of about
 //! [`Options::chunk_bytes`] each (ranges need not fall on line ends; see `scan.rs` for the rule
 //! that makes any cut exact), and a `.gz` file one job, since deflate streams cannot be entered
 //! in the middle.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::fs;
 use std::io;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+
+use super::inputs::{Input, Inputs};
 
 /// Default chunk size: big enough that per-job overhead (open, seek, a result of up to one key
 /// list) is noise, small enough that one 1.2 GB file keeps two workers busy to the end.
@@ -22,7 +23,7 @@ pub const DEFAULT_CHUNK_BYTES: u64 = 64 * 1024 * 1024;
 /// How to plan a run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Options {
-    /// Also count files in subdirectories (names relative to DIR, `sub/file.log`).
+    /// Also count files in subdirectories of directory inputs (`sub/file.log`).
     pub recursive: bool,
     /// Target size of one chunk job of a plain file, in bytes (at least 1).
     pub chunk_bytes: u64,
@@ -43,14 +44,17 @@ impl Default for Options {
 /// One input file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlannedFile {
-    /// The name it is reported under: its path relative to DIR, escaped (non-UTF-8 bytes and
-    /// control characters as `\xNN`, a backslash as `\\`), so distinct paths stay distinct.
+    /// The name it is reported under (see [`Inputs`] for the rule), escaped (non-UTF-8 bytes
+    /// and control characters as `\xNN`, a backslash as `\\`), so distinct paths stay distinct.
     pub name: String,
-    /// Its path (DIR joined with the relative path; symlinks are followed when read).
+    /// Its path (symlinks are followed when read).
     #[serde(with = "path_bytes")]
     pub path: PathBuf,
-    /// Its size when planned (compressed size for `.gz`).
+    /// Its size when planned (compressed size for gzip).
     pub len: u64,
+    /// Read decompressed: a name ending in `.gz`, or standard input that starts as gzip does.
+    #[serde(default)]
+    pub gzip: bool,
 }
 
 /// Which bytes of a file a chunk job reads.
@@ -100,26 +104,71 @@ pub struct Plan {
     pub top: Option<usize>,
 }
 
-/// DIR itself is unusable: the whole run fails (exit 2 at the CLI).
+/// An input itself is unusable: the whole run fails (exit 2 at the CLI, 1 for
+/// [`PlanError::Stdin`]).
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
-    /// DIR does not exist (or a path component is missing).
-    #[error("{}: no such directory", .0.display())]
+    /// A path does not exist (or a path component is missing).
+    #[error("{}: no such file or directory", .0.display())]
     Missing(PathBuf),
-    /// DIR exists but is not a directory.
+    /// [`plan`]'s DIR exists but is not a directory.
     #[error("{}: not a directory", .0.display())]
     NotADirectory(PathBuf),
-    /// DIR could not be listed.
-    #[error("{}: cannot list directory: {error}", path.display())]
+    /// A path is neither a regular file nor a directory (a FIFO, a device, a socket).
+    #[error(
+        "{}: not a regular file or directory (pipe a stream to standard input and name it -)",
+        .0.display()
+    )]
+    NotAFile(PathBuf),
+    /// A path could not be examined, or a directory could not be listed.
+    #[error("{}: cannot read: {error}", path.display())]
     Unreadable {
-        /// The directory.
+        /// The file or directory.
         path: PathBuf,
         /// Why (in the message itself, not a `source`, so an error chain does not print it twice).
         error: io::Error,
     },
+    /// `-` (standard input) was named more than once.
+    #[error("-: standard input named more than once")]
+    StdinTwice,
+    /// Standard input could not be copied to a temporary file.
+    #[error("-: cannot copy standard input to a temporary file in {}: {error}", temp_dir.display())]
+    Stdin {
+        /// Where the copy was written (`TMPDIR`).
+        temp_dir: PathBuf,
+        /// Why.
+        error: io::Error,
+    },
+    /// Several inputs are unusable: each error on a line of its own.
+    #[error("{}", several_lines(.0))]
+    Several(Vec<PlanError>),
     /// `chunk_bytes` was 0.
     #[error("chunk size must be at least 1 byte")]
     ZeroChunkSize,
+}
+
+impl PlanError {
+    /// One error for `errors` (not empty): itself if alone, else [`PlanError::Several`].
+    pub(crate) fn several(mut errors: Vec<PlanError>) -> Self {
+        if errors.len() == 1 {
+            errors.remove(0)
+        } else {
+            PlanError::Several(errors)
+        }
+    }
+
+    /// The errors this one stands for: itself, or the list of [`PlanError::Several`].
+    pub fn each(&self) -> &[PlanError] {
+        match self {
+            PlanError::Several(errors) => errors,
+            one => std::slice::from_ref(one),
+        }
+    }
+}
+
+fn several_lines(errors: &[PlanError]) -> String {
+    let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    lines.join("\n")
 }
 
 /// Chunks per worker aimed at by [`balanced_chunk_bytes`], so the last chunks of a run spread over
@@ -177,7 +226,7 @@ pub fn job_timeout_for(bytes: u64) -> Duration {
     JOB_TIMEOUT_BASE.saturating_add(JOB_TIMEOUT_PER_64_MIB.saturating_mul(blocks))
 }
 
-/// Lists DIR and cuts its files into chunk jobs.
+/// Lists DIR and cuts its files into chunk jobs; files are named relative to DIR.
 pub fn plan(dir: &Path, options: &Options) -> Result<Plan, PlanError> {
     if options.chunk_bytes == 0 {
         return Err(PlanError::ZeroChunkSize);
@@ -192,18 +241,18 @@ pub fn plan(dir: &Path, options: &Options) -> Result<Plan, PlanError> {
     if !meta.is_dir() {
         return Err(PlanError::NotADirectory(dir.to_path_buf()));
     }
-    let mut listing = Listing::default();
-    listing.visited.insert((meta.dev(), meta.ino()));
-    listing
-        .walk(dir, Path::new(""), options.recursive)
-        .map_err(|error| PlanError::Unreadable {
-            path: dir.to_path_buf(),
-            error,
-        })?;
-    let Listing {
-        mut files, errors, ..
-    } = listing;
-    files.sort_by(|a, b| a.name.cmp(&b.name));
+    let inputs = Inputs::new(&[Input::Path(dir.to_path_buf())], options.recursive)?;
+    plan_inputs(&inputs, options)
+}
+
+/// Cuts the files of `inputs` into chunk jobs (`options.recursive` played its part when
+/// `inputs` was listed). Reads nothing: planning again with another chunk size is cheap.
+pub fn plan_inputs(inputs: &Inputs, options: &Options) -> Result<Plan, PlanError> {
+    if options.chunk_bytes == 0 {
+        return Err(PlanError::ZeroChunkSize);
+    }
+    let files = inputs.files().to_vec();
+    let errors = inputs.errors().clone();
     let mut jobs = Vec::new();
     for (file_index, file) in files.iter().enumerate() {
         let job = |source| ChunkJob {
@@ -213,7 +262,7 @@ pub fn plan(dir: &Path, options: &Options) -> Result<Plan, PlanError> {
             per_key_counts: options.top.is_some(),
             may_map: false,
         };
-        if is_gzip(&file.path) {
+        if file.gzip {
             jobs.push(job(ChunkSource::Gzip));
             continue;
         }
@@ -254,70 +303,6 @@ const HUGE_PAGE: u64 = 2 << 20;
 /// Smaller chunks keep their exact size: rounding up would unbalance them by up to 2 MiB.
 const ALIGN_CUTS_FROM: u64 = 16 * HUGE_PAGE;
 
-fn is_gzip(path: &Path) -> bool {
-    path.extension().is_some_and(|ext| ext == "gz")
-}
-
-#[derive(Debug, Default)]
-struct Listing {
-    files: Vec<PlannedFile>,
-    errors: BTreeMap<String, String>,
-    /// (device, inode) of directories entered, so symlink cycles end.
-    visited: HashSet<(u64, u64)>,
-}
-
-impl Listing {
-    /// Adds the entries of `dir` (named `relative` under DIR). Only a failure to list DIR itself
-    /// is an error; a subdirectory that cannot be listed is reported under its name.
-    fn walk(&mut self, dir: &Path, relative: &Path, recursive: bool) -> io::Result<()> {
-        for entry in fs::read_dir(dir)? {
-            let entry = entry?;
-            let file_name = entry.file_name();
-            if file_name.as_encoded_bytes().starts_with(b".") {
-                continue;
-            }
-            let path = entry.path();
-            let relative = relative.join(&file_name);
-            let name = display_name(&relative);
-            // fs::metadata follows symlinks: a symlink to a file is a file.
-            let meta = match fs::metadata(&path) {
-                Ok(meta) => meta,
-                Err(e) => {
-                    let is_link = entry.file_type().is_ok_and(|t| t.is_symlink());
-                    let what = if is_link && e.kind() == io::ErrorKind::NotFound {
-                        "broken symlink"
-                    } else {
-                        "cannot stat"
-                    };
-                    self.errors.insert(name, format!("{what}: {e}"));
-                    continue;
-                }
-            };
-            if meta.is_file() {
-                self.files.push(PlannedFile {
-                    name,
-                    path,
-                    len: meta.len(),
-                });
-            } else if meta.is_dir() && recursive && self.visited.insert((meta.dev(), meta.ino())) {
-                if let Err(e) = self.walk(&path, &relative, recursive) {
-                    self.errors
-                        .insert(name, format!("cannot list directory: {e}"));
-                }
-            }
-            // Anything else (FIFOs, sockets, devices, directories without --recursive) is not
-            // a regular file and is not input.
-        }
-        Ok(())
-    }
-}
-
-/// A relative path as a report name, escaped so that distinct paths get distinct names that are
-/// safe to print (see `escape_bytes`).
-fn display_name(relative: &Path) -> String {
-    super::report::escape_bytes(relative.as_os_str().as_encoded_bytes())
-}
-
 /// Serde for a path as its raw bytes, so that non-UTF-8 file names survive the trip to a worker
 /// (serde's own `PathBuf` impl refuses them).
 pub(crate) mod path_bytes {
@@ -356,6 +341,7 @@ mod timeout_tests {
             name: name.into(),
             path: PathBuf::from(name),
             len,
+            gzip: name.ends_with(".gz"),
         };
         let job = |file_index, source| ChunkJob {
             path: PathBuf::new(),

@@ -1,6 +1,10 @@
 //! The result of a run: merging chunk results into per-file and overall counts, and rendering
 //! them as a table, CSV or JSON.
 //!
+//! The three formats name each quantity the same way: JSON keys and CSV columns are `file`,
+//! `total` (requests: lines counted), `ip` (distinct client keys), `error`, and for `--top`
+//! `key` and `count` (its requests); the table says `requests`, `distinct clients`, `client`.
+//!
 //! Distinct counts are exact: a file's keys are the union of its chunks' sorted key lists, and
 //! the overall keys the union of the files'; unions are linear merges of sorted vectors (or,
 //! for byte-string keys across files, a k-way merge that only counts).
@@ -53,7 +57,8 @@ pub struct Report {
 pub enum Format {
     /// Aligned columns with a total row.
     Table,
-    /// `file,total,ip,error` with a header; the total row has an empty file name.
+    /// `file,total,ip,error` with a header; the total row has an empty file name. With
+    /// `--top`, one table with a `kind` column: `kind,file,total,ip,error,key,count`.
     Csv,
     /// `{"files": {...}, "all": {...}, "errors": {...}}`.
     Json,
@@ -547,29 +552,40 @@ impl Report {
     }
 
     /// A header, one row per file, then the file name-less total row; errors as rows with only
-    /// the `error` column.
+    /// the `error` column. With `--top`, one table still (never two in one stream): a first
+    /// column `kind` (`file`, `error`, `total`, `top`) and two more, `key` and `count`, filled
+    /// on `top` rows only.
     pub fn to_csv(&self) -> String {
-        let mut csv = String::from("file,total,ip,error\n");
+        let Some(top) = &self.top else {
+            let mut csv = String::from("file,total,ip,error\n");
+            for (name, c) in &self.files {
+                let _ = writeln!(csv, "{},{},{},", csv_field(name), c.total, c.ip);
+            }
+            for (name, reason) in &self.errors {
+                let _ = writeln!(csv, "{},,,{}", csv_field(name), csv_field(reason));
+            }
+            let _ = writeln!(csv, ",{},{},", self.all.total, self.all.ip);
+            return csv;
+        };
+        let mut csv = String::from("kind,file,total,ip,error,key,count\n");
         for (name, c) in &self.files {
-            let _ = writeln!(csv, "{},{},{},", csv_field(name), c.total, c.ip);
+            let _ = writeln!(csv, "file,{},{},{},,,", csv_field(name), c.total, c.ip);
         }
         for (name, reason) in &self.errors {
-            let _ = writeln!(csv, "{},,,{}", csv_field(name), csv_field(reason));
+            let _ = writeln!(csv, "error,{},,,{},,", csv_field(name), csv_field(reason));
         }
-        let _ = writeln!(csv, ",{},{},", self.all.total, self.all.ip);
-        if let Some(top) = &self.top {
-            csv.push_str("\nkey,count\n");
-            for t in top {
-                let _ = writeln!(csv, "{},{}", csv_field(&t.key), t.count);
-            }
+        let _ = writeln!(csv, "total,,{},{},,,", self.all.total, self.all.ip);
+        for t in top {
+            let _ = writeln!(csv, "top,,,,,{},{}", csv_field(&t.key), t.count);
         }
         csv
     }
 
-    /// Columns `file`, `requests`, `distinct IPs`, sorted by name, then a `TOTAL` row.
+    /// Columns `file`, `requests`, `distinct clients`, sorted by name, then a `TOTAL` row and a
+    /// note that its distinct count is the union over the files, not the column's sum.
     pub fn to_table(&self) -> String {
         let mut rows: Vec<[String; 3]> =
-            vec![["file".into(), "requests".into(), "distinct IPs".into()]];
+            vec![["file".into(), "requests".into(), "distinct clients".into()]];
         for (name, c) in &self.files {
             rows.push([name.clone(), c.total.to_string(), c.ip.to_string()]);
         }
@@ -605,6 +621,7 @@ impl Report {
                 w2 = widths[2]
             );
         }
+        table.push_str(TOTAL_NOTE);
         if !self.errors.is_empty() {
             table.push_str("\nerrors:\n");
             for (name, reason) in &self.errors {
@@ -612,7 +629,8 @@ impl Report {
             }
         }
         if let Some(top) = &self.top {
-            table.push_str("\ntop client keys:\n");
+            table.push_str("\ntop clients:\n");
+            let _ = writeln!(table, "  {:>12}  client", "requests");
             for t in top {
                 let _ = writeln!(table, "  {:>12}  {}", t.count, t.key);
             }
@@ -620,6 +638,10 @@ impl Report {
         table
     }
 }
+
+/// The line under the table's `TOTAL` row: a client seen in several files is one client.
+const TOTAL_NOTE: &str =
+    "(TOTAL distinct clients counts each client once over all files: not the sum of the rows)\n";
 
 /// A JSON string as Python's `json.dumps` writes it (ensure_ascii): `\"`, `\\`, `\n`, `\r`,
 /// `\t`, `\b`, `\f`, any other byte outside printable ASCII as `\u00XX`, non-ASCII as UTF-16
@@ -653,9 +675,9 @@ fn json_string(text: &str) -> String {
 /// `+`, `-` or `@` (a file named `=HYPERLINK(...)`, a client key `@SUM(...)`) would run as a
 /// formula when the CSV is opened in a spreadsheet: it gets a single quote in front, inside
 /// quotes (`"'=HYPERLINK(...)"`), which spreadsheets show as text, as OWASP's CSV-injection
-/// guidance recommends.
+/// guidance recommends. A lone `-` (standard input's name) is no formula and stays as it is.
 fn csv_field(text: &str) -> String {
-    if text.starts_with(['=', '+', '-', '@']) {
+    if text.starts_with(['=', '+', '-', '@']) && text != "-" {
         format!("\"'{}\"", text.replace('"', "\"\""))
     } else if text.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", text.replace('"', "\"\""))
@@ -681,6 +703,7 @@ mod tests {
         assert_eq!(csv_field("@SUM(A1)"), "\"'@SUM(A1)\"");
         // Only the first character counts.
         assert_eq!(csv_field("a=b"), "a=b");
+        assert_eq!(csv_field("-"), "-");
 
         let mut report = Report::default();
         report
@@ -691,8 +714,8 @@ mod tests {
             count: 1,
         }]);
         let csv = report.to_csv();
-        assert!(csv.contains("\n\"'=cmd.log\",1,1,\n"), "{csv}");
-        assert!(csv.contains("\n\"'-client\",1\n"), "{csv}");
+        assert!(csv.contains("\nfile,\"'=cmd.log\",1,1,,,\n"), "{csv}");
+        assert!(csv.contains("\ntop,,,,,\"'-client\",1\n"), "{csv}");
     }
 
     #[test]
@@ -785,7 +808,7 @@ mod tests {
                 .insert(escape_bytes(name), FileCounts { total, ip: 1 });
         }
         let table = report.to_table();
-        assert_eq!(table.lines().count(), 6, "{table}");
+        assert_eq!(table.lines().count(), 7, "{table}");
         assert!(!table.contains('\u{1b}'));
         let csv = report.to_csv();
         assert_eq!(csv.lines().count(), 5, "{csv}");

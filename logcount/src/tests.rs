@@ -616,7 +616,11 @@ fn bad_dir_is_an_error_naming_it() {
     let missing = dir.path().join("missing");
     let err = plan(&missing, &Options::default()).unwrap_err();
     assert!(matches!(err, PlanError::Missing(_)));
-    assert!(err.to_string().contains("missing") && err.to_string().contains("no such directory"));
+    assert!(
+        err.to_string()
+            .contains("missing: no such file or directory"),
+        "{err}"
+    );
     let file = write(dir.path(), "plain", b"x");
     let err = plan(&file, &Options::default()).unwrap_err();
     assert!(matches!(err, PlanError::NotADirectory(_)));
@@ -806,10 +810,14 @@ fn renders_json_csv_and_table() {
     );
     let table = report.render(Format::Table);
     let lines: Vec<&str> = table.lines().collect();
-    assert_eq!(lines[0], "file     requests  distinct IPs");
-    assert_eq!(lines[1], "a,1.log         1             1");
-    assert_eq!(lines[2], "b.log           2             2");
-    assert_eq!(lines[4], "TOTAL           3             2");
+    assert_eq!(lines[0], "file     requests  distinct clients");
+    assert_eq!(lines[1], "a,1.log         1                 1");
+    assert_eq!(lines[2], "b.log           2                 2");
+    assert_eq!(lines[4], "TOTAL           3                 2");
+    assert_eq!(
+        lines[5],
+        "(TOTAL distinct clients counts each client once over all files: not the sum of the rows)"
+    );
     assert!(
         table.contains("errors:\n  bad.gz: invalid gzip: invalid gzip header\n"),
         "{table}"

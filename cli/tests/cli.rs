@@ -70,7 +70,10 @@ fn bad_usage_is_a_clear_error_with_exit_2() -> TestResult {
             &["run", "echo", "a", "--chunk-bytes", "65536"],
             "for logcount only",
         ),
-        (&["run", "logcount"], "usage: supervisor run logcount DIR"),
+        (
+            &["run", "logcount"],
+            "usage: supervisor run logcount PATH...",
+        ),
     ];
     for (args, message) in cases {
         let finished = run(args, LONG)?;
@@ -314,7 +317,10 @@ fn logcount_csv_neutralises_cells_that_would_run_as_formulas() -> TestResult {
         LONG,
     )?;
     finished.expect_success_printing(
-        "file,total,ip,error\n\"'=HYPERLINK(1).log\",3,2,\n,3,2,\n\nkey,count\n\"'@SUM(A1)\",2\n",
+        "kind,file,total,ip,error,key,count\n\
+         file,\"'=HYPERLINK(1).log\",3,2,,,\n\
+         total,,3,2,,,\n\
+         top,,,,,\"'@SUM(A1)\",2\n",
     )?;
     Ok(())
 }

@@ -234,8 +234,8 @@ fn look_alike_and_control_names_stay_distinct_and_inert() -> TestResult {
     let table = run(&["run", "logcount", dir], LONG)?;
     table.expect_exit(0)?;
     check!(
-        table.stdout.lines().count() == 7,
-        "one header, four rows, a rule, a total:\n{}",
+        table.stdout.lines().count() == 8,
+        "one header, four rows, a rule, a total, the note on it:\n{}",
         table.stdout
     );
     for (format, finished) in [("json", &json), ("csv", &csv), ("table", &table)] {

@@ -30,10 +30,21 @@ impl Piped {
     /// Starts `supervisor ARGS` with cwd `cwd`; `stdin` is written to its standard input and
     /// then closed (`None`: standard input is /dev/null).
     fn start(cwd: &Path, args: &[&str], stdin: Option<Vec<u8>>) -> Result<Self, String> {
+        Self::start_with_env(cwd, args, stdin, &[])
+    }
+
+    /// [`Piped::start`] with `env` added to the environment.
+    fn start_with_env(
+        cwd: &Path,
+        args: &[&str],
+        stdin: Option<Vec<u8>>,
+        env: &[(&str, &str)],
+    ) -> Result<Self, String> {
         let out = tempfile::tempdir().map_err(|e| e.to_string())?;
         let file = |name: &str| fs::File::create(out.path().join(name)).map_err(|e| e.to_string());
         let mut child = Command::new(SUPERVISOR)
             .args(args)
+            .envs(env.iter().copied())
             .current_dir(cwd)
             .stdin(if stdin.is_some() {
                 Stdio::piped()
@@ -343,6 +354,25 @@ fn stdin_named_twice_is_a_usage_error() -> TestResult {
     Ok(())
 }
 
+fn stdin_that_cannot_be_copied_is_an_error_naming_the_temp_dir() -> TestResult {
+    let data = sample()?;
+    let missing = data.path().join("no-such-tmp");
+    let finished = Piped::start_with_env(
+        data.path(),
+        &["run", "logcount", "-", "a.log"],
+        Some(b"10.0.0.1 - - x\n".to_vec()),
+        &[("TMPDIR", path_str(&missing))],
+    )?
+    .finish(LONG)?;
+    finished.expect_exit(1)?;
+    finished.expect_stderr_saying(&format!(
+        "supervisor: -: cannot copy standard input to a temporary file in {}: ",
+        missing.display()
+    ))?;
+    check!(finished.stdout.is_empty(), "{}", finished.stdout);
+    Ok(())
+}
+
 fn a_glob_list_reports_what_its_directory_reports() -> TestResult {
     let data = tempfile::tempdir()?;
     let finished = run_in(
@@ -592,6 +622,10 @@ fn main() -> std::process::ExitCode {
         Trial::test(
             "stdin_named_twice_is_a_usage_error",
             stdin_named_twice_is_a_usage_error,
+        ),
+        Trial::test(
+            "stdin_that_cannot_be_copied_is_an_error_naming_the_temp_dir",
+            stdin_that_cannot_be_copied_is_an_error_naming_the_temp_dir,
         ),
         Trial::test(
             "a_glob_list_reports_what_its_directory_reports",

@@ -147,7 +147,7 @@ impl Inputs {
 fn check_path(path: &Path) -> Result<(), PlanError> {
     let meta = fs::metadata(path).map_err(|error| match error.kind() {
         io::ErrorKind::NotFound => PlanError::Missing(path.to_path_buf()),
-        _ => PlanError::Unreadable {
+        _ => PlanError::Inaccessible {
             path: path.to_path_buf(),
             error,
         },
@@ -217,16 +217,19 @@ impl Listing {
     /// Adds the file `path`, or the files in the directory `path`: named relative to it when
     /// `relative`, else under `path`.
     fn add_path(&mut self, path: &Path, relative: bool, recursive: bool) -> Result<(), PlanError> {
-        let unreadable = |error| PlanError::Unreadable {
+        let meta = fs::metadata(path).map_err(|error| PlanError::Inaccessible {
             path: path.to_path_buf(),
             error,
-        };
-        let meta = fs::metadata(path).map_err(unreadable)?;
+        })?;
         if meta.is_dir() {
             self.visited.clear();
             self.visited.insert((meta.dev(), meta.ino()));
             let prefix = if relative { Path::new("") } else { path };
-            self.walk(path, prefix, recursive).map_err(unreadable)
+            self.walk(path, prefix, recursive)
+                .map_err(|error| PlanError::Unreadable {
+                    path: path.to_path_buf(),
+                    error,
+                })
         } else {
             self.add_file(display_name(path), path.to_path_buf(), &meta);
             Ok(())

@@ -120,10 +120,18 @@ pub enum PlanError {
         .0.display()
     )]
     NotAFile(PathBuf),
-    /// A path could not be examined, or a directory could not be listed.
-    #[error("{}: cannot read: {error}", path.display())]
+    /// A path could not be examined (`stat` failed: a directory on the way is not searchable).
+    #[error("{}: cannot examine: {error}", path.display())]
+    Inaccessible {
+        /// The path.
+        path: PathBuf,
+        /// Why.
+        error: io::Error,
+    },
+    /// A directory could not be listed.
+    #[error("{}: cannot list directory: {error}", path.display())]
     Unreadable {
-        /// The file or directory.
+        /// The directory.
         path: PathBuf,
         /// Why (in the message itself, not a `source`, so an error chain does not print it twice).
         error: io::Error,
@@ -233,7 +241,7 @@ pub fn plan(dir: &Path, options: &Options) -> Result<Plan, PlanError> {
     }
     let meta = fs::metadata(dir).map_err(|source| match source.kind() {
         io::ErrorKind::NotFound => PlanError::Missing(dir.to_path_buf()),
-        _ => PlanError::Unreadable {
+        _ => PlanError::Inaccessible {
             path: dir.to_path_buf(),
             error: source,
         },

@@ -49,9 +49,8 @@ enum Command {
         was closed before all the results were written."
     )]
     /// Runs JOB over the worker pool: `logcount PATH...` (files, directories, `-` for standard
-    /// input), or a diagnostic kind (echo, sleep, fail,
-    /// crash, hang, hang-once, pid, grandchild; for testing) with one job per ARG, printing
-    /// each job's answer on a line, in job order.
+    /// input), or a diagnostic kind (echo, sleep, fail, crash, hang, hang-once, pid, grandchild;
+    /// for testing) with one job per ARG, printing each job's answer on a line, in job order.
     Run(RunArgs),
     /// Writes deterministic access logs for benchmarks and tests.
     GenLogs(GenLogsArgs),

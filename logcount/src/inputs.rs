@@ -73,48 +73,42 @@ impl Inputs {
     ///
     /// Fails, naming each input at fault, when a path is missing, is neither a regular file
     /// nor a directory, or is a directory that cannot be listed; when `-` is named more than
-    /// once; or when standard input cannot be copied. Paths are checked before standard input
+    /// once; or when standard input cannot be copied. Paths are listed before standard input
     /// is read, so a usage error does not consume it.
     pub fn with_stdin(
         inputs: &[Input],
         recursive: bool,
         stdin: impl Read,
     ) -> Result<Self, PlanError> {
+        let relative = matches!(inputs, [Input::Path(path)] if path.is_dir());
+        let mut listing = Listing::default();
         let mut problems = Vec::new();
         for input in inputs {
             if let Input::Path(path) = input {
-                if let Err(problem) = check_path(path) {
+                if let Err(problem) = listing.add_path(path, relative, recursive) {
                     problems.push(problem);
                 }
+                listing.earlier.extend(listing.this_input.drain());
             }
         }
-        if inputs.iter().filter(|i| **i == Input::Stdin).count() > 1 {
+        let stdin_named = inputs.iter().filter(|i| **i == Input::Stdin).count();
+        if stdin_named > 1 {
             problems.push(PlanError::StdinTwice);
         }
         if !problems.is_empty() {
             return Err(PlanError::several(problems));
         }
-        let spooled = if inputs.contains(&Input::Stdin) {
-            Some(Spooled::copy(stdin).map_err(|error| PlanError::Stdin {
+        // Standard input's copy is a file of its own, so it cannot be a file listed above.
+        let spooled = if stdin_named == 1 {
+            let spooled = Spooled::copy(stdin).map_err(|error| PlanError::Stdin {
                 temp_dir: std::env::temp_dir(),
                 error,
-            })?)
+            })?;
+            listing.files.push(spooled.planned());
+            Some(spooled.file)
         } else {
             None
         };
-        let relative = matches!(inputs, [Input::Path(path)] if path.is_dir());
-        let mut listing = Listing::default();
-        for input in inputs {
-            match input {
-                Input::Path(path) => listing.add_path(path, relative, recursive)?,
-                Input::Stdin => {
-                    if let Some(spooled) = &spooled {
-                        listing.files.push(spooled.planned());
-                    }
-                }
-            }
-            listing.earlier.extend(listing.this_input.drain());
-        }
         let Listing {
             mut files, errors, ..
         } = listing;
@@ -122,7 +116,7 @@ impl Inputs {
         Ok(Self {
             files,
             errors,
-            _stdin: spooled.map(|spooled| spooled.file),
+            _stdin: spooled,
         })
     }
 
@@ -140,22 +134,6 @@ impl Inputs {
     /// The bytes to scan, as stored (a gzip file's compressed size).
     pub fn total_bytes(&self) -> u64 {
         self.files.iter().map(|file| file.len).sum()
-    }
-}
-
-/// Fails unless `path` is a regular file or a directory (symlinks followed).
-fn check_path(path: &Path) -> Result<(), PlanError> {
-    let meta = fs::metadata(path).map_err(|error| match error.kind() {
-        io::ErrorKind::NotFound => PlanError::Missing(path.to_path_buf()),
-        _ => PlanError::Inaccessible {
-            path: path.to_path_buf(),
-            error,
-        },
-    })?;
-    if meta.is_file() || meta.is_dir() {
-        Ok(())
-    } else {
-        Err(PlanError::NotAFile(path.to_path_buf()))
     }
 }
 
@@ -215,11 +193,15 @@ struct Listing {
 
 impl Listing {
     /// Adds the file `path`, or the files in the directory `path`: named relative to it when
-    /// `relative`, else under `path`.
+    /// `relative`, else under `path`. Fails if `path` is missing, neither a regular file nor a
+    /// directory, or a directory that cannot be listed.
     fn add_path(&mut self, path: &Path, relative: bool, recursive: bool) -> Result<(), PlanError> {
-        let meta = fs::metadata(path).map_err(|error| PlanError::Inaccessible {
-            path: path.to_path_buf(),
-            error,
+        let meta = fs::metadata(path).map_err(|error| match error.kind() {
+            io::ErrorKind::NotFound => PlanError::Missing(path.to_path_buf()),
+            _ => PlanError::Inaccessible {
+                path: path.to_path_buf(),
+                error,
+            },
         })?;
         if meta.is_dir() {
             self.visited.clear();
@@ -230,9 +212,11 @@ impl Listing {
                     path: path.to_path_buf(),
                     error,
                 })
-        } else {
+        } else if meta.is_file() {
             self.add_file(display_name(path), path.to_path_buf(), &meta);
             Ok(())
+        } else {
+            Err(PlanError::NotAFile(path.to_path_buf()))
         }
     }
 

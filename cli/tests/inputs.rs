@@ -17,6 +17,16 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::Value;
 
+/// What a `supervisor` under test gets as standard input.
+enum Feed {
+    /// /dev/null.
+    Null,
+    /// A pipe, these bytes written to it from a thread, then closed.
+    Bytes(Vec<u8>),
+    /// A file, at the offset it stands at (the child shares it).
+    File(fs::File),
+}
+
 /// A `supervisor` started in a directory of test data, its standard input fed from a thread.
 struct Piped {
     child: Child,
@@ -30,14 +40,15 @@ impl Piped {
     /// Starts `supervisor ARGS` with cwd `cwd`; `stdin` is written to its standard input and
     /// then closed (`None`: standard input is /dev/null).
     fn start(cwd: &Path, args: &[&str], stdin: Option<Vec<u8>>) -> Result<Self, String> {
-        Self::start_with_env(cwd, args, stdin, &[])
+        let feed = stdin.map_or(Feed::Null, Feed::Bytes);
+        Self::start_with_env(cwd, args, feed, &[])
     }
 
     /// [`Piped::start`] with `env` added to the environment.
     fn start_with_env(
         cwd: &Path,
         args: &[&str],
-        stdin: Option<Vec<u8>>,
+        stdin: Feed,
         env: &[(&str, &str)],
     ) -> Result<Self, String> {
         let out = tempfile::tempdir().map_err(|e| e.to_string())?;
@@ -46,17 +57,20 @@ impl Piped {
             .args(args)
             .envs(env.iter().copied())
             .current_dir(cwd)
-            .stdin(if stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
+            .stdin(match &stdin {
+                Feed::Null => Stdio::null(),
+                Feed::Bytes(_) => Stdio::piped(),
+                Feed::File(file) => file
+                    .try_clone()
+                    .map(Stdio::from)
+                    .map_err(|e| e.to_string())?,
             })
             .stdout(file("stdout")?)
             .stderr(file("stderr")?)
             .spawn()
             .map_err(|e| format!("starting the supervisor: {e}"))?;
         let writer = match (stdin, child.stdin.take()) {
-            (Some(data), Some(mut pipe)) => Some(thread::spawn(move || {
+            (Feed::Bytes(data), Some(mut pipe)) => Some(thread::spawn(move || {
                 // A run that refuses its arguments never reads: a broken pipe is its answer.
                 let _ = pipe.write_all(&data);
             })),
@@ -341,6 +355,64 @@ fn stdin_plain_and_gzip_is_counted_under_dash() -> TestResult {
     Ok(())
 }
 
+fn stdin_from_a_file_is_counted_from_where_it_stands() -> TestResult {
+    use std::io::{Seek as _, SeekFrom};
+    let data = sample()?;
+    let text = many_lines();
+    let path = data.path().join("same.log");
+    fs::write(&path, &text)?;
+    // The first line is 30 bytes long; the count starts at the offset standard input is at,
+    // as `wc -l` does, whether it is read in place (offset 0) or copied (any other). Its
+    // client comes back 251 * 7 lines later, so the distinct count stays.
+    check!(
+        text.iter().position(|&b| b == b'\n') == Some(29),
+        "first line"
+    );
+    for (offset, lines, ip) in [(0, 60_000, 1757), (30, 59_999, 1757), (31, 59_999, 1758)] {
+        for method in ["fork", "spawn"] {
+            let mut file = fs::File::open(&path)?;
+            file.seek(SeekFrom::Start(offset))?;
+            let args = [
+                "run",
+                "logcount",
+                "-",
+                "--format",
+                "json",
+                "--workers",
+                "2",
+                "--start-method",
+                method,
+                "--chunk-bytes",
+                "65536",
+            ];
+            // Read in place, standard input needs no room in TMPDIR.
+            let no_tmp = data.path().join("no-such-tmp");
+            let env = [("TMPDIR", path_str(&no_tmp))];
+            let env: &[(&str, &str)] = if offset == 0 { &env } else { &[] };
+            let finished =
+                Piped::start_with_env(data.path(), &args, Feed::File(file), env)?.finish(LONG)?;
+            let json = json_of(&finished).map_err(|e| format!("offset {offset}, {method}: {e}"))?;
+            check!(
+                per_file(&json) == rows(&[("-", lines, ip)]),
+                "offset {offset}, {method}: {json}"
+            );
+        }
+    }
+    // A gzip file on standard input is read decompressed too.
+    let gz = data.path().join("same.gz-without-its-suffix");
+    fs::write(&gz, gzip(&text))?;
+    let finished = Piped::start_with_env(
+        data.path(),
+        &["run", "logcount", "-", "--format", "json"],
+        Feed::File(fs::File::open(&gz)?),
+        &[],
+    )?
+    .finish(LONG)?;
+    let json = json_of(&finished)?;
+    check!(per_file(&json) == rows(&[("-", 60_000, 1757)]), "{json}");
+    Ok(())
+}
+
 fn stdin_named_twice_is_a_usage_error() -> TestResult {
     let data = sample()?;
     let finished = run_in(
@@ -360,7 +432,7 @@ fn stdin_that_cannot_be_copied_is_an_error_naming_the_temp_dir() -> TestResult {
     let finished = Piped::start_with_env(
         data.path(),
         &["run", "logcount", "-", "a.log"],
-        Some(b"10.0.0.1 - - x\n".to_vec()),
+        Feed::Bytes(b"10.0.0.1 - - x\n".to_vec()),
         &[("TMPDIR", path_str(&missing))],
     )?
     .finish(LONG)?;
@@ -618,6 +690,10 @@ fn main() -> std::process::ExitCode {
         Trial::test(
             "stdin_plain_and_gzip_is_counted_under_dash",
             stdin_plain_and_gzip_is_counted_under_dash,
+        ),
+        Trial::test(
+            "stdin_from_a_file_is_counted_from_where_it_stands",
+            stdin_from_a_file_is_counted_from_where_it_stands,
         ),
         Trial::test(
             "stdin_named_twice_is_a_usage_error",

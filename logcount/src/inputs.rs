@@ -2,16 +2,17 @@
 //! files to count ([`Inputs`]), each with the name it is reported under.
 //!
 //! A path is a file or a directory (its regular files, `--recursive` for subdirectories, names
-//! starting with `.` skipped); `-` is standard input, which is copied to an unlinked temporary
-//! file first, so that workers read it as any other file: in chunks, in parallel, and again if a
-//! worker dies mid-scan (a pipe could be read only once). Listing reads metadata only, except
-//! for standard input, which is read whole once, with a fixed-size buffer.
+//! starting with `.` skipped); `-` is standard input, which workers read as any other file: in
+//! chunks, in parallel, and again if a worker dies mid-scan. A pipe could be read only once, so
+//! it is copied to an unlinked temporary file first; a regular file (`< access.log`) is read in
+//! place. Listing reads metadata only, except for that copy, made once with a fixed-size buffer.
 
 use std::collections::{BTreeMap, HashSet};
 use std::ffi::OsStr;
 use std::fs::{self, File};
+use std::io::Seek as _;
 use std::io::{self, Read};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd as _, AsRawFd};
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
@@ -53,20 +54,23 @@ impl Input {
 /// named and also found in a directory) is counted once, under that earlier name. Within one
 /// directory every entry counts, symlinks to the same file included.
 ///
-/// Standard input's copy lives as long as this value: keep it until every job has run (jobs
-/// read it through `/proc/<this process>/fd/<n>`, which only this process can offer).
+/// Standard input (or its copy) stays readable as long as this value: keep it until every job
+/// has run (jobs read it through `/proc/<this process>/fd/<n>`, which only this process can
+/// offer).
 #[derive(Debug)]
 pub struct Inputs {
     files: Vec<PlannedFile>,
     errors: BTreeMap<String, String>,
-    /// The unlinked copy of standard input, if `-` was named.
+    /// The descriptor the jobs read standard input through, if `-` was named.
     _stdin: Option<File>,
 }
 
 impl Inputs {
-    /// Resolves `inputs`, reading this process's standard input if `-` is among them.
+    /// Resolves `inputs`, with this process's standard input for `-` (see the module's
+    /// documentation: it is used in place when it is a regular file read from its start, and
+    /// copied otherwise).
     pub fn new(inputs: &[Input], recursive: bool) -> Result<Self, PlanError> {
-        Self::with_stdin(inputs, recursive, io::stdin().lock())
+        Self::list(inputs, recursive, StdinFile::of_this_process)
     }
 
     /// [`Inputs::new`] with `stdin` standing for standard input.
@@ -79,6 +83,14 @@ impl Inputs {
         inputs: &[Input],
         recursive: bool,
         stdin: impl Read,
+    ) -> Result<Self, PlanError> {
+        Self::list(inputs, recursive, || StdinFile::copy(stdin))
+    }
+
+    fn list(
+        inputs: &[Input],
+        recursive: bool,
+        stdin: impl FnOnce() -> io::Result<StdinFile>,
     ) -> Result<Self, PlanError> {
         let relative = matches!(inputs, [Input::Path(path)] if path.is_dir());
         let mut listing = Listing::default();
@@ -98,14 +110,14 @@ impl Inputs {
         if !problems.is_empty() {
             return Err(PlanError::several(problems));
         }
-        // Standard input's copy is a file of its own, so it cannot be a file listed above.
-        let spooled = if stdin_named == 1 {
-            let spooled = Spooled::copy(stdin).map_err(|error| PlanError::Stdin {
+        // Standard input is a stream, counted on its own even when it is a file named too.
+        let stdin = if stdin_named == 1 {
+            let stdin = stdin().map_err(|error| PlanError::Stdin {
                 temp_dir: std::env::temp_dir(),
                 error,
             })?;
-            listing.files.push(spooled.planned());
-            Some(spooled.file)
+            listing.files.push(stdin.planned());
+            Some(stdin.file)
         } else {
             None
         };
@@ -116,7 +128,7 @@ impl Inputs {
         Ok(Self {
             files,
             errors,
-            _stdin: spooled,
+            _stdin: stdin,
         })
     }
 
@@ -137,8 +149,11 @@ impl Inputs {
     }
 }
 
-/// Standard input copied to an unlinked temporary file.
-struct Spooled {
+/// Standard input as a file that any process of this user can open by path: standard input
+/// itself when it is a regular file read from its start (`< access.log`: nothing to copy), else
+/// an unlinked copy of what it holds.
+struct StdinFile {
+    /// A descriptor of this process for it (a duplicate of standard input, or the copy's).
     file: File,
     len: u64,
     gzip: bool,
@@ -147,7 +162,21 @@ struct Spooled {
 /// The first bytes of every gzip member (RFC 1952).
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 
-impl Spooled {
+impl StdinFile {
+    /// This process's standard input. A regular file is used where it is, if nothing of it was
+    /// read yet; one read from partway (`(head -1; supervisor run logcount -) < log`) is
+    /// copied from where it stands, as a pipe is, so the count starts there as `wc`'s does.
+    fn of_this_process() -> io::Result<Self> {
+        if let Ok(fd) = io::stdin().as_fd().try_clone_to_owned() {
+            let mut file = File::from(fd);
+            let meta = file.metadata()?;
+            if meta.is_file() && file.stream_position()? == 0 {
+                return Self::reading(file, meta.len());
+            }
+        }
+        Self::copy(io::stdin().lock())
+    }
+
     /// Copies `reader` to the end into a new temporary file in the temp dir (`TMPDIR`), which
     /// has no name (so nothing is left behind, however this process ends). `io::copy` moves
     /// the bytes through a fixed buffer (or by `splice` from a pipe): memory does not grow with
@@ -155,6 +184,11 @@ impl Spooled {
     fn copy(mut reader: impl Read) -> io::Result<Self> {
         let mut file = tempfile::tempfile()?;
         let len = io::copy(&mut reader, &mut file)?;
+        Self::reading(file, len)
+    }
+
+    /// `len` bytes of `file`, gzip if they start as gzip does.
+    fn reading(file: File, len: u64) -> io::Result<Self> {
         let mut magic = [0u8; 2];
         let gzip = len >= 2 && {
             file.read_exact_at(&mut magic, 0)?;

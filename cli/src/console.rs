@@ -69,6 +69,10 @@ pub struct Console {
     labels: Vec<JobLabel>,
     /// The job each busy worker runs, for the progress bar.
     running: BTreeMap<WorkerId, JobId>,
+    /// Every worker's pid, for the records of events that name only the worker (a job leased
+    /// or finished). Worker ids are never reused, so an entry is never wrong, and a run starts
+    /// few enough workers (restarts are limited) that keeping them all costs little.
+    pids: BTreeMap<WorkerId, i32>,
 }
 
 impl Console {
@@ -78,6 +82,7 @@ impl Console {
             progress,
             labels,
             running: BTreeMap::new(),
+            pids: BTreeMap::new(),
         }
     }
 
@@ -109,7 +114,12 @@ impl Console {
     }
 
     fn record(&self, event: &Event) {
-        let fields = Fields::of(event);
+        let mut fields = Fields::of(event);
+        if fields.pid.is_none() {
+            fields.pid = fields
+                .worker
+                .and_then(|worker| self.pids.get(&WorkerId(worker)).copied());
+        }
         let label = fields.job.and_then(|job| self.label(job));
         let message = match label {
             Some(label) => format!("{event} ({label})"),
@@ -430,6 +440,9 @@ impl Observer for Console {
     fn on_event(&mut self, event: &Event) {
         match event {
             Event::JobsAdded { total } => self.progress.set_length(*total),
+            Event::WorkerStarted { worker, pid } => {
+                self.pids.insert(*worker, pid.as_raw());
+            }
             Event::JobLeased { job, worker, .. } => {
                 self.running.insert(*worker, *job);
                 self.update_message();

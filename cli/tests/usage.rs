@@ -129,6 +129,34 @@ fn each_subcommand_has_its_own_help_with_examples() -> TestResult {
     Ok(())
 }
 
+fn short_flags_do_what_their_long_forms_do() -> TestResult {
+    let data = tempfile::tempdir()?;
+    std::fs::create_dir(data.path().join("sub"))?;
+    std::fs::write(data.path().join("top.log"), "1.1.1.1 - - a\n")?;
+    std::fs::write(data.path().join("sub").join("deep.log"), "2.2.2.2 - - b\n")?;
+    let dir = path_str(data.path());
+    for (flags, total) in [
+        (&["-j", "1"][..], 1),
+        (&["-r", "-j", "1"], 2),
+        (&["--recursive", "--workers", "1"], 2),
+    ] {
+        let finished = run(
+            &[&["run", "logcount", dir, "--format", "json"][..], flags].concat(),
+            LONG,
+        )?;
+        finished
+            .expect_exit(0)
+            .map_err(|e| format!("{flags:?}: {e}"))?;
+        let json: serde_json::Value = serde_json::from_str(&finished.stdout)?;
+        check!(json["all"]["total"] == total, "{flags:?}: {json}");
+    }
+    let (running, workers) =
+        start_with_workers(&["diag", "sleep", "300", "300", "300", "-j", "3"], 3)?;
+    check!(workers.len() == 3, "-j 3 started {workers:?}");
+    running.finish(LONG)?.expect_exit(0)?;
+    Ok(())
+}
+
 fn completions_are_generated_for_each_shell() -> TestResult {
     for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
         let finished = run(&["completions", shell], LONG)?;
@@ -207,6 +235,10 @@ fn main() -> std::process::ExitCode {
         Trial::test(
             "each_subcommand_has_its_own_help_with_examples",
             each_subcommand_has_its_own_help_with_examples,
+        ),
+        Trial::test(
+            "short_flags_do_what_their_long_forms_do",
+            short_flags_do_what_their_long_forms_do,
         ),
         Trial::test(
             "completions_are_generated_for_each_shell",

@@ -6,7 +6,7 @@ mod common;
 
 use std::io::{Read as _, Write as _};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use common::*;
 use libtest_mimic::Trial;
@@ -277,44 +277,61 @@ fn the_progress_bar_names_the_file_on_a_terminal() -> TestResult {
     Ok(())
 }
 
+/// A process's name, as `ps` and `top` show it.
+fn comm(pid: i32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .map(|name| name.trim_end().to_owned())
+        .unwrap_or_default()
+}
+
 fn workers_are_named_in_ps(start_method: &'static str) -> TestResult {
-    let (running, workers) = start_with_workers(
-        &[
-            "diag",
-            "sleep",
-            "1500",
-            "1500",
-            "-j",
-            "2",
-            "--start-method",
-            start_method,
-        ],
-        2,
-    )?;
-    let comm = |pid: i32| {
-        std::fs::read_to_string(format!("/proc/{pid}/comm")).map(|name| name.trim_end().to_owned())
+    let running = start(&[
+        "diag",
+        "sleep",
+        "1500",
+        "1500",
+        "-j",
+        "2",
+        "--start-method",
+        start_method,
+    ]);
+    // Fork and spawn workers are the supervisor's children; forkserver ones its server's.
+    let descendants = || {
+        let children = live_children_of(running.pid());
+        let grandchildren = children.iter().flat_map(|&child| live_children_of(child));
+        let mut all: Vec<i32> = children.iter().copied().chain(grandchildren).collect();
+        all.sort_unstable();
+        all
     };
-    let names = retry_until(Instant::now() + Duration::from_secs(5), || {
-        let mut names: Vec<String> = workers
-            .iter()
-            .map(|&pid| comm(pid).unwrap_or_default())
+    let workers = retry_until(Instant::now() + STARTUP, || {
+        let named: Vec<(i32, String)> = descendants()
+            .into_iter()
+            .map(|pid| (pid, comm(pid)))
+            .filter(|(_, name)| name.starts_with("herd-worker-"))
             .collect();
-        names.sort();
+        let mut names: Vec<&str> = named.iter().map(|(_, name)| name.as_str()).collect();
+        names.sort_unstable();
         if names == ["herd-worker-1", "herd-worker-2"] {
-            Ok(names)
+            Ok(named)
         } else {
-            Err(format!("worker names {names:?}"))
+            Err(format!(
+                "processes under the supervisor: {:?}",
+                descendants()
+                    .into_iter()
+                    .map(|pid| (pid, comm(pid)))
+                    .collect::<Vec<_>>()
+            ))
         }
     })?;
     check!(
-        comm(running.pid())? == "supervisor",
-        "the supervisor itself is renamed"
+        comm(running.pid()) == "supervisor",
+        "the supervisor itself is renamed to {}",
+        comm(running.pid())
     );
     let finished = running.finish(LONG)?;
     finished.expect_exit(0)?;
-    check!(names.len() == 2, "{names:?}");
-    for pid in workers {
-        let _ = kill(Pid::from_raw(pid), None);
+    for (pid, _) in workers {
+        check!(!is_alive(pid), "worker {pid} outlived the run");
     }
     Ok(())
 }
@@ -342,6 +359,9 @@ fn main() -> std::process::ExitCode {
         }),
         Trial::test("workers_are_named_in_ps_spawn", || {
             workers_are_named_in_ps("spawn")
+        }),
+        Trial::test("workers_are_named_in_ps_forkserver", || {
+            workers_are_named_in_ps("forkserver")
         }),
     ])
 }

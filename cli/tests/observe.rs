@@ -195,6 +195,18 @@ fn the_worker_table_names_the_file_each_worker_is_on() -> TestResult {
         finished.stderr
     );
 
+    // Asked for, the table shows even when the run is quiet.
+    let (finished, worker) = table_of_a_busy_worker(&["run", "logcount", dir, "-j", "1", "-q"])?;
+    finished.expect_exit(0)?;
+    check!(
+        finished
+            .stderr
+            .starts_with("supervisor status: 1 worker(s)")
+            && finished.stderr.contains(&format!(" {worker} ")),
+        "-q hides the table asked for:\n{}",
+        finished.stderr
+    );
+
     let (finished, worker) =
         table_of_a_busy_worker(&["run", "logcount", dir, "-j", "1", "--log-format", "json"])?;
     finished.expect_exit(0)?;

@@ -45,6 +45,7 @@ herd::ipc::entry! {
 herd::ipc::entry! {
     /// Panics with the given message.
     fn explode(message: String) -> () {
+        herd_testkit::quiet_panic_hook();
         panic!("{message}")
     }
 }
@@ -493,9 +494,10 @@ fn join_timeout_hands_back_the_child() -> TestResult {
 }
 
 fn panic_message_is_carried_back() -> TestResult {
-    let child = Process::new()
-        .name("boomer")
-        .fork(|| -> u32 { panic!("boom number {}", 7) })?;
+    let child = Process::new().name("boomer").fork(|| -> u32 {
+        herd_testkit::quiet_panic_hook();
+        panic!("boom number {}", 7)
+    })?;
     let err = expect_err(child.join())?;
     assert_eq!(err.panic_message(), Some("boom number 7"));
     assert_eq!(err.exit_status(), Some(ExitStatus::Exited(1)));

@@ -122,6 +122,7 @@ herd::ipc::entry! {
 herd::ipc::entry! {
     /// A barrier action that fails.
     fn failing_action(_unit: ()) {
+        herd_testkit::quiet_panic_hook();
         panic!("the action failed on purpose")
     }
 }

@@ -1,4 +1,5 @@
-//! Diagnostic job kinds, for testing supervision with the real binary (`supervisor run KIND ARGS`):
+//! Diagnostic job kinds, for testing supervision with the real binary (`supervisor diag KIND
+//! INPUT...`, see [`crate::diag`]):
 //! each drives a worker into one behaviour, from a clean answer to every kind of failure.
 //!
 //! Each takes one command-line argument (a string) as input and answers a string:
@@ -156,18 +157,6 @@ herd_worker::register_kind!(HangOnce);
 herd_worker::register_kind!(WorkerPid);
 herd_worker::register_kind!(Grandchild);
 
-/// Names of the diagnostic kinds.
-pub const DIAGNOSTIC_KINDS: [&str; 8] = [
-    "echo",
-    "sleep",
-    "fail",
-    "crash",
-    "hang",
-    "hang-once",
-    "pid",
-    "grandchild",
-];
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -194,12 +183,21 @@ mod tests {
 
     #[test]
     fn every_listed_kind_is_registered_and_logcount_too() {
+        use clap::ValueEnum as _;
         let registry = Registry::global();
-        for name in DIAGNOSTIC_KINDS {
+        let kinds = crate::diag::DiagKind::value_variants();
+        for kind in kinds {
+            let name = kind.name();
             assert!(registry.contains(name), "{name} is not registered");
+            let shown = kind.to_possible_value().unwrap();
+            assert_eq!(
+                shown.get_name(),
+                name,
+                "`supervisor diag` names it otherwise"
+            );
         }
         // Registered in the herd-logcount library crate, found by this binary.
         assert!(registry.contains(herd_logcount::LogcountChunk::NAME));
-        assert_eq!(registry.names().count(), DIAGNOSTIC_KINDS.len() + 1);
+        assert_eq!(registry.names().count(), kinds.len() + 1);
     }
 }

@@ -1,10 +1,12 @@
 //! The worker status table (SIGUSR1 and `--status-interval`): what the supervisor reports about
-//! each worker, with state, memory and CPU time read from procfs.
-use std::fmt::Write as _;
+//! each worker, with state, memory and CPU time read from procfs, and the file (or input) it is
+//! on.
 use std::time::Duration;
 
 use herd_ipc::Pid;
-use herd_supervisor::Status;
+use herd_supervisor::{Status, WorkerRow};
+
+use crate::console::JobLabel;
 
 /// A worker's state, resident memory and CPU time from `/proc/PID/stat`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -31,47 +33,49 @@ pub fn proc_stats(pid: Pid) -> Option<ProcStats> {
     })
 }
 
-/// The table, one line per worker under a header.
-pub fn render(status: &Status) -> String {
-    let mut out = format!(
-        "supervisor status: {} worker(s), {} job(s) queued, {} unfinished\n",
+/// The table's summary line.
+pub fn header(status: &Status) -> String {
+    format!(
+        "supervisor status: {} worker(s), {} job(s) queued, {} unfinished",
         status.workers.len(),
         status.queued,
         status.unfinished
-    );
-    let _ = writeln!(
-        out,
-        "{:>7} {:>8} {:>5} {:>10} {:>9} {:>6}  current job",
-        "worker", "pid", "state", "rss", "cpu", "jobs"
-    );
-    for row in &status.workers {
-        let stats = proc_stats(row.pid);
-        let state = stats.map_or('?', |s| s.state);
-        let rss = stats.map_or("?".to_owned(), |s| {
-            format!("{:.1}M", s.rss_bytes as f64 / 1048576.0)
-        });
-        let cpu = stats.map_or("?".to_owned(), |s| format!("{:.2}s", s.cpu.as_secs_f64()));
-        let current = row.current.map_or("idle".to_owned(), |(job, running)| {
-            format!("job {job} for {:.1}s", running.as_secs_f64())
-        });
-        let _ = writeln!(
-            out,
-            "{:>7} {:>8} {:>5} {:>10} {:>9} {:>6}  {current}",
-            format!("#{}", row.id.0),
-            row.pid,
-            state,
-            rss,
-            cpu,
-            row.jobs_done
-        );
-    }
-    out
+    )
+}
+
+/// The column titles, under the summary line in text.
+pub const COLUMNS: &str = " worker      pid state        rss       cpu   jobs  current job";
+
+/// One worker's line: `stats` as read from procfs (`?` where gone), and what it is on, by
+/// `label` when the job has one.
+pub fn row(row: &WorkerRow, stats: Option<ProcStats>, label: Option<&JobLabel>) -> String {
+    let state = stats.map_or('?', |s| s.state);
+    let rss = stats.map_or("?".to_owned(), |s| {
+        format!("{:.1}M", s.rss_bytes as f64 / 1048576.0)
+    });
+    let cpu = stats.map_or("?".to_owned(), |s| format!("{:.2}s", s.cpu.as_secs_f64()));
+    let current = match (row.current, label) {
+        (None, _) => "idle".to_owned(),
+        (Some((_, running)), Some(label)) => {
+            format!("{label} for {:.1}s", running.as_secs_f64())
+        }
+        (Some((job, running)), None) => format!("job {job} for {:.1}s", running.as_secs_f64()),
+    };
+    format!(
+        "{:>7} {:>8} {:>5} {:>10} {:>9} {:>6}  {current}",
+        format!("#{}", row.id.0),
+        row.pid,
+        state,
+        rss,
+        cpu,
+        row.jobs_done
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use herd_supervisor::{WorkerId, WorkerRow};
+    use herd_supervisor::WorkerId;
 
     #[test]
     fn reads_this_process_from_procfs() {
@@ -82,38 +86,48 @@ mod tests {
     }
 
     #[test]
-    fn renders_one_line_per_worker() {
-        let rows = [
-            WorkerRow {
-                id: WorkerId(1),
-                pid: Pid::this(),
-                jobs_done: 4,
-                current: None,
-            },
-            WorkerRow {
-                id: WorkerId(2),
-                pid: Pid::from_raw(i32::MAX),
-                jobs_done: 0,
-                current: Some((7, Duration::from_millis(1500))),
-            },
-        ];
-        let table = render(&Status {
-            workers: rows.to_vec(),
+    fn renders_a_header_and_one_line_per_worker_naming_its_file() {
+        let idle = WorkerRow {
+            id: WorkerId(1),
+            pid: Pid::this(),
+            jobs_done: 4,
+            current: None,
+        };
+        let busy = WorkerRow {
+            id: WorkerId(2),
+            pid: Pid::from_raw(i32::MAX),
+            jobs_done: 0,
+            current: Some((7, Duration::from_millis(1500))),
+        };
+        let header = header(&Status {
+            workers: vec![idle.clone(), busy.clone()],
             queued: 3,
             unfinished: 9,
         });
-        let lines: Vec<_> = table.lines().collect();
-        assert_eq!(lines.len(), 4, "{table}");
-        assert!(lines[0].contains("2 worker(s), 3 job(s) queued, 9 unfinished"));
-        assert!(
-            lines[2].contains("#1") && !lines[2].contains(" ? ") && lines[2].ends_with("idle"),
-            "{}",
-            lines[2]
+        assert_eq!(
+            header,
+            "supervisor status: 2 worker(s), 3 job(s) queued, 9 unfinished"
+        );
+
+        let line = row(&idle, proc_stats(idle.pid), None);
+        assert_eq!(
+            line.len(),
+            COLUMNS.len() - "current job".len() + "idle".len()
         );
         assert!(
-            lines[3].contains(" ? ") && lines[3].ends_with("job 7 for 1.5s"),
-            "{}",
-            lines[3]
+            line.contains("#1") && !line.contains(" ? ") && line.ends_with("idle"),
+            "{line}"
         );
+        let label = JobLabel::File {
+            name: "access.log".into(),
+            chunk: Some((2, 4)),
+        };
+        let line = row(&busy, proc_stats(busy.pid), Some(&label));
+        assert!(
+            line.contains(" ? ") && line.ends_with("access.log [2/4] for 1.5s"),
+            "{line}"
+        );
+        let line = row(&busy, None, None);
+        assert!(line.ends_with("job 7 for 1.5s"), "{line}");
     }
 }

@@ -14,7 +14,7 @@ use nix::unistd::Pid;
 fn echo_prints_every_answer_in_job_order(start_method: &'static str) -> TestResult {
     let words: Vec<String> = (0..25).map(|n| format!("word-{n}")).collect();
     let mut args = vec![
-        "run",
+        "diag",
         "echo",
         "--workers",
         "3",
@@ -35,7 +35,7 @@ fn echo_prints_every_answer_in_job_order(start_method: &'static str) -> TestResu
 }
 
 fn failed_jobs_give_a_summary_and_exit_1_while_the_others_finish() -> TestResult {
-    let finished = run(&["run", "sleep", "5", "soon", "7", "--workers", "2"], LONG)?;
+    let finished = run(&["diag", "sleep", "5", "soon", "7", "--workers", "2"], LONG)?;
     finished.expect_exit(1)?;
     check!(
         finished.lines() == ["slept 5 ms", "slept 7 ms"],
@@ -48,31 +48,37 @@ fn failed_jobs_give_a_summary_and_exit_1_while_the_others_finish() -> TestResult
         "stderr:\n{}",
         finished.stderr
     );
-    let finished = run(&["run", "fail", "x", "--workers", "1"], LONG)?;
+    let finished = run(&["diag", "fail", "x", "--workers", "1"], LONG)?;
     finished.expect_exit(1)?;
     finished.expect_stderr_saying("job 0: asked to fail: x")?;
     Ok(())
 }
 
 fn bad_usage_is_a_clear_error_with_exit_2() -> TestResult {
-    let cases: [(&[&str], &str); 6] = [
-        (&["run", "nope"], "unknown job kind `nope`"),
+    // Every usage error is clap's: `error: ...` naming the fault, a pointer to --help, exit 2.
+    let cases: [(&[&str], &str); 8] = [
+        (&["diag", "nope"], "invalid value 'nope' for '<KIND>'"),
+        (&["run", "echo", "a"], "unrecognized subcommand 'echo'"),
         (
-            &["run", "echo", "a", "--workers", "0"],
+            &["diag", "echo", "a", "--workers", "0"],
             "positive number of workers",
         ),
         (
-            &["run", "echo", "a", "--job-timeout=-1"],
+            &["diag", "echo", "a", "--job-timeout=-1"],
             "non-negative number of seconds",
         ),
-        (&["run", "echo", "a", "--top", "3"], "for logcount only"),
         (
-            &["run", "echo", "a", "--chunk-bytes", "65536"],
-            "for logcount only",
+            &["diag", "echo", "a", "--top", "3"],
+            "unexpected argument '--top'",
         ),
         (
-            &["run", "logcount"],
-            "usage: supervisor run logcount PATH...",
+            &["diag", "echo", "a", "--chunk-bytes", "65536"],
+            "unexpected argument '--chunk-bytes'",
+        ),
+        (&["run", "logcount"], "required arguments were not provided"),
+        (
+            &["diag", "echo", "a", "-j", "3", "--max-workers", "2"],
+            "--workers 3 is more than --max-workers 2",
         ),
     ];
     for (args, message) in cases {
@@ -80,7 +86,13 @@ fn bad_usage_is_a_clear_error_with_exit_2() -> TestResult {
         finished
             .expect_exit(2)
             .and_then(|()| finished.expect_stderr_saying(message))
+            .and_then(|()| finished.expect_stderr_saying("For more information, try '--help'."))
             .map_err(|e| format!("{args:?}: {e}"))?;
+        check!(
+            finished.stderr.starts_with("error: "),
+            "{args:?}: not in clap's error style:\n{}",
+            finished.stderr
+        );
     }
     Ok(())
 }
@@ -193,8 +205,8 @@ fn logcount_bad_input_exit_codes() -> TestResult {
         .expect_exit(2)
         .map_err(|e| format!("missing dir: {e}"))?;
     check!(
-        finished.stderr.trim_end().lines().count() == 1,
-        "not one line:\n{}",
+        finished.stderr.trim_end().lines().count() == 1 && finished.stderr.starts_with("error: "),
+        "not one `error: ` line:\n{}",
         finished.stderr
     );
     check!(

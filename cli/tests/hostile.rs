@@ -78,7 +78,7 @@ fn a_closed_stdout_ends_the_run_quietly() -> TestResult {
     let runs: [&[&str]; 3] = [
         &["run", "logcount", path_str(logs.path()), "--format", "json"],
         &["run", "logcount", path_str(logs.path()), "--workers", "2"],
-        &["run", "echo", "a", "b", "c", "--workers", "2"],
+        &["diag", "echo", "a", "b", "c", "--workers", "2"],
     ];
     for args in runs {
         // The reader goes away before anything is written: every write meets EPIPE.
@@ -103,7 +103,7 @@ fn a_pipe_closed_after_some_output_ends_the_run_quietly() -> TestResult {
     // Like `| head -c 10`: the reader takes a little, then closes; the output is far larger
     // than a pipe holds, so the writer meets EPIPE mid-write.
     let words: Vec<String> = (0..10_000).map(|n| format!("word-{n:08}")).collect();
-    let mut args = vec!["run", "echo", "--workers", "2"];
+    let mut args = vec!["diag", "echo", "--workers", "2"];
     args.extend(words.iter().map(String::as_str));
     let (mut read, write) = pipe()?;
     let head = std::thread::spawn(move || {
@@ -124,7 +124,7 @@ fn a_full_stdout_is_an_error_naming_stdout() -> TestResult {
     let logs = small_logs()?;
     let runs: [&[&str]; 2] = [
         &["run", "logcount", path_str(logs.path()), "--format", "csv"],
-        &["run", "echo", "a", "--workers", "1"],
+        &["diag", "echo", "a", "--workers", "1"],
     ];
     for args in runs {
         let full = fs::OpenOptions::new().write(true).open("/dev/full")?;
@@ -259,34 +259,40 @@ fn nonsense_options_are_usage_errors_naming_the_option() -> TestResult {
     let logs = small_logs()?;
     let dir = path_str(logs.path());
     let cases: [(&[&str], &str); 9] = [
-        (&["run", "echo", "a", "--job-timeout", "0"], "--job-timeout"),
         (
-            &["run", "echo", "a", "--heartbeat-timeout", "0"],
+            &["diag", "echo", "a", "--job-timeout", "0"],
+            "--job-timeout",
+        ),
+        (
+            &["diag", "echo", "a", "--heartbeat-timeout", "0"],
             "--heartbeat-timeout",
         ),
         (
-            &["run", "echo", "a", "--heartbeat-timeout", "0.001"],
+            &["diag", "echo", "a", "--heartbeat-timeout", "0.001"],
             "--heartbeat-timeout",
         ),
         (
-            &["run", "echo", "a", "--restart-period", "0"],
+            &["diag", "echo", "a", "--restart-period", "0"],
             "--restart-period",
         ),
         (
-            &["run", "echo", "a", "--status-interval", "0"],
+            &["diag", "echo", "a", "--status-interval", "0"],
             "--status-interval",
         ),
         (
-            &["run", "echo", "a", "--job-timeout", "nan"],
+            &["diag", "echo", "a", "--job-timeout", "nan"],
             "--job-timeout",
         ),
         (
             &["run", "logcount", dir, "--chunk-bytes", "1"],
             "--chunk-bytes",
         ),
-        (&["run", "echo", "a", "--max-workers", "0"], "--max-workers"),
         (
-            &["run", "echo", "a", "--workers", "3", "--max-workers", "2"],
+            &["diag", "echo", "a", "--max-workers", "0"],
+            "--max-workers",
+        ),
+        (
+            &["diag", "echo", "a", "--workers", "3", "--max-workers", "2"],
             "--max-workers 2",
         ),
     ];
@@ -308,7 +314,7 @@ fn zero_grace_stops_at_once_without_a_false_alarm() -> TestResult {
     let logs = small_logs()?;
     let runs: [&[&str]; 2] = [
         &[
-            "run",
+            "diag",
             "echo",
             "a",
             "b",
@@ -340,8 +346,10 @@ fn a_stop_signal_exits_128_plus_its_number() -> TestResult {
         (nix::sys::signal::Signal::SIGINT, 130),
         (nix::sys::signal::Signal::SIGTERM, 143),
     ] {
-        let (running, _) =
-            start_with_workers(&["run", "hang", "a", "--workers", "1", "--grace", "0.3"], 1)?;
+        let (running, _) = start_with_workers(
+            &["diag", "hang", "a", "--workers", "1", "--grace", "0.3"],
+            1,
+        )?;
         sleep_ms(100);
         running.signal(signal);
         let finished = running.finish(LONG)?;
@@ -403,7 +411,7 @@ fn the_same_stop_signal_twice_at_once_counts_once() -> TestResult {
     // `timeout` sends SIGTERM to the process and to its group: one request, not two.
     let (running, _) = start_with_workers(
         &[
-            "run",
+            "diag",
             "hang",
             "a",
             "--workers",
@@ -440,7 +448,7 @@ fn the_same_stop_signal_twice_at_once_counts_once() -> TestResult {
 fn sigttin_stops_at_max_workers() -> TestResult {
     let (running, _) = start_with_workers(
         &[
-            "run",
+            "diag",
             "sleep",
             "1500",
             "--workers",

@@ -289,8 +289,8 @@ fn missing_paths_are_each_named_with_exit_2() -> TestResult {
     finished.expect_exit(2)?;
     check!(
         finished.stderr
-            == "supervisor: nope-1: no such file or directory\n\
-                supervisor: nope-2/x.log: no such file or directory\n",
+            == "error: nope-1: no such file or directory\n\
+                error: nope-2/x.log: no such file or directory\n",
         "stderr:\n{}",
         finished.stderr
     );
@@ -421,7 +421,7 @@ fn stdin_named_twice_is_a_usage_error() -> TestResult {
         Some(b"10.0.0.1 - - x\n".to_vec()),
     )?;
     finished.expect_exit(2)?;
-    finished.expect_stderr_saying("supervisor: -: standard input named more than once")?;
+    finished.expect_stderr_saying("error: -: standard input named more than once")?;
     check!(finished.stdout.is_empty(), "{}", finished.stdout);
     Ok(())
 }
@@ -438,7 +438,7 @@ fn stdin_that_cannot_be_copied_is_an_error_naming_the_temp_dir() -> TestResult {
     .finish(LONG)?;
     finished.expect_exit(1)?;
     finished.expect_stderr_saying(&format!(
-        "supervisor: -: cannot copy standard input to a temporary file in {}: ",
+        "error: -: cannot copy standard input to a temporary file in {}: ",
         missing.display()
     ))?;
     check!(finished.stdout.is_empty(), "{}", finished.stdout);

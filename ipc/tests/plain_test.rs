@@ -33,6 +33,9 @@ herd_ipc::entry! {
 herd_ipc::entry! {
     /// Panics.
     fn fail(message: String) {
+        // Panics on purpose: without the hook's message and backtrace on stderr, which would
+        // read like a failure of the test.
+        std::panic::set_hook(Box::new(|_| {}));
         panic!("{message}")
     }
 }

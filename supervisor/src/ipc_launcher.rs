@@ -157,6 +157,7 @@ fn worker_main(
     options: &WorkerOptions,
     supervisor: Pid,
 ) -> String {
+    name_this_process();
     if let Err(error) = kill_group_on_parent_death(supervisor) {
         return format!("worker could not arm its parent-death handler: {error}");
     }
@@ -172,6 +173,16 @@ fn worker_main(
             // 1, and no exit handlers of the parent run again in a forked worker.
             std::panic::resume_unwind(Box::new(text))
         }
+    }
+}
+
+/// Sets the process name `ps`, `top` and `/proc/PID/comm` show to the worker's herd name
+/// (`herd-worker-3`), so that workers can be told apart from each other and from the
+/// supervisor, whatever binary they run. The kernel keeps the first 15 bytes. Best effort: a
+/// worker that keeps its inherited name still works.
+fn name_this_process() {
+    if let Ok(name) = std::ffi::CString::new(herd_ipc::current_process().name) {
+        let _ = nix::sys::prctl::set_name(&name);
     }
 }
 

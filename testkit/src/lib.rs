@@ -71,6 +71,14 @@ impl TestChild {
     }
 }
 
+/// Silences this process's panic hook: for a child process (a forked or spawned entry, a pool
+/// worker) about to panic on purpose, whose panic the test checks through what its parent sees.
+/// The hook's message and backtrace on stderr would read like a failure of the test. The panic
+/// itself unwinds as any other.
+pub fn quiet_panic_hook() {
+    std::panic::set_hook(Box::new(|_| {}));
+}
+
 /// Turns a condition into a failure with a message.
 pub fn ensure(condition: bool, message: impl FnOnce() -> String) -> Verdict {
     if condition {

@@ -1,5 +1,5 @@
 //! The `supervisor` binary under test: herd-testkit's binary driver, pointed at it.
-#![allow(dead_code)] // Each test binary uses its own subset.
+#![allow(dead_code, unused_imports)] // Each test binary uses its own subset.
 
 use std::time::Duration;
 

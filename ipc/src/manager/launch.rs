@@ -68,6 +68,8 @@ struct ServerArgs {
     dir: Option<PathBuf>,
     authkey: Authkey,
     owner: Pid,
+    /// No log lines on stderr (`ManagerBuilder::quiet`).
+    quiet: bool,
 }
 
 crate::entry! {
@@ -83,6 +85,9 @@ fn run_server(args: ServerArgs) -> Result<(), String> {
     // handler is registered, SIGTERM's default action ends the server without cleanup.
     // SIGINT is for the terminal's foreground program (the owner): the server waits for its
     // owner's shutdown or death rather than dying first and failing the owner's calls.
+    if args.quiet {
+        super::server::silence_log();
+    }
     let mut signals = Signals::new([SIGTERM, SIGHUP, SIGINT])
         .map_err(|e| format!("cannot install signal handlers: {e}"))?;
     // A SIGTERM from the owner's death cannot have been missed (it would have ended us), but
@@ -212,6 +217,7 @@ fn bind_private_unix() -> Result<(InheritedListener, Address, PathBuf), ManagerE
 pub(crate) fn start_server(
     tcp: Option<SocketAddr>,
     authkey: Authkey,
+    quiet: bool,
 ) -> Result<ServerHandle, ManagerError> {
     let (listener, address, dir) = match tcp {
         Some(addr) => {
@@ -238,6 +244,7 @@ pub(crate) fn start_server(
         dir: dir.clone(),
         authkey,
         owner: Pid::this(),
+        quiet,
     };
     let started = Process::new()
         .name("herd-manager")

@@ -35,6 +35,7 @@ pub struct Manager {
 pub struct ManagerBuilder {
     tcp: Option<SocketAddr>,
     authkey: Option<Authkey>,
+    quiet: bool,
 }
 
 impl ManagerBuilder {
@@ -50,13 +51,20 @@ impl ManagerBuilder {
         self
     }
 
+    /// With `true`, the server writes no log lines (peers refused, connections dropped) on
+    /// stderr: for tests that provoke them on purpose.
+    pub fn quiet(mut self, quiet: bool) -> Self {
+        self.quiet = quiet;
+        self
+    }
+
     /// Starts the server process and connects to it.
     pub fn start(self) -> Result<Manager, ManagerError> {
         let authkey = match self.authkey {
             Some(key) => key,
             None => Authkey::random()?,
         };
-        let server = launch::start_server(self.tcp, authkey.clone())?;
+        let server = launch::start_server(self.tcp, authkey.clone(), self.quiet)?;
         let endpoint = Arc::new(Endpoint {
             address: server.address().clone(),
             authkey,

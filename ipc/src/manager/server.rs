@@ -42,9 +42,20 @@ const ACCEPT_BACKOFF: (Duration, Duration) =
 /// Connections accepted per wake-up, so a burst of connections cannot starve the handshakes.
 const ACCEPT_BATCH: usize = 64;
 
+/// Set in a server started `ManagerBuilder::quiet`: it is a process of its
+/// own, so one flag serves the whole process.
+static SILENT: AtomicBool = AtomicBool::new(false);
+
+/// Keeps this process's server log off stderr.
+pub(crate) fn silence_log() {
+    SILENT.store(true, Ordering::Relaxed);
+}
+
 macro_rules! log {
     ($($arg:tt)*) => {
-        eprintln!("herd manager[{}]: {}", std::process::id(), format_args!($($arg)*))
+        if !SILENT.load(Ordering::Relaxed) {
+            eprintln!("herd manager[{}]: {}", std::process::id(), format_args!($($arg)*))
+        }
     };
 }
 

@@ -9,7 +9,7 @@ use herd_supervisor::LeaseTable;
 use herd_worker::{decode_payload, encode_payload, JobKind as _};
 
 use crate::console::JobLabel;
-use crate::output::{note, write_stdout, Exit};
+use crate::output::{note, write_stdout};
 use crate::pool::{long_help, Ended, PoolArgs};
 
 /// The smallest `--chunk-bytes`: below it per-job costs swamp the counting, and a large input

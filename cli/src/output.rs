@@ -14,18 +14,6 @@ pub struct Exit {
     pub message: String,
 }
 
-impl Exit {
-    /// Bad input the command line named (a missing DIR): exit 2, like a usage error, but
-    /// without the usage lines, which would not help.
-    pub fn bad_input(message: impl Into<String>) -> anyhow::Error {
-        Exit {
-            code: 2,
-            message: message.into(),
-        }
-        .into()
-    }
-}
-
 /// Exit status when stdout was closed before all the output was written (`| head`): 128 +
 /// SIGPIPE, what a shell reports for a GNU tool killed by SIGPIPE, so `set -o pipefail` sees
 /// an incomplete output as it would for `yes | head`. Nothing is printed.

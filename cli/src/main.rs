@@ -3,6 +3,7 @@
 mod builtin;
 mod console;
 mod diagnostic_kinds;
+mod scale_out;
 mod status;
 
 use std::io::{self, Write as _};
@@ -53,6 +54,13 @@ enum Command {
     Run(RunArgs),
     /// Writes deterministic access logs for benchmarks and tests.
     GenLogs(GenLogsArgs),
+    /// Splits logcount's inputs into N shards once, for shard runs on many hosts:
+    /// `plan logcount DIR --shards N -o PLAN` (see docs/scale-out.md).
+    Plan(scale_out::PlanArgs),
+    /// Merges the partials of shard runs into what one run over all the inputs prints.
+    /// Exit status: 0, 1 when a file could not be read or shards are missing, a partial is
+    /// damaged or from another plan, 2 for bad usage.
+    Merge(scale_out::MergeArgs),
 }
 
 fn parse_seconds(text: &str) -> Result<Duration, String> {
@@ -171,6 +179,8 @@ struct RunArgs {
     /// Also log routine events (workers started, jobs leased and finished).
     #[arg(short, long)]
     verbose: bool,
+    #[command(flatten)]
+    scale_out: scale_out::ShardArgs,
 }
 
 #[derive(Debug, Args)]
@@ -262,6 +272,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             ));
             Ok(ExitCode::SUCCESS)
         }
+        Command::Plan(args) => scale_out::plan(args),
+        Command::Merge(args) => scale_out::merge(args),
     }
 }
 
@@ -368,10 +380,13 @@ fn run_jobs(args: RunArgs) -> anyhow::Result<ExitCode> {
         || args.top.is_some()
         || args.recursive
         || args.chunk_bytes.is_some()
+        || args.scale_out.any()
     {
         return Err(Exit {
             code: 2,
-            message: "--format, --top, --recursive and --chunk-bytes are for logcount only".into(),
+            message: "--format, --top, --recursive, --chunk-bytes, --shard, --plan and --partial \
+                      are for logcount only"
+                .into(),
         }
         .into());
     }
@@ -417,6 +432,9 @@ fn logcount_jobs(args: &RunArgs, plan: &mut logcount::Plan) -> anyhow::Result<Le
 }
 
 fn run_logcount(args: &RunArgs) -> anyhow::Result<ExitCode> {
+    if args.scale_out.any() {
+        return scale_out::run_shard(args);
+    }
     let [dir] = args.args.as_slice() else {
         return Err(Exit {
             code: 2,
@@ -529,7 +547,7 @@ mod tests {
         argv.extend(extra);
         match Cli::parse_from(argv).command {
             Command::Run(args) => args,
-            Command::GenLogs(_) => unreachable!("parsed a run"),
+            _ => unreachable!("parsed a run"),
         }
     }
 

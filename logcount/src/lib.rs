@@ -14,9 +14,11 @@ mod keys;
 mod kind;
 mod lanes;
 mod mapped;
+mod partial;
 mod plan;
 mod report;
 mod scan;
+mod shard;
 mod union;
 
 #[cfg(test)]
@@ -24,6 +26,10 @@ mod tests;
 
 pub use kind::LogcountChunk;
 pub use mapped::MapConsent;
+pub use partial::{
+    merge_partials, partials_in, publish, MergeError, MergeOptions, Merged, PartialBuilder,
+    PublishError, PARTIAL_FORMAT, PARTIAL_MAGIC,
+};
 pub use plan::{
     balanced_chunk_bytes, job_timeout_for, plan, ChunkJob, ChunkSource, Options, Plan, PlanError,
     PlannedFile, DEFAULT_CHUNK_BYTES, GZIP_EXPANSION, JOB_TIMEOUT_BASE, JOB_TIMEOUT_PER_64_MIB,
@@ -32,6 +38,7 @@ pub use report::{FileCounts, Format, Merger, Report, TopKey};
 pub use scan::{
     count_chunk, count_chunk_with, ChunkCounts, ChunkError, DistinctKeys, KeyCounts, ReadMethod,
 };
+pub use shard::{Piece, ShardFile, ShardPlan, ShardPlanError, MAX_SHARDS, SHARD_PLAN_FORMAT};
 
 /// Plans, counts and merges a whole run in this thread: for tests, tools and small inputs.
 /// (The supervisor spreads [`Plan::jobs`] over its worker pool instead.)

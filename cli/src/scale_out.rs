@@ -167,7 +167,7 @@ fn read_plan(path: &Path) -> anyhow::Result<ShardPlan> {
 /// Collects a shard's chunk results: into a partial, or into a report to print.
 enum Sink {
     Partial(PartialBuilder),
-    Report(Merger),
+    Report(Box<Merger>),
 }
 
 impl Sink {
@@ -263,7 +263,7 @@ pub(crate) fn run_shard(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let mut local = plan.shard_jobs(index, dir.as_deref(), chunk_bytes, args.top);
     let mut sink = match shard_args.partial {
         Some(_) => Sink::Partial(PartialBuilder::new(&plan, index, &local)),
-        None => Sink::Report(Merger::new(&local)),
+        None => Sink::Report(Box::new(Merger::new(&local))),
     };
     // A file shorter than planned has lost lines: it is not counted from what is left.
     for (file_index, file) in local.files.iter().enumerate() {

@@ -729,6 +729,9 @@ fn read_piece<R: Read>(
     Ok((keys, Some(counts)))
 }
 
+/// A file of the run: its size when planned, and the byte ranges of it the partials hold.
+type Coverage = (u64, Vec<(u64, u64)>);
+
 /// Merges the partials at `paths` into the report one host would have printed over the same
 /// inputs. See the module docs.
 pub fn merge_partials(paths: &[PathBuf], options: MergeOptions) -> Result<Merged, MergeError> {
@@ -774,7 +777,7 @@ pub fn merge_partials(paths: &[PathBuf], options: MergeOptions) -> Result<Merged
     }
 
     // The run's files, the pieces present of each, and its listing errors.
-    let mut files: BTreeMap<&str, (u64, Vec<(u64, u64)>)> = BTreeMap::new();
+    let mut files: BTreeMap<&str, Coverage> = BTreeMap::new();
     let mut errors = BTreeMap::new();
     for head in heads.values() {
         for entry in &head.entries {

@@ -147,7 +147,7 @@ impl ShardPlan {
         let mut hasher = Sha256::new();
         hasher.update(b"herd logcount shard plan\0");
         hasher.update(self.format.to_le_bytes());
-        hasher.update(self.recursive.then_some([1u8]).unwrap_or([0]));
+        hasher.update([u8::from(self.recursive)]);
         hasher.update((self.shards.len() as u64).to_le_bytes());
         hasher.update((self.files.len() as u64).to_le_bytes());
         for file in &self.files {

@@ -322,7 +322,7 @@ pub(crate) fn run_shard(args: &RunArgs) -> anyhow::Result<ExitCode> {
         Sink::Partial(builder) => {
             let has_errors = builder.has_errors();
             let out = shard_args.partial.as_deref().unwrap_or(Path::new(""));
-            publish(&builder.encode(), out).map_err(|error| match error {
+            publish(out, |file| builder.write_to(file)).map_err(|error| match error {
                 PublishError::Exists(_) => usage(error.to_string()),
                 PublishError::Io { .. } => anyhow::Error::new(error),
             })?;
@@ -380,7 +380,7 @@ pub(crate) fn plan(args: PlanArgs) -> anyhow::Result<ExitCode> {
         .map_err(|error| usage(error.to_string()))?;
     let mut json = serde_json::to_string_pretty(&plan).context("encoding the plan")?;
     json.push('\n');
-    publish(json.as_bytes(), &args.output).map_err(|error| match error {
+    publish(&args.output, |file| file.write_all(json.as_bytes())).map_err(|error| match error {
         PublishError::Exists(_) => usage(error.to_string()),
         PublishError::Io { .. } => anyhow::Error::new(error),
     })?;

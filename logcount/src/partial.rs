@@ -186,115 +186,155 @@ impl PartialBuilder {
         }
     }
 
-    /// The partial's bytes (see docs/scale-out.md for the layout).
-    pub fn encode(self) -> Vec<u8> {
-        let mut out = Vec::new();
-        out.extend_from_slice(&PARTIAL_MAGIC);
-        put_u32(&mut out, PARTIAL_FORMAT);
-        out.extend_from_slice(&self.hash);
-        put_u32(&mut out, self.index);
-        put_u32(&mut out, self.count);
-        put_u32(&mut out, if self.key_counts { FLAG_KEY_COUNTS } else { 0 });
-        put_u64(&mut out, self.pieces.len() as u64);
-        // The keys of each piece, in order, before the table that says how many there are.
-        let mut sections = Vec::new();
-        let mut table = Vec::new();
-        for piece in self.pieces {
-            let error = piece.error.or_else(|| {
-                (piece.chunks_left > 0).then(|| {
-                    format!(
+    /// Writes the partial (see docs/scale-out.md for the layout) to `out`, as it goes: the
+    /// only copy of the keys in memory is the builder's own.
+    pub fn write_to(self, out: &mut dyn Write) -> io::Result<()> {
+        let mut out = Hashing {
+            inner: out,
+            hasher: Sha256::new(),
+        };
+        out.write_all(&PARTIAL_MAGIC)?;
+        put_u32(&mut out, PARTIAL_FORMAT)?;
+        out.write_all(&self.hash)?;
+        put_u32(&mut out, self.index)?;
+        put_u32(&mut out, self.count)?;
+        put_u32(&mut out, if self.key_counts { FLAG_KEY_COUNTS } else { 0 })?;
+        put_u64(&mut out, self.pieces.len() as u64)?;
+        // The table says how many keys each piece has: finish the unions first.
+        let pieces: Vec<(BuiltPiece, Result<DistinctKeys, String>)> = self
+            .pieces
+            .into_iter()
+            .map(|mut piece| {
+                let outcome = match piece.error.take() {
+                    Some(reason) => Err(reason),
+                    None if piece.chunks_left > 0 => Err(format!(
                         "not counted: the run stopped with {} of its chunks uncounted",
                         piece.chunks_left
-                    )
-                })
-            });
-            put_bytes(&mut table, piece.name.as_bytes());
-            put_u64(&mut table, piece.len);
-            put_u64(&mut table, piece.start);
-            put_u64(&mut table, piece.end);
-            if let Some(reason) = error {
-                table.push(FAILED);
-                put_u64(&mut table, 0);
-                put_bytes(&mut table, reason.as_bytes());
-                continue;
-            }
-            table.push(COUNTED);
-            put_u64(&mut table, piece.total);
-            let keys = DistinctKeys {
-                ipv4: piece.ipv4.finish(),
-                ipv6: piece.ipv6.finish(),
-                other: piece.other.finish(),
-                long: piece.long.finish(),
-            };
-            for n in [
-                keys.ipv4.len(),
-                keys.ipv6.len(),
-                keys.other.len(),
-                keys.long.len(),
-            ] {
-                put_u64(&mut table, n as u64);
-            }
-            write_keys(&mut sections, &keys);
-            if let Some(tables) = piece.counts {
-                write_counts(&mut sections, tables);
+                    )),
+                    None => Ok(DistinctKeys {
+                        ipv4: std::mem::take(&mut piece.ipv4).finish(),
+                        ipv6: std::mem::take(&mut piece.ipv6).finish(),
+                        other: std::mem::take(&mut piece.other).finish(),
+                        long: std::mem::take(&mut piece.long).finish(),
+                    }),
+                };
+                (piece, outcome)
+            })
+            .collect();
+        for (piece, outcome) in &pieces {
+            put_bytes(&mut out, piece.name.as_bytes())?;
+            put_u64(&mut out, piece.len)?;
+            put_u64(&mut out, piece.start)?;
+            put_u64(&mut out, piece.end)?;
+            match outcome {
+                Err(reason) => {
+                    out.write_all(&[FAILED])?;
+                    put_u64(&mut out, 0)?;
+                    put_bytes(&mut out, reason.as_bytes())?;
+                }
+                Ok(keys) => {
+                    out.write_all(&[COUNTED])?;
+                    put_u64(&mut out, piece.total)?;
+                    for n in [
+                        keys.ipv4.len(),
+                        keys.ipv6.len(),
+                        keys.other.len(),
+                        keys.long.len(),
+                    ] {
+                        put_u64(&mut out, n as u64)?;
+                    }
+                }
             }
         }
-        out.extend_from_slice(&table);
-        put_u64(&mut out, self.errors.len() as u64);
+        put_u64(&mut out, self.errors.len() as u64)?;
         for (name, reason) in &self.errors {
-            put_bytes(&mut out, name.as_bytes());
-            put_bytes(&mut out, reason.as_bytes());
+            put_bytes(&mut out, name.as_bytes())?;
+            put_bytes(&mut out, reason.as_bytes())?;
         }
-        out.extend_from_slice(&sections);
-        let checksum = Sha256::digest(&out);
-        out.extend_from_slice(&checksum);
-        out
+        for (piece, outcome) in pieces {
+            if let Ok(keys) = outcome {
+                write_keys(&mut out, &keys)?;
+                if let Some(tables) = piece.counts {
+                    write_counts(&mut out, tables)?;
+                }
+            }
+        }
+        let checksum = out.hasher.finalize();
+        out.inner.write_all(&checksum)
+    }
+
+    /// The partial's bytes, in memory.
+    pub fn encode(self) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        // Writing to a Vec cannot fail.
+        let _ = self.write_to(&mut bytes);
+        bytes
     }
 }
 
-fn put_u32(out: &mut Vec<u8>, value: u32) {
-    out.extend_from_slice(&value.to_le_bytes());
+/// A writer that hashes what goes through it: the partial's checksum.
+struct Hashing<'a> {
+    inner: &'a mut dyn Write,
+    hasher: Sha256,
 }
 
-fn put_u64(out: &mut Vec<u8>, value: u64) {
-    out.extend_from_slice(&value.to_le_bytes());
+impl Write for Hashing<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let written = self.inner.write(buf)?;
+        self.hasher.update(&buf[..written]);
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
 }
 
-fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
-    put_u32(out, bytes.len() as u32);
-    out.extend_from_slice(bytes);
+fn put_u32(out: &mut impl Write, value: u32) -> io::Result<()> {
+    out.write_all(&value.to_le_bytes())
 }
 
-fn write_keys(out: &mut Vec<u8>, keys: &DistinctKeys) {
+fn put_u64(out: &mut impl Write, value: u64) -> io::Result<()> {
+    out.write_all(&value.to_le_bytes())
+}
+
+fn put_bytes(out: &mut impl Write, bytes: &[u8]) -> io::Result<()> {
+    put_u32(out, bytes.len() as u32)?;
+    out.write_all(bytes)
+}
+
+fn write_keys(out: &mut impl Write, keys: &DistinctKeys) -> io::Result<()> {
     for key in &keys.ipv4 {
-        out.extend_from_slice(&key.to_le_bytes());
+        out.write_all(&key.to_le_bytes())?;
     }
     for key in &keys.ipv6 {
-        out.extend_from_slice(&key.to_le_bytes());
+        out.write_all(&key.to_le_bytes())?;
     }
     for key in &keys.other {
-        put_bytes(out, key);
+        put_bytes(out, key)?;
     }
     for digest in &keys.long {
-        out.extend_from_slice(digest);
+        out.write_all(digest)?;
     }
+    Ok(())
 }
 
 /// The counts parallel to the keys just written (the tables hold exactly those keys), then
 /// what `--top` shows of each long key.
-fn write_counts(out: &mut Vec<u8>, tables: CountTables) {
+fn write_counts(out: &mut impl Write, tables: CountTables) -> io::Result<()> {
     for count in tables.ipv4.values().chain(tables.ipv6.values()) {
-        put_u64(out, *count);
+        put_u64(out, *count)?;
     }
     for count in tables.other.values() {
-        put_u64(out, *count);
+        put_u64(out, *count)?;
     }
     for (count, _) in tables.long.values() {
-        put_u64(out, *count);
+        put_u64(out, *count)?;
     }
     for (_, shown) in tables.long.values() {
-        put_bytes(out, shown);
+        put_bytes(out, shown)?;
     }
+    Ok(())
 }
 
 /// Why a partial could not be published.
@@ -313,10 +353,13 @@ pub enum PublishError {
     },
 }
 
-/// Writes `bytes` to `out`: into a temporary file in the same directory, flushed to disk,
-/// then linked under its name (link(2) fails rather than replace an existing file) and the
-/// temporary name removed, so that `out` never exists half-written.
-pub fn publish(bytes: &[u8], out: &Path) -> Result<(), PublishError> {
+/// Creates `out` with what `write` writes: into a temporary file in the same directory,
+/// flushed to disk, then linked under its name (link(2) fails rather than replace an existing
+/// file) and the temporary name removed, so that `out` never exists half-written.
+pub fn publish(
+    out: &Path,
+    write: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+) -> Result<(), PublishError> {
     let io_error = |path: &Path| {
         let path = path.to_path_buf();
         move |error| PublishError::Io { path, error }
@@ -337,12 +380,16 @@ pub fn publish(bytes: &[u8], out: &Path) -> Result<(), PublishError> {
     temp_name.push(format!(".{}.tmp", std::process::id()));
     let temp = dir.join(temp_name);
     let written = (|| {
-        let mut file = fs::OpenOptions::new()
+        let file = fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .open(&temp)?;
-        file.write_all(bytes)?;
-        file.sync_all()
+        let mut buffered = io::BufWriter::with_capacity(1 << 20, file);
+        write(&mut buffered)?;
+        buffered
+            .into_inner()
+            .map_err(io::IntoInnerError::into_error)?
+            .sync_all()
     })();
     if let Err(error) = written {
         let _ = fs::remove_file(&temp);
@@ -903,4 +950,182 @@ pub fn partials_in(dir: &Path) -> io::Result<Vec<PathBuf>> {
         }
     }
     Ok(found.into_iter().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{count_chunk, count_dir, Format, Options};
+
+    /// Logs with every kind of key, one file large enough to be cut across shards.
+    fn logs() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let mut big = String::new();
+        for line in 0..3000u32 {
+            let key = match line % 4 {
+                0 => format!("10.0.{}.{}", line % 5, line % 77),
+                1 => format!("host-{}.example", line % 300),
+                2 => format!("2001:db8::{:x}", line % 90),
+                _ => format!("{}{}", "k".repeat(300), line % 3),
+            };
+            big.push_str(&format!("{key} x\n"));
+        }
+        std::fs::write(dir.path().join("big.log"), big).unwrap();
+        std::fs::write(dir.path().join("small.log"), "1.2.3.4 a\n10.0.0.0 b\n").unwrap();
+        std::fs::write(dir.path().join("empty.log"), "").unwrap();
+        dir
+    }
+
+    /// Shard `index` of `plan`, counted in this thread, as partial bytes.
+    fn shard_bytes(plan: &ShardPlan, index: u32, top: Option<usize>) -> Vec<u8> {
+        let local = plan.shard_jobs(index, None, 4096, top);
+        let mut builder = PartialBuilder::new(plan, index, &local);
+        for job in &local.jobs {
+            builder.add(count_chunk(job));
+        }
+        builder.encode()
+    }
+
+    fn write_shards(
+        logs: &Path,
+        shards: u64,
+        top: Option<usize>,
+    ) -> (tempfile::TempDir, Vec<PathBuf>) {
+        let plan = ShardPlan::new(logs, false, shards).unwrap();
+        let parts = tempfile::tempdir().unwrap();
+        let paths: Vec<PathBuf> = (0..plan.shard_count())
+            .map(|index| {
+                let path = parts.path().join(format!("part-{index}"));
+                let bytes = shard_bytes(&plan, index, top);
+                publish(&path, |file| file.write_all(&bytes)).unwrap();
+                path
+            })
+            .collect();
+        (parts, paths)
+    }
+
+    #[test]
+    fn merged_shards_report_what_one_count_reports() {
+        let logs = logs();
+        for shards in [1, 2, 3, 5, 8] {
+            for top in [None, Some(4)] {
+                let (_parts, paths) = write_shards(logs.path(), shards, top);
+                let merged = merge_partials(
+                    &paths,
+                    MergeOptions {
+                        top,
+                        allow_missing: false,
+                    },
+                )
+                .unwrap();
+                let options = Options {
+                    top,
+                    ..Options::default()
+                };
+                let single = count_dir(logs.path(), &options).unwrap();
+                for format in [Format::Table, Format::Csv, Format::Json] {
+                    assert_eq!(
+                        merged.report.render(format),
+                        single.render(format),
+                        "{shards} shards, top {top:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_same_shard_encodes_to_the_same_bytes_whatever_the_chunking() {
+        let logs = logs();
+        let plan = ShardPlan::new(logs.path(), false, 3).unwrap();
+        let fine = shard_bytes(&plan, 1, Some(2));
+        let local = plan.shard_jobs(1, None, 1 << 30, Some(2));
+        let mut coarse = PartialBuilder::new(&plan, 1, &local);
+        // Results in reverse order, one chunk per piece.
+        for job in local.jobs.iter().rev() {
+            coarse.add(count_chunk(job));
+        }
+        assert!(fine == coarse.encode());
+    }
+
+    #[test]
+    fn every_truncation_and_flipped_byte_is_caught_naming_the_file() {
+        let logs = logs();
+        let plan = ShardPlan::new(logs.path(), false, 2).unwrap();
+        let bytes = shard_bytes(&plan, 0, Some(3));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("damaged");
+        let mut cuts: Vec<usize> = (0..bytes.len()).step_by(97).collect();
+        cuts.push(bytes.len() - 1);
+        for cut in cuts {
+            std::fs::write(&path, &bytes[..cut]).unwrap();
+            let error = read_head(&path).unwrap_err().to_string();
+            assert!(error.starts_with(&path.display().to_string()), "{error}");
+        }
+        for at in (0..bytes.len()).step_by(61) {
+            let mut flipped = bytes.clone();
+            flipped[at] ^= 0x10;
+            std::fs::write(&path, &flipped).unwrap();
+            assert!(
+                read_head(&path).is_err(),
+                "a flipped byte at {at} went unnoticed"
+            );
+        }
+    }
+
+    /// A partial whose checksum is right but whose content is not (written by something else
+    /// than herd): a clear error, never a panic or a huge allocation.
+    #[test]
+    fn a_well_checksummed_but_inconsistent_partial_is_refused() {
+        let logs = logs();
+        let plan = ShardPlan::new(logs.path(), false, 1).unwrap();
+        let bytes = shard_bytes(&plan, 0, None);
+        let dir = tempfile::tempdir().unwrap();
+        let reseal = |mut body: Vec<u8>| {
+            body.truncate(body.len() - 32);
+            let checksum = Sha256::digest(&body);
+            body.extend_from_slice(&checksum);
+            body
+        };
+        // The first entry's IPv4 key count, made huge: the keys run out.
+        let name_len = u32::from_le_bytes(bytes[64..68].try_into().unwrap()) as usize;
+        let ipv4_count_at = 68 + name_len + 8 * 3 + 1 + 8;
+        let mut huge = bytes.clone();
+        huge[ipv4_count_at..ipv4_count_at + 8].copy_from_slice(&(u64::MAX / 2).to_le_bytes());
+        let path = dir.path().join("huge");
+        std::fs::write(&path, reseal(huge)).unwrap();
+        let error = merge_partials(std::slice::from_ref(&path), MergeOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("truncated") || error.contains("order"),
+            "{error}"
+        );
+        // An unknown format version.
+        let mut future = bytes.clone();
+        future[8..12].copy_from_slice(&2u32.to_le_bytes());
+        let path = dir.path().join("future");
+        std::fs::write(&path, reseal(future)).unwrap();
+        let error = read_head(&path).unwrap_err().to_string();
+        assert!(error.contains("partial format 2"), "{error}");
+    }
+
+    #[test]
+    fn publish_never_replaces_a_file_and_leaves_no_temporary_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("part");
+        publish(&out, |file| file.write_all(b"first")).unwrap();
+        let error = publish(&out, |file| file.write_all(b"second")).unwrap_err();
+        assert!(matches!(error, PublishError::Exists(_)), "{error}");
+        assert_eq!(std::fs::read(&out).unwrap(), b"first");
+        // A writer that fails: nothing published, nothing left over.
+        let failed = dir.path().join("failed");
+        let error = publish(&failed, |_| Err(io::Error::other("disk full"))).unwrap_err();
+        assert!(error.to_string().contains("disk full"), "{error}");
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["part"]);
+    }
 }

@@ -58,8 +58,10 @@ enum Command {
     /// `plan logcount DIR --shards N -o PLAN` (see docs/scale-out.md).
     Plan(scale_out::PlanArgs),
     /// Merges the partials of shard runs into what one run over all the inputs prints.
-    /// Exit status: 0, 1 when a file could not be read or shards are missing, a partial is
-    /// damaged or from another plan, 2 for bad usage.
+    #[command(
+        after_help = "Exit status: 0; 1 when a file could not be read, shards are missing, or a \
+        partial is damaged, conflicting or from another plan; 2 for bad usage."
+    )]
     Merge(scale_out::MergeArgs),
 }
 

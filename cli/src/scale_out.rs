@@ -408,7 +408,7 @@ pub(crate) struct MergeArgs {
     #[arg(long, default_value = "table")]
     format: Format,
     /// Also report the K busiest client keys (the shards must have run with --top).
-    #[arg(long)]
+    #[arg(long, value_name = "K")]
     top: Option<usize>,
     /// Merge even if shards are missing; the gaps are listed under errors (exit 1).
     #[arg(long)]

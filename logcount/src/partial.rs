@@ -678,6 +678,9 @@ fn read_head(path: &Path) -> Result<PartialHead, MergeError> {
         if start > end || end > len {
             return Err(corrupt(format!("{name}: bytes {start}..{end} of {len}")));
         }
+        if entries.last().is_some_and(|last: &Entry| last.name >= name) {
+            return Err(corrupt(format!("{name}: file entries out of order")));
+        }
         entries.push(Entry {
             name,
             len,

@@ -537,3 +537,117 @@ fn a_shard_without_partial_prints_its_share() {
         serde_json::from_str(&single_host(&logs, &["--format", "json"])).unwrap();
     assert_eq!(total, whole["all"]["total"].as_u64().unwrap());
 }
+
+#[test]
+fn plan_and_shard_usage_errors_exit_2_naming_what_is_wrong() {
+    let temp = tempfile::tempdir().unwrap();
+    let logs = temp.path().join("logs");
+    std::fs::create_dir(&logs).unwrap();
+    std::fs::write(logs.join("a.log"), "1.2.3.4 x\n").unwrap();
+    let plan = temp.path().join("plan.json");
+    let missing = temp.path().join("missing");
+    let missing_partial = missing.join("p");
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec![
+                "plan",
+                "logcount",
+                path(&missing),
+                "--shards",
+                "2",
+                "-o",
+                path(&plan),
+            ],
+            "no such directory",
+        ),
+        (
+            vec![
+                "plan",
+                "logcount",
+                path(&logs),
+                "--shards",
+                "0",
+                "-o",
+                path(&plan),
+            ],
+            "number of shards",
+        ),
+        (
+            vec![
+                "plan",
+                "echo",
+                path(&logs),
+                "--shards",
+                "2",
+                "-o",
+                path(&plan),
+            ],
+            "unknown job kind",
+        ),
+        (
+            vec!["run", "logcount", path(&logs), "--partial", path(&plan)],
+            "need --shard",
+        ),
+        (
+            vec!["run", "logcount", path(&logs), "--shard", "1"],
+            "needs the shard count",
+        ),
+        (
+            vec!["run", "logcount", path(&logs), "--shard", "2/2"],
+            "numbered 0 to 1",
+        ),
+        (
+            vec![
+                "run",
+                "logcount",
+                path(&logs),
+                "--shard",
+                "0/2",
+                "--partial",
+                path(&missing_partial),
+            ],
+            "no such directory",
+        ),
+        (
+            vec!["run", "echo", "x", "--shard", "0/2"],
+            "for logcount only",
+        ),
+    ];
+    for (args, says) in cases {
+        let output = supervisor(&args);
+        expect_exit(&output, 2, &format!("{args:?}"));
+        assert!(
+            stderr(&output).contains(says),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+    }
+    // An existing plan file is never replaced.
+    let output = supervisor(&[
+        "plan",
+        "logcount",
+        path(&logs),
+        "--shards",
+        "2",
+        "-o",
+        path(&plan),
+    ]);
+    expect_exit(&output, 0, "plan");
+    let before = std::fs::read(&plan).unwrap();
+    let output = supervisor(&[
+        "plan",
+        "logcount",
+        path(&logs),
+        "--shards",
+        "3",
+        "-o",
+        path(&plan),
+    ]);
+    expect_exit(&output, 2, "existing plan");
+    assert!(
+        stderr(&output).contains("already exists"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(std::fs::read(&plan).unwrap(), before);
+}

@@ -426,6 +426,24 @@ mod tests {
         assert_exact_cover(&[file("a.gz", 50), file("b", 50), file("c.gz", 1)], 4);
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_sizes_and_shard_counts_are_covered_exactly(
+            sizes in proptest::collection::vec(
+                proptest::prop_oneof![0u64..5, 0u64..10_000, 0u64..(1 << 60)],
+                0..12,
+            ),
+            shards in 1u64..40,
+        ) {
+            let files: Vec<ShardFile> = sizes
+                .iter()
+                .enumerate()
+                .map(|(index, &len)| file(&format!("f{index:02}"), len))
+                .collect();
+            assert_exact_cover(&files, shards);
+        }
+    }
+
     #[test]
     fn a_gzip_file_is_never_cut() {
         let plan = ShardPlan::from_files(

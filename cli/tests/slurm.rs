@@ -1,6 +1,7 @@
 //! logcount shards on a real Slurm cluster: a job array (`sbatch --array=0-3 --wait`) whose
 //! tasks run `supervisor run logcount --shard auto/4 --partial` (deploy/slurm/logcount-array.sh),
-//! then `supervisor merge` of their partials, compared byte for byte with one host's run.
+//! then `supervisor merge` of their partials, compared byte for byte with one host's run; then
+//! the same with a plan file and an array numbered from 10.
 //!
 //! Needs a cluster: `deploy/slurm/local-cluster.sh` starts one on this host, and `.ci/run` runs
 //! it and then this test (`cargo test -p herd-cli --test slurm -- --ignored`).
@@ -72,6 +73,27 @@ fn a_slurm_job_array_of_shards_merges_to_the_single_host_result() {
         assert!(parts.join(format!("part-{index}")).is_file());
     }
 
+    // With a plan file, and an array numbered from 10: the index is SLURM_ARRAY_TASK_ID minus
+    // SLURM_ARRAY_TASK_MIN.
+    let plan = temp.path().join("plan.json");
+    run(Command::new(SUPERVISOR)
+        .args(["plan", "logcount"])
+        .arg(&logs)
+        .args(["--shards", "4", "-o"])
+        .arg(&plan));
+    let planned_parts = temp.path().join("planned-parts");
+    run(Command::new("timeout")
+        .args(["300", "sbatch", "--array=10-13", "--wait", "--time=10"])
+        .arg(format!("--output={}", output_pattern.display()))
+        .arg(format!("--export=ALL,HERD_SUPERVISOR={SUPERVISOR}"))
+        .arg(array_script())
+        .arg(&logs)
+        .arg(&planned_parts)
+        .arg(&plan));
+    for index in 0..4 {
+        assert!(planned_parts.join(format!("part-{index}")).is_file());
+    }
+
     for format in ["table", "csv", "json"] {
         let single = run(Command::new(SUPERVISOR)
             .args(["run", "logcount", "--workers", "2", "--format", format])
@@ -84,6 +106,13 @@ fn a_slurm_job_array_of_shards_merges_to_the_single_host_result() {
             "{format}: the merge of the Slurm shards differs from one host's run:\n{}\nvs\n{}",
             String::from_utf8_lossy(&merged.stdout),
             String::from_utf8_lossy(&single.stdout)
+        );
+        let merged = run(Command::new(SUPERVISOR)
+            .args(["merge", "--format", format])
+            .arg(&planned_parts));
+        assert!(
+            merged.stdout == single.stdout,
+            "{format}: the merge of the planned Slurm shards differs from one host's run"
         );
     }
 }

@@ -697,6 +697,9 @@ fn read_head(path: &Path) -> Result<PartialHead, MergeError> {
         }
         errors.push((source.text().map_err(bad)?, source.text().map_err(bad)?));
     }
+    if source.at > size - CHECKSUM_LEN {
+        return Err(corrupt("its file table runs into the checksum".into()));
+    }
     Ok(PartialHead {
         path: path.to_path_buf(),
         checksum,
@@ -1111,6 +1114,34 @@ mod tests {
         std::fs::write(&path, reseal(future)).unwrap();
         let error = read_head(&path).unwrap_err().to_string();
         assert!(error.contains("partial format 2"), "{error}");
+    }
+
+    proptest::proptest! {
+        /// Whatever follows a valid header, under a valid checksum: an error or a report,
+        /// never a panic.
+        #[test]
+        fn arbitrary_content_under_a_valid_checksum_never_panics(
+            entries in 0u64..3,
+            body in proptest::collection::vec(
+                proptest::prop_oneof![proptest::num::u8::ANY, 0u8..2],
+                0..300,
+            ),
+        ) {
+            let mut bytes = PARTIAL_MAGIC.to_vec();
+            bytes.extend_from_slice(&PARTIAL_FORMAT.to_le_bytes());
+            bytes.extend_from_slice(&[7; 32]);
+            bytes.extend_from_slice(&0u32.to_le_bytes());
+            bytes.extend_from_slice(&1u32.to_le_bytes());
+            bytes.extend_from_slice(&0u32.to_le_bytes());
+            bytes.extend_from_slice(&entries.to_le_bytes());
+            bytes.extend_from_slice(&body);
+            let checksum = Sha256::digest(&bytes);
+            bytes.extend_from_slice(&checksum);
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("crafted");
+            std::fs::write(&path, &bytes).unwrap();
+            let _ = merge_partials(&[path], MergeOptions::default());
+        }
     }
 
     #[test]

@@ -4,6 +4,10 @@
 //! A run is: [`plan`] the directory into [`ChunkJob`]s; run [`count_chunk`] on each (in any
 //! process, in any order); feed the outcomes to a [`Merger`]; render its [`Report`]. Jobs and
 //! their results are small serde values, so they cross process boundaries cheaply.
+//!
+//! Across hosts, a [`ShardPlan`] splits the inputs into shards; each host counts its shard's
+//! jobs into a [`PartialBuilder`] and publishes the partial, and [`merge_partials`] turns the
+//! partials into the report one host would have made (see docs/scale-out.md).
 
 pub mod genlogs;
 

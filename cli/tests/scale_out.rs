@@ -3,9 +3,10 @@
 //! The merged output must equal, byte for byte, what one `run logcount` over the same inputs
 //! prints.
 
-use std::io::Write as _;
+use std::io::{Read as _, Seek as _, SeekFrom, Write as _};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 /// The binary Cargo built for these tests.
 const SUPERVISOR: &str = env!("CARGO_BIN_EXE_supervisor");
@@ -19,15 +20,49 @@ const INDEX_VARIABLES: [&str; 4] = [
     "AWS_BATCH_JOB_ARRAY_INDEX",
 ];
 
-/// Runs `supervisor ARGS` with the environment variables `env` set.
+/// The longest any one command of these tests may take: far more than they need, so that a
+/// hang fails the test instead of stalling the suite.
+const LIMIT: Duration = Duration::from_secs(120);
+
+/// Runs `supervisor ARGS` with the environment variables `env` set, to the end (at most
+/// [`LIMIT`]; then it is killed and the test fails).
 fn supervisor_with(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut stdout = tempfile::tempfile().unwrap();
+    let mut stderr = tempfile::tempfile().unwrap();
     let mut command = Command::new(SUPERVISOR);
-    command.args(args);
+    command
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(stdout.try_clone().unwrap())
+        .stderr(stderr.try_clone().unwrap());
     for name in INDEX_VARIABLES {
         command.env_remove(name);
     }
     command.envs(env.iter().copied());
-    command.output().expect("running the supervisor binary")
+    let mut child = command.spawn().expect("starting the supervisor binary");
+    let deadline = Instant::now() + LIMIT;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("supervisor {args:?} still running after {LIMIT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let read = |file: &mut std::fs::File| {
+        let mut bytes = Vec::new();
+        file.seek(SeekFrom::Start(0)).unwrap();
+        file.read_to_end(&mut bytes).unwrap();
+        bytes
+    };
+    Output {
+        status,
+        stdout: read(&mut stdout),
+        stderr: read(&mut stderr),
+    }
 }
 
 fn supervisor(args: &[&str]) -> Output {

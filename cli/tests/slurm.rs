@@ -25,6 +25,14 @@ fn run(command: &mut Command) -> Output {
     output
 }
 
+/// `supervisor ARGS...`, killed after two minutes (by coreutils' `timeout`): a hang fails the
+/// test instead of stalling CI.
+fn supervisor() -> Command {
+    let mut command = Command::new("timeout");
+    command.args(["120", SUPERVISOR]);
+    command
+}
+
 fn array_script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/slurm/logcount-array.sh")
 }
@@ -35,7 +43,7 @@ fn a_slurm_job_array_of_shards_merges_to_the_single_host_result() {
     let temp = tempfile::tempdir().unwrap();
     let logs = temp.path().join("logs");
     let parts = temp.path().join("parts");
-    run(Command::new(SUPERVISOR)
+    run(supervisor()
         .args([
             "gen-logs",
             "--files",
@@ -76,7 +84,7 @@ fn a_slurm_job_array_of_shards_merges_to_the_single_host_result() {
     // With a plan file, and an array numbered from 10: the index is SLURM_ARRAY_TASK_ID minus
     // SLURM_ARRAY_TASK_MIN.
     let plan = temp.path().join("plan.json");
-    run(Command::new(SUPERVISOR)
+    run(supervisor()
         .args(["plan", "logcount"])
         .arg(&logs)
         .args(["--shards", "4", "-o"])
@@ -95,19 +103,17 @@ fn a_slurm_job_array_of_shards_merges_to_the_single_host_result() {
     }
 
     for format in ["table", "csv", "json"] {
-        let single = run(Command::new(SUPERVISOR)
+        let single = run(supervisor()
             .args(["run", "logcount", "--workers", "2", "--format", format])
             .arg(&logs));
-        let merged = run(Command::new(SUPERVISOR)
-            .args(["merge", "--format", format])
-            .arg(&parts));
+        let merged = run(supervisor().args(["merge", "--format", format]).arg(&parts));
         assert!(
             merged.stdout == single.stdout,
             "{format}: the merge of the Slurm shards differs from one host's run:\n{}\nvs\n{}",
             String::from_utf8_lossy(&merged.stdout),
             String::from_utf8_lossy(&single.stdout)
         );
-        let merged = run(Command::new(SUPERVISOR)
+        let merged = run(supervisor()
             .args(["merge", "--format", format])
             .arg(&planned_parts));
         assert!(

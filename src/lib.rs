@@ -52,4 +52,7 @@ pub mod guides {
     /// `docs/logcount.md`
     #[doc = include_str!("../docs/logcount.md")]
     pub struct LogcountGuide;
+    /// `docs/scale-out.md`
+    #[doc = include_str!("../docs/scale-out.md")]
+    pub struct ScaleOutGuide;
 }

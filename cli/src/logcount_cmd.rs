@@ -47,7 +47,7 @@ const EXIT_STATUS: &str =
 pub struct LogcountArgs {
     /// Log files, directories of logs (the files directly in them; with --recursive, in
     /// subdirectories too) and `-` for standard input; gzip is read decompressed.
-    #[arg(required = true, value_name = "PATH")]
+    #[arg(required_unless_present = "plan", value_name = "PATH")]
     pub paths: Vec<OsString>,
     /// Report format: table, csv or json.
     #[arg(long, value_name = "FORMAT", default_value = "table")]
@@ -63,17 +63,19 @@ pub struct LogcountArgs {
     #[arg(long, value_name = "B", value_parser = parse_chunk_bytes)]
     pub chunk_bytes: Option<u64>,
     #[command(flatten)]
+    pub shard: crate::scale_out::ShardArgs,
+    #[command(flatten)]
     pub pool: PoolArgs,
 }
 
 /// The path of this subcommand, for usage errors.
-const COMMAND: &[&str] = &["run", "logcount"];
+pub(crate) const COMMAND: &[&str] = &["run", "logcount"];
 
 /// The lease table for a planned logcount run, and each job's label (its file, and which
 /// chunk of how many). Without `--job-timeout`, each job gets a time limit from its size
 /// ([`Plan::default_job_timeout`](logcount::Plan::default_job_timeout)), so that a stuck job
 /// cannot hang the run forever.
-fn logcount_jobs(
+pub(crate) fn logcount_jobs(
     args: &LogcountArgs,
     plan: &mut logcount::Plan,
 ) -> anyhow::Result<(LeaseTable, Vec<JobLabel>)> {
@@ -112,6 +114,9 @@ fn logcount_jobs(
 }
 
 pub fn run(args: &LogcountArgs) -> anyhow::Result<ExitCode> {
+    if args.shard.any() {
+        return crate::scale_out::run_shard(args);
+    }
     let progress = args.pool.log.init();
     // `_inputs` holds standard input's copy, which the workers read: keep it to the end.
     let (_inputs, mut plan) = crate::logcount_inputs::plan(args)?;

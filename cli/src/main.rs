@@ -16,6 +16,7 @@ mod logcount_inputs;
 mod logging;
 mod output;
 mod pool;
+mod scale_out;
 mod status;
 
 use std::process::ExitCode;
@@ -44,6 +45,11 @@ pub enum Command {
     /// Runs a job kind over the worker pool (`run logcount PATH...`).
     #[command(subcommand)]
     Run(RunCommand),
+    /// Splits a job kind's inputs into shards once, for runs on many hosts (`plan logcount`).
+    #[command(subcommand)]
+    Plan(PlanCommand),
+    /// Merges the partials of shard runs into what one run over all the inputs prints.
+    Merge(scale_out::MergeArgs),
     /// Runs diagnostic jobs that answer, fail, crash or hang on purpose (for testing).
     Diag(diag::DiagArgs),
     /// Writes deterministic access logs for benchmarks and tests.
@@ -61,11 +67,20 @@ pub enum RunCommand {
     Logcount(logcount_cmd::LogcountArgs),
 }
 
+/// The job kinds `plan` knows.
+#[derive(Debug, Subcommand)]
+pub enum PlanCommand {
+    /// Splits logcount's inputs (one directory) into N shards and writes the plan as JSON.
+    Logcount(scale_out::PlanArgs),
+}
+
 fn main() -> ExitCode {
     herd_ipc::init();
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Run(RunCommand::Logcount(args)) => logcount_cmd::run(args),
+        Command::Plan(PlanCommand::Logcount(args)) => scale_out::plan(args),
+        Command::Merge(args) => scale_out::merge(args),
         Command::Diag(args) => diag::run(args),
         Command::GenLogs(args) => gen_logs::run(args),
         Command::Completions(args) => install::completions(args),

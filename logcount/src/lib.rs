@@ -5,6 +5,10 @@
 //! into [`ChunkJob`]s ([`plan`] does both for one directory); run [`count_chunk`] on each (in any
 //! process, in any order); feed the outcomes to a [`Merger`]; render its [`Report`]. Jobs and
 //! their results are small serde values, so they cross process boundaries cheaply.
+//!
+//! Across hosts, a [`ShardPlan`] splits the inputs into shards; each host counts its shard's
+//! jobs into a [`PartialBuilder`] and publishes the partial, and [`merge_partials`] turns the
+//! partials into the report one host would have made (see docs/scale-out.md).
 
 pub mod genlogs;
 
@@ -16,9 +20,11 @@ mod keys;
 mod kind;
 mod lanes;
 mod mapped;
+mod partial;
 mod plan;
 mod report;
 mod scan;
+mod shard;
 mod union;
 
 #[cfg(test)]
@@ -27,6 +33,10 @@ mod tests;
 pub use inputs::{Input, Inputs, STDIN_NAME};
 pub use kind::LogcountChunk;
 pub use mapped::MapConsent;
+pub use partial::{
+    merge_partials, partials_in, publish, MergeError, MergeOptions, Merged, PartialBuilder,
+    PublishError, PARTIAL_FORMAT, PARTIAL_MAGIC,
+};
 pub use plan::{
     balanced_chunk_bytes, job_timeout_for, plan, plan_inputs, ChunkJob, ChunkSource, Options, Plan,
     PlanError, PlannedFile, DEFAULT_CHUNK_BYTES, GZIP_EXPANSION, JOB_TIMEOUT_BASE,
@@ -36,6 +46,7 @@ pub use report::{FileCounts, Format, Merger, Report, TopKey};
 pub use scan::{
     count_chunk, count_chunk_with, ChunkCounts, ChunkError, DistinctKeys, KeyCounts, ReadMethod,
 };
+pub use shard::{Piece, ShardFile, ShardPlan, ShardPlanError, MAX_SHARDS, SHARD_PLAN_FORMAT};
 
 /// Plans, counts and merges a whole run in this thread: for tests, tools and small inputs.
 /// (The supervisor spreads [`Plan::jobs`] over its worker pool instead.)

@@ -1,0 +1,565 @@
+//! logcount past one host: `supervisor plan logcount` (a shard plan file), shard runs of
+//! `supervisor run logcount` (`--shard`, `--plan`, `--partial`) and `supervisor merge` (the
+//! partials into the report one host would print). See docs/scale-out.md.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::Args;
+use herd_logcount::{
+    self as logcount, merge_partials, partials_in, publish, Format, MergeError, MergeOptions,
+    Merger, PartialBuilder, PublishError, ShardPlan,
+};
+use herd_worker::decode_payload;
+
+use crate::logcount_cmd::{logcount_jobs, LogcountArgs, COMMAND};
+use crate::output::{note, write_stdout, Exit};
+use crate::pool::Ended;
+
+/// The environment variables an array job engine gives its task index in, by engine.
+const INDEX_VARIABLES: [&str; 3] = [
+    "JOB_COMPLETION_INDEX",
+    "SLURM_ARRAY_TASK_ID",
+    "AWS_BATCH_JOB_ARRAY_INDEX",
+];
+
+/// The shard options of `supervisor run logcount`.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Shard options (see docs/scale-out.md)")]
+pub struct ShardArgs {
+    /// Count only shard I of N: `I/N`, or `auto/N` to take I from the array job's
+    /// environment (JOB_COMPLETION_INDEX, SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN,
+    /// AWS_BATCH_JOB_ARRAY_INDEX); with --plan, `I` or `auto`.
+    #[arg(long, value_name = "I/N")]
+    shard: Option<ShardSpec>,
+    /// The shard plan written by `supervisor plan logcount` (PATH is then optional: a directory
+    /// that overrides the planned one).
+    #[arg(long, value_name = "PLAN")]
+    plan: Option<PathBuf>,
+    /// Write the shard's counts to OUT as a partial for `supervisor merge`, instead
+    /// of printing them (OUT must not exist).
+    #[arg(long, value_name = "OUT")]
+    partial: Option<PathBuf>,
+}
+
+impl ShardArgs {
+    /// Whether any shard option was given.
+    pub(crate) fn any(&self) -> bool {
+        self.shard.is_some() || self.plan.is_some() || self.partial.is_some()
+    }
+}
+
+/// `--shard`: an index (or `auto`) and, without a plan file, the shard count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ShardSpec {
+    /// `None`: from the environment.
+    index: Option<u32>,
+    count: Option<u32>,
+}
+
+impl std::str::FromStr for ShardSpec {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let (index, count) = match text.split_once('/') {
+            Some((index, count)) => (index, Some(count)),
+            None => (text, None),
+        };
+        let count = count
+            .map(|count| match count.parse::<u32>() {
+                Ok(n) if (1..=logcount::MAX_SHARDS).contains(&n) => Ok(n),
+                _ => Err(format!(
+                    "expected a shard count between 1 and {}, got {count:?}",
+                    logcount::MAX_SHARDS
+                )),
+            })
+            .transpose()?;
+        let index = match index {
+            "auto" => None,
+            index => Some(
+                index
+                    .parse::<u32>()
+                    .map_err(|_| format!("expected I/N, auto/N, I or auto, got {text:?}"))?,
+            ),
+        };
+        if let (Some(index), Some(count)) = (index, count) {
+            if index >= count {
+                return Err(format!(
+                    "shard {index} of {count}: shards are numbered 0 to {}",
+                    count - 1
+                ));
+            }
+        }
+        Ok(Self { index, count })
+    }
+}
+
+fn usage(message: String) -> anyhow::Error {
+    Exit { code: 2, message }.into()
+}
+
+/// The array task index the environment gives (`lookup` reads a variable): exactly one
+/// engine's, or several that agree. Missing, malformed or contradictory is a usage error that
+/// names the variables.
+fn index_from_env(lookup: impl Fn(&str) -> Option<String>) -> Result<u32, String> {
+    let parse = |name: &str| -> Result<Option<u64>, String> {
+        lookup(name)
+            .map(|value| {
+                value
+                    .trim()
+                    .parse::<u64>()
+                    .map_err(|_| format!("--shard auto: {name}={value:?} is not an array index"))
+            })
+            .transpose()
+    };
+    let mut found: Vec<(String, u64)> = Vec::new();
+    if let Some(index) = parse("JOB_COMPLETION_INDEX")? {
+        found.push(("JOB_COMPLETION_INDEX".into(), index));
+    }
+    if let Some(id) = parse("SLURM_ARRAY_TASK_ID")? {
+        let min = parse("SLURM_ARRAY_TASK_MIN")?.unwrap_or(0);
+        let index = id.checked_sub(min).ok_or_else(|| {
+            format!("--shard auto: SLURM_ARRAY_TASK_ID={id} is below SLURM_ARRAY_TASK_MIN={min}")
+        })?;
+        found.push((
+            format!("SLURM_ARRAY_TASK_ID-SLURM_ARRAY_TASK_MIN ({id}-{min})"),
+            index,
+        ));
+    }
+    if let Some(index) = parse("AWS_BATCH_JOB_ARRAY_INDEX")? {
+        found.push(("AWS_BATCH_JOB_ARRAY_INDEX".into(), index));
+    }
+    let Some((_, index)) = found.first() else {
+        return Err(format!(
+            "--shard auto: no array index in the environment (none of {} is set)",
+            INDEX_VARIABLES.join(", ")
+        ));
+    };
+    if found.iter().any(|(_, other)| other != index) {
+        let seen: Vec<String> = found
+            .iter()
+            .map(|(name, index)| format!("{name} = {index}"))
+            .collect();
+        return Err(format!(
+            "--shard auto: contradictory array indexes in the environment: {}",
+            seen.join(", ")
+        ));
+    }
+    u32::try_from(*index).map_err(|_| format!("--shard auto: array index {index} is too large"))
+}
+
+/// Reads and checks a plan file.
+fn read_plan(path: &Path) -> anyhow::Result<ShardPlan> {
+    let text = std::fs::read_to_string(path).map_err(|error| Exit {
+        code: 2,
+        message: format!("{}: cannot read the plan: {error}", path.display()),
+    })?;
+    let plan: ShardPlan = serde_json::from_str(&text).map_err(|error| Exit {
+        code: 2,
+        message: format!("{}: not a shard plan: {error}", path.display()),
+    })?;
+    plan.check().map_err(|error| Exit {
+        code: 2,
+        message: format!("{}: {error}", path.display()),
+    })?;
+    Ok(plan)
+}
+
+/// Collects a shard's chunk results: into a partial, or into a report to print.
+enum Sink {
+    Partial(PartialBuilder),
+    Report(Box<Merger>),
+}
+
+impl Sink {
+    fn add(&mut self, outcome: Result<logcount::ChunkCounts, logcount::ChunkError>) {
+        match self {
+            Sink::Partial(builder) => builder.add(outcome),
+            Sink::Report(merger) => merger.add(outcome),
+        }
+    }
+
+    fn add_failure(&mut self, file_index: usize, reason: String) {
+        match self {
+            Sink::Partial(builder) => builder.add_failure(file_index, reason),
+            Sink::Report(merger) => merger.add_failure(file_index, reason),
+        }
+    }
+}
+
+/// `supervisor run logcount [DIR] --shard ... [--plan PLAN] [--partial OUT]`.
+pub(crate) fn run_shard(args: &LogcountArgs) -> anyhow::Result<ExitCode> {
+    let shard_args = &args.shard;
+    let Some(spec) = shard_args.shard else {
+        return Err(usage(
+            "--plan and --partial need --shard (I/N, auto/N; with --plan: I or auto)".into(),
+        ));
+    };
+    let dir = match args.paths.as_slice() {
+        [] if shard_args.plan.is_some() => None,
+        [dir] if dir != "-" => Some(PathBuf::from(dir)),
+        _ => {
+            return Err(usage(
+                "a shard run counts one directory: supervisor run logcount DIR --shard I/N, \
+                 or supervisor run logcount [DIR] --plan PLAN --shard I"
+                    .into(),
+            ))
+        }
+    };
+    let plan = match (&shard_args.plan, spec.count, &dir) {
+        (Some(path), count, _) => {
+            let plan = read_plan(path)?;
+            if let Some(count) = count.filter(|&count| count != plan.shard_count()) {
+                return Err(usage(format!(
+                    "--shard says {count} shard(s), the plan {} has {}",
+                    path.display(),
+                    plan.shard_count()
+                )));
+            }
+            plan
+        }
+        (None, Some(count), Some(dir)) => ShardPlan::new(dir, args.recursive, u64::from(count))
+            .map_err(|error| usage(error.to_string()))?,
+        (None, None, _) => {
+            return Err(usage(
+                "--shard needs the shard count (I/N or auto/N) unless --plan gives it".into(),
+            ))
+        }
+        (None, Some(_), None) => return Err(usage("DIR is required without --plan".into())),
+    };
+    let index = match spec.index {
+        Some(index) => index,
+        None => index_from_env(|name| std::env::var(name).ok()).map_err(usage)?,
+    };
+    if index >= plan.shard_count() {
+        return Err(usage(format!(
+            "shard {index} of {}: shards are numbered 0 to {}",
+            plan.shard_count(),
+            plan.shard_count() - 1
+        )));
+    }
+    if let Some(out) = &shard_args.partial {
+        if std::fs::symlink_metadata(out).is_ok() {
+            return Err(usage(format!(
+                "{}: already exists (a partial is never replaced)",
+                out.display()
+            )));
+        }
+        // Found out before counting, not after.
+        let parent = out.parent().filter(|p| !p.as_os_str().is_empty());
+        if let Some(parent) = parent.filter(|parent| !parent.is_dir()) {
+            return Err(usage(format!(
+                "{}: no such directory to write the partial {} in",
+                parent.display(),
+                out.display()
+            )));
+        }
+    }
+    let chunk_bytes = args.chunk_bytes.unwrap_or_else(|| {
+        let workers = args.pool.workers() as u64;
+        logcount::balanced_chunk_bytes(plan.shard_bytes(index), workers)
+    });
+    let mut local = plan.shard_jobs(index, dir.as_deref(), chunk_bytes, args.top);
+    let mut sink = match shard_args.partial {
+        Some(_) => Sink::Partial(PartialBuilder::new(&plan, index, &local)),
+        None => Sink::Report(Box::new(Merger::new(&local))),
+    };
+    // A file shorter than planned has lost lines: it is not counted from what is left.
+    for (file_index, file) in local.files.iter().enumerate() {
+        if let Ok(meta) = std::fs::metadata(&file.path) {
+            if meta.len() < file.len {
+                sink.add_failure(
+                    file_index,
+                    format!(
+                        "shrank since planned: {} bytes planned, {} now",
+                        file.len,
+                        meta.len()
+                    ),
+                );
+            }
+        }
+    }
+    let progress = args.pool.log.init();
+    let (jobs, labels) = logcount_jobs(args, &mut local)?;
+    let mut merged_before = 0;
+    let mut supervisor = args.pool.supervisor(COMMAND, jobs, labels, progress)?;
+    while !supervisor.step() {
+        while let Some(output) = supervisor.jobs().output(merged_before as u64) {
+            sink.add(decode_payload(output)?);
+            supervisor.take_outcome(merged_before as u64);
+            merged_before += 1;
+        }
+    }
+    let ended = Ended::of(supervisor);
+    let report = &ended.report;
+    for id in merged_before..local.jobs.len() {
+        if let Some(output) = report.jobs.output(id as u64) {
+            sink.add(decode_payload(output)?);
+        }
+    }
+    for (id, failure) in report.jobs.failures() {
+        if let Some(job) = usize::try_from(id)
+            .ok()
+            .and_then(|index| local.jobs.get(index))
+        {
+            sink.add_failure(job.file_index, format!("not counted: {failure}"));
+        }
+    }
+    if let Some(signal) = ended.stop_signal.filter(|_| !report.success()) {
+        note(&format!(
+            "error: {}error: stopped by {}; shard {index} was not completed{}\n",
+            report.failure_summary(),
+            signal.as_str(),
+            if shard_args.partial.is_some() {
+                ", no partial written"
+            } else {
+                ""
+            }
+        ));
+        return Ok(ended.failure_code());
+    }
+    let has_errors = match sink {
+        Sink::Partial(builder) => {
+            let has_errors = builder.has_errors();
+            let out = shard_args.partial.as_deref().unwrap_or(Path::new(""));
+            publish(out, |file| builder.write_to(file)).map_err(|error| match error {
+                PublishError::Exists(_) => usage(error.to_string()),
+                PublishError::Io { .. } => anyhow::Error::new(error),
+            })?;
+            note(&format!(
+                "wrote {} (shard {index} of {}, plan {})\n",
+                out.display(),
+                plan.shard_count(),
+                &plan.hash[..16]
+            ));
+            has_errors
+        }
+        Sink::Report(merger) => {
+            let result = merger.finish();
+            write_stdout(&result.render(args.format))?;
+            result.has_errors()
+        }
+    };
+    if !report.success() {
+        note(&format!("error: {}", report.failure_summary()));
+        return Ok(ended.failure_code());
+    }
+    Ok(if has_errors {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Splits logcount's inputs into N shards once, for shard runs on many hosts (see
+/// docs/scale-out.md).
+#[derive(Debug, Args)]
+#[command(after_help = PLAN_EXAMPLES)]
+pub struct PlanArgs {
+    /// The input directory.
+    dir: PathBuf,
+    /// Split the inputs into N shards.
+    #[arg(long, value_name = "N")]
+    shards: u64,
+    /// Write the plan (JSON) to PLAN; it must not exist.
+    #[arg(short, long, value_name = "PLAN")]
+    output: PathBuf,
+    /// Also count files in subdirectories.
+    #[arg(short, long)]
+    recursive: bool,
+}
+
+const PLAN_EXAMPLES: &str = "\
+Examples:
+  supervisor plan logcount /shared/logs --shards 4 -o plan.json
+  supervisor run logcount --plan plan.json --shard auto --partial parts/$SLURM_ARRAY_TASK_ID
+  supervisor merge parts/";
+
+pub(crate) fn plan(args: &PlanArgs) -> anyhow::Result<ExitCode> {
+    let plan = ShardPlan::new(&args.dir, args.recursive, args.shards)
+        .map_err(|error| usage(error.to_string()))?;
+    let mut json = serde_json::to_string_pretty(&plan).context("encoding the plan")?;
+    json.push('\n');
+    publish(&args.output, |file| file.write_all(json.as_bytes())).map_err(|error| match error {
+        PublishError::Exists(_) => usage(error.to_string()),
+        PublishError::Io { .. } => anyhow::Error::new(error),
+    })?;
+    let bytes: u64 = plan.files.iter().map(|file| file.len).sum();
+    note(&format!(
+        "planned {} file(s), {bytes} bytes, into {} shard(s): plan {}\n",
+        plan.files.len(),
+        plan.shard_count(),
+        plan.hash
+    ));
+    Ok(if plan.errors.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// Merges the partials of logcount's shard runs into what one run over all the inputs prints.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Exit status: 0; 1 when a file could not be read, shards are missing, or a \
+    partial is damaged, conflicting or from another plan; 2 for bad usage."
+)]
+pub struct MergeArgs {
+    /// Partials written by `supervisor run logcount --partial`, or directories of them.
+    #[arg(required = true, value_name = "PARTIAL|DIR")]
+    inputs: Vec<PathBuf>,
+    /// Output format: table, csv or json.
+    #[arg(long, value_name = "FORMAT", default_value = "table")]
+    format: Format,
+    /// Also report the K busiest client keys (the shards must have run with --top).
+    #[arg(long, value_name = "K")]
+    top: Option<usize>,
+    /// Merge even if shards are missing; the gaps are listed under errors (exit 1).
+    #[arg(long)]
+    allow_missing: bool,
+}
+
+pub(crate) fn merge(args: &MergeArgs) -> anyhow::Result<ExitCode> {
+    let mut paths = Vec::new();
+    for input in &args.inputs {
+        if input.is_dir() {
+            let found = partials_in(input).map_err(|error| Exit {
+                code: 2,
+                message: format!("{}: cannot list directory: {error}", input.display()),
+            })?;
+            paths.extend(found);
+        } else {
+            paths.push(input.clone());
+        }
+    }
+    let options = MergeOptions {
+        top: args.top,
+        allow_missing: args.allow_missing,
+    };
+    let merged = merge_partials(&paths, options).map_err(|error| {
+        let code = match error {
+            MergeError::Empty => 2,
+            _ => 1,
+        };
+        Exit {
+            code,
+            message: error.to_string(),
+        }
+    })?;
+    write_stdout(&merged.report.render(args.format))?;
+    if !merged.missing.is_empty() {
+        let missing: Vec<String> = merged.missing.iter().map(u32::to_string).collect();
+        note(&format!(
+            "warning: merged without shard(s) {}\n",
+            missing.join(", ")
+        ));
+    }
+    Ok(if merged.report.has_errors() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |name| {
+            vars.iter()
+                .find(|(key, _)| *key == name)
+                .map(|(_, value)| value.to_string())
+        }
+    }
+
+    #[test]
+    fn the_array_index_comes_from_whichever_engine_set_it() {
+        assert_eq!(index_from_env(env(&[("JOB_COMPLETION_INDEX", "3")])), Ok(3));
+        assert_eq!(
+            index_from_env(env(&[
+                ("SLURM_ARRAY_TASK_ID", "12"),
+                ("SLURM_ARRAY_TASK_MIN", "10")
+            ])),
+            Ok(2)
+        );
+        assert_eq!(index_from_env(env(&[("SLURM_ARRAY_TASK_ID", "1")])), Ok(1));
+        assert_eq!(
+            index_from_env(env(&[("AWS_BATCH_JOB_ARRAY_INDEX", "0")])),
+            Ok(0)
+        );
+        // Two engines that agree are fine.
+        assert_eq!(
+            index_from_env(env(&[
+                ("JOB_COMPLETION_INDEX", "2"),
+                ("AWS_BATCH_JOB_ARRAY_INDEX", "2")
+            ])),
+            Ok(2)
+        );
+    }
+
+    #[test]
+    fn a_missing_or_contradictory_array_index_names_the_variables() {
+        let error = index_from_env(env(&[])).unwrap_err();
+        for name in INDEX_VARIABLES {
+            assert!(error.contains(name), "{error}");
+        }
+        let error = index_from_env(env(&[
+            ("JOB_COMPLETION_INDEX", "1"),
+            ("SLURM_ARRAY_TASK_ID", "2"),
+        ]))
+        .unwrap_err();
+        assert!(
+            error.contains("contradictory")
+                && error.contains("JOB_COMPLETION_INDEX = 1")
+                && error.contains("SLURM_ARRAY_TASK_ID"),
+            "{error}"
+        );
+        let error = index_from_env(env(&[("AWS_BATCH_JOB_ARRAY_INDEX", "x")])).unwrap_err();
+        assert!(error.contains("AWS_BATCH_JOB_ARRAY_INDEX"), "{error}");
+        let error = index_from_env(env(&[
+            ("SLURM_ARRAY_TASK_ID", "1"),
+            ("SLURM_ARRAY_TASK_MIN", "5"),
+        ]))
+        .unwrap_err();
+        assert!(error.contains("below"), "{error}");
+    }
+
+    #[test]
+    fn shard_specs_parse_and_check_their_bounds() {
+        let spec = |text: &str| text.parse::<ShardSpec>();
+        assert_eq!(
+            spec("2/4"),
+            Ok(ShardSpec {
+                index: Some(2),
+                count: Some(4)
+            })
+        );
+        assert_eq!(
+            spec("auto/4"),
+            Ok(ShardSpec {
+                index: None,
+                count: Some(4)
+            })
+        );
+        assert_eq!(
+            spec("auto"),
+            Ok(ShardSpec {
+                index: None,
+                count: None
+            })
+        );
+        assert_eq!(
+            spec("1"),
+            Ok(ShardSpec {
+                index: Some(1),
+                count: None
+            })
+        );
+        assert!(spec("4/4").unwrap_err().contains("numbered 0 to 3"));
+        assert!(spec("0/0").is_err());
+        assert!(spec("x/2").is_err());
+        assert!(spec("-1/2").is_err());
+    }
+}

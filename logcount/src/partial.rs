@@ -1,0 +1,1166 @@
+//! Partials: one shard's counts in a versioned, checksummed binary file, and the merge of a
+//! run's partials into the report a single host would have printed.
+//!
+//! A shard's [`PartialBuilder`] takes its chunk results (in any order) and unions them per
+//! file; [`PartialBuilder::encode`] writes the result in a fixed order (files by name, keys
+//! sorted), so the same shard always gives the same bytes, and [`publish`] puts them in place
+//! atomically without ever replacing a file. [`merge_partials`] checks the partials (checksum,
+//! plan hash, shard indexes), then streams each one's sorted key runs, piece by piece, into a
+//! [`Merger`], the same code that merges chunk results on one host: the output is the same
+//! by construction, and memory is bounded by the distinct keys (as on one host), not by the
+//! number of partials. The format is documented in docs/scale-out.md.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::{self, File};
+use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use super::plan::{ChunkJob, ChunkSource, Plan, PlannedFile};
+use super::report::{Merger, Report};
+use super::scan::{ChunkCounts, ChunkError, DistinctKeys, KeyCounts};
+use super::shard::{hex, ShardPlan};
+use super::union::SortedUnion;
+
+/// The first bytes of every partial.
+pub const PARTIAL_MAGIC: [u8; 8] = *b"HERDPART";
+/// The partial format this version writes and reads.
+pub const PARTIAL_FORMAT: u32 = 1;
+/// Header flag: the partial holds per-key request counts (the shard ran with `--top`).
+const FLAG_KEY_COUNTS: u32 = 1;
+/// Entry status: the piece was counted.
+const COUNTED: u8 = 0;
+/// Entry status: the file could not be read; a reason follows.
+const FAILED: u8 = 1;
+/// The longest byte string (name, reason, key) a partial may hold: far above what a shard
+/// writes, low enough that a damaged length cannot make the reader allocate much.
+const MAX_STRING: u32 = 1 << 20;
+/// The size of the trailing SHA-256.
+const CHECKSUM_LEN: u64 = 32;
+
+/// Per-key request counts of one piece while its chunks come in, in key order.
+#[derive(Debug, Default)]
+struct CountTables {
+    ipv4: BTreeMap<u32, u64>,
+    ipv6: BTreeMap<u128, u64>,
+    other: BTreeMap<Vec<u8>, u64>,
+    long: BTreeMap<[u8; 32], (u64, Vec<u8>)>,
+}
+
+impl CountTables {
+    fn add(&mut self, keys: &DistinctKeys, counts: &KeyCounts) {
+        for (&key, &count) in keys.ipv4.iter().zip(&counts.ipv4) {
+            *self.ipv4.entry(key).or_insert(0) += count;
+        }
+        for (&key, &count) in keys.ipv6.iter().zip(&counts.ipv6) {
+            *self.ipv6.entry(key).or_insert(0) += count;
+        }
+        for (key, &count) in keys.other.iter().zip(&counts.other) {
+            *self.other.entry(key.clone()).or_insert(0) += count;
+        }
+        for ((digest, &count), shown) in keys.long.iter().zip(&counts.long).zip(&counts.long_shown)
+        {
+            self.long
+                .entry(*digest)
+                .or_insert_with(|| (0, shown.clone()))
+                .0 += count;
+        }
+    }
+}
+
+/// One piece of a file as the shard counted it.
+#[derive(Debug)]
+struct BuiltPiece {
+    name: String,
+    len: u64,
+    start: u64,
+    end: u64,
+    total: u64,
+    error: Option<String>,
+    chunks_left: usize,
+    ipv4: SortedUnion<u32>,
+    ipv6: SortedUnion<u128>,
+    other: SortedUnion<Vec<u8>>,
+    long: SortedUnion<[u8; 32]>,
+    counts: Option<CountTables>,
+}
+
+/// Gathers one shard's chunk results into its partial.
+#[derive(Debug)]
+pub struct PartialBuilder {
+    hash: [u8; 32],
+    index: u32,
+    count: u32,
+    key_counts: bool,
+    errors: BTreeMap<String, String>,
+    pieces: Vec<BuiltPiece>,
+}
+
+impl PartialBuilder {
+    /// A builder for shard `index` of `plan`, whose chunk jobs are `local` (from
+    /// [`ShardPlan::shard_jobs`]; results name its file indexes).
+    pub fn new(plan: &ShardPlan, index: u32, local: &Plan) -> Self {
+        let shard = plan
+            .shards
+            .get(index as usize)
+            .map_or(&[][..], Vec::as_slice);
+        let mut pieces: Vec<BuiltPiece> = shard
+            .iter()
+            .zip(&local.files)
+            .map(|(piece, file)| BuiltPiece {
+                name: file.name.clone(),
+                len: file.len,
+                start: piece.start,
+                end: piece.end,
+                total: 0,
+                error: None,
+                chunks_left: 0,
+                ipv4: SortedUnion::default(),
+                ipv6: SortedUnion::default(),
+                other: SortedUnion::default(),
+                long: SortedUnion::default(),
+                counts: local.top.map(|_| CountTables::default()),
+            })
+            .collect();
+        for job in &local.jobs {
+            if let Some(piece) = pieces.get_mut(job.file_index) {
+                piece.chunks_left += 1;
+            }
+        }
+        Self {
+            hash: plan.compute_hash(),
+            index,
+            count: plan.shard_count(),
+            key_counts: local.top.is_some(),
+            errors: local.errors.clone(),
+            pieces,
+        }
+    }
+
+    /// Whether the shard met an input it could not read (a listing error, a failed file).
+    pub fn has_errors(&self) -> bool {
+        !self.errors.is_empty()
+            || self
+                .pieces
+                .iter()
+                .any(|piece| piece.error.is_some() || piece.chunks_left > 0)
+    }
+
+    /// Adds the outcome of one chunk job.
+    pub fn add(&mut self, outcome: Result<ChunkCounts, ChunkError>) {
+        match outcome {
+            Ok(counts) => self.add_counts(counts),
+            Err(error) => self.add_failure(error.file_index, error.reason),
+        }
+    }
+
+    fn add_counts(&mut self, counts: ChunkCounts) {
+        let Some(piece) = self.pieces.get_mut(counts.file_index) else {
+            return;
+        };
+        piece.chunks_left = piece.chunks_left.saturating_sub(1);
+        if piece.error.is_some() {
+            return;
+        }
+        piece.total += counts.total;
+        if let (Some(tables), Some(key_counts)) = (&mut piece.counts, &counts.counts) {
+            tables.add(&counts.keys, key_counts);
+        }
+        let DistinctKeys {
+            ipv4,
+            ipv6,
+            other,
+            long,
+        } = counts.keys;
+        piece.ipv4.push(ipv4);
+        piece.ipv6.push(ipv6);
+        piece.other.push(other);
+        piece.long.push(long);
+    }
+
+    /// Marks a file of the shard unreadable (the first reason is kept).
+    pub fn add_failure(&mut self, file_index: usize, reason: String) {
+        if let Some(piece) = self.pieces.get_mut(file_index) {
+            piece.error.get_or_insert(reason);
+        }
+    }
+
+    /// Writes the partial (see docs/scale-out.md for the layout) to `out`, as it goes: the
+    /// only copy of the keys in memory is the builder's own.
+    pub fn write_to(self, out: &mut dyn Write) -> io::Result<()> {
+        let mut out = Hashing {
+            inner: out,
+            hasher: Sha256::new(),
+        };
+        out.write_all(&PARTIAL_MAGIC)?;
+        put_u32(&mut out, PARTIAL_FORMAT)?;
+        out.write_all(&self.hash)?;
+        put_u32(&mut out, self.index)?;
+        put_u32(&mut out, self.count)?;
+        put_u32(&mut out, if self.key_counts { FLAG_KEY_COUNTS } else { 0 })?;
+        put_u64(&mut out, self.pieces.len() as u64)?;
+        // The table says how many keys each piece has: finish the unions first.
+        let pieces: Vec<(BuiltPiece, Result<DistinctKeys, String>)> = self
+            .pieces
+            .into_iter()
+            .map(|mut piece| {
+                let outcome = match piece.error.take() {
+                    Some(reason) => Err(reason),
+                    None if piece.chunks_left > 0 => Err(format!(
+                        "not counted: the run stopped with {} of its chunks uncounted",
+                        piece.chunks_left
+                    )),
+                    None => Ok(DistinctKeys {
+                        ipv4: std::mem::take(&mut piece.ipv4).finish(),
+                        ipv6: std::mem::take(&mut piece.ipv6).finish(),
+                        other: std::mem::take(&mut piece.other).finish(),
+                        long: std::mem::take(&mut piece.long).finish(),
+                    }),
+                };
+                (piece, outcome)
+            })
+            .collect();
+        for (piece, outcome) in &pieces {
+            put_bytes(&mut out, piece.name.as_bytes())?;
+            put_u64(&mut out, piece.len)?;
+            put_u64(&mut out, piece.start)?;
+            put_u64(&mut out, piece.end)?;
+            match outcome {
+                Err(reason) => {
+                    out.write_all(&[FAILED])?;
+                    put_u64(&mut out, 0)?;
+                    put_bytes(&mut out, reason.as_bytes())?;
+                }
+                Ok(keys) => {
+                    out.write_all(&[COUNTED])?;
+                    put_u64(&mut out, piece.total)?;
+                    for n in [
+                        keys.ipv4.len(),
+                        keys.ipv6.len(),
+                        keys.other.len(),
+                        keys.long.len(),
+                    ] {
+                        put_u64(&mut out, n as u64)?;
+                    }
+                }
+            }
+        }
+        put_u64(&mut out, self.errors.len() as u64)?;
+        for (name, reason) in &self.errors {
+            put_bytes(&mut out, name.as_bytes())?;
+            put_bytes(&mut out, reason.as_bytes())?;
+        }
+        for (piece, outcome) in pieces {
+            if let Ok(keys) = outcome {
+                write_keys(&mut out, &keys)?;
+                if let Some(tables) = piece.counts {
+                    write_counts(&mut out, tables)?;
+                }
+            }
+        }
+        let checksum = out.hasher.finalize();
+        out.inner.write_all(&checksum)
+    }
+
+    /// The partial's bytes, in memory.
+    pub fn encode(self) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        // Writing to a Vec cannot fail.
+        let _ = self.write_to(&mut bytes);
+        bytes
+    }
+}
+
+/// A writer that hashes what goes through it: the partial's checksum.
+struct Hashing<'a> {
+    inner: &'a mut dyn Write,
+    hasher: Sha256,
+}
+
+impl Write for Hashing<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let written = self.inner.write(buf)?;
+        self.hasher.update(&buf[..written]);
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+fn put_u32(out: &mut impl Write, value: u32) -> io::Result<()> {
+    out.write_all(&value.to_le_bytes())
+}
+
+fn put_u64(out: &mut impl Write, value: u64) -> io::Result<()> {
+    out.write_all(&value.to_le_bytes())
+}
+
+fn put_bytes(out: &mut impl Write, bytes: &[u8]) -> io::Result<()> {
+    put_u32(out, bytes.len() as u32)?;
+    out.write_all(bytes)
+}
+
+fn write_keys(out: &mut impl Write, keys: &DistinctKeys) -> io::Result<()> {
+    for key in &keys.ipv4 {
+        out.write_all(&key.to_le_bytes())?;
+    }
+    for key in &keys.ipv6 {
+        out.write_all(&key.to_le_bytes())?;
+    }
+    for key in &keys.other {
+        put_bytes(out, key)?;
+    }
+    for digest in &keys.long {
+        out.write_all(digest)?;
+    }
+    Ok(())
+}
+
+/// The counts parallel to the keys just written (the tables hold exactly those keys), then
+/// what `--top` shows of each long key.
+fn write_counts(out: &mut impl Write, tables: CountTables) -> io::Result<()> {
+    for count in tables.ipv4.values().chain(tables.ipv6.values()) {
+        put_u64(out, *count)?;
+    }
+    for count in tables.other.values() {
+        put_u64(out, *count)?;
+    }
+    for (count, _) in tables.long.values() {
+        put_u64(out, *count)?;
+    }
+    for (_, shown) in tables.long.values() {
+        put_bytes(out, shown)?;
+    }
+    Ok(())
+}
+
+/// Why a partial could not be published.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    /// The output path is taken (a partial is never replaced).
+    #[error("{}: already exists (a partial is never replaced)", .0.display())]
+    Exists(PathBuf),
+    /// Writing failed.
+    #[error("{}: {error}", path.display())]
+    Io {
+        /// The file at fault.
+        path: PathBuf,
+        /// What went wrong.
+        error: io::Error,
+    },
+}
+
+/// Creates `out` with what `write` writes: into a temporary file in the same directory,
+/// flushed to disk, then linked under its name (link(2) fails rather than replace an existing
+/// file) and the temporary name removed, so that `out` never exists half-written.
+pub fn publish(
+    out: &Path,
+    write: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+) -> Result<(), PublishError> {
+    let io_error = |path: &Path| {
+        let path = path.to_path_buf();
+        move |error| PublishError::Io { path, error }
+    };
+    if fs::symlink_metadata(out).is_ok() {
+        return Err(PublishError::Exists(out.to_path_buf()));
+    }
+    let dir = match out.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let file_name = out.file_name().ok_or_else(|| PublishError::Io {
+        path: out.to_path_buf(),
+        error: io::Error::new(io::ErrorKind::InvalidInput, "not a file name"),
+    })?;
+    let mut temp_name = std::ffi::OsString::from(".");
+    temp_name.push(file_name);
+    temp_name.push(format!(".{}.tmp", std::process::id()));
+    let temp = dir.join(temp_name);
+    let written = (|| {
+        let file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&temp)?;
+        let mut buffered = io::BufWriter::with_capacity(1 << 20, file);
+        write(&mut buffered)?;
+        buffered
+            .into_inner()
+            .map_err(io::IntoInnerError::into_error)?
+            .sync_all()
+    })();
+    if let Err(error) = written {
+        let _ = fs::remove_file(&temp);
+        return Err(io_error(&temp)(error));
+    }
+    let linked = fs::hard_link(&temp, out);
+    let _ = fs::remove_file(&temp);
+    match linked {
+        Ok(()) => {}
+        Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {
+            return Err(PublishError::Exists(out.to_path_buf()));
+        }
+        Err(error) => return Err(io_error(out)(error)),
+    }
+    File::open(&dir)
+        .and_then(|dir| dir.sync_all())
+        .map_err(io_error(&dir))
+}
+
+/// Why partials could not be merged. Every message names the file at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum MergeError {
+    /// No partial was given.
+    #[error("no partials to merge")]
+    Empty,
+    /// A partial could not be read.
+    #[error("{}: {error}", path.display())]
+    Io {
+        /// The partial.
+        path: PathBuf,
+        /// What went wrong.
+        error: io::Error,
+    },
+    /// A partial is damaged, truncated or not a partial at all.
+    #[error("{}: {reason}", path.display())]
+    Corrupt {
+        /// The partial.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Two partials come from different plans (inputs that changed between shards, or another
+    /// run's partial).
+    #[error(
+        "{} and {} come from different plans (plan {} of {} shard(s) and plan {} of {} shard(s)); \
+         partials merge only with partials of the same plan",
+        first.display(), other.display(), first_hash, first_count, other_hash, other_count
+    )]
+    DifferentPlans {
+        /// A partial of the first plan seen.
+        first: PathBuf,
+        /// Its plan hash.
+        first_hash: String,
+        /// Its shard count.
+        first_count: u32,
+        /// The partial that differs.
+        other: PathBuf,
+        /// Its plan hash.
+        other_hash: String,
+        /// Its shard count.
+        other_count: u32,
+    },
+    /// Two partials claim the same shard with different contents.
+    #[error(
+        "{} and {} are both shard {index} but differ; remove the wrong one",
+        first.display(), other.display()
+    )]
+    ConflictingDuplicate {
+        /// The shard index.
+        index: u32,
+        /// The first partial for it.
+        first: PathBuf,
+        /// The other.
+        other: PathBuf,
+    },
+    /// Shards are missing (and `allow_missing` was not given).
+    #[error(
+        "missing shard(s) {} of {count}: merge them all, or pass --allow-missing to merge \
+         what is there",
+        list(.missing)
+    )]
+    Missing {
+        /// The missing shard indexes.
+        missing: Vec<u32>,
+        /// The shard count.
+        count: u32,
+    },
+    /// `--top` was asked of partials written without per-key counts.
+    #[error("{}: has no per-key counts (run the shard with --top to merge with --top)", .0.display())]
+    NoKeyCounts(PathBuf),
+}
+
+fn list(indexes: &[u32]) -> String {
+    indexes
+        .iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The outcome of a merge.
+#[derive(Debug)]
+pub struct Merged {
+    /// What a single-host run over the same inputs reports (minus what missing shards held).
+    pub report: Report,
+    /// Shards with no partial (only with `allow_missing`).
+    pub missing: Vec<u32>,
+}
+
+/// How to merge.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MergeOptions {
+    /// Report the K busiest client keys (the partials must hold per-key counts).
+    pub top: Option<usize>,
+    /// Merge even when shards are missing, listing them under the report's errors.
+    pub allow_missing: bool,
+}
+
+/// A partial's header and table.
+#[derive(Debug)]
+struct PartialHead {
+    path: PathBuf,
+    checksum: [u8; 32],
+    size: u64,
+    hash: [u8; 32],
+    index: u32,
+    count: u32,
+    key_counts: bool,
+    entries: Vec<Entry>,
+    errors: Vec<(String, String)>,
+    /// Where the key sections start.
+    keys_at: u64,
+}
+
+#[derive(Debug)]
+struct Entry {
+    name: String,
+    len: u64,
+    start: u64,
+    end: u64,
+    /// `Err(reason)` for a file that could not be read.
+    outcome: Result<Counted, String>,
+}
+
+#[derive(Debug)]
+struct Counted {
+    total: u64,
+    /// Keys of each kind: IPv4, IPv6, byte strings, long.
+    lens: [u64; 4],
+}
+
+/// A reader that knows its position and turns a short read into a clear error.
+struct Source<R> {
+    inner: R,
+    at: u64,
+}
+
+impl<R: Read> Source<R> {
+    fn exact<const N: usize>(&mut self) -> io::Result<[u8; N]> {
+        let mut buf = [0u8; N];
+        self.inner.read_exact(&mut buf)?;
+        self.at += N as u64;
+        Ok(buf)
+    }
+
+    fn u8(&mut self) -> io::Result<u8> {
+        Ok(self.exact::<1>()?[0])
+    }
+
+    fn u32(&mut self) -> io::Result<u32> {
+        Ok(u32::from_le_bytes(self.exact()?))
+    }
+
+    fn u64(&mut self) -> io::Result<u64> {
+        Ok(u64::from_le_bytes(self.exact()?))
+    }
+
+    fn u128(&mut self) -> io::Result<u128> {
+        Ok(u128::from_le_bytes(self.exact()?))
+    }
+
+    fn bytes(&mut self) -> io::Result<Vec<u8>> {
+        let len = self.u32()?;
+        if len > MAX_STRING {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("a string of {len} bytes at offset {}", self.at - 4),
+            ));
+        }
+        let mut buf = vec![0u8; len as usize];
+        self.inner.read_exact(&mut buf)?;
+        self.at += u64::from(len);
+        Ok(buf)
+    }
+
+    fn text(&mut self) -> io::Result<String> {
+        String::from_utf8(self.bytes()?).map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("text that is not UTF-8 before offset {}", self.at),
+            )
+        })
+    }
+}
+
+/// Reads and checks the header, table and checksum of the partial at `path`.
+fn read_head(path: &Path) -> Result<PartialHead, MergeError> {
+    let io_error = |error: io::Error| MergeError::Io {
+        path: path.to_path_buf(),
+        error,
+    };
+    let corrupt = |reason: String| MergeError::Corrupt {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let mut file = File::open(path).map_err(io_error)?;
+    let size = file.metadata().map_err(io_error)?.len();
+    let mut magic = [0u8; 8];
+    let got = read_up_to(&mut file, &mut magic).map_err(io_error)?;
+    if got < magic.len() || magic != PARTIAL_MAGIC {
+        return Err(corrupt("not a logcount partial (wrong magic)".into()));
+    }
+    if size < 8 + 4 + CHECKSUM_LEN {
+        return Err(corrupt(format!("truncated ({size} bytes)")));
+    }
+    // The checksum covers everything before it: one streaming pass.
+    file.seek(SeekFrom::Start(0)).map_err(io_error)?;
+    let mut hasher = Sha256::new();
+    let hashed =
+        io::copy(&mut (&mut file).take(size - CHECKSUM_LEN), &mut hasher).map_err(io_error)?;
+    let mut checksum = [0u8; 32];
+    file.read_exact(&mut checksum).map_err(io_error)?;
+    if hashed != size - CHECKSUM_LEN || hasher.finalize().as_slice() != checksum {
+        return Err(corrupt(
+            "checksum mismatch: the file is truncated or damaged".into(),
+        ));
+    }
+    file.seek(SeekFrom::Start(8)).map_err(io_error)?;
+    let mut source = Source {
+        inner: BufReader::new(file),
+        at: 8,
+    };
+    let bad = |error: io::Error| {
+        corrupt(if error.kind() == io::ErrorKind::UnexpectedEof {
+            "truncated".into()
+        } else {
+            error.to_string()
+        })
+    };
+    let format = source.u32().map_err(bad)?;
+    if format != PARTIAL_FORMAT {
+        return Err(corrupt(format!(
+            "partial format {format}, this version reads format {PARTIAL_FORMAT}"
+        )));
+    }
+    let hash = source.exact::<32>().map_err(bad)?;
+    let index = source.u32().map_err(bad)?;
+    let count = source.u32().map_err(bad)?;
+    let flags = source.u32().map_err(bad)?;
+    if count == 0 || index >= count {
+        return Err(corrupt(format!("shard index {index} of {count} shard(s)")));
+    }
+    let entries_len = source.u64().map_err(bad)?;
+    let mut entries = Vec::new();
+    for _ in 0..entries_len {
+        if source.at >= size {
+            return Err(corrupt("truncated file table".into()));
+        }
+        let name = source.text().map_err(bad)?;
+        let len = source.u64().map_err(bad)?;
+        let start = source.u64().map_err(bad)?;
+        let end = source.u64().map_err(bad)?;
+        let status = source.u8().map_err(bad)?;
+        let total = source.u64().map_err(bad)?;
+        let outcome = match status {
+            COUNTED => {
+                let mut lens = [0u64; 4];
+                for n in &mut lens {
+                    *n = source.u64().map_err(bad)?;
+                }
+                Ok(Counted { total, lens })
+            }
+            FAILED => Err(source.text().map_err(bad)?),
+            other => return Err(corrupt(format!("unknown entry status {other}"))),
+        };
+        if start > end || end > len {
+            return Err(corrupt(format!("{name}: bytes {start}..{end} of {len}")));
+        }
+        if entries.last().is_some_and(|last: &Entry| last.name >= name) {
+            return Err(corrupt(format!("{name}: file entries out of order")));
+        }
+        entries.push(Entry {
+            name,
+            len,
+            start,
+            end,
+            outcome,
+        });
+    }
+    let errors_len = source.u64().map_err(bad)?;
+    let mut errors = Vec::new();
+    for _ in 0..errors_len {
+        if source.at >= size {
+            return Err(corrupt("truncated error list".into()));
+        }
+        errors.push((source.text().map_err(bad)?, source.text().map_err(bad)?));
+    }
+    if source.at > size - CHECKSUM_LEN {
+        return Err(corrupt("its file table runs into the checksum".into()));
+    }
+    Ok(PartialHead {
+        path: path.to_path_buf(),
+        checksum,
+        size,
+        hash,
+        index,
+        count,
+        key_counts: flags & FLAG_KEY_COUNTS != 0,
+        entries,
+        errors,
+        keys_at: source.at,
+    })
+}
+
+fn read_up_to(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match file.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(got)
+}
+
+/// Reads `n` keys, checking that they are strictly increasing (what the merge relies on).
+fn read_sorted<T: Ord, R: Read>(
+    source: &mut Source<R>,
+    n: u64,
+    mut read: impl FnMut(&mut Source<R>) -> io::Result<T>,
+) -> io::Result<Vec<T>> {
+    let mut keys: Vec<T> = Vec::with_capacity(n.min(1 << 16) as usize);
+    for _ in 0..n {
+        let key = read(source)?;
+        if keys.last().is_some_and(|last| *last >= key) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("keys out of order before offset {}", source.at),
+            ));
+        }
+        keys.push(key);
+    }
+    Ok(keys)
+}
+
+fn read_counts<R: Read>(source: &mut Source<R>, n: u64) -> io::Result<Vec<u64>> {
+    let mut counts = Vec::with_capacity(n.min(1 << 16) as usize);
+    for _ in 0..n {
+        counts.push(source.u64()?);
+    }
+    Ok(counts)
+}
+
+/// Reads one counted piece's keys (and its counts if the partial has them).
+fn read_piece<R: Read>(
+    source: &mut Source<R>,
+    lens: [u64; 4],
+    key_counts: bool,
+) -> io::Result<(DistinctKeys, Option<KeyCounts>)> {
+    let keys = DistinctKeys {
+        ipv4: read_sorted(source, lens[0], |s| s.u32())?,
+        ipv6: read_sorted(source, lens[1], |s| s.u128())?,
+        other: read_sorted(source, lens[2], |s| s.bytes())?,
+        long: read_sorted(source, lens[3], |s| s.exact::<32>())?,
+    };
+    if !key_counts {
+        return Ok((keys, None));
+    }
+    let counts = KeyCounts {
+        ipv4: read_counts(source, lens[0])?,
+        ipv6: read_counts(source, lens[1])?,
+        other: read_counts(source, lens[2])?,
+        long: read_counts(source, lens[3])?,
+        long_shown: (0..lens[3])
+            .map(|_| source.bytes())
+            .collect::<io::Result<_>>()?,
+    };
+    Ok((keys, Some(counts)))
+}
+
+/// A file of the run: its size when planned, and the byte ranges of it the partials hold.
+type Coverage = (u64, Vec<(u64, u64)>);
+
+/// Merges the partials at `paths` into the report one host would have printed over the same
+/// inputs. See the module docs.
+pub fn merge_partials(paths: &[PathBuf], options: MergeOptions) -> Result<Merged, MergeError> {
+    let mut heads: BTreeMap<u32, PartialHead> = BTreeMap::new();
+    let mut first: Option<(PathBuf, [u8; 32], u32)> = None;
+    for path in paths {
+        let head = read_head(path)?;
+        match &first {
+            None => first = Some((head.path.clone(), head.hash, head.count)),
+            Some((first_path, hash, count)) if *hash != head.hash || *count != head.count => {
+                return Err(MergeError::DifferentPlans {
+                    first: first_path.clone(),
+                    first_hash: hex(hash),
+                    first_count: *count,
+                    other: head.path,
+                    other_hash: hex(&head.hash),
+                    other_count: head.count,
+                });
+            }
+            Some(_) => {}
+        }
+        if let Some(seen) = heads.get(&head.index) {
+            if seen.checksum == head.checksum && seen.size == head.size {
+                continue;
+            }
+            return Err(MergeError::ConflictingDuplicate {
+                index: head.index,
+                first: seen.path.clone(),
+                other: head.path,
+            });
+        }
+        if options.top.is_some() && !head.key_counts {
+            return Err(MergeError::NoKeyCounts(head.path));
+        }
+        heads.insert(head.index, head);
+    }
+    let Some((_, _, count)) = first else {
+        return Err(MergeError::Empty);
+    };
+    let missing: Vec<u32> = (0..count).filter(|i| !heads.contains_key(i)).collect();
+    if !missing.is_empty() && !options.allow_missing {
+        return Err(MergeError::Missing { missing, count });
+    }
+
+    // The run's files, the pieces present of each, and its listing errors.
+    let mut files: BTreeMap<&str, Coverage> = BTreeMap::new();
+    let mut errors = BTreeMap::new();
+    for head in heads.values() {
+        for entry in &head.entries {
+            let file = files.entry(&entry.name).or_insert((entry.len, Vec::new()));
+            file.1.push((entry.start, entry.end));
+        }
+        for (name, reason) in &head.errors {
+            errors.entry(name.clone()).or_insert_with(|| reason.clone());
+        }
+    }
+    for index in &missing {
+        errors.insert(
+            format!("(shard {index} of {count})"),
+            "missing partial: the files only it counted are not listed".into(),
+        );
+    }
+    let index_of: BTreeMap<&str, usize> = files
+        .keys()
+        .enumerate()
+        .map(|(index, name)| (*name, index))
+        .collect();
+    let plan = Plan {
+        files: files
+            .iter()
+            .map(|(name, (len, _))| PlannedFile {
+                name: name.to_string(),
+                path: PathBuf::new(),
+                len: *len,
+                gzip: name.ends_with(".gz"),
+            })
+            .collect(),
+        jobs: heads
+            .values()
+            .flat_map(|head| &head.entries)
+            .map(|entry| ChunkJob {
+                path: PathBuf::new(),
+                file_index: index_of[entry.name.as_str()],
+                source: ChunkSource::Range {
+                    start: entry.start,
+                    end: entry.end,
+                },
+                per_key_counts: options.top.is_some(),
+                may_map: false,
+            })
+            .collect(),
+        errors,
+        top: options.top,
+    };
+    let mut merger = Merger::new(&plan);
+    // A file not wholly covered by the partials present is not counted from a part of it.
+    if !missing.is_empty() {
+        for (index, (len, pieces)) in files.values().enumerate() {
+            let mut pieces = pieces.clone();
+            pieces.sort_unstable();
+            let mut at = 0;
+            let mut whole = true;
+            for (start, end) in pieces {
+                whole &= start <= at;
+                at = at.max(end);
+            }
+            if !whole || at < *len {
+                merger.add_failure(
+                    index,
+                    format!(
+                        "not counted: part of it was in missing shard(s) {}",
+                        list(&missing)
+                    ),
+                );
+            }
+        }
+    }
+    for head in heads.values() {
+        let corrupt = |error: io::Error| MergeError::Corrupt {
+            path: head.path.clone(),
+            reason: if error.kind() == io::ErrorKind::UnexpectedEof {
+                "truncated key section".into()
+            } else {
+                error.to_string()
+            },
+        };
+        let mut file = File::open(&head.path).map_err(|error| MergeError::Io {
+            path: head.path.clone(),
+            error,
+        })?;
+        file.seek(SeekFrom::Start(head.keys_at)).map_err(corrupt)?;
+        let mut source = Source {
+            inner: BufReader::new(file.take(head.size - CHECKSUM_LEN - head.keys_at)),
+            at: head.keys_at,
+        };
+        for entry in &head.entries {
+            let file_index = index_of[entry.name.as_str()];
+            match &entry.outcome {
+                Err(reason) => merger.add_failure(file_index, reason.clone()),
+                Ok(counted) => {
+                    let (keys, counts) =
+                        read_piece(&mut source, counted.lens, head.key_counts).map_err(corrupt)?;
+                    merger.add_counts(ChunkCounts {
+                        file_index,
+                        total: counted.total,
+                        keys,
+                        counts: options.top.and(counts),
+                    });
+                }
+            }
+        }
+    }
+    Ok(Merged {
+        report: merger.finish(),
+        missing,
+    })
+}
+
+/// The partials in `dir`: its regular files, by name (hidden names, such as a partial still
+/// being written, are skipped).
+pub fn partials_in(dir: &Path) -> io::Result<Vec<PathBuf>> {
+    let mut found = BTreeSet::new();
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_name().as_encoded_bytes().starts_with(b".") {
+            continue;
+        }
+        if entry.file_type()?.is_file() {
+            found.insert(entry.path());
+        }
+    }
+    Ok(found.into_iter().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{count_chunk, count_dir, Format, Options};
+
+    /// Logs with every kind of key, one file large enough to be cut across shards.
+    fn logs() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let mut big = String::new();
+        for line in 0..3000u32 {
+            let key = match line % 4 {
+                0 => format!("10.0.{}.{}", line % 5, line % 77),
+                1 => format!("host-{}.example", line % 300),
+                2 => format!("2001:db8::{:x}", line % 90),
+                _ => format!("{}{}", "k".repeat(300), line % 3),
+            };
+            big.push_str(&format!("{key} x\n"));
+        }
+        std::fs::write(dir.path().join("big.log"), big).unwrap();
+        std::fs::write(dir.path().join("small.log"), "1.2.3.4 a\n10.0.0.0 b\n").unwrap();
+        std::fs::write(dir.path().join("empty.log"), "").unwrap();
+        dir
+    }
+
+    /// Shard `index` of `plan`, counted in this thread, as partial bytes.
+    fn shard_bytes(plan: &ShardPlan, index: u32, top: Option<usize>) -> Vec<u8> {
+        let local = plan.shard_jobs(index, None, 4096, top);
+        let mut builder = PartialBuilder::new(plan, index, &local);
+        for job in &local.jobs {
+            builder.add(count_chunk(job));
+        }
+        builder.encode()
+    }
+
+    fn write_shards(
+        logs: &Path,
+        shards: u64,
+        top: Option<usize>,
+    ) -> (tempfile::TempDir, Vec<PathBuf>) {
+        let plan = ShardPlan::new(logs, false, shards).unwrap();
+        let parts = tempfile::tempdir().unwrap();
+        let paths: Vec<PathBuf> = (0..plan.shard_count())
+            .map(|index| {
+                let path = parts.path().join(format!("part-{index}"));
+                let bytes = shard_bytes(&plan, index, top);
+                publish(&path, |file| file.write_all(&bytes)).unwrap();
+                path
+            })
+            .collect();
+        (parts, paths)
+    }
+
+    #[test]
+    fn merged_shards_report_what_one_count_reports() {
+        let logs = logs();
+        for shards in [1, 2, 3, 5, 8] {
+            for top in [None, Some(4)] {
+                let (_parts, paths) = write_shards(logs.path(), shards, top);
+                let merged = merge_partials(
+                    &paths,
+                    MergeOptions {
+                        top,
+                        allow_missing: false,
+                    },
+                )
+                .unwrap();
+                let options = Options {
+                    top,
+                    ..Options::default()
+                };
+                let single = count_dir(logs.path(), &options).unwrap();
+                for format in [Format::Table, Format::Csv, Format::Json] {
+                    assert_eq!(
+                        merged.report.render(format),
+                        single.render(format),
+                        "{shards} shards, top {top:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_same_shard_encodes_to_the_same_bytes_whatever_the_chunking() {
+        let logs = logs();
+        let plan = ShardPlan::new(logs.path(), false, 3).unwrap();
+        let fine = shard_bytes(&plan, 1, Some(2));
+        let local = plan.shard_jobs(1, None, 1 << 30, Some(2));
+        let mut coarse = PartialBuilder::new(&plan, 1, &local);
+        // Results in reverse order, one chunk per piece.
+        for job in local.jobs.iter().rev() {
+            coarse.add(count_chunk(job));
+        }
+        assert!(fine == coarse.encode());
+    }
+
+    #[test]
+    fn every_truncation_and_flipped_byte_is_caught_naming_the_file() {
+        let logs = logs();
+        let plan = ShardPlan::new(logs.path(), false, 2).unwrap();
+        let bytes = shard_bytes(&plan, 0, Some(3));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("damaged");
+        let mut cuts: Vec<usize> = (0..bytes.len()).step_by(97).collect();
+        cuts.push(bytes.len() - 1);
+        for cut in cuts {
+            std::fs::write(&path, &bytes[..cut]).unwrap();
+            let error = read_head(&path).unwrap_err().to_string();
+            assert!(error.starts_with(&path.display().to_string()), "{error}");
+        }
+        for at in (0..bytes.len()).step_by(61) {
+            let mut flipped = bytes.clone();
+            flipped[at] ^= 0x10;
+            std::fs::write(&path, &flipped).unwrap();
+            assert!(
+                read_head(&path).is_err(),
+                "a flipped byte at {at} went unnoticed"
+            );
+        }
+    }
+
+    /// A partial whose checksum is right but whose content is not (written by something else
+    /// than herd): a clear error, never a panic or a huge allocation.
+    #[test]
+    fn a_well_checksummed_but_inconsistent_partial_is_refused() {
+        let logs = logs();
+        let plan = ShardPlan::new(logs.path(), false, 1).unwrap();
+        let bytes = shard_bytes(&plan, 0, None);
+        let dir = tempfile::tempdir().unwrap();
+        let reseal = |mut body: Vec<u8>| {
+            body.truncate(body.len() - 32);
+            let checksum = Sha256::digest(&body);
+            body.extend_from_slice(&checksum);
+            body
+        };
+        // The first entry's IPv4 key count, made huge: the keys run out.
+        let name_len = u32::from_le_bytes(bytes[64..68].try_into().unwrap()) as usize;
+        let ipv4_count_at = 68 + name_len + 8 * 3 + 1 + 8;
+        let mut huge = bytes.clone();
+        huge[ipv4_count_at..ipv4_count_at + 8].copy_from_slice(&(u64::MAX / 2).to_le_bytes());
+        let path = dir.path().join("huge");
+        std::fs::write(&path, reseal(huge)).unwrap();
+        let error = merge_partials(std::slice::from_ref(&path), MergeOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("truncated") || error.contains("order"),
+            "{error}"
+        );
+        // An unknown format version.
+        let mut future = bytes.clone();
+        future[8..12].copy_from_slice(&2u32.to_le_bytes());
+        let path = dir.path().join("future");
+        std::fs::write(&path, reseal(future)).unwrap();
+        let error = read_head(&path).unwrap_err().to_string();
+        assert!(error.contains("partial format 2"), "{error}");
+    }
+
+    proptest::proptest! {
+        /// Whatever follows a valid header, under a valid checksum: an error or a report,
+        /// never a panic.
+        #[test]
+        fn arbitrary_content_under_a_valid_checksum_never_panics(
+            entries in 0u64..3,
+            body in proptest::collection::vec(
+                proptest::prop_oneof![proptest::num::u8::ANY, 0u8..2],
+                0..300,
+            ),
+        ) {
+            let mut bytes = PARTIAL_MAGIC.to_vec();
+            bytes.extend_from_slice(&PARTIAL_FORMAT.to_le_bytes());
+            bytes.extend_from_slice(&[7; 32]);
+            bytes.extend_from_slice(&0u32.to_le_bytes());
+            bytes.extend_from_slice(&1u32.to_le_bytes());
+            bytes.extend_from_slice(&0u32.to_le_bytes());
+            bytes.extend_from_slice(&entries.to_le_bytes());
+            bytes.extend_from_slice(&body);
+            let checksum = Sha256::digest(&bytes);
+            bytes.extend_from_slice(&checksum);
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("crafted");
+            std::fs::write(&path, &bytes).unwrap();
+            let _ = merge_partials(&[path], MergeOptions::default());
+        }
+    }
+
+    #[test]
+    fn publish_never_replaces_a_file_and_leaves_no_temporary_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("part");
+        publish(&out, |file| file.write_all(b"first")).unwrap();
+        let error = publish(&out, |file| file.write_all(b"second")).unwrap_err();
+        assert!(matches!(error, PublishError::Exists(_)), "{error}");
+        assert_eq!(std::fs::read(&out).unwrap(), b"first");
+        // A writer that fails: nothing published, nothing left over.
+        let failed = dir.path().join("failed");
+        let error = publish(&failed, |_| Err(io::Error::other("disk full"))).unwrap_err();
+        assert!(error.to_string().contains("disk full"), "{error}");
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["part"]);
+    }
+}

@@ -8,8 +8,8 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::Args;
 use herd_logcount::{
-    self as logcount, merge_partials, partials_in, publish, Format, MergeError, MergeOptions,
-    Merger, PartialBuilder, PublishError, ShardPlan,
+    self as logcount, merge_partials, partial_identity, partials_in, publish, Format, MergeError,
+    MergeOptions, Merger, PartialBuilder, PartialIdentity, PublishError, ShardPlan,
 };
 use herd_worker::decode_payload;
 
@@ -241,10 +241,29 @@ pub(crate) fn run_shard(args: &LogcountArgs) -> anyhow::Result<ExitCode> {
     }
     if let Some(out) = &shard_args.partial {
         if std::fs::symlink_metadata(out).is_ok() {
-            return Err(usage(format!(
-                "{}: already exists (a partial is never replaced)",
-                out.display()
-            )));
+            // Partials are published whole (atomically): one that holds this very shard is a
+            // finished earlier try of it, which an engine's retry should find done, not fail.
+            let wanted = |found: &PartialIdentity| {
+                found.plan_hash == plan.hash
+                    && found.index == index
+                    && found.key_counts == args.top.is_some()
+            };
+            return match partial_identity(out) {
+                Ok(found) if wanted(&found) => {
+                    note(&format!(
+                        "{} already holds shard {index} of {} (plan {}): nothing to count\n",
+                        out.display(),
+                        plan.shard_count(),
+                        &plan.hash[..16]
+                    ));
+                    Ok(ExitCode::SUCCESS)
+                }
+                _ => Err(usage(format!(
+                    "{}: already exists and is not this shard's partial (a partial is never \
+                     replaced)",
+                    out.display()
+                ))),
+            };
         }
         // Found out before counting, not after.
         let parent = out.parent().filter(|p| !p.as_os_str().is_empty());

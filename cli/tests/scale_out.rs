@@ -291,6 +291,38 @@ fn a_shard_writes_the_same_bytes_every_time_and_never_replaces_a_partial() {
         before,
         "the partial is untouched"
     );
+    // A retry of the very shard that published it (an engine retrying a task) finds it done.
+    let retried = supervisor(&[
+        "run",
+        "logcount",
+        path(&logs),
+        "--shard",
+        "1/3",
+        "--partial",
+        path(&first),
+        "--top",
+        "3",
+    ]);
+    expect_exit(&retried, 0, "a retry of the same shard");
+    assert!(
+        stderr(&retried).contains("already holds shard 1 of 3"),
+        "{}",
+        stderr(&retried)
+    );
+    // Another shard's run must not take it for its own.
+    let other = supervisor(&[
+        "run",
+        "logcount",
+        path(&logs),
+        "--shard",
+        "0/3",
+        "--partial",
+        path(&first),
+        "--top",
+        "3",
+    ]);
+    expect_exit(&other, 2, "another shard onto an existing partial");
+    assert_eq!(std::fs::read(&first).unwrap(), before);
     let leftovers: Vec<PathBuf> = std::fs::read_dir(temp.path())
         .unwrap()
         .map(|entry| entry.unwrap().path())

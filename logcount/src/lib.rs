@@ -34,8 +34,8 @@ pub use inputs::{Input, Inputs, STDIN_NAME};
 pub use kind::LogcountChunk;
 pub use mapped::MapConsent;
 pub use partial::{
-    merge_partials, partials_in, publish, MergeError, MergeOptions, Merged, PartialBuilder,
-    PublishError, PARTIAL_FORMAT, PARTIAL_MAGIC,
+    merge_partials, partial_identity, partials_in, publish, MergeError, MergeOptions, Merged,
+    PartialBuilder, PartialIdentity, PublishError, PARTIAL_FORMAT, PARTIAL_MAGIC,
 };
 pub use plan::{
     balanced_chunk_bytes, job_timeout_for, plan, plan_inputs, ChunkJob, ChunkSource, Options, Plan,

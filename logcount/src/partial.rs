@@ -595,6 +595,32 @@ impl<R: Read> Source<R> {
     }
 }
 
+/// Which shard a partial holds, read from its header once its checksum is verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartialIdentity {
+    /// The plan's hash, hex, as in [`ShardPlan::hash`](crate::ShardPlan::hash).
+    pub plan_hash: String,
+    /// The shard's index.
+    pub index: u32,
+    /// The plan's number of shards.
+    pub count: u32,
+    /// Whether it holds per-key counts (written with `--top`).
+    pub key_counts: bool,
+}
+
+/// Reads the identity of the partial at `path`, checking its whole checksum: whether a
+/// partial already published is a complete copy of a given shard (a retried task finds its
+/// own partial, published atomically, and need not count again).
+pub fn partial_identity(path: &Path) -> Result<PartialIdentity, MergeError> {
+    let head = read_head(path)?;
+    Ok(PartialIdentity {
+        plan_hash: super::shard::hex(&head.hash),
+        index: head.index,
+        count: head.count,
+        key_counts: head.key_counts,
+    })
+}
+
 /// Reads and checks the header, table and checksum of the partial at `path`.
 fn read_head(path: &Path) -> Result<PartialHead, MergeError> {
     let io_error = |error: io::Error| MergeError::Io {

@@ -86,7 +86,9 @@ pub fn run(args: &DiagArgs) -> anyhow::Result<ExitCode> {
             input: input.clone(),
         });
     }
-    let mut supervisor = args.pool.supervisor(&["diag"], jobs, labels, progress)?;
+    let mut supervisor = args
+        .pool
+        .supervisor(&["diag"], jobs, labels.clone(), progress)?;
     while !supervisor.step() {}
     let ended = Ended::of(supervisor);
     let report = &ended.report;
@@ -101,7 +103,14 @@ pub fn run(args: &DiagArgs) -> anyhow::Result<ExitCode> {
     if report.success() {
         Ok(ExitCode::SUCCESS)
     } else {
-        note(&format!("error: {}", report.failure_summary()));
+        note(&format!(
+            "error: {}",
+            report.failure_summary_naming(|id| {
+                labels
+                    .get(usize::try_from(id).ok()?)
+                    .map(ToString::to_string)
+            })
+        ));
         Ok(ended.failure_code())
     }
 }

@@ -127,7 +127,9 @@ pub fn run(args: &LogcountArgs) -> anyhow::Result<ExitCode> {
     // the prefix back) at the end.
     let mut merger = Merger::new(&plan);
     let mut merged_before = 0;
-    let mut supervisor = args.pool.supervisor(COMMAND, jobs, labels, progress)?;
+    let mut supervisor = args
+        .pool
+        .supervisor(COMMAND, jobs, labels.clone(), progress)?;
     while !supervisor.step() {
         while let Some(output) = supervisor.jobs().output(merged_before as u64) {
             merger.add(decode_payload(output)?);
@@ -155,7 +157,14 @@ pub fn run(args: &LogcountArgs) -> anyhow::Result<ExitCode> {
     let result = merger.finish();
     write_stdout(&result.render(args.format))?;
     if !report.success() {
-        note(&format!("error: {}", report.failure_summary()));
+        note(&format!(
+            "error: {}",
+            report.failure_summary_naming(|id| {
+                labels
+                    .get(usize::try_from(id).ok()?)
+                    .map(ToString::to_string)
+            })
+        ));
         if let Some(signal) = ended.stop_signal {
             let mut uncounted: Vec<&str> = report
                 .jobs

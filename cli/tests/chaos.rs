@@ -332,7 +332,8 @@ fn a_hung_worker_is_killed_at_the_job_timeout_and_its_job_rerun() -> TestResult 
         LONG,
     )?;
     finished.expect_exit(1)?;
-    finished.expect_stderr_saying("job 0: gave up after 2 attempt(s); last: job timed out")?;
+    finished
+        .expect_stderr_saying("job 0 (hang x): gave up after 2 attempt(s); last: job timed out")?;
     no_zombie_of_this_process()?;
     Ok(())
 }

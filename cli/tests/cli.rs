@@ -44,13 +44,15 @@ fn failed_jobs_give_a_summary_and_exit_1_while_the_others_finish() -> TestResult
     );
     check!(
         finished.stderr.contains("1 of 3 job(s) failed")
-            && finished.stderr.contains("job 1: invalid input"),
+            && finished
+                .stderr
+                .contains("job 1 (sleep soon): invalid input"),
         "stderr:\n{}",
         finished.stderr
     );
     let finished = run(&["diag", "fail", "x", "--workers", "1"], LONG)?;
     finished.expect_exit(1)?;
-    finished.expect_stderr_saying("job 0: asked to fail: x")?;
+    finished.expect_stderr_saying("job 0 (fail x): asked to fail: x")?;
     Ok(())
 }
 

@@ -147,7 +147,7 @@ fn quiet_shows_errors_only_and_text_records_have_levels() -> TestResult {
     finished.expect_stderr_saying("warning: worker #1 (pid ")?;
     finished.expect_stderr_saying("re-queued (attempt 2 of 2 next) (crash x)")?;
     finished.expect_stderr_saying("error: worker #2 (pid ")?;
-    finished.expect_stderr_saying("error: 1 of 1 job(s) failed:\n  job 0: ")?;
+    finished.expect_stderr_saying("error: 1 of 1 job(s) failed:\n  job 0 (crash x): ")?;
 
     let finished = run(&[&args[..], &["-q"]].concat(), LONG)?;
     finished.expect_exit(1)?;

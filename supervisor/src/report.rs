@@ -45,6 +45,13 @@ impl RunReport {
 
     /// A human summary of what failed, one line each; empty on success.
     pub fn failure_summary(&self) -> String {
+        self.failure_summary_naming(|_| None)
+    }
+
+    /// [`failure_summary`](Self::failure_summary), with each failed job also named by what
+    /// `name` says of its id (its file, its input), when it says something: `job 3 (a.log):
+    /// cause`.
+    pub fn failure_summary_naming(&self, name: impl Fn(u64) -> Option<String>) -> String {
         let mut out = String::new();
         if let Some(reason) = &self.stopped {
             out.push_str(&format!("run stopped: {reason}\n"));
@@ -57,7 +64,10 @@ impl RunReport {
                 self.jobs.len()
             ));
             for (id, failure) in failures {
-                out.push_str(&format!("  job {id}: {failure}\n"));
+                match name(id) {
+                    Some(name) => out.push_str(&format!("  job {id} ({name}): {failure}\n")),
+                    None => out.push_str(&format!("  job {id}: {failure}\n")),
+                }
             }
         }
         out

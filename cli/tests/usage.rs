@@ -12,7 +12,7 @@ const LOGCOUNT_ONLY: [&str; 5] = [
     "--top",
     "-r, --recursive",
     "--chunk-bytes",
-    "<PATH>...",
+    "[PATH]...",
 ];
 const POOL: [&str; 6] = [
     "-j, --workers",

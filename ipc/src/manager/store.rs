@@ -1,16 +1,18 @@
 //! `Store`: the server's shared objects and the semantics of every operation on them, including
-//! the blocking ones (locks, events, conditions, queues) and the release of locks held by a
-//! connection that went away. One mutex guards all objects (operations are short byte-map edits);
+//! the blocking ones (locks, events, conditions, queues), the references that keep objects alive
+//! (held by connections, by tickets for proxies in transit, by names and by the objects that
+//! store proxies), and the release of what a connection held when it went away. One mutex guards all objects (operations are short byte-map edits);
 //! blocked operations sleep on their object's condition variable, which is signalled only when
 //! someone sleeps there, after the mutex is released, and only as widely as needed (a released
 //! lock wakes one waiter, not all twenty).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::error::RemoteError;
-use super::protocol::{Bytes, ObjectId, ObjectKind, ObjectSpec, Op, Response, Wait};
+use super::protocol::{Bytes, ObjectId, ObjectKind, ObjectSpec, Op, Response, TicketId, Wait};
+use super::shared::{self, SharedInstance};
 
 /// Identity of one client connection: the owner of the locks it acquires.
 pub(crate) type ConnId = u64;
@@ -43,6 +45,9 @@ enum Object {
         items: VecDeque<Bytes>,
         maxsize: Option<u64>,
     },
+    /// An object of a registered type. Its methods run outside the store's mutex, one at a
+    /// time per object, under its own.
+    Shared(Arc<Mutex<SharedInstance>>),
 }
 
 #[derive(Debug)]
@@ -50,6 +55,30 @@ struct Entry {
     kind: ObjectKind,
     object: Object,
     waiters: Waiters,
+    refs: Refs,
+}
+
+/// What keeps an object alive; it is freed when none of these is left.
+#[derive(Debug, Default)]
+struct Refs {
+    /// Connections (one per client process) with at least one proxy of it.
+    holders: HashSet<ConnId>,
+    /// Tickets not yet redeemed: proxies serialised by one process for another.
+    tickets: u64,
+    /// How many times a proxy of it was stored into another object (each such reference lasts
+    /// as long as the object it was stored into).
+    stored_in: u64,
+    /// A name keeps its object until the server stops.
+    named: bool,
+    /// The objects whose proxies were stored into this one (with repeats), released when this
+    /// one is freed.
+    contains: Vec<ObjectId>,
+}
+
+impl Refs {
+    fn unreferenced(&self) -> bool {
+        self.holders.is_empty() && self.tickets == 0 && self.stored_in == 0 && !self.named
+    }
 }
 
 /// The threads sleeping on one object.
@@ -75,6 +104,45 @@ struct Objects {
     names: HashMap<String, ObjectId>,
     next_id: ObjectId,
     next_ticket: u64,
+    /// Unredeemed tickets: the object each refers to and the connection that took it.
+    transit: HashMap<TicketId, (ObjectId, ConnId)>,
+    next_transit: TicketId,
+}
+
+impl Objects {
+    /// Frees the objects of `candidates` that nothing references any more, and then those that
+    /// only they held. The freed entries are returned to be dropped once the store's mutex is
+    /// released: dropping an object of a registered type runs the program's code, which may
+    /// itself call this server.
+    fn free_unreferenced(&mut self, mut candidates: Vec<ObjectId>) -> Vec<Entry> {
+        let mut freed = Vec::new();
+        while let Some(id) = candidates.pop() {
+            if !self.entries.get(&id).is_some_and(|e| e.refs.unreferenced()) {
+                continue;
+            }
+            let Some(entry) = self.entries.remove(&id) else {
+                continue;
+            };
+            for &held in &entry.refs.contains {
+                if let Some(held_entry) = self.entries.get_mut(&held) {
+                    held_entry.refs.stored_in = held_entry.refs.stored_in.saturating_sub(1);
+                    candidates.push(held);
+                }
+            }
+            freed.push(entry);
+        }
+        freed
+    }
+}
+
+/// Drops freed objects (outside the store's mutex) and wakes anyone still sleeping on them, so
+/// they see at once that the object is gone.
+fn dispose(freed: Vec<Entry>) {
+    for entry in freed {
+        if entry.waiters.sleeping > 0 {
+            entry.waiters.changed.notify_all();
+        }
+    }
 }
 
 /// All shared objects of one server.
@@ -158,22 +226,35 @@ impl Store {
         notify(target, wake);
     }
 
-    /// Creates an object, or with a name returns the one already created under that name.
-    pub(crate) fn create(&self, spec: ObjectSpec, name: Option<String>) -> Response {
+    /// Creates an object held by `conn`, or with a name returns the one already created under
+    /// that name (now held by `conn` too).
+    pub(crate) fn create(&self, conn: ConnId, spec: ObjectSpec, name: Option<String>) -> Response {
         let mut objects = self.lock();
         if let Some(name) = &name {
             if let Some(&id) = objects.names.get(name) {
-                let actual = objects.entries[&id].kind;
-                if actual != spec.kind() {
+                let Some(entry) = objects.entries.get_mut(&id) else {
+                    return error(RemoteError::NoSuchObject(id));
+                };
+                let expected = match &spec {
+                    ObjectSpec::Shared { typeid, .. } => typeid.clone(),
+                    spec => spec.kind().to_string(),
+                };
+                let actual = match &entry.object {
+                    Object::Shared(instance) => shared::typeid_of(instance).to_owned(),
+                    _ => entry.kind.to_string(),
+                };
+                if actual != expected {
                     return error(RemoteError::WrongKind {
                         id,
-                        expected: spec.kind().to_string(),
-                        actual: actual.to_string(),
+                        expected,
+                        actual,
                     });
                 }
+                entry.refs.holders.insert(conn);
                 return Response::Created(id);
             }
         }
+        let kind = spec.kind();
         let object = match spec {
             ObjectSpec::Dict | ObjectSpec::Namespace => Object::Map(HashMap::new()),
             ObjectSpec::List => Object::List(Vec::new()),
@@ -190,15 +271,23 @@ impl Store {
                 items: VecDeque::new(),
                 maxsize,
             },
+            ObjectSpec::Shared { typeid, init } => match shared::construct(&typeid, &init) {
+                Ok(instance) => Object::Shared(Arc::new(Mutex::new(instance))),
+                Err(e) => return error(e),
+            },
         };
         let id = objects.next_id;
         objects.next_id += 1;
+        let mut refs = Refs::default();
+        refs.holders.insert(conn);
+        refs.named = name.is_some();
         objects.entries.insert(
             id,
             Entry {
-                kind: spec.kind(),
+                kind,
                 object,
                 waiters: Waiters::default(),
+                refs,
             },
         );
         if let Some(name) = name {
@@ -207,9 +296,106 @@ impl Store {
         Response::Created(id)
     }
 
+    /// `conn` holds `id` (its process's first proxy of it); redeems `ticket` if it is one.
+    pub(crate) fn hold(&self, conn: ConnId, id: ObjectId, ticket: Option<TicketId>) -> Response {
+        let mut objects = self.lock();
+        if let Some(ticket) = ticket {
+            if objects.transit.get(&ticket).is_some_and(|&(of, _)| of == id) {
+                objects.transit.remove(&ticket);
+                if let Some(entry) = objects.entries.get_mut(&id) {
+                    entry.refs.tickets -= 1;
+                }
+            }
+        }
+        match objects.entries.get_mut(&id) {
+            Some(entry) => {
+                entry.refs.holders.insert(conn);
+                Response::Done
+            }
+            None => error(RemoteError::NoSuchObject(id)),
+        }
+    }
+
+    /// `conn` holds every object of `ids` that still exists; answers how many.
+    pub(crate) fn hold_all(&self, conn: ConnId, ids: &[ObjectId]) -> Response {
+        let mut objects = self.lock();
+        let mut held = 0;
+        for id in ids {
+            if let Some(entry) = objects.entries.get_mut(id) {
+                entry.refs.holders.insert(conn);
+                held += 1;
+            }
+        }
+        Response::Len(held)
+    }
+
+    /// `conn` no longer holds `id`: freed if nothing else does.
+    pub(crate) fn release(&self, conn: ConnId, id: ObjectId) -> Response {
+        let mut objects = self.lock();
+        if let Some(entry) = objects.entries.get_mut(&id) {
+            entry.refs.holders.remove(&conn);
+        }
+        let freed = objects.free_unreferenced(vec![id]);
+        drop(objects);
+        dispose(freed);
+        Response::Done
+    }
+
+    /// A ticket on `id` taken by `conn`, for a proxy leaving its process.
+    pub(crate) fn ticket(&self, conn: ConnId, id: ObjectId) -> Response {
+        let mut objects = self.lock();
+        let ticket = objects.next_transit;
+        match objects.entries.get_mut(&id) {
+            Some(entry) => entry.refs.tickets += 1,
+            None => return error(RemoteError::NoSuchObject(id)),
+        }
+        objects.next_transit += 1;
+        objects.transit.insert(ticket, (id, conn));
+        Response::Ticket(ticket)
+    }
+
+    /// Makes `container` hold each object of `holds` (proxies stored into it) while it lives.
+    fn store_holds(&self, container: ObjectId, holds: Vec<ObjectId>) {
+        let mut objects = self.lock();
+        if !objects.entries.contains_key(&container) {
+            return;
+        }
+        let mut kept = Vec::with_capacity(holds.len());
+        for id in holds {
+            // An object holding itself would never be freed.
+            if id == container {
+                continue;
+            }
+            if let Some(entry) = objects.entries.get_mut(&id) {
+                entry.refs.stored_in += 1;
+                kept.push(id);
+            }
+        }
+        if let Some(entry) = objects.entries.get_mut(&container) {
+            entry.refs.contains.extend(kept);
+        }
+    }
+
     /// Runs one operation for connection `conn`. Blocking operations wait here (on this server
     /// thread), checking `client_gone` now and then so a dead client does not hold the thread.
     pub(crate) fn execute(
+        &self,
+        conn: ConnId,
+        id: ObjectId,
+        kind: ObjectKind,
+        op: Op,
+        holds: Vec<ObjectId>,
+        client_gone: &dyn Fn() -> bool,
+    ) -> Response {
+        let stores = op.stores();
+        let response = self.execute_op(conn, id, kind, op, client_gone);
+        if stores && !holds.is_empty() && !matches!(response, Response::Error(_)) {
+            self.store_holds(id, holds);
+        }
+        response
+    }
+
+    fn execute_op(
         &self,
         conn: ConnId,
         id: ObjectId,
@@ -254,6 +440,28 @@ impl Store {
                 )
             }
             Op::WaitNotified(wait) => self.wait_notified(objects, conn, id, wait, client_gone),
+            Op::Method {
+                typeid,
+                method,
+                args,
+            } => {
+                let Object::Shared(instance) = &entry.object else {
+                    return unsupported(kind, &Op::Method {
+                        typeid,
+                        method,
+                        args,
+                    });
+                };
+                let instance = Arc::clone(instance);
+                // The method runs under its object's own mutex only: a slow one holds up no
+                // other object.
+                drop(objects);
+                let mut instance = instance.lock().unwrap_or_else(|p| p.into_inner());
+                match shared::dispatch(&mut instance, id, &typeid, &method, &args) {
+                    Ok(reply) => Response::Value(Some(reply)),
+                    Err(e) => error(e),
+                }
+            }
             op => {
                 let (response, wake) = execute_now(&mut objects, conn, id, kind, op);
                 self.unlock_and_wake(objects, id, wake);
@@ -393,17 +601,38 @@ impl Store {
         }
     }
 
-    /// Releases every lock `conn` holds: called when its connection closes, however it closed.
-    /// Returns how many locks were released (for the log).
     /// How many objects exist (a diagnostic for leaks).
     pub(crate) fn object_count(&self) -> u64 {
         self.lock().entries.len() as u64
     }
 
-    pub(crate) fn disconnect(&self, conn: ConnId) -> usize {
+    /// Releases every lock `conn` holds, and every reference (its own and its tickets'): called
+    /// when its connection closes, however it closed. Returns how many locks were released and
+    /// how many objects were freed (for the log).
+    pub(crate) fn disconnect(&self, conn: ConnId) -> (usize, usize) {
         let mut objects = self.lock();
         let mut released = 0;
         let mut wakes = Vec::new();
+        let mut candidates = Vec::new();
+        let tickets: Vec<TicketId> = objects
+            .transit
+            .iter()
+            .filter(|(_, &(_, by))| by == conn)
+            .map(|(&ticket, _)| ticket)
+            .collect();
+        for ticket in tickets {
+            if let Some((id, _)) = objects.transit.remove(&ticket) {
+                if let Some(entry) = objects.entries.get_mut(&id) {
+                    entry.refs.tickets -= 1;
+                    candidates.push(id);
+                }
+            }
+        }
+        for (&id, entry) in objects.entries.iter_mut() {
+            if entry.refs.holders.remove(&conn) {
+                candidates.push(id);
+            }
+        }
         for entry in objects.entries.values_mut() {
             let (lock, wake) = match &mut entry.object {
                 Object::Lock(lock) | Object::RLock(lock) => (lock, Wake::One),
@@ -418,11 +647,14 @@ impl Store {
                 }
             }
         }
+        let freed = objects.free_unreferenced(candidates);
         drop(objects);
         for (changed, wake) in wakes {
             notify(Some(changed), wake);
         }
-        released
+        let freed_count = freed.len();
+        dispose(freed);
+        (released, freed_count)
     }
 }
 

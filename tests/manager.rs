@@ -234,7 +234,12 @@ fn object_count_counts_every_process_objects() -> TestResult {
     let child = Process::new().fork(|| -> Result<(), String> {
         let other = Manager::connect(manager.address().clone(), manager.authkey().clone())
             .map_err(|e| e.to_string())?;
-        other.list::<u8>().map_err(|e| e.to_string()).map(drop)
+        // A name keeps its object alive after this child and its proxy are gone.
+        other
+            .named("from the child")
+            .list::<u8>()
+            .map_err(|e| e.to_string())
+            .map(drop)
     })?;
     join_ok(child)?;
     let after = manager.object_count()?;
@@ -314,6 +319,23 @@ fn main() -> ExitCode {
         (
             "hostile_caps_spare_a_burst_of_clients",
             hostile_caps_spare_a_burst_of_clients,
+        ),
+        (
+            "refs_dropped_proxies_free_objects",
+            refs_dropped_proxies_free_objects,
+        ),
+        (
+            "refs_killed_client_frees_its_objects",
+            refs_killed_client_frees_its_objects,
+        ),
+        ("refs_proxy_outlives_its_sender", refs_proxy_outlives_its_sender),
+        (
+            "refs_stored_proxies_hold_their_objects",
+            refs_stored_proxies_hold_their_objects,
+        ),
+        (
+            "refs_proxy_of_a_freed_object_is_refused",
+            refs_proxy_of_a_freed_object_is_refused,
         ),
     ];
     support::run(trials)
@@ -1452,4 +1474,211 @@ fn hostile_caps_spare_a_burst_of_clients() -> TestResult {
     )?;
     manager.shutdown()?;
     Ok(())
+}
+
+// Reference counting: an object is freed when its last proxy anywhere is dropped.
+
+herd::ipc::entry! {
+    /// A spawned child given a dict whose sender may already have dropped its own proxy: the
+    /// ticket the proxy carried kept the object alive until this child held it.
+    fn spawned_holder(counts: DictProxy<String, i64>) -> Result<i64, String> {
+        counts.increment("spawned", 1).map_err(|e| e.to_string())
+    }
+}
+
+herd::ipc::entry! {
+    /// A spawned client that creates objects on a manager it only knows by address and key,
+    /// says so on the queue, and waits to be killed.
+    fn spawned_creator(args: (String, String, u32)) -> Result<(), String> {
+        let (address, key, n) = args;
+        let e = |e: ManagerError| e.to_string();
+        let address: Address = address.parse().map_err(e)?;
+        let manager = Manager::connect(address, Authkey::from_hex(&key).map_err(e)?).map_err(e)?;
+        let kept = (0..n).map(|_| manager.list::<u8>()).collect::<Result<Vec<_>, _>>().map_err(e)?;
+        manager.named("ready").queue::<u32>().map_err(e)?.put(&n).map_err(e)?;
+        std::thread::sleep(PATIENCE * 3);
+        drop(kept);
+        Ok(())
+    }
+}
+
+/// Requires `manager.object_count()` to become `expected` within PATIENCE.
+fn count_becomes(manager: &Manager, expected: usize, what: &str) -> TestResult {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let count = manager.object_count()?;
+        if count == expected {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(fail(format!("{what}: {count} objects, expected {expected}")));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Requires `manager.object_count()` to be `expected` now.
+fn count_is(manager: &Manager, expected: usize, what: &str) -> TestResult {
+    let count = manager.object_count()?;
+    check(
+        count == expected,
+        format!("{what}: {count} objects, expected {expected}"),
+    )
+}
+
+/// Dropping proxies, in this process and in a forked child, frees the objects; clones count.
+fn refs_dropped_proxies_free_objects() -> TestResult {
+    let manager = Manager::start()?;
+    let dict = manager.dict::<u32, u32>()?;
+    let list = manager.list::<u32>()?;
+    let copy = dict.clone();
+    count_is(&manager, 2, "two objects made")?;
+    drop(list);
+    count_is(&manager, 1, "the list's only proxy dropped")?;
+    drop(dict);
+    count_is(&manager, 1, "one clone of the dict left")?;
+    copy.insert(&1, &2)?;
+    drop(copy);
+    count_is(&manager, 0, "every proxy dropped")?;
+    let child = Process::new().fork(|| -> Result<usize, String> {
+        let e = |e: ManagerError| e.to_string();
+        let made = (0..4)
+            .map(|_| manager.queue::<u8>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(e)?;
+        let held = manager.object_count().map_err(e)?;
+        drop(made);
+        let after = manager.object_count().map_err(e)?;
+        Ok(held * 10 + after)
+    })?;
+    let seen = child.join_timeout(PATIENCE)?;
+    check(seen == Ok(40), format!("child saw {seen:?}, expected 4 then 0 objects"))?;
+    count_is(&manager, 0, "after the child")
+}
+
+/// A client killed while holding proxies has its references dropped when its connection
+/// closes: forked and spawned clients alike.
+fn refs_killed_client_frees_its_objects() -> TestResult {
+    let manager = Manager::start()?;
+    let ready = manager.event()?;
+    let holder = Process::new().fork(|| {
+        let _kept = (0..3).map(|_| manager.dict::<u8, u8>()).collect::<Vec<_>>();
+        ready.set().expect("set");
+        std::thread::sleep(PATIENCE * 3); // killed long before
+    })?;
+    check(ready.wait_timeout(PATIENCE)?, "the forked client made its objects")?;
+    count_is(&manager, 4, "the event and the forked client's 3 dicts")?;
+    holder.kill()?;
+    count_becomes(&manager, 1, "forked client killed")?;
+
+    let args = (manager.address().to_string(), manager.authkey().to_hex(), 5);
+    let spawned = Process::new().spawn(spawned_creator, &args)?;
+    let said = manager.named("ready").queue::<u32>()?.get_timeout(PATIENCE)?;
+    check(said == 5, "the spawned client made its objects")?;
+    // The event, the named queue and the spawned client's 5 lists.
+    count_is(&manager, 7, "while the spawned client lives")?;
+    spawned.kill()?;
+    count_becomes(&manager, 2, "spawned client killed")
+}
+
+/// A proxy sent to another process keeps its object alive while it travels, after the sender
+/// dropped its own: to a spawned child as an argument, to a forked child through a pipe, and
+/// into a forked child by inheritance.
+fn refs_proxy_outlives_its_sender() -> TestResult {
+    let manager = Manager::start()?;
+
+    // Spawn: the parent's proxy is gone before the child has even started.
+    let counts = manager.dict::<String, i64>()?;
+    let child = Process::new().spawn(spawned_holder, &counts)?;
+    drop(counts);
+    let total = child.join_timeout(PATIENCE)?;
+    check(total == Ok(1), format!("spawned child counted {total:?}"))?;
+    count_becomes(&manager, 0, "the spawned child exited holding the last proxy")?;
+
+    // A pipe: the proxy waits in the pipe while its sender has dropped it.
+    let (parent_end, child_end) = herd::ipc::Pipe::<DictProxy<String, i64>>::new()?;
+    let (go_parent, go_child) = herd::ipc::Pipe::<u32>::new()?;
+    let receiver = Process::new().fork(|| -> Result<i64, String> {
+        go_child.recv().map_err(|e| e.to_string())?;
+        let counts = child_end.recv().map_err(|e| e.to_string())?;
+        counts.increment("piped", 7).map_err(|e| e.to_string())
+    })?;
+    let counts = manager.dict::<String, i64>()?;
+    parent_end.send(counts)?; // serialised with a ticket, and dropped
+    count_is(&manager, 1, "the dict in the pipe is held by its ticket")?;
+    go_parent.send(1)?;
+    let piped = receiver.join_timeout(PATIENCE)?;
+    check(piped == Ok(7), format!("the receiver counted {piped:?}"))?;
+    count_becomes(&manager, 0, "the receiver exited")?;
+
+    // Fork: the child holds what it inherited from the moment it exists.
+    let counts = manager.dict::<String, i64>()?;
+    let go = manager.event()?;
+    let child = Process::new().fork(|| -> Result<i64, String> {
+        let e = |e: ManagerError| e.to_string();
+        if !go.wait_timeout(PATIENCE).map_err(e)? {
+            return Err("never told to go".into());
+        }
+        counts.increment("forked", 3).map_err(e)
+    })?;
+    drop(counts);
+    count_is(&manager, 2, "the forked child holds the dict the parent dropped")?;
+    go.set()?;
+    let forked = child.join_timeout(PATIENCE)?;
+    check(forked == Ok(3), format!("the forked child counted {forked:?}"))?;
+    count_becomes(&manager, 1, "the forked child exited (the event is left)")
+}
+
+/// A proxy stored in another object of the manager holds its object for as long as the
+/// container lives (Python keeps such objects until the server stops); freeing the container
+/// frees what only it held.
+fn refs_stored_proxies_hold_their_objects() -> TestResult {
+    let manager = Manager::start()?;
+    let lists = manager.dict::<String, ListProxy<u32>>()?;
+    let inner = manager.list::<u32>()?;
+    inner.extend(&[1, 2])?;
+    lists.insert("a", &inner)?;
+    let queue = manager.queue::<ListProxy<u32>>()?;
+    queue.put(&inner)?;
+    drop(inner);
+    count_is(&manager, 3, "the list is held by the dict and the queue")?;
+    let child = Process::new().fork(|| -> Result<(), String> {
+        let e = |e: ManagerError| e.to_string();
+        let list = lists.get("a").map_err(e)?.ok_or("no list under a")?;
+        list.push(&3).map_err(e)
+    })?;
+    join_ok(child)?;
+    let from_queue = queue.get_timeout(PATIENCE)?;
+    check(
+        from_queue.snapshot()? == [1, 2, 3],
+        "the stored list, changed by the child",
+    )?;
+    drop(from_queue);
+    // Taken out of the queue, still held by it (and by the dict).
+    count_is(&manager, 3, "stored references last as long as the container")?;
+    drop(queue);
+    count_is(&manager, 2, "the queue freed, the dict still holds the list")?;
+    lists.remove("a")?;
+    count_is(&manager, 2, "removed from the dict, held until the dict is freed")?;
+    drop(lists);
+    count_is(&manager, 0, "the dict freed, and the list only it held")
+}
+
+/// A proxy whose sender exited before anyone received it stands for an object that was freed:
+/// receiving it is a clear error, not a proxy that fails later.
+fn refs_proxy_of_a_freed_object_is_refused() -> TestResult {
+    let manager = Manager::start()?;
+    let (parent_end, child_end) = herd::ipc::Pipe::<DictProxy<u8, u8>>::new()?;
+    let sender = Process::new().fork(|| -> Result<(), String> {
+        let dict = manager.dict::<u8, u8>().map_err(|e| e.to_string())?;
+        child_end.send(dict).map_err(|e| e.to_string())
+    })?;
+    join_ok(sender)?;
+    count_becomes(&manager, 0, "the sender exited: its ticket went with it")?;
+    match parent_end.recv() {
+        Err(e) if e.to_string().contains("no shared object") => Ok(()),
+        other => Err(fail(format!(
+            "expected a refusal naming the missing object, got {other:?}"
+        ))),
+    }
 }

@@ -162,6 +162,7 @@ impl Manager {
         // The server may already be dead: stopping it is then just cleaning up.
         let _ = self.control.call(&Request::Shutdown, Wait::No);
         self.control.disconnect();
+        refs::forget(self.control.endpoint());
         server.stop()
     }
 }

@@ -114,6 +114,10 @@ pub(crate) enum Request {
         op: Op,
         holds: Vec<ObjectId>,
     },
+    /// Stops the server (sent by the owning `Manager`).
+    Shutdown,
+    /// How many shared objects the server holds (a diagnostic).
+    ObjectCount,
     /// Holds a reference to an object for this connection (a process's first proxy of it), and
     /// redeems the ticket its token carried, if any.
     Hold {
@@ -128,10 +132,6 @@ pub(crate) enum Request {
     /// A reference for a proxy about to leave this process (serialised): kept until the
     /// receiver redeems it with `Hold`, or until this connection closes.
     Ticket { id: ObjectId },
-    /// Stops the server (sent by the owning `Manager`).
-    Shutdown,
-    /// How many shared objects the server holds (a diagnostic).
-    ObjectCount,
 }
 
 #[derive(Debug, Serialize, Deserialize)]

@@ -185,6 +185,14 @@ pub(crate) fn ticket(endpoint: &Endpoint, id: ObjectId) -> Result<TicketId, Mana
     }
 }
 
+/// Forgets `endpoint`'s references and closes its link: its server was stopped.
+pub(crate) fn forget(endpoint: &Endpoint) {
+    let mut guard = table();
+    if guard.is_some() {
+        own(&mut guard).endpoints.remove(endpoint);
+    }
+}
+
 /// The references a child about to be forked will own: taken in the parent before the fork,
 /// handed over in the child with [`ForkRefs::in_child`], and dropped in the parent after it.
 /// Holding the table's mutex across the fork also means the child never inherits it locked by

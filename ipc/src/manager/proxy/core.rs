@@ -237,7 +237,7 @@ impl Serialize for ProxyCore {
         let ticket = match stored {
             true => None,
             false => Some(refs::ticket(endpoint, self.id).map_err(|e| {
-                serde::ser::Error::custom(format!(
+                crate::codec::ser_error::<S::Error>(format!(
                     "cannot send a proxy of {} {} at {}: {e}",
                     self.kind, self.id, endpoint.address
                 ))
@@ -262,7 +262,7 @@ impl<'de> Deserialize<'de> for ProxyCore {
             authkey: token.authkey,
         });
         refs::acquire(&endpoint, token.id, token.ticket).map_err(|e| {
-            serde::de::Error::custom(format!(
+            crate::codec::de_error::<D::Error>(format!(
                 "cannot take a reference to {} {} at {}: {e}",
                 token.kind, token.id, endpoint.address
             ))

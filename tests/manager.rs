@@ -17,7 +17,10 @@ use std::os::unix::net::UnixStream;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use herd::ipc::manager::{Address, Authkey, DictProxy, ListProxy, QueueProxy, RemoteError};
+use herd::ipc::manager::{
+    Address, Authkey, Call, DictProxy, ListProxy, MethodError, QueueProxy, RemoteError,
+    SharedObject, SharedProxy,
+};
 use herd::ipc::{Child, Manager, ManagerError, Pid, Process};
 use hmac::{Hmac, Mac};
 use libtest_mimic::Failed;
@@ -337,6 +340,11 @@ fn main() -> ExitCode {
             "refs_proxy_of_a_freed_object_is_refused",
             refs_proxy_of_a_freed_object_is_refused,
         ),
+        (
+            "shared_type_methods_across_processes",
+            shared_type_methods_across_processes,
+        ),
+        ("shared_type_errors_are_clear", shared_type_errors_are_clear),
     ];
     support::run(trials)
 }
@@ -1681,4 +1689,169 @@ fn refs_proxy_of_a_freed_object_is_refused() -> TestResult {
             "expected a refusal naming the missing object, got {other:?}"
         ))),
     }
+}
+
+// Objects of the program's own types, registered with `register_shared!`.
+
+/// A running total with a log, served by the manager.
+#[derive(Debug)]
+struct Tally {
+    total: i64,
+    log: Vec<String>,
+}
+
+impl SharedObject for Tally {
+    const TYPEID: &'static str = "tests::Tally";
+    type Init = i64;
+
+    fn create(start: i64) -> Result<Self, String> {
+        if start < 0 {
+            return Err(format!("a tally cannot start below 0, got {start}"));
+        }
+        Ok(Tally {
+            total: start,
+            log: Vec::new(),
+        })
+    }
+
+    fn call(&mut self, call: Call<'_>) -> Result<Vec<u8>, MethodError> {
+        match call.method() {
+            "add" => call.run(|by: i64| {
+                self.total += by;
+                Ok(self.total)
+            }),
+            "total" => call.run(|()| Ok(self.total)),
+            "note" => call.run(|(who, what): (String, String)| {
+                self.log.push(format!("{who}: {what}"));
+                Ok(self.log.len())
+            }),
+            "log" => call.run(|()| Ok(self.log.clone())),
+            "divide" => call.run(|by: i64| {
+                self.total = self.total.checked_div(by).ok_or("division by zero")?;
+                Ok(self.total)
+            }),
+            "explode" => call.run(|()| -> Result<(), String> { panic!("tally exploded") }),
+            _ => call.unknown(),
+        }
+    }
+}
+
+herd::ipc::register_shared!(Tally);
+
+/// A shared type this program never registers.
+struct Unregistered;
+
+impl SharedObject for Unregistered {
+    const TYPEID: &'static str = "tests::Unregistered";
+    type Init = ();
+
+    fn create((): ()) -> Result<Self, String> {
+        Ok(Unregistered)
+    }
+
+    fn call(&mut self, call: Call<'_>) -> Result<Vec<u8>, MethodError> {
+        call.unknown()
+    }
+}
+
+herd::ipc::entry! {
+    /// A spawned child calling methods of a registered type through the proxy it was given.
+    fn spawned_tally(tally: SharedProxy<Tally>) -> Result<i64, String> {
+        let e = |e: ManagerError| e.to_string();
+        tally.call::<_, usize>("note", &("spawned", "hello")).map_err(e)?;
+        tally.call("add", &1000i64).map_err(e)
+    }
+}
+
+/// A registered type's methods called from this process, forked children and a spawned child;
+/// the object is freed with its last proxy.
+fn shared_type_methods_across_processes() -> TestResult {
+    let manager = Manager::start()?;
+    let tally = manager.shared::<Tally>(&10)?;
+    let children = (0..4)
+        .map(|i| {
+            Process::new().fork(|| -> Result<(), String> {
+                let e = |e: ManagerError| e.to_string();
+                for _ in 0..100 {
+                    tally.call::<_, i64>("add", &1i64).map_err(e)?;
+                }
+                tally
+                    .call::<_, usize>("note", &(format!("child {i}"), "done"))
+                    .map_err(e)
+                    .map(drop)
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    join_all(children)?;
+    let spawned = Process::new().spawn(spawned_tally, &tally)?;
+    let after_spawned = spawned.join_timeout(PATIENCE)?;
+    check(
+        after_spawned == Ok(1410),
+        format!("the spawned child saw {after_spawned:?}"),
+    )?;
+    let total: i64 = tally.call("total", &())?;
+    check(total == 1410, format!("total {total}, expected 10 + 400 + 1000"))?;
+    let mut log: Vec<String> = tally.call("log", &())?;
+    log.sort();
+    check(
+        log == [
+            "child 0: done",
+            "child 1: done",
+            "child 2: done",
+            "child 3: done",
+            "spawned: hello",
+        ],
+        format!("log {log:?}"),
+    )?;
+    count_is(&manager, 1, "one tally")?;
+    drop(tally);
+    count_is(&manager, 0, "the tally's last proxy dropped")
+}
+
+/// Requires `result` to be the remote error `is` describes.
+fn remote_error<T: std::fmt::Debug>(
+    what: &str,
+    result: Result<T, ManagerError>,
+    is: impl Fn(&RemoteError) -> bool,
+) -> TestResult {
+    match result {
+        Err(ManagerError::Remote(e)) if is(&e) => Ok(()),
+        other => Err(fail(format!("{what}: got {other:?}"))),
+    }
+}
+
+/// Method errors, unknown methods and types, bad arguments, a refused constructor and a
+/// panicking method each come back as a clear error, and the server goes on serving.
+fn shared_type_errors_are_clear() -> TestResult {
+    let manager = Manager::start()?;
+    let tally = manager.shared::<Tally>(&7)?;
+    remote_error("divide by zero", tally.call::<_, i64>("divide", &0i64), |e| {
+        matches!(e, RemoteError::Method { typeid, method, message }
+            if typeid == "tests::Tally" && method == "divide" && message == "division by zero")
+    })?;
+    remote_error("unknown method", tally.call::<_, i64>("subtract", &1i64), |e| {
+        matches!(e, RemoteError::NoSuchMethod { method, .. } if method == "subtract")
+    })?;
+    remote_error("arguments of another type", tally.call::<_, i64>("add", "one"), |e| {
+        matches!(e, RemoteError::Method { message, .. } if message.contains("cannot decode its arguments"))
+    })?;
+    remote_error("a panicking method", tally.call::<_, ()>("explode", &()), |e| {
+        matches!(e, RemoteError::Method { message, .. } if message == "panicked: tally exploded")
+    })?;
+    let total: i64 = tally.call("total", &())?;
+    check(total == 7, format!("the tally survived its errors: {total}"))?;
+    remote_error("unregistered type", manager.shared::<Unregistered>(&()), |e| {
+        matches!(e, RemoteError::UnknownType(typeid) if typeid == "tests::Unregistered")
+    })?;
+    remote_error("constructor refusal", manager.shared::<Tally>(&-1), |e| {
+        matches!(e, RemoteError::CreateFailed { message, .. } if message.contains("below 0"))
+    })?;
+    manager.named("tally").shared::<Tally>(&1)?;
+    remote_error("a name taken by another type", manager.named("tally").dict::<u8, u8>(), |e| {
+        matches!(e, RemoteError::WrongKind { expected, actual, .. }
+            if expected == "dict" && actual == "tests::Tally")
+    })?;
+    let same: SharedProxy<Tally> = manager.named("tally").shared::<Tally>(&99)?;
+    let total: i64 = same.call("total", &())?;
+    check(total == 1, "a named object is made once: its Init is used once")
 }

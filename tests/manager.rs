@@ -331,7 +331,10 @@ fn main() -> ExitCode {
             "refs_killed_client_frees_its_objects",
             refs_killed_client_frees_its_objects,
         ),
-        ("refs_proxy_outlives_its_sender", refs_proxy_outlives_its_sender),
+        (
+            "refs_proxy_outlives_its_sender",
+            refs_proxy_outlives_its_sender,
+        ),
         (
             "refs_stored_proxies_hold_their_objects",
             refs_stored_proxies_hold_their_objects,
@@ -1519,7 +1522,9 @@ fn count_becomes(manager: &Manager, expected: usize, what: &str) -> TestResult {
             return Ok(());
         }
         if Instant::now() > deadline {
-            return Err(fail(format!("{what}: {count} objects, expected {expected}")));
+            return Err(fail(format!(
+                "{what}: {count} objects, expected {expected}"
+            )));
         }
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -1560,7 +1565,10 @@ fn refs_dropped_proxies_free_objects() -> TestResult {
         Ok(held * 10 + after)
     })?;
     let seen = child.join_timeout(PATIENCE)?;
-    check(seen == Ok(40), format!("child saw {seen:?}, expected 4 then 0 objects"))?;
+    check(
+        seen == Ok(40),
+        format!("child saw {seen:?}, expected 4 then 0 objects"),
+    )?;
     count_is(&manager, 0, "after the child")
 }
 
@@ -1574,14 +1582,20 @@ fn refs_killed_client_frees_its_objects() -> TestResult {
         ready.set().expect("set");
         std::thread::sleep(PATIENCE * 3); // killed long before
     })?;
-    check(ready.wait_timeout(PATIENCE)?, "the forked client made its objects")?;
+    check(
+        ready.wait_timeout(PATIENCE)?,
+        "the forked client made its objects",
+    )?;
     count_is(&manager, 4, "the event and the forked client's 3 dicts")?;
     holder.kill()?;
     count_becomes(&manager, 1, "forked client killed")?;
 
     let args = (manager.address().to_string(), manager.authkey().to_hex(), 5);
     let spawned = Process::new().spawn(spawned_creator, &args)?;
-    let said = manager.named("ready").queue::<u32>()?.get_timeout(PATIENCE)?;
+    let said = manager
+        .named("ready")
+        .queue::<u32>()?
+        .get_timeout(PATIENCE)?;
     check(said == 5, "the spawned client made its objects")?;
     // The event, the named queue and the spawned client's 5 lists.
     count_is(&manager, 7, "while the spawned client lives")?;
@@ -1601,7 +1615,11 @@ fn refs_proxy_outlives_its_sender() -> TestResult {
     drop(counts);
     let total = child.join_timeout(PATIENCE)?;
     check(total == Ok(1), format!("spawned child counted {total:?}"))?;
-    count_becomes(&manager, 0, "the spawned child exited holding the last proxy")?;
+    count_becomes(
+        &manager,
+        0,
+        "the spawned child exited holding the last proxy",
+    )?;
 
     // A pipe: the proxy waits in the pipe while its sender has dropped it.
     let (parent_end, child_end) = herd::ipc::Pipe::<DictProxy<String, i64>>::new()?;
@@ -1630,10 +1648,17 @@ fn refs_proxy_outlives_its_sender() -> TestResult {
         counts.increment("forked", 3).map_err(e)
     })?;
     drop(counts);
-    count_is(&manager, 2, "the forked child holds the dict the parent dropped")?;
+    count_is(
+        &manager,
+        2,
+        "the forked child holds the dict the parent dropped",
+    )?;
     go.set()?;
     let forked = child.join_timeout(PATIENCE)?;
-    check(forked == Ok(3), format!("the forked child counted {forked:?}"))?;
+    check(
+        forked == Ok(3),
+        format!("the forked child counted {forked:?}"),
+    )?;
     count_becomes(&manager, 1, "the forked child exited (the event is left)")
 }
 
@@ -1663,11 +1688,23 @@ fn refs_stored_proxies_hold_their_objects() -> TestResult {
     )?;
     drop(from_queue);
     // Taken out of the queue, still held by it (and by the dict).
-    count_is(&manager, 3, "stored references last as long as the container")?;
+    count_is(
+        &manager,
+        3,
+        "stored references last as long as the container",
+    )?;
     drop(queue);
-    count_is(&manager, 2, "the queue freed, the dict still holds the list")?;
+    count_is(
+        &manager,
+        2,
+        "the queue freed, the dict still holds the list",
+    )?;
     lists.remove("a")?;
-    count_is(&manager, 2, "removed from the dict, held until the dict is freed")?;
+    count_is(
+        &manager,
+        2,
+        "removed from the dict, held until the dict is freed",
+    )?;
     drop(lists);
     count_is(&manager, 0, "the dict freed, and the list only it held")
 }
@@ -1790,7 +1827,10 @@ fn shared_type_methods_across_processes() -> TestResult {
         format!("the spawned child saw {after_spawned:?}"),
     )?;
     let total: i64 = tally.call("total", &())?;
-    check(total == 1410, format!("total {total}, expected 10 + 400 + 1000"))?;
+    check(
+        total == 1410,
+        format!("total {total}, expected 10 + 400 + 1000"),
+    )?;
     let mut log: Vec<String> = tally.call("log", &())?;
     log.sort();
     check(
@@ -1825,33 +1865,57 @@ fn remote_error<T: std::fmt::Debug>(
 fn shared_type_errors_are_clear() -> TestResult {
     let manager = Manager::start()?;
     let tally = manager.shared::<Tally>(&7)?;
-    remote_error("divide by zero", tally.call::<_, i64>("divide", &0i64), |e| {
-        matches!(e, RemoteError::Method { typeid, method, message }
+    remote_error(
+        "divide by zero",
+        tally.call::<_, i64>("divide", &0i64),
+        |e| {
+            matches!(e, RemoteError::Method { typeid, method, message }
             if typeid == "tests::Tally" && method == "divide" && message == "division by zero")
-    })?;
-    remote_error("unknown method", tally.call::<_, i64>("subtract", &1i64), |e| {
-        matches!(e, RemoteError::NoSuchMethod { method, .. } if method == "subtract")
-    })?;
-    remote_error("arguments of another type", tally.call::<_, i64>("add", "one"), |e| {
-        matches!(e, RemoteError::Method { message, .. } if message.contains("cannot decode its arguments"))
-    })?;
-    remote_error("a panicking method", tally.call::<_, ()>("explode", &()), |e| {
-        matches!(e, RemoteError::Method { message, .. } if message == "panicked: tally exploded")
-    })?;
+        },
+    )?;
+    remote_error(
+        "unknown method",
+        tally.call::<_, i64>("subtract", &1i64),
+        |e| matches!(e, RemoteError::NoSuchMethod { method, .. } if method == "subtract"),
+    )?;
+    remote_error(
+        "arguments of another type",
+        tally.call::<_, i64>("add", "one"),
+        |e| matches!(e, RemoteError::Method { message, .. } if message.contains("cannot decode its arguments")),
+    )?;
+    remote_error(
+        "a panicking method",
+        tally.call::<_, ()>("explode", &()),
+        |e| matches!(e, RemoteError::Method { message, .. } if message == "panicked: tally exploded"),
+    )?;
     let total: i64 = tally.call("total", &())?;
-    check(total == 7, format!("the tally survived its errors: {total}"))?;
-    remote_error("unregistered type", manager.shared::<Unregistered>(&()), |e| {
-        matches!(e, RemoteError::UnknownType(typeid) if typeid == "tests::Unregistered")
-    })?;
-    remote_error("constructor refusal", manager.shared::<Tally>(&-1), |e| {
-        matches!(e, RemoteError::CreateFailed { message, .. } if message.contains("below 0"))
-    })?;
+    check(
+        total == 7,
+        format!("the tally survived its errors: {total}"),
+    )?;
+    remote_error(
+        "unregistered type",
+        manager.shared::<Unregistered>(&()),
+        |e| matches!(e, RemoteError::UnknownType(typeid) if typeid == "tests::Unregistered"),
+    )?;
+    remote_error(
+        "constructor refusal",
+        manager.shared::<Tally>(&-1),
+        |e| matches!(e, RemoteError::CreateFailed { message, .. } if message.contains("below 0")),
+    )?;
     manager.named("tally").shared::<Tally>(&1)?;
-    remote_error("a name taken by another type", manager.named("tally").dict::<u8, u8>(), |e| {
-        matches!(e, RemoteError::WrongKind { expected, actual, .. }
+    remote_error(
+        "a name taken by another type",
+        manager.named("tally").dict::<u8, u8>(),
+        |e| {
+            matches!(e, RemoteError::WrongKind { expected, actual, .. }
             if expected == "dict" && actual == "tests::Tally")
-    })?;
+        },
+    )?;
     let same: SharedProxy<Tally> = manager.named("tally").shared::<Tally>(&99)?;
     let total: i64 = same.call("total", &())?;
-    check(total == 1, "a named object is made once: its Init is used once")
+    check(
+        total == 1,
+        "a named object is made once: its Init is used once",
+    )
 }

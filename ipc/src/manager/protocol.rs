@@ -58,12 +58,19 @@ pub(crate) enum ObjectSpec {
     Namespace,
     Lock,
     RLock,
-    Semaphore { value: u64 },
+    Semaphore {
+        value: u64,
+    },
     Event,
     Condition,
-    Queue { maxsize: Option<u64> },
+    Queue {
+        maxsize: Option<u64>,
+    },
     /// An object of a registered type, made from its encoded `Init`.
-    Shared { typeid: String, init: Bytes },
+    Shared {
+        typeid: String,
+        init: Bytes,
+    },
 }
 
 impl ObjectSpec {

@@ -77,10 +77,7 @@ fn ids(counts: &HashMap<ObjectId, u64>) -> Vec<ObjectId> {
 /// A new link on which every object of `counts` is held.
 fn hold_all(endpoint: &Endpoint, counts: &HashMap<ObjectId, u64>) -> Result<Link, ManagerError> {
     let mut link = Link::open(endpoint)?;
-    link.call(
-        &endpoint.address,
-        &Request::HoldAll { ids: ids(counts) },
-    )?;
+    link.call(&endpoint.address, &Request::HoldAll { ids: ids(counts) })?;
     Ok(link)
 }
 
@@ -119,7 +116,10 @@ pub(crate) fn create(
     name: Option<String>,
 ) -> Result<ObjectId, ManagerError> {
     let mut guard = table();
-    let refs = own(&mut guard).endpoints.entry(endpoint.clone()).or_default();
+    let refs = own(&mut guard)
+        .endpoints
+        .entry(endpoint.clone())
+        .or_default();
     match call(refs, endpoint, &Request::Create { spec, name })? {
         Response::Created(id) => {
             *refs.counts.entry(id).or_insert(0) += 1;
@@ -136,7 +136,10 @@ pub(crate) fn acquire(
     ticket: Option<TicketId>,
 ) -> Result<(), ManagerError> {
     let mut guard = table();
-    let refs = own(&mut guard).endpoints.entry(endpoint.clone()).or_default();
+    let refs = own(&mut guard)
+        .endpoints
+        .entry(endpoint.clone())
+        .or_default();
     let count = refs.counts.get(&id).copied().unwrap_or(0);
     if count == 0 || ticket.is_some() {
         match call(refs, endpoint, &Request::Hold { id, ticket })? {
@@ -151,7 +154,10 @@ pub(crate) fn acquire(
 /// One more reference to `id`, which this process already holds (a proxy cloned).
 pub(crate) fn add(endpoint: &Endpoint, id: ObjectId) {
     let mut guard = table();
-    let refs = own(&mut guard).endpoints.entry(endpoint.clone()).or_default();
+    let refs = own(&mut guard)
+        .endpoints
+        .entry(endpoint.clone())
+        .or_default();
     *refs.counts.entry(id).or_insert(0) += 1;
 }
 
@@ -178,7 +184,10 @@ pub(crate) fn release(endpoint: &Endpoint, id: ObjectId) {
 /// A ticket on `id` for a proxy leaving this process.
 pub(crate) fn ticket(endpoint: &Endpoint, id: ObjectId) -> Result<TicketId, ManagerError> {
     let mut guard = table();
-    let refs = own(&mut guard).endpoints.entry(endpoint.clone()).or_default();
+    let refs = own(&mut guard)
+        .endpoints
+        .entry(endpoint.clone())
+        .or_default();
     match call(refs, endpoint, &Request::Ticket { id })? {
         Response::Ticket(ticket) => Ok(ticket),
         other => Err(unexpected("ticket", other)),

@@ -342,7 +342,9 @@ fn serve_connection(shared: &Shared, stream: Stream, peer: &Peer, conn: ConnId) 
                 op,
                 holds,
             } => (
-                shared.store.execute(conn, id, kind, op, holds, &client_gone),
+                shared
+                    .store
+                    .execute(conn, id, kind, op, holds, &client_gone),
                 false,
             ),
             Request::Hold { id, ticket } => (shared.store.hold(conn, id, ticket), false),

@@ -88,12 +88,15 @@ impl<'a> Call<'a> {
     }
 }
 
+/// Makes an object of a registered type from its encoded `Init`.
+type Constructor = fn(&[u8]) -> Result<Box<dyn Dispatch>, String>;
+
 /// A registered type, type-erased. Built by [`register_shared!`](crate::register_shared).
 #[doc(hidden)]
 #[derive(Debug)]
 pub struct SharedRegistration {
     typeid: &'static str,
-    create: fn(&[u8]) -> Result<Box<dyn Dispatch>, String>,
+    create: Constructor,
 }
 
 impl SharedRegistration {
@@ -144,7 +147,9 @@ impl<T: SharedObject> Dispatch for T {
 fn create_erased<T: SharedObject>(init: &[u8]) -> Result<Box<dyn Dispatch>, String> {
     let init = match postcard::take_from_bytes::<T::Init>(init) {
         Ok((init, [])) => init,
-        Ok(_) => return Err("trailing bytes in the Init value: the creator used another type".into()),
+        Ok(_) => {
+            return Err("trailing bytes in the Init value: the creator used another type".into())
+        }
         Err(e) => return Err(format!("cannot decode the Init value: {e}")),
     };
     Ok(Box::new(T::create(init)?))

@@ -300,7 +300,11 @@ impl Store {
     pub(crate) fn hold(&self, conn: ConnId, id: ObjectId, ticket: Option<TicketId>) -> Response {
         let mut objects = self.lock();
         if let Some(ticket) = ticket {
-            if objects.transit.get(&ticket).is_some_and(|&(of, _)| of == id) {
+            if objects
+                .transit
+                .get(&ticket)
+                .is_some_and(|&(of, _)| of == id)
+            {
                 objects.transit.remove(&ticket);
                 if let Some(entry) = objects.entries.get_mut(&id) {
                     entry.refs.tickets -= 1;
@@ -446,11 +450,14 @@ impl Store {
                 args,
             } => {
                 let Object::Shared(instance) = &entry.object else {
-                    return unsupported(kind, &Op::Method {
-                        typeid,
-                        method,
-                        args,
-                    });
+                    return unsupported(
+                        kind,
+                        &Op::Method {
+                            typeid,
+                            method,
+                            args,
+                        },
+                    );
                 };
                 let instance = Arc::clone(instance);
                 // The method runs under its object's own mutex only: a slow one holds up no

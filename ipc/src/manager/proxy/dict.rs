@@ -54,7 +54,8 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> DictProxy
         K: Borrow<Q>,
         Q: Serialize + ?Sized,
     {
-        self.core.done(Op::Insert(self.core.encode(key)?, self.core.encode(value)?))
+        self.core
+            .done(Op::Insert(self.core.encode(key)?, self.core.encode(value)?))
     }
 
     /// Removes `key`; returns whether it was there.
@@ -88,7 +89,8 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> DictProxy
         K: Borrow<Q>,
         Q: Serialize + ?Sized,
     {
-        self.core.boolean(Op::Contains(self.core.encode(key)?), Wait::No)
+        self.core
+            .boolean(Op::Contains(self.core.encode(key)?), Wait::No)
     }
 
     /// Whether `key` is there (the same as [`DictProxy::contains`], under `HashMap`'s name).

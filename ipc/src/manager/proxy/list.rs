@@ -30,12 +30,14 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
 
     /// Replaces the item at `index`; past the end, an `IndexError` naming index and length.
     pub fn set(&self, index: usize, item: &T) -> Result<(), ManagerError> {
-        self.core.done(Op::SetIndex(index as u64, self.core.encode(item)?))
+        self.core
+            .done(Op::SetIndex(index as u64, self.core.encode(item)?))
     }
 
     /// Inserts `item` before `index`; an index past the end appends (as Python's `insert`).
     pub fn insert(&self, index: usize, item: &T) -> Result<(), ManagerError> {
-        self.core.done(Op::InsertAt(index as u64, self.core.encode(item)?))
+        self.core
+            .done(Op::InsertAt(index as u64, self.core.encode(item)?))
     }
 
     /// Removes the first item equal to `item` (compared by encoding); none: an error for which

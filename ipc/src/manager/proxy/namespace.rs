@@ -26,7 +26,10 @@ impl NamespaceProxy {
     }
 
     pub fn set<T: Serialize>(&self, name: &str, value: &T) -> Result<(), ManagerError> {
-        self.core.done(Op::Insert(self.core.encode(name)?, self.core.encode(value)?))
+        self.core.done(Op::Insert(
+            self.core.encode(name)?,
+            self.core.encode(value)?,
+        ))
     }
 
     /// Deletes the attribute; returns whether it existed.
@@ -39,7 +42,8 @@ impl NamespaceProxy {
     }
 
     pub fn contains(&self, name: &str) -> Result<bool, ManagerError> {
-        self.core.boolean(Op::Contains(self.core.encode(name)?), Wait::No)
+        self.core
+            .boolean(Op::Contains(self.core.encode(name)?), Wait::No)
     }
 
     /// The names of all attributes, in no particular order.

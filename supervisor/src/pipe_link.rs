@@ -423,11 +423,9 @@ mod tests {
                 supervisor.send(sent.2).unwrap();
                 supervisor.send(ToWorker::Stop).unwrap();
             });
-            let recv = |what: &str| loop {
-                match worker.recv_timeout(Duration::from_secs(5)).unwrap() {
-                    Some(message) => return message,
-                    None => panic!("no {what} in 5 s"),
-                }
+            let recv = |what: &str| match worker.recv_timeout(Duration::from_secs(5)).unwrap() {
+                Some(message) => message,
+                None => panic!("no {what} in 5 s"),
             };
             assert_eq!(recv("small"), small);
             assert_eq!(recv("big"), big);
@@ -444,12 +442,10 @@ mod tests {
                 // The worker's end stops reading: the send fails once it is dropped.
                 let _ = supervisor.send(run(&[3_000]));
             });
-            let error = loop {
-                match worker.recv_timeout(Duration::from_secs(5)) {
-                    Ok(Some(message)) => panic!("received {message:?}"),
-                    Ok(None) => panic!("no error in 5 s"),
-                    Err(error) => break error,
-                }
+            let error = match worker.recv_timeout(Duration::from_secs(5)) {
+                Ok(Some(message)) => panic!("received {message:?}"),
+                Ok(None) => panic!("no error in 5 s"),
+                Err(error) => error,
             };
             let text = error.to_string();
             assert!(

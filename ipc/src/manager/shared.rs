@@ -167,8 +167,10 @@ impl fmt::Debug for SharedInstance {
     }
 }
 
-pub(crate) fn typeid_of(instance: &std::sync::Mutex<SharedInstance>) -> &'static str {
-    instance.lock().unwrap_or_else(|p| p.into_inner()).typeid
+impl SharedInstance {
+    pub(crate) fn typeid(&self) -> &'static str {
+        self.typeid
+    }
 }
 
 /// The text of a panic's payload.

@@ -46,8 +46,12 @@ enum Object {
         maxsize: Option<u64>,
     },
     /// An object of a registered type. Its methods run outside the store's mutex, one at a
-    /// time per object, under its own.
-    Shared(Arc<Mutex<SharedInstance>>),
+    /// time per object, under its own (so its type id is kept here too: the store never waits
+    /// for an object's mutex while holding its own).
+    Shared {
+        typeid: &'static str,
+        instance: Arc<Mutex<SharedInstance>>,
+    },
 }
 
 #[derive(Debug)]
@@ -240,7 +244,7 @@ impl Store {
                     spec => spec.kind().to_string(),
                 };
                 let actual = match &entry.object {
-                    Object::Shared(instance) => shared::typeid_of(instance).to_owned(),
+                    Object::Shared { typeid, .. } => (*typeid).to_owned(),
                     _ => entry.kind.to_string(),
                 };
                 if actual != expected {
@@ -272,7 +276,10 @@ impl Store {
                 maxsize,
             },
             ObjectSpec::Shared { typeid, init } => match shared::construct(&typeid, &init) {
-                Ok(instance) => Object::Shared(Arc::new(Mutex::new(instance))),
+                Ok(instance) => Object::Shared {
+                    typeid: instance.typeid(),
+                    instance: Arc::new(Mutex::new(instance)),
+                },
                 Err(e) => return error(e),
             },
         };
@@ -449,7 +456,7 @@ impl Store {
                 method,
                 args,
             } => {
-                let Object::Shared(instance) = &entry.object else {
+                let Object::Shared { instance, .. } = &entry.object else {
                     return unsupported(
                         kind,
                         &Op::Method {

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use herd::ipc::manager::{
     Address, Authkey, Call, DictProxy, ListProxy, MethodError, QueueProxy, RemoteError,
-    SharedObject, SharedProxy,
+    SharedMethods, SharedObject, SharedProxy,
 };
 use herd::ipc::{Child, Manager, ManagerError, Pid, Process};
 use hmac::{Hmac, Mac};
@@ -348,6 +348,10 @@ fn main() -> ExitCode {
             shared_type_methods_across_processes,
         ),
         ("shared_type_errors_are_clear", shared_type_errors_are_clear),
+        (
+            "shared_methods_give_typed_proxies",
+            shared_methods_give_typed_proxies,
+        ),
     ];
     support::run(trials)
 }
@@ -1918,4 +1922,81 @@ fn shared_type_errors_are_clear() -> TestResult {
         total == 1,
         "a named object is made once: its Init is used once",
     )
+}
+
+/// A bounded stack whose methods are declared once, for the server and a typed proxy.
+#[derive(Debug)]
+struct Stack {
+    items: Vec<String>,
+    capacity: usize,
+}
+
+herd::ipc::shared_methods! {
+    Stack => trait StackApi {
+        /// Pushes an item; a full stack refuses it.
+        fn push(&mut self, item: String) -> Result<usize, String> {
+            if self.items.len() == self.capacity {
+                return Err(format!("the stack is full ({} items)", self.capacity));
+            }
+            self.items.push(item);
+            Ok(self.items.len())
+        }
+        fn pop(&mut self) -> Result<Option<String>, String> {
+            Ok(self.items.pop())
+        }
+        fn len(&mut self) -> Result<usize, String> {
+            Ok(self.items.len())
+        }
+        fn push_both(&mut self, first: String, second: String,) -> Result<usize, String> {
+            self.push(first)?;
+            self.push(second)
+        }
+    }
+}
+
+impl SharedObject for Stack {
+    const TYPEID: &'static str = "tests::Stack";
+    type Init = usize;
+
+    fn create(capacity: usize) -> Result<Self, String> {
+        Ok(Stack {
+            items: Vec::new(),
+            capacity,
+        })
+    }
+
+    fn call(&mut self, call: Call<'_>) -> Result<Vec<u8>, MethodError> {
+        self.dispatch(call)
+    }
+}
+
+herd::ipc::register_shared!(Stack);
+
+/// Typed proxy methods declared with `shared_methods!`, from forked children; the method's own
+/// error and an untyped call of an unknown method.
+fn shared_methods_give_typed_proxies() -> TestResult {
+    let manager = Manager::start()?;
+    let stack = manager.shared::<Stack>(&5)?;
+    let children = (0..2)
+        .map(|i| {
+            Process::new().fork(|| -> Result<(), String> {
+                stack
+                    .push_both(format!("{i}a"), format!("{i}b"))
+                    .map(drop)
+                    .map_err(|e| e.to_string())
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    join_all(children)?;
+    check(stack.len()? == 4, "two children pushed two items each")?;
+    check(stack.push("last".into())? == 5, "the fifth item fits")?;
+    remote_error("a full stack", stack.push("over".into()), |e| {
+        matches!(e, RemoteError::Method { method, message, .. }
+            if method == "push" && message == "the stack is full (5 items)")
+    })?;
+    check(stack.pop()? == Some("last".into()), "pop")?;
+    remote_error("an unknown method", stack.call::<_, ()>("peek", &()), |e| {
+        matches!(e, RemoteError::NoSuchMethod { typeid, method }
+            if typeid == "tests::Stack" && method == "peek")
+    })
 }

@@ -30,7 +30,7 @@ pub use proxy::{
     ConditionProxy, DictProxy, EventProxy, ListProxy, LockProxy, LockProxyGuard, NamespaceProxy,
     QueueProxy, RLockProxy, SemaphoreProxy, SharedProxy,
 };
-pub use shared::{Call, MethodError, SharedObject};
+pub use shared::{Call, MethodError, SharedMethods, SharedObject};
 #[doc(hidden)]
 pub use shared::{SharedRegistration, SHARED_TYPES};
 

@@ -91,6 +91,77 @@ impl<'a> Call<'a> {
 /// Makes an object of a registered type from its encoded `Init`.
 type Constructor = fn(&[u8]) -> Result<Box<dyn Dispatch>, String>;
 
+/// The dispatch [`shared_methods!`](crate::shared_methods) writes for a type: its
+/// [`SharedObject::call`] is then `self.dispatch(call)`.
+pub trait SharedMethods {
+    /// Runs the method `call.method()` on its decoded arguments.
+    fn dispatch(&mut self, call: Call<'_>) -> Result<Vec<u8>, MethodError>;
+}
+
+/// Declares the methods of a [`SharedObject`] type once, for both sides: the methods themselves
+/// (each `fn name(&mut self, args...) -> Result<R, String>`: methods run one at a time on the
+/// server, under the object's lock, so every one may change it), the server's dispatch by
+/// name ([`SharedMethods`], for the type's `call`), and a trait of typed proxy methods
+/// implemented for [`SharedProxy<T>`](super::SharedProxy), each returning
+/// `Result<R, ManagerError>`. Arguments travel as one tuple, encoded and decoded with the
+/// method's own types, so the two sides cannot disagree. A method may not be named `call` (the
+/// proxy's own method). The form is `shared_methods! { Type => pub trait TypeApi { fn ... } }`;
+/// a whole example, run across processes, is in the Manager guide (`docs/manager.md`).
+#[macro_export]
+macro_rules! shared_methods {
+    (
+        $ty:ty => $(#[$api_meta:meta])* $vis:vis trait $api:ident {
+            $(
+                $(#[$meta:meta])*
+                fn $name:ident(&mut $receiver:ident $(, $arg:ident : $arg_ty:ty)* $(,)?)
+                    -> Result<$output:ty, String> $body:block
+            )*
+        }
+    ) => {
+        impl $ty {
+            $(
+                $(#[$meta])*
+                fn $name(&mut $receiver $(, $arg: $arg_ty)*)
+                    -> ::std::result::Result<$output, ::std::string::String> $body
+            )*
+        }
+
+        impl $crate::manager::SharedMethods for $ty {
+            fn dispatch(
+                &mut self,
+                call: $crate::manager::Call<'_>,
+            ) -> ::std::result::Result<::std::vec::Vec<u8>, $crate::manager::MethodError> {
+                match call.method() {
+                    $(
+                        ::std::stringify!($name) => call.run(
+                            |($($arg,)*): ($($arg_ty,)*)| self.$name($($arg),*)
+                        ),
+                    )*
+                    _ => call.unknown(),
+                }
+            }
+        }
+
+        $(#[$api_meta])*
+        $vis trait $api {
+            $(
+                $(#[$meta])*
+                fn $name(&self $(, $arg: $arg_ty)*)
+                    -> ::std::result::Result<$output, $crate::manager::ManagerError>;
+            )*
+        }
+
+        impl $api for $crate::manager::SharedProxy<$ty> {
+            $(
+                fn $name(&self $(, $arg: $arg_ty)*)
+                    -> ::std::result::Result<$output, $crate::manager::ManagerError> {
+                    self.call(::std::stringify!($name), &($($arg,)*))
+                }
+            )*
+        }
+    };
+}
+
 /// A registered type, type-erased. Built by [`register_shared!`](crate::register_shared).
 #[doc(hidden)]
 #[derive(Debug)]

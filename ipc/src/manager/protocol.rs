@@ -137,7 +137,7 @@ pub(crate) enum Request {
     /// inherited proxies); answers how many were held.
     HoldAll { ids: Vec<ObjectId> },
     /// A reference for a proxy about to leave this process (serialised): kept until the
-    /// receiver redeems it with `Hold`, or until this connection closes.
+    /// receiver redeems it with `Hold`, or until a grace period after this connection closes.
     Ticket { id: ObjectId },
 }
 

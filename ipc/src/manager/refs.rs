@@ -8,7 +8,8 @@
 //!
 //! Proxies leaving the process: a serialised proxy carries a *ticket*, a reference the server
 //! holds for it on this process's link until the receiver redeems it with its own `Hold` (or
-//! until this process's link closes), so the sender may drop its proxy at once. A proxy stored
+//! until a grace period after this process's link closes), so the sender may drop its proxy at
+//! once, and may even exit. A proxy stored
 //! into another object of the same manager carries no ticket: the storing request names it, and
 //! the object it was stored into holds it for as long as that object lives. A forked child gets
 //! a link of its own opened by the parent just before the fork ([`prepare_fork`]), on which every

@@ -20,6 +20,11 @@ pub(crate) type ConnId = u64;
 /// How often a blocked operation checks that its client is still connected.
 const PEER_CHECK_INTERVAL: Duration = Duration::from_millis(200);
 
+/// How long a ticket outlives the connection that took it: a proxy sent by a process that exits
+/// at once (a child returning a proxy as its result, a last message before exiting) still
+/// reaches its receiver, if it is received within this time.
+pub(crate) const TICKET_GRACE: Duration = Duration::from_secs(60);
+
 /// A lock's holder and how many times it acquired it (always 1 for a plain Lock).
 #[derive(Debug, Default)]
 struct Ownership {
@@ -111,9 +116,39 @@ struct Objects {
     /// Unredeemed tickets: the object each refers to and the connection that took it.
     transit: HashMap<TicketId, (ObjectId, ConnId)>,
     next_transit: TicketId,
+    /// Tickets whose connection closed, with when they expire, oldest first.
+    orphans: VecDeque<(Instant, TicketId)>,
 }
 
 impl Objects {
+    /// Drops the orphaned tickets that expired by `now`; returns the objects they held.
+    fn expire_orphans(&mut self, now: Instant) -> Vec<ObjectId> {
+        let mut candidates = Vec::new();
+        while let Some(&(expiry, ticket)) = self.orphans.front() {
+            if expiry > now {
+                break;
+            }
+            self.orphans.pop_front();
+            // Redeemed meanwhile: already gone from `transit`.
+            if let Some((id, _)) = self.transit.remove(&ticket) {
+                if let Some(entry) = self.entries.get_mut(&id) {
+                    entry.refs.tickets -= 1;
+                    candidates.push(id);
+                }
+            }
+        }
+        candidates
+    }
+
+    /// Expires orphaned tickets and frees what only they held.
+    fn sweep(&mut self) -> Vec<Entry> {
+        if self.orphans.is_empty() {
+            return Vec::new();
+        }
+        let candidates = self.expire_orphans(Instant::now());
+        self.free_unreferenced(candidates)
+    }
+
     /// Frees the objects of `candidates` that nothing references any more, and then those that
     /// only they held. The freed entries are returned to be dropped once the store's mutex is
     /// released: dropping an object of a registered type runs the program's code, which may
@@ -150,9 +185,17 @@ fn dispose(freed: Vec<Entry>) {
 }
 
 /// All shared objects of one server.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Store {
     objects: Mutex<Objects>,
+    /// How long a ticket outlives its connection ([`TICKET_GRACE`], shorter in tests).
+    ticket_grace: Duration,
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        Store::with_ticket_grace(TICKET_GRACE)
+    }
 }
 
 /// A blocking operation's terms: on which object, how long, what to answer on timeout, and whom
@@ -217,6 +260,13 @@ fn unsupported(kind: ObjectKind, op: &Op) -> Response {
 }
 
 impl Store {
+    pub(crate) fn with_ticket_grace(ticket_grace: Duration) -> Store {
+        Store {
+            objects: Mutex::default(),
+            ticket_grace,
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, Objects> {
         // A panic while holding the lock leaves objects consistent (every edit is one step).
         self.objects.lock().unwrap_or_else(|p| p.into_inner())
@@ -346,7 +396,8 @@ impl Store {
         if let Some(entry) = objects.entries.get_mut(&id) {
             entry.refs.holders.remove(&conn);
         }
-        let freed = objects.free_unreferenced(vec![id]);
+        let mut freed = objects.free_unreferenced(vec![id]);
+        freed.extend(objects.sweep());
         drop(objects);
         dispose(freed);
         Response::Done
@@ -615,33 +666,38 @@ impl Store {
         }
     }
 
-    /// How many objects exist (a diagnostic for leaks).
+    /// How many objects exist (a diagnostic for leaks), once expired tickets are dropped.
     pub(crate) fn object_count(&self) -> u64 {
-        self.lock().entries.len() as u64
+        let mut objects = self.lock();
+        let freed = objects.sweep();
+        let count = objects.entries.len() as u64;
+        drop(objects);
+        dispose(freed);
+        count
     }
 
-    /// Releases every lock `conn` holds, and every reference (its own and its tickets'): called
-    /// when its connection closes, however it closed. Returns how many locks were released and
+    /// Releases every lock `conn` holds and its references, and starts the grace period of its
+    /// tickets: called when its connection closes, however it closed. Returns how many locks were released and
     /// how many objects were freed (for the log).
     pub(crate) fn disconnect(&self, conn: ConnId) -> (usize, usize) {
         let mut objects = self.lock();
         let mut released = 0;
         let mut wakes = Vec::new();
         let mut candidates = Vec::new();
-        let tickets: Vec<TicketId> = objects
+        // Its tickets are orphaned: they hold their objects a while longer (see TICKET_GRACE).
+        let now = Instant::now();
+        let expiry = now.checked_add(self.ticket_grace).unwrap_or(now);
+        let mut orphaned: Vec<TicketId> = objects
             .transit
             .iter()
             .filter(|(_, &(_, by))| by == conn)
             .map(|(&ticket, _)| ticket)
             .collect();
-        for ticket in tickets {
-            if let Some((id, _)) = objects.transit.remove(&ticket) {
-                if let Some(entry) = objects.entries.get_mut(&id) {
-                    entry.refs.tickets -= 1;
-                    candidates.push(id);
-                }
-            }
-        }
+        orphaned.sort_unstable();
+        objects
+            .orphans
+            .extend(orphaned.into_iter().map(|ticket| (expiry, ticket)));
+        candidates.extend(objects.expire_orphans(now));
         for (&id, entry) in objects.entries.iter_mut() {
             if entry.refs.holders.remove(&conn) {
                 candidates.push(id);
@@ -1043,5 +1099,57 @@ fn list_op(list: &mut Vec<Bytes>, kind: ObjectKind, op: Op) -> Response {
             Response::Done
         }
         op => unsupported(kind, &op),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn created(response: Response) -> ObjectId {
+        match response {
+            Response::Created(id) => id,
+            other => panic!("expected an object, got {other:?}"),
+        }
+    }
+
+    fn ticket(response: Response) -> TicketId {
+        match response {
+            Response::Ticket(ticket) => ticket,
+            other => panic!("expected a ticket, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_orphaned_ticket_holds_its_object_for_the_grace_period() {
+        let grace = Duration::from_millis(100);
+        let store = Store::with_ticket_grace(grace);
+        let unclaimed = created(store.create(1, ObjectSpec::Dict, None));
+        ticket(store.ticket(1, unclaimed));
+        let claimed = created(store.create(2, ObjectSpec::List, None));
+        let claim = ticket(store.ticket(2, claimed));
+        store.disconnect(1);
+        store.disconnect(2);
+        assert_eq!(
+            store.object_count(),
+            2,
+            "both held by their orphaned tickets"
+        );
+        assert!(matches!(
+            store.hold(3, claimed, Some(claim)),
+            Response::Done
+        ));
+        std::thread::sleep(grace + Duration::from_millis(50));
+        assert_eq!(store.object_count(), 1, "the unclaimed one expired");
+        assert!(matches!(
+            store.hold(4, unclaimed, None),
+            Response::Error(RemoteError::NoSuchObject(_))
+        ));
+        store.release(3, claimed);
+        assert_eq!(
+            store.object_count(),
+            0,
+            "the claimed one freed with its holder"
+        );
     }
 }

@@ -9,11 +9,11 @@
 //! Proxies leaving the process: a serialised proxy carries a *ticket*, a reference the server
 //! holds for it on this process's link until the receiver redeems it with its own `Hold` (or
 //! until a grace period after this process's link closes), so the sender may drop its proxy at
-//! once, and may even exit. A proxy stored
-//! into another object of the same manager carries no ticket: the storing request names it, and
-//! the object it was stored into holds it for as long as that object lives. A forked child gets
-//! a link of its own opened by the parent just before the fork ([`prepare_fork`]), on which every
-//! object the parent held is held again, so nothing the child inherited can be freed under it.
+//! once, and may even exit. A proxy stored into another object of the same manager carries no
+//! ticket: the storing request names it, and the object it was stored into holds it for as long
+//! as that object lives. A forked child gets a link of its own opened by the parent just before
+//! the fork ([`prepare_fork`]), on which every object the parent held is held again, so nothing
+//! the child inherited can be freed under it.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};

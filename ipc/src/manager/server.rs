@@ -367,7 +367,7 @@ fn serve_connection(shared: &Shared, stream: Stream, peer: &Peer, conn: ConnId) 
             break;
         }
     }
-    let (released, _freed) = shared.store.disconnect(conn);
+    let released = shared.store.disconnect(conn);
     if released > 0 {
         log!("connection from {peer} closed holding {released} lock(s): released");
     }

@@ -677,9 +677,9 @@ impl Store {
     }
 
     /// Releases every lock `conn` holds and its references, and starts the grace period of its
-    /// tickets: called when its connection closes, however it closed. Returns how many locks were released and
-    /// how many objects were freed (for the log).
-    pub(crate) fn disconnect(&self, conn: ConnId) -> (usize, usize) {
+    /// tickets: called when its connection closes, however it closed. Returns how many locks were
+    /// released (for the log).
+    pub(crate) fn disconnect(&self, conn: ConnId) -> usize {
         let mut objects = self.lock();
         let mut released = 0;
         let mut wakes = Vec::new();
@@ -722,9 +722,8 @@ impl Store {
         for (changed, wake) in wakes {
             notify(Some(changed), wake);
         }
-        let freed_count = freed.len();
         dispose(freed);
-        (released, freed_count)
+        released
     }
 }
 

@@ -69,8 +69,10 @@ fn create_drop(manager: &Manager) -> anyhow::Result<f64> {
         drop(dict);
     }
     let elapsed = started.elapsed().as_secs_f64();
+    // Not equal: objects held only by the children of the runs before are freed as the server
+    // sees their connections close, which may be now.
     anyhow::ensure!(
-        manager.object_count()? == before,
+        manager.object_count()? <= before,
         "dropped dicts were not freed"
     );
     Ok(f64::from(CREATE_DROPS) / elapsed)

@@ -474,3 +474,24 @@ fn stored_references_self_and_cycles() {
     drop((a, c));
     assert_eq!(m.object_count().unwrap(), 0, "freed in a chain");
 }
+
+#[test]
+fn a_proxy_outlives_the_thread_that_made_it() {
+    let m = connected();
+    let made = std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let d = m.dict::<u8, u8>().unwrap();
+                d.insert(&1, &1).unwrap();
+                d
+            })
+            .join()
+            .unwrap()
+    });
+    // The thread's own connection closed with it; the reference belongs to the process.
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(m.object_count().unwrap(), 1);
+    assert_eq!(made.get(&1).unwrap(), Some(1));
+    drop(made);
+    assert_eq!(m.object_count().unwrap(), 0);
+}

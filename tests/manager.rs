@@ -17,7 +17,10 @@ use std::os::unix::net::UnixStream;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use herd::ipc::manager::{Address, Authkey, DictProxy, ListProxy, QueueProxy, RemoteError};
+use herd::ipc::manager::{
+    Address, Authkey, Call, DictProxy, ListProxy, MethodError, QueueProxy, RemoteError,
+    SharedMethods, SharedObject, SharedProxy,
+};
 use herd::ipc::{Child, Manager, ManagerError, Pid, Process};
 use hmac::{Hmac, Mac};
 use libtest_mimic::Failed;
@@ -234,7 +237,12 @@ fn object_count_counts_every_process_objects() -> TestResult {
     let child = Process::new().fork(|| -> Result<(), String> {
         let other = Manager::connect(manager.address().clone(), manager.authkey().clone())
             .map_err(|e| e.to_string())?;
-        other.list::<u8>().map_err(|e| e.to_string()).map(drop)
+        // A name keeps its object alive after this child and its proxy are gone.
+        other
+            .named("from the child")
+            .list::<u8>()
+            .map_err(|e| e.to_string())
+            .map(drop)
     })?;
     join_ok(child)?;
     let after = manager.object_count()?;
@@ -314,6 +322,35 @@ fn main() -> ExitCode {
         (
             "hostile_caps_spare_a_burst_of_clients",
             hostile_caps_spare_a_burst_of_clients,
+        ),
+        (
+            "refs_dropped_proxies_free_objects",
+            refs_dropped_proxies_free_objects,
+        ),
+        (
+            "refs_killed_client_frees_its_objects",
+            refs_killed_client_frees_its_objects,
+        ),
+        (
+            "refs_proxy_outlives_its_sender",
+            refs_proxy_outlives_its_sender,
+        ),
+        (
+            "refs_stored_proxies_hold_their_objects",
+            refs_stored_proxies_hold_their_objects,
+        ),
+        (
+            "refs_proxy_returned_by_an_exited_child_arrives",
+            refs_proxy_returned_by_an_exited_child_arrives,
+        ),
+        (
+            "shared_type_methods_across_processes",
+            shared_type_methods_across_processes,
+        ),
+        ("shared_type_errors_are_clear", shared_type_errors_are_clear),
+        (
+            "shared_methods_give_typed_proxies",
+            shared_methods_give_typed_proxies,
         ),
     ];
     support::run(trials)
@@ -1451,4 +1488,513 @@ fn hostile_caps_spare_a_burst_of_clients() -> TestResult {
     )?;
     manager.shutdown()?;
     Ok(())
+}
+
+// Reference counting: an object is freed when its last proxy anywhere is dropped.
+
+herd::ipc::entry! {
+    /// A spawned child given a dict whose sender may already have dropped its own proxy: the
+    /// ticket the proxy carried kept the object alive until this child held it.
+    fn spawned_holder(counts: DictProxy<String, i64>) -> Result<i64, String> {
+        counts.increment("spawned", 1).map_err(|e| e.to_string())
+    }
+}
+
+herd::ipc::entry! {
+    /// A spawned client that creates objects on a manager it only knows by address and key,
+    /// says so on the queue, and waits to be killed.
+    fn spawned_creator(args: (String, String, u32)) -> Result<(), String> {
+        let (address, key, n) = args;
+        let e = |e: ManagerError| e.to_string();
+        let address: Address = address.parse().map_err(e)?;
+        let manager = Manager::connect(address, Authkey::from_hex(&key).map_err(e)?).map_err(e)?;
+        let kept = (0..n).map(|_| manager.list::<u8>()).collect::<Result<Vec<_>, _>>().map_err(e)?;
+        manager.named("ready").queue::<u32>().map_err(e)?.put(&n).map_err(e)?;
+        std::thread::sleep(PATIENCE * 3);
+        drop(kept);
+        Ok(())
+    }
+}
+
+/// Requires `manager.object_count()` to become `expected` within PATIENCE.
+fn count_becomes(manager: &Manager, expected: usize, what: &str) -> TestResult {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let count = manager.object_count()?;
+        if count == expected {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(fail(format!(
+                "{what}: {count} objects, expected {expected}"
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Requires `manager.object_count()` to be `expected` now.
+fn count_is(manager: &Manager, expected: usize, what: &str) -> TestResult {
+    let count = manager.object_count()?;
+    check(
+        count == expected,
+        format!("{what}: {count} objects, expected {expected}"),
+    )
+}
+
+/// Dropping proxies, in this process and in a forked child, frees the objects; clones count.
+fn refs_dropped_proxies_free_objects() -> TestResult {
+    let manager = Manager::start()?;
+    let dict = manager.dict::<u32, u32>()?;
+    let list = manager.list::<u32>()?;
+    let copy = dict.clone();
+    count_is(&manager, 2, "two objects made")?;
+    drop(list);
+    count_is(&manager, 1, "the list's only proxy dropped")?;
+    drop(dict);
+    count_is(&manager, 1, "one clone of the dict left")?;
+    copy.insert(&1, &2)?;
+    drop(copy);
+    count_is(&manager, 0, "every proxy dropped")?;
+    let child = Process::new().fork(|| -> Result<usize, String> {
+        let e = |e: ManagerError| e.to_string();
+        let made = (0..4)
+            .map(|_| manager.queue::<u8>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(e)?;
+        let held = manager.object_count().map_err(e)?;
+        drop(made);
+        let after = manager.object_count().map_err(e)?;
+        Ok(held * 10 + after)
+    })?;
+    let seen = child.join_timeout(PATIENCE)?;
+    check(
+        seen == Ok(40),
+        format!("child saw {seen:?}, expected 4 then 0 objects"),
+    )?;
+    count_is(&manager, 0, "after the child")
+}
+
+/// A client killed while holding proxies has its references dropped when its connection
+/// closes: forked and spawned clients alike.
+fn refs_killed_client_frees_its_objects() -> TestResult {
+    let manager = Manager::start()?;
+    let ready = manager.event()?;
+    let holder = Process::new().fork(|| {
+        let _kept = (0..3).map(|_| manager.dict::<u8, u8>()).collect::<Vec<_>>();
+        ready.set().expect("set");
+        std::thread::sleep(PATIENCE * 3); // killed long before
+    })?;
+    check(
+        ready.wait_timeout(PATIENCE)?,
+        "the forked client made its objects",
+    )?;
+    count_is(&manager, 4, "the event and the forked client's 3 dicts")?;
+    holder.kill()?;
+    count_becomes(&manager, 1, "forked client killed")?;
+
+    let args = (manager.address().to_string(), manager.authkey().to_hex(), 5);
+    let spawned = Process::new().spawn(spawned_creator, &args)?;
+    let said = manager
+        .named("ready")
+        .queue::<u32>()?
+        .get_timeout(PATIENCE)?;
+    check(said == 5, "the spawned client made its objects")?;
+    // The event, the named queue and the spawned client's 5 lists.
+    count_is(&manager, 7, "while the spawned client lives")?;
+    spawned.kill()?;
+    count_becomes(&manager, 2, "spawned client killed")
+}
+
+/// A proxy sent to another process keeps its object alive while it travels, after the sender
+/// dropped its own: to a spawned child as an argument, to a forked child through a pipe, and
+/// into a forked child by inheritance.
+fn refs_proxy_outlives_its_sender() -> TestResult {
+    let manager = Manager::start()?;
+
+    // Spawn: the parent's proxy is gone before the child has even started.
+    let counts = manager.dict::<String, i64>()?;
+    let child = Process::new().spawn(spawned_holder, &counts)?;
+    drop(counts);
+    let total = child.join_timeout(PATIENCE)?;
+    check(total == Ok(1), format!("spawned child counted {total:?}"))?;
+    count_becomes(
+        &manager,
+        0,
+        "the spawned child exited holding the last proxy",
+    )?;
+
+    // A pipe: the proxy waits in the pipe while its sender has dropped it.
+    let (parent_end, child_end) = herd::ipc::Pipe::<DictProxy<String, i64>>::new()?;
+    let (go_parent, go_child) = herd::ipc::Pipe::<u32>::new()?;
+    let receiver = Process::new().fork(|| -> Result<i64, String> {
+        go_child.recv().map_err(|e| e.to_string())?;
+        let counts = child_end.recv().map_err(|e| e.to_string())?;
+        counts.increment("piped", 7).map_err(|e| e.to_string())
+    })?;
+    let counts = manager.dict::<String, i64>()?;
+    parent_end.send(counts)?; // serialised with a ticket, and dropped
+    count_is(&manager, 1, "the dict in the pipe is held by its ticket")?;
+    go_parent.send(1)?;
+    let piped = receiver.join_timeout(PATIENCE)?;
+    check(piped == Ok(7), format!("the receiver counted {piped:?}"))?;
+    count_becomes(&manager, 0, "the receiver exited")?;
+
+    // Fork: the child holds what it inherited from the moment it exists.
+    let counts = manager.dict::<String, i64>()?;
+    let go = manager.event()?;
+    let child = Process::new().fork(|| -> Result<i64, String> {
+        let e = |e: ManagerError| e.to_string();
+        if !go.wait_timeout(PATIENCE).map_err(e)? {
+            return Err("never told to go".into());
+        }
+        counts.increment("forked", 3).map_err(e)
+    })?;
+    drop(counts);
+    count_is(
+        &manager,
+        2,
+        "the forked child holds the dict the parent dropped",
+    )?;
+    go.set()?;
+    let forked = child.join_timeout(PATIENCE)?;
+    check(
+        forked == Ok(3),
+        format!("the forked child counted {forked:?}"),
+    )?;
+    count_becomes(&manager, 1, "the forked child exited (the event is left)")
+}
+
+/// A proxy stored in another object of the manager holds its object for as long as the
+/// container lives (Python keeps such objects until the server stops); freeing the container
+/// frees what only it held.
+fn refs_stored_proxies_hold_their_objects() -> TestResult {
+    let manager = Manager::start()?;
+    let lists = manager.dict::<String, ListProxy<u32>>()?;
+    let inner = manager.list::<u32>()?;
+    inner.extend(&[1, 2])?;
+    lists.insert("a", &inner)?;
+    let queue = manager.queue::<ListProxy<u32>>()?;
+    queue.put(&inner)?;
+    drop(inner);
+    count_is(&manager, 3, "the list is held by the dict and the queue")?;
+    let child = Process::new().fork(|| -> Result<(), String> {
+        let e = |e: ManagerError| e.to_string();
+        let list = lists.get("a").map_err(e)?.ok_or("no list under a")?;
+        list.push(&3).map_err(e)
+    })?;
+    join_ok(child)?;
+    let from_queue = queue.get_timeout(PATIENCE)?;
+    check(
+        from_queue.snapshot()? == [1, 2, 3],
+        "the stored list, changed by the child",
+    )?;
+    drop(from_queue);
+    // Taken out of the queue, still held by it (and by the dict).
+    count_is(
+        &manager,
+        3,
+        "stored references last as long as the container",
+    )?;
+    drop(queue);
+    count_is(
+        &manager,
+        2,
+        "the queue freed, the dict still holds the list",
+    )?;
+    lists.remove("a")?;
+    count_is(
+        &manager,
+        2,
+        "removed from the dict, held until the dict is freed",
+    )?;
+    drop(lists);
+    count_is(&manager, 0, "the dict freed, and the list only it held")
+}
+
+/// A proxy sent by a process that exits at once still arrives: a forked child returns a dict
+/// it made as its result, and the parent, joining after the child is gone, holds and uses it.
+fn refs_proxy_returned_by_an_exited_child_arrives() -> TestResult {
+    let manager = Manager::start()?;
+    let child = Process::new().fork(|| {
+        let made = manager.dict::<String, u32>().expect("dict");
+        made.insert("from", &7).expect("insert");
+        made // serialised with a ticket, which outlives this child for a while
+    })?;
+    let pid = child.pid();
+    support::eventually("the child exited", PATIENCE, || is_gone(pid)).map_err(fail)?;
+    let made = child.join_timeout(PATIENCE)?;
+    check(made.get("from")? == Some(7), "the dict made by the child")?;
+    count_is(&manager, 1, "held by this process now")?;
+    drop(made);
+    count_is(&manager, 0, "freed with the last proxy")
+}
+
+// Objects of the program's own types, registered with `register_shared!`.
+
+/// A running total with a log, served by the manager.
+#[derive(Debug)]
+struct Tally {
+    total: i64,
+    log: Vec<String>,
+}
+
+impl SharedObject for Tally {
+    const TYPEID: &'static str = "tests::Tally";
+    type Init = i64;
+
+    fn create(start: i64) -> Result<Self, String> {
+        if start < 0 {
+            return Err(format!("a tally cannot start below 0, got {start}"));
+        }
+        Ok(Tally {
+            total: start,
+            log: Vec::new(),
+        })
+    }
+
+    fn call(&mut self, call: Call<'_>) -> Result<Vec<u8>, MethodError> {
+        match call.method() {
+            "add" => call.run(|by: i64| {
+                self.total += by;
+                Ok(self.total)
+            }),
+            "total" => call.run(|()| Ok(self.total)),
+            "note" => call.run(|(who, what): (String, String)| {
+                self.log.push(format!("{who}: {what}"));
+                Ok(self.log.len())
+            }),
+            "log" => call.run(|()| Ok(self.log.clone())),
+            "divide" => call.run(|by: i64| {
+                self.total = self.total.checked_div(by).ok_or("division by zero")?;
+                Ok(self.total)
+            }),
+            "explode" => call.run(|()| -> Result<(), String> { panic!("tally exploded") }),
+            _ => call.unknown(),
+        }
+    }
+}
+
+herd::ipc::register_shared!(Tally);
+
+/// A shared type this program never registers.
+struct Unregistered;
+
+impl SharedObject for Unregistered {
+    const TYPEID: &'static str = "tests::Unregistered";
+    type Init = ();
+
+    fn create((): ()) -> Result<Self, String> {
+        Ok(Unregistered)
+    }
+
+    fn call(&mut self, call: Call<'_>) -> Result<Vec<u8>, MethodError> {
+        call.unknown()
+    }
+}
+
+herd::ipc::entry! {
+    /// A spawned child calling methods of a registered type through the proxy it was given.
+    fn spawned_tally(tally: SharedProxy<Tally>) -> Result<i64, String> {
+        let e = |e: ManagerError| e.to_string();
+        tally.call::<_, usize>("note", &("spawned", "hello")).map_err(e)?;
+        tally.call("add", &1000i64).map_err(e)
+    }
+}
+
+/// A registered type's methods called from this process, forked children and a spawned child;
+/// the object is freed with its last proxy.
+fn shared_type_methods_across_processes() -> TestResult {
+    let manager = Manager::start()?;
+    let tally = manager.shared::<Tally>(&10)?;
+    let children = (0..4)
+        .map(|i| {
+            Process::new().fork(|| -> Result<(), String> {
+                let e = |e: ManagerError| e.to_string();
+                for _ in 0..100 {
+                    tally.call::<_, i64>("add", &1i64).map_err(e)?;
+                }
+                tally
+                    .call::<_, usize>("note", &(format!("child {i}"), "done"))
+                    .map_err(e)
+                    .map(drop)
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    join_all(children)?;
+    let spawned = Process::new().spawn(spawned_tally, &tally)?;
+    let after_spawned = spawned.join_timeout(PATIENCE)?;
+    check(
+        after_spawned == Ok(1410),
+        format!("the spawned child saw {after_spawned:?}"),
+    )?;
+    let total: i64 = tally.call("total", &())?;
+    check(
+        total == 1410,
+        format!("total {total}, expected 10 + 400 + 1000"),
+    )?;
+    let mut log: Vec<String> = tally.call("log", &())?;
+    log.sort();
+    check(
+        log == [
+            "child 0: done",
+            "child 1: done",
+            "child 2: done",
+            "child 3: done",
+            "spawned: hello",
+        ],
+        format!("log {log:?}"),
+    )?;
+    count_is(&manager, 1, "one tally")?;
+    drop(tally);
+    count_is(&manager, 0, "the tally's last proxy dropped")
+}
+
+/// Requires `result` to be the remote error `is` describes.
+fn remote_error<T: std::fmt::Debug>(
+    what: &str,
+    result: Result<T, ManagerError>,
+    is: impl Fn(&RemoteError) -> bool,
+) -> TestResult {
+    match result {
+        Err(ManagerError::Remote(e)) if is(&e) => Ok(()),
+        other => Err(fail(format!("{what}: got {other:?}"))),
+    }
+}
+
+/// Method errors, unknown methods and types, bad arguments, a refused constructor and a
+/// panicking method each come back as a clear error, and the server goes on serving.
+fn shared_type_errors_are_clear() -> TestResult {
+    let manager = Manager::start()?;
+    let tally = manager.shared::<Tally>(&7)?;
+    remote_error(
+        "divide by zero",
+        tally.call::<_, i64>("divide", &0i64),
+        |e| {
+            matches!(e, RemoteError::Method { typeid, method, message }
+            if typeid == "tests::Tally" && method == "divide" && message == "division by zero")
+        },
+    )?;
+    remote_error(
+        "unknown method",
+        tally.call::<_, i64>("subtract", &1i64),
+        |e| matches!(e, RemoteError::NoSuchMethod { method, .. } if method == "subtract"),
+    )?;
+    remote_error(
+        "arguments of another type",
+        tally.call::<_, i64>("add", "one"),
+        |e| matches!(e, RemoteError::Method { message, .. } if message.contains("cannot decode its arguments")),
+    )?;
+    remote_error(
+        "a panicking method",
+        tally.call::<_, ()>("explode", &()),
+        |e| matches!(e, RemoteError::Method { message, .. } if message == "panicked: tally exploded"),
+    )?;
+    let total: i64 = tally.call("total", &())?;
+    check(
+        total == 7,
+        format!("the tally survived its errors: {total}"),
+    )?;
+    remote_error(
+        "unregistered type",
+        manager.shared::<Unregistered>(&()),
+        |e| matches!(e, RemoteError::UnknownType(typeid) if typeid == "tests::Unregistered"),
+    )?;
+    remote_error(
+        "constructor refusal",
+        manager.shared::<Tally>(&-1),
+        |e| matches!(e, RemoteError::CreateFailed { message, .. } if message.contains("below 0")),
+    )?;
+    manager.named("tally").shared::<Tally>(&1)?;
+    remote_error(
+        "a name taken by another type",
+        manager.named("tally").dict::<u8, u8>(),
+        |e| {
+            matches!(e, RemoteError::WrongKind { expected, actual, .. }
+            if expected == "dict" && actual == "tests::Tally")
+        },
+    )?;
+    let same: SharedProxy<Tally> = manager.named("tally").shared::<Tally>(&99)?;
+    let total: i64 = same.call("total", &())?;
+    check(
+        total == 1,
+        "a named object is made once: its Init is used once",
+    )
+}
+
+/// A bounded stack whose methods are declared once, for the server and a typed proxy.
+#[derive(Debug)]
+struct Stack {
+    items: Vec<String>,
+    capacity: usize,
+}
+
+herd::ipc::shared_methods! {
+    Stack => trait StackApi {
+        /// Pushes an item; a full stack refuses it.
+        fn push(&mut self, item: String) -> Result<usize, String> {
+            if self.items.len() == self.capacity {
+                return Err(format!("the stack is full ({} items)", self.capacity));
+            }
+            self.items.push(item);
+            Ok(self.items.len())
+        }
+        fn pop(&mut self) -> Result<Option<String>, String> {
+            Ok(self.items.pop())
+        }
+        fn len(&mut self) -> Result<usize, String> {
+            Ok(self.items.len())
+        }
+        fn push_both(&mut self, first: String, second: String,) -> Result<usize, String> {
+            self.push(first)?;
+            self.push(second)
+        }
+    }
+}
+
+impl SharedObject for Stack {
+    const TYPEID: &'static str = "tests::Stack";
+    type Init = usize;
+
+    fn create(capacity: usize) -> Result<Self, String> {
+        Ok(Stack {
+            items: Vec::new(),
+            capacity,
+        })
+    }
+
+    fn call(&mut self, call: Call<'_>) -> Result<Vec<u8>, MethodError> {
+        self.dispatch(call)
+    }
+}
+
+herd::ipc::register_shared!(Stack);
+
+/// Typed proxy methods declared with `shared_methods!`, from forked children; the method's own
+/// error and an untyped call of an unknown method.
+fn shared_methods_give_typed_proxies() -> TestResult {
+    let manager = Manager::start()?;
+    let stack = manager.shared::<Stack>(&5)?;
+    let children = (0..2)
+        .map(|i| {
+            Process::new().fork(|| -> Result<(), String> {
+                stack
+                    .push_both(format!("{i}a"), format!("{i}b"))
+                    .map(drop)
+                    .map_err(|e| e.to_string())
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    join_all(children)?;
+    check(stack.len()? == 4, "two children pushed two items each")?;
+    check(stack.push("last".into())? == 5, "the fifth item fits")?;
+    remote_error("a full stack", stack.push("over".into()), |e| {
+        matches!(e, RemoteError::Method { method, message, .. }
+            if method == "push" && message == "the stack is full (5 items)")
+    })?;
+    check(stack.pop()? == Some("last".into()), "pop")?;
+    remote_error("an unknown method", stack.call::<_, ()>("peek", &()), |e| {
+        matches!(e, RemoteError::NoSuchMethod { typeid, method }
+            if typeid == "tests::Stack" && method == "peek")
+    })
 }

@@ -63,6 +63,40 @@ job! {
 
     /// An output that cannot be serialised.
     fn unsendable(_unit: ()) -> Refuses { Refuses }
+
+    /// The length and digest of an input, which may be larger than a pipe message.
+    fn measure(bytes: serde_bytes::ByteBuf) -> (u64, u64) { (bytes.len() as u64, digest(&bytes)) }
+}
+
+/// An order-sensitive digest of `bytes` (FNV-1a), so a reassembled input that was cut or
+/// shuffled is told from the original.
+fn digest(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// A job input of 70 MiB, over the 64 MiB a pipe message may hold, reaches its worker in parts
+/// and whole; the worker goes on with the next job.
+fn a_job_input_over_the_pipe_message_limit_arrives_whole(method: StartMethod) -> TestResult {
+    let size = 70 << 20;
+    check!(
+        size > herd_ipc::pipe::DEFAULT_PIPE_MESSAGE_LIMIT,
+        "the input must be over the pipe's message limit"
+    );
+    let input: Vec<u8> = (0..size).map(|i| (i * 31 + i / 4099) as u8).collect();
+    let expected = (size as u64, digest(&input));
+    let pool = pool(method, 1)?;
+    let measured = pool.apply(measure, serde_bytes::ByteBuf::from(input))?;
+    check!(
+        measured == expected,
+        "measured {measured:?}, expected {expected:?}"
+    );
+    check!(
+        pool.apply(square, 9)? == 81,
+        "the worker goes on after the large job"
+    );
+    close_and_join(pool)
 }
 
 /// A value whose serialisation always fails.
@@ -512,7 +546,7 @@ fn main() -> std::process::ExitCode {
     // binary, not hang it: SIGALRM's default action ends the process, the workers die with it.
     nix::unistd::alarm::set(300);
     type PerMethod = (&'static str, fn(StartMethod) -> TestResult);
-    let per_method: [PerMethod; 12] = [
+    let per_method: [PerMethod; 13] = [
         (
             "every_method_gives_python_s_answers",
             every_method_gives_python_s_answers,
@@ -560,6 +594,10 @@ fn main() -> std::process::ExitCode {
         (
             "the_host_s_own_children_are_left_to_it",
             the_host_s_own_children_are_left_to_it,
+        ),
+        (
+            "a_job_input_over_the_pipe_message_limit_arrives_whole",
+            a_job_input_over_the_pipe_message_limit_arrives_whole,
         ),
     ];
     let mut trials = Vec::new();

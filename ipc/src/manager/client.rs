@@ -134,6 +134,45 @@ impl Client {
     }
 }
 
+/// A connection of its own, outside the per-thread ones: a process's reference connection
+/// (see `refs`), whose closing releases what it held.
+#[derive(Debug)]
+pub(crate) struct Link {
+    conn: Connection,
+}
+
+impl Link {
+    pub(crate) fn open(endpoint: &Endpoint) -> Result<Link, ManagerError> {
+        Ok(Link {
+            conn: open(endpoint)?,
+        })
+    }
+
+    /// Adopts a link opened by the parent just before a fork, in the child.
+    pub(crate) fn adopt(&mut self) {
+        self.conn.pid = Pid::this();
+    }
+
+    /// One request and its answer. An error other than the server's refusal leaves the link out
+    /// of step: the caller must drop it.
+    pub(crate) fn call(
+        &mut self,
+        address: &Address,
+        request: &Request,
+    ) -> Result<Response, ManagerError> {
+        match exchange(&mut self.conn, request, Wait::No) {
+            Ok(Response::Error(e)) => Err(ManagerError::Remote(e)),
+            Ok(response) => Ok(response),
+            Err(Exchange::NotSent(e)) => Err(ManagerError::Codec {
+                action: "send",
+                what: "request",
+                reason: e.to_string(),
+            }),
+            Err(Exchange::Broken(e)) => Err(lost(address, e, Wait::No)),
+        }
+    }
+}
+
 /// How one request/answer exchange failed.
 enum Exchange {
     /// The request could not be encoded or is too large: nothing went out.

@@ -96,6 +96,26 @@ pub enum RemoteError {
     /// A semaphore released past its bound, or a similar counting error.
     #[error("{0}")]
     Invalid(String),
+    /// No shared type is registered under this type id in the server's program.
+    #[error("no shared type {0:?} is registered in the manager's program (register_shared!)")]
+    UnknownType(String),
+    /// Two shared types are registered under one type id.
+    #[error("shared type id {0:?} is registered more than once")]
+    DuplicateType(String),
+    /// A registered type's constructor refused its `Init` value.
+    #[error("cannot create a {typeid}: {message}")]
+    CreateFailed { typeid: String, message: String },
+    /// The registered type has no method of this name.
+    #[error("{typeid} has no method {method:?}")]
+    NoSuchMethod { typeid: String, method: String },
+    /// A method of a registered type failed (returned an error, could not decode its
+    /// arguments, or panicked).
+    #[error("{typeid}.{method} failed: {message}")]
+    Method {
+        typeid: String,
+        method: String,
+        message: String,
+    },
 }
 
 // The queue proxy's errors wrap `ManagerError` rather than repeating its variants: apart from
@@ -173,6 +193,12 @@ impl ManagerError {
     /// Whether a list value was missing (Python's `ValueError` from `remove` and `index`).
     pub fn is_value_error(&self) -> bool {
         matches!(self, Self::Remote(RemoteError::ValueNotFound(_)))
+    }
+
+    /// Whether the object the proxy stands for no longer exists on the server (every reference
+    /// to it was dropped, or it never existed there).
+    pub fn is_no_such_object(&self) -> bool {
+        matches!(self, Self::Remote(RemoteError::NoSuchObject(_)))
     }
 }
 

@@ -16,8 +16,10 @@ use super::launch::{self, ServerHandle};
 use super::protocol::{ObjectSpec, Request, Response, Wait};
 use super::proxy::{
     ConditionProxy, DictProxy, EventProxy, ListProxy, LockProxy, NamespaceProxy, ProxyCore,
-    QueueProxy, RLockProxy, SemaphoreProxy,
+    QueueProxy, RLockProxy, SemaphoreProxy, SharedProxy,
 };
+use super::refs;
+use super::shared::SharedObject;
 
 /// A handle on a manager server. The one returned by [`Manager::start`] owns the server: it
 /// stops it on [`Manager::shutdown`] or drop, and the server never outlives it (it is a daemon
@@ -132,26 +134,15 @@ impl Manager {
     }
 
     fn create(&self, spec: ObjectSpec, name: Option<&str>) -> Result<ProxyCore, ManagerError> {
-        let request = Request::Create {
-            spec,
-            name: name.map(str::to_owned),
-        };
-        match self.control.call(&request, Wait::No)? {
-            Response::Created(id) => Ok(ProxyCore::new(
-                Arc::clone(self.control.endpoint()),
-                id,
-                spec.kind(),
-            )),
-            other => Err(ManagerError::Codec {
-                action: "interpret",
-                what: "the server's answer",
-                reason: format!("unexpected answer to create: {other:?}"),
-            }),
-        }
+        let kind = spec.kind();
+        let endpoint = self.control.endpoint();
+        let id = refs::create(endpoint, spec, name.map(str::to_owned))?;
+        Ok(ProxyCore::new(Arc::clone(endpoint), id, kind))
     }
 
-    /// How many shared objects the server holds now, created by any process (a diagnostic:
-    /// objects live until the server stops, whatever happens to their proxies).
+    /// How many shared objects the server holds now, created by any process (a diagnostic: an
+    /// object is freed when no proxy of it is left in any process, no object it was stored into
+    /// is left, and it has no name).
     pub fn object_count(&self) -> Result<usize, ManagerError> {
         match self.control.call(&Request::ObjectCount, Wait::No)? {
             Response::Len(count) => Ok(usize::try_from(count).unwrap_or(usize::MAX)),
@@ -179,6 +170,7 @@ impl Manager {
         // The server may already be dead: stopping it is then just cleaning up.
         let _ = self.control.call(&Request::Shutdown, Wait::No);
         self.control.disconnect();
+        refs::forget(self.control.endpoint());
         server.stop()
     }
 }
@@ -245,6 +237,21 @@ macro_rules! creation_methods {
         ) -> Result<QueueProxy<T>, ManagerError> {
             self.core(ObjectSpec::Queue { maxsize: None })
                 .map(QueueProxy::from_core)
+        }
+
+        /// A new object of the registered type `T` (see [`SharedObject`]), made on the server
+        /// from `init`. A type the server's program did not register, or an `init` its
+        /// constructor refuses, is a [`ManagerError::Remote`] naming the type.
+        pub fn shared<T: SharedObject>(
+            &self,
+            init: &T::Init,
+        ) -> Result<SharedProxy<T>, ManagerError> {
+            let init = super::proxy::encode(init)?;
+            self.core(ObjectSpec::Shared {
+                typeid: T::TYPEID.to_owned(),
+                init,
+            })
+            .map(SharedProxy::from_core)
         }
 
         /// A new queue holding at most `maxsize` items (0 is refused: nothing could ever be put).

@@ -28,6 +28,8 @@ pub(crate) enum ObjectKind {
     Event,
     Condition,
     Queue,
+    /// An object of a type the program registered (see `SharedObject`).
+    Shared,
 }
 
 impl fmt::Display for ObjectKind {
@@ -42,27 +44,37 @@ impl fmt::Display for ObjectKind {
             ObjectKind::Event => "event",
             ObjectKind::Condition => "condition",
             ObjectKind::Queue => "queue",
+            ObjectKind::Shared => "registered shared object",
         };
         f.write_str(name)
     }
 }
 
 /// How a new object starts out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum ObjectSpec {
     Dict,
     List,
     Namespace,
     Lock,
     RLock,
-    Semaphore { value: u64 },
+    Semaphore {
+        value: u64,
+    },
     Event,
     Condition,
-    Queue { maxsize: Option<u64> },
+    Queue {
+        maxsize: Option<u64>,
+    },
+    /// An object of a registered type, made from its encoded `Init`.
+    Shared {
+        typeid: String,
+        init: Bytes,
+    },
 }
 
 impl ObjectSpec {
-    pub(crate) fn kind(self) -> ObjectKind {
+    pub(crate) fn kind(&self) -> ObjectKind {
         match self {
             ObjectSpec::Dict => ObjectKind::Dict,
             ObjectSpec::List => ObjectKind::List,
@@ -73,6 +85,7 @@ impl ObjectSpec {
             ObjectSpec::Event => ObjectKind::Event,
             ObjectSpec::Condition => ObjectKind::Condition,
             ObjectSpec::Queue { .. } => ObjectKind::Queue,
+            ObjectSpec::Shared { .. } => ObjectKind::Shared,
         }
     }
 }
@@ -88,23 +101,44 @@ pub(crate) enum Wait {
     Forever,
 }
 
+/// A reference held on behalf of a proxy in transit: see `Request::Ticket`.
+pub(crate) type TicketId = u64;
+
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum Request {
-    /// Creates an object; with a name, returns the existing object of that name if there is one.
+    /// Creates an object, and holds a reference to it for this connection; with a name, returns
+    /// the existing object of that name if there is one (a name keeps its object alive).
     Create {
         spec: ObjectSpec,
         name: Option<String>,
     },
-    /// One operation on one object; `kind` is what the proxy believes the object is.
+    /// One operation on one object; `kind` is what the proxy believes the object is. `holds`
+    /// are the objects whose proxies are inside the operation's values: an operation that
+    /// stores values makes the object hold a reference to each for as long as it lives.
     Op {
         id: ObjectId,
         kind: ObjectKind,
         op: Op,
+        holds: Vec<ObjectId>,
     },
     /// Stops the server (sent by the owning `Manager`).
     Shutdown,
     /// How many shared objects the server holds (a diagnostic).
     ObjectCount,
+    /// Holds a reference to an object for this connection (a process's first proxy of it), and
+    /// redeems the ticket its token carried, if any.
+    Hold {
+        id: ObjectId,
+        ticket: Option<TicketId>,
+    },
+    /// Drops this connection's reference (a process's last proxy of it is gone).
+    Release { id: ObjectId },
+    /// Holds every listed object that still exists for this connection (a forked child's
+    /// inherited proxies); answers how many were held.
+    HoldAll { ids: Vec<ObjectId> },
+    /// A reference for a proxy about to leave this process (serialised): kept until the
+    /// receiver redeems it with `Hold`, or until a grace period after this connection closes.
+    Ticket { id: ObjectId },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -193,9 +227,37 @@ pub(crate) enum Op {
         wait: Wait,
     },
     Take(Wait),
+    // Objects of registered types.
+    Method {
+        typeid: String,
+        method: String,
+        args: Bytes,
+    },
 }
 
 impl Op {
+    /// Whether the operation may store its values in the object (so proxies inside them must
+    /// keep their objects alive). Lookups by value (`get`, `contains`, `remove`...) do not.
+    pub(crate) fn stores(&self) -> bool {
+        matches!(
+            self,
+            Op::Insert(..)
+                | Op::Update(_)
+                | Op::AppendAt { .. }
+                | Op::SetIfAbsent { .. }
+                | Op::CompareAndSwap { .. }
+                | Op::SetDefault { .. }
+                | Op::Push(_)
+                | Op::SetIndex(..)
+                | Op::Extend(_)
+                | Op::InsertAt(..)
+                | Op::SetRange(..)
+                | Op::ReplaceIf { .. }
+                | Op::Put { .. }
+                | Op::Method { .. }
+        )
+    }
+
     /// The operation's name, for errors (never its payload, which may be large).
     pub(crate) fn name(&self) -> &'static str {
         match self {
@@ -241,6 +303,7 @@ impl Op {
             Op::NotifyAll => "notify_all",
             Op::Put { .. } => "put",
             Op::Take(_) => "get (queue)",
+            Op::Method { .. } => "method call",
         }
     }
 }
@@ -255,5 +318,6 @@ pub(crate) enum Response {
     Values(Vec<Bytes>),
     Items(Vec<(Bytes, Bytes)>),
     Created(ObjectId),
+    Ticket(TicketId),
     Error(RemoteError),
 }

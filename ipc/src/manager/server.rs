@@ -346,11 +346,22 @@ fn serve_connection(shared: &Shared, stream: Stream, peer: &Peer, conn: ConnId) 
             }
         };
         let (response, stop) = match request {
-            Request::Create { spec, name } => (shared.store.create(spec, name), false),
-            Request::Op { id, kind, op } => (
-                shared.store.execute(conn, id, kind, op, &client_gone),
+            Request::Create { spec, name } => (shared.store.create(conn, spec, name), false),
+            Request::Op {
+                id,
+                kind,
+                op,
+                holds,
+            } => (
+                shared
+                    .store
+                    .execute(conn, id, kind, op, holds, &client_gone),
                 false,
             ),
+            Request::Hold { id, ticket } => (shared.store.hold(conn, id, ticket), false),
+            Request::Release { id } => (shared.store.release(conn, id), false),
+            Request::HoldAll { ids } => (shared.store.hold_all(conn, &ids), false),
+            Request::Ticket { id } => (shared.store.ticket(conn, id), false),
             Request::Shutdown => (Response::Done, true),
             Request::ObjectCount => (Response::Len(shared.store.object_count()), false),
         };

@@ -1,22 +1,29 @@
 //! `Store`: the server's shared objects and the semantics of every operation on them, including
-//! the blocking ones (locks, events, conditions, queues) and the release of locks held by a
-//! connection that went away. One mutex guards all objects (operations are short byte-map edits);
+//! the blocking ones (locks, events, conditions, queues), the references that keep objects alive
+//! (held by connections, by tickets for proxies in transit, by names and by the objects that
+//! store proxies), and the release of what a connection held when it went away. One mutex guards all objects (operations are short byte-map edits);
 //! blocked operations sleep on their object's condition variable, which is signalled only when
 //! someone sleeps there, after the mutex is released, and only as widely as needed (a released
 //! lock wakes one waiter, not all twenty).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::error::RemoteError;
-use super::protocol::{Bytes, ObjectId, ObjectKind, ObjectSpec, Op, Response, Wait};
+use super::protocol::{Bytes, ObjectId, ObjectKind, ObjectSpec, Op, Response, TicketId, Wait};
+use super::shared::{self, SharedInstance};
 
 /// Identity of one client connection: the owner of the locks it acquires.
 pub(crate) type ConnId = u64;
 
 /// How often a blocked operation checks that its client is still connected.
 const PEER_CHECK_INTERVAL: Duration = Duration::from_millis(200);
+
+/// How long a ticket outlives the connection that took it: a proxy sent by a process that exits
+/// at once (a child returning a proxy as its result, a last message before exiting) still
+/// reaches its receiver, if it is received within this time.
+pub(crate) const TICKET_GRACE: Duration = Duration::from_secs(60);
 
 /// A lock's holder and how many times it acquired it (always 1 for a plain Lock).
 #[derive(Debug, Default)]
@@ -43,6 +50,13 @@ enum Object {
         items: VecDeque<Bytes>,
         maxsize: Option<u64>,
     },
+    /// An object of a registered type. Its methods run outside the store's mutex, one at a
+    /// time per object, under its own (so its type id is kept here too: the store never waits
+    /// for an object's mutex while holding its own).
+    Shared {
+        typeid: &'static str,
+        instance: Arc<Mutex<SharedInstance>>,
+    },
 }
 
 #[derive(Debug)]
@@ -50,6 +64,30 @@ struct Entry {
     kind: ObjectKind,
     object: Object,
     waiters: Waiters,
+    refs: Refs,
+}
+
+/// What keeps an object alive; it is freed when none of these is left.
+#[derive(Debug, Default)]
+struct Refs {
+    /// Connections (one per client process) with at least one proxy of it.
+    holders: HashSet<ConnId>,
+    /// Tickets not yet redeemed: proxies serialised by one process for another.
+    tickets: u64,
+    /// How many times a proxy of it was stored into another object (each such reference lasts
+    /// as long as the object it was stored into).
+    stored_in: u64,
+    /// A name keeps its object until the server stops.
+    named: bool,
+    /// The objects whose proxies were stored into this one (with repeats), released when this
+    /// one is freed.
+    contains: Vec<ObjectId>,
+}
+
+impl Refs {
+    fn unreferenced(&self) -> bool {
+        self.holders.is_empty() && self.tickets == 0 && self.stored_in == 0 && !self.named
+    }
 }
 
 /// The threads sleeping on one object.
@@ -75,12 +113,89 @@ struct Objects {
     names: HashMap<String, ObjectId>,
     next_id: ObjectId,
     next_ticket: u64,
+    /// Unredeemed tickets: the object each refers to and the connection that took it.
+    transit: HashMap<TicketId, (ObjectId, ConnId)>,
+    next_transit: TicketId,
+    /// Tickets whose connection closed, with when they expire, oldest first.
+    orphans: VecDeque<(Instant, TicketId)>,
+}
+
+impl Objects {
+    /// Drops the orphaned tickets that expired by `now`; returns the objects they held.
+    fn expire_orphans(&mut self, now: Instant) -> Vec<ObjectId> {
+        let mut candidates = Vec::new();
+        while let Some(&(expiry, ticket)) = self.orphans.front() {
+            if expiry > now {
+                break;
+            }
+            self.orphans.pop_front();
+            // Redeemed meanwhile: already gone from `transit`.
+            if let Some((id, _)) = self.transit.remove(&ticket) {
+                if let Some(entry) = self.entries.get_mut(&id) {
+                    entry.refs.tickets -= 1;
+                    candidates.push(id);
+                }
+            }
+        }
+        candidates
+    }
+
+    /// Expires orphaned tickets and frees what only they held.
+    fn sweep(&mut self) -> Vec<Entry> {
+        if self.orphans.is_empty() {
+            return Vec::new();
+        }
+        let candidates = self.expire_orphans(Instant::now());
+        self.free_unreferenced(candidates)
+    }
+
+    /// Frees the objects of `candidates` that nothing references any more, and then those that
+    /// only they held. The freed entries are returned to be dropped once the store's mutex is
+    /// released: dropping an object of a registered type runs the program's code, which may
+    /// itself call this server.
+    fn free_unreferenced(&mut self, mut candidates: Vec<ObjectId>) -> Vec<Entry> {
+        let mut freed = Vec::new();
+        while let Some(id) = candidates.pop() {
+            if !self.entries.get(&id).is_some_and(|e| e.refs.unreferenced()) {
+                continue;
+            }
+            let Some(entry) = self.entries.remove(&id) else {
+                continue;
+            };
+            for &held in &entry.refs.contains {
+                if let Some(held_entry) = self.entries.get_mut(&held) {
+                    held_entry.refs.stored_in = held_entry.refs.stored_in.saturating_sub(1);
+                    candidates.push(held);
+                }
+            }
+            freed.push(entry);
+        }
+        freed
+    }
+}
+
+/// Drops freed objects (outside the store's mutex) and wakes anyone still sleeping on them, so
+/// they see at once that the object is gone.
+fn dispose(freed: Vec<Entry>) {
+    for entry in freed {
+        if entry.waiters.sleeping > 0 {
+            entry.waiters.changed.notify_all();
+        }
+    }
 }
 
 /// All shared objects of one server.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Store {
     objects: Mutex<Objects>,
+    /// How long a ticket outlives its connection ([`TICKET_GRACE`], shorter in tests).
+    ticket_grace: Duration,
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        Store::with_ticket_grace(TICKET_GRACE)
+    }
 }
 
 /// A blocking operation's terms: on which object, how long, what to answer on timeout, and whom
@@ -145,6 +260,13 @@ fn unsupported(kind: ObjectKind, op: &Op) -> Response {
 }
 
 impl Store {
+    pub(crate) fn with_ticket_grace(ticket_grace: Duration) -> Store {
+        Store {
+            objects: Mutex::default(),
+            ticket_grace,
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, Objects> {
         // A panic while holding the lock leaves objects consistent (every edit is one step).
         self.objects.lock().unwrap_or_else(|p| p.into_inner())
@@ -158,22 +280,35 @@ impl Store {
         notify(target, wake);
     }
 
-    /// Creates an object, or with a name returns the one already created under that name.
-    pub(crate) fn create(&self, spec: ObjectSpec, name: Option<String>) -> Response {
+    /// Creates an object held by `conn`, or with a name returns the one already created under
+    /// that name (now held by `conn` too).
+    pub(crate) fn create(&self, conn: ConnId, spec: ObjectSpec, name: Option<String>) -> Response {
         let mut objects = self.lock();
         if let Some(name) = &name {
             if let Some(&id) = objects.names.get(name) {
-                let actual = objects.entries[&id].kind;
-                if actual != spec.kind() {
+                let Some(entry) = objects.entries.get_mut(&id) else {
+                    return error(RemoteError::NoSuchObject(id));
+                };
+                let expected = match &spec {
+                    ObjectSpec::Shared { typeid, .. } => typeid.clone(),
+                    spec => spec.kind().to_string(),
+                };
+                let actual = match &entry.object {
+                    Object::Shared { typeid, .. } => (*typeid).to_owned(),
+                    _ => entry.kind.to_string(),
+                };
+                if actual != expected {
                     return error(RemoteError::WrongKind {
                         id,
-                        expected: spec.kind().to_string(),
-                        actual: actual.to_string(),
+                        expected,
+                        actual,
                     });
                 }
+                entry.refs.holders.insert(conn);
                 return Response::Created(id);
             }
         }
+        let kind = spec.kind();
         let object = match spec {
             ObjectSpec::Dict | ObjectSpec::Namespace => Object::Map(HashMap::new()),
             ObjectSpec::List => Object::List(Vec::new()),
@@ -190,15 +325,26 @@ impl Store {
                 items: VecDeque::new(),
                 maxsize,
             },
+            ObjectSpec::Shared { typeid, init } => match shared::construct(&typeid, &init) {
+                Ok(instance) => Object::Shared {
+                    typeid: instance.typeid(),
+                    instance: Arc::new(Mutex::new(instance)),
+                },
+                Err(e) => return error(e),
+            },
         };
         let id = objects.next_id;
         objects.next_id += 1;
+        let mut refs = Refs::default();
+        refs.holders.insert(conn);
+        refs.named = name.is_some();
         objects.entries.insert(
             id,
             Entry {
-                kind: spec.kind(),
+                kind,
                 object,
                 waiters: Waiters::default(),
+                refs,
             },
         );
         if let Some(name) = name {
@@ -207,9 +353,111 @@ impl Store {
         Response::Created(id)
     }
 
+    /// `conn` holds `id` (its process's first proxy of it); redeems `ticket` if it is one.
+    pub(crate) fn hold(&self, conn: ConnId, id: ObjectId, ticket: Option<TicketId>) -> Response {
+        let mut objects = self.lock();
+        if let Some(ticket) = ticket {
+            if objects
+                .transit
+                .get(&ticket)
+                .is_some_and(|&(of, _)| of == id)
+            {
+                objects.transit.remove(&ticket);
+                if let Some(entry) = objects.entries.get_mut(&id) {
+                    entry.refs.tickets -= 1;
+                }
+            }
+        }
+        match objects.entries.get_mut(&id) {
+            Some(entry) => {
+                entry.refs.holders.insert(conn);
+                Response::Done
+            }
+            None => error(RemoteError::NoSuchObject(id)),
+        }
+    }
+
+    /// `conn` holds every object of `ids` that still exists; answers how many.
+    pub(crate) fn hold_all(&self, conn: ConnId, ids: &[ObjectId]) -> Response {
+        let mut objects = self.lock();
+        let mut held = 0;
+        for id in ids {
+            if let Some(entry) = objects.entries.get_mut(id) {
+                entry.refs.holders.insert(conn);
+                held += 1;
+            }
+        }
+        Response::Len(held)
+    }
+
+    /// `conn` no longer holds `id`: freed if nothing else does.
+    pub(crate) fn release(&self, conn: ConnId, id: ObjectId) -> Response {
+        let mut objects = self.lock();
+        if let Some(entry) = objects.entries.get_mut(&id) {
+            entry.refs.holders.remove(&conn);
+        }
+        let mut freed = objects.free_unreferenced(vec![id]);
+        freed.extend(objects.sweep());
+        drop(objects);
+        dispose(freed);
+        Response::Done
+    }
+
+    /// A ticket on `id` taken by `conn`, for a proxy leaving its process.
+    pub(crate) fn ticket(&self, conn: ConnId, id: ObjectId) -> Response {
+        let mut objects = self.lock();
+        let ticket = objects.next_transit;
+        match objects.entries.get_mut(&id) {
+            Some(entry) => entry.refs.tickets += 1,
+            None => return error(RemoteError::NoSuchObject(id)),
+        }
+        objects.next_transit += 1;
+        objects.transit.insert(ticket, (id, conn));
+        Response::Ticket(ticket)
+    }
+
+    /// Makes `container` hold each object of `holds` (proxies stored into it) while it lives.
+    fn store_holds(&self, container: ObjectId, holds: Vec<ObjectId>) {
+        let mut objects = self.lock();
+        if !objects.entries.contains_key(&container) {
+            return;
+        }
+        let mut kept = Vec::with_capacity(holds.len());
+        for id in holds {
+            // An object holding itself would never be freed.
+            if id == container {
+                continue;
+            }
+            if let Some(entry) = objects.entries.get_mut(&id) {
+                entry.refs.stored_in += 1;
+                kept.push(id);
+            }
+        }
+        if let Some(entry) = objects.entries.get_mut(&container) {
+            entry.refs.contains.extend(kept);
+        }
+    }
+
     /// Runs one operation for connection `conn`. Blocking operations wait here (on this server
     /// thread), checking `client_gone` now and then so a dead client does not hold the thread.
     pub(crate) fn execute(
+        &self,
+        conn: ConnId,
+        id: ObjectId,
+        kind: ObjectKind,
+        op: Op,
+        holds: Vec<ObjectId>,
+        client_gone: &dyn Fn() -> bool,
+    ) -> Response {
+        let stores = op.stores();
+        let response = self.execute_op(conn, id, kind, op, client_gone);
+        if stores && !holds.is_empty() && !matches!(response, Response::Error(_)) {
+            self.store_holds(id, holds);
+        }
+        response
+    }
+
+    fn execute_op(
         &self,
         conn: ConnId,
         id: ObjectId,
@@ -254,6 +502,31 @@ impl Store {
                 )
             }
             Op::WaitNotified(wait) => self.wait_notified(objects, conn, id, wait, client_gone),
+            Op::Method {
+                typeid,
+                method,
+                args,
+            } => {
+                let Object::Shared { instance, .. } = &entry.object else {
+                    return unsupported(
+                        kind,
+                        &Op::Method {
+                            typeid,
+                            method,
+                            args,
+                        },
+                    );
+                };
+                let instance = Arc::clone(instance);
+                // The method runs under its object's own mutex only: a slow one holds up no
+                // other object.
+                drop(objects);
+                let mut instance = instance.lock().unwrap_or_else(|p| p.into_inner());
+                match shared::dispatch(&mut instance, id, &typeid, &method, &args) {
+                    Ok(reply) => Response::Value(Some(reply)),
+                    Err(e) => error(e),
+                }
+            }
             op => {
                 let (response, wake) = execute_now(&mut objects, conn, id, kind, op);
                 self.unlock_and_wake(objects, id, wake);
@@ -393,17 +666,43 @@ impl Store {
         }
     }
 
-    /// Releases every lock `conn` holds: called when its connection closes, however it closed.
-    /// Returns how many locks were released (for the log).
-    /// How many objects exist (a diagnostic for leaks).
+    /// How many objects exist (a diagnostic for leaks), once expired tickets are dropped.
     pub(crate) fn object_count(&self) -> u64 {
-        self.lock().entries.len() as u64
+        let mut objects = self.lock();
+        let freed = objects.sweep();
+        let count = objects.entries.len() as u64;
+        drop(objects);
+        dispose(freed);
+        count
     }
 
+    /// Releases every lock `conn` holds and its references, and starts the grace period of its
+    /// tickets: called when its connection closes, however it closed. Returns how many locks were
+    /// released (for the log).
     pub(crate) fn disconnect(&self, conn: ConnId) -> usize {
         let mut objects = self.lock();
         let mut released = 0;
         let mut wakes = Vec::new();
+        let mut candidates = Vec::new();
+        // Its tickets are orphaned: they hold their objects a while longer (see TICKET_GRACE).
+        let now = Instant::now();
+        let expiry = now.checked_add(self.ticket_grace).unwrap_or(now);
+        let mut orphaned: Vec<TicketId> = objects
+            .transit
+            .iter()
+            .filter(|(_, &(_, by))| by == conn)
+            .map(|(&ticket, _)| ticket)
+            .collect();
+        orphaned.sort_unstable();
+        objects
+            .orphans
+            .extend(orphaned.into_iter().map(|ticket| (expiry, ticket)));
+        candidates.extend(objects.expire_orphans(now));
+        for (&id, entry) in objects.entries.iter_mut() {
+            if entry.refs.holders.remove(&conn) {
+                candidates.push(id);
+            }
+        }
         for entry in objects.entries.values_mut() {
             let (lock, wake) = match &mut entry.object {
                 Object::Lock(lock) | Object::RLock(lock) => (lock, Wake::One),
@@ -418,10 +717,12 @@ impl Store {
                 }
             }
         }
+        let freed = objects.free_unreferenced(candidates);
         drop(objects);
         for (changed, wake) in wakes {
             notify(Some(changed), wake);
         }
+        dispose(freed);
         released
     }
 }
@@ -797,5 +1098,57 @@ fn list_op(list: &mut Vec<Bytes>, kind: ObjectKind, op: Op) -> Response {
             Response::Done
         }
         op => unsupported(kind, &op),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn created(response: Response) -> ObjectId {
+        match response {
+            Response::Created(id) => id,
+            other => panic!("expected an object, got {other:?}"),
+        }
+    }
+
+    fn ticket(response: Response) -> TicketId {
+        match response {
+            Response::Ticket(ticket) => ticket,
+            other => panic!("expected a ticket, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_orphaned_ticket_holds_its_object_for_the_grace_period() {
+        let grace = Duration::from_millis(100);
+        let store = Store::with_ticket_grace(grace);
+        let unclaimed = created(store.create(1, ObjectSpec::Dict, None));
+        ticket(store.ticket(1, unclaimed));
+        let claimed = created(store.create(2, ObjectSpec::List, None));
+        let claim = ticket(store.ticket(2, claimed));
+        store.disconnect(1);
+        store.disconnect(2);
+        assert_eq!(
+            store.object_count(),
+            2,
+            "both held by their orphaned tickets"
+        );
+        assert!(matches!(
+            store.hold(3, claimed, Some(claim)),
+            Response::Done
+        ));
+        std::thread::sleep(grace + Duration::from_millis(50));
+        assert_eq!(store.object_count(), 1, "the unclaimed one expired");
+        assert!(matches!(
+            store.hold(4, unclaimed, None),
+            Response::Error(RemoteError::NoSuchObject(_))
+        ));
+        store.release(3, claimed);
+        assert_eq!(
+            store.object_count(),
+            0,
+            "the claimed one freed with its holder"
+        );
     }
 }

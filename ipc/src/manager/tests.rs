@@ -422,3 +422,76 @@ fn an_announced_length_is_not_allocated_up_front() {
         buf.capacity()
     );
 }
+
+#[test]
+fn a_ticket_holds_its_object_until_redeemed_once() {
+    let m = connected();
+    let d = m.dict::<u8, u8>().unwrap();
+    d.insert(&1, &2).unwrap();
+    let token = postcard::to_stdvec(&d).unwrap();
+    drop(d);
+    assert_eq!(m.object_count().unwrap(), 1, "held by the token's ticket");
+    let back: super::DictProxy<u8, u8> = postcard::from_bytes(&token).unwrap();
+    assert_eq!(back.get(&1).unwrap(), Some(2));
+    let again: super::DictProxy<u8, u8> = postcard::from_bytes(&token).unwrap();
+    drop(back);
+    assert_eq!(m.object_count().unwrap(), 1, "the second receiver holds it");
+    drop(again);
+    assert_eq!(m.object_count().unwrap(), 0, "the ticket was redeemed once");
+    let error = crate::codec::decode::<super::DictProxy<u8, u8>>(&token, Vec::new()).unwrap_err();
+    assert!(
+        error.to_string().contains("no shared object with id"),
+        "{error}"
+    );
+}
+
+#[test]
+fn stored_references_self_and_cycles() {
+    let m = connected();
+    let me = m.namespace().unwrap();
+    me.set("me", &me).unwrap();
+    drop(me);
+    assert_eq!(
+        m.object_count().unwrap(),
+        0,
+        "a namespace holding itself is freed"
+    );
+    let a = m.list::<super::ListProxy<u8>>().unwrap();
+    let b = m.list::<u8>().unwrap();
+    let c = m
+        .dict::<u8, super::ListProxy<super::ListProxy<u8>>>()
+        .unwrap();
+    a.push(&b).unwrap();
+    c.insert(&0, &a).unwrap();
+    drop((a, b));
+    assert_eq!(m.object_count().unwrap(), 3, "c holds a, which holds b");
+    // A lookup by a proxy value stores nothing: it adds no reference.
+    let a: super::ListProxy<super::ListProxy<u8>> = c.get(&0).unwrap().unwrap();
+    let probe = m.list::<u8>().unwrap();
+    assert!(!a.contains(&probe).unwrap());
+    drop(probe);
+    assert_eq!(m.object_count().unwrap(), 3, "the probe is freed");
+    drop((a, c));
+    assert_eq!(m.object_count().unwrap(), 0, "freed in a chain");
+}
+
+#[test]
+fn a_proxy_outlives_the_thread_that_made_it() {
+    let m = connected();
+    let made = std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let d = m.dict::<u8, u8>().unwrap();
+                d.insert(&1, &1).unwrap();
+                d
+            })
+            .join()
+            .unwrap()
+    });
+    // The thread's own connection closed with it; the reference belongs to the process.
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(m.object_count().unwrap(), 1);
+    assert_eq!(made.get(&1).unwrap(), Some(1));
+    drop(made);
+    assert_eq!(m.object_count().unwrap(), 0);
+}

@@ -170,7 +170,11 @@ impl Process {
         let parent_name = platform::current_name();
         let parent_pid = Pid::this().as_raw();
         let result_write_end = &result_write;
+        // The child's own references to the manager objects it inherits proxies of, taken before
+        // it exists (and the table's lock held across the fork): see `manager::refs`.
+        let manager_refs = crate::manager::refs::prepare_fork();
         let pid = platform::fork_and_run(&permit, setup, move || {
+            manager_refs.in_child();
             platform::set_current_name(child_name.clone());
             platform::set_parent(parent_pid, parent_name.to_owned());
             let run = catch_unwind(AssertUnwindSafe(body));

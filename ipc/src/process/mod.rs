@@ -23,9 +23,11 @@ pub use registry::{
 };
 pub use status::ExitStatus;
 
-/// What [`entry!`](crate::entry!) expands to; not an API.
+/// What [`entry!`](crate::entry!) and [`register_shared!`](crate::register_shared) expand to;
+/// not an API.
 #[doc(hidden)]
 pub mod __private {
     pub use super::entry::{EntryRegistration, ENTRIES};
+    pub use crate::manager::{SharedRegistration, SHARED_TYPES};
     pub use linkme;
 }

@@ -1,8 +1,11 @@
 //! `ProxyCore`: what every proxy is underneath: the object's id and kind plus the manager's
 //! endpoint, called over the calling thread's connection. It serialises as address + authkey +
-//! id + kind, so a proxy can be passed to a spawned child (or any process) and connects from
-//! there; a fork child reconnects on first use. Clones are the same object, same owner.
+//! id + kind + ticket, so a proxy can be passed to a spawned child (or any process) and connects
+//! from there; a fork child reconnects on first use. Clones are the same object, same owner.
+//! Each core is one reference of this process to its object (see `refs`): made, cloned or
+//! deserialised, it counts one more; dropped, one fewer.
 
+use std::cell::RefCell;
 use std::fmt;
 use std::sync::Arc;
 
@@ -12,7 +15,19 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::manager::address::{Address, Authkey};
 use crate::manager::client::{Client, Endpoint};
 use crate::manager::error::ManagerError;
-use crate::manager::protocol::{Bytes, ObjectId, ObjectKind, Op, Request, Response, Wait};
+use crate::manager::protocol::{
+    Bytes, ObjectId, ObjectKind, Op, Request, Response, TicketId, Wait,
+};
+use crate::manager::refs;
+
+thread_local! {
+    /// While a proxy encodes a value for its own manager: that manager, and the objects whose
+    /// proxies the value holds (stored there, they need no ticket: the storing request names them).
+    static STORING: RefCell<Option<(Arc<Endpoint>, Vec<ObjectId>)>> = const { RefCell::new(None) };
+    /// The objects named by the values encoded since the last request: the next request of
+    /// this thread carries them.
+    static PENDING_HOLDS: RefCell<Vec<ObjectId>> = const { RefCell::new(Vec::new()) };
+}
 
 pub(crate) struct ProxyCore {
     client: Client,
@@ -27,9 +42,12 @@ struct ProxyToken {
     authkey: Authkey,
     id: ObjectId,
     kind: ObjectKind,
+    /// The reference the server keeps for this token until its receiver holds the object.
+    ticket: Option<TicketId>,
 }
 
 impl ProxyCore {
+    /// The core of a reference this process already counted (`refs::create`).
     pub(crate) fn new(endpoint: Arc<Endpoint>, id: ObjectId, kind: ObjectKind) -> ProxyCore {
         ProxyCore {
             client: Client::new(endpoint),
@@ -39,14 +57,35 @@ impl ProxyCore {
     }
 
     pub(crate) fn call(&self, op: Op, wait: Wait) -> Result<Response, ManagerError> {
+        let holds = PENDING_HOLDS.with(|pending| std::mem::take(&mut *pending.borrow_mut()));
         self.client.call(
             &Request::Op {
                 id: self.id,
                 kind: self.kind,
                 op,
+                holds,
             },
             wait,
         )
+    }
+
+    /// The postcard bytes of a key, value or argument sent to this proxy's object. Proxies of
+    /// the same manager inside it are recorded, so the request that stores it makes the object
+    /// hold them.
+    pub(crate) fn encode<T: Serialize + ?Sized>(&self, value: &T) -> Result<Bytes, ManagerError> {
+        let endpoint = Arc::clone(self.client.endpoint());
+        let previous = STORING.with(|s| s.borrow_mut().replace((endpoint, Vec::new())));
+        let encoded = encode(value);
+        let met = STORING.with(|s| std::mem::replace(&mut *s.borrow_mut(), previous));
+        PENDING_HOLDS.with(|pending| {
+            let mut pending = pending.borrow_mut();
+            match (&encoded, met) {
+                (Ok(_), Some((_, ids))) => pending.extend(ids),
+                // The call this value was for will not be made.
+                _ => pending.clear(),
+            }
+        });
+        encoded
     }
 
     pub(crate) fn done(&self, op: Op) -> Result<(), ManagerError> {
@@ -160,7 +199,14 @@ fn unexpected(response: Response) -> ManagerError {
 
 impl Clone for ProxyCore {
     fn clone(&self) -> Self {
+        refs::add(self.client.endpoint(), self.id);
         ProxyCore::new(Arc::clone(self.client.endpoint()), self.id, self.kind)
+    }
+}
+
+impl Drop for ProxyCore {
+    fn drop(&mut self) {
+        refs::release(self.client.endpoint(), self.id);
     }
 }
 
@@ -179,11 +225,30 @@ impl fmt::Debug for ProxyCore {
 impl Serialize for ProxyCore {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let endpoint = self.client.endpoint();
+        // Stored into an object of the same manager: that object will hold it. Going anywhere
+        // else: a ticket holds it until the receiver does.
+        let stored = STORING.with(|storing| match &mut *storing.borrow_mut() {
+            Some((target, met)) if **target == **endpoint => {
+                met.push(self.id);
+                true
+            }
+            _ => false,
+        });
+        let ticket = match stored {
+            true => None,
+            false => Some(refs::ticket(endpoint, self.id).map_err(|e| {
+                crate::codec::ser_error::<S::Error>(format!(
+                    "cannot send a proxy of {} {} at {}: {e}",
+                    self.kind, self.id, endpoint.address
+                ))
+            })?),
+        };
         ProxyToken {
             address: endpoint.address.clone(),
             authkey: endpoint.authkey.clone(),
             id: self.id,
             kind: self.kind,
+            ticket,
         }
         .serialize(serializer)
     }
@@ -196,6 +261,12 @@ impl<'de> Deserialize<'de> for ProxyCore {
             address: token.address,
             authkey: token.authkey,
         });
+        refs::acquire(&endpoint, token.id, token.ticket).map_err(|e| {
+            crate::codec::de_error::<D::Error>(format!(
+                "cannot take a reference to {} {} at {}: {e}",
+                token.kind, token.id, endpoint.address
+            ))
+        })?;
         Ok(ProxyCore::new(endpoint, token.id, token.kind))
     }
 }

@@ -8,7 +8,7 @@ use std::marker::PhantomData;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::core::{encode, proxy_impls, ProxyCore};
+use super::core::{proxy_impls, ProxyCore};
 use crate::manager::error::ManagerError;
 use crate::manager::protocol::{ObjectKind, Op, Wait};
 
@@ -45,7 +45,7 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> DictProxy
         K: Borrow<Q>,
         Q: Serialize + ?Sized,
     {
-        self.core.value(Op::Get(encode(key)?), Wait::No)
+        self.core.value(Op::Get(self.core.encode(key)?), Wait::No)
     }
 
     /// Sets `key` to `value`.
@@ -54,7 +54,8 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> DictProxy
         K: Borrow<Q>,
         Q: Serialize + ?Sized,
     {
-        self.core.done(Op::Insert(encode(key)?, encode(value)?))
+        self.core
+            .done(Op::Insert(self.core.encode(key)?, self.core.encode(value)?))
     }
 
     /// Removes `key`; returns whether it was there.
@@ -64,7 +65,7 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> DictProxy
         Q: Serialize + ?Sized,
     {
         let op = Op::Remove {
-            key: encode(key)?,
+            key: self.core.encode(key)?,
             return_value: false,
         };
         self.core.boolean(op, Wait::No)
@@ -77,7 +78,7 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> DictProxy
         Q: Serialize + ?Sized,
     {
         let op = Op::Remove {
-            key: encode(key)?,
+            key: self.core.encode(key)?,
             return_value: true,
         };
         self.core.value(op, Wait::No)
@@ -88,7 +89,8 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> DictProxy
         K: Borrow<Q>,
         Q: Serialize + ?Sized,
     {
-        self.core.boolean(Op::Contains(encode(key)?), Wait::No)
+        self.core
+            .boolean(Op::Contains(self.core.encode(key)?), Wait::No)
     }
 
     /// Whether `key` is there (the same as [`DictProxy::contains`], under `HashMap`'s name).
@@ -107,7 +109,7 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> DictProxy
         K: Borrow<Q>,
         Q: Serialize + ?Sized,
     {
-        self.core.required(Op::PopKey(encode(key)?))
+        self.core.required(Op::PopKey(self.core.encode(key)?))
     }
 
     /// Removes `key` and returns its value, or `default` if it is missing (Python's
@@ -128,8 +130,8 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> DictProxy
         Q: Serialize + ?Sized,
     {
         let op = Op::SetDefault {
-            key: encode(key)?,
-            default: encode(default)?,
+            key: self.core.encode(key)?,
+            default: self.core.encode(default)?,
         };
         self.core.required(op)
     }
@@ -161,7 +163,7 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> DictProxy
     pub fn update(&self, pairs: &[(K, V)]) -> Result<(), ManagerError> {
         let pairs = pairs
             .iter()
-            .map(|(k, v)| Ok((encode(k)?, encode(v)?)))
+            .map(|(k, v)| Ok((self.core.encode(k)?, self.core.encode(v)?)))
             .collect::<Result<_, ManagerError>>()?;
         self.core.done(Op::Update(pairs))
     }
@@ -178,8 +180,8 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> DictProxy
         Q: Serialize + ?Sized,
     {
         let op = Op::SetIfAbsent {
-            key: encode(key)?,
-            value: encode(value)?,
+            key: self.core.encode(key)?,
+            value: self.core.encode(value)?,
         };
         self.core.value(op, Wait::No)
     }
@@ -197,9 +199,9 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> DictProxy
         Q: Serialize + ?Sized,
     {
         let op = Op::CompareAndSwap {
-            key: encode(key)?,
-            expected: expected.map(encode).transpose()?,
-            new: encode(new)?,
+            key: self.core.encode(key)?,
+            expected: expected.map(|x| self.core.encode(x)).transpose()?,
+            new: self.core.encode(new)?,
         };
         self.core.boolean(op, Wait::No)
     }
@@ -214,7 +216,7 @@ impl<K: Serialize + DeserializeOwned> DictProxy<K, i64> {
         Q: Serialize + ?Sized,
     {
         self.core.int(Op::Increment {
-            key: encode(key)?,
+            key: self.core.encode(key)?,
             delta,
         })
     }
@@ -229,8 +231,8 @@ impl<K: Serialize + DeserializeOwned, T: Serialize + DeserializeOwned> DictProxy
         Q: Serialize + ?Sized,
     {
         self.core.len(Op::AppendAt {
-            key: encode(key)?,
-            item: encode(item)?,
+            key: self.core.encode(key)?,
+            item: self.core.encode(item)?,
         })
     }
 }

@@ -5,7 +5,7 @@ use std::marker::PhantomData;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::core::{decode, encode, proxy_impls, ProxyCore};
+use super::core::{decode, proxy_impls, ProxyCore};
 use crate::manager::error::ManagerError;
 use crate::manager::protocol::{ObjectKind, Op, Wait};
 
@@ -19,7 +19,7 @@ proxy_impls!(ListProxy[T], ObjectKind::List);
 
 impl<T: Serialize + DeserializeOwned> ListProxy<T> {
     pub fn push(&self, item: &T) -> Result<(), ManagerError> {
-        self.core.done(Op::Push(encode(item)?))
+        self.core.done(Op::Push(self.core.encode(item)?))
     }
 
     /// The item at `index`; past the end, an error for which
@@ -30,29 +30,31 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
 
     /// Replaces the item at `index`; past the end, an `IndexError` naming index and length.
     pub fn set(&self, index: usize, item: &T) -> Result<(), ManagerError> {
-        self.core.done(Op::SetIndex(index as u64, encode(item)?))
+        self.core
+            .done(Op::SetIndex(index as u64, self.core.encode(item)?))
     }
 
     /// Inserts `item` before `index`; an index past the end appends (as Python's `insert`).
     pub fn insert(&self, index: usize, item: &T) -> Result<(), ManagerError> {
-        self.core.done(Op::InsertAt(index as u64, encode(item)?))
+        self.core
+            .done(Op::InsertAt(index as u64, self.core.encode(item)?))
     }
 
     /// Removes the first item equal to `item` (compared by encoding); none: an error for which
     /// [`ManagerError::is_value_error`] holds (Python's `ValueError`).
     pub fn remove(&self, item: &T) -> Result<(), ManagerError> {
-        self.core.done(Op::RemoveValue(encode(item)?))
+        self.core.done(Op::RemoveValue(self.core.encode(item)?))
     }
 
     /// The index of the first item equal to `item`; none: a `ValueError`-like error.
     pub fn index(&self, item: &T) -> Result<usize, ManagerError> {
-        self.core.len(Op::IndexOf(encode(item)?))
+        self.core.len(Op::IndexOf(self.core.encode(item)?))
     }
 
     /// Whether an item equals `item` (compared by encoding).
     pub fn contains(&self, item: &T) -> Result<bool, ManagerError> {
         self.core
-            .boolean(Op::ContainsValue(encode(item)?), Wait::No)
+            .boolean(Op::ContainsValue(self.core.encode(item)?), Wait::No)
     }
 
     /// Removes and returns the item at `index`; past the end, an `IndexError`.
@@ -83,7 +85,7 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
     {
         let items = items
             .into_iter()
-            .map(encode)
+            .map(|x| self.core.encode(x))
             .collect::<Result<_, ManagerError>>()?;
         self.core
             .done(Op::SetRange(range.start as u64, range.end as u64, items))
@@ -129,7 +131,7 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
     {
         let items = items
             .into_iter()
-            .map(encode)
+            .map(|x| self.core.encode(x))
             .collect::<Result<_, ManagerError>>()?;
         self.core.done(Op::Extend(items))
     }

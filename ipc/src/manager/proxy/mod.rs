@@ -9,8 +9,9 @@ mod lock;
 mod namespace;
 mod queue;
 mod semaphore;
+mod shared;
 
-pub(crate) use self::core::ProxyCore;
+pub(crate) use self::core::{encode, ProxyCore};
 pub use condition::ConditionProxy;
 pub use dict::DictProxy;
 pub use event::EventProxy;
@@ -19,3 +20,4 @@ pub use lock::{LockProxy, LockProxyGuard, RLockProxy};
 pub use namespace::NamespaceProxy;
 pub use queue::QueueProxy;
 pub use semaphore::SemaphoreProxy;
+pub use shared::SharedProxy;

@@ -5,7 +5,7 @@ use std::marker::PhantomData;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::core::{encode, proxy_impls, ProxyCore};
+use super::core::{proxy_impls, ProxyCore};
 use crate::manager::error::{ManagerError, RemoteError};
 use crate::manager::protocol::{ObjectKind, Op, Wait};
 
@@ -21,25 +21,29 @@ impl NamespaceProxy {
     /// The attribute `name`; an attribute never set is an error naming it.
     pub fn get<T: DeserializeOwned>(&self, name: &str) -> Result<T, ManagerError> {
         self.core
-            .value(Op::Get(encode(name)?), Wait::No)?
+            .value(Op::Get(self.core.encode(name)?), Wait::No)?
             .ok_or_else(|| RemoteError::NoAttribute(name.to_owned()).into())
     }
 
     pub fn set<T: Serialize>(&self, name: &str, value: &T) -> Result<(), ManagerError> {
-        self.core.done(Op::Insert(encode(name)?, encode(value)?))
+        self.core.done(Op::Insert(
+            self.core.encode(name)?,
+            self.core.encode(value)?,
+        ))
     }
 
     /// Deletes the attribute; returns whether it existed.
     pub fn remove(&self, name: &str) -> Result<bool, ManagerError> {
         let op = Op::Remove {
-            key: encode(name)?,
+            key: self.core.encode(name)?,
             return_value: false,
         };
         self.core.boolean(op, Wait::No)
     }
 
     pub fn contains(&self, name: &str) -> Result<bool, ManagerError> {
-        self.core.boolean(Op::Contains(encode(name)?), Wait::No)
+        self.core
+            .boolean(Op::Contains(self.core.encode(name)?), Wait::No)
     }
 
     /// The names of all attributes, in no particular order.

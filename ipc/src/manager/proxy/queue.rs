@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::core::{encode, proxy_impls, ProxyCore};
+use super::core::{proxy_impls, ProxyCore};
 use crate::manager::error::{
     GetTimeoutError, ManagerError, PutTimeoutError, TryGetError, TryPutError,
 };
@@ -24,7 +24,7 @@ proxy_impls!(QueueProxy[T], ObjectKind::Queue);
 impl<T: Serialize + DeserializeOwned> QueueProxy<T> {
     fn put_waiting(&self, item: &T, wait: Wait) -> Result<bool, ManagerError> {
         let op = Op::Put {
-            item: encode(item)?,
+            item: self.core.encode(item)?,
             wait,
         };
         self.core.boolean(op, wait)

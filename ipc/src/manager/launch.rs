@@ -88,6 +88,7 @@ fn run_server(args: ServerArgs) -> Result<(), String> {
     if args.quiet {
         super::server::silence_log();
     }
+    super::server::log_panics();
     let mut signals = Signals::new([SIGTERM, SIGHUP, SIGINT])
         .map_err(|e| format!("cannot install signal handlers: {e}"))?;
     // A SIGTERM from the owner's death cannot have been missed (it would have ended us), but

@@ -59,6 +59,12 @@ macro_rules! log {
     };
 }
 
+/// Reports panics in this server process (a registered type's method that panicked, whose
+/// caller gets the message as an error) as server log lines, so a quiet server prints none.
+pub(crate) fn log_panics() {
+    std::panic::set_hook(Box::new(|info| log!("{info}")));
+}
+
 #[derive(Debug)]
 struct Shared {
     store: Store,

@@ -9,8 +9,8 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::Args;
 use herd_logcount::{
-    self as logcount, merge_partials, partial_identity, partials_in, publish, Format, MergeError,
-    Input, MergeOptions, Merger, PartialBuilder, PartialIdentity, PublishError, ShardPlan,
+    self as logcount, merge_partials, partial_identity, partials_in, publish, Format, Input,
+    MergeError, MergeOptions, Merger, PartialBuilder, PartialIdentity, PublishError, ShardPlan,
     ShardPlanError,
 };
 use herd_worker::decode_payload;
@@ -207,7 +207,10 @@ fn shard_plan(paths: &[OsString], recursive: bool, shards: u64) -> anyhow::Resul
 
 /// Standard input (`-`) among the PATHs of a shard plan or run is a usage error.
 fn refuse_stdin(paths: &[OsString]) -> anyhow::Result<()> {
-    if paths.iter().any(|path| Input::from_arg(path) == Input::Stdin) {
+    if paths
+        .iter()
+        .any(|path| Input::from_arg(path) == Input::Stdin)
+    {
         return Err(usage(
             "-: standard input cannot be sharded (every host would read its own): name files \
              or directories, or count it with a plain run without --shard"

@@ -578,7 +578,12 @@ mod tests {
         std::fs::create_dir_all(logs.join("sub")).unwrap();
         let mut big = String::new();
         for line in 0..2000u32 {
-            big.push_str(&format!("10.0.{}.{} x\nhost-{}.example y\n", line % 7, line % 91, line % 50));
+            big.push_str(&format!(
+                "10.0.{}.{} x\nhost-{}.example y\n",
+                line % 7,
+                line % 91,
+                line % 50
+            ));
         }
         std::fs::write(logs.join("big.log"), big).unwrap();
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
@@ -633,24 +638,37 @@ mod tests {
             plan.file_path(&plan.files[2], Some(elsewhere)),
             elsewhere.join("sub/deep.log")
         );
-        assert_eq!(plan.file_path(&plan.files[2], None), logs.join("sub/deep.log"));
+        assert_eq!(
+            plan.file_path(&plan.files[2], None),
+            logs.join("sub/deep.log")
+        );
         // One file alone is named as given, and a `.gz` file given by itself is never cut.
         let gz = logs.join("old.log.gz");
         let plan = ShardPlan::new(&[&gz], false, 3).unwrap();
         assert_eq!(plan.root, None);
         assert_eq!(plan.files[0].name, gz.display().to_string());
         let local = plan.shard_jobs(0, Some(elsewhere), 1, None);
-        assert_eq!(local.files[0].path, gz, "a plan without a root reads its names");
+        assert_eq!(
+            local.files[0].path, gz,
+            "a plan without a root reads its names"
+        );
         assert_eq!(local.jobs.len(), 1);
         assert_eq!(local.jobs[0].source, ChunkSource::Gzip);
     }
 
     #[test]
     fn the_shards_of_several_inputs_merge_to_what_one_run_counts() {
-        use crate::{count_chunk, count_inputs, merge_partials, publish, Format, MergeOptions, Options, PartialBuilder};
+        use crate::{
+            count_chunk, count_inputs, merge_partials, publish, Format, MergeOptions, Options,
+            PartialBuilder,
+        };
         let temp = several_inputs();
         let logs = temp.path().join("logs");
-        let paths = [temp.path().join("other.log"), logs.clone(), logs.join("sub")];
+        let paths = [
+            temp.path().join("other.log"),
+            logs.clone(),
+            logs.join("sub"),
+        ];
         let top = Some(3);
         let single = count_inputs(
             &listed(&paths, false),
@@ -662,8 +680,16 @@ mod tests {
         .unwrap();
         for shards in 1..=4 {
             let plan = ShardPlan::new(&paths, false, shards).unwrap();
-            let big = plan.files.iter().position(|f| f.name.ends_with("big.log")).unwrap();
-            let holding_big = plan.shards.iter().filter(|pieces| pieces.iter().any(|p| p.file == big)).count();
+            let big = plan
+                .files
+                .iter()
+                .position(|f| f.name.ends_with("big.log"))
+                .unwrap();
+            let holding_big = plan
+                .shards
+                .iter()
+                .filter(|pieces| pieces.iter().any(|p| p.file == big))
+                .count();
             assert_eq!(holding_big > 1, shards > 1, "{shards} shards");
             let parts = tempfile::tempdir().unwrap();
             let mut written = Vec::new();
@@ -677,9 +703,20 @@ mod tests {
                 publish(&out, |file| builder.write_to(file)).unwrap();
                 written.push(out);
             }
-            let merged = merge_partials(&written, MergeOptions { top, allow_missing: false }).unwrap();
+            let merged = merge_partials(
+                &written,
+                MergeOptions {
+                    top,
+                    allow_missing: false,
+                },
+            )
+            .unwrap();
             for format in [Format::Table, Format::Csv, Format::Json] {
-                assert_eq!(merged.report.render(format), single.render(format), "{shards} shards");
+                assert_eq!(
+                    merged.report.render(format),
+                    single.render(format),
+                    "{shards} shards"
+                );
             }
         }
     }

@@ -447,10 +447,10 @@ pub struct PlanArgs {
 
 const PLAN_EXAMPLES: &str = "\
 Examples:
-  supervisor plan logcount /shared/logs --shards 4 -o plan.json
+  supervisor plan logcount /shared/logs --shards 4 -o plan.json          one directory
+  supervisor plan logcount web/ api.log old/ --shards 4 -o plan.json     files and directories
   supervisor run logcount --plan plan.json --shard auto --partial parts/$SLURM_ARRAY_TASK_ID
-  supervisor merge parts/
-  supervisor plan logcount web/ api.log old/ --shards 8 -o plan.json   (several PATHs)";
+  supervisor merge parts/";
 
 pub(crate) fn plan(args: &PlanArgs) -> anyhow::Result<ExitCode> {
     let plan = shard_plan(&args.paths, args.recursive, args.shards)?;

@@ -157,10 +157,24 @@ fn read_plan(path: &Path) -> anyhow::Result<ShardPlan> {
         code: 2,
         message: format!("{}: cannot read the plan: {error}", path.display()),
     })?;
-    let plan: ShardPlan = serde_json::from_str(&text).map_err(|error| Exit {
+    let not_a_plan = |error: serde_json::Error| Exit {
         code: 2,
         message: format!("{}: not a shard plan: {error}", path.display()),
-    })?;
+    };
+    // The format first: a plan of another version is told as such, not by a field it lacks.
+    #[derive(serde::Deserialize)]
+    struct Versioned {
+        format: u32,
+    }
+    let Versioned { format } = serde_json::from_str(&text).map_err(not_a_plan)?;
+    if format != logcount::SHARD_PLAN_FORMAT {
+        return Err(usage(format!(
+            "{}: shard plan format {format}; this version reads format {}: plan again",
+            path.display(),
+            logcount::SHARD_PLAN_FORMAT
+        )));
+    }
+    let plan: ShardPlan = serde_json::from_str(&text).map_err(not_a_plan)?;
     plan.check().map_err(|error| Exit {
         code: 2,
         message: format!("{}: {error}", path.display()),

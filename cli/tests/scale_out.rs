@@ -718,6 +718,47 @@ fn a_plan_file_fixes_the_inputs_even_while_they_grow() {
     expect_exit(&merged, 0, "merge");
     assert_eq!(stdout(&merged), expected);
 
+    // A plan of one directory: a host that mounts it elsewhere names it there, and makes the
+    // same partial. Anything but that one directory is refused.
+    let elsewhere = temp.path().join("elsewhere");
+    let copied = Command::new("cp")
+        .arg("-a")
+        .arg(&logs)
+        .arg(&elsewhere)
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    let there = temp.path().join("there");
+    let output = supervisor(&[
+        "run",
+        "logcount",
+        path(&elsewhere),
+        "--plan",
+        path(&plan),
+        "--shard",
+        "1",
+        "--partial",
+        path(&there),
+    ]);
+    expect_exit(&output, 0, "elsewhere");
+    assert!(std::fs::read(&there).unwrap() == std::fs::read(parts.join("1")).unwrap());
+    let output = supervisor(&[
+        "run",
+        "logcount",
+        path(&elsewhere),
+        path(&logs),
+        "--plan",
+        path(&plan),
+        "--shard",
+        "1",
+    ]);
+    expect_exit(&output, 2, "two PATHs for a plan of one directory");
+    assert!(
+        stderr(&output).contains("of one directory"),
+        "{}",
+        stderr(&output)
+    );
+
     // A plan edited by hand is refused, naming the file.
     let text = std::fs::read_to_string(&plan).unwrap();
     let edited = temp.path().join("edited.json");
@@ -735,6 +776,27 @@ fn a_plan_file_fixes_the_inputs_even_while_they_grow() {
     expect_exit(&output, 2, "edited plan");
     assert!(
         stderr(&output).contains(path(&edited)),
+        "{}",
+        stderr(&output)
+    );
+    // A plan of the first format (one directory, before plans took several PATHs).
+    let mut first: serde_json::Value = serde_json::from_str(&text).unwrap();
+    first["format"] = 1.into();
+    first["root"] = path(&logs).into();
+    first.as_object_mut().unwrap().remove("inputs");
+    let first_format = temp.path().join("format-1.json");
+    std::fs::write(&first_format, first.to_string()).unwrap();
+    let output = supervisor(&[
+        "run",
+        "logcount",
+        "--plan",
+        path(&first_format),
+        "--shard",
+        "0",
+    ]);
+    expect_exit(&output, 2, "format 1");
+    assert!(
+        stderr(&output).contains("format 1") && stderr(&output).contains("plan again"),
         "{}",
         stderr(&output)
     );

@@ -46,7 +46,8 @@ const EXIT_STATUS: &str =
 #[command(after_help = EXAMPLES, after_long_help = long_help(EXAMPLES, EXIT_STATUS))]
 pub struct LogcountArgs {
     /// Log files, directories of logs (the files directly in them; with --recursive, in
-    /// subdirectories too) and `-` for standard input; gzip is read decompressed.
+    /// subdirectories too) and `-` for standard input (not with --shard); gzip is read
+    /// decompressed.
     #[arg(required_unless_present = "plan", value_name = "PATH")]
     pub paths: Vec<OsString>,
     /// Report format: table, csv or json.

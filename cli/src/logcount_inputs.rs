@@ -30,7 +30,7 @@ pub(crate) fn plan(args: &LogcountArgs) -> anyhow::Result<(Inputs, Plan)> {
 }
 
 /// A planning error as the command's exit: one `error: ` line per input at fault.
-fn exit(error: PlanError) -> Exit {
+pub(crate) fn exit(error: PlanError) -> Exit {
     let each = error.each();
     let code = if each.iter().all(|e| matches!(e, PlanError::Stdin { .. })) {
         1

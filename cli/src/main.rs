@@ -70,7 +70,7 @@ pub enum RunCommand {
 /// The job kinds `plan` knows.
 #[derive(Debug, Subcommand)]
 pub enum PlanCommand {
-    /// Splits logcount's inputs (one directory) into N shards and writes the plan as JSON.
+    /// Splits logcount's inputs (files, directories) into N shards and writes the plan as JSON.
     Logcount(scale_out::PlanArgs),
 }
 

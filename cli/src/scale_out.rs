@@ -2,14 +2,16 @@
 //! `supervisor run logcount` (`--shard`, `--plan`, `--partial`) and `supervisor merge` (the
 //! partials into the report one host would print). See docs/scale-out.md.
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Args;
 use herd_logcount::{
-    self as logcount, merge_partials, partial_identity, partials_in, publish, Format, MergeError,
-    MergeOptions, Merger, PartialBuilder, PartialIdentity, PublishError, ShardPlan,
+    self as logcount, merge_partials, partial_identity, partials_in, publish, Format, Input,
+    MergeError, MergeOptions, Merger, PartialBuilder, PartialIdentity, PublishError, ShardPlan,
+    ShardPlanError,
 };
 use herd_worker::decode_payload;
 
@@ -33,8 +35,8 @@ pub struct ShardArgs {
     /// AWS_BATCH_JOB_ARRAY_INDEX); with --plan, `I` or `auto`.
     #[arg(long, value_name = "I/N")]
     shard: Option<ShardSpec>,
-    /// The shard plan written by `supervisor plan logcount` (PATH is then optional: a directory
-    /// that overrides the planned one).
+    /// The shard plan written by `supervisor plan logcount`. PATH is then optional: for a plan
+    /// of one directory, where this host sees it; for a plan of several PATHs, those PATHs.
     #[arg(long, value_name = "PLAN")]
     plan: Option<PathBuf>,
     /// Write the shard's counts to OUT as a partial for `supervisor merge`, instead
@@ -155,10 +157,24 @@ fn read_plan(path: &Path) -> anyhow::Result<ShardPlan> {
         code: 2,
         message: format!("{}: cannot read the plan: {error}", path.display()),
     })?;
-    let plan: ShardPlan = serde_json::from_str(&text).map_err(|error| Exit {
+    let not_a_plan = |error: serde_json::Error| Exit {
         code: 2,
         message: format!("{}: not a shard plan: {error}", path.display()),
-    })?;
+    };
+    // The format first: a plan of another version is told as such, not by a field it lacks.
+    #[derive(serde::Deserialize)]
+    struct Versioned {
+        format: u32,
+    }
+    let Versioned { format } = serde_json::from_str(&text).map_err(not_a_plan)?;
+    if format != logcount::SHARD_PLAN_FORMAT {
+        return Err(usage(format!(
+            "{}: shard plan format {format}; this version reads format {}: plan again",
+            path.display(),
+            logcount::SHARD_PLAN_FORMAT
+        )));
+    }
+    let plan: ShardPlan = serde_json::from_str(&text).map_err(not_a_plan)?;
     plan.check().map_err(|error| Exit {
         code: 2,
         message: format!("{}: {error}", path.display()),
@@ -188,7 +204,65 @@ impl Sink {
     }
 }
 
-/// `supervisor run logcount [DIR] --shard ... [--plan PLAN] [--partial OUT]`.
+/// The shard plan of `paths` (files and directories, as `run logcount PATH...` takes them)
+/// in `shards`. Standard input is refused: it cannot be split across hosts.
+fn shard_plan(paths: &[OsString], recursive: bool, shards: u64) -> anyhow::Result<ShardPlan> {
+    refuse_stdin(paths)?;
+    if paths.is_empty() {
+        return Err(usage(
+            "PATH is required without --plan: supervisor run logcount PATH... --shard I/N".into(),
+        ));
+    }
+    ShardPlan::new(paths, recursive, shards).map_err(|error| match error {
+        ShardPlanError::Plan(error) => crate::logcount_inputs::exit(error).into(),
+        error => usage(error.to_string()),
+    })
+}
+
+/// Standard input (`-`) among the PATHs of a shard plan or run is a usage error.
+fn refuse_stdin(paths: &[OsString]) -> anyhow::Result<()> {
+    if paths
+        .iter()
+        .any(|path| Input::from_arg(path) == Input::Stdin)
+    {
+        return Err(usage(
+            "-: standard input cannot be sharded (every host would read its own): name files \
+             or directories, or count it with a plain run without --shard"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Where a `--plan` shard run reads the plan's directory: the PATH given, for a plan of one
+/// directory (its names are relative to it, so it may be mounted elsewhere); `None` for where
+/// it was planned. A plan of several inputs names its files by their paths: its PATHs, if
+/// given again, must be the planned ones.
+fn plan_dir(plan: &ShardPlan, file: &Path, paths: &[OsString]) -> anyhow::Result<Option<PathBuf>> {
+    match (&plan.root, paths) {
+        (_, []) => Ok(None),
+        (Some(_), [dir]) => Ok(Some(PathBuf::from(dir))),
+        (Some(root), _) => Err(usage(format!(
+            "the plan {} is of one directory ({root}): a shard run of it takes that directory \
+             where this host sees it, or no PATH",
+            file.display()
+        ))),
+        (None, paths) => {
+            if plan.is_of(paths) {
+                Ok(None)
+            } else {
+                Err(usage(format!(
+                    "the plan {} was made of the PATHs {:?}, which name its files: run its \
+                     shards with those PATHs, or with none",
+                    file.display(),
+                    plan.inputs
+                )))
+            }
+        }
+    }
+}
+
+/// `supervisor run logcount [PATH...] --shard ... [--plan PLAN] [--partial OUT]`.
 pub(crate) fn run_shard(args: &LogcountArgs) -> anyhow::Result<ExitCode> {
     let shard_args = &args.shard;
     let Some(spec) = shard_args.shard else {
@@ -196,19 +270,9 @@ pub(crate) fn run_shard(args: &LogcountArgs) -> anyhow::Result<ExitCode> {
             "--plan and --partial need --shard (I/N, auto/N; with --plan: I or auto)".into(),
         ));
     };
-    let dir = match args.paths.as_slice() {
-        [] if shard_args.plan.is_some() => None,
-        [dir] if dir != "-" => Some(PathBuf::from(dir)),
-        _ => {
-            return Err(usage(
-                "a shard run counts one directory: supervisor run logcount DIR --shard I/N, \
-                 or supervisor run logcount [DIR] --plan PLAN --shard I"
-                    .into(),
-            ))
-        }
-    };
-    let plan = match (&shard_args.plan, spec.count, &dir) {
-        (Some(path), count, _) => {
+    refuse_stdin(&args.paths)?;
+    let plan = match (&shard_args.plan, spec.count) {
+        (Some(path), count) => {
             let plan = read_plan(path)?;
             if let Some(count) = count.filter(|&count| count != plan.shard_count()) {
                 return Err(usage(format!(
@@ -219,14 +283,16 @@ pub(crate) fn run_shard(args: &LogcountArgs) -> anyhow::Result<ExitCode> {
             }
             plan
         }
-        (None, Some(count), Some(dir)) => ShardPlan::new(dir, args.recursive, u64::from(count))
-            .map_err(|error| usage(error.to_string()))?,
-        (None, None, _) => {
+        (None, Some(count)) => shard_plan(&args.paths, args.recursive, u64::from(count))?,
+        (None, None) => {
             return Err(usage(
                 "--shard needs the shard count (I/N or auto/N) unless --plan gives it".into(),
             ))
         }
-        (None, Some(_), None) => return Err(usage("DIR is required without --plan".into())),
+    };
+    let dir = match &shard_args.plan {
+        Some(path) => plan_dir(&plan, path, &args.paths)?,
+        None => None,
     };
     let index = match spec.index {
         Some(index) => index,
@@ -372,32 +438,36 @@ pub(crate) fn run_shard(args: &LogcountArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Splits logcount's inputs into N shards once, for shard runs on many hosts (see
-/// docs/scale-out.md).
+/// docs/scale-out.md). The inputs are listed and named as `run logcount PATH...` lists and names
+/// them, so that the merged shards print what that run prints.
 #[derive(Debug, Args)]
 #[command(after_help = PLAN_EXAMPLES)]
 pub struct PlanArgs {
-    /// The input directory.
-    dir: PathBuf,
+    /// Log files and directories of logs, as for `run logcount` (not `-`: standard input
+    /// cannot be split across hosts). One directory alone: the files are named relative to
+    /// it, and shard runs may read it from another mount point; otherwise by their paths.
+    #[arg(required = true, value_name = "PATH")]
+    paths: Vec<OsString>,
     /// Split the inputs into N shards.
     #[arg(long, value_name = "N")]
     shards: u64,
     /// Write the plan (JSON) to PLAN; it must not exist.
     #[arg(short, long, value_name = "PLAN")]
     output: PathBuf,
-    /// Also count files in subdirectories.
+    /// Also count files in subdirectories of directory PATHs.
     #[arg(short, long)]
     recursive: bool,
 }
 
 const PLAN_EXAMPLES: &str = "\
 Examples:
-  supervisor plan logcount /shared/logs --shards 4 -o plan.json
+  supervisor plan logcount /shared/logs --shards 4 -o plan.json          one directory
+  supervisor plan logcount web/ api.log old/ --shards 4 -o plan.json     files and directories
   supervisor run logcount --plan plan.json --shard auto --partial parts/$SLURM_ARRAY_TASK_ID
   supervisor merge parts/";
 
 pub(crate) fn plan(args: &PlanArgs) -> anyhow::Result<ExitCode> {
-    let plan = ShardPlan::new(&args.dir, args.recursive, args.shards)
-        .map_err(|error| usage(error.to_string()))?;
+    let plan = shard_plan(&args.paths, args.recursive, args.shards)?;
     let mut json = serde_json::to_string_pretty(&plan).context("encoding the plan")?;
     json.push('\n');
     publish(&args.output, |file| file.write_all(json.as_bytes())).map_err(|error| match error {

@@ -27,9 +27,21 @@ const LIMIT: Duration = Duration::from_secs(120);
 /// Runs `supervisor ARGS` with the environment variables `env` set, to the end (at most
 /// [`LIMIT`]; then it is killed and the test fails).
 fn supervisor_with(args: &[&str], env: &[(&str, &str)]) -> Output {
+    supervisor_at(None, args, env)
+}
+
+/// Runs `supervisor ARGS` in the working directory `cwd`.
+fn supervisor_in(cwd: &Path, args: &[&str]) -> Output {
+    supervisor_at(Some(cwd), args, &[])
+}
+
+fn supervisor_at(cwd: Option<&Path>, args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut stdout = tempfile::tempfile().unwrap();
     let mut stderr = tempfile::tempfile().unwrap();
     let mut command = Command::new(SUPERVISOR);
+    if let Some(cwd) = cwd {
+        command.current_dir(cwd);
+    }
     command
         .args(args)
         .stdin(Stdio::null())
@@ -243,6 +255,230 @@ fn merged_partials_print_what_one_host_prints_in_every_format() {
             }
         }
     }
+}
+
+/// Files and directories together, named relative to the working directory: `logs/` (see
+/// [`make_logs`]), `extra.log` (large, so cut across shards), `logs/tail.log` again (counted
+/// once) and `more/` (a plain and a `.gz` file).
+const SEVERAL: [&str; 4] = ["logs", "extra.log", "logs/tail.log", "more/"];
+
+fn make_several(here: &Path) {
+    make_logs(&here.join("logs"));
+    let mut extra = std::fs::File::create(here.join("extra.log")).unwrap();
+    for line in 0..100_000u32 {
+        let key = match line % 3 {
+            0 => format!("198.51.100.{}", line % 211),
+            1 => format!("client-{}.example.net", line % 613),
+            _ => format!("2001:db8:1::{:x}", line % 97),
+        };
+        writeln!(extra, "{key} - - \"GET /x HTTP/1.1\" 200 {line}").unwrap();
+    }
+    std::fs::create_dir(here.join("more")).unwrap();
+    std::fs::write(here.join("more/c.log"), "10.0.0.1 a\n198.51.100.3 b\n").unwrap();
+    let mut gz = flate2::write::GzEncoder::new(
+        std::fs::File::create(here.join("more/d.log.gz")).unwrap(),
+        flate2::Compression::default(),
+    );
+    for line in 0..3_000u32 {
+        writeln!(gz, "203.0.113.{} - - y", line % 150).unwrap();
+    }
+    gz.finish().unwrap();
+}
+
+#[test]
+fn shards_of_several_paths_merge_to_what_one_host_prints_for_those_paths() {
+    let temp = tempfile::tempdir().unwrap();
+    let here = temp.path().join("here");
+    std::fs::create_dir(&here).unwrap();
+    make_several(&here);
+    let run_here = |extra: &[&str]| -> Output {
+        let mut args = vec!["run", "logcount"];
+        args.extend(SEVERAL);
+        args.extend(["--workers", "2"]);
+        args.extend(extra);
+        supervisor_in(&here, &args)
+    };
+    let mut expected = Vec::new();
+    for format in ["table", "csv", "json"] {
+        for top in [&[][..], &["--top", "7"][..]] {
+            let mut args = vec!["--format", format];
+            args.extend(top);
+            let single = run_here(&args);
+            expect_exit(&single, 0, "single-host run");
+            expected.push((args, stdout(&single)));
+        }
+    }
+    // The names are those of one host's run: under the directories as given, files as given,
+    // the file named twice once.
+    let names: Vec<String> = {
+        let json = &expected[4].1;
+        let report: serde_json::Value = serde_json::from_str(json).unwrap();
+        report["files"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect()
+    };
+    for name in [
+        "extra.log",
+        "logs/big.log",
+        "logs/tail.log",
+        "more/c.log",
+        "more/d.log.gz",
+    ] {
+        assert!(names.iter().any(|n| n == name), "{name} not in {names:?}");
+    }
+    assert_eq!(names.len(), 10, "{names:?}");
+
+    for count in [1, 3, 4] {
+        let plan = format!("plan-{count}.json");
+        let shards = count.to_string();
+        let mut args = vec!["plan", "logcount"];
+        args.extend(SEVERAL);
+        args.extend(["--shards", &shards, "-o", &plan]);
+        let planned = supervisor_in(&here, &args);
+        expect_exit(&planned, 0, "plan");
+        let json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(here.join(&plan)).unwrap()).unwrap();
+        assert_eq!(json["inputs"], serde_json::json!(SEVERAL));
+        let extra = json["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .position(|file| file["name"] == "extra.log")
+            .unwrap();
+        let holding_extra = json["shards"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|pieces| {
+                pieces
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|piece| piece["file"] == extra)
+            })
+            .count();
+        assert_eq!(
+            holding_extra > 1,
+            count > 1,
+            "extra.log in {holding_extra} shard(s)"
+        );
+
+        let parts = format!("parts-{count}");
+        let planned_parts = format!("planned-{count}");
+        std::fs::create_dir(here.join(&parts)).unwrap();
+        std::fs::create_dir(here.join(&planned_parts)).unwrap();
+        for index in 0..count {
+            // Without a plan file: the PATHs on every shard's command line.
+            let shard = format!("{index}/{count}");
+            let out = format!("{parts}/{index}");
+            let output = run_here(&["--shard", &shard, "--partial", &out, "--top", "7"]);
+            expect_exit(&output, 0, &format!("shard {shard}"));
+            // With the plan file, and no PATH: the plan's.
+            let planned_out = format!("{planned_parts}/{index}");
+            let output = supervisor_in(
+                &here,
+                &[
+                    "run",
+                    "logcount",
+                    "--plan",
+                    &plan,
+                    "--shard",
+                    &index.to_string(),
+                    "--partial",
+                    &planned_out,
+                    "--top",
+                    "7",
+                    "--workers",
+                    "2",
+                ],
+            );
+            expect_exit(&output, 0, &format!("planned shard {index}"));
+            assert!(
+                std::fs::read(here.join(&out)).unwrap()
+                    == std::fs::read(here.join(&planned_out)).unwrap(),
+                "shard {shard}: the plan file's partial differs"
+            );
+        }
+        for (args, expected) in &expected {
+            let mut merge = vec!["merge", &*parts];
+            merge.extend(args);
+            let merged = supervisor_in(&here, &merge);
+            expect_exit(&merged, 0, "merge");
+            assert_eq!(
+                &stdout(&merged),
+                expected,
+                "{count} shard(s), {args:?}: merged output differs from one host's"
+            );
+        }
+    }
+
+    // Another host sees the same tree elsewhere: from there the same relative PATHs, or the
+    // plan without them, make the same partial (the plan's hash does not depend on where).
+    let elsewhere = temp.path().join("elsewhere");
+    let copied = Command::new("cp")
+        .arg("-a")
+        .arg(&here)
+        .arg(&elsewhere)
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    let mut args = vec!["run", "logcount"];
+    args.extend(SEVERAL);
+    args.extend(["--shard", "1/3", "--partial", "there", "--top", "7"]);
+    expect_exit(&supervisor_in(&elsewhere, &args), 0, "elsewhere");
+    let planned = supervisor_in(
+        &elsewhere,
+        &[
+            "run",
+            "logcount",
+            "--plan",
+            "plan-3.json",
+            "--shard",
+            "1",
+            "--partial",
+            "there-planned",
+            "--top",
+            "7",
+        ],
+    );
+    expect_exit(&planned, 0, "elsewhere, planned");
+    let here_part = std::fs::read(here.join("parts-3/1")).unwrap();
+    assert!(std::fs::read(elsewhere.join("there")).unwrap() == here_part);
+    assert!(std::fs::read(elsewhere.join("there-planned")).unwrap() == here_part);
+
+    // A plan of several PATHs takes them again, or none; other PATHs are refused.
+    let mut same = vec!["run", "logcount"];
+    same.extend(SEVERAL);
+    same.extend([
+        "--plan",
+        "plan-3.json",
+        "--shard",
+        "2",
+        "--partial",
+        "again",
+    ]);
+    expect_exit(&supervisor_in(&here, &same), 0, "the planned PATHs again");
+    let other = supervisor_in(
+        &here,
+        &[
+            "run",
+            "logcount",
+            "logs",
+            "--plan",
+            "plan-3.json",
+            "--shard",
+            "2",
+        ],
+    );
+    expect_exit(&other, 2, "other PATHs");
+    assert!(
+        stderr(&other).contains("plan-3.json") && stderr(&other).contains("extra.log"),
+        "{}",
+        stderr(&other)
+    );
 }
 
 #[test]
@@ -482,6 +718,47 @@ fn a_plan_file_fixes_the_inputs_even_while_they_grow() {
     expect_exit(&merged, 0, "merge");
     assert_eq!(stdout(&merged), expected);
 
+    // A plan of one directory: a host that mounts it elsewhere names it there, and makes the
+    // same partial. Anything but that one directory is refused.
+    let elsewhere = temp.path().join("elsewhere");
+    let copied = Command::new("cp")
+        .arg("-a")
+        .arg(&logs)
+        .arg(&elsewhere)
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    let there = temp.path().join("there");
+    let output = supervisor(&[
+        "run",
+        "logcount",
+        path(&elsewhere),
+        "--plan",
+        path(&plan),
+        "--shard",
+        "1",
+        "--partial",
+        path(&there),
+    ]);
+    expect_exit(&output, 0, "elsewhere");
+    assert!(std::fs::read(&there).unwrap() == std::fs::read(parts.join("1")).unwrap());
+    let output = supervisor(&[
+        "run",
+        "logcount",
+        path(&elsewhere),
+        path(&logs),
+        "--plan",
+        path(&plan),
+        "--shard",
+        "1",
+    ]);
+    expect_exit(&output, 2, "two PATHs for a plan of one directory");
+    assert!(
+        stderr(&output).contains("of one directory"),
+        "{}",
+        stderr(&output)
+    );
+
     // A plan edited by hand is refused, naming the file.
     let text = std::fs::read_to_string(&plan).unwrap();
     let edited = temp.path().join("edited.json");
@@ -499,6 +776,27 @@ fn a_plan_file_fixes_the_inputs_even_while_they_grow() {
     expect_exit(&output, 2, "edited plan");
     assert!(
         stderr(&output).contains(path(&edited)),
+        "{}",
+        stderr(&output)
+    );
+    // A plan of the first format (one directory, before plans took several PATHs).
+    let mut first: serde_json::Value = serde_json::from_str(&text).unwrap();
+    first["format"] = 1.into();
+    first["root"] = path(&logs).into();
+    first.as_object_mut().unwrap().remove("inputs");
+    let first_format = temp.path().join("format-1.json");
+    std::fs::write(&first_format, first.to_string()).unwrap();
+    let output = supervisor(&[
+        "run",
+        "logcount",
+        "--plan",
+        path(&first_format),
+        "--shard",
+        "0",
+    ]);
+    expect_exit(&output, 2, "format 1");
+    assert!(
+        stderr(&output).contains("format 1") && stderr(&output).contains("plan again"),
         "{}",
         stderr(&output)
     );
@@ -614,6 +912,7 @@ fn plan_and_shard_usage_errors_exit_2_naming_what_is_wrong() {
     let plan = temp.path().join("plan.json");
     let missing = temp.path().join("missing");
     let missing_partial = missing.join("p");
+    let a_log = logs.join("a.log");
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (
             vec![
@@ -678,6 +977,41 @@ fn plan_and_shard_usage_errors_exit_2_naming_what_is_wrong() {
         (
             vec!["diag", "echo", "x", "--shard", "0/2"],
             "unexpected argument '--shard'",
+        ),
+        // Standard input cannot be split across hosts.
+        (
+            vec!["run", "logcount", path(&logs), "-", "--shard", "0/2"],
+            "standard input cannot be sharded",
+        ),
+        (
+            vec![
+                "run",
+                "logcount",
+                "-",
+                "--plan",
+                path(&plan),
+                "--shard",
+                "0",
+            ],
+            "standard input cannot be sharded",
+        ),
+        (
+            vec!["plan", "logcount", "-", "--shards", "2", "-o", path(&plan)],
+            "standard input cannot be sharded",
+        ),
+        (
+            vec![
+                "plan",
+                "logcount",
+                path(&logs),
+                path(&missing),
+                path(&a_log),
+                "--shards",
+                "2",
+                "-o",
+                path(&plan),
+            ],
+            "missing: no such file or directory",
         ),
     ];
     for (args, says) in cases {

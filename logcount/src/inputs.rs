@@ -61,6 +61,8 @@ impl Input {
 pub struct Inputs {
     files: Vec<PlannedFile>,
     errors: BTreeMap<String, String>,
+    /// The directory the names are relative to: the one input, when it is a directory alone.
+    root: Option<PathBuf>,
     /// The descriptor the jobs read standard input through, if `-` was named.
     _stdin: Option<File>,
 }
@@ -92,7 +94,11 @@ impl Inputs {
         recursive: bool,
         stdin: impl FnOnce() -> io::Result<StdinFile>,
     ) -> Result<Self, PlanError> {
-        let relative = matches!(inputs, [Input::Path(path)] if path.is_dir());
+        let root = match inputs {
+            [Input::Path(path)] if path.is_dir() => Some(path.clone()),
+            _ => None,
+        };
+        let relative = root.is_some();
         let mut listing = Listing::default();
         let mut problems = Vec::new();
         for input in inputs {
@@ -128,6 +134,7 @@ impl Inputs {
         Ok(Self {
             files,
             errors,
+            root,
             _stdin: stdin,
         })
     }
@@ -141,6 +148,13 @@ impl Inputs {
     /// cannot be listed), by name, with the reason.
     pub fn errors(&self) -> &BTreeMap<String, String> {
         &self.errors
+    }
+
+    /// The directory the names are relative to, when the only input was a directory; `None`
+    /// otherwise: each name is then the file's path (as given, or a directory as given joined
+    /// with the path inside it), standard input's `-` aside.
+    pub fn root(&self) -> Option<&Path> {
+        self.root.as_deref()
     }
 
     /// The bytes to scan, as stored (a gzip file's compressed size).
@@ -311,7 +325,7 @@ impl Listing {
 
 /// A file is read decompressed when its name ends in `.gz` (standard input: when it starts
 /// with gzip's magic bytes).
-fn is_gzip(path: &Path) -> bool {
+pub(crate) fn is_gzip(path: &Path) -> bool {
     path.extension().is_some_and(|ext| ext == "gz")
 }
 

@@ -1024,7 +1024,7 @@ mod tests {
         shards: u64,
         top: Option<usize>,
     ) -> (tempfile::TempDir, Vec<PathBuf>) {
-        let plan = ShardPlan::new(logs, false, shards).unwrap();
+        let plan = ShardPlan::new(&[logs], false, shards).unwrap();
         let parts = tempfile::tempdir().unwrap();
         let paths: Vec<PathBuf> = (0..plan.shard_count())
             .map(|index| {
@@ -1070,7 +1070,7 @@ mod tests {
     #[test]
     fn the_same_shard_encodes_to_the_same_bytes_whatever_the_chunking() {
         let logs = logs();
-        let plan = ShardPlan::new(logs.path(), false, 3).unwrap();
+        let plan = ShardPlan::new(&[logs.path()], false, 3).unwrap();
         let fine = shard_bytes(&plan, 1, Some(2));
         let local = plan.shard_jobs(1, None, 1 << 30, Some(2));
         let mut coarse = PartialBuilder::new(&plan, 1, &local);
@@ -1084,7 +1084,7 @@ mod tests {
     #[test]
     fn every_truncation_and_flipped_byte_is_caught_naming_the_file() {
         let logs = logs();
-        let plan = ShardPlan::new(logs.path(), false, 2).unwrap();
+        let plan = ShardPlan::new(&[logs.path()], false, 2).unwrap();
         let bytes = shard_bytes(&plan, 0, Some(3));
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("damaged");
@@ -1111,7 +1111,7 @@ mod tests {
     #[test]
     fn a_well_checksummed_but_inconsistent_partial_is_refused() {
         let logs = logs();
-        let plan = ShardPlan::new(logs.path(), false, 1).unwrap();
+        let plan = ShardPlan::new(&[logs.path()], false, 1).unwrap();
         let bytes = shard_bytes(&plan, 0, None);
         let dir = tempfile::tempdir().unwrap();
         let reseal = |mut body: Vec<u8>| {

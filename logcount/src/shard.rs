@@ -1,12 +1,16 @@
 //! Shard plans: the one listing of a run's inputs that N hosts split between them, each counting
 //! only its share (see docs/scale-out.md).
 //!
-//! The files, sorted by name, are laid end to end as one stream of bytes, which is cut into N
+//! The inputs are files and directories, listed and named exactly as a single-host run lists
+//! and names them ([`Inputs`]), so that the merged shards report what that run reports. The
+//! files, sorted by name, are laid end to end as one stream of bytes, which is cut into N
 //! ranges of equal length. A plain file that straddles a cut is split there (the scan's rule
 //! makes any cut exact: a line belongs to the range it starts in); a `.gz` file cannot be
 //! entered in the middle and goes whole to the shard its first byte falls in; an empty file to
 //! the shard its position falls in. The split depends on nothing but the names and sizes, so
 //! every host that lists the same inputs computes the same plan, and its hash, on its own.
+//! Standard input cannot be split across hosts (each would read its own) and is not an input
+//! here.
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -16,10 +20,14 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::plan::{plan, ChunkJob, ChunkSource, Options, Plan, PlanError, PlannedFile};
+use super::inputs::{is_gzip, Input, Inputs};
+use super::plan::{ChunkJob, ChunkSource, Plan, PlanError, PlannedFile};
+use super::report::escape_bytes;
 
-/// The version of the shard plan rules and of the plan file; part of the hash.
-pub const SHARD_PLAN_FORMAT: u32 = 1;
+/// The version of the shard plan rules and of the plan file; part of the hash. Format 1 had one
+/// directory (`root`); format 2 has the inputs as given (`inputs`) and `root` only for one
+/// directory alone.
+pub const SHARD_PLAN_FORMAT: u32 = 2;
 
 /// The most shards a plan may have.
 pub const MAX_SHARDS: u32 = 1 << 20;
@@ -27,8 +35,9 @@ pub const MAX_SHARDS: u32 = 1 << 20;
 /// One input file of a shard plan.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShardFile {
-    /// Its name: its path relative to the input directory, escaped as reports show it (which
-    /// reads back to exactly the path's bytes).
+    /// Its name, as a single-host run reports it (escaped, which reads back to exactly the
+    /// path's bytes): its path relative to [`ShardPlan::root`] when there is one, else its path
+    /// itself.
     pub name: String,
     /// Its size when planned: the bytes the shards count, even if it grows meanwhile.
     pub len: u64,
@@ -53,9 +62,13 @@ pub struct ShardPlan {
     /// The plan's hash, hex SHA-256 of its content ([`ShardPlan::compute_hash`]): partials of
     /// different plans are never merged.
     pub hash: String,
-    /// The input directory as it was given, escaped like the names (for shards that run
-    /// without a directory of their own).
-    pub root: String,
+    /// The paths the inputs were given as, in order, escaped like the names.
+    pub inputs: Vec<String>,
+    /// When the one input is a directory: that directory, which the names are relative to (a
+    /// shard may read it from elsewhere: [`ShardPlan::shard_jobs`]). Otherwise `None`, and each
+    /// name is the file's path (as given, or a directory as given joined with the path inside
+    /// it; a relative one is read from the shard's working directory).
+    pub root: Option<String>,
     /// Whether subdirectories were listed.
     pub recursive: bool,
     /// The input files, sorted by name.
@@ -80,39 +93,47 @@ pub enum ShardPlanError {
     Inconsistent(String),
 }
 
+/// Whether the file named `name` is read decompressed: the rule of [`Inputs`], on its path.
 fn is_gzip_name(name: &str) -> bool {
-    name.ends_with(".gz")
+    is_gzip(&path_of(name))
 }
 
 impl ShardPlan {
-    /// Lists `dir` (as `supervisor run logcount` does) and splits its files into `shards`.
-    pub fn new(dir: &Path, recursive: bool, shards: u64) -> Result<Self, ShardPlanError> {
-        let options = Options {
-            recursive,
-            chunk_bytes: u64::MAX,
-            top: None,
-        };
-        let listing = plan(dir, &options)?;
-        let files: Vec<ShardFile> = listing
-            .files
-            .into_iter()
+    /// Lists `paths` (files and directories, as `supervisor run logcount PATH...` does, with
+    /// the same names) and splits their files into `shards`.
+    pub fn new(
+        paths: &[impl AsRef<Path>],
+        recursive: bool,
+        shards: u64,
+    ) -> Result<Self, ShardPlanError> {
+        let named: Vec<Input> = paths
+            .iter()
+            .map(|path| Input::Path(path.as_ref().to_path_buf()))
+            .collect();
+        let inputs = Inputs::new(&named, recursive)?;
+        let files: Vec<ShardFile> = inputs
+            .files()
+            .iter()
             .map(|file| ShardFile {
-                name: file.name,
+                name: file.name.clone(),
                 len: file.len,
             })
             .collect();
         Self::from_files(
-            super::report::escape_bytes(dir.as_os_str().as_encoded_bytes()),
+            paths.iter().map(|path| name_of(path.as_ref())).collect(),
+            inputs.root().map(name_of),
             recursive,
             files,
-            listing.errors,
+            inputs.errors().clone(),
             shards,
         )
     }
 
-    /// Splits `files` (sorted by name) into `shards`.
+    /// Splits `files` (sorted by name, named under `root` if any, else by their paths) into
+    /// `shards`.
     pub fn from_files(
-        root: String,
+        inputs: Vec<String>,
+        root: Option<String>,
         recursive: bool,
         files: Vec<ShardFile>,
         errors: BTreeMap<String, String>,
@@ -125,6 +146,7 @@ impl ShardPlan {
         let mut plan = Self {
             format: SHARD_PLAN_FORMAT,
             hash: String::new(),
+            inputs,
             root,
             recursive,
             files,
@@ -135,14 +157,25 @@ impl ShardPlan {
         Ok(plan)
     }
 
+    /// Whether `paths` are the inputs of this plan, as they were given.
+    pub fn is_of(&self, paths: &[impl AsRef<Path>]) -> bool {
+        self.inputs.len() == paths.len()
+            && paths
+                .iter()
+                .zip(&self.inputs)
+                .all(|(path, input)| name_of(path.as_ref()) == *input)
+    }
+
     /// The number of shards.
     pub fn shard_count(&self) -> u32 {
         self.shards.len() as u32
     }
 
     /// The hash of what the shards count: the format, the shard count, the files' names and
-    /// sizes, the listing errors' names and the pieces. Not the root, so hosts that mount the
-    /// inputs at different paths still agree.
+    /// sizes, the listing errors' names and the pieces. Not the inputs or the root, so hosts
+    /// that mount one directory at different paths still agree (the names of several inputs
+    /// are their paths, so those hosts give the same paths, relative ones from their own
+    /// working directories).
     pub fn compute_hash(&self) -> [u8; 32] {
         let mut hasher = Sha256::new();
         hasher.update(b"herd logcount shard plan\0");
@@ -171,15 +204,23 @@ impl ShardPlan {
         hasher.finalize().into()
     }
 
-    /// Checks a plan read from a file: known format, files sorted, pieces as the rules cut
-    /// them, and the recorded hash matching the content.
+    /// Checks a plan read from a file: known format, a root only for one input, files sorted,
+    /// pieces as the rules cut them, and the recorded hash matching the content.
     pub fn check(&self) -> Result<(), ShardPlanError> {
         let bad = |what: String| Err(ShardPlanError::Inconsistent(what));
         if self.format != SHARD_PLAN_FORMAT {
             return bad(format!(
-                "format {} (this version reads format {SHARD_PLAN_FORMAT})",
+                "format {} (this version reads format {SHARD_PLAN_FORMAT}: plan again)",
                 self.format
             ));
+        }
+        if let Some(root) = &self.root {
+            if self.inputs != [root.as_str()] {
+                return bad(format!(
+                    "its root {root:?} is not its one input (inputs {:?})",
+                    self.inputs
+                ));
+            }
         }
         let count = self.shards.len() as u64;
         if count == 0 || count > u64::from(MAX_SHARDS) {
@@ -205,17 +246,29 @@ impl ShardPlan {
         Ok(())
     }
 
+    /// Where a file of this plan is read: under `dir` (where this host sees the plan's
+    /// [`root`](ShardPlan::root); `None`: where it was planned) when the plan has a root, else
+    /// at its name. `dir` is only for a plan with a root: the names of other plans are their
+    /// paths, and are read there whatever `dir` says.
+    pub fn file_path(&self, file: &ShardFile, dir: Option<&Path>) -> PathBuf {
+        match (&self.root, dir) {
+            (Some(_), Some(dir)) => dir.join(path_of(&file.name)),
+            (Some(root), None) => path_of(root).join(path_of(&file.name)),
+            (None, _) => path_of(&file.name),
+        }
+    }
+
     /// The chunk jobs of shard `index` for the local pool: its pieces cut into chunks of about
-    /// `chunk_bytes`, the files read under `root` (`None`: the plan's own root). The returned
-    /// plan lists the files of the shard's pieces, in the same order.
+    /// `chunk_bytes`, the files read where [`ShardPlan::file_path`] says (`dir`: where this
+    /// host sees the plan's root). The returned plan lists the files of the shard's pieces, in
+    /// the same order.
     pub fn shard_jobs(
         &self,
         index: u32,
-        root: Option<&Path>,
+        dir: Option<&Path>,
         chunk_bytes: u64,
         top: Option<usize>,
     ) -> Plan {
-        let root = root.map_or_else(|| path_of(&self.root), Path::to_path_buf);
         let pieces = self
             .shards
             .get(index as usize)
@@ -226,13 +279,14 @@ impl ShardPlan {
             let Some(file) = self.files.get(piece.file) else {
                 continue;
             };
-            let path = root.join(path_of(&file.name));
+            let path = self.file_path(file, dir);
+            let gzip = is_gzip_name(&file.name);
             let file_index = files.len();
             files.push(PlannedFile {
                 name: file.name.clone(),
                 path: path.clone(),
                 len: file.len,
-                gzip: is_gzip_name(&file.name),
+                gzip,
             });
             let job = |source| ChunkJob {
                 path: path.clone(),
@@ -241,7 +295,7 @@ impl ShardPlan {
                 per_key_counts: top.is_some(),
                 may_map: false,
             };
-            if is_gzip_name(&file.name) {
+            if gzip {
                 jobs.push(job(ChunkSource::Gzip));
                 continue;
             }
@@ -332,6 +386,11 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
+/// A path as a plan names it: escaped as reports show names.
+fn name_of(path: &Path) -> String {
+    escape_bytes(path.as_os_str().as_encoded_bytes())
+}
+
 /// The path an escaped name stands for (the inverse of `escape_bytes`): `\\` is a backslash,
 /// `\xNN` a byte, `\u{X}` a character; anything else is itself.
 pub(crate) fn path_of(name: &str) -> PathBuf {
@@ -380,12 +439,23 @@ mod tests {
         }
     }
 
+    /// A plan of `files` in the directory `d`.
+    fn of_files(files: Vec<ShardFile>, shards: u64) -> ShardPlan {
+        ShardPlan::from_files(
+            vec!["d".into()],
+            Some("d".into()),
+            false,
+            files,
+            BTreeMap::new(),
+            shards,
+        )
+        .unwrap()
+    }
+
     /// Every byte of every plain file is in exactly one piece, and each shard's bytes are
     /// within one of the fair share (`.gz` aside).
     fn assert_exact_cover(files: &[ShardFile], shards: u64) {
-        let plan =
-            ShardPlan::from_files("d".into(), false, files.to_vec(), BTreeMap::new(), shards)
-                .unwrap();
+        let plan = of_files(files.to_vec(), shards);
         plan.check().unwrap();
         for (index, file) in files.iter().enumerate() {
             let mut pieces: Vec<Piece> = plan
@@ -447,14 +517,7 @@ mod tests {
 
     #[test]
     fn a_gzip_file_is_never_cut() {
-        let plan = ShardPlan::from_files(
-            "d".into(),
-            false,
-            vec![file("a", 10), file("b.gz", 100), file("c", 10)],
-            BTreeMap::new(),
-            4,
-        )
-        .unwrap();
+        let plan = of_files(vec![file("a", 10), file("b.gz", 100), file("c", 10)], 4);
         let gz: Vec<Piece> = plan
             .shards
             .iter()
@@ -476,9 +539,17 @@ mod tests {
     fn the_hash_depends_on_sizes_and_shards_not_on_the_root() {
         let files = vec![file("a", 10), file("c", 95)];
         let plan = |root: &str, files: Vec<ShardFile>, shards| {
-            ShardPlan::from_files(root.into(), false, files, BTreeMap::new(), shards)
-                .unwrap()
-                .hash
+            let root = String::from(root);
+            ShardPlan::from_files(
+                vec![root.clone()],
+                Some(root),
+                false,
+                files,
+                BTreeMap::new(),
+                shards,
+            )
+            .unwrap()
+            .hash
         };
         let base = plan("/x", files.clone(), 3);
         assert_eq!(base, plan("/elsewhere", files.clone(), 3));
@@ -489,14 +560,7 @@ mod tests {
 
     #[test]
     fn an_edited_plan_is_refused() {
-        let mut plan = ShardPlan::from_files(
-            "d".into(),
-            false,
-            vec![file("a", 10), file("c", 95)],
-            BTreeMap::new(),
-            2,
-        )
-        .unwrap();
+        let mut plan = of_files(vec![file("a", 10), file("c", 95)], 2);
         plan.check().unwrap();
         plan.files[0].len = 12;
         let error = plan.check().unwrap_err().to_string();
@@ -504,6 +568,178 @@ mod tests {
         plan.shards = split(&plan.files, 2);
         let error = plan.check().unwrap_err().to_string();
         assert!(error.contains("hash"), "{error}");
+    }
+
+    /// `logs/` with a file big enough to be cut, a `.gz` file and a file in a subdirectory, and
+    /// `other.log` beside it.
+    fn several_inputs() -> tempfile::TempDir {
+        let temp = tempfile::tempdir().unwrap();
+        let logs = temp.path().join("logs");
+        std::fs::create_dir_all(logs.join("sub")).unwrap();
+        let mut big = String::new();
+        for line in 0..2000u32 {
+            big.push_str(&format!(
+                "10.0.{}.{} x\nhost-{}.example y\n",
+                line % 7,
+                line % 91,
+                line % 50
+            ));
+        }
+        std::fs::write(logs.join("big.log"), big).unwrap();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gz, b"172.16.0.1 a\n10.0.0.1 b\n").unwrap();
+        std::fs::write(logs.join("old.log.gz"), gz.finish().unwrap()).unwrap();
+        std::fs::write(logs.join("sub/deep.log"), "1.2.3.4 z\n").unwrap();
+        std::fs::write(temp.path().join("other.log"), "2001:db8::1 a\n5.6.7.8 b\n").unwrap();
+        temp
+    }
+
+    fn listed(paths: &[PathBuf], recursive: bool) -> Inputs {
+        let named: Vec<Input> = paths.iter().cloned().map(Input::Path).collect();
+        Inputs::new(&named, recursive).unwrap()
+    }
+
+    #[test]
+    fn several_inputs_are_named_and_read_as_a_plain_run_names_and_reads_them() {
+        let temp = several_inputs();
+        let logs = temp.path().join("logs");
+        let other = temp.path().join("other.log");
+        // A directory, a file, and a file of that directory named again (counted once).
+        let paths = [logs.clone(), other.clone(), logs.join("big.log")];
+        for recursive in [false, true] {
+            let plan = ShardPlan::new(&paths, recursive, 1).unwrap();
+            plan.check().unwrap();
+            let inputs = listed(&paths, recursive);
+            let local = plan.shard_jobs(0, None, 1 << 20, None);
+            assert_eq!(local.files, inputs.files(), "recursive: {recursive}");
+            assert_eq!(plan.root, None);
+            let given: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+            assert_eq!(plan.inputs, given);
+        }
+        let plan = ShardPlan::new(&paths, false, 2).unwrap();
+        let names: Vec<&str> = plan.files.iter().map(|f| f.name.as_str()).collect();
+        let logs_name = logs.display().to_string();
+        assert_eq!(
+            names,
+            [
+                format!("{logs_name}/big.log"),
+                format!("{logs_name}/old.log.gz"),
+                other.display().to_string()
+            ]
+        );
+
+        // One directory alone: names relative to it, read from where this host sees it.
+        let plan = ShardPlan::new(&[&logs], true, 2).unwrap();
+        assert_eq!(plan.root.as_deref(), Some(logs_name.as_str()));
+        let names: Vec<&str> = plan.files.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["big.log", "old.log.gz", "sub/deep.log"]);
+        let elsewhere = Path::new("/mnt/elsewhere");
+        assert_eq!(
+            plan.file_path(&plan.files[2], Some(elsewhere)),
+            elsewhere.join("sub/deep.log")
+        );
+        assert_eq!(
+            plan.file_path(&plan.files[2], None),
+            logs.join("sub/deep.log")
+        );
+        // One file alone is named as given, and a `.gz` file given by itself is never cut.
+        let gz = logs.join("old.log.gz");
+        let plan = ShardPlan::new(&[&gz], false, 3).unwrap();
+        assert_eq!(plan.root, None);
+        assert_eq!(plan.files[0].name, gz.display().to_string());
+        let local = plan.shard_jobs(0, Some(elsewhere), 1, None);
+        assert_eq!(
+            local.files[0].path, gz,
+            "a plan without a root reads its names"
+        );
+        assert_eq!(local.jobs.len(), 1);
+        assert_eq!(local.jobs[0].source, ChunkSource::Gzip);
+    }
+
+    #[test]
+    fn the_shards_of_several_inputs_merge_to_what_one_run_counts() {
+        use crate::{
+            count_chunk, count_inputs, merge_partials, publish, Format, MergeOptions, Options,
+            PartialBuilder,
+        };
+        let temp = several_inputs();
+        let logs = temp.path().join("logs");
+        let paths = [
+            temp.path().join("other.log"),
+            logs.clone(),
+            logs.join("sub"),
+        ];
+        let top = Some(3);
+        let single = count_inputs(
+            &listed(&paths, false),
+            &Options {
+                top,
+                ..Options::default()
+            },
+        )
+        .unwrap();
+        for shards in 1..=4 {
+            let plan = ShardPlan::new(&paths, false, shards).unwrap();
+            let big = plan
+                .files
+                .iter()
+                .position(|f| f.name.ends_with("big.log"))
+                .unwrap();
+            let holding_big = plan
+                .shards
+                .iter()
+                .filter(|pieces| pieces.iter().any(|p| p.file == big))
+                .count();
+            assert_eq!(holding_big > 1, shards > 1, "{shards} shards");
+            let parts = tempfile::tempdir().unwrap();
+            let mut written = Vec::new();
+            for index in 0..plan.shard_count() {
+                let local = plan.shard_jobs(index, None, 4096, top);
+                let mut builder = PartialBuilder::new(&plan, index, &local);
+                for job in &local.jobs {
+                    builder.add(count_chunk(job));
+                }
+                let out = parts.path().join(format!("part-{index}"));
+                publish(&out, |file| builder.write_to(file)).unwrap();
+                written.push(out);
+            }
+            let merged = merge_partials(
+                &written,
+                MergeOptions {
+                    top,
+                    allow_missing: false,
+                },
+            )
+            .unwrap();
+            for format in [Format::Table, Format::Csv, Format::Json] {
+                assert_eq!(
+                    merged.report.render(format),
+                    single.render(format),
+                    "{shards} shards"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_root_that_is_not_the_one_input_is_refused() {
+        let mut plan = ShardPlan::from_files(
+            vec!["a".into(), "b".into()],
+            None,
+            false,
+            vec![file("a/x", 10)],
+            BTreeMap::new(),
+            2,
+        )
+        .unwrap();
+        plan.check().unwrap();
+        plan.root = Some("a".into());
+        let error = plan.check().unwrap_err().to_string();
+        assert!(error.contains("not its one input"), "{error}");
+        plan.root = None;
+        plan.format = 1;
+        let error = plan.check().unwrap_err().to_string();
+        assert!(error.contains("format 1"), "{error}");
     }
 
     #[test]

@@ -368,7 +368,9 @@ pub(crate) fn run_shard(args: &LogcountArgs) -> anyhow::Result<ExitCode> {
     let progress = args.pool.log.init();
     let (jobs, labels) = logcount_jobs(args, &mut local)?;
     let mut merged_before = 0;
-    let mut supervisor = args.pool.supervisor(COMMAND, jobs, labels, progress)?;
+    let mut supervisor = args
+        .pool
+        .supervisor(COMMAND, jobs, labels.clone(), progress)?;
     while !supervisor.step() {
         while let Some(output) = supervisor.jobs().output(merged_before as u64) {
             sink.add(decode_payload(output)?);
@@ -378,6 +380,11 @@ pub(crate) fn run_shard(args: &LogcountArgs) -> anyhow::Result<ExitCode> {
     }
     let ended = Ended::of(supervisor);
     let report = &ended.report;
+    let summary = report.failure_summary_naming(|id| {
+        labels
+            .get(usize::try_from(id).ok()?)
+            .map(ToString::to_string)
+    });
     for id in merged_before..local.jobs.len() {
         if let Some(output) = report.jobs.output(id as u64) {
             sink.add(decode_payload(output)?);
@@ -394,7 +401,7 @@ pub(crate) fn run_shard(args: &LogcountArgs) -> anyhow::Result<ExitCode> {
     if let Some(signal) = ended.stop_signal.filter(|_| !report.success()) {
         note(&format!(
             "error: {}error: stopped by {}; shard {index} was not completed{}\n",
-            report.failure_summary(),
+            summary,
             signal.as_str(),
             if shard_args.partial.is_some() {
                 ", no partial written"
@@ -427,7 +434,7 @@ pub(crate) fn run_shard(args: &LogcountArgs) -> anyhow::Result<ExitCode> {
         }
     };
     if !report.success() {
-        note(&format!("error: {}", report.failure_summary()));
+        note(&format!("error: {summary}"));
         return Ok(ended.failure_code());
     }
     Ok(if has_errors {

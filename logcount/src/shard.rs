@@ -721,6 +721,86 @@ mod tests {
         }
     }
 
+    /// One line of a random log: a client key of every kind the counter tells apart (IPv4,
+    /// canonical and other IPv6 spellings, host names, a key longer than the digest threshold,
+    /// a line that is only a key), from a small alphabet so that keys repeat across files.
+    fn random_line(pick: u32) -> String {
+        let key = pick % 23;
+        match pick % 7 {
+            0 => format!("10.0.{}.{} - - [x] \"GET / HTTP/1.1\" 200\n", key % 3, key),
+            1 => format!("2001:db8::{key:x} - - y\n"),
+            2 => format!("2001:DB8::{key:x} - - y\n"),
+            3 => format!("host-{key}.example.net - - z\n"),
+            4 => format!("{}{key} - - long\n", "k".repeat(300)),
+            5 => format!("192.168.1.{key}\n"),
+            _ => format!("172.16.{key}.1 - -\n"),
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+        /// For random inputs and any N in 1..=16, merging the N shards' partials prints what
+        /// one run over the same inputs prints, byte for byte, in every format, with and
+        /// without `--top`.
+        #[test]
+        fn random_inputs_in_any_number_of_shards_merge_to_one_run(
+            files in proptest::collection::vec(
+                (proptest::collection::vec(proptest::num::u32::ANY, 0..400), proptest::bool::ANY, proptest::bool::ANY),
+                1..6,
+            ),
+            shards in 1u64..=16,
+            chunk_bytes in 64u64..4096,
+            top in proptest::option::of(1usize..4),
+        ) {
+            use std::io::Write as _;
+            use crate::{
+                count_chunk, count_inputs, merge_partials, publish, Format, MergeOptions,
+                Options, PartialBuilder,
+            };
+            let temp = tempfile::tempdir().unwrap();
+            let logs = temp.path().join("logs");
+            std::fs::create_dir(&logs).unwrap();
+            for (index, (lines, gzip, final_newline)) in files.iter().enumerate() {
+                let mut text: String = lines.iter().map(|&pick| random_line(pick)).collect();
+                if !final_newline {
+                    text.pop();
+                }
+                if *gzip {
+                    let out = std::fs::File::create(logs.join(format!("f{index}.log.gz"))).unwrap();
+                    let mut encoder = flate2::write::GzEncoder::new(out, flate2::Compression::fast());
+                    encoder.write_all(text.as_bytes()).unwrap();
+                    encoder.finish().unwrap();
+                } else {
+                    std::fs::write(logs.join(format!("f{index}.log")), text).unwrap();
+                }
+            }
+            let paths = [logs];
+            let single = count_inputs(
+                &listed(&paths, false),
+                &Options { top, ..Options::default() },
+            )
+            .unwrap();
+            let plan = ShardPlan::new(&paths, false, shards).unwrap();
+            let parts = tempfile::tempdir().unwrap();
+            let mut written = Vec::new();
+            for index in 0..plan.shard_count() {
+                let local = plan.shard_jobs(index, None, chunk_bytes, top);
+                let mut builder = PartialBuilder::new(&plan, index, &local);
+                for job in &local.jobs {
+                    builder.add(count_chunk(job));
+                }
+                let out = parts.path().join(format!("part-{index}"));
+                publish(&out, |file| builder.write_to(file)).unwrap();
+                written.push(out);
+            }
+            let merged =
+                merge_partials(&written, MergeOptions { top, allow_missing: false }).unwrap();
+            for format in [Format::Table, Format::Csv, Format::Json] {
+                proptest::prop_assert_eq!(merged.report.render(format), single.render(format));
+            }
+        }
+    }
+
     #[test]
     fn a_root_that_is_not_the_one_input_is_refused() {
         let mut plan = ShardPlan::from_files(

@@ -484,7 +484,7 @@ fn run_logcount(args: &RunArgs) -> anyhow::Result<ExitCode> {
             .ok()
             .and_then(|index| plan.jobs.get(index))
         {
-            merger.add_failure(job.file_index, format!("not counted: {failure}"));
+            merger.add_job_failure(job, &format!("not counted: {failure}"));
         }
     }
     let result = merger.finish();
@@ -496,7 +496,8 @@ fn run_logcount(args: &RunArgs) -> anyhow::Result<ExitCode> {
                 .jobs
                 .failures()
                 .filter_map(|(id, _)| plan.jobs.get(usize::try_from(id).ok()?))
-                .filter_map(|job| plan.files.get(job.file_index))
+                .flat_map(|job| job.file_indices())
+                .filter_map(|index| plan.files.get(index))
                 .map(|file| file.name.as_str())
                 .collect();
             uncounted.sort_unstable();

@@ -1,7 +1,8 @@
 //! herd-logcount: requests and distinct client keys per access log, as a library and as a herd
 //! job kind ([`LogcountChunk`]) that a supervised worker pool runs.
 //!
-//! A run is: [`plan`] the directory into [`ChunkJob`]s; run [`count_chunk`] on each (in any
+//! A run is: [`plan`] the directory into [`ChunkJob`]s (chunks of large files, batches of
+//! whole small ones); run [`count_chunk`] on each (in any
 //! process, in any order); feed the outcomes to a [`Merger`]; render its [`Report`]. Jobs and
 //! their results are small serde values, so they cross process boundaries cheaply.
 
@@ -25,12 +26,12 @@ mod tests;
 pub use kind::LogcountChunk;
 pub use mapped::MapConsent;
 pub use plan::{
-    balanced_chunk_bytes, job_timeout_for, plan, ChunkJob, ChunkSource, Options, Plan, PlanError,
-    PlannedFile, DEFAULT_CHUNK_BYTES, GZIP_EXPANSION, JOB_TIMEOUT_BASE, JOB_TIMEOUT_PER_64_MIB,
+    balanced_chunk_bytes, job_timeout_for, plan, ChunkJob, ChunkSource, JobPart, Options, Plan,
+    PlanError, PlannedFile, DEFAULT_CHUNK_BYTES, GZIP_EXPANSION, JOB_TIMEOUT_BASE, JOB_TIMEOUT_PER_64_MIB,
 };
 pub use report::{FileCounts, Format, Merger, Report, TopKey};
 pub use scan::{
-    count_chunk, count_chunk_with, ChunkCounts, ChunkError, DistinctKeys, KeyCounts, ReadMethod,
+    count_chunk, count_chunk_with, ChunkCounts, DistinctKeys, KeyCounts, PartCounts, ReadMethod,
 };
 
 /// Plans, counts and merges a whole run in this thread: for tests, tools and small inputs.

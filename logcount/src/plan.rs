@@ -67,9 +67,9 @@ pub enum ChunkSource {
     Gzip,
 }
 
-/// One unit of work for a worker.
+/// One file's share of a job: a byte range of a file too large for one job, or a whole file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ChunkJob {
+pub struct JobPart {
     /// The file to read.
     #[serde(with = "path_bytes")]
     pub path: PathBuf,
@@ -77,6 +77,15 @@ pub struct ChunkJob {
     pub file_index: usize,
     /// Which part of it.
     pub source: ChunkSource,
+}
+
+/// One unit of work for a worker: one chunk of a large file, or a batch of whole files
+/// (however many, up to about [`Options::chunk_bytes`] in all), each still counted on its own.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkJob {
+    /// What to count, in order. A file cut into several chunks has one job per chunk, each
+    /// with that one part; every other file is whole in exactly one job.
+    pub parts: Vec<JobPart>,
     /// Return per-key counts too (needed for `--top`; makes the result bigger).
     pub per_key_counts: bool,
     /// Whether the first attempt in a pool worker may map the file (see `mapped.rs`): only
@@ -85,6 +94,13 @@ pub struct ChunkJob {
     /// scheduler turns it on when jobs get at least two attempts.
     #[serde(default)]
     pub may_map: bool,
+}
+
+impl ChunkJob {
+    /// The files the job counts (a part of), in order.
+    pub fn file_indices(&self) -> impl Iterator<Item = usize> + '_ {
+        self.parts.iter().map(|part| part.file_index)
+    }
 }
 
 /// A planned run: the files, the jobs covering them, and files already known to be unreadable.
@@ -153,13 +169,16 @@ impl Plan {
     /// The bytes job `job` scans: its range of a plain file, or about what a `.gz` file unpacks
     /// to ([`GZIP_EXPANSION`] times its size on disk).
     pub fn scan_bytes(&self, job: &ChunkJob) -> u64 {
-        match job.source {
-            ChunkSource::Range { start, end } => end.saturating_sub(start),
-            ChunkSource::Gzip => self
-                .files
-                .get(job.file_index)
-                .map_or(0, |file| file.len.saturating_mul(GZIP_EXPANSION)),
-        }
+        job.parts
+            .iter()
+            .map(|part| match part.source {
+                ChunkSource::Range { start, end } => end.saturating_sub(start),
+                ChunkSource::Gzip => self
+                    .files
+                    .get(part.file_index)
+                    .map_or(0, |file| file.len.saturating_mul(GZIP_EXPANSION)),
+            })
+            .fold(0, u64::saturating_add)
     }
 
     /// The time limit for `job` when none is given (`--job-timeout`): [`JOB_TIMEOUT_BASE`]
@@ -204,37 +223,79 @@ pub fn plan(dir: &Path, options: &Options) -> Result<Plan, PlanError> {
         mut files, errors, ..
     } = listing;
     files.sort_by(|a, b| a.name.cmp(&b.name));
-    let mut jobs = Vec::new();
-    for (file_index, file) in files.iter().enumerate() {
-        let job = |source| ChunkJob {
-            path: file.path.clone(),
-            file_index,
-            source,
-            per_key_counts: options.top.is_some(),
-            may_map: false,
-        };
-        if is_gzip(&file.path) {
-            jobs.push(job(ChunkSource::Gzip));
-            continue;
-        }
-        let pieces = file.len.div_ceil(options.chunk_bytes).max(1);
-        let step = huge_page_aligned(file.len.div_ceil(pieces));
-        let mut start = 0;
-        loop {
-            let end = (start + step).min(file.len);
-            jobs.push(job(ChunkSource::Range { start, end }));
-            if end == file.len {
-                break;
-            }
-            start = end;
-        }
-    }
+    let jobs = jobs_for(&files, options);
     Ok(Plan {
         files,
         jobs,
         errors,
         top: options.top,
     })
+}
+
+/// What a file weighs in a batch beyond its bytes: opening, reading and closing it cost about
+/// as much as scanning this many bytes, so a batch of tiny files is not thousands of opens long.
+const FILE_WEIGHT_BYTES: u64 = 16 << 10;
+/// The most files in one batch: bounds a job's size on the wire and what one lost worker
+/// costs to redo.
+const MAX_BATCH_FILES: usize = 8192;
+
+/// The jobs for `files`: a file larger than a chunk is cut into equal chunks of one job each;
+/// the others are batched whole, in order, into jobs of about a chunk's weight (its bytes, or
+/// [`GZIP_EXPANSION`] times them for `.gz`, plus [`FILE_WEIGHT_BYTES`] per file), so a
+/// directory of thousands of small logs costs a few jobs and results, not one per file.
+fn jobs_for(files: &[PlannedFile], options: &Options) -> Vec<ChunkJob> {
+    let job = |parts| ChunkJob {
+        parts,
+        per_key_counts: options.top.is_some(),
+        may_map: false,
+    };
+    let mut jobs = Vec::new();
+    let mut batch: Vec<JobPart> = Vec::new();
+    let mut batch_weight = 0u64;
+    for (file_index, file) in files.iter().enumerate() {
+        let part = |source| JobPart {
+            path: file.path.clone(),
+            file_index,
+            source,
+        };
+        let gzip = is_gzip(&file.path);
+        if !gzip && file.len > options.chunk_bytes {
+            let pieces = file.len.div_ceil(options.chunk_bytes);
+            let step = huge_page_aligned(file.len.div_ceil(pieces));
+            let mut start = 0;
+            while start < file.len {
+                let end = (start + step).min(file.len);
+                jobs.push(job(vec![part(ChunkSource::Range { start, end })]));
+                start = end;
+            }
+            continue;
+        }
+        let (source, bytes) = if gzip {
+            (ChunkSource::Gzip, file.len.saturating_mul(GZIP_EXPANSION))
+        } else {
+            (
+                ChunkSource::Range {
+                    start: 0,
+                    end: file.len,
+                },
+                file.len,
+            )
+        };
+        let weight = bytes.saturating_add(FILE_WEIGHT_BYTES);
+        if !batch.is_empty()
+            && (batch_weight.saturating_add(weight) > options.chunk_bytes
+                || batch.len() >= MAX_BATCH_FILES)
+        {
+            jobs.push(job(std::mem::take(&mut batch)));
+            batch_weight = 0;
+        }
+        batch.push(part(source));
+        batch_weight = batch_weight.saturating_add(weight);
+    }
+    if !batch.is_empty() {
+        jobs.push(job(batch));
+    }
+    jobs
 }
 
 /// Cuts of large chunks fall on 2 MiB boundaries of the file: a mapped scan then maps whole
@@ -358,9 +419,11 @@ mod timeout_tests {
             len,
         };
         let job = |file_index, source| ChunkJob {
-            path: PathBuf::new(),
-            file_index,
-            source,
+            parts: vec![JobPart {
+                path: PathBuf::new(),
+                file_index,
+                source,
+            }],
             per_key_counts: false,
             may_map: false,
         };
@@ -383,5 +446,12 @@ mod timeout_tests {
         let gzip = job(1, ChunkSource::Gzip);
         assert_eq!(plan.scan_bytes(&gzip), 90 * mib);
         assert_eq!(plan.default_job_timeout(&gzip), Duration::from_secs(80));
+        // A batch scans the sum of its parts.
+        let batch = ChunkJob {
+            parts: [range, gzip].iter().flat_map(|job| job.parts.clone()).collect(),
+            ..job(0, ChunkSource::Gzip)
+        };
+        assert_eq!(plan.scan_bytes(&batch), 190 * mib);
+        assert_eq!(plan.default_job_timeout(&batch), Duration::from_secs(90));
     }
 }

@@ -14,7 +14,8 @@ use serde::{Deserialize, Serialize};
 use super::ipv6::format_ipv6;
 use super::keys::format_ipv4;
 use super::plan::Plan;
-use super::scan::{ChunkCounts, ChunkError, DistinctKeys, KeyCounts};
+use super::plan::ChunkJob;
+use super::scan::{ChunkCounts, DistinctKeys, KeyCounts};
 use super::union::{union_len, CountedKeys, CountedUnion, SortedUnion};
 
 /// Requests and distinct client keys of one file, or of all files.
@@ -303,24 +304,32 @@ impl ByteArena {
     }
 }
 
-/// One file's chunk results so far.
+/// One file's results so far.
 #[derive(Debug, Default)]
 struct FileParts {
     total: u64,
+    /// Its distinct keys, once known: from its one part's result for a file counted whole.
+    distinct: Option<u64>,
+    /// A file cut into several chunks: the union of its chunks' keys so far.
     keys: KeyUnion,
+    /// Whether the file is cut into several chunks (several jobs), so that its distinct keys
+    /// are the union of theirs, made here.
+    split: bool,
     error: Option<String>,
-    /// Chunk results still to come.
+    /// Part results still to come.
     chunks_left: usize,
-    /// The file's distinct keys, once every chunk is in.
+    /// A split file's distinct keys, once every chunk is in.
     done: Option<DoneFile>,
 }
 
-/// Gathers chunk results in any order (and at most once each, which the pool guarantees) and
-/// produces the [`Report`]. Merges as results arrive: a chunk's keys go into its file's union
-/// at once, and a file's packed keys into the run's union as soon as its last chunk is in, so
+/// Gathers job results in any order (and at most once each, which the pool guarantees) and
+/// produces the [`Report`]. Merges as results arrive: a batch's keys (the union of its files'
+/// keys, made by the worker) go into the run's union at once; a chunk's keys into its file's
+/// union, and a file's packed keys into the run's union as soon as its last chunk is in, so
 /// that `finish` (which runs after the last worker is done, on the run's critical path) has
-/// next to nothing left to merge of them; byte-string keys are counted across files in
-/// `finish`, from each file's own list.
+/// next to nothing left to merge of them; byte-string keys are counted across results in
+/// `finish`, from each result's own list. Memory follows the distinct keys per result, not
+/// the number of files: a file counted whole costs two numbers here.
 #[derive(Debug)]
 pub struct Merger {
     names: Vec<String>,
@@ -328,19 +337,28 @@ pub struct Merger {
     errors: BTreeMap<String, String>,
     top: Option<usize>,
     top_counts: TopCounts,
-    all: KeyUnion,
-    /// A file already in the run's union failed afterwards: rebuild the union in `finish`.
-    all_stale: bool,
+    /// The packed keys of every batch result.
+    batches: KeyUnion,
+    /// The byte-string and long keys of every batch result.
+    batch_other: Vec<ByteArena>,
+    batch_long: Vec<Vec<[u8; 32]>>,
+    /// The packed keys of every split file whose chunks are all in.
+    split: KeyUnion,
+    /// A split file already in `split` failed afterwards: rebuild `split` in `finish`.
+    split_stale: bool,
 }
 
 impl Merger {
     /// A merger for the files of `plan` (its planning errors are carried over).
     pub fn new(plan: &Plan) -> Self {
         let mut files: Vec<FileParts> = plan.files.iter().map(|_| FileParts::default()).collect();
-        for job in &plan.jobs {
-            if let Some(file) = files.get_mut(job.file_index) {
+        for index in plan.jobs.iter().flat_map(ChunkJob::file_indices) {
+            if let Some(file) = files.get_mut(index) {
                 file.chunks_left += 1;
             }
+        }
+        for file in &mut files {
+            file.split = file.chunks_left > 1;
         }
         Self {
             names: plan.files.iter().map(|file| file.name.clone()).collect(),
@@ -348,46 +366,101 @@ impl Merger {
             errors: plan.errors.clone(),
             top: plan.top,
             top_counts: TopCounts::default(),
-            all: KeyUnion::default(),
-            all_stale: false,
+            batches: KeyUnion::default(),
+            batch_other: Vec::new(),
+            batch_long: Vec::new(),
+            split: KeyUnion::default(),
+            split_stale: false,
         }
     }
 
-    /// Adds the outcome of one chunk job.
-    pub fn add(&mut self, outcome: Result<ChunkCounts, ChunkError>) {
-        match outcome {
-            Ok(counts) => self.add_counts(counts),
-            Err(error) => self.add_failure(error.file_index, error.reason),
+    /// Adds the result of one job. Parts for an unknown file index are ignored.
+    pub fn add(&mut self, counts: ChunkCounts) {
+        let ChunkCounts {
+            parts,
+            keys,
+            counts,
+        } = counts;
+        if let (Some(_), Some(key_counts)) = (self.top, &counts) {
+            self.top_counts.add(&keys, key_counts);
         }
-    }
-
-    /// Adds the counts of one chunk. Counts for an unknown file index are ignored.
-    pub fn add_counts(&mut self, counts: ChunkCounts) {
-        let Some(file) = self.files.get_mut(counts.file_index) else {
-            return;
+        // A chunk of a split file: its keys are that file's alone.
+        let split_file = match parts.as_slice() {
+            [only] => Some(only.file_index).filter(|&index| {
+                self.files.get(index).is_some_and(|file| file.split)
+            }),
+            _ => None,
         };
-        file.chunks_left = file.chunks_left.saturating_sub(1);
-        if file.error.is_some() {
-            return;
+        for part in parts {
+            let Some(file) = self.files.get_mut(part.file_index) else {
+                continue;
+            };
+            file.chunks_left = file.chunks_left.saturating_sub(1);
+            match part.outcome {
+                Err(reason) => self.fail(part.file_index, reason),
+                Ok(_) if file.error.is_some() => {}
+                Ok(counted) => {
+                    file.total += counted.total;
+                    if !file.split {
+                        file.distinct = Some(counted.ip);
+                    }
+                }
+            }
         }
-        file.total += counts.total;
-        if let (Some(_), Some(key_counts)) = (self.top, &counts.counts) {
-            self.top_counts.add(&counts.keys, key_counts);
-        }
-        file.keys.push(counts.keys);
-        if file.chunks_left == 0 {
-            let done = DoneFile::new(std::mem::take(&mut file.keys).finish());
-            self.all.push(done.packed.clone());
-            file.done = Some(done);
+        match split_file {
+            Some(index) => {
+                let file = &mut self.files[index];
+                if file.error.is_some() {
+                    return;
+                }
+                file.keys.push(keys);
+                if file.chunks_left == 0 {
+                    let done = DoneFile::new(std::mem::take(&mut file.keys).finish());
+                    file.distinct = Some(done.len());
+                    self.split.push(done.packed.clone());
+                    file.done = Some(done);
+                }
+            }
+            None => {
+                let DistinctKeys {
+                    ipv4,
+                    ipv6,
+                    other,
+                    long,
+                } = keys;
+                self.batches.push(DistinctKeys {
+                    ipv4,
+                    ipv6,
+                    ..DistinctKeys::default()
+                });
+                self.batch_other.push(ByteArena::new(other));
+                self.batch_long.push(long);
+            }
         }
     }
 
-    /// Marks a file unreadable (a chunk's [`ChunkError`], or a job the pool gave up on). The
-    /// file is then reported under `errors` only; the first reason is kept.
+    /// Marks the files of a job the pool gave up on unreadable, with `reason`.
+    pub fn add_job_failure(&mut self, job: &ChunkJob, reason: &str) {
+        for index in job.file_indices() {
+            self.add_failure(index, reason.to_owned());
+        }
+    }
+
+    /// Marks a file unreadable (a job the pool gave up on). The file is then reported under
+    /// `errors` only; the first reason is kept. A file already counted whole, by a job whose
+    /// result is in, keeps its counts: a job has a result or a failure, never both.
     pub fn add_failure(&mut self, file_index: usize, reason: String) {
+        if let Some(file) = self.files.get(file_index) {
+            if file.split || file.distinct.is_none() {
+                self.fail(file_index, reason);
+            }
+        }
+    }
+
+    fn fail(&mut self, file_index: usize, reason: String) {
         if let Some(file) = self.files.get_mut(file_index) {
             file.error.get_or_insert(reason);
-            self.all_stale |= file.done.is_some();
+            self.split_stale |= file.done.is_some();
         }
     }
 
@@ -398,19 +471,19 @@ impl Merger {
             errors: self.errors,
             ..Report::default()
         };
-        if self.all_stale {
-            self.all = KeyUnion::default();
+        if self.split_stale {
+            self.split = KeyUnion::default();
             for file in self.files.iter().filter(|file| file.error.is_none()) {
                 if let Some(done) = &file.done {
-                    self.all.push(done.packed.clone());
+                    self.split.push(done.packed.clone());
                 }
             }
         }
-        // Byte-string and long keys of the counted files, for the overall count.
-        let mut other = Vec::new();
-        let mut long = Vec::new();
+        // Byte-string and long keys of the counted results, for the overall count.
+        let mut other = self.batch_other;
+        let mut long = self.batch_long;
         for (name, file) in self.names.into_iter().zip(self.files) {
-            let keys = match (file.error, file.done) {
+            let distinct = match (file.error, file.distinct) {
                 (Some(reason), _) => {
                     report.errors.insert(name, reason);
                     continue;
@@ -425,21 +498,25 @@ impl Merger {
                     );
                     continue;
                 }
-                (None, Some(keys)) => keys,
+                (None, Some(distinct)) => distinct,
             };
             report.all.total += file.total;
             report.files.insert(
                 name,
                 FileCounts {
                     total: file.total,
-                    ip: keys.len(),
+                    ip: distinct,
                 },
             );
-            other.push(keys.other);
-            long.push(keys.long);
+            if let Some(done) = file.done {
+                other.push(done.other);
+                long.push(done.long);
+            }
         }
+        let mut packed = self.batches;
+        packed.push(self.split.finish());
         let other: Vec<Vec<&[u8]>> = other.iter().map(ByteArena::keys).collect();
-        report.all.ip = self.all.finish().len() + union_len(&other) + union_len(&long);
+        report.all.ip = packed.finish().len() + union_len(&other) + union_len(&long);
         if let Some(k) = self.top {
             report.top = Some(self.top_counts.top(k));
         }

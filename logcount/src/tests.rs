@@ -101,21 +101,40 @@ fn count_cut_with(
     let mut total = 0;
     let mut keys = BTreeSet::new();
     for range in bounds.windows(2) {
-        let job = ChunkJob {
-            path: path.clone(),
-            file_index: 0,
-            source: ChunkSource::Range {
+        let job = one_part(
+            &path,
+            ChunkSource::Range {
                 start: range[0],
                 end: range[1],
             },
-            per_key_counts: false,
-            may_map: false,
-        };
-        let counts = count_chunk_with_buffer(&job, method, buffer).unwrap();
-        total += counts.total;
+        );
+        let counts = count_chunk_with_buffer(&job, method, buffer);
+        total += counted_total(&counts);
         keys.extend(key_bytes(&counts.keys));
     }
     (total, keys)
+}
+
+/// A job of one part, file 0.
+fn one_part(path: &Path, source: ChunkSource) -> ChunkJob {
+    ChunkJob {
+        parts: vec![JobPart {
+            path: path.to_path_buf(),
+            file_index: 0,
+            source,
+        }],
+        per_key_counts: false,
+        may_map: false,
+    }
+}
+
+/// The lines of a job's parts, every one of which must have been counted.
+fn counted_total(counts: &ChunkCounts) -> u64 {
+    counts
+        .parts
+        .iter()
+        .map(|part| part.outcome.as_ref().expect("counted").total)
+        .sum()
 }
 
 fn write(dir: &Path, name: &str, data: &[u8]) -> PathBuf {
@@ -434,7 +453,8 @@ fn gzip_is_read_decompressed_as_one_job() {
     let gz_jobs = plan
         .jobs
         .iter()
-        .filter(|j| j.source == ChunkSource::Gzip)
+        .flat_map(|j| &j.parts)
+        .filter(|part| part.source == ChunkSource::Gzip)
         .count();
     assert_eq!(gz_jobs, 2);
     let report = count_dir(dir.path(), &options).unwrap();
@@ -517,12 +537,9 @@ fn a_file_replaced_by_a_fifo_after_planning_is_an_error_not_a_hang() {
         assert_eq!(report.files.len(), 1);
     }
     // A device in its place is refused the same way.
-    let job = ChunkJob {
-        path: "/dev/zero".into(),
-        ..plan.jobs[0].clone()
-    };
-    let error = count_chunk(&job).unwrap_err();
-    assert!(error.reason.contains("character device"), "{error:?}");
+    let job = one_part(Path::new("/dev/zero"), ChunkSource::Range { start: 0, end: 10 });
+    let error = count_chunk(&job).parts[0].outcome.clone().unwrap_err();
+    assert!(error.contains("character device"), "{error:?}");
 }
 
 #[test]
@@ -579,7 +596,7 @@ fn a_file_whose_chunks_did_not_all_come_in_is_an_error_not_a_partial_count() {
         ..Options::default()
     };
     let plan = plan(dir.path(), &options).unwrap();
-    let a_chunks = plan.jobs.iter().filter(|job| job.file_index == 0).count();
+    let a_chunks = plan.jobs.iter().flat_map(ChunkJob::file_indices).filter(|&i| i == 0).count();
     assert!(a_chunks > 2, "{a_chunks}");
     let mut merger = Merger::new(&plan);
     for job in plan.jobs.iter().skip(1) {
@@ -599,7 +616,13 @@ fn a_file_failing_after_all_its_chunks_leaves_the_overall_union() {
     let dir = tempfile::tempdir().unwrap();
     write(dir.path(), "a.log", b"1.1.1.1 - -\n3.3.3.3 - -\n");
     write(dir.path(), "b.log", b"2.2.2.2 - -\n1.1.1.1 - -\n");
-    let plan = plan(dir.path(), &Options::default()).unwrap();
+    // Files cut into chunks: each chunk is a job of its own, which can fail on its own.
+    let options = Options {
+        chunk_bytes: 12,
+        ..Options::default()
+    };
+    let plan = plan(dir.path(), &options).unwrap();
+    assert_eq!(plan.jobs.len(), 4);
     let mut merger = Merger::new(&plan);
     for job in &plan.jobs {
         merger.add(count_chunk(job));
@@ -608,6 +631,35 @@ fn a_file_failing_after_all_its_chunks_leaves_the_overall_union() {
     let report = merger.finish();
     assert_eq!(report.errors["a.log"], "failed late");
     assert_eq!(report.all, FileCounts { total: 2, ip: 2 });
+}
+
+#[test]
+fn a_batch_that_failed_makes_each_of_its_files_an_error_and_only_those() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "a.log", b"1.1.1.1 - -\n3.3.3.3 - -\n");
+    write(dir.path(), "b.log", b"2.2.2.2 - -\n1.1.1.1 - -\n");
+    write(dir.path(), "c.log", &b"4.4.4.4 - -\n".repeat(10));
+    // Each file weighs 16 KiB more than its bytes: a and b share a batch, c is in another.
+    let options = Options {
+        chunk_bytes: 40_000,
+        ..Options::default()
+    };
+    let plan = plan(dir.path(), &options).unwrap();
+    let batches: Vec<Vec<usize>> = plan.jobs.iter().map(|job| job.file_indices().collect()).collect();
+    assert_eq!(batches, [vec![0, 1], vec![2]]);
+    let mut merger = Merger::new(&plan);
+    merger.add_job_failure(&plan.jobs[0], "not counted: worker killed");
+    for job in &plan.jobs[1..] {
+        merger.add(count_chunk(job));
+    }
+    // A file counted whole keeps its counts: a job has a result or a failure, never both.
+    merger.add_failure(2, "ignored".into());
+    let report = merger.finish();
+    assert_eq!(report.errors.len(), 2, "{:?}", report.errors);
+    assert_eq!(report.errors["a.log"], "not counted: worker killed");
+    assert_eq!(report.errors["b.log"], "not counted: worker killed");
+    assert_eq!(report.files["c.log"], FileCounts { total: 10, ip: 1 });
+    assert_eq!(report.all, FileCounts { total: 10, ip: 1 });
 }
 
 #[test]
@@ -684,7 +736,7 @@ fn non_utf8_file_names_travel_and_are_escaped() {
     let bytes = postcard::to_stdvec(&plan.jobs[0]).unwrap();
     let job: ChunkJob = postcard::from_bytes(&bytes).unwrap();
     assert_eq!(job, plan.jobs[0]);
-    assert_eq!(count_chunk(&job).unwrap().total, 1);
+    assert_eq!(counted_total(&count_chunk(&job)), 1);
 }
 
 #[test]
@@ -701,7 +753,7 @@ fn results_are_small_and_round_trip() {
     )
     .unwrap();
     let plan = plan(dir.path(), &Options::default()).unwrap();
-    let counts = count_chunk(&plan.jobs[0]).unwrap();
+    let counts = count_chunk(&plan.jobs[0]);
     let bytes = postcard::to_stdvec(&counts).unwrap();
     assert_eq!(postcard::from_bytes::<ChunkCounts>(&bytes).unwrap(), counts);
     // ~2,000 keys from a ~7 MB chunk: a few bytes per key, nothing per line.
@@ -773,7 +825,7 @@ fn ipv6_spellings_are_distinct_keys_and_the_canonical_one_is_packed() {
         },
     )
     .unwrap();
-    let counts = count_chunk(&plan.jobs[0]).unwrap();
+    let counts = count_chunk(&plan.jobs[0]);
     assert_eq!(
         counts.keys.ipv6,
         [1, 0x2001_0db8_0000_0000_0000_0000_0000_0001]
@@ -781,7 +833,7 @@ fn ipv6_spellings_are_distinct_keys_and_the_canonical_one_is_packed() {
     assert_eq!(counts.keys.other.len(), 3);
     assert_eq!(counts.counts.as_ref().unwrap().ipv6, [1, 3]);
     let mut merger = Merger::new(&plan);
-    merger.add(Ok(counts));
+    merger.add(counts);
     let report = merger.finish();
     assert_eq!(report.all, FileCounts { total: 7, ip: 5 });
     let top = &report.top.unwrap()[0];
@@ -850,8 +902,8 @@ fn a_file_truncated_after_planning_counts_what_is_left() {
             let mut total = 0;
             let mut keys = BTreeSet::new();
             for job in &plan.jobs {
-                let counts = count_chunk_with(job, method).unwrap();
-                total += counts.total;
+                let counts = count_chunk_with(job, method);
+                total += counted_total(&counts);
                 keys.extend(key_bytes(&counts.keys));
             }
             assert_eq!((total, keys), expected, "{method:?}, {keep} bytes left");

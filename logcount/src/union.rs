@@ -49,6 +49,97 @@ pub(crate) fn union_len<T: Ord>(lists: &[Vec<T>]) -> u64 {
     count
 }
 
+/// Keys of many sets (a batch's files) appended in any order and with repeats, made sorted and
+/// deduplicated (counts summed) by one sort when asked, and along the way whenever the pile
+/// has doubled since it was last deduplicated: so the memory stays within about twice the
+/// distinct keys (plus the last set appended) however many sets come, and the work is a few
+/// sequential sorts instead of a merge per set.
+#[derive(Debug)]
+pub(crate) struct KeyPile<K> {
+    keys: Vec<K>,
+    /// Parallel to `keys`, when counting.
+    counts: Option<Vec<u64>>,
+    /// `keys.len()` after the last deduplication.
+    settled: usize,
+    scratch: Vec<K>,
+}
+
+/// The pile is not deduplicated before it holds this many keys.
+const PILE_SETTLE_FROM: usize = 1 << 16;
+
+/// A key type a [`KeyPile`] can sort.
+pub(crate) trait PileKey: Copy + Ord + Default {
+    /// Sorts `keys` ascending; `scratch` is spare room the sort may use.
+    fn sort_keys(keys: &mut Vec<Self>, scratch: &mut Vec<Self>);
+}
+
+impl PileKey for u32 {
+    fn sort_keys(keys: &mut Vec<u32>, scratch: &mut Vec<u32>) {
+        <u32 as super::key_set::SlotKey>::sort(keys, scratch);
+    }
+}
+
+impl PileKey for u128 {
+    fn sort_keys(keys: &mut Vec<u128>, _scratch: &mut Vec<u128>) {
+        keys.sort_unstable();
+    }
+}
+
+impl<K: PileKey> KeyPile<K> {
+    pub(crate) fn new(with_counts: bool) -> Self {
+        Self {
+            keys: Vec::new(),
+            counts: with_counts.then(Vec::new),
+            settled: 0,
+            scratch: Vec::new(),
+        }
+    }
+
+    /// Where to append keys (and their counts, when counting; the two stay parallel).
+    pub(crate) fn parts(&mut self) -> (&mut Vec<K>, Option<&mut Vec<u64>>) {
+        (&mut self.keys, self.counts.as_mut())
+    }
+
+    /// Deduplicates if the pile has doubled since it last was.
+    pub(crate) fn settle(&mut self) {
+        if self.keys.len() > 2 * self.settled.max(PILE_SETTLE_FROM / 2) {
+            self.dedup();
+        }
+    }
+
+    fn dedup(&mut self) {
+        match self.counts.take() {
+            None => {
+                K::sort_keys(&mut self.keys, &mut self.scratch);
+                self.keys.dedup();
+            }
+            Some(counts) => {
+                let mut pairs: Vec<(K, u64)> = self.keys.drain(..).zip(counts).collect();
+                pairs.sort_unstable_by_key(|&(key, _)| key);
+                let mut counts = Vec::with_capacity(pairs.len());
+                for (key, count) in pairs {
+                    if self.keys.last() == Some(&key) {
+                        if let Some(last) = counts.last_mut() {
+                            *last += count;
+                        }
+                    } else {
+                        self.keys.push(key);
+                        counts.push(count);
+                    }
+                }
+                self.counts = Some(counts);
+            }
+        }
+        self.settled = self.keys.len();
+    }
+
+    /// The distinct keys, sorted, and their summed counts when counting.
+    pub(crate) fn finish(mut self) -> (Vec<K>, Option<Vec<u64>>) {
+        self.dedup();
+        (self.keys, self.counts)
+    }
+}
+
 /// A key type with a two-way union of sorted, deduplicated lists.
 pub(crate) trait UnionKey: Sized {
     /// The sorted, deduplicated union of two sorted, deduplicated lists.

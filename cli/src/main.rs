@@ -431,17 +431,13 @@ fn run_logcount(args: &RunArgs) -> anyhow::Result<ExitCode> {
             .chunk_bytes
             .unwrap_or(LogcountOptions::default().chunk_bytes),
     };
-    let plan_with = |options: &LogcountOptions| {
-        logcount::plan(dir.as_ref(), options).map_err(|error| Exit {
-            code: 2,
-            message: error.to_string(),
-        })
-    };
-    let mut plan = plan_with(&options)?;
+    let mut plan = logcount::plan(dir.as_ref(), &options).map_err(|error| Exit {
+        code: 2,
+        message: error.to_string(),
+    })?;
     // Unless told the chunk size, cut the input into a few chunks per worker (load balance at
     // the end of the run; pieces of a file are equal), not more: each chunk costs its distinct
-    // keys again (sorted, sent, decoded, merged) whatever its size. Planning reads metadata
-    // only, so planning twice is cheap.
+    // keys again (sorted, sent, decoded, merged) whatever its size.
     if args.chunk_bytes.is_none() {
         let workers = args
             .workers
@@ -449,10 +445,7 @@ fn run_logcount(args: &RunArgs) -> anyhow::Result<ExitCode> {
         let total: u64 = plan.files.iter().map(|file| file.len).sum();
         let chunk_bytes = logcount::balanced_chunk_bytes(total, workers);
         if chunk_bytes != options.chunk_bytes {
-            plan = plan_with(&LogcountOptions {
-                chunk_bytes,
-                ..options
-            })?;
+            plan.recut(chunk_bytes);
         }
     }
     let jobs = logcount_jobs(args, &mut plan)?;

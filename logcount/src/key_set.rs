@@ -349,7 +349,18 @@ impl<K: SlotKey> KeySet<K> {
                     }
                 }
             }
-            _ => keys.extend(self.table.iter().copied().filter(|&key| key != empty)),
+            _ => {
+                // Without a branch per slot (whether a slot is empty is a coin flip at the
+                // fill a set is left with): every slot is written, and only a key advances.
+                let start = keys.len();
+                keys.resize(start + self.table.len(), empty);
+                let mut next = start;
+                for &key in &self.table {
+                    keys[next] = key;
+                    next += usize::from(key != empty);
+                }
+                keys.truncate(next);
+            }
         }
     }
 

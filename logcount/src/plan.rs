@@ -181,6 +181,17 @@ impl Plan {
             .fold(0, u64::saturating_add)
     }
 
+    /// Cuts the files into jobs again, for chunks of about `chunk_bytes` (at least 1), without
+    /// listing them again: for a chunk size chosen from the planned total.
+    pub fn recut(&mut self, chunk_bytes: u64) {
+        let options = Options {
+            chunk_bytes: chunk_bytes.max(1),
+            top: self.top,
+            recursive: false,
+        };
+        self.jobs = jobs_for(&self.files, &options);
+    }
+
     /// The time limit for `job` when none is given (`--job-timeout`): [`JOB_TIMEOUT_BASE`]
     /// plus [`JOB_TIMEOUT_PER_64_MIB`] for each started 64 MiB it scans, so that nothing can
     /// hang a run forever while honest work is never cut short.
@@ -340,11 +351,18 @@ impl Listing {
             let path = entry.path();
             let relative = relative.join(&file_name);
             let name = display_name(&relative);
-            // fs::metadata follows symlinks: a symlink to a file is a file.
-            let meta = match fs::metadata(&path) {
+            // A symlink to a file is a file: only a symlink is stat'ed through its path
+            // (following it); any other entry relative to the directory (fstatat), which
+            // saves a lookup of every component of the path per file.
+            let is_link = entry.file_type().is_ok_and(|t| t.is_symlink());
+            let meta = if is_link {
+                fs::metadata(&path)
+            } else {
+                entry.metadata()
+            };
+            let meta = match meta {
                 Ok(meta) => meta,
                 Err(e) => {
-                    let is_link = entry.file_type().is_ok_and(|t| t.is_symlink());
                     let what = if is_link && e.kind() == io::ErrorKind::NotFound {
                         "broken symlink"
                     } else {

@@ -98,6 +98,11 @@ impl KeyUnion {
         self.long.push(keys.long);
     }
 
+    /// The number of keys in the union (see [`SortedUnion::count`]).
+    fn count(self) -> u64 {
+        self.ipv4.count() + self.ipv6.count() + self.other.count() + self.long.count()
+    }
+
     fn finish(self) -> DistinctKeys {
         DistinctKeys {
             ipv4: self.ipv4.finish(),
@@ -516,7 +521,7 @@ impl Merger {
         let mut packed = self.batches;
         packed.push(self.split.finish());
         let other: Vec<Vec<&[u8]>> = other.iter().map(ByteArena::keys).collect();
-        report.all.ip = packed.finish().len() + union_len(&other) + union_len(&long);
+        report.all.ip = packed.count() + union_len(&other) + union_len(&long);
         if let Some(k) = self.top {
             report.top = Some(self.top_counts.top(k));
         }

@@ -959,3 +959,229 @@ fn results_merge_the_same_in_any_order() {
     }
     assert_eq!(in_order.files.len(), 3);
 }
+
+/// Small log texts of every kind of key (dotted quads, IPv6, host names, a long key, blank
+/// lines, no final newline), different per `seed`.
+fn small_log(seed: u64) -> Vec<u8> {
+    let mut data = Vec::new();
+    let lines = seed % 13;
+    for line in 0..lines {
+        let x = seed.wrapping_mul(2_654_435_761).wrapping_add(line * 40_503) % 5000;
+        match (seed + line) % 7 {
+            0 => writeln!(data, "10.0.{}.{} - - [x]", x / 250, x % 250),
+            1 => writeln!(data, "2001:db8::{x:x} - - [x]"),
+            2 => writeln!(data, "host-{x}.example, 10.0.0.1 - - [x]"),
+            3 => writeln!(data, "   "),
+            4 => writeln!(data, "{}{x} - - [x]", "k".repeat(300)),
+            5 => writeln!(data, "10.1.0.{} - - [x]\r", x % 250),
+            _ => write!(data, "192.0.2.{}", x % 250),
+        }
+        .unwrap();
+        if (seed + line) % 7 == 6 && line + 1 < lines {
+            data.push(b'\n');
+        }
+    }
+    data
+}
+
+#[test]
+fn thousands_of_small_files_in_one_job_are_each_counted_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut all_keys = BTreeSet::new();
+    let mut all_total = 0;
+    let mut expected = std::collections::BTreeMap::new();
+    for seed in 0..3000u64 {
+        let data = small_log(seed);
+        let name = format!("f{seed:05}.log");
+        write(dir.path(), &name, &data);
+        let (total, keys) = reference(&data);
+        all_total += total;
+        expected.insert(
+            name,
+            FileCounts {
+                total,
+                ip: keys.len() as u64,
+            },
+        );
+        all_keys.extend(keys);
+    }
+    let options = Options {
+        chunk_bytes: 1 << 30,
+        ..Options::default()
+    };
+    let plan = plan(dir.path(), &options).unwrap();
+    assert_eq!(plan.jobs.len(), 1);
+    assert_eq!(plan.jobs[0].parts.len(), 3000);
+    let counts = count_chunk(&plan.jobs[0]);
+    // The job's keys are the union of its files', each key once.
+    assert_eq!(key_bytes(&counts.keys), all_keys);
+    for method in [ReadMethod::Read, ReadMethod::Map(map_consent())] {
+        let mut merger = Merger::new(&plan);
+        merger.add(count_chunk_with(&plan.jobs[0], method));
+        let report = merger.finish();
+        assert!(report.errors.is_empty(), "{:?}", report.errors);
+        assert_eq!(report.files.len(), expected.len());
+        for (name, counts) in &expected {
+            assert_eq!(&report.files[name], counts, "{name}, {method:?}");
+        }
+        let all = FileCounts {
+            total: all_total,
+            ip: all_keys.len() as u64,
+        };
+        assert_eq!(report.all, all, "{method:?}");
+    }
+    // The default planning batches them too, and so does the small-chunk planning of tests.
+    assert_eq!(count(dir.path()).files, expected);
+    let small = count_dir(
+        dir.path(),
+        &Options {
+            chunk_bytes: 100_000,
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(small.files, expected);
+    assert_eq!(small.all.ip, all_keys.len() as u64);
+}
+
+#[test]
+fn unreadable_files_inside_a_batch_are_errors_and_the_others_exact() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let mut expected_keys = BTreeSet::new();
+    let mut expected_total = 0;
+    for seed in 0..200u64 {
+        let data = small_log(seed);
+        write(dir.path(), &format!("ok{seed:03}.log"), &data);
+        let (total, keys) = reference(&data);
+        expected_total += total;
+        expected_keys.extend(keys);
+    }
+    // Each of these has a key no other file has: counted, it would show in the union.
+    let unique = |name: &str| format!("{name}-only - - [x]\n").into_bytes();
+    let gone = write(dir.path(), "gone.log", &unique("gone"));
+    let fifo = write(dir.path(), "fifo.log", &unique("fifo"));
+    let swapped_dir = write(dir.path(), "dir.log", &unique("dir"));
+    let secret = write(dir.path(), "secret.log", &unique("secret"));
+    let plan = plan(dir.path(), &Options::default()).unwrap();
+    assert_eq!(plan.jobs.len(), 1, "one batch");
+    // Between planning and counting: one vanishes, one becomes a FIFO (no writer: a
+    // blocking open would hang), one a directory, one unreadable.
+    fs::remove_file(&gone).unwrap();
+    fs::remove_file(&fifo).unwrap();
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    fs::remove_file(&swapped_dir).unwrap();
+    fs::create_dir(&swapped_dir).unwrap();
+    fs::set_permissions(&secret, fs::Permissions::from_mode(0o000)).unwrap();
+    let root = nix::unistd::geteuid().is_root();
+    for method in [ReadMethod::Read, ReadMethod::Map(map_consent())] {
+        let mut merger = Merger::new(&plan);
+        merger.add(count_chunk_with(&plan.jobs[0], method));
+        let report = merger.finish();
+        let errors = &report.errors;
+        assert!(errors["gone.log"].contains("No such file"), "{errors:?}");
+        assert!(errors["fifo.log"].contains("it is a FIFO"), "{errors:?}");
+        assert!(errors["dir.log"].contains("Is a directory") || errors["dir.log"].contains("it is a directory"), "{errors:?}");
+        let mut keys = expected_keys.clone();
+        let mut total = expected_total;
+        if root {
+            // root reads anything: the file is simply counted.
+            assert_eq!(report.files["secret.log"], FileCounts { total: 1, ip: 1 });
+            keys.insert(b"secret-only".to_vec());
+            total += 1;
+            assert_eq!(errors.len(), 3, "{errors:?}");
+        } else {
+            assert!(errors["secret.log"].contains("Permission denied"), "{errors:?}");
+            assert_eq!(errors.len(), 4, "{errors:?}");
+        }
+        for seed in 0..200u64 {
+            let (total, keys) = reference(&small_log(seed));
+            let counts = FileCounts {
+                total,
+                ip: keys.len() as u64,
+            };
+            assert_eq!(report.files[&format!("ok{seed:03}.log")], counts);
+        }
+        let all = FileCounts {
+            total,
+            ip: keys.len() as u64,
+        };
+        assert_eq!(report.all, all, "{method:?}");
+    }
+}
+
+#[test]
+fn non_utf8_names_inside_a_batch_travel_and_count() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().unwrap();
+    for (index, name) in [&b"caf\xe9.log"[..], b"\xff\xfe.log", b"plain.log", b"\\xFF\\xFE.log"]
+        .into_iter()
+        .enumerate()
+    {
+        let data = format!("10.0.0.{index} - - x\n10.0.0.9 - - y\n").repeat(index + 1);
+        fs::write(dir.path().join(std::ffi::OsStr::from_bytes(name)), data).unwrap();
+    }
+    let plan = plan(dir.path(), &Options::default()).unwrap();
+    assert_eq!(plan.jobs.len(), 1);
+    assert_eq!(plan.jobs[0].parts.len(), 4);
+    let bytes = postcard::to_stdvec(&plan.jobs[0]).unwrap();
+    let job: ChunkJob = postcard::from_bytes(&bytes).unwrap();
+    assert_eq!(job, plan.jobs[0]);
+    let mut merger = Merger::new(&plan);
+    merger.add(count_chunk(&job));
+    let report = merger.finish();
+    let files: Vec<(&str, u64)> = report
+        .files
+        .iter()
+        .map(|(name, counts)| (name.as_str(), counts.total))
+        .collect();
+    assert_eq!(
+        files,
+        [
+            ("\\\\xFF\\\\xFE.log", 8),
+            ("\\xFF\\xFE.log", 4),
+            ("caf\\xE9.log", 2),
+            ("plain.log", 6)
+        ]
+    );
+    assert_eq!(report.all, FileCounts { total: 20, ip: 5 });
+}
+
+#[test]
+fn small_files_are_batched_by_weight_and_large_ones_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "a.log", &[b'x'; 10]);
+    write(dir.path(), "b.log", &[b'x'; 10]);
+    write(dir.path(), "c.log", &vec![b'x'; 100_000]);
+    write(dir.path(), "d.log.gz", &[b'x'; 2_000]);
+    write(dir.path(), "e.log", &[b'x'; 10]);
+    let options = Options {
+        chunk_bytes: 40_000,
+        ..Options::default()
+    };
+    let plan = plan(dir.path(), &options).unwrap();
+    let jobs: Vec<Vec<(usize, ChunkSource)>> = plan
+        .jobs
+        .iter()
+        .map(|job| job.parts.iter().map(|part| (part.file_index, part.source)).collect())
+        .collect();
+    let range = |start, end| ChunkSource::Range { start, end };
+    assert_eq!(
+        jobs,
+        [
+            // A file larger than a chunk is cut into equal chunks, one job each.
+            vec![(2, range(0, 33_334))],
+            vec![(2, range(33_334, 66_668))],
+            vec![(2, range(66_668, 100_000))],
+            // 16 KiB + 10 bytes each: two fit in 40,000.
+            vec![(0, range(0, 10)), (1, range(0, 10))],
+            // A .gz weighs 10 times its size: 20,000 + 16 KiB, alone.
+            vec![(3, ChunkSource::Gzip)],
+            vec![(4, range(0, 10))],
+        ]
+    );
+    let mut recut = plan.clone();
+    recut.recut(1 << 30);
+    assert_eq!(recut.jobs.len(), 1);
+    assert_eq!(recut.jobs[0].parts.len(), 5);
+}

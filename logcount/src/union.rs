@@ -61,6 +61,8 @@ pub(crate) struct KeyPile<K> {
     counts: Option<Vec<u64>>,
     /// `keys.len()` after the last deduplication.
     settled: usize,
+    /// [`PILE_SETTLE_FROM`] (smaller in tests).
+    settle_from: usize,
     scratch: Vec<K>,
 }
 
@@ -92,6 +94,7 @@ impl<K: PileKey> KeyPile<K> {
             keys: Vec::new(),
             counts: with_counts.then(Vec::new),
             settled: 0,
+            settle_from: PILE_SETTLE_FROM,
             scratch: Vec::new(),
         }
     }
@@ -103,7 +106,7 @@ impl<K: PileKey> KeyPile<K> {
 
     /// Deduplicates if the pile has doubled since it last was.
     pub(crate) fn settle(&mut self) {
-        if self.keys.len() > 2 * self.settled.max(PILE_SETTLE_FROM / 2) {
+        if self.keys.len() > 2 * self.settled.max(self.settle_from / 2) {
             self.dedup();
         }
     }
@@ -143,21 +146,36 @@ impl<K: PileKey> KeyPile<K> {
 
 /// A key type with a two-way union of sorted, deduplicated lists.
 pub(crate) trait UnionKey: Sized {
-    /// The sorted, deduplicated union of two sorted, deduplicated lists.
-    fn union(a: Vec<Self>, b: Vec<Self>) -> Vec<Self>;
+    /// The sorted, deduplicated union of two sorted, deduplicated lists, written into
+    /// `spare` if it has room (a buffer a previous union left; its contents are dropped), so
+    /// that a long run of unions reuses memory rather than faulting in fresh pages. Returns
+    /// the union and a buffer left over for the next one.
+    fn union(a: Vec<Self>, b: Vec<Self>, spare: Vec<Self>) -> (Vec<Self>, Vec<Self>);
+    /// The number of keys in the union of two sorted, deduplicated lists, without making it.
+    fn union_count(a: &[Self], b: &[Self]) -> u64;
 }
 
 /// Branch-light: each step writes the smaller head and advances the side(s) it came from, so
 /// the data-dependent comparisons select values instead of steering branches (the generic
 /// merge below mispredicted on every interleaving of the two lists).
-fn union_of_integers<T: Copy + Ord + Default>(a: Vec<T>, b: Vec<T>) -> Vec<T> {
+fn union_of_integers<T: Copy + Ord + Default>(
+    a: Vec<T>,
+    b: Vec<T>,
+    spare: Vec<T>,
+) -> (Vec<T>, Vec<T>) {
     if a.is_empty() {
-        return b;
+        return (b, spare);
     }
     if b.is_empty() {
-        return a;
+        return (a, spare);
     }
-    let mut out = vec![T::default(); a.len() + b.len()];
+    let mut out = if spare.capacity() >= a.len() + b.len() {
+        spare
+    } else {
+        Vec::new()
+    };
+    out.clear();
+    out.resize(a.len() + b.len(), T::default());
     let (mut i, mut j, mut n) = (0, 0, 0);
     while i < a.len() && j < b.len() {
         let (x, y) = (a[i], b[j]);
@@ -169,29 +187,76 @@ fn union_of_integers<T: Copy + Ord + Default>(a: Vec<T>, b: Vec<T>) -> Vec<T> {
     let rest = if i < a.len() { &a[i..] } else { &b[j..] };
     out[n..n + rest.len()].copy_from_slice(rest);
     out.truncate(n + rest.len());
-    out
+    let left = if a.capacity() >= b.capacity() { a } else { b };
+    (out, left)
+}
+
+/// [`UnionKey::union_count`] for integer-like keys: the same branch-light walk, counting.
+fn union_count_of_integers<T: Copy + Ord>(a: &[T], b: &[T]) -> u64 {
+    let (mut i, mut j, mut n) = (0, 0, 0u64);
+    while i < a.len() && j < b.len() {
+        let (x, y) = (a[i], b[j]);
+        n += 1;
+        i += usize::from(x <= y);
+        j += usize::from(y <= x);
+    }
+    n + (a.len() - i) as u64 + (b.len() - j) as u64
 }
 
 impl UnionKey for u32 {
-    fn union(a: Vec<u32>, b: Vec<u32>) -> Vec<u32> {
-        union_of_integers(a, b)
+    fn union(a: Vec<u32>, b: Vec<u32>, spare: Vec<u32>) -> (Vec<u32>, Vec<u32>) {
+        union_of_integers(a, b, spare)
+    }
+
+    fn union_count(a: &[u32], b: &[u32]) -> u64 {
+        union_count_of_integers(a, b)
     }
 }
 
 impl UnionKey for u128 {
-    fn union(a: Vec<u128>, b: Vec<u128>) -> Vec<u128> {
-        union_of_integers(a, b)
+    fn union(a: Vec<u128>, b: Vec<u128>, spare: Vec<u128>) -> (Vec<u128>, Vec<u128>) {
+        union_of_integers(a, b, spare)
+    }
+
+    fn union_count(a: &[u128], b: &[u128]) -> u64 {
+        union_count_of_integers(a, b)
     }
 }
 
 impl UnionKey for [u8; 32] {
-    fn union(a: Vec<[u8; 32]>, b: Vec<[u8; 32]>) -> Vec<[u8; 32]> {
-        union_of_integers(a, b)
+    fn union(a: Vec<[u8; 32]>, b: Vec<[u8; 32]>, spare: Vec<[u8; 32]>) -> (Vec<[u8; 32]>, Vec<[u8; 32]>) {
+        union_of_integers(a, b, spare)
+    }
+
+    fn union_count(a: &[[u8; 32]], b: &[[u8; 32]]) -> u64 {
+        union_count_of_integers(a, b)
     }
 }
 
 impl UnionKey for Vec<u8> {
-    fn union(a: Vec<Vec<u8>>, b: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
+    fn union_count(a: &[Vec<u8>], b: &[Vec<u8>]) -> u64 {
+        let (mut i, mut j, mut n) = (0, 0, 0u64);
+        while i < a.len() && j < b.len() {
+            n += 1;
+            match a[i].cmp(&b[j]) {
+                std::cmp::Ordering::Less => i += 1,
+                std::cmp::Ordering::Greater => j += 1,
+                std::cmp::Ordering::Equal => {
+                    i += 1;
+                    j += 1;
+                }
+            }
+        }
+        n + (a.len() - i) as u64 + (b.len() - j) as u64
+    }
+
+    fn union(a: Vec<Vec<u8>>, b: Vec<Vec<u8>>, spare: Vec<Vec<u8>>) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+        (union_of_byte_strings(a, b), spare)
+    }
+}
+
+fn union_of_byte_strings(a: Vec<Vec<u8>>, b: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
+    {
         let mut out = Vec::with_capacity(a.len().max(b.len()));
         let mut a = a.into_iter().peekable();
         let mut b = b.into_iter().peekable();
@@ -320,11 +385,16 @@ impl CountedUnion {
 pub(crate) struct SortedUnion<T> {
     /// Merged runs, each at most half as long as the one below it (after `push` returns).
     runs: Vec<Vec<T>>,
+    /// A buffer the last merge left, for the next (see [`UnionKey::union`]).
+    spare: Vec<T>,
 }
 
 impl<T> Default for SortedUnion<T> {
     fn default() -> Self {
-        Self { runs: Vec::new() }
+        Self {
+            runs: Vec::new(),
+            spare: Vec::new(),
+        }
     }
 }
 
@@ -348,9 +418,25 @@ impl<T: UnionKey> SortedUnion<T> {
         self.runs.pop().unwrap_or_default()
     }
 
+    /// The number of keys in the union, without making it: the last merge, of the two
+    /// largest runs, only counts (no output to allocate and fault in).
+    pub(crate) fn count(mut self) -> u64 {
+        while self.runs.len() > 2 {
+            self.merge_top_two();
+        }
+        match self.runs.as_slice() {
+            [] => 0,
+            [only] => only.len() as u64,
+            [a, b, ..] => T::union_count(a, b),
+        }
+    }
+
     fn merge_top_two(&mut self) {
         if let (Some(top), Some(below)) = (self.runs.pop(), self.runs.pop()) {
-            self.runs.push(T::union(below, top));
+            let spare = std::mem::take(&mut self.spare);
+            let (union, left) = T::union(below, top, spare);
+            self.runs.push(union);
+            self.spare = left;
         }
     }
 }
@@ -419,7 +505,59 @@ mod tests {
         assert_eq!(union.finish(), (0..1007).collect::<Vec<u32>>());
     }
 
+    #[test]
+    fn count_is_the_union_length() {
+        for parts in [vec![], vec![vec![1u32, 5]], vec![vec![1, 5], vec![2, 5, 9], vec![0]]] {
+            let expected: BTreeSet<u32> = parts.iter().flatten().copied().collect();
+            let mut union = SortedUnion::default();
+            for part in parts {
+                union.push(part);
+            }
+            assert_eq!(union.count(), expected.len() as u64);
+        }
+    }
+
     proptest::proptest! {
+        #[test]
+        fn a_pile_sums_like_a_map(
+            sets in proptest::collection::vec(
+                proptest::collection::btree_map(
+                    proptest::prop_oneof![0u32..40, proptest::num::u32::ANY],
+                    1u64..5,
+                    0..300,
+                ),
+                0..30,
+            ),
+            with_counts: bool,
+        ) {
+            let mut expected = std::collections::BTreeMap::new();
+            let mut pile = KeyPile::<u32>::new(with_counts);
+            // Deduplicated along the way, as a batch of millions of keys is.
+            pile.settle_from = 64;
+            for set in &sets {
+                let (keys, counts) = pile.parts();
+                // Sets come in no order (a hash table's): reversed here.
+                keys.extend(set.keys().rev());
+                if let Some(counts) = counts {
+                    counts.extend(set.values().rev());
+                }
+                pile.settle();
+                proptest::prop_assert!(pile.keys.len() <= 2 * expected.len().max(32) + set.len());
+                for (&key, &count) in set {
+                    *expected.entry(key).or_insert(0) += count;
+                }
+            }
+            let (keys, counts) = pile.finish();
+            proptest::prop_assert_eq!(&keys, &expected.keys().copied().collect::<Vec<_>>());
+            match counts {
+                Some(counts) => {
+                    proptest::prop_assert!(with_counts);
+                    proptest::prop_assert_eq!(counts, expected.values().copied().collect::<Vec<_>>());
+                }
+                None => proptest::prop_assert!(!with_counts),
+            }
+        }
+
         #[test]
         fn union_matches_a_set(
             parts in proptest::collection::vec(
@@ -439,7 +577,10 @@ mod tests {
                     proptest::prop_assert!(pair[0].len() > 2 * pair[1].len());
                 }
             }
-            proptest::prop_assert_eq!(union.finish(), expected.into_iter().collect::<Vec<_>>());
+            let runs = union.runs.clone();
+            proptest::prop_assert_eq!(union.finish(), expected.iter().copied().collect::<Vec<_>>());
+            let again = SortedUnion { runs, spare: Vec::new() };
+            proptest::prop_assert_eq!(again.count(), expected.len() as u64);
         }
 
         #[test]

@@ -16,7 +16,7 @@ use super::keys::format_ipv4;
 use super::plan::Plan;
 use super::plan::ChunkJob;
 use super::scan::{ChunkCounts, DistinctKeys, KeyCounts};
-use super::union::{union_len, CountedKeys, CountedUnion, SortedUnion};
+use super::union::{merge_counted, union_len, CountedKeys, CountedUnion, SortedUnion};
 
 /// Requests and distinct client keys of one file, or of all files.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -81,33 +81,35 @@ impl std::str::FromStr for Format {
     }
 }
 
-/// The union of [`DistinctKeys`] lists pushed one at a time, kind by kind.
+/// The union of the packed and long keys of [`DistinctKeys`] lists pushed one at a time, kind
+/// by kind. (Byte-string keys go into a [`CountedUnion`] or [`Merger::other_runs`] instead,
+/// packed in one buffer.)
 #[derive(Debug, Default)]
 struct KeyUnion {
     ipv4: SortedUnion<u32>,
     ipv6: SortedUnion<u128>,
-    other: SortedUnion<Vec<u8>>,
     long: SortedUnion<[u8; 32]>,
 }
 
 impl KeyUnion {
+    /// Adds the packed and long keys of `keys` (its byte-string keys must have been taken out).
     fn push(&mut self, keys: DistinctKeys) {
+        debug_assert!(keys.other.is_empty());
         self.ipv4.push(keys.ipv4);
         self.ipv6.push(keys.ipv6);
-        self.other.push(keys.other);
         self.long.push(keys.long);
     }
 
     /// The number of keys in the union (see [`SortedUnion::count`]).
     fn count(self) -> u64 {
-        self.ipv4.count() + self.ipv6.count() + self.other.count() + self.long.count()
+        self.ipv4.count() + self.ipv6.count() + self.long.count()
     }
 
     fn finish(self) -> DistinctKeys {
         DistinctKeys {
             ipv4: self.ipv4.finish(),
             ipv6: self.ipv6.finish(),
-            other: self.other.finish(),
+            other: Vec::new(),
             long: self.long.finish(),
         }
     }
@@ -152,14 +154,13 @@ impl PartialEq for RankedLast {
 
 impl Eq for RankedLast {}
 
-/// Requests per key over all files, for `--top`.
+/// Requests per packed and long key over all files, for `--top`. (Byte-string keys come sorted
+/// with their counts, and are summed by the merge that counts them, in [`Merger::finish`]:
+/// hashing millions of host names would cost several times the time and memory.)
 #[derive(Debug, Default)]
 struct TopCounts {
     ipv4: CountMap<u32>,
     ipv6: CountMap<u128>,
-    /// Byte-string keys come sorted with their counts: merged with counts summed rather than
-    /// hashed, which on millions of host names takes a fraction of the time and memory.
-    other: CountedUnion,
     /// Long keys by digest: their count and first bytes.
     long: CountMap<[u8; 32], (u64, Vec<u8>)>,
 }
@@ -172,11 +173,6 @@ impl TopCounts {
         for (&key, &count) in keys.ipv6.iter().zip(&counts.ipv6) {
             *self.ipv6.entry(key).or_insert(0) += count;
         }
-        let mut other = CountedKeys::default();
-        for (key, &count) in keys.other.iter().zip(&counts.other) {
-            other.push(key, count);
-        }
-        self.other.push(other);
         for ((digest, &count), shown) in keys.long.iter().zip(&counts.long).zip(&counts.long_shown)
         {
             self.long
@@ -186,44 +182,61 @@ impl TopCounts {
         }
     }
 
-    /// The `k` keys with most requests, ties broken by the key's bytes (a long key's: its
-    /// first bytes, then its digest).
-    fn top(self, k: usize) -> Vec<TopKey> {
-        // Only the first `k` in order are shown: keep the best `k` seen in a heap whose top is
-        // the worst of them, rather than gather and sort millions of keys to show three.
-        let mut best: BinaryHeap<RankedLast> = BinaryHeap::new();
-        let other = self.other.finish();
-        let entries = self
-            .ipv4
-            .into_iter()
-            .map(|(key, count)| (count, format_ipv4(key).into_bytes(), None))
-            .chain(
-                self.ipv6
-                    .into_iter()
-                    .map(|(key, count)| (count, format_ipv6(key).into_bytes(), None)),
-            )
-            .chain(other.iter().map(|(key, count)| (count, key.to_vec(), None)))
-            .chain(
-                self.long
-                    .into_iter()
-                    .map(|(digest, (count, shown))| (count, shown, Some(digest))),
-            );
-        for entry in entries {
-            if best.len() < k {
-                best.push(RankedLast(entry));
-            } else if let Some(mut worst) = best.peek_mut() {
-                if rank_order(&entry, &worst.0).is_lt() {
-                    *worst = RankedLast(entry);
-                }
+    /// Offers every packed and long key to `best`.
+    fn offer_to(self, best: &mut TopHeap) {
+        for (key, count) in self.ipv4 {
+            best.offer(count, format_ipv4(key).as_bytes(), None);
+        }
+        for (key, count) in self.ipv6 {
+            best.offer(count, format_ipv6(key).as_bytes(), None);
+        }
+        for (digest, (count, shown)) in self.long {
+            best.offer(count, &shown, Some(digest));
+        }
+    }
+}
+
+/// The best `k` keys offered so far (`--top`): a heap whose top is the worst of them, rather
+/// than gather and sort millions of keys to show three. A key's bytes are copied only if it
+/// enters.
+#[derive(Debug)]
+struct TopHeap {
+    k: usize,
+    best: BinaryHeap<RankedLast>,
+}
+
+impl TopHeap {
+    fn new(k: usize) -> Self {
+        Self {
+            k,
+            best: BinaryHeap::new(),
+        }
+    }
+
+    fn offer(&mut self, count: u64, key: &[u8], digest: Option<[u8; 32]>) {
+        if self.best.len() < self.k {
+            self.best.push(RankedLast((count, key.to_vec(), digest)));
+        } else if let Some(mut worst) = self.best.peek_mut() {
+            let (worst_count, worst_key, worst_digest) = &worst.0;
+            let better = count
+                .cmp(worst_count)
+                .reverse()
+                .then_with(|| key.cmp(worst_key))
+                .then_with(|| digest.cmp(worst_digest))
+                .is_lt();
+            if better {
+                *worst = RankedLast((count, key.to_vec(), digest));
             }
         }
-        let all: Vec<Ranked> = best
+    }
+
+    /// The keys, most requests first, ties broken by the key's bytes (a long key's: its first
+    /// bytes, then its digest).
+    fn into_top(self) -> Vec<TopKey> {
+        self.best
             .into_sorted_vec()
             .into_iter()
-            .map(|RankedLast(entry)| entry)
-            .collect();
-        all.into_iter()
-            .map(|(count, key, digest)| TopKey {
+            .map(|RankedLast((count, key, digest))| TopKey {
                 key: match digest {
                     None => escape_bytes(&key),
                     Some(digest) => show_long_key(&key, &digest),
@@ -234,79 +247,14 @@ impl TopCounts {
     }
 }
 
-/// A file's distinct keys once all its chunks are in. Its packed keys are then also in the
-/// run's union (kept here so that the union can be rebuilt should the file fail after all).
-/// Its byte-string and long keys are not merged into a run-wide copy as files complete: with
-/// millions of host names that copy would cost as much memory again as the files' own lists,
-/// so they are counted across files by [`union_len`] in `finish`, from the files' lists.
+/// A cut file's packed and long keys once all its chunks are in (its packed keys are then also
+/// in the run's union; kept here so that the union can be rebuilt should the file fail after
+/// all). Its byte-string keys are in [`Merger::other_runs`].
 #[derive(Debug)]
 struct DoneFile {
     /// The IPv4 and IPv6 keys (the other two lists empty).
     packed: DistinctKeys,
-    other: ByteArena,
     long: Vec<[u8; 32]>,
-}
-
-impl DoneFile {
-    fn new(keys: DistinctKeys) -> Self {
-        let DistinctKeys {
-            ipv4,
-            ipv6,
-            other,
-            long,
-        } = keys;
-        Self {
-            packed: DistinctKeys {
-                ipv4,
-                ipv6,
-                ..DistinctKeys::default()
-            },
-            other: ByteArena::new(other),
-            long,
-        }
-    }
-
-    fn len(&self) -> u64 {
-        self.packed.len() + self.other.len() as u64 + self.long.len() as u64
-    }
-}
-
-/// Sorted byte strings packed in one buffer: a key costs its length plus 8 bytes, where a
-/// `Vec<u8>` of its own costs ~70 bytes for a 28-byte host name (its header and a heap block).
-#[derive(Debug, Default)]
-struct ByteArena {
-    bytes: Vec<u8>,
-    /// Where each key ends in `bytes`.
-    ends: Vec<usize>,
-}
-
-impl ByteArena {
-    fn new(keys: Vec<Vec<u8>>) -> Self {
-        let mut bytes = Vec::with_capacity(keys.iter().map(Vec::len).sum());
-        let mut ends = Vec::with_capacity(keys.len());
-        for key in keys {
-            bytes.extend_from_slice(&key);
-            ends.push(bytes.len());
-        }
-        Self { bytes, ends }
-    }
-
-    fn len(&self) -> usize {
-        self.ends.len()
-    }
-
-    /// The keys, in order.
-    fn keys(&self) -> Vec<&[u8]> {
-        let mut start = 0;
-        self.ends
-            .iter()
-            .map(|&end| {
-                let key = &self.bytes[start..end];
-                start = end;
-                key
-            })
-            .collect()
-    }
 }
 
 /// One file's results so far.
@@ -315,8 +263,10 @@ struct FileParts {
     total: u64,
     /// Its distinct keys, once known: from its one part's result for a file counted whole.
     distinct: Option<u64>,
-    /// A file cut into several chunks: the union of its chunks' keys so far.
+    /// A file cut into several chunks: the union of its chunks' packed and long keys so far.
     keys: KeyUnion,
+    /// ... and of their byte-string keys (with counts, for `--top`).
+    other: CountedUnion,
     /// Whether the file is cut into several chunks (several jobs), so that its distinct keys
     /// are the union of theirs, made here.
     split: bool,
@@ -344,9 +294,13 @@ pub struct Merger {
     top_counts: TopCounts,
     /// The packed keys of every batch result.
     batches: KeyUnion,
-    /// The byte-string and long keys of every batch result.
-    batch_other: Vec<ByteArena>,
+    /// The long keys of every batch result.
     batch_long: Vec<Vec<[u8; 32]>>,
+    /// The byte-string keys (with counts for `--top`) of every batch result, and of every cut
+    /// file whose chunks are all in (with its index): one buffer per result, counted across
+    /// results (and their counts summed) by one k-way merge in `finish`, never merged into a
+    /// run-wide copy, which with millions of host names would cost as much memory again.
+    other_runs: Vec<(Option<usize>, CountedKeys)>,
     /// The packed keys of every split file whose chunks are all in.
     split: KeyUnion,
     /// A split file already in `split` failed afterwards: rebuild `split` in `finish`.
@@ -372,8 +326,8 @@ impl Merger {
             top: plan.top,
             top_counts: TopCounts::default(),
             batches: KeyUnion::default(),
-            batch_other: Vec::new(),
             batch_long: Vec::new(),
+            other_runs: Vec::new(),
             split: KeyUnion::default(),
             split_stale: false,
         }
@@ -383,9 +337,14 @@ impl Merger {
     pub fn add(&mut self, counts: ChunkCounts) {
         let ChunkCounts {
             parts,
-            keys,
+            mut keys,
             counts,
         } = counts;
+        // Byte-string keys travel as one buffer from here on (with counts for `--top`).
+        let other = CountedKeys::new(
+            &std::mem::take(&mut keys.other),
+            counts.as_ref().map(|counts| &counts.other[..]),
+        );
         if let (Some(_), Some(key_counts)) = (self.top, &counts) {
             self.top_counts.add(&keys, key_counts);
         }
@@ -419,26 +378,34 @@ impl Merger {
                     return;
                 }
                 file.keys.push(keys);
+                file.other.push(other);
                 if file.chunks_left == 0 {
-                    let done = DoneFile::new(std::mem::take(&mut file.keys).finish());
-                    file.distinct = Some(done.len());
-                    self.split.push(done.packed.clone());
-                    file.done = Some(done);
+                    let keys = std::mem::take(&mut file.keys).finish();
+                    let other = std::mem::take(&mut file.other).finish();
+                    file.distinct = Some(keys.len() + other.len() as u64);
+                    let DistinctKeys {
+                        ipv4, ipv6, long, ..
+                    } = keys;
+                    let packed = DistinctKeys {
+                        ipv4,
+                        ipv6,
+                        ..DistinctKeys::default()
+                    };
+                    self.split.push(packed.clone());
+                    self.other_runs.push((Some(index), other));
+                    file.done = Some(DoneFile { packed, long });
                 }
             }
             None => {
                 let DistinctKeys {
-                    ipv4,
-                    ipv6,
-                    other,
-                    long,
+                    ipv4, ipv6, long, ..
                 } = keys;
                 self.batches.push(DistinctKeys {
                     ipv4,
                     ipv6,
                     ..DistinctKeys::default()
                 });
-                self.batch_other.push(ByteArena::new(other));
+                self.other_runs.push((None, other));
                 self.batch_long.push(long);
             }
         }
@@ -484,9 +451,9 @@ impl Merger {
                 }
             }
         }
-        // Byte-string and long keys of the counted results, for the overall count.
-        let mut other = self.batch_other;
+        // Long keys of the counted results, for the overall count.
         let mut long = self.batch_long;
+        let failed: Vec<bool> = self.files.iter().map(|file| file.error.is_some()).collect();
         for (name, file) in self.names.into_iter().zip(self.files) {
             let distinct = match (file.error, file.distinct) {
                 (Some(reason), _) => {
@@ -514,16 +481,29 @@ impl Merger {
                 },
             );
             if let Some(done) = file.done {
-                other.push(done.other);
                 long.push(done.long);
             }
         }
         let mut packed = self.batches;
         packed.push(self.split.finish());
-        let other: Vec<Vec<&[u8]>> = other.iter().map(ByteArena::keys).collect();
-        report.all.ip = packed.count() + union_len(&other) + union_len(&long);
-        if let Some(k) = self.top {
-            report.top = Some(self.top_counts.top(k));
+        // A cut file that failed after its chunks were in is left out; a batch's keys are
+        // those of its counted files only.
+        let other: Vec<&CountedKeys> = self
+            .other_runs
+            .iter()
+            .filter(|(file, _)| file.is_none_or(|index| !failed[index]))
+            .map(|(_, keys)| keys)
+            .collect();
+        let mut best = self.top.map(TopHeap::new);
+        let other_count = merge_counted(&other, |key, count| {
+            if let Some(best) = &mut best {
+                best.offer(count, key, None);
+            }
+        });
+        report.all.ip = packed.count() + other_count + union_len(&long);
+        if let Some(mut best) = best {
+            self.top_counts.offer_to(&mut best);
+            report.top = Some(best.into_top());
         }
         report
     }

@@ -233,69 +233,38 @@ impl UnionKey for [u8; 32] {
     }
 }
 
-impl UnionKey for Vec<u8> {
-    fn union_count(a: &[Vec<u8>], b: &[Vec<u8>]) -> u64 {
-        let (mut i, mut j, mut n) = (0, 0, 0u64);
-        while i < a.len() && j < b.len() {
-            n += 1;
-            match a[i].cmp(&b[j]) {
-                std::cmp::Ordering::Less => i += 1,
-                std::cmp::Ordering::Greater => j += 1,
-                std::cmp::Ordering::Equal => {
-                    i += 1;
-                    j += 1;
-                }
-            }
-        }
-        n + (a.len() - i) as u64 + (b.len() - j) as u64
-    }
-
-    fn union(a: Vec<Vec<u8>>, b: Vec<Vec<u8>>, spare: Vec<Vec<u8>>) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
-        (union_of_byte_strings(a, b), spare)
-    }
-}
-
-fn union_of_byte_strings(a: Vec<Vec<u8>>, b: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
-    {
-        let mut out = Vec::with_capacity(a.len().max(b.len()));
-        let mut a = a.into_iter().peekable();
-        let mut b = b.into_iter().peekable();
-        loop {
-            let take_a = match (a.peek(), b.peek()) {
-                (Some(x), Some(y)) => match x.cmp(y) {
-                    std::cmp::Ordering::Less => true,
-                    std::cmp::Ordering::Greater => false,
-                    std::cmp::Ordering::Equal => {
-                        b.next();
-                        true
-                    }
-                },
-                (Some(_), None) => true,
-                (None, Some(_)) => false,
-                (None, None) => return out,
-            };
-            out.extend(if take_a { a.next() } else { b.next() });
-        }
-    }
-}
-
-/// Sorted, deduplicated byte-string keys with their request counts, for `--top`, packed in
-/// one buffer: a key costs its length plus 16 bytes, where a `Vec<u8>` of its own would cost
-/// ~70 bytes for a 28-byte host name.
+/// Sorted, deduplicated byte-string keys, with their request counts when `--top` asks, packed
+/// in one buffer: a key costs its length plus 8 bytes (16 with a count), where a `Vec<u8>` of
+/// its own would cost ~70 bytes for a 28-byte host name.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct CountedKeys {
     bytes: Vec<u8>,
     /// Where each key ends in `bytes`.
     ends: Vec<usize>,
+    /// One per key if counted, else empty.
     counts: Vec<u64>,
 }
 
 impl CountedKeys {
-    /// Appends a key greater than every key already in.
-    pub(crate) fn push(&mut self, key: &[u8], count: u64) {
+    /// Sorted, deduplicated `keys`, with `counts` (one per key) if given.
+    pub(crate) fn new(keys: &[Vec<u8>], counts: Option<&[u64]>) -> Self {
+        let mut out = Self {
+            bytes: Vec::with_capacity(keys.iter().map(Vec::len).sum()),
+            ends: Vec::with_capacity(keys.len()),
+            counts: counts.map(<[u64]>::to_vec).unwrap_or_default(),
+        };
+        for key in keys {
+            out.bytes.extend_from_slice(key);
+            out.ends.push(out.bytes.len());
+        }
+        out
+    }
+
+    /// Appends a key greater than every key already in, with its count if counted.
+    fn push(&mut self, key: &[u8], count: Option<u64>) {
         self.bytes.extend_from_slice(key);
         self.ends.push(self.bytes.len());
-        self.counts.push(count);
+        self.counts.extend(count);
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -307,45 +276,90 @@ impl CountedKeys {
         &self.bytes[start..self.ends[index]]
     }
 
-    /// The keys and their counts, in order.
-    pub(crate) fn iter(&self) -> impl Iterator<Item = (&[u8], u64)> + '_ {
-        (0..self.len()).map(|index| (self.key(index), self.counts[index]))
+    /// The count of key `index`, if counted.
+    fn count(&self, index: usize) -> Option<u64> {
+        self.counts.get(index).copied()
     }
 
-    /// The union of two lists, a key in both with the sum of its counts.
+    /// The union of two lists, a key in both with the sum of its counts (if counted).
     fn union(a: &CountedKeys, b: &CountedKeys) -> CountedKeys {
+        let counted = !a.counts.is_empty() || !b.counts.is_empty();
         let mut out = CountedKeys {
             bytes: Vec::with_capacity(a.bytes.len().max(b.bytes.len())),
             ends: Vec::with_capacity(a.len().max(b.len())),
-            counts: Vec::with_capacity(a.len().max(b.len())),
+            counts: Vec::with_capacity(if counted { a.len().max(b.len()) } else { 0 }),
+        };
+        let sum = |x: Option<u64>, y: Option<u64>| {
+            counted.then(|| x.unwrap_or(0) + y.unwrap_or(0))
         };
         let (mut i, mut j) = (0, 0);
         while i < a.len() && j < b.len() {
             let (x, y) = (a.key(i), b.key(j));
             match x.cmp(y) {
                 std::cmp::Ordering::Less => {
-                    out.push(x, a.counts[i]);
+                    out.push(x, sum(a.count(i), None));
                     i += 1;
                 }
                 std::cmp::Ordering::Greater => {
-                    out.push(y, b.counts[j]);
+                    out.push(y, sum(None, b.count(j)));
                     j += 1;
                 }
                 std::cmp::Ordering::Equal => {
-                    out.push(x, a.counts[i] + b.counts[j]);
+                    out.push(x, sum(a.count(i), b.count(j)));
                     i += 1;
                     j += 1;
                 }
             }
         }
         for index in i..a.len() {
-            out.push(a.key(index), a.counts[index]);
+            out.push(a.key(index), sum(a.count(index), None));
         }
         for index in j..b.len() {
-            out.push(b.key(index), b.counts[index]);
+            out.push(b.key(index), sum(None, b.count(index)));
         }
         out
     }
+}
+
+/// The distinct keys of sorted lists, streamed in order by a k-way merge through a heap, with
+/// the sum of each key's counts (0 where not counted): `each` sees every distinct key once.
+/// Returns how many there are. Nothing merged is kept, so counting the keys of millions of
+/// host names costs the lists themselves and a heap of one entry per list.
+pub(crate) fn merge_counted(lists: &[&CountedKeys], mut each: impl FnMut(&[u8], u64)) -> u64 {
+    let mut heap: BinaryHeap<Reverse<(&[u8], usize)>> = lists
+        .iter()
+        .enumerate()
+        .filter(|(_, list)| list.len() > 0)
+        .map(|(index, list)| Reverse((list.key(0), index)))
+        .collect();
+    let mut next = vec![1usize; lists.len()];
+    let mut distinct = 0;
+    let mut current: Option<(&[u8], u64)> = None;
+    while let Some(mut top) = heap.peek_mut() {
+        let Reverse((key, index)) = *top;
+        let count = lists[index].count(next[index] - 1).unwrap_or(0);
+        match &mut current {
+            Some((last, sum)) if *last == key => *sum += count,
+            _ => {
+                if let Some((last, sum)) = current.take() {
+                    each(last, sum);
+                }
+                distinct += 1;
+                current = Some((key, count));
+            }
+        }
+        let list = lists[index];
+        if next[index] < list.len() {
+            *top = Reverse((list.key(next[index]), index));
+            next[index] += 1;
+        } else {
+            PeekMut::pop(top);
+        }
+    }
+    if let Some((last, sum)) = current {
+        each(last, sum);
+    }
+    distinct
 }
 
 /// The union of [`CountedKeys`] lists pushed one at a time, by the run-stack rule of
@@ -459,14 +473,8 @@ mod tests {
         let parts = vec![vec![1, 4, 9], vec![], vec![2, 4, 10], vec![1], vec![0, 11]];
         assert_eq!(union_sorted(parts), vec![0u32, 1, 2, 4, 9, 10, 11]);
         assert_eq!(union_sorted::<u32>(vec![]), Vec::<u32>::new());
-        let bytes = vec![
-            vec![b"b".to_vec(), b"d".to_vec()],
-            vec![b"a".to_vec(), b"d".to_vec()],
-        ];
-        assert_eq!(
-            union_sorted(bytes),
-            vec![b"a".to_vec(), b"b".to_vec(), b"d".to_vec()]
-        );
+        let digests = vec![vec![[2u8; 32], [4; 32]], vec![[1; 32], [4; 32]]];
+        assert_eq!(union_sorted(digests), vec![[1u8; 32], [2; 32], [4; 32]]);
     }
 
     #[test]
@@ -474,7 +482,7 @@ mod tests {
         let counted = |pairs: &[(&str, u64)]| {
             let mut keys = CountedKeys::default();
             for &(key, count) in pairs {
-                keys.push(key.as_bytes(), count);
+                keys.push(key.as_bytes(), Some(count));
             }
             keys
         };
@@ -492,7 +500,47 @@ mod tests {
             all,
             counted(&[("a", 1), ("b", 5), ("c", 7), ("d", 1), ("dd", 2)])
         );
-        assert_eq!(all.iter().nth(4), Some((&b"dd"[..], 2)));
+        // Without counts, the same keys and no counts.
+        let plain = |keys: &[&str]| {
+            let keys: Vec<Vec<u8>> = keys.iter().map(|key| key.as_bytes().to_vec()).collect();
+            CountedKeys::new(&keys, None)
+        };
+        let union = CountedKeys::union(&plain(&["a", "c"]), &plain(&["b", "c"]));
+        assert_eq!(union, plain(&["a", "b", "c"]));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn merge_counted_streams_the_summed_union(
+            lists in proptest::collection::vec(
+                proptest::collection::btree_map(
+                    proptest::collection::vec(0u8..4, 0..4),
+                    1u64..9,
+                    0..40,
+                ),
+                0..12,
+            ),
+            with_counts: bool,
+        ) {
+            let mut expected = std::collections::BTreeMap::new();
+            let runs: Vec<CountedKeys> = lists
+                .iter()
+                .map(|list| {
+                    let keys: Vec<Vec<u8>> = list.keys().cloned().collect();
+                    let counts: Vec<u64> = list.values().copied().collect();
+                    for (key, &count) in list {
+                        *expected.entry(key.clone()).or_insert(0) +=
+                            if with_counts { count } else { 0 };
+                    }
+                    CountedKeys::new(&keys, with_counts.then_some(&counts[..]))
+                })
+                .collect();
+            let mut seen = Vec::new();
+            let runs: Vec<&CountedKeys> = runs.iter().collect();
+            let distinct = merge_counted(&runs, |key, count| seen.push((key.to_vec(), count)));
+            proptest::prop_assert_eq!(distinct, expected.len() as u64);
+            proptest::prop_assert_eq!(seen, expected.into_iter().collect::<Vec<_>>());
+        }
     }
 
     #[test]

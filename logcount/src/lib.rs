@@ -27,7 +27,8 @@ pub use kind::LogcountChunk;
 pub use mapped::MapConsent;
 pub use plan::{
     balanced_chunk_bytes, job_timeout_for, plan, ChunkJob, ChunkSource, JobPart, Options, Plan,
-    PlanError, PlannedFile, DEFAULT_CHUNK_BYTES, GZIP_EXPANSION, JOB_TIMEOUT_BASE, JOB_TIMEOUT_PER_64_MIB,
+    PlanError, PlannedFile, DEFAULT_CHUNK_BYTES, GZIP_EXPANSION, JOB_TIMEOUT_BASE,
+    JOB_TIMEOUT_PER_64_MIB,
 };
 pub use report::{FileCounts, Format, Merger, Report, TopKey};
 pub use scan::{

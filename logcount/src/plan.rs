@@ -466,7 +466,10 @@ mod timeout_tests {
         assert_eq!(plan.default_job_timeout(&gzip), Duration::from_secs(80));
         // A batch scans the sum of its parts.
         let batch = ChunkJob {
-            parts: [range, gzip].iter().flat_map(|job| job.parts.clone()).collect(),
+            parts: [range, gzip]
+                .iter()
+                .flat_map(|job| job.parts.clone())
+                .collect(),
             ..job(0, ChunkSource::Gzip)
         };
         assert_eq!(plan.scan_bytes(&batch), 190 * mib);

@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 
 use super::ipv6::format_ipv6;
 use super::keys::format_ipv4;
-use super::plan::Plan;
 use super::plan::ChunkJob;
+use super::plan::Plan;
 use super::scan::{ChunkCounts, DistinctKeys, KeyCounts};
 use super::union::{merge_counted, union_len, CountedKeys, CountedUnion, SortedUnion};
 
@@ -257,23 +257,27 @@ struct DoneFile {
     long: Vec<[u8; 32]>,
 }
 
-/// One file's results so far.
+/// One file's results so far: a few numbers, and more only for a file cut into chunks.
 #[derive(Debug, Default)]
 struct FileParts {
     total: u64,
-    /// Its distinct keys, once known: from its one part's result for a file counted whole.
+    /// Its distinct keys, once known (for a file counted whole, from its one part's result).
     distinct: Option<u64>,
-    /// A file cut into several chunks: the union of its chunks' packed and long keys so far.
-    keys: KeyUnion,
-    /// ... and of their byte-string keys (with counts, for `--top`).
-    other: CountedUnion,
-    /// Whether the file is cut into several chunks (several jobs), so that its distinct keys
-    /// are the union of theirs, made here.
-    split: bool,
     error: Option<String>,
     /// Part results still to come.
     chunks_left: usize,
-    /// A split file's distinct keys, once every chunk is in.
+    /// For a file cut into several chunks (several jobs): the union of their keys, made here.
+    split: Option<Box<SplitFile>>,
+}
+
+/// The keys of a file cut into chunks.
+#[derive(Debug, Default)]
+struct SplitFile {
+    /// The union of its chunks' packed and long keys so far...
+    keys: KeyUnion,
+    /// ... and of their byte-string keys (with counts, for `--top`).
+    other: CountedUnion,
+    /// Its keys once every chunk is in.
     done: Option<DoneFile>,
 }
 
@@ -284,7 +288,7 @@ struct FileParts {
 /// that `finish` (which runs after the last worker is done, on the run's critical path) has
 /// next to nothing left to merge of them; byte-string keys are counted across results in
 /// `finish`, from each result's own list. Memory follows the distinct keys per result, not
-/// the number of files: a file counted whole costs two numbers here.
+/// the number of files: a file counted whole costs a few numbers here.
 #[derive(Debug)]
 pub struct Merger {
     names: Vec<String>,
@@ -317,7 +321,9 @@ impl Merger {
             }
         }
         for file in &mut files {
-            file.split = file.chunks_left > 1;
+            if file.chunks_left > 1 {
+                file.split = Some(Box::default());
+            }
         }
         Self {
             names: plan.files.iter().map(|file| file.name.clone()).collect(),
@@ -351,7 +357,9 @@ impl Merger {
         // A chunk of a split file: its keys are that file's alone.
         let split_file = match parts.as_slice() {
             [only] => Some(only.file_index).filter(|&index| {
-                self.files.get(index).is_some_and(|file| file.split)
+                self.files
+                    .get(index)
+                    .is_some_and(|file| file.split.is_some())
             }),
             _ => None,
         };
@@ -365,7 +373,7 @@ impl Merger {
                 Ok(_) if file.error.is_some() => {}
                 Ok(counted) => {
                     file.total += counted.total;
-                    if !file.split {
+                    if file.split.is_none() {
                         file.distinct = Some(counted.ip);
                     }
                 }
@@ -374,14 +382,14 @@ impl Merger {
         match split_file {
             Some(index) => {
                 let file = &mut self.files[index];
-                if file.error.is_some() {
+                let Some(split) = file.split.as_mut().filter(|_| file.error.is_none()) else {
                     return;
-                }
-                file.keys.push(keys);
-                file.other.push(other);
+                };
+                split.keys.push(keys);
+                split.other.push(other);
                 if file.chunks_left == 0 {
-                    let keys = std::mem::take(&mut file.keys).finish();
-                    let other = std::mem::take(&mut file.other).finish();
+                    let keys = std::mem::take(&mut split.keys).finish();
+                    let other = std::mem::take(&mut split.other).finish();
                     file.distinct = Some(keys.len() + other.len() as u64);
                     let DistinctKeys {
                         ipv4, ipv6, long, ..
@@ -393,7 +401,7 @@ impl Merger {
                     };
                     self.split.push(packed.clone());
                     self.other_runs.push((Some(index), other));
-                    file.done = Some(DoneFile { packed, long });
+                    split.done = Some(DoneFile { packed, long });
                 }
             }
             None => {
@@ -423,7 +431,7 @@ impl Merger {
     /// result is in, keeps its counts: a job has a result or a failure, never both.
     pub fn add_failure(&mut self, file_index: usize, reason: String) {
         if let Some(file) = self.files.get(file_index) {
-            if file.split || file.distinct.is_none() {
+            if file.split.is_some() || file.distinct.is_none() {
                 self.fail(file_index, reason);
             }
         }
@@ -432,7 +440,10 @@ impl Merger {
     fn fail(&mut self, file_index: usize, reason: String) {
         if let Some(file) = self.files.get_mut(file_index) {
             file.error.get_or_insert(reason);
-            self.split_stale |= file.done.is_some();
+            self.split_stale |= file
+                .split
+                .as_ref()
+                .is_some_and(|split| split.done.is_some());
         }
     }
 
@@ -446,7 +457,7 @@ impl Merger {
         if self.split_stale {
             self.split = KeyUnion::default();
             for file in self.files.iter().filter(|file| file.error.is_none()) {
-                if let Some(done) = &file.done {
+                if let Some(done) = file.split.as_ref().and_then(|split| split.done.as_ref()) {
                     self.split.push(done.packed.clone());
                 }
             }
@@ -480,7 +491,7 @@ impl Merger {
                     ip: distinct,
                 },
             );
-            if let Some(done) = file.done {
+            if let Some(done) = file.split.and_then(|split| split.done) {
                 long.push(done.long);
             }
         }

@@ -763,8 +763,7 @@ impl Counter {
 
     /// Adds the keys to the job's, and gives this part's own lines and distinct keys.
     fn into_job(mut self, job: &mut JobKeys) -> FileCounts {
-        let distinct =
-            self.ipv4.len() + self.ipv6.len() + self.other.len() + self.long.len();
+        let distinct = self.ipv4.len() + self.ipv6.len() + self.other.len() + self.long.len();
         let (keys, counts) = job.ipv4.parts();
         self.ipv4.append_to(keys, counts);
         job.ipv4.settle();

@@ -537,7 +537,10 @@ fn a_file_replaced_by_a_fifo_after_planning_is_an_error_not_a_hang() {
         assert_eq!(report.files.len(), 1);
     }
     // A device in its place is refused the same way.
-    let job = one_part(Path::new("/dev/zero"), ChunkSource::Range { start: 0, end: 10 });
+    let job = one_part(
+        Path::new("/dev/zero"),
+        ChunkSource::Range { start: 0, end: 10 },
+    );
     let error = count_chunk(&job).parts[0].outcome.clone().unwrap_err();
     assert!(error.contains("character device"), "{error:?}");
 }
@@ -596,7 +599,12 @@ fn a_file_whose_chunks_did_not_all_come_in_is_an_error_not_a_partial_count() {
         ..Options::default()
     };
     let plan = plan(dir.path(), &options).unwrap();
-    let a_chunks = plan.jobs.iter().flat_map(ChunkJob::file_indices).filter(|&i| i == 0).count();
+    let a_chunks = plan
+        .jobs
+        .iter()
+        .flat_map(ChunkJob::file_indices)
+        .filter(|&i| i == 0)
+        .count();
     assert!(a_chunks > 2, "{a_chunks}");
     let mut merger = Merger::new(&plan);
     for job in plan.jobs.iter().skip(1) {
@@ -646,7 +654,11 @@ fn a_batch_that_failed_makes_each_of_its_files_an_error_and_only_those() {
         ..Options::default()
     };
     let plan = plan(dir.path(), &options).unwrap();
-    let batches: Vec<Vec<usize>> = plan.jobs.iter().map(|job| job.file_indices().collect()).collect();
+    let batches: Vec<Vec<usize>> = plan
+        .jobs
+        .iter()
+        .map(|job| job.file_indices().collect())
+        .collect();
     assert_eq!(batches, [vec![0, 1], vec![2]]);
     let mut merger = Merger::new(&plan);
     merger.add_job_failure(&plan.jobs[0], "not counted: worker killed");
@@ -1082,7 +1094,11 @@ fn unreadable_files_inside_a_batch_are_errors_and_the_others_exact() {
         let errors = &report.errors;
         assert!(errors["gone.log"].contains("No such file"), "{errors:?}");
         assert!(errors["fifo.log"].contains("it is a FIFO"), "{errors:?}");
-        assert!(errors["dir.log"].contains("Is a directory") || errors["dir.log"].contains("it is a directory"), "{errors:?}");
+        assert!(
+            errors["dir.log"].contains("Is a directory")
+                || errors["dir.log"].contains("it is a directory"),
+            "{errors:?}"
+        );
         let mut keys = expected_keys.clone();
         let mut total = expected_total;
         if root {
@@ -1092,7 +1108,10 @@ fn unreadable_files_inside_a_batch_are_errors_and_the_others_exact() {
             total += 1;
             assert_eq!(errors.len(), 3, "{errors:?}");
         } else {
-            assert!(errors["secret.log"].contains("Permission denied"), "{errors:?}");
+            assert!(
+                errors["secret.log"].contains("Permission denied"),
+                "{errors:?}"
+            );
             assert_eq!(errors.len(), 4, "{errors:?}");
         }
         for seed in 0..200u64 {
@@ -1115,9 +1134,14 @@ fn unreadable_files_inside_a_batch_are_errors_and_the_others_exact() {
 fn non_utf8_names_inside_a_batch_travel_and_count() {
     use std::os::unix::ffi::OsStrExt;
     let dir = tempfile::tempdir().unwrap();
-    for (index, name) in [&b"caf\xe9.log"[..], b"\xff\xfe.log", b"plain.log", b"\\xFF\\xFE.log"]
-        .into_iter()
-        .enumerate()
+    for (index, name) in [
+        &b"caf\xe9.log"[..],
+        b"\xff\xfe.log",
+        b"plain.log",
+        b"\\xFF\\xFE.log",
+    ]
+    .into_iter()
+    .enumerate()
     {
         let data = format!("10.0.0.{index} - - x\n10.0.0.9 - - y\n").repeat(index + 1);
         fs::write(dir.path().join(std::ffi::OsStr::from_bytes(name)), data).unwrap();
@@ -1164,7 +1188,12 @@ fn small_files_are_batched_by_weight_and_large_ones_cut() {
     let jobs: Vec<Vec<(usize, ChunkSource)>> = plan
         .jobs
         .iter()
-        .map(|job| job.parts.iter().map(|part| (part.file_index, part.source)).collect())
+        .map(|job| {
+            job.parts
+                .iter()
+                .map(|part| (part.file_index, part.source))
+                .collect()
+        })
         .collect();
     let range = |start, end| ChunkSource::Range { start, end };
     assert_eq!(

@@ -224,7 +224,11 @@ impl UnionKey for u128 {
 }
 
 impl UnionKey for [u8; 32] {
-    fn union(a: Vec<[u8; 32]>, b: Vec<[u8; 32]>, spare: Vec<[u8; 32]>) -> (Vec<[u8; 32]>, Vec<[u8; 32]>) {
+    fn union(
+        a: Vec<[u8; 32]>,
+        b: Vec<[u8; 32]>,
+        spare: Vec<[u8; 32]>,
+    ) -> (Vec<[u8; 32]>, Vec<[u8; 32]>) {
         union_of_integers(a, b, spare)
     }
 
@@ -289,9 +293,7 @@ impl CountedKeys {
             ends: Vec::with_capacity(a.len().max(b.len())),
             counts: Vec::with_capacity(if counted { a.len().max(b.len()) } else { 0 }),
         };
-        let sum = |x: Option<u64>, y: Option<u64>| {
-            counted.then(|| x.unwrap_or(0) + y.unwrap_or(0))
-        };
+        let sum = |x: Option<u64>, y: Option<u64>| counted.then(|| x.unwrap_or(0) + y.unwrap_or(0));
         let (mut i, mut j) = (0, 0);
         while i < a.len() && j < b.len() {
             let (x, y) = (a.key(i), b.key(j));
@@ -555,7 +557,11 @@ mod tests {
 
     #[test]
     fn count_is_the_union_length() {
-        for parts in [vec![], vec![vec![1u32, 5]], vec![vec![1, 5], vec![2, 5, 9], vec![0]]] {
+        for parts in [
+            vec![],
+            vec![vec![1u32, 5]],
+            vec![vec![1, 5], vec![2, 5, 9], vec![0]],
+        ] {
             let expected: BTreeSet<u32> = parts.iter().flatten().copied().collect();
             let mut union = SortedUnion::default();
             for part in parts {

@@ -161,8 +161,8 @@ struct RunArgs {
     /// logcount: also count files in subdirectories.
     #[arg(long)]
     recursive: bool,
-    /// logcount: cut plain files into chunk jobs of about B bytes, at least 64 KiB (default:
-    /// about 4 chunks per worker, between 4 and 256 MiB).
+    /// logcount: jobs of about B bytes, at least 64 KiB: larger plain files cut into chunks,
+    /// smaller files batched whole (default: about 4 jobs per worker, between 4 and 256 MiB).
     #[arg(long, value_parser = parse_chunk_bytes)]
     chunk_bytes: Option<u64>,
     /// How the run's log records are written on stderr.

@@ -251,15 +251,36 @@ const FILE_WEIGHT_BYTES: u64 = 16 << 10;
 const MAX_BATCH_FILES: usize = 8192;
 
 /// The jobs for `files`: a file larger than a chunk is cut into equal chunks of one job each;
-/// the others are batched whole, in order, into jobs of about a chunk's weight (its bytes, or
+/// the others are batched whole, in order, into jobs of up to a chunk's weight (its bytes, or
 /// [`GZIP_EXPANSION`] times them for `.gz`, plus [`FILE_WEIGHT_BYTES`] per file), so a
 /// directory of thousands of small logs costs a few jobs and results, not one per file.
+///
+/// Batches shrink towards the end (guided scheduling): a batch weighs at most twice a chunk's
+/// share of what is left to batch, down to a quarter of a chunk. Jobs are leased in order, so
+/// the last ones leased are small: the workers end together, and the supervisor's last merge,
+/// after every worker is done, is of a small result. (With equal batches, a worker slowed by
+/// other load held a large last batch while the other idled: 0.51-0.94 s for the same run.)
 fn jobs_for(files: &[PlannedFile], options: &Options) -> Vec<ChunkJob> {
     let job = |parts| ChunkJob {
         parts,
         per_key_counts: options.top.is_some(),
         may_map: false,
     };
+    let weight_of = |file: &PlannedFile| {
+        let bytes = if is_gzip(&file.path) {
+            file.len.saturating_mul(GZIP_EXPANSION)
+        } else {
+            file.len
+        };
+        bytes.saturating_add(FILE_WEIGHT_BYTES)
+    };
+    let batched = |file: &PlannedFile| is_gzip(&file.path) || file.len <= options.chunk_bytes;
+    let total_weight: u64 = files
+        .iter()
+        .filter(|file| batched(file))
+        .map(weight_of)
+        .fold(0, u64::saturating_add);
+    let mut left_weight = total_weight;
     let mut jobs = Vec::new();
     let mut batch: Vec<JobPart> = Vec::new();
     let mut batch_weight = 0u64;
@@ -269,8 +290,7 @@ fn jobs_for(files: &[PlannedFile], options: &Options) -> Vec<ChunkJob> {
             file_index,
             source,
         };
-        let gzip = is_gzip(&file.path);
-        if !gzip && file.len > options.chunk_bytes {
+        if !batched(file) {
             let pieces = file.len.div_ceil(options.chunk_bytes);
             let step = huge_page_aligned(file.len.div_ceil(pieces));
             let mut start = 0;
@@ -281,27 +301,32 @@ fn jobs_for(files: &[PlannedFile], options: &Options) -> Vec<ChunkJob> {
             }
             continue;
         }
-        let (source, bytes) = if gzip {
-            (ChunkSource::Gzip, file.len.saturating_mul(GZIP_EXPANSION))
+        let source = if is_gzip(&file.path) {
+            ChunkSource::Gzip
         } else {
-            (
-                ChunkSource::Range {
-                    start: 0,
-                    end: file.len,
-                },
-                file.len,
-            )
+            ChunkSource::Range {
+                start: 0,
+                end: file.len,
+            }
         };
-        let weight = bytes.saturating_add(FILE_WEIGHT_BYTES);
+        let weight = weight_of(file);
+        // At most twice a chunk's share of what is left (this batch's files included).
+        let share = u128::from(options.chunk_bytes)
+            * 2
+            * u128::from(left_weight.saturating_add(batch_weight))
+            / u128::from(total_weight.max(1));
+        let limit = u64::try_from(share)
+            .unwrap_or(u64::MAX)
+            .clamp(options.chunk_bytes / 4, options.chunk_bytes);
         if !batch.is_empty()
-            && (batch_weight.saturating_add(weight) > options.chunk_bytes
-                || batch.len() >= MAX_BATCH_FILES)
+            && (batch_weight.saturating_add(weight) > limit || batch.len() >= MAX_BATCH_FILES)
         {
             jobs.push(job(std::mem::take(&mut batch)));
             batch_weight = 0;
         }
         batch.push(part(source));
         batch_weight = batch_weight.saturating_add(weight);
+        left_weight = left_weight.saturating_sub(weight);
     }
     if !batch.is_empty() {
         jobs.push(job(batch));

@@ -1215,3 +1215,29 @@ fn small_files_are_batched_by_weight_and_large_ones_cut() {
     assert_eq!(recut.jobs.len(), 1);
     assert_eq!(recut.jobs[0].parts.len(), 5);
 }
+
+#[test]
+fn batches_shrink_towards_the_end() {
+    let dir = tempfile::tempdir().unwrap();
+    for index in 0..400 {
+        write(dir.path(), &format!("f{index:03}.log"), b"1.1.1.1 - -\n");
+    }
+    // Each file weighs 16 KiB + 12 bytes; a chunk holds 20 of them.
+    let chunk_bytes = 20 * ((16 << 10) + 12);
+    let options = Options {
+        chunk_bytes,
+        ..Options::default()
+    };
+    let plan = plan(dir.path(), &options).unwrap();
+    let sizes: Vec<usize> = plan.jobs.iter().map(|job| job.parts.len()).collect();
+    assert_eq!(sizes.iter().sum::<usize>(), 400);
+    // Full chunks while more than half is left, then twice a chunk's share of what is left,
+    // down to a quarter of a chunk (5 files): never growing again.
+    assert_eq!(sizes[..10], [20; 10], "{sizes:?}");
+    assert!(sizes.windows(2).all(|pair| pair[0] >= pair[1]), "{sizes:?}");
+    assert!(*sizes.last().unwrap() <= 5, "{sizes:?}");
+    assert!(sizes.len() < 35, "{sizes:?}");
+    let report = count_dir(dir.path(), &options).unwrap();
+    assert_eq!(report.files.len(), 400);
+    assert_eq!(report.all, FileCounts { total: 400, ip: 1 });
+}

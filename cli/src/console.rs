@@ -19,6 +19,8 @@ pub enum JobLabel {
         name: String,
         chunk: Option<(usize, usize)>,
     },
+    /// A logcount job over a batch of whole files: the first one's name, and how many more.
+    Batch { first: String, more: usize },
     /// A diagnostic job: its kind and input.
     Input { kind: &'static str, input: String },
 }
@@ -26,7 +28,7 @@ pub enum JobLabel {
 impl JobLabel {
     fn file(&self) -> Option<&str> {
         match self {
-            JobLabel::File { name, .. } => Some(name),
+            JobLabel::File { name, .. } | JobLabel::Batch { first: name, .. } => Some(name),
             JobLabel::Input { .. } => None,
         }
     }
@@ -44,7 +46,7 @@ impl JobLabel {
     fn input(&self) -> Option<&str> {
         match self {
             JobLabel::Input { input, .. } => Some(input),
-            JobLabel::File { .. } => None,
+            JobLabel::File { .. } | JobLabel::Batch { .. } => None,
         }
     }
 }
@@ -57,6 +59,7 @@ impl fmt::Display for JobLabel {
                 chunk: Some((n, of)),
             } => write!(f, "{name} [{n}/{of}]"),
             JobLabel::File { name, chunk: None } => f.write_str(name),
+            JobLabel::Batch { first, more } => write!(f, "{first} and {more} more file(s)"),
             JobLabel::Input { kind, input } => write!(f, "{kind} {input}"),
         }
     }

@@ -4,7 +4,7 @@ use std::ffi::OsString;
 use std::process::ExitCode;
 
 use clap::Args;
-use herd_logcount::{self as logcount, Format, LogcountChunk, Merger};
+use herd_logcount::{self as logcount, ChunkCounts, ChunkJob, Format, LogcountChunk, Merger};
 use herd_supervisor::LeaseTable;
 use herd_worker::{decode_payload, encode_payload, JobKind as _};
 
@@ -87,7 +87,9 @@ pub(crate) fn logcount_jobs(
     }
     let mut chunks_of = vec![0usize; plan.files.len()];
     for job in &plan.jobs {
-        chunks_of[job.file_index] += 1;
+        if let [part] = job.parts.as_slice() {
+            chunks_of[part.file_index] += 1;
+        }
     }
     let mut seen = vec![0usize; plan.files.len()];
     let mut jobs = LeaseTable::new(args.pool.max_attempts);
@@ -97,54 +99,91 @@ pub(crate) fn logcount_jobs(
         if args.pool.job_timeout.is_none() {
             jobs.set_timeout(id, plan.default_job_timeout(job));
         }
-        seen[job.file_index] += 1;
-        let of = chunks_of[job.file_index];
-        let label = JobLabel::File {
-            name: plan.files[job.file_index].name.clone(),
-            chunk: (of > 1).then_some((seen[job.file_index], of)),
+        let name = |index: usize| plan.files[index].name.clone();
+        let label = match job.parts.as_slice() {
+            [part] => {
+                seen[part.file_index] += 1;
+                let of = chunks_of[part.file_index];
+                JobLabel::File {
+                    name: name(part.file_index),
+                    chunk: (of > 1).then_some((seen[part.file_index], of)),
+                }
+            }
+            [first, rest @ ..] => JobLabel::Batch {
+                first: name(first.file_index),
+                more: rest.len(),
+            },
+            [] => JobLabel::Batch {
+                first: String::new(),
+                more: 0,
+            },
         };
         tracing::trace!(
             event = "job_planned",
             job = id,
-            "job {id}: {label}, {:?}",
-            job.source
+            "job {id}: {label}, {} part(s)",
+            job.parts.len()
         );
         labels.push(label);
     }
     Ok((jobs, labels))
 }
 
-pub fn run(args: &LogcountArgs) -> anyhow::Result<ExitCode> {
-    if args.shard.any() {
-        return crate::scale_out::run_shard(args);
+/// Where a run's chunk results go: a [`Merger`] for the report, or a shard's partial.
+pub(crate) trait Tally {
+    /// One job's result.
+    fn add(&mut self, counts: ChunkCounts);
+    /// A job the pool gave up on: its files are not counted.
+    fn add_job_failure(&mut self, job: &ChunkJob, reason: &str);
+}
+
+impl Tally for Merger {
+    fn add(&mut self, counts: ChunkCounts) {
+        Merger::add(self, counts);
     }
+
+    fn add_job_failure(&mut self, job: &ChunkJob, reason: &str) {
+        Merger::add_job_failure(self, job, reason);
+    }
+}
+
+/// How a counting run on the pool ended, with its failure summary (each failed job named by
+/// its file and chunk, or its batch).
+pub(crate) struct Counted {
+    pub ended: Ended,
+    pub summary: String,
+}
+
+/// Runs `plan`'s jobs on the pool and adds their results to `tally` while the workers are
+/// still counting, so that little is left after the last one. Jobs are leased in order, so
+/// results come nearly in order: the finished prefix is added as it grows (linear overall),
+/// whatever is left (a retried or failed job held the prefix back) at the end, then the jobs
+/// the pool gave up on.
+pub(crate) fn count_on_pool(
+    args: &LogcountArgs,
+    plan: &mut logcount::Plan,
+    tally: &mut impl Tally,
+) -> anyhow::Result<Counted> {
     let progress = args.pool.log.init();
-    // `_inputs` holds standard input's copy, which the workers read: keep it to the end.
-    let (_inputs, mut plan) = crate::logcount_inputs::plan(args)?;
-    let (jobs, labels) = logcount_jobs(args, &mut plan)?;
-    // Merge results while the workers are still counting, so that little is left after the
-    // last one. Jobs are leased in order, so results come nearly in order: merge the finished
-    // prefix as it grows (linear overall), and whatever is left (a retried or failed job held
-    // the prefix back) at the end.
-    let mut merger = Merger::new(&plan);
-    let mut merged_before = 0;
+    let (jobs, labels) = logcount_jobs(args, plan)?;
+    let mut added_before = 0;
     let mut supervisor = args
         .pool
         .supervisor(COMMAND, jobs, labels.clone(), progress)?;
     while !supervisor.step() {
-        while let Some(output) = supervisor.jobs().output(merged_before as u64) {
-            merger.add(decode_payload(output)?);
-            // Merged: drop the encoded result rather than keep a second copy of its keys until
+        while let Some(output) = supervisor.jobs().output(added_before as u64) {
+            tally.add(decode_payload(output)?);
+            // Added: drop the encoded result rather than keep a second copy of its keys until
             // the end (with millions of host names that copy is a large part of the memory).
-            supervisor.take_outcome(merged_before as u64);
-            merged_before += 1;
+            supervisor.take_outcome(added_before as u64);
+            added_before += 1;
         }
     }
     let ended = Ended::of(supervisor);
     let report = &ended.report;
-    for id in merged_before..plan.jobs.len() {
+    for id in added_before..plan.jobs.len() {
         if let Some(output) = report.jobs.output(id as u64) {
-            merger.add(decode_payload(output)?);
+            tally.add(decode_payload(output)?);
         }
     }
     for (id, failure) in report.jobs.failures() {
@@ -152,26 +191,37 @@ pub fn run(args: &LogcountArgs) -> anyhow::Result<ExitCode> {
             .ok()
             .and_then(|index| plan.jobs.get(index))
         {
-            merger.add_failure(job.file_index, format!("not counted: {failure}"));
+            tally.add_job_failure(job, &format!("not counted: {failure}"));
         }
     }
+    let summary = report.failure_summary_naming(|id| {
+        labels
+            .get(usize::try_from(id).ok()?)
+            .map(ToString::to_string)
+    });
+    Ok(Counted { ended, summary })
+}
+
+pub fn run(args: &LogcountArgs) -> anyhow::Result<ExitCode> {
+    if args.shard.any() {
+        return crate::scale_out::run_shard(args);
+    }
+    // `_inputs` holds standard input's copy, which the workers read: keep it to the end.
+    let (_inputs, mut plan) = crate::logcount_inputs::plan(args)?;
+    let mut merger = Merger::new(&plan);
+    let Counted { ended, summary } = count_on_pool(args, &mut plan, &mut merger)?;
+    let report = &ended.report;
     let result = merger.finish();
     write_stdout(&result.render(args.format))?;
     if !report.success() {
-        note(&format!(
-            "error: {}",
-            report.failure_summary_naming(|id| {
-                labels
-                    .get(usize::try_from(id).ok()?)
-                    .map(ToString::to_string)
-            })
-        ));
+        note(&format!("error: {summary}"));
         if let Some(signal) = ended.stop_signal {
             let mut uncounted: Vec<&str> = report
                 .jobs
                 .failures()
                 .filter_map(|(id, _)| plan.jobs.get(usize::try_from(id).ok()?))
-                .filter_map(|job| plan.files.get(job.file_index))
+                .flat_map(|job| job.file_indices())
+                .filter_map(|index| plan.files.get(index))
                 .map(|file| file.name.as_str())
                 .collect();
             uncounted.sort_unstable();

@@ -13,11 +13,9 @@ use herd_logcount::{
     MergeError, MergeOptions, Merger, PartialBuilder, PartialIdentity, PublishError, ShardPlan,
     ShardPlanError,
 };
-use herd_worker::decode_payload;
 
-use crate::logcount_cmd::{logcount_jobs, LogcountArgs, COMMAND};
+use crate::logcount_cmd::{count_on_pool, Counted, LogcountArgs, Tally};
 use crate::output::{note, write_stdout, Exit};
-use crate::pool::Ended;
 
 /// The environment variables an array job engine gives its task index in, by engine.
 const INDEX_VARIABLES: [&str; 3] = [
@@ -188,14 +186,23 @@ enum Sink {
     Report(Box<Merger>),
 }
 
-impl Sink {
-    fn add(&mut self, outcome: Result<logcount::ChunkCounts, logcount::ChunkError>) {
+impl Tally for Sink {
+    fn add(&mut self, counts: logcount::ChunkCounts) {
         match self {
-            Sink::Partial(builder) => builder.add(outcome),
-            Sink::Report(merger) => merger.add(outcome),
+            Sink::Partial(builder) => builder.add(counts),
+            Sink::Report(merger) => merger.add(counts),
         }
     }
 
+    fn add_job_failure(&mut self, job: &logcount::ChunkJob, reason: &str) {
+        match self {
+            Sink::Partial(builder) => builder.add_job_failure(job, reason),
+            Sink::Report(merger) => merger.add_job_failure(job, reason),
+        }
+    }
+}
+
+impl Sink {
     fn add_failure(&mut self, file_index: usize, reason: String) {
         match self {
             Sink::Partial(builder) => builder.add_failure(file_index, reason),
@@ -365,39 +372,8 @@ pub(crate) fn run_shard(args: &LogcountArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    let progress = args.pool.log.init();
-    let (jobs, labels) = logcount_jobs(args, &mut local)?;
-    let mut merged_before = 0;
-    let mut supervisor = args
-        .pool
-        .supervisor(COMMAND, jobs, labels.clone(), progress)?;
-    while !supervisor.step() {
-        while let Some(output) = supervisor.jobs().output(merged_before as u64) {
-            sink.add(decode_payload(output)?);
-            supervisor.take_outcome(merged_before as u64);
-            merged_before += 1;
-        }
-    }
-    let ended = Ended::of(supervisor);
+    let Counted { ended, summary } = count_on_pool(args, &mut local, &mut sink)?;
     let report = &ended.report;
-    let summary = report.failure_summary_naming(|id| {
-        labels
-            .get(usize::try_from(id).ok()?)
-            .map(ToString::to_string)
-    });
-    for id in merged_before..local.jobs.len() {
-        if let Some(output) = report.jobs.output(id as u64) {
-            sink.add(decode_payload(output)?);
-        }
-    }
-    for (id, failure) in report.jobs.failures() {
-        if let Some(job) = usize::try_from(id)
-            .ok()
-            .and_then(|index| local.jobs.get(index))
-        {
-            sink.add_failure(job.file_index, format!("not counted: {failure}"));
-        }
-    }
     if let Some(signal) = ended.stop_signal.filter(|_| !report.success()) {
         note(&format!(
             "error: {}error: stopped by {}; shard {index} was not completed{}\n",

@@ -201,6 +201,82 @@ fn logcount_with_workers_killed_gives_the_clean_result() -> TestResult {
     Ok(())
 }
 
+/// Lines and distinct keys per file and over all, counted naively (the logs of `gen-logs`
+/// have no blank lines, no `\r` and no long keys): the JSON logcount must print.
+fn naive_json(dir: &std::path::Path) -> Result<serde_json::Value, String> {
+    use std::collections::{BTreeMap, BTreeSet};
+    let mut files = BTreeMap::new();
+    let mut every_key = BTreeSet::new();
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir).map_err(|e| e.to_string())? {
+        let path = entry.map_err(|e| e.to_string())?.path();
+        let text = std::fs::read_to_string(&path).map_err(|e| e.to_string())?;
+        let mut keys = BTreeSet::new();
+        let mut lines = 0;
+        for line in text.lines().filter(|line| !line.trim().is_empty()) {
+            let key = line.split(" - -").next().unwrap_or(line);
+            keys.insert(key.split(',').next().unwrap_or(key).to_owned());
+            lines += 1;
+        }
+        let name = path.file_name().and_then(|n| n.to_str()).ok_or("a name")?;
+        files.insert(
+            name.to_owned(),
+            serde_json::json!({"total": lines, "ip": keys.len()}),
+        );
+        total += lines;
+        every_key.extend(keys);
+    }
+    Ok(serde_json::json!({
+        "files": files,
+        "all": {"total": total, "ip": every_key.len()},
+        "errors": {},
+    }))
+}
+
+fn logcount_batches_many_small_files_exactly_with_workers_killed() -> TestResult {
+    let data = tempfile::tempdir()?;
+    gen_logs(data.path(), "1500", "4")?;
+    let expected = naive_json(data.path())?;
+    // The smallest chunk size puts 3 files in a job: hundreds of batches, so the workers die
+    // with batches under way.
+    let args = [
+        "run",
+        "logcount",
+        path_str(data.path()),
+        "--format",
+        "json",
+        "--workers",
+        "2",
+        "--chunk-bytes",
+        "65536",
+        "--max-restarts",
+        "50",
+    ];
+    let clean = run(&args, LONG)?;
+    clean.expect_exit(0)?;
+    let clean_json: serde_json::Value = serde_json::from_str(&clean.stdout)?;
+    check!(
+        clean_json == expected,
+        "not the naive count: {}",
+        &clean.stdout[..clean.stdout.len().min(300)]
+    );
+    // The default planning: a few large batches.
+    let default = run(&args[..7], LONG)?;
+    default.expect_success_printing(&clean.stdout)?;
+    let (running, _) = start_with_workers(&args, 2)?;
+    for signal in [Signal::SIGKILL, Signal::SIGBUS, Signal::SIGKILL] {
+        if let Some(&victim) = running.workers().first() {
+            let _ = kill(Pid::from_raw(victim), signal);
+        }
+        sleep_ms(20);
+    }
+    let finished = running.finish(LONG)?;
+    finished
+        .expect_success_printing(&clean.stdout)
+        .map_err(|e| format!("with workers killed, not as the clean run: {e}"))?;
+    Ok(())
+}
+
 fn logcount_bad_input_exit_codes() -> TestResult {
     let finished = run(&["run", "logcount", "no-such-dir"], LONG)?;
     finished
@@ -389,6 +465,10 @@ fn main() -> std::process::ExitCode {
         Trial::test(
             "logcount_bad_input_exit_codes",
             logcount_bad_input_exit_codes,
+        ),
+        Trial::test(
+            "logcount_batches_many_small_files_exactly_with_workers_killed",
+            logcount_batches_many_small_files_exactly_with_workers_killed,
         ),
         Trial::test("gen_logs_is_deterministic", gen_logs_is_deterministic),
         Trial::test(

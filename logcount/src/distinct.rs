@@ -65,6 +65,22 @@ impl LongKeys {
             .0 += 1;
     }
 
+    /// The number of distinct keys.
+    pub(crate) fn len(&self) -> u64 {
+        self.counts.len() as u64
+    }
+
+    /// Adds every key of `other` with its count.
+    pub(crate) fn absorb(&mut self, other: LongKeys) {
+        if self.counts.is_empty() {
+            *self = other;
+            return;
+        }
+        for (digest, (count, shown)) in other.counts {
+            self.counts.entry(digest).or_insert((0, shown)).0 += count;
+        }
+    }
+
     /// The digests sorted ascending, their counts and their first bytes in the same order.
     pub(crate) fn into_sorted(self) -> (Vec<KeyDigest>, Vec<u64>, Vec<Vec<u8>>) {
         let mut entries: Vec<_> = self.counts.into_iter().collect();
@@ -148,6 +164,22 @@ impl ByteKeys {
             None => {
                 self.counts.insert(key.into(), 1);
             }
+        }
+    }
+
+    /// The number of distinct keys.
+    pub(crate) fn len(&self) -> u64 {
+        self.counts.len() as u64
+    }
+
+    /// Adds every key of `other` with its count (moving the keys, not copying them).
+    pub(crate) fn absorb(&mut self, other: ByteKeys) {
+        if self.counts.is_empty() {
+            *self = other;
+            return;
+        }
+        for (key, count) in other.counts {
+            *self.counts.entry(key).or_insert(0) += count;
         }
     }
 

@@ -294,11 +294,18 @@ impl Listing {
             let path = entry.path();
             let relative = relative.join(&file_name);
             let name = display_name(&relative);
-            // fs::metadata follows symlinks: a symlink to a file is a file.
-            let meta = match fs::metadata(&path) {
+            // A symlink to a file is a file: only a symlink is stat'ed through its path
+            // (following it); any other entry relative to its directory (fstatat), which
+            // saves a lookup of every component of the path per file.
+            let is_link = entry.file_type().is_ok_and(|t| t.is_symlink());
+            let meta = if is_link {
+                fs::metadata(&path)
+            } else {
+                entry.metadata()
+            };
+            let meta = match meta {
                 Ok(meta) => meta,
                 Err(e) => {
-                    let is_link = entry.file_type().is_ok_and(|t| t.is_symlink());
                     let what = if is_link && e.kind() == io::ErrorKind::NotFound {
                         "broken symlink"
                     } else {
@@ -451,7 +458,7 @@ mod tests {
             let plan = plan_inputs(&inputs, &options).unwrap();
             if gzip {
                 assert_eq!(plan.jobs.len(), 1);
-                assert_eq!(plan.jobs[0].source, ChunkSource::Gzip);
+                assert_eq!(plan.jobs[0].parts[0].source, ChunkSource::Gzip);
             } else {
                 assert!(plan.jobs.len() > 10, "{} jobs", plan.jobs.len());
             }

@@ -25,6 +25,15 @@ const PREFETCH_DISTANCE: usize = 32;
 const RADIX_BITS: u32 = 11;
 const RADIX_BUCKETS: usize = 1 << RADIX_BITS;
 const RADIX_PASSES: usize = 3;
+/// Input bytes per distinct key assumed when a set is sized for its input
+/// ([`KeySet::sized_for`]): access log lines are 100-300 bytes, and every line of a small file
+/// may be a new client.
+const BYTES_PER_KEY_HINT: u64 = 64;
+/// The smallest table a size hint gives: 16 home slots.
+const MIN_HINTED_TABLE_BITS: u32 = 4;
+/// Below this many keys a comparison sort beats the radix sort, whose histograms alone are
+/// 48 KiB to clear and scan.
+const RADIX_SORT_FROM: usize = 2048;
 /// Slots past the last home slot. Probes run forward and never wrap, so the 8 slots from any
 /// home slot are one window (see [`SlotKey::window_masks`]); a probe run that reaches the end
 /// adds this many more (so the tail holds at most the keys of that run, plus this many empty
@@ -74,7 +83,11 @@ impl SlotKey for u32 {
     }
 
     fn sort(keys: &mut Vec<u32>, scratch: &mut Vec<u32>) {
-        radix_sort(keys, scratch);
+        if keys.len() < RADIX_SORT_FROM {
+            keys.sort_unstable();
+        } else {
+            radix_sort(keys, scratch);
+        }
     }
 
     fn take_spare() -> Spare<u32> {
@@ -154,14 +167,34 @@ pub(crate) type PackedKeys = KeySet<u32>;
 pub(crate) type WideKeys = KeySet<u128>;
 
 impl<K: SlotKey> KeySet<K> {
+    #[cfg(test)]
     pub(crate) fn new(with_counts: bool) -> Self {
+        Self::sized_for(with_counts, None)
+    }
+
+    /// A set for the keys of at most `bytes` bytes of input, if known: its table then starts
+    /// at most as large as such input is likely to need (one key per [`BYTES_PER_KEY_HINT`]
+    /// bytes), since clearing the table and collecting its keys cost its size, which for a
+    /// file of a few lines would dwarf the file's own cost. More keys than that just grow it.
+    pub(crate) fn sized_for(with_counts: bool, bytes: Option<u64>) -> Self {
         let Spare { mut table, scratch } = K::take_spare();
-        let table_bits = table
-            .len()
+        // The capacity, not the length: a small hinted set leaves the large table it was
+        // carved from for the next set.
+        let mut table_bits = table
+            .capacity()
             .saturating_sub(OVERFLOW_SLOTS)
             .checked_ilog2()
             .unwrap_or(0)
             .max(K::MIN_TABLE_BITS);
+        if let Some(bytes) = bytes {
+            // Room for the hinted keys at most 3/4 full.
+            let keys = (bytes / BYTES_PER_KEY_HINT).max(1);
+            let hinted = (keys * 4 / 3 + 1)
+                .next_power_of_two()
+                .ilog2()
+                .max(MIN_HINTED_TABLE_BITS);
+            table_bits = table_bits.min(hinted);
+        }
         let slots = (1 << table_bits) + OVERFLOW_SLOTS;
         table.clear();
         table.resize(slots, K::default());
@@ -285,7 +318,55 @@ impl<K: SlotKey> KeySet<K> {
         self.counts = counts;
     }
 
-    /// The keys, sorted ascending, and their counts in the same order if counted.
+    /// The number of distinct keys so far.
+    pub(crate) fn len(&mut self) -> u64 {
+        if !self.batch.is_empty() {
+            self.flush();
+        }
+        self.len as u64 + u64::from(self.zeros > 0)
+    }
+
+    /// Appends the keys, in no particular order, to `keys` (and their counts to `counts`, if
+    /// both count): cheaper than [`Self::into_sorted`] where the keys are sorted later anyway,
+    /// together with other sets' keys.
+    pub(crate) fn append_to(mut self, keys: &mut Vec<K>, counts: Option<&mut Vec<u64>>) {
+        if !self.batch.is_empty() {
+            self.flush();
+        }
+        let empty = K::default();
+        if self.zeros > 0 {
+            keys.push(empty);
+        }
+        match (self.counts.take(), counts) {
+            (Some(own), Some(counts)) => {
+                if self.zeros > 0 {
+                    counts.push(self.zeros);
+                }
+                for (&key, &count) in self.table.iter().zip(&own) {
+                    if key != empty {
+                        keys.push(key);
+                        counts.push(count);
+                    }
+                }
+            }
+            _ => {
+                // Without a branch per slot (whether a slot is empty is a coin flip at the
+                // fill a set is left with): every slot is written, and only a key advances.
+                let start = keys.len();
+                keys.resize(start + self.table.len(), empty);
+                let mut next = start;
+                for &key in &self.table {
+                    keys[next] = key;
+                    next += usize::from(key != empty);
+                }
+                keys.truncate(next);
+            }
+        }
+    }
+
+    /// The keys, sorted ascending, and their counts in the same order if counted (the tests'
+    /// view; a job piles its sets' keys up with [`Self::append_to`] and sorts them once).
+    #[cfg(test)]
     pub(crate) fn into_sorted(mut self) -> (Vec<K>, Option<Vec<u64>>) {
         if !self.batch.is_empty() {
             self.flush();

@@ -1,7 +1,8 @@
 //! `LogcountChunk`: logcount's chunk job as a herd job kind, so the pool can run it.
 //!
-//! An unreadable file is an answer about the input, not a failed job: the output carries the
-//! [`ChunkError`] for the merge to list under `errors`, and the job is not retried.
+//! An unreadable file is an answer about the input, not a failed job: the output carries its
+//! reason (in its [`PartCounts`](crate::PartCounts)) for the merge to list under `errors`, and
+//! the job is not retried.
 //!
 //! The first attempt at a job maps the file's range instead of reading it (no copy into a
 //! buffer), if the job says a retry exists ([`ChunkJob::may_map`]). A file truncated during that
@@ -10,7 +11,7 @@
 //! per job) nothing would re-count the file, so every attempt reads.
 use herd_worker::{JobError, JobKind};
 
-use crate::{count_chunk_with, ChunkCounts, ChunkError, ChunkJob, MapConsent, ReadMethod};
+use crate::{count_chunk_with, ChunkCounts, ChunkJob, MapConsent, ReadMethod};
 
 /// Counts one chunk of one log file.
 #[derive(Debug)]
@@ -45,29 +46,26 @@ impl LogcountChunk {
 impl JobKind for LogcountChunk {
     const NAME: &'static str = "logcount-chunk";
     type Input = ChunkJob;
-    type Output = Result<ChunkCounts, ChunkError>;
+    type Output = ChunkCounts;
     /// Outside the pool's retry protocol: always `read`.
     fn run(&self, job: ChunkJob) -> Result<Self::Output, JobError> {
         self.run_attempt(job, 2)
     }
-    /// A mapped scan that fails (a file that cannot be mapped, such as one in `/proc`) is
-    /// answered by `read`, whose verdict on the input is the one reported. Attempt 1 maps: it is
-    /// meant for the worker loop of a supervised pool, where a SIGBUS costs one worker and a retry.
+    /// Attempt 1 maps (a part that cannot be mapped, such as a file in `/proc`, is read): it
+    /// is meant for the worker loop of a supervised pool, where a SIGBUS costs one worker and
+    /// a retry.
     fn run_attempt(&self, job: ChunkJob, attempt: u32) -> Result<Self::Output, JobError> {
-        let method = Self::read_method(attempt, job.may_map);
-        Ok(match count_chunk_with(&job, method) {
-            Err(_) if matches!(method, ReadMethod::Map(_)) => {
-                count_chunk_with(&job, ReadMethod::Read)
-            }
-            outcome => outcome,
-        })
+        Ok(count_chunk_with(
+            &job,
+            Self::read_method(attempt, job.may_map),
+        ))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ChunkSource;
+    use crate::{ChunkSource, JobPart};
 
     #[test]
     fn only_the_first_attempt_maps() {
@@ -94,24 +92,23 @@ mod tests {
     fn a_file_that_cannot_be_mapped_is_read() {
         // sysfs attributes cannot be mapped (ENODEV), but read fine: "0-1\n" or the like.
         let job = ChunkJob {
-            path: "/sys/devices/system/cpu/online".into(),
-            file_index: 0,
-            source: ChunkSource::Range {
-                start: 0,
-                end: 1 << 20,
-            },
+            parts: vec![JobPart {
+                path: "/sys/devices/system/cpu/online".into(),
+                file_index: 0,
+                source: ChunkSource::Range {
+                    start: 0,
+                    end: 1 << 20,
+                },
+            }],
             per_key_counts: false,
             may_map: true,
         };
-        assert!(count_chunk_with(&job, LogcountChunk::read_method(1, true)).is_err());
-        let read = count_chunk_with(&job, ReadMethod::Read).unwrap();
-        assert_eq!(read.total, 1, "{read:?}");
+        let read = count_chunk_with(&job, ReadMethod::Read);
+        let total = read.parts[0].outcome.as_ref().unwrap().total;
+        assert_eq!(total, 1, "{read:?}");
         for attempt in 1..3 {
-            let counts = LogcountChunk
-                .run_attempt(job.clone(), attempt)
-                .unwrap()
-                .unwrap();
-            assert_eq!(counts.total, read.total, "attempt {attempt}");
+            let counts = LogcountChunk.run_attempt(job.clone(), attempt).unwrap();
+            assert_eq!(counts, read, "attempt {attempt}");
         }
     }
 }

@@ -2,7 +2,8 @@
 //! job kind ([`LogcountChunk`]) that a supervised worker pool runs.
 //!
 //! A run is: list the [`Inputs`] (files, directories, standard input) and [`plan_inputs`] them
-//! into [`ChunkJob`]s ([`plan`] does both for one directory); run [`count_chunk`] on each (in any
+//! into [`ChunkJob`]s (chunks of large files, batches of whole small ones; [`plan`] does both
+//! for one directory); run [`count_chunk`] on each (in any
 //! process, in any order); feed the outcomes to a [`Merger`]; render its [`Report`]. Jobs and
 //! their results are small serde values, so they cross process boundaries cheaply.
 //!
@@ -38,13 +39,13 @@ pub use partial::{
     PartialBuilder, PartialIdentity, PublishError, PARTIAL_FORMAT, PARTIAL_MAGIC,
 };
 pub use plan::{
-    balanced_chunk_bytes, job_timeout_for, plan, plan_inputs, ChunkJob, ChunkSource, Options, Plan,
-    PlanError, PlannedFile, DEFAULT_CHUNK_BYTES, GZIP_EXPANSION, JOB_TIMEOUT_BASE,
+    balanced_chunk_bytes, job_timeout_for, plan, plan_inputs, ChunkJob, ChunkSource, JobPart,
+    Options, Plan, PlanError, PlannedFile, DEFAULT_CHUNK_BYTES, GZIP_EXPANSION, JOB_TIMEOUT_BASE,
     JOB_TIMEOUT_PER_64_MIB,
 };
 pub use report::{FileCounts, Format, Merger, Report, TopKey};
 pub use scan::{
-    count_chunk, count_chunk_with, ChunkCounts, ChunkError, DistinctKeys, KeyCounts, ReadMethod,
+    count_chunk, count_chunk_with, ChunkCounts, DistinctKeys, KeyCounts, PartCounts, ReadMethod,
 };
 pub use shard::{Piece, ShardFile, ShardPlan, ShardPlanError, MAX_SHARDS, SHARD_PLAN_FORMAT};
 

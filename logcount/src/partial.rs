@@ -17,9 +17,9 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use super::plan::{ChunkJob, ChunkSource, Plan, PlannedFile};
-use super::report::{Merger, Report};
-use super::scan::{ChunkCounts, ChunkError, DistinctKeys, KeyCounts};
+use super::plan::{ChunkJob, ChunkSource, JobPart, Plan, PlannedFile};
+use super::report::{FileCounts, Merger, Report};
+use super::scan::{ChunkCounts, DistinctKeys, KeyCounts, PartCounts};
 use super::shard::{hex, ShardPlan};
 use super::union::SortedUnion;
 
@@ -81,7 +81,8 @@ struct BuiltPiece {
     chunks_left: usize,
     ipv4: SortedUnion<u32>,
     ipv6: SortedUnion<u128>,
-    other: SortedUnion<Vec<u8>>,
+    /// Byte-string keys of the piece's chunks, one sorted list each: united when written.
+    other: Vec<Vec<u8>>,
     long: SortedUnion<[u8; 32]>,
     counts: Option<CountTables>,
 }
@@ -118,13 +119,13 @@ impl PartialBuilder {
                 chunks_left: 0,
                 ipv4: SortedUnion::default(),
                 ipv6: SortedUnion::default(),
-                other: SortedUnion::default(),
+                other: Vec::new(),
                 long: SortedUnion::default(),
                 counts: local.top.map(|_| CountTables::default()),
             })
             .collect();
-        for job in &local.jobs {
-            if let Some(piece) = pieces.get_mut(job.file_index) {
+        for file_index in local.jobs.iter().flat_map(ChunkJob::file_indices) {
+            if let Some(piece) = pieces.get_mut(file_index) {
                 piece.chunks_left += 1;
             }
         }
@@ -147,36 +148,62 @@ impl PartialBuilder {
                 .any(|piece| piece.error.is_some() || piece.chunks_left > 0)
     }
 
-    /// Adds the outcome of one chunk job.
-    pub fn add(&mut self, outcome: Result<ChunkCounts, ChunkError>) {
-        match outcome {
-            Ok(counts) => self.add_counts(counts),
-            Err(error) => self.add_failure(error.file_index, error.reason),
-        }
-    }
-
-    fn add_counts(&mut self, counts: ChunkCounts) {
-        let Some(piece) = self.pieces.get_mut(counts.file_index) else {
+    /// Adds the result of one chunk job. A shard's jobs ([`ShardPlan::shard_jobs`]) hold one
+    /// part each, so a job's keys are its piece's; a job of several parts (a batch, whose keys
+    /// are one union) cannot be told apart by file, and its files are marked unreadable.
+    pub fn add(&mut self, counts: ChunkCounts) {
+        let ChunkCounts {
+            parts,
+            keys,
+            counts,
+        } = counts;
+        let (file_index, outcome) = match <[PartCounts; 1]>::try_from(parts) {
+            Ok([part]) => (part.file_index, part.outcome),
+            Err(parts) => {
+                for part in &parts {
+                    self.add_failure(
+                        part.file_index,
+                        "a job of several files cannot be written to a partial".into(),
+                    );
+                }
+                return;
+            }
+        };
+        let Some(piece) = self.pieces.get_mut(file_index) else {
             return;
         };
         piece.chunks_left = piece.chunks_left.saturating_sub(1);
+        let counted = match outcome {
+            Ok(counted) => counted,
+            Err(reason) => {
+                piece.error.get_or_insert(reason);
+                return;
+            }
+        };
         if piece.error.is_some() {
             return;
         }
-        piece.total += counts.total;
-        if let (Some(tables), Some(key_counts)) = (&mut piece.counts, &counts.counts) {
-            tables.add(&counts.keys, key_counts);
+        piece.total += counted.total;
+        if let (Some(tables), Some(key_counts)) = (&mut piece.counts, &counts) {
+            tables.add(&keys, key_counts);
         }
         let DistinctKeys {
             ipv4,
             ipv6,
             other,
             long,
-        } = counts.keys;
+        } = keys;
         piece.ipv4.push(ipv4);
         piece.ipv6.push(ipv6);
-        piece.other.push(other);
+        piece.other.extend(other);
         piece.long.push(long);
+    }
+
+    /// Marks the files of a job the pool gave up on unreadable.
+    pub fn add_job_failure(&mut self, job: &ChunkJob, reason: &str) {
+        for file_index in job.file_indices() {
+            self.add_failure(file_index, reason.to_owned());
+        }
     }
 
     /// Marks a file of the shard unreadable (the first reason is kept).
@@ -214,7 +241,12 @@ impl PartialBuilder {
                     None => Ok(DistinctKeys {
                         ipv4: std::mem::take(&mut piece.ipv4).finish(),
                         ipv6: std::mem::take(&mut piece.ipv6).finish(),
-                        other: std::mem::take(&mut piece.other).finish(),
+                        other: {
+                            let mut other = std::mem::take(&mut piece.other);
+                            other.sort_unstable();
+                            other.dedup();
+                            other
+                        },
                         long: std::mem::take(&mut piece.long).finish(),
                     }),
                 };
@@ -892,12 +924,14 @@ pub fn merge_partials(paths: &[PathBuf], options: MergeOptions) -> Result<Merged
             .values()
             .flat_map(|head| &head.entries)
             .map(|entry| ChunkJob {
-                path: PathBuf::new(),
-                file_index: index_of[entry.name.as_str()],
-                source: ChunkSource::Range {
-                    start: entry.start,
-                    end: entry.end,
-                },
+                parts: vec![JobPart {
+                    path: PathBuf::new(),
+                    file_index: index_of[entry.name.as_str()],
+                    source: ChunkSource::Range {
+                        start: entry.start,
+                        end: entry.end,
+                    },
+                }],
                 per_key_counts: options.top.is_some(),
                 may_map: false,
             })
@@ -953,9 +987,16 @@ pub fn merge_partials(paths: &[PathBuf], options: MergeOptions) -> Result<Merged
                 Ok(counted) => {
                     let (keys, counts) =
                         read_piece(&mut source, counted.lens, head.key_counts).map_err(corrupt)?;
-                    merger.add_counts(ChunkCounts {
-                        file_index,
-                        total: counted.total,
+                    // One piece, one job: its distinct count is its keys' (the merger takes
+                    // it for a file in one piece, and unites the keys of a file in several).
+                    merger.add(ChunkCounts {
+                        parts: vec![PartCounts {
+                            file_index,
+                            outcome: Ok(FileCounts {
+                                total: counted.total,
+                                ip: keys.len(),
+                            }),
+                        }],
                         keys,
                         counts: options.top.and(counts),
                     });

@@ -17,9 +17,10 @@ use serde::{Deserialize, Serialize};
 
 use super::ipv6::format_ipv6;
 use super::keys::format_ipv4;
+use super::plan::ChunkJob;
 use super::plan::Plan;
-use super::scan::{ChunkCounts, ChunkError, DistinctKeys, KeyCounts};
-use super::union::{union_len, CountedKeys, CountedUnion, SortedUnion};
+use super::scan::{ChunkCounts, DistinctKeys, KeyCounts};
+use super::union::{merge_counted, union_len, CountedKeys, CountedUnion, SortedUnion};
 
 /// Requests and distinct client keys of one file, or of all files.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -85,28 +86,35 @@ impl std::str::FromStr for Format {
     }
 }
 
-/// The union of [`DistinctKeys`] lists pushed one at a time, kind by kind.
+/// The union of the packed and long keys of [`DistinctKeys`] lists pushed one at a time, kind
+/// by kind. (Byte-string keys go into a [`CountedUnion`] or [`Merger::other_runs`] instead,
+/// packed in one buffer.)
 #[derive(Debug, Default)]
 struct KeyUnion {
     ipv4: SortedUnion<u32>,
     ipv6: SortedUnion<u128>,
-    other: SortedUnion<Vec<u8>>,
     long: SortedUnion<[u8; 32]>,
 }
 
 impl KeyUnion {
+    /// Adds the packed and long keys of `keys` (its byte-string keys must have been taken out).
     fn push(&mut self, keys: DistinctKeys) {
+        debug_assert!(keys.other.is_empty());
         self.ipv4.push(keys.ipv4);
         self.ipv6.push(keys.ipv6);
-        self.other.push(keys.other);
         self.long.push(keys.long);
+    }
+
+    /// The number of keys in the union (see [`SortedUnion::count`]).
+    fn count(self) -> u64 {
+        self.ipv4.count() + self.ipv6.count() + self.long.count()
     }
 
     fn finish(self) -> DistinctKeys {
         DistinctKeys {
             ipv4: self.ipv4.finish(),
             ipv6: self.ipv6.finish(),
-            other: self.other.finish(),
+            other: Vec::new(),
             long: self.long.finish(),
         }
     }
@@ -151,14 +159,13 @@ impl PartialEq for RankedLast {
 
 impl Eq for RankedLast {}
 
-/// Requests per key over all files, for `--top`.
+/// Requests per packed and long key over all files, for `--top`. (Byte-string keys come sorted
+/// with their counts, and are summed by the merge that counts them, in [`Merger::finish`]:
+/// hashing millions of host names would cost several times the time and memory.)
 #[derive(Debug, Default)]
 struct TopCounts {
     ipv4: CountMap<u32>,
     ipv6: CountMap<u128>,
-    /// Byte-string keys come sorted with their counts: merged with counts summed rather than
-    /// hashed, which on millions of host names takes a fraction of the time and memory.
-    other: CountedUnion,
     /// Long keys by digest: their count and first bytes.
     long: CountMap<[u8; 32], (u64, Vec<u8>)>,
 }
@@ -171,11 +178,6 @@ impl TopCounts {
         for (&key, &count) in keys.ipv6.iter().zip(&counts.ipv6) {
             *self.ipv6.entry(key).or_insert(0) += count;
         }
-        let mut other = CountedKeys::default();
-        for (key, &count) in keys.other.iter().zip(&counts.other) {
-            other.push(key, count);
-        }
-        self.other.push(other);
         for ((digest, &count), shown) in keys.long.iter().zip(&counts.long).zip(&counts.long_shown)
         {
             self.long
@@ -185,44 +187,61 @@ impl TopCounts {
         }
     }
 
-    /// The `k` keys with most requests, ties broken by the key's bytes (a long key's: its
-    /// first bytes, then its digest).
-    fn top(self, k: usize) -> Vec<TopKey> {
-        // Only the first `k` in order are shown: keep the best `k` seen in a heap whose top is
-        // the worst of them, rather than gather and sort millions of keys to show three.
-        let mut best: BinaryHeap<RankedLast> = BinaryHeap::new();
-        let other = self.other.finish();
-        let entries = self
-            .ipv4
-            .into_iter()
-            .map(|(key, count)| (count, format_ipv4(key).into_bytes(), None))
-            .chain(
-                self.ipv6
-                    .into_iter()
-                    .map(|(key, count)| (count, format_ipv6(key).into_bytes(), None)),
-            )
-            .chain(other.iter().map(|(key, count)| (count, key.to_vec(), None)))
-            .chain(
-                self.long
-                    .into_iter()
-                    .map(|(digest, (count, shown))| (count, shown, Some(digest))),
-            );
-        for entry in entries {
-            if best.len() < k {
-                best.push(RankedLast(entry));
-            } else if let Some(mut worst) = best.peek_mut() {
-                if rank_order(&entry, &worst.0).is_lt() {
-                    *worst = RankedLast(entry);
-                }
+    /// Offers every packed and long key to `best`.
+    fn offer_to(self, best: &mut TopHeap) {
+        for (key, count) in self.ipv4 {
+            best.offer(count, format_ipv4(key).as_bytes(), None);
+        }
+        for (key, count) in self.ipv6 {
+            best.offer(count, format_ipv6(key).as_bytes(), None);
+        }
+        for (digest, (count, shown)) in self.long {
+            best.offer(count, &shown, Some(digest));
+        }
+    }
+}
+
+/// The best `k` keys offered so far (`--top`): a heap whose top is the worst of them, rather
+/// than gather and sort millions of keys to show three. A key's bytes are copied only if it
+/// enters.
+#[derive(Debug)]
+struct TopHeap {
+    k: usize,
+    best: BinaryHeap<RankedLast>,
+}
+
+impl TopHeap {
+    fn new(k: usize) -> Self {
+        Self {
+            k,
+            best: BinaryHeap::new(),
+        }
+    }
+
+    fn offer(&mut self, count: u64, key: &[u8], digest: Option<[u8; 32]>) {
+        if self.best.len() < self.k {
+            self.best.push(RankedLast((count, key.to_vec(), digest)));
+        } else if let Some(mut worst) = self.best.peek_mut() {
+            let (worst_count, worst_key, worst_digest) = &worst.0;
+            let better = count
+                .cmp(worst_count)
+                .reverse()
+                .then_with(|| key.cmp(worst_key))
+                .then_with(|| digest.cmp(worst_digest))
+                .is_lt();
+            if better {
+                *worst = RankedLast((count, key.to_vec(), digest));
             }
         }
-        let all: Vec<Ranked> = best
+    }
+
+    /// The keys, most requests first, ties broken by the key's bytes (a long key's: its first
+    /// bytes, then its digest).
+    fn into_top(self) -> Vec<TopKey> {
+        self.best
             .into_sorted_vec()
             .into_iter()
-            .map(|RankedLast(entry)| entry)
-            .collect();
-        all.into_iter()
-            .map(|(count, key, digest)| TopKey {
+            .map(|RankedLast((count, key, digest))| TopKey {
                 key: match digest {
                     None => escape_bytes(&key),
                     Some(digest) => show_long_key(&key, &digest),
@@ -233,99 +252,48 @@ impl TopCounts {
     }
 }
 
-/// A file's distinct keys once all its chunks are in. Its packed keys are then also in the
-/// run's union (kept here so that the union can be rebuilt should the file fail after all).
-/// Its byte-string and long keys are not merged into a run-wide copy as files complete: with
-/// millions of host names that copy would cost as much memory again as the files' own lists,
-/// so they are counted across files by [`union_len`] in `finish`, from the files' lists.
+/// A cut file's packed and long keys once all its chunks are in (its packed keys are then also
+/// in the run's union; kept here so that the union can be rebuilt should the file fail after
+/// all). Its byte-string keys are in [`Merger::other_runs`].
 #[derive(Debug)]
 struct DoneFile {
     /// The IPv4 and IPv6 keys (the other two lists empty).
     packed: DistinctKeys,
-    other: ByteArena,
     long: Vec<[u8; 32]>,
 }
 
-impl DoneFile {
-    fn new(keys: DistinctKeys) -> Self {
-        let DistinctKeys {
-            ipv4,
-            ipv6,
-            other,
-            long,
-        } = keys;
-        Self {
-            packed: DistinctKeys {
-                ipv4,
-                ipv6,
-                ..DistinctKeys::default()
-            },
-            other: ByteArena::new(other),
-            long,
-        }
-    }
-
-    fn len(&self) -> u64 {
-        self.packed.len() + self.other.len() as u64 + self.long.len() as u64
-    }
-}
-
-/// Sorted byte strings packed in one buffer: a key costs its length plus 8 bytes, where a
-/// `Vec<u8>` of its own costs ~70 bytes for a 28-byte host name (its header and a heap block).
-#[derive(Debug, Default)]
-struct ByteArena {
-    bytes: Vec<u8>,
-    /// Where each key ends in `bytes`.
-    ends: Vec<usize>,
-}
-
-impl ByteArena {
-    fn new(keys: Vec<Vec<u8>>) -> Self {
-        let mut bytes = Vec::with_capacity(keys.iter().map(Vec::len).sum());
-        let mut ends = Vec::with_capacity(keys.len());
-        for key in keys {
-            bytes.extend_from_slice(&key);
-            ends.push(bytes.len());
-        }
-        Self { bytes, ends }
-    }
-
-    fn len(&self) -> usize {
-        self.ends.len()
-    }
-
-    /// The keys, in order.
-    fn keys(&self) -> Vec<&[u8]> {
-        let mut start = 0;
-        self.ends
-            .iter()
-            .map(|&end| {
-                let key = &self.bytes[start..end];
-                start = end;
-                key
-            })
-            .collect()
-    }
-}
-
-/// One file's chunk results so far.
+/// One file's results so far: a few numbers, and more only for a file cut into chunks.
 #[derive(Debug, Default)]
 struct FileParts {
     total: u64,
-    keys: KeyUnion,
+    /// Its distinct keys, once known (for a file counted whole, from its one part's result).
+    distinct: Option<u64>,
     error: Option<String>,
-    /// Chunk results still to come.
+    /// Part results still to come.
     chunks_left: usize,
-    /// The file's distinct keys, once every chunk is in.
+    /// For a file cut into several chunks (several jobs): the union of their keys, made here.
+    split: Option<Box<SplitFile>>,
+}
+
+/// The keys of a file cut into chunks.
+#[derive(Debug, Default)]
+struct SplitFile {
+    /// The union of its chunks' packed and long keys so far...
+    keys: KeyUnion,
+    /// ... and of their byte-string keys (with counts, for `--top`).
+    other: CountedUnion,
+    /// Its keys once every chunk is in.
     done: Option<DoneFile>,
 }
 
-/// Gathers chunk results in any order (and at most once each, which the pool guarantees) and
-/// produces the [`Report`]. Merges as results arrive: a chunk's keys go into its file's union
-/// at once, and a file's packed keys into the run's union as soon as its last chunk is in, so
+/// Gathers job results in any order (and at most once each, which the pool guarantees) and
+/// produces the [`Report`]. Merges as results arrive: a batch's keys (the union of its files'
+/// keys, made by the worker) go into the run's union at once; a chunk's keys into its file's
+/// union, and a file's packed keys into the run's union as soon as its last chunk is in, so
 /// that `finish` (which runs after the last worker is done, on the run's critical path) has
-/// next to nothing left to merge of them; byte-string keys are counted across files in
-/// `finish`, from each file's own list.
+/// next to nothing left to merge of them; byte-string keys are counted across results in
+/// `finish`, from each result's own list. Memory follows the distinct keys per result, not
+/// the number of files: a file counted whole costs a few numbers here.
 #[derive(Debug)]
 pub struct Merger {
     names: Vec<String>,
@@ -333,18 +301,33 @@ pub struct Merger {
     errors: BTreeMap<String, String>,
     top: Option<usize>,
     top_counts: TopCounts,
-    all: KeyUnion,
-    /// A file already in the run's union failed afterwards: rebuild the union in `finish`.
-    all_stale: bool,
+    /// The packed keys of every batch result.
+    batches: KeyUnion,
+    /// The long keys of every batch result.
+    batch_long: Vec<Vec<[u8; 32]>>,
+    /// The byte-string keys (with counts for `--top`) of every batch result, and of every cut
+    /// file whose chunks are all in (with its index): one buffer per result, counted across
+    /// results (and their counts summed) by one k-way merge in `finish`, never merged into a
+    /// run-wide copy, which with millions of host names would cost as much memory again.
+    other_runs: Vec<(Option<usize>, CountedKeys)>,
+    /// The packed keys of every split file whose chunks are all in.
+    split: KeyUnion,
+    /// A split file already in `split` failed afterwards: rebuild `split` in `finish`.
+    split_stale: bool,
 }
 
 impl Merger {
     /// A merger for the files of `plan` (its planning errors are carried over).
     pub fn new(plan: &Plan) -> Self {
         let mut files: Vec<FileParts> = plan.files.iter().map(|_| FileParts::default()).collect();
-        for job in &plan.jobs {
-            if let Some(file) = files.get_mut(job.file_index) {
+        for index in plan.jobs.iter().flat_map(ChunkJob::file_indices) {
+            if let Some(file) = files.get_mut(index) {
                 file.chunks_left += 1;
+            }
+        }
+        for file in &mut files {
+            if file.chunks_left > 1 {
+                file.split = Some(Box::default());
             }
         }
         Self {
@@ -353,46 +336,119 @@ impl Merger {
             errors: plan.errors.clone(),
             top: plan.top,
             top_counts: TopCounts::default(),
-            all: KeyUnion::default(),
-            all_stale: false,
+            batches: KeyUnion::default(),
+            batch_long: Vec::new(),
+            other_runs: Vec::new(),
+            split: KeyUnion::default(),
+            split_stale: false,
         }
     }
 
-    /// Adds the outcome of one chunk job.
-    pub fn add(&mut self, outcome: Result<ChunkCounts, ChunkError>) {
-        match outcome {
-            Ok(counts) => self.add_counts(counts),
-            Err(error) => self.add_failure(error.file_index, error.reason),
+    /// Adds the result of one job. Parts for an unknown file index are ignored.
+    pub fn add(&mut self, counts: ChunkCounts) {
+        let ChunkCounts {
+            parts,
+            mut keys,
+            counts,
+        } = counts;
+        // Byte-string keys travel as one buffer from here on (with counts for `--top`).
+        let other = CountedKeys::new(
+            &std::mem::take(&mut keys.other),
+            counts.as_ref().map(|counts| &counts.other[..]),
+        );
+        if let (Some(_), Some(key_counts)) = (self.top, &counts) {
+            self.top_counts.add(&keys, key_counts);
         }
-    }
-
-    /// Adds the counts of one chunk. Counts for an unknown file index are ignored.
-    pub fn add_counts(&mut self, counts: ChunkCounts) {
-        let Some(file) = self.files.get_mut(counts.file_index) else {
-            return;
+        // A chunk of a split file: its keys are that file's alone.
+        let split_file = match parts.as_slice() {
+            [only] => Some(only.file_index).filter(|&index| {
+                self.files
+                    .get(index)
+                    .is_some_and(|file| file.split.is_some())
+            }),
+            _ => None,
         };
-        file.chunks_left = file.chunks_left.saturating_sub(1);
-        if file.error.is_some() {
-            return;
+        for part in parts {
+            let Some(file) = self.files.get_mut(part.file_index) else {
+                continue;
+            };
+            file.chunks_left = file.chunks_left.saturating_sub(1);
+            match part.outcome {
+                Err(reason) => self.fail(part.file_index, reason),
+                Ok(_) if file.error.is_some() => {}
+                Ok(counted) => {
+                    file.total += counted.total;
+                    if file.split.is_none() {
+                        file.distinct = Some(counted.ip);
+                    }
+                }
+            }
         }
-        file.total += counts.total;
-        if let (Some(_), Some(key_counts)) = (self.top, &counts.counts) {
-            self.top_counts.add(&counts.keys, key_counts);
-        }
-        file.keys.push(counts.keys);
-        if file.chunks_left == 0 {
-            let done = DoneFile::new(std::mem::take(&mut file.keys).finish());
-            self.all.push(done.packed.clone());
-            file.done = Some(done);
+        match split_file {
+            Some(index) => {
+                let file = &mut self.files[index];
+                let Some(split) = file.split.as_mut().filter(|_| file.error.is_none()) else {
+                    return;
+                };
+                split.keys.push(keys);
+                split.other.push(other);
+                if file.chunks_left == 0 {
+                    let keys = std::mem::take(&mut split.keys).finish();
+                    let other = std::mem::take(&mut split.other).finish();
+                    file.distinct = Some(keys.len() + other.len() as u64);
+                    let DistinctKeys {
+                        ipv4, ipv6, long, ..
+                    } = keys;
+                    let packed = DistinctKeys {
+                        ipv4,
+                        ipv6,
+                        ..DistinctKeys::default()
+                    };
+                    self.split.push(packed.clone());
+                    self.other_runs.push((Some(index), other));
+                    split.done = Some(DoneFile { packed, long });
+                }
+            }
+            None => {
+                let DistinctKeys {
+                    ipv4, ipv6, long, ..
+                } = keys;
+                self.batches.push(DistinctKeys {
+                    ipv4,
+                    ipv6,
+                    ..DistinctKeys::default()
+                });
+                self.other_runs.push((None, other));
+                self.batch_long.push(long);
+            }
         }
     }
 
-    /// Marks a file unreadable (a chunk's [`ChunkError`], or a job the pool gave up on). The
-    /// file is then reported under `errors` only; the first reason is kept.
+    /// Marks the files of a job the pool gave up on unreadable, with `reason`.
+    pub fn add_job_failure(&mut self, job: &ChunkJob, reason: &str) {
+        for index in job.file_indices() {
+            self.add_failure(index, reason.to_owned());
+        }
+    }
+
+    /// Marks a file unreadable (a job the pool gave up on). The file is then reported under
+    /// `errors` only; the first reason is kept. A file already counted whole, by a job whose
+    /// result is in, keeps its counts: a job has a result or a failure, never both.
     pub fn add_failure(&mut self, file_index: usize, reason: String) {
+        if let Some(file) = self.files.get(file_index) {
+            if file.split.is_some() || file.distinct.is_none() {
+                self.fail(file_index, reason);
+            }
+        }
+    }
+
+    fn fail(&mut self, file_index: usize, reason: String) {
         if let Some(file) = self.files.get_mut(file_index) {
             file.error.get_or_insert(reason);
-            self.all_stale |= file.done.is_some();
+            self.split_stale |= file
+                .split
+                .as_ref()
+                .is_some_and(|split| split.done.is_some());
         }
     }
 
@@ -403,19 +459,19 @@ impl Merger {
             errors: self.errors,
             ..Report::default()
         };
-        if self.all_stale {
-            self.all = KeyUnion::default();
+        if self.split_stale {
+            self.split = KeyUnion::default();
             for file in self.files.iter().filter(|file| file.error.is_none()) {
-                if let Some(done) = &file.done {
-                    self.all.push(done.packed.clone());
+                if let Some(done) = file.split.as_ref().and_then(|split| split.done.as_ref()) {
+                    self.split.push(done.packed.clone());
                 }
             }
         }
-        // Byte-string and long keys of the counted files, for the overall count.
-        let mut other = Vec::new();
-        let mut long = Vec::new();
+        // Long keys of the counted results, for the overall count.
+        let mut long = self.batch_long;
+        let failed: Vec<bool> = self.files.iter().map(|file| file.error.is_some()).collect();
         for (name, file) in self.names.into_iter().zip(self.files) {
-            let keys = match (file.error, file.done) {
+            let distinct = match (file.error, file.distinct) {
                 (Some(reason), _) => {
                     report.errors.insert(name, reason);
                     continue;
@@ -430,23 +486,40 @@ impl Merger {
                     );
                     continue;
                 }
-                (None, Some(keys)) => keys,
+                (None, Some(distinct)) => distinct,
             };
             report.all.total += file.total;
             report.files.insert(
                 name,
                 FileCounts {
                     total: file.total,
-                    ip: keys.len(),
+                    ip: distinct,
                 },
             );
-            other.push(keys.other);
-            long.push(keys.long);
+            if let Some(done) = file.split.and_then(|split| split.done) {
+                long.push(done.long);
+            }
         }
-        let other: Vec<Vec<&[u8]>> = other.iter().map(ByteArena::keys).collect();
-        report.all.ip = self.all.finish().len() + union_len(&other) + union_len(&long);
-        if let Some(k) = self.top {
-            report.top = Some(self.top_counts.top(k));
+        let mut packed = self.batches;
+        packed.push(self.split.finish());
+        // A cut file that failed after its chunks were in is left out; a batch's keys are
+        // those of its counted files only.
+        let other: Vec<&CountedKeys> = self
+            .other_runs
+            .iter()
+            .filter(|(file, _)| file.is_none_or(|index| !failed[index]))
+            .map(|(_, keys)| keys)
+            .collect();
+        let mut best = self.top.map(TopHeap::new);
+        let other_count = merge_counted(&other, |key, count| {
+            if let Some(best) = &mut best {
+                best.offer(count, key, None);
+            }
+        });
+        report.all.ip = packed.count() + other_count + union_len(&long);
+        if let Some(mut best) = best {
+            self.top_counts.offer_to(&mut best);
+            report.top = Some(best.into_top());
         }
         report
     }

@@ -27,7 +27,9 @@ use super::key_set::{PackedKeys, WideKeys};
 use super::keys::{self, QuadValues, ScalarValues};
 use super::lanes::{Baseline, NewlineBlocks, NewlineMasks};
 use super::mapped::{MapConsent, MappedWindow};
-use super::plan::{path_bytes, ChunkJob, ChunkSource};
+use super::plan::{ChunkJob, ChunkSource, JobPart};
+use super::report::FileCounts;
+use super::union::KeyPile;
 
 /// Read buffer: large enough that syscalls and per-buffer work vanish, small enough to stay in
 /// L2 next to the hot part of the key set.
@@ -88,31 +90,28 @@ pub struct KeyCounts {
     pub long_shown: Vec<Vec<u8>>,
 }
 
-/// What one chunk job found: small by design, it is what crosses the process boundary.
+/// What one part of a job found: its file's index and, unless the file could not be read,
+/// the lines and distinct keys of that part (a whole file's own counts, exact, for a file not
+/// cut into chunks).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ChunkCounts {
+pub struct PartCounts {
     /// Index of the file in [`super::Plan::files`].
     pub file_index: usize,
-    /// Lines counted (non-blank lines starting in the chunk).
-    pub total: u64,
-    /// The distinct client keys of those lines.
-    pub keys: DistinctKeys,
-    /// Per-key counts, if [`ChunkJob::per_key_counts`] was set.
-    pub counts: Option<KeyCounts>,
+    /// The counts, or why the file could not be read (`cannot open: ...`, `invalid gzip:
+    /// ...`): an answer about the input, not a failure of the worker, so no retry.
+    pub outcome: Result<FileCounts, String>,
 }
 
-/// A chunk whose file could not be read; the file is reported under `errors` with `reason`.
-/// This is an outcome about the input, not a failure of the worker: retrying will not help.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
-#[error("cannot read {}: {reason}", path.display())]
-pub struct ChunkError {
-    /// Index of the file in [`super::Plan::files`].
-    pub file_index: usize,
-    /// The file's path.
-    #[serde(with = "path_bytes")]
-    pub path: std::path::PathBuf,
-    /// Why, e.g. `cannot open: Permission denied (os error 13)` or `invalid gzip: ...`.
-    pub reason: String,
+/// What one job found: small by design, it is what crosses the process boundary. Per part,
+/// two numbers (or an error); then the distinct keys of all counted parts together, once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkCounts {
+    /// One per part of the job, in the job's order.
+    pub parts: Vec<PartCounts>,
+    /// The union of the distinct client keys of the parts that were counted.
+    pub keys: DistinctKeys,
+    /// Per-key counts summed over those parts, if [`ChunkJob::per_key_counts`] was set.
+    pub counts: Option<KeyCounts>,
 }
 
 /// How a chunk job gets the bytes of a plain file (a `.gz` file is always read).
@@ -126,70 +125,168 @@ pub enum ReadMethod {
     Map(MapConsent),
 }
 
-/// Counts the lines and distinct client keys of one chunk, reading with `read(2)`. A pure
-/// function of the job and the file's bytes; safe to run in any process, any number of times.
-pub fn count_chunk(job: &ChunkJob) -> Result<ChunkCounts, ChunkError> {
+/// Counts the lines and distinct client keys of each part of a job, reading with `read(2)`.
+/// A pure function of the job and the files' bytes; safe to run in any process, any number of
+/// times.
+pub fn count_chunk(job: &ChunkJob) -> ChunkCounts {
     count_chunk_with(job, ReadMethod::Read)
 }
 
 /// [`count_chunk`] with a choice of [`ReadMethod`]; `Map` only where a SIGBUS is survivable.
-pub fn count_chunk_with(job: &ChunkJob, method: ReadMethod) -> Result<ChunkCounts, ChunkError> {
-    let bytes = match method {
-        ReadMethod::Read => BUFFER_BYTES,
-        ReadMethod::Map(_) => MAP_WINDOW_BYTES,
-    };
-    count_chunk_with_buffer(job, method, bytes)
+/// A part that cannot be mapped is read.
+pub fn count_chunk_with(job: &ChunkJob, method: ReadMethod) -> ChunkCounts {
+    count_with_sizes(job, method, BUFFER_BYTES, MAP_WINDOW_BYTES)
 }
 
-/// `buffer_bytes` is the read buffer's size or the mapping window's.
+/// Parts smaller than this are read even where mapping is allowed: one `read` of a small file
+/// costs less than mapping it, faulting its pages in and unmapping it.
+const MAP_FROM_BYTES: u64 = BUFFER_BYTES as u64;
+
+/// [`count_chunk_with`] with a read buffer and mapping windows of `buffer_bytes`.
+#[cfg(test)]
 pub(crate) fn count_chunk_with_buffer(
     job: &ChunkJob,
     method: ReadMethod,
     buffer_bytes: usize,
-) -> Result<ChunkCounts, ChunkError> {
-    let fail = |reason: String| ChunkError {
-        file_index: job.file_index,
-        path: job.path.clone(),
-        reason,
-    };
-    let mut file = open_regular(&job.path).map_err(fail)?;
-    let mut counter = Counter::new(job.per_key_counts);
-    match job.source {
+) -> ChunkCounts {
+    count_with_sizes(job, method, buffer_bytes, buffer_bytes)
+}
+
+/// Counts `job` with a read buffer of `buffer_bytes` and mapping windows of `window_bytes`.
+fn count_with_sizes(
+    job: &ChunkJob,
+    method: ReadMethod,
+    buffer_bytes: usize,
+    window_bytes: usize,
+) -> ChunkCounts {
+    let mut keys = JobKeys::new(job.per_key_counts);
+    let mut buffer = Vec::new();
+    let parts = job
+        .parts
+        .iter()
+        .map(|part| {
+            let count = |method, buffer: &mut Vec<u8>| {
+                let sizes = (buffer_bytes, window_bytes);
+                count_part(part, job.per_key_counts, method, sizes, buffer)
+            };
+            let mut outcome = count(method, &mut buffer);
+            if outcome.is_err() && matches!(method, ReadMethod::Map(_)) {
+                // A file that cannot be mapped (on sysfs, say) is read: the read's verdict on
+                // the input is the one reported. A failed part added nothing to `keys`.
+                outcome = count(ReadMethod::Read, &mut buffer);
+            }
+            let outcome = outcome.map(|counter| counter.into_job(&mut keys));
+            PartCounts {
+                file_index: part.file_index,
+                outcome,
+            }
+        })
+        .collect();
+    let (keys, counts) = keys.finish();
+    ChunkCounts {
+        parts,
+        keys,
+        counts,
+    }
+}
+
+/// Counts one part into a fresh [`Counter`]; `buffer` is the read buffer, kept across parts.
+fn count_part(
+    part: &JobPart,
+    per_key_counts: bool,
+    method: ReadMethod,
+    (buffer_bytes, window_bytes): (usize, usize),
+    buffer: &mut Vec<u8>,
+) -> Result<Counter, String> {
+    let mut file = open_regular(&part.path)?;
+    match part.source {
         ChunkSource::Gzip => {
+            let mut counter = Counter::new(per_key_counts, None);
             let mut chunk = ChunkScan::new(&mut counter, false, None);
-            read_through(MultiGzDecoder::new(file), &mut chunk, buffer_bytes).map_err(
+            read_through(MultiGzDecoder::new(file), &mut chunk, buffer_bytes, buffer).map_err(
                 |e| match e.kind() {
                     io::ErrorKind::InvalidInput
                     | io::ErrorKind::InvalidData
-                    | io::ErrorKind::UnexpectedEof => fail(format!("invalid gzip: {e}")),
-                    _ => fail(format!("read error: {e}")),
+                    | io::ErrorKind::UnexpectedEof => format!("invalid gzip: {e}"),
+                    _ => format!("read error: {e}"),
                 },
             )?;
             chunk.finish();
+            Ok(counter)
         }
         ChunkSource::Range { start, end } => {
+            let mut counter = Counter::new(per_key_counts, Some(end.saturating_sub(start)));
             // Read from the byte before `start` to learn whether a line starts at `start`.
             let read_from = start.saturating_sub(1);
             let line_starts_before = end.saturating_sub(read_from);
             let mut chunk = ChunkScan::new(&mut counter, start > 0, Some(line_starts_before));
+            let method = if end.saturating_sub(start) < MAP_FROM_BYTES {
+                ReadMethod::Read
+            } else {
+                method
+            };
             match method {
                 ReadMethod::Read => {
                     if read_from > 0 {
                         file.seek(SeekFrom::Start(read_from))
-                            .map_err(|e| fail(format!("cannot seek: {e}")))?;
+                            .map_err(|e| format!("cannot seek: {e}"))?;
                     }
-                    read_through(&mut file, &mut chunk, buffer_bytes)
-                        .map_err(|e| fail(format!("read error: {e}")))?;
+                    read_through(&mut file, &mut chunk, buffer_bytes, buffer)
+                        .map_err(|e| format!("read error: {e}"))?;
                 }
                 ReadMethod::Map(consent) => {
-                    map_through(consent, &file, read_from, end, &mut chunk, buffer_bytes)
-                        .map_err(|e| fail(format!("read error: {e}")))?
+                    map_through(consent, &file, read_from, end, &mut chunk, window_bytes)
+                        .map_err(|e| format!("read error: {e}"))?
                 }
             }
             chunk.finish();
+            Ok(counter)
         }
     }
-    Ok(counter.finish(job.file_index))
+}
+
+/// The distinct keys of a job's counted parts so far: packed keys piled up unsorted (and
+/// sorted once, see [`KeyPile`]), byte-string and long keys moved into one map.
+#[derive(Debug)]
+struct JobKeys {
+    ipv4: KeyPile<u32>,
+    ipv6: KeyPile<u128>,
+    other: ByteKeys,
+    long: LongKeys,
+    per_key_counts: bool,
+}
+
+impl JobKeys {
+    fn new(per_key_counts: bool) -> Self {
+        Self {
+            ipv4: KeyPile::new(per_key_counts),
+            ipv6: KeyPile::new(per_key_counts),
+            other: ByteKeys::default(),
+            long: LongKeys::default(),
+            per_key_counts,
+        }
+    }
+
+    fn finish(self) -> (DistinctKeys, Option<KeyCounts>) {
+        let (ipv4, ipv4_counts) = self.ipv4.finish();
+        let (ipv6, ipv6_counts) = self.ipv6.finish();
+        let (other, other_counts) = self.other.into_sorted();
+        let (long, long_counts, long_shown) = self.long.into_sorted();
+        let counts = self.per_key_counts.then(|| KeyCounts {
+            ipv4: ipv4_counts.unwrap_or_default(),
+            ipv6: ipv6_counts.unwrap_or_default(),
+            other: other_counts,
+            long: long_counts,
+            long_shown,
+        });
+        let keys = DistinctKeys {
+            ipv4,
+            ipv6,
+            other,
+            long,
+        };
+        (keys, counts)
+    }
 }
 
 /// Opens a planned input for reading, making sure it is (still) a regular file. Planning saw a
@@ -246,15 +343,16 @@ fn open_regular(path: &std::path::Path) -> Result<File, String> {
     Ok(file)
 }
 
-/// Streams `source` through a buffer of `buffer_bytes` into `chunk`.
+/// Streams `source` through `buffer`, made `buffer_bytes` long, into `chunk`.
 fn read_through<R: Read>(
     mut source: R,
     chunk: &mut ChunkScan<'_>,
     buffer_bytes: usize,
+    buffer: &mut Vec<u8>,
 ) -> io::Result<()> {
-    let mut buffer = vec![0u8; buffer_bytes.max(1)];
+    buffer.resize(buffer_bytes.max(1), 0);
     loop {
-        let filled = match source.read(&mut buffer) {
+        let filled = match source.read(buffer) {
             Ok(0) => return Ok(()),
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -602,7 +700,6 @@ struct Counter {
     ipv6: WideKeys,
     other: ByteKeys,
     long: LongKeys,
-    per_key_counts: bool,
     /// Present if the CPU has SSSE3 (asked once per chunk).
     #[cfg(target_arch = "x86_64")]
     ssse3: Option<super::lanes::Ssse3>,
@@ -612,14 +709,16 @@ struct Counter {
 }
 
 impl Counter {
-    fn new(per_key_counts: bool) -> Self {
+    /// A counter for at most `bytes` bytes of input, if known (see [`KeySet::sized_for`]).
+    ///
+    /// [`KeySet::sized_for`]: super::key_set::KeySet::sized_for
+    fn new(per_key_counts: bool, bytes: Option<u64>) -> Self {
         Self {
             total: 0,
-            ipv4: PackedKeys::new(per_key_counts),
-            ipv6: WideKeys::new(per_key_counts),
+            ipv4: PackedKeys::sized_for(per_key_counts, bytes),
+            ipv6: WideKeys::sized_for(per_key_counts, bytes),
             other: ByteKeys::default(),
             long: LongKeys::default(),
-            per_key_counts,
             #[cfg(target_arch = "x86_64")]
             ssse3: super::lanes::Ssse3::detect(),
             #[cfg(target_arch = "x86_64")]
@@ -662,28 +761,20 @@ impl Counter {
         }
     }
 
-    fn finish(self, file_index: usize) -> ChunkCounts {
-        let (ipv4, ipv4_counts) = self.ipv4.into_sorted();
-        let (ipv6, ipv6_counts) = self.ipv6.into_sorted();
-        let (other, other_counts) = self.other.into_sorted();
-        let (long, long_counts, long_shown) = self.long.into_sorted();
-        let counts = self.per_key_counts.then(|| KeyCounts {
-            ipv4: ipv4_counts.unwrap_or_default(),
-            ipv6: ipv6_counts.unwrap_or_default(),
-            other: other_counts,
-            long: long_counts,
-            long_shown,
-        });
-        ChunkCounts {
-            file_index,
+    /// Adds the keys to the job's, and gives this part's own lines and distinct keys.
+    fn into_job(mut self, job: &mut JobKeys) -> FileCounts {
+        let distinct = self.ipv4.len() + self.ipv6.len() + self.other.len() + self.long.len();
+        let (keys, counts) = job.ipv4.parts();
+        self.ipv4.append_to(keys, counts);
+        job.ipv4.settle();
+        let (keys, counts) = job.ipv6.parts();
+        self.ipv6.append_to(keys, counts);
+        job.ipv6.settle();
+        job.other.absorb(self.other);
+        job.long.absorb(self.long);
+        FileCounts {
             total: self.total,
-            keys: DistinctKeys {
-                ipv4,
-                ipv6,
-                other,
-                long,
-            },
-            counts,
+            ip: distinct,
         }
     }
 }
@@ -722,16 +813,18 @@ mod tests {
 
     /// The key a spanning line fed in `pieces` is counted under.
     fn spanning_key(pieces: &[&[u8]]) -> (KeyCounts, DistinctKeys) {
-        let mut counter = Counter::new(true);
+        let mut counter = Counter::new(true, None);
         let mut line = SpanningLine::default();
         for piece in pieces {
             line.feed(piece);
             assert!(line.key.len() <= KEPT_KEY_BYTES, "{}", line.key.len());
         }
         line.finish(&mut counter);
-        let counts = counter.finish(0);
-        assert_eq!(counts.total, 1);
-        (counts.counts.unwrap(), counts.keys)
+        let mut job = JobKeys::new(true);
+        let counts = counter.into_job(&mut job);
+        assert_eq!(counts, FileCounts { total: 1, ip: 1 });
+        let (keys, counts) = job.finish();
+        (counts.unwrap(), keys)
     }
 
     #[test]
@@ -769,7 +862,7 @@ mod tests {
 
     #[test]
     fn spanning_blank_line_is_not_counted() {
-        let mut counter = Counter::new(false);
+        let mut counter = Counter::new(false, None);
         let mut line = SpanningLine::default();
         line.feed(b"   ");
         line.feed(b"\t\r");

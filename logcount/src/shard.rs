@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::inputs::{is_gzip, Input, Inputs};
-use super::plan::{ChunkJob, ChunkSource, Plan, PlanError, PlannedFile};
+use super::plan::{ChunkJob, ChunkSource, JobPart, Plan, PlanError, PlannedFile};
 use super::report::escape_bytes;
 
 /// The version of the shard plan rules and of the plan file; part of the hash. Format 1 had one
@@ -288,10 +288,13 @@ impl ShardPlan {
                 len: file.len,
                 gzip,
             });
+            // One part per job, never a batch: a partial keeps each piece's own keys.
             let job = |source| ChunkJob {
-                path: path.clone(),
-                file_index,
-                source,
+                parts: vec![JobPart {
+                    path: path.clone(),
+                    file_index,
+                    source,
+                }],
                 per_key_counts: top.is_some(),
                 may_map: false,
             };
@@ -653,7 +656,7 @@ mod tests {
             "a plan without a root reads its names"
         );
         assert_eq!(local.jobs.len(), 1);
-        assert_eq!(local.jobs[0].source, ChunkSource::Gzip);
+        assert_eq!(local.jobs[0].parts[0].source, ChunkSource::Gzip);
     }
 
     #[test]

@@ -101,21 +101,40 @@ fn count_cut_with(
     let mut total = 0;
     let mut keys = BTreeSet::new();
     for range in bounds.windows(2) {
-        let job = ChunkJob {
-            path: path.clone(),
-            file_index: 0,
-            source: ChunkSource::Range {
+        let job = one_part(
+            &path,
+            ChunkSource::Range {
                 start: range[0],
                 end: range[1],
             },
-            per_key_counts: false,
-            may_map: false,
-        };
-        let counts = count_chunk_with_buffer(&job, method, buffer).unwrap();
-        total += counts.total;
+        );
+        let counts = count_chunk_with_buffer(&job, method, buffer);
+        total += counted_total(&counts);
         keys.extend(key_bytes(&counts.keys));
     }
     (total, keys)
+}
+
+/// A job of one part, file 0.
+fn one_part(path: &Path, source: ChunkSource) -> ChunkJob {
+    ChunkJob {
+        parts: vec![JobPart {
+            path: path.to_path_buf(),
+            file_index: 0,
+            source,
+        }],
+        per_key_counts: false,
+        may_map: false,
+    }
+}
+
+/// The lines of a job's parts, every one of which must have been counted.
+fn counted_total(counts: &ChunkCounts) -> u64 {
+    counts
+        .parts
+        .iter()
+        .map(|part| part.outcome.as_ref().expect("counted").total)
+        .sum()
 }
 
 fn write(dir: &Path, name: &str, data: &[u8]) -> PathBuf {
@@ -434,7 +453,8 @@ fn gzip_is_read_decompressed_as_one_job() {
     let gz_jobs = plan
         .jobs
         .iter()
-        .filter(|j| j.source == ChunkSource::Gzip)
+        .flat_map(|j| &j.parts)
+        .filter(|part| part.source == ChunkSource::Gzip)
         .count();
     assert_eq!(gz_jobs, 2);
     let report = count_dir(dir.path(), &options).unwrap();
@@ -517,12 +537,12 @@ fn a_file_replaced_by_a_fifo_after_planning_is_an_error_not_a_hang() {
         assert_eq!(report.files.len(), 1);
     }
     // A device in its place is refused the same way.
-    let job = ChunkJob {
-        path: "/dev/zero".into(),
-        ..plan.jobs[0].clone()
-    };
-    let error = count_chunk(&job).unwrap_err();
-    assert!(error.reason.contains("character device"), "{error:?}");
+    let job = one_part(
+        Path::new("/dev/zero"),
+        ChunkSource::Range { start: 0, end: 10 },
+    );
+    let error = count_chunk(&job).parts[0].outcome.clone().unwrap_err();
+    assert!(error.contains("character device"), "{error:?}");
 }
 
 #[test]
@@ -579,7 +599,12 @@ fn a_file_whose_chunks_did_not_all_come_in_is_an_error_not_a_partial_count() {
         ..Options::default()
     };
     let plan = plan(dir.path(), &options).unwrap();
-    let a_chunks = plan.jobs.iter().filter(|job| job.file_index == 0).count();
+    let a_chunks = plan
+        .jobs
+        .iter()
+        .flat_map(ChunkJob::file_indices)
+        .filter(|&i| i == 0)
+        .count();
     assert!(a_chunks > 2, "{a_chunks}");
     let mut merger = Merger::new(&plan);
     for job in plan.jobs.iter().skip(1) {
@@ -597,9 +622,16 @@ fn a_file_whose_chunks_did_not_all_come_in_is_an_error_not_a_partial_count() {
 #[test]
 fn a_file_failing_after_all_its_chunks_leaves_the_overall_union() {
     let dir = tempfile::tempdir().unwrap();
-    write(dir.path(), "a.log", b"1.1.1.1 - -\n3.3.3.3 - -\n");
+    // a's byte-string key, like its packed ones, must leave the union with it.
+    write(dir.path(), "a.log", b"1.1.1.1 - -\nhost-a - -\n");
     write(dir.path(), "b.log", b"2.2.2.2 - -\n1.1.1.1 - -\n");
-    let plan = plan(dir.path(), &Options::default()).unwrap();
+    // Files cut into chunks: each chunk is a job of its own, which can fail on its own.
+    let options = Options {
+        chunk_bytes: 12,
+        ..Options::default()
+    };
+    let plan = plan(dir.path(), &options).unwrap();
+    assert_eq!(plan.jobs.len(), 4);
     let mut merger = Merger::new(&plan);
     for job in &plan.jobs {
         merger.add(count_chunk(job));
@@ -608,6 +640,39 @@ fn a_file_failing_after_all_its_chunks_leaves_the_overall_union() {
     let report = merger.finish();
     assert_eq!(report.errors["a.log"], "failed late");
     assert_eq!(report.all, FileCounts { total: 2, ip: 2 });
+}
+
+#[test]
+fn a_batch_that_failed_makes_each_of_its_files_an_error_and_only_those() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "a.log", b"1.1.1.1 - -\n3.3.3.3 - -\n");
+    write(dir.path(), "b.log", b"2.2.2.2 - -\n1.1.1.1 - -\n");
+    write(dir.path(), "c.log", &b"4.4.4.4 - -\n".repeat(10));
+    // Each file weighs 16 KiB more than its bytes: a and b share a batch, c is in another.
+    let options = Options {
+        chunk_bytes: 40_000,
+        ..Options::default()
+    };
+    let plan = plan(dir.path(), &options).unwrap();
+    let batches: Vec<Vec<usize>> = plan
+        .jobs
+        .iter()
+        .map(|job| job.file_indices().collect())
+        .collect();
+    assert_eq!(batches, [vec![0, 1], vec![2]]);
+    let mut merger = Merger::new(&plan);
+    merger.add_job_failure(&plan.jobs[0], "not counted: worker killed");
+    for job in &plan.jobs[1..] {
+        merger.add(count_chunk(job));
+    }
+    // A file counted whole keeps its counts: a job has a result or a failure, never both.
+    merger.add_failure(2, "ignored".into());
+    let report = merger.finish();
+    assert_eq!(report.errors.len(), 2, "{:?}", report.errors);
+    assert_eq!(report.errors["a.log"], "not counted: worker killed");
+    assert_eq!(report.errors["b.log"], "not counted: worker killed");
+    assert_eq!(report.files["c.log"], FileCounts { total: 10, ip: 1 });
+    assert_eq!(report.all, FileCounts { total: 10, ip: 1 });
 }
 
 #[test]
@@ -688,7 +753,7 @@ fn non_utf8_file_names_travel_and_are_escaped() {
     let bytes = postcard::to_stdvec(&plan.jobs[0]).unwrap();
     let job: ChunkJob = postcard::from_bytes(&bytes).unwrap();
     assert_eq!(job, plan.jobs[0]);
-    assert_eq!(count_chunk(&job).unwrap().total, 1);
+    assert_eq!(counted_total(&count_chunk(&job)), 1);
 }
 
 #[test]
@@ -705,7 +770,7 @@ fn results_are_small_and_round_trip() {
     )
     .unwrap();
     let plan = plan(dir.path(), &Options::default()).unwrap();
-    let counts = count_chunk(&plan.jobs[0]).unwrap();
+    let counts = count_chunk(&plan.jobs[0]);
     let bytes = postcard::to_stdvec(&counts).unwrap();
     assert_eq!(postcard::from_bytes::<ChunkCounts>(&bytes).unwrap(), counts);
     // ~2,000 keys from a ~7 MB chunk: a few bytes per key, nothing per line.
@@ -777,7 +842,7 @@ fn ipv6_spellings_are_distinct_keys_and_the_canonical_one_is_packed() {
         },
     )
     .unwrap();
-    let counts = count_chunk(&plan.jobs[0]).unwrap();
+    let counts = count_chunk(&plan.jobs[0]);
     assert_eq!(
         counts.keys.ipv6,
         [1, 0x2001_0db8_0000_0000_0000_0000_0000_0001]
@@ -785,7 +850,7 @@ fn ipv6_spellings_are_distinct_keys_and_the_canonical_one_is_packed() {
     assert_eq!(counts.keys.other.len(), 3);
     assert_eq!(counts.counts.as_ref().unwrap().ipv6, [1, 3]);
     let mut merger = Merger::new(&plan);
-    merger.add(Ok(counts));
+    merger.add(counts);
     let report = merger.finish();
     assert_eq!(report.all, FileCounts { total: 7, ip: 5 });
     let top = &report.top.unwrap()[0];
@@ -858,8 +923,8 @@ fn a_file_truncated_after_planning_counts_what_is_left() {
             let mut total = 0;
             let mut keys = BTreeSet::new();
             for job in &plan.jobs {
-                let counts = count_chunk_with(job, method).unwrap();
-                total += counts.total;
+                let counts = count_chunk_with(job, method);
+                total += counted_total(&counts);
                 keys.extend(key_bytes(&counts.keys));
             }
             assert_eq!((total, keys), expected, "{method:?}, {keep} bytes left");
@@ -914,4 +979,273 @@ fn results_merge_the_same_in_any_order() {
         assert_eq!(merger.finish(), in_order, "order {order:?}");
     }
     assert_eq!(in_order.files.len(), 3);
+}
+
+/// Small log texts of every kind of key (dotted quads, IPv6, host names, a long key, blank
+/// lines, no final newline), different per `seed`.
+fn small_log(seed: u64) -> Vec<u8> {
+    let mut data = Vec::new();
+    let lines = seed % 13;
+    for line in 0..lines {
+        let x = seed.wrapping_mul(2_654_435_761).wrapping_add(line * 40_503) % 5000;
+        match (seed + line) % 7 {
+            0 => writeln!(data, "10.0.{}.{} - - [x]", x / 250, x % 250),
+            1 => writeln!(data, "2001:db8::{x:x} - - [x]"),
+            2 => writeln!(data, "host-{x}.example, 10.0.0.1 - - [x]"),
+            3 => writeln!(data, "   "),
+            4 => writeln!(data, "{}{x} - - [x]", "k".repeat(300)),
+            5 => writeln!(data, "10.1.0.{} - - [x]\r", x % 250),
+            _ => write!(data, "192.0.2.{}", x % 250),
+        }
+        .unwrap();
+        if (seed + line) % 7 == 6 && line + 1 < lines {
+            data.push(b'\n');
+        }
+    }
+    data
+}
+
+#[test]
+fn thousands_of_small_files_in_one_job_are_each_counted_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut all_keys = BTreeSet::new();
+    let mut all_total = 0;
+    let mut expected = std::collections::BTreeMap::new();
+    for seed in 0..3000u64 {
+        let data = small_log(seed);
+        let name = format!("f{seed:05}.log");
+        write(dir.path(), &name, &data);
+        let (total, keys) = reference(&data);
+        all_total += total;
+        expected.insert(
+            name,
+            FileCounts {
+                total,
+                ip: keys.len() as u64,
+            },
+        );
+        all_keys.extend(keys);
+    }
+    let options = Options {
+        chunk_bytes: 1 << 30,
+        ..Options::default()
+    };
+    let plan = plan(dir.path(), &options).unwrap();
+    assert_eq!(plan.jobs.len(), 1);
+    assert_eq!(plan.jobs[0].parts.len(), 3000);
+    let counts = count_chunk(&plan.jobs[0]);
+    // The job's keys are the union of its files', each key once.
+    assert_eq!(key_bytes(&counts.keys), all_keys);
+    for method in [ReadMethod::Read, ReadMethod::Map(map_consent())] {
+        let mut merger = Merger::new(&plan);
+        merger.add(count_chunk_with(&plan.jobs[0], method));
+        let report = merger.finish();
+        assert!(report.errors.is_empty(), "{:?}", report.errors);
+        assert_eq!(report.files.len(), expected.len());
+        for (name, counts) in &expected {
+            assert_eq!(&report.files[name], counts, "{name}, {method:?}");
+        }
+        let all = FileCounts {
+            total: all_total,
+            ip: all_keys.len() as u64,
+        };
+        assert_eq!(report.all, all, "{method:?}");
+    }
+    // The default planning batches them too, and so does the small-chunk planning of tests.
+    assert_eq!(count(dir.path()).files, expected);
+    let small = count_dir(
+        dir.path(),
+        &Options {
+            chunk_bytes: 100_000,
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(small.files, expected);
+    assert_eq!(small.all.ip, all_keys.len() as u64);
+}
+
+#[test]
+fn unreadable_files_inside_a_batch_are_errors_and_the_others_exact() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let mut expected_keys = BTreeSet::new();
+    let mut expected_total = 0;
+    for seed in 0..200u64 {
+        let data = small_log(seed);
+        write(dir.path(), &format!("ok{seed:03}.log"), &data);
+        let (total, keys) = reference(&data);
+        expected_total += total;
+        expected_keys.extend(keys);
+    }
+    // Each of these has a key no other file has: counted, it would show in the union.
+    let unique = |name: &str| format!("{name}-only - - [x]\n").into_bytes();
+    let gone = write(dir.path(), "gone.log", &unique("gone"));
+    let fifo = write(dir.path(), "fifo.log", &unique("fifo"));
+    let swapped_dir = write(dir.path(), "dir.log", &unique("dir"));
+    let secret = write(dir.path(), "secret.log", &unique("secret"));
+    let plan = plan(dir.path(), &Options::default()).unwrap();
+    assert_eq!(plan.jobs.len(), 1, "one batch");
+    // Between planning and counting: one vanishes, one becomes a FIFO (no writer: a
+    // blocking open would hang), one a directory, one unreadable.
+    fs::remove_file(&gone).unwrap();
+    fs::remove_file(&fifo).unwrap();
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    fs::remove_file(&swapped_dir).unwrap();
+    fs::create_dir(&swapped_dir).unwrap();
+    fs::set_permissions(&secret, fs::Permissions::from_mode(0o000)).unwrap();
+    let root = nix::unistd::geteuid().is_root();
+    for method in [ReadMethod::Read, ReadMethod::Map(map_consent())] {
+        let mut merger = Merger::new(&plan);
+        merger.add(count_chunk_with(&plan.jobs[0], method));
+        let report = merger.finish();
+        let errors = &report.errors;
+        assert!(errors["gone.log"].contains("No such file"), "{errors:?}");
+        assert!(errors["fifo.log"].contains("it is a FIFO"), "{errors:?}");
+        assert!(
+            errors["dir.log"].contains("Is a directory")
+                || errors["dir.log"].contains("it is a directory"),
+            "{errors:?}"
+        );
+        let mut keys = expected_keys.clone();
+        let mut total = expected_total;
+        if root {
+            // root reads anything: the file is simply counted.
+            assert_eq!(report.files["secret.log"], FileCounts { total: 1, ip: 1 });
+            keys.insert(b"secret-only".to_vec());
+            total += 1;
+            assert_eq!(errors.len(), 3, "{errors:?}");
+        } else {
+            assert!(
+                errors["secret.log"].contains("Permission denied"),
+                "{errors:?}"
+            );
+            assert_eq!(errors.len(), 4, "{errors:?}");
+        }
+        for seed in 0..200u64 {
+            let (total, keys) = reference(&small_log(seed));
+            let counts = FileCounts {
+                total,
+                ip: keys.len() as u64,
+            };
+            assert_eq!(report.files[&format!("ok{seed:03}.log")], counts);
+        }
+        let all = FileCounts {
+            total,
+            ip: keys.len() as u64,
+        };
+        assert_eq!(report.all, all, "{method:?}");
+    }
+}
+
+#[test]
+fn non_utf8_names_inside_a_batch_travel_and_count() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().unwrap();
+    for (index, name) in [
+        &b"caf\xe9.log"[..],
+        b"\xff\xfe.log",
+        b"plain.log",
+        b"\\xFF\\xFE.log",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let data = format!("10.0.0.{index} - - x\n10.0.0.9 - - y\n").repeat(index + 1);
+        fs::write(dir.path().join(std::ffi::OsStr::from_bytes(name)), data).unwrap();
+    }
+    let plan = plan(dir.path(), &Options::default()).unwrap();
+    assert_eq!(plan.jobs.len(), 1);
+    assert_eq!(plan.jobs[0].parts.len(), 4);
+    let bytes = postcard::to_stdvec(&plan.jobs[0]).unwrap();
+    let job: ChunkJob = postcard::from_bytes(&bytes).unwrap();
+    assert_eq!(job, plan.jobs[0]);
+    let mut merger = Merger::new(&plan);
+    merger.add(count_chunk(&job));
+    let report = merger.finish();
+    let files: Vec<(&str, u64)> = report
+        .files
+        .iter()
+        .map(|(name, counts)| (name.as_str(), counts.total))
+        .collect();
+    assert_eq!(
+        files,
+        [
+            ("\\\\xFF\\\\xFE.log", 8),
+            ("\\xFF\\xFE.log", 4),
+            ("caf\\xE9.log", 2),
+            ("plain.log", 6)
+        ]
+    );
+    assert_eq!(report.all, FileCounts { total: 20, ip: 5 });
+}
+
+#[test]
+fn small_files_are_batched_by_weight_and_large_ones_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "a.log", &[b'x'; 10]);
+    write(dir.path(), "b.log", &[b'x'; 10]);
+    write(dir.path(), "c.log", &vec![b'x'; 100_000]);
+    write(dir.path(), "d.log.gz", &[b'x'; 2_000]);
+    write(dir.path(), "e.log", &[b'x'; 10]);
+    let options = Options {
+        chunk_bytes: 40_000,
+        ..Options::default()
+    };
+    let plan = plan(dir.path(), &options).unwrap();
+    let jobs: Vec<Vec<(usize, ChunkSource)>> = plan
+        .jobs
+        .iter()
+        .map(|job| {
+            job.parts
+                .iter()
+                .map(|part| (part.file_index, part.source))
+                .collect()
+        })
+        .collect();
+    let range = |start, end| ChunkSource::Range { start, end };
+    assert_eq!(
+        jobs,
+        [
+            // A file larger than a chunk is cut into equal chunks, one job each.
+            vec![(2, range(0, 33_334))],
+            vec![(2, range(33_334, 66_668))],
+            vec![(2, range(66_668, 100_000))],
+            // 16 KiB + 10 bytes each: two fit in 40,000.
+            vec![(0, range(0, 10)), (1, range(0, 10))],
+            // A .gz weighs 10 times its size: 20,000 + 16 KiB, alone.
+            vec![(3, ChunkSource::Gzip)],
+            vec![(4, range(0, 10))],
+        ]
+    );
+    let mut recut = plan.clone();
+    recut.recut(1 << 30);
+    assert_eq!(recut.jobs.len(), 1);
+    assert_eq!(recut.jobs[0].parts.len(), 5);
+}
+
+#[test]
+fn batches_shrink_towards_the_end() {
+    let dir = tempfile::tempdir().unwrap();
+    for index in 0..400 {
+        write(dir.path(), &format!("f{index:03}.log"), b"1.1.1.1 - -\n");
+    }
+    // Each file weighs 16 KiB + 12 bytes; a chunk holds 20 of them.
+    let chunk_bytes = 20 * ((16 << 10) + 12);
+    let options = Options {
+        chunk_bytes,
+        ..Options::default()
+    };
+    let plan = plan(dir.path(), &options).unwrap();
+    let sizes: Vec<usize> = plan.jobs.iter().map(|job| job.parts.len()).collect();
+    assert_eq!(sizes.iter().sum::<usize>(), 400);
+    // Full chunks while more than half is left, then twice a chunk's share of what is left,
+    // down to a quarter of a chunk (5 files): never growing again.
+    assert_eq!(sizes[..10], [20; 10], "{sizes:?}");
+    assert!(sizes.windows(2).all(|pair| pair[0] >= pair[1]), "{sizes:?}");
+    assert!(*sizes.last().unwrap() <= 5, "{sizes:?}");
+    assert!(sizes.len() < 35, "{sizes:?}");
+    let report = count_dir(dir.path(), &options).unwrap();
+    assert_eq!(report.files.len(), 400);
+    assert_eq!(report.all, FileCounts { total: 400, ip: 1 });
 }

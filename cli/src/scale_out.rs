@@ -350,7 +350,7 @@ pub(crate) fn run_shard(args: &LogcountArgs) -> anyhow::Result<ExitCode> {
     }
     let chunk_bytes = args.chunk_bytes.unwrap_or_else(|| {
         let workers = args.pool.workers() as u64;
-        logcount::balanced_chunk_bytes(plan.shard_bytes(index), workers)
+        plan.chunk_bytes(index, workers)
     });
     let mut local = plan.shard_jobs(index, dir.as_deref(), chunk_bytes, args.top);
     let mut sink = match shard_args.partial {

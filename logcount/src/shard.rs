@@ -21,7 +21,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::inputs::{is_gzip, Input, Inputs};
-use super::plan::{ChunkJob, ChunkSource, JobPart, Plan, PlanError, PlannedFile};
+use super::plan::{
+    balanced_chunk_bytes, ChunkJob, ChunkSource, JobPart, Plan, PlanError, PlannedFile,
+};
 use super::report::escape_bytes;
 
 /// The version of the shard plan rules and of the plan file; part of the hash. Format 1 had one
@@ -328,6 +330,22 @@ impl ShardPlan {
         self.shards
             .get(index as usize)
             .map_or(0, |pieces| pieces.iter().map(|p| p.end - p.start).sum())
+    }
+
+    /// The chunk size for shard `index` on `workers` workers. Each chunk costs its distinct
+    /// keys again whatever its size, so a shard's pieces are cut no finer than one host would
+    /// cut the whole input ([`balanced_chunk_bytes`] of every shard's bytes), unless the shard
+    /// needs finer cuts to keep its workers busy (about a worker's share of it, with an eighth
+    /// of slack so that an even piece stays whole), and never finer than one host would cut
+    /// the shard alone.
+    pub fn chunk_bytes(&self, index: u32, workers: u64) -> u64 {
+        let total: u64 = self.files.iter().map(|file| file.len).sum();
+        let shard = self.shard_bytes(index);
+        let share = shard / workers.max(1);
+        let busy = share + share / 8;
+        balanced_chunk_bytes(total, workers)
+            .min(busy)
+            .max(balanced_chunk_bytes(shard, workers))
     }
 }
 
@@ -802,6 +820,26 @@ mod tests {
                 proptest::prop_assert_eq!(merged.report.render(format), single.render(format));
             }
         }
+    }
+
+    #[test]
+    fn shards_are_cut_no_finer_than_one_host_cuts_the_input_unless_workers_would_idle() {
+        let mib = 1 << 20;
+        // 8 files of 151 MB in 4 shards on 2 workers: one host cuts nothing (151 MB chunks),
+        // and each shard's two files stay whole too.
+        let files: Vec<ShardFile> = (0..8).map(|i| file(&format!("f{i}"), 151 * mib)).collect();
+        let plan = of_files(files.clone(), 4);
+        let chunk = plan.chunk_bytes(0, 2);
+        assert!(chunk >= 151 * mib, "{chunk}");
+        let local = plan.shard_jobs(0, None, chunk, None);
+        assert_eq!(local.jobs.len(), 2);
+        // In 16 shards (75 MB each), a shard is still cut for both workers.
+        let plan = of_files(files, 16);
+        let chunk = plan.chunk_bytes(3, 2);
+        let local = plan.shard_jobs(3, None, chunk, None);
+        assert!(local.jobs.len() >= 2, "{} jobs", local.jobs.len());
+        // Never finer than one host cuts the shard alone.
+        assert!(chunk >= balanced_chunk_bytes(plan.shard_bytes(3), 2));
     }
 
     #[test]

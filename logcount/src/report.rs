@@ -20,7 +20,9 @@ use super::keys::format_ipv4;
 use super::plan::ChunkJob;
 use super::plan::Plan;
 use super::scan::{ChunkCounts, DistinctKeys, KeyCounts};
-use super::union::{merge_counted, union_len, CountedKeys, CountedUnion, SortedUnion};
+use super::union::{
+    merge_counted, side_by_side, union_len, CountedKeys, CountedUnion, SortedUnion,
+};
 
 /// Requests and distinct client keys of one file, or of all files.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -511,12 +513,15 @@ impl Merger {
             .map(|(_, keys)| keys)
             .collect();
         let mut best = self.top.map(TopHeap::new);
-        let other_count = merge_counted(&other, |key, count| {
-            if let Some(best) = &mut best {
-                best.offer(count, key, None);
-            }
-        });
-        report.all.ip = packed.count() + other_count + union_len(&long);
+        let count_other = || {
+            merge_counted(&other, |key, count| {
+                if let Some(best) = &mut best {
+                    best.offer(count, key, None);
+                }
+            })
+        };
+        let (packed_count, other_count) = side_by_side(packed, KeyUnion::count, count_other);
+        report.all.ip = packed_count + other_count + union_len(&long);
         if let Some(mut best) = best {
             self.top_counts.offer_to(&mut best);
             report.top = Some(best.into_top());

@@ -38,6 +38,8 @@ const FAILED: u8 = 1;
 const MAX_STRING: u32 = 1 << 20;
 /// The size of the trailing SHA-256.
 const CHECKSUM_LEN: u64 = 32;
+/// How much of a partial the merge reads with one call.
+const READ_BUFFER: usize = 256 << 10;
 
 /// Per-key request counts of one piece while its chunks come in, in key order.
 #[derive(Debug, Default)]
@@ -711,11 +713,15 @@ fn read_head(path: &Path) -> Result<PartialHead, MergeError> {
     if size < 8 + 4 + CHECKSUM_LEN {
         return Err(corrupt(format!("truncated ({size} bytes)")));
     }
-    // The checksum covers everything before it: one streaming pass.
+    // The checksum covers everything before it: one streaming pass, in large reads (a copy
+    // through a small buffer made a read call per 8 KiB).
     file.seek(SeekFrom::Start(0)).map_err(io_error)?;
     let mut hasher = Sha256::new();
-    let hashed =
-        io::copy(&mut (&mut file).take(size - CHECKSUM_LEN), &mut hasher).map_err(io_error)?;
+    let hashed = io::copy(
+        &mut BufReader::with_capacity(READ_BUFFER, (&mut file).take(size - CHECKSUM_LEN)),
+        &mut hasher,
+    )
+    .map_err(io_error)?;
     let mut checksum = [0u8; 32];
     file.read_exact(&mut checksum).map_err(io_error)?;
     if hashed != size - CHECKSUM_LEN || hasher.finalize().as_slice() != checksum {
@@ -1065,7 +1071,10 @@ pub fn merge_partials(paths: &[PathBuf], options: MergeOptions) -> Result<Merged
         })?;
         file.seek(SeekFrom::Start(head.keys_at)).map_err(corrupt)?;
         let mut source = Source {
-            inner: BufReader::new(file.take(head.size - CHECKSUM_LEN - head.keys_at)),
+            inner: BufReader::with_capacity(
+                READ_BUFFER,
+                file.take(head.size - CHECKSUM_LEN - head.keys_at),
+            ),
             at: head.keys_at,
         };
         for entry in &head.entries {

@@ -135,6 +135,10 @@ pub(crate) trait Tally {
     fn add(&mut self, counts: ChunkCounts);
     /// A job the pool gave up on: its files are not counted.
     fn add_job_failure(&mut self, job: &ChunkJob, reason: &str);
+    /// Every job's result is in, while the pool may still be stopping its workers: a tally
+    /// with more to do with the results (a shard's partial to write out) can do it now,
+    /// alongside, rather than after. Not called when some job did not succeed.
+    fn all_added(&mut self) {}
 }
 
 impl Tally for Merger {
@@ -167,6 +171,7 @@ pub(crate) fn count_on_pool(
     let progress = args.pool.log.init();
     let (jobs, labels) = logcount_jobs(args, plan)?;
     let mut added_before = 0;
+    let mut told_all_added = false;
     let mut supervisor = args
         .pool
         .supervisor(COMMAND, jobs, labels.clone(), progress)?;
@@ -177,6 +182,10 @@ pub(crate) fn count_on_pool(
             // the end (with millions of host names that copy is a large part of the memory).
             supervisor.take_outcome(added_before as u64);
             added_before += 1;
+        }
+        if added_before == plan.jobs.len() && !told_all_added {
+            told_all_added = true;
+            tally.all_added();
         }
     }
     let ended = Ended::of(supervisor);

@@ -182,22 +182,77 @@ fn read_plan(path: &Path) -> anyhow::Result<ShardPlan> {
 
 /// Collects a shard's chunk results: into a partial, or into a report to print.
 enum Sink {
-    Partial(PartialBuilder),
+    Partial(PartialSink),
     Report(Box<Merger>),
+}
+
+/// A shard's partial: built from the results, then published to `out` as soon as the last
+/// result is in (while the pool stops its workers), or after the run.
+struct PartialSink {
+    out: PathBuf,
+    state: PartialState,
+}
+
+enum PartialState {
+    Building(PartialBuilder),
+    /// Published (or not, and why): whether the shard met inputs it could not read.
+    Published(Result<bool, PublishError>),
+}
+
+impl PartialSink {
+    fn builder(&mut self) -> Option<&mut PartialBuilder> {
+        match &mut self.state {
+            PartialState::Building(builder) => Some(builder),
+            PartialState::Published(_) => None,
+        }
+    }
+
+    /// Writes the partial out, once.
+    fn publish(&mut self) {
+        let state = std::mem::replace(&mut self.state, PartialState::Published(Ok(false)));
+        self.state = PartialState::Published(published(state, &self.out));
+    }
+}
+
+/// The outcome of publishing the partial to `out`: done now if it was still being built.
+fn published(state: PartialState, out: &Path) -> Result<bool, PublishError> {
+    match state {
+        PartialState::Building(builder) => {
+            let has_errors = builder.has_errors();
+            publish(out, |file| builder.write_to(file)).map(|()| has_errors)
+        }
+        PartialState::Published(outcome) => outcome,
+    }
 }
 
 impl Tally for Sink {
     fn add(&mut self, counts: logcount::ChunkCounts) {
         match self {
-            Sink::Partial(builder) => builder.add(counts),
+            // Every result comes before the partial is written (`all_added`).
+            Sink::Partial(partial) => {
+                if let Some(builder) = partial.builder() {
+                    builder.add(counts);
+                }
+            }
             Sink::Report(merger) => merger.add(counts),
         }
     }
 
     fn add_job_failure(&mut self, job: &logcount::ChunkJob, reason: &str) {
         match self {
-            Sink::Partial(builder) => builder.add_job_failure(job, reason),
+            // A failed job means not every result came in: the partial is not written yet.
+            Sink::Partial(partial) => {
+                if let Some(builder) = partial.builder() {
+                    builder.add_job_failure(job, reason);
+                }
+            }
             Sink::Report(merger) => merger.add_job_failure(job, reason),
+        }
+    }
+
+    fn all_added(&mut self) {
+        if let Sink::Partial(partial) = self {
+            partial.publish();
         }
     }
 }
@@ -205,7 +260,11 @@ impl Tally for Sink {
 impl Sink {
     fn add_failure(&mut self, file_index: usize, reason: String) {
         match self {
-            Sink::Partial(builder) => builder.add_failure(file_index, reason),
+            Sink::Partial(partial) => {
+                if let Some(builder) = partial.builder() {
+                    builder.add_failure(file_index, reason);
+                }
+            }
             Sink::Report(merger) => merger.add_failure(file_index, reason),
         }
     }
@@ -353,8 +412,11 @@ pub(crate) fn run_shard(args: &LogcountArgs) -> anyhow::Result<ExitCode> {
         plan.chunk_bytes(index, workers)
     });
     let mut local = plan.shard_jobs(index, dir.as_deref(), chunk_bytes, args.top);
-    let mut sink = match shard_args.partial {
-        Some(_) => Sink::Partial(PartialBuilder::new(&plan, index, &local)),
+    let mut sink = match &shard_args.partial {
+        Some(out) => Sink::Partial(PartialSink {
+            out: out.clone(),
+            state: PartialState::Building(PartialBuilder::new(&plan, index, &local)),
+        }),
         None => Sink::Report(Box::new(Merger::new(&local))),
     };
     // A file shorter than planned has lost lines: it is not counted from what is left.
@@ -374,7 +436,19 @@ pub(crate) fn run_shard(args: &LogcountArgs) -> anyhow::Result<ExitCode> {
     }
     let Counted { ended, summary } = count_on_pool(args, &mut local, &mut sink)?;
     let report = &ended.report;
-    if let Some(signal) = ended.stop_signal.filter(|_| !report.success()) {
+    // A partial written once every result was in is complete: a signal after that changes
+    // nothing (the pool does not count it as stopping the run).
+    let written_early = matches!(
+        &sink,
+        Sink::Partial(PartialSink {
+            state: PartialState::Published(_),
+            ..
+        })
+    );
+    if let Some(signal) = ended
+        .stop_signal
+        .filter(|_| !report.success() && !written_early)
+    {
         note(&format!(
             "error: {}error: stopped by {}; shard {index} was not completed{}\n",
             summary,
@@ -388,10 +462,8 @@ pub(crate) fn run_shard(args: &LogcountArgs) -> anyhow::Result<ExitCode> {
         return Ok(ended.failure_code());
     }
     let has_errors = match sink {
-        Sink::Partial(builder) => {
-            let has_errors = builder.has_errors();
-            let out = shard_args.partial.as_deref().unwrap_or(Path::new(""));
-            publish(out, |file| builder.write_to(file)).map_err(|error| match error {
+        Sink::Partial(PartialSink { out, state }) => {
+            let has_errors = published(state, &out).map_err(|error| match error {
                 PublishError::Exists(_) => usage(error.to_string()),
                 PublishError::Io { .. } => anyhow::Error::new(error),
             })?;

@@ -38,6 +38,8 @@ const FAILED: u8 = 1;
 const MAX_STRING: u32 = 1 << 20;
 /// The size of the trailing SHA-256.
 const CHECKSUM_LEN: u64 = 32;
+/// How much of a partial the merge reads with one call.
+const READ_BUFFER: usize = 256 << 10;
 
 /// Per-key request counts of one piece while its chunks come in, in key order.
 #[derive(Debug, Default)]
@@ -216,10 +218,7 @@ impl PartialBuilder {
     /// Writes the partial (see docs/scale-out.md for the layout) to `out`, as it goes: the
     /// only copy of the keys in memory is the builder's own.
     pub fn write_to(self, out: &mut dyn Write) -> io::Result<()> {
-        let mut out = Hashing {
-            inner: out,
-            hasher: Sha256::new(),
-        };
+        let mut out = Hashing::new(out);
         out.write_all(&PARTIAL_MAGIC)?;
         put_u32(&mut out, PARTIAL_FORMAT)?;
         out.write_all(&self.hash)?;
@@ -291,8 +290,7 @@ impl PartialBuilder {
                 }
             }
         }
-        let checksum = out.hasher.finalize();
-        out.inner.write_all(&checksum)
+        out.finish()
     }
 
     /// The partial's bytes, in memory.
@@ -304,20 +302,66 @@ impl PartialBuilder {
     }
 }
 
-/// A writer that hashes what goes through it: the partial's checksum.
+/// A writer that hashes what goes through it: the partial's checksum. It gathers the small
+/// writes (a key, a count: hundreds of thousands per partial) into blocks, so that each is a
+/// copy into a buffer rather than a call through `inner` and a hasher update of its own (which
+/// cost as much as the rest of writing a partial).
 struct Hashing<'a> {
     inner: &'a mut dyn Write,
     hasher: Sha256,
+    block: Vec<u8>,
+}
+
+impl<'a> Hashing<'a> {
+    /// The size of the blocks passed on to `inner` and the hasher.
+    const BLOCK: usize = 64 << 10;
+
+    fn new(inner: &'a mut dyn Write) -> Self {
+        Self {
+            inner,
+            hasher: Sha256::new(),
+            block: Vec::with_capacity(Self::BLOCK),
+        }
+    }
+
+    /// Hashes and writes the gathered block.
+    fn pass_on(&mut self) -> io::Result<()> {
+        self.hasher.update(&self.block);
+        self.inner.write_all(&self.block)?;
+        self.block.clear();
+        Ok(())
+    }
+
+    /// Writes what is left, then the checksum of everything written.
+    fn finish(mut self) -> io::Result<()> {
+        self.pass_on()?;
+        let checksum = self.hasher.finalize();
+        self.inner.write_all(&checksum)
+    }
 }
 
 impl Write for Hashing<'_> {
+    #[inline]
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let written = self.inner.write(buf)?;
-        self.hasher.update(&buf[..written]);
-        Ok(written)
+        self.write_all(buf)?;
+        Ok(buf.len())
+    }
+
+    #[inline]
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        if self.block.len() + buf.len() > Self::BLOCK {
+            self.pass_on()?;
+            if buf.len() > Self::BLOCK {
+                self.hasher.update(buf);
+                return self.inner.write_all(buf);
+            }
+        }
+        self.block.extend_from_slice(buf);
+        Ok(())
     }
 
     fn flush(&mut self) -> io::Result<()> {
+        self.pass_on()?;
         self.inner.flush()
     }
 }
@@ -599,10 +643,6 @@ impl<R: Read> Source<R> {
         Ok(u64::from_le_bytes(self.exact()?))
     }
 
-    fn u128(&mut self) -> io::Result<u128> {
-        Ok(u128::from_le_bytes(self.exact()?))
-    }
-
     fn bytes(&mut self) -> io::Result<Vec<u8>> {
         let len = self.u32()?;
         if len > MAX_STRING {
@@ -673,11 +713,15 @@ fn read_head(path: &Path) -> Result<PartialHead, MergeError> {
     if size < 8 + 4 + CHECKSUM_LEN {
         return Err(corrupt(format!("truncated ({size} bytes)")));
     }
-    // The checksum covers everything before it: one streaming pass.
+    // The checksum covers everything before it: one streaming pass, in large reads (a copy
+    // through a small buffer made a read call per 8 KiB).
     file.seek(SeekFrom::Start(0)).map_err(io_error)?;
     let mut hasher = Sha256::new();
-    let hashed =
-        io::copy(&mut (&mut file).take(size - CHECKSUM_LEN), &mut hasher).map_err(io_error)?;
+    let hashed = io::copy(
+        &mut BufReader::with_capacity(READ_BUFFER, (&mut file).take(size - CHECKSUM_LEN)),
+        &mut hasher,
+    )
+    .map_err(io_error)?;
     let mut checksum = [0u8; 32];
     file.read_exact(&mut checksum).map_err(io_error)?;
     if hashed != size - CHECKSUM_LEN || hasher.finalize().as_slice() != checksum {
@@ -805,11 +849,61 @@ fn read_sorted<T: Ord, R: Read>(
     Ok(keys)
 }
 
+/// How many fixed-size values [`read_fixed`] reads with one call: its buffer stays small
+/// (512 KiB for 128-bit keys) whatever a damaged count says.
+const READ_BLOCK: u64 = 1 << 14;
+
+/// Reads `n` values of `N` bytes each, `READ_BLOCK` at a time rather than one read call each,
+/// passing each, with the offset just past it, to `take`.
+fn read_fixed<const N: usize, R: Read>(
+    source: &mut Source<R>,
+    n: u64,
+    mut take: impl FnMut([u8; N], u64) -> io::Result<()>,
+) -> io::Result<()> {
+    let mut block = Vec::new();
+    let mut left = n;
+    while left > 0 {
+        let count = left.min(READ_BLOCK);
+        block.resize(count as usize * N, 0);
+        source.inner.read_exact(&mut block)?;
+        for (index, bytes) in block.chunks_exact(N).enumerate() {
+            let end = source.at + (index as u64 + 1) * N as u64;
+            take(bytes.try_into().expect("chunks of N bytes"), end)?;
+        }
+        source.at += count * N as u64;
+        left -= count;
+    }
+    Ok(())
+}
+
+/// Reads `n` fixed-size keys, checking that they are strictly increasing, as [`read_sorted`]
+/// does, in blocks.
+fn read_sorted_fixed<const N: usize, T: Ord + Copy, R: Read>(
+    source: &mut Source<R>,
+    n: u64,
+    decode: impl Fn([u8; N]) -> T,
+) -> io::Result<Vec<T>> {
+    let mut keys: Vec<T> = Vec::with_capacity(n.min(1 << 16) as usize);
+    read_fixed(source, n, |bytes, end| {
+        let key = decode(bytes);
+        if keys.last().is_some_and(|last| *last >= key) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("keys out of order before offset {end}"),
+            ));
+        }
+        keys.push(key);
+        Ok(())
+    })?;
+    Ok(keys)
+}
+
 fn read_counts<R: Read>(source: &mut Source<R>, n: u64) -> io::Result<Vec<u64>> {
     let mut counts = Vec::with_capacity(n.min(1 << 16) as usize);
-    for _ in 0..n {
-        counts.push(source.u64()?);
-    }
+    read_fixed(source, n, |bytes, _| {
+        counts.push(u64::from_le_bytes(bytes));
+        Ok(())
+    })?;
     Ok(counts)
 }
 
@@ -820,10 +914,10 @@ fn read_piece<R: Read>(
     key_counts: bool,
 ) -> io::Result<(DistinctKeys, Option<KeyCounts>)> {
     let keys = DistinctKeys {
-        ipv4: read_sorted(source, lens[0], |s| s.u32())?,
-        ipv6: read_sorted(source, lens[1], |s| s.u128())?,
+        ipv4: read_sorted_fixed(source, lens[0], u32::from_le_bytes)?,
+        ipv6: read_sorted_fixed(source, lens[1], u128::from_le_bytes)?,
         other: read_sorted(source, lens[2], |s| s.bytes())?,
-        long: read_sorted(source, lens[3], |s| s.exact::<32>())?,
+        long: read_sorted_fixed(source, lens[3], |digest: [u8; 32]| digest)?,
     };
     if !key_counts {
         return Ok((keys, None));
@@ -977,7 +1071,10 @@ pub fn merge_partials(paths: &[PathBuf], options: MergeOptions) -> Result<Merged
         })?;
         file.seek(SeekFrom::Start(head.keys_at)).map_err(corrupt)?;
         let mut source = Source {
-            inner: BufReader::new(file.take(head.size - CHECKSUM_LEN - head.keys_at)),
+            inner: BufReader::with_capacity(
+                READ_BUFFER,
+                file.take(head.size - CHECKSUM_LEN - head.keys_at),
+            ),
             at: head.keys_at,
         };
         for entry in &head.entries {
@@ -1182,6 +1279,63 @@ mod tests {
         std::fs::write(&path, reseal(future)).unwrap();
         let error = read_head(&path).unwrap_err().to_string();
         assert!(error.contains("partial format 2"), "{error}");
+    }
+
+    /// More keys than one read block and a partial larger than one write block: written and
+    /// read back exactly, and a key out of order in a later block is found at its offset.
+    #[test]
+    fn keys_across_read_and_write_blocks_are_exact_and_checked() {
+        let logs = tempfile::tempdir().unwrap();
+        let keys = 3 * READ_BLOCK as u32 + 5;
+        let text: String = (0..keys)
+            .map(|key| {
+                format!(
+                    "10.{}.{}.{} - - x\n",
+                    key >> 16,
+                    (key >> 8) & 255,
+                    key & 255
+                )
+            })
+            .collect();
+        std::fs::write(logs.path().join("many.log"), text).unwrap();
+        let plan = ShardPlan::new(&[logs.path()], false, 1).unwrap();
+        let bytes = shard_bytes(&plan, 0, None);
+        assert!(bytes.len() > 2 * Hashing::BLOCK, "{} bytes", bytes.len());
+        let (_parts, paths) = write_shards(logs.path(), 1, None);
+        let merged = merge_partials(&paths, MergeOptions::default()).unwrap();
+        assert_eq!(merged.report.all.ip, u64::from(keys));
+        let single = count_dir(logs.path(), &Options::default()).unwrap();
+        assert_eq!(
+            merged.report.render(Format::Json),
+            single.render(Format::Json)
+        );
+
+        let head = read_head(&paths[0]).unwrap();
+        assert!(
+            matches!(&head.entries[0].outcome, Ok(counted) if counted.lens[0] == u64::from(keys)),
+            "{:?}",
+            head.entries
+        );
+        let keys_at = head.keys_at as usize;
+        let swapped = READ_BLOCK as usize + 7;
+        let at = keys_at + 4 * swapped;
+        let mut body = bytes.clone();
+        body.truncate(body.len() - 32);
+        let (first, second) = (body[at..at + 4].to_vec(), body[at + 4..at + 8].to_vec());
+        body[at..at + 4].copy_from_slice(&second);
+        body[at + 4..at + 8].copy_from_slice(&first);
+        let checksum = Sha256::digest(&body);
+        body.extend_from_slice(&checksum);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("unsorted");
+        std::fs::write(&path, body).unwrap();
+        let error = merge_partials(&[path], MergeOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.ends_with(&format!("keys out of order before offset {}", at + 8)),
+            "{error}"
+        );
     }
 
     proptest::proptest! {

@@ -834,29 +834,11 @@ mod tests {
         );
     }
 
-    /// Reads `escape_bytes` output back: the proof that it is one-to-one.
+    /// Reads `escape_bytes` output back (as shard plans read names back to paths): the proof
+    /// that it is one-to-one.
     fn unescape(text: &str) -> Vec<u8> {
-        let mut bytes = Vec::new();
-        let mut rest = text;
-        while let Some(at) = rest.find('\\') {
-            bytes.extend_from_slice(&rest.as_bytes()[..at]);
-            let escape = &rest[at..];
-            if let Some(after) = escape.strip_prefix(r"\\") {
-                bytes.push(b'\\');
-                rest = after;
-            } else if let Some(after) = escape.strip_prefix(r"\x") {
-                bytes.push(u8::from_str_radix(&after[..2], 16).unwrap());
-                rest = &after[2..];
-            } else {
-                let after = escape.strip_prefix(r"\u{").unwrap();
-                let close = after.find('}').unwrap();
-                let ch = char::from_u32(u32::from_str_radix(&after[..close], 16).unwrap()).unwrap();
-                bytes.extend_from_slice(ch.to_string().as_bytes());
-                rest = &after[close + 1..];
-            }
-        }
-        bytes.extend_from_slice(rest.as_bytes());
-        bytes
+        use std::os::unix::ffi::OsStrExt as _;
+        crate::shard::path_of(text).as_os_str().as_bytes().to_vec()
     }
 
     proptest::proptest! {

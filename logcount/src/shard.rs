@@ -679,10 +679,7 @@ mod tests {
 
     #[test]
     fn the_shards_of_several_inputs_merge_to_what_one_run_counts() {
-        use crate::{
-            count_chunk, count_inputs, merge_partials, publish, Format, MergeOptions, Options,
-            PartialBuilder,
-        };
+        use crate::{count_inputs, Format, Options};
         let temp = several_inputs();
         let logs = temp.path().join("logs");
         let paths = [
@@ -712,26 +709,7 @@ mod tests {
                 .filter(|pieces| pieces.iter().any(|p| p.file == big))
                 .count();
             assert_eq!(holding_big > 1, shards > 1, "{shards} shards");
-            let parts = tempfile::tempdir().unwrap();
-            let mut written = Vec::new();
-            for index in 0..plan.shard_count() {
-                let local = plan.shard_jobs(index, None, 4096, top);
-                let mut builder = PartialBuilder::new(&plan, index, &local);
-                for job in &local.jobs {
-                    builder.add(count_chunk(job));
-                }
-                let out = parts.path().join(format!("part-{index}"));
-                publish(&out, |file| builder.write_to(file)).unwrap();
-                written.push(out);
-            }
-            let merged = merge_partials(
-                &written,
-                MergeOptions {
-                    top,
-                    allow_missing: false,
-                },
-            )
-            .unwrap();
+            let merged = merge_of_every_shard(&plan, 4096, top);
             for format in [Format::Table, Format::Csv, Format::Json] {
                 assert_eq!(
                     merged.report.render(format),
@@ -740,6 +718,36 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// Counts every shard of `plan` in this thread (chunks of `chunk_bytes`), publishes each
+    /// one's partial and merges them: what `supervisor merge` prints after N shard runs.
+    fn merge_of_every_shard(
+        plan: &ShardPlan,
+        chunk_bytes: u64,
+        top: Option<usize>,
+    ) -> crate::Merged {
+        use crate::{count_chunk, merge_partials, publish, MergeOptions, PartialBuilder};
+        let parts = tempfile::tempdir().unwrap();
+        let mut written = Vec::new();
+        for index in 0..plan.shard_count() {
+            let local = plan.shard_jobs(index, None, chunk_bytes, top);
+            let mut builder = PartialBuilder::new(plan, index, &local);
+            for job in &local.jobs {
+                builder.add(count_chunk(job));
+            }
+            let out = parts.path().join(format!("part-{index}"));
+            publish(&out, |file| builder.write_to(file)).unwrap();
+            written.push(out);
+        }
+        merge_partials(
+            &written,
+            MergeOptions {
+                top,
+                allow_missing: false,
+            },
+        )
+        .unwrap()
     }
 
     /// One line of a random log: a client key of every kind the counter tells apart (IPv4,
@@ -774,10 +782,7 @@ mod tests {
             top in proptest::option::of(1usize..4),
         ) {
             use std::io::Write as _;
-            use crate::{
-                count_chunk, count_inputs, merge_partials, publish, Format, MergeOptions,
-                Options, PartialBuilder,
-            };
+            use crate::{count_inputs, Format, Options};
             let temp = tempfile::tempdir().unwrap();
             let logs = temp.path().join("logs");
             std::fs::create_dir(&logs).unwrap();
@@ -802,20 +807,7 @@ mod tests {
             )
             .unwrap();
             let plan = ShardPlan::new(&paths, false, shards).unwrap();
-            let parts = tempfile::tempdir().unwrap();
-            let mut written = Vec::new();
-            for index in 0..plan.shard_count() {
-                let local = plan.shard_jobs(index, None, chunk_bytes, top);
-                let mut builder = PartialBuilder::new(&plan, index, &local);
-                for job in &local.jobs {
-                    builder.add(count_chunk(job));
-                }
-                let out = parts.path().join(format!("part-{index}"));
-                publish(&out, |file| builder.write_to(file)).unwrap();
-                written.push(out);
-            }
-            let merged =
-                merge_partials(&written, MergeOptions { top, allow_missing: false }).unwrap();
+            let merged = merge_of_every_shard(&plan, chunk_bytes, top);
             for format in [Format::Table, Format::Csv, Format::Json] {
                 proptest::prop_assert_eq!(merged.report.render(format), single.render(format));
             }

@@ -175,6 +175,28 @@ fn run_shard(logs: &Path, index: usize, count: usize, out: &Path, extra: &[&str]
     );
 }
 
+/// How many shards of a plan file (as JSON) hold a piece of the file named `name`.
+fn shards_holding(plan: &serde_json::Value, name: &str) -> usize {
+    let file = plan["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .position(|file| file["name"] == name)
+        .unwrap();
+    plan["shards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|pieces| {
+            pieces
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|piece| piece["file"] == file)
+        })
+        .count()
+}
+
 fn single_host(logs: &Path, extra: &[&str]) -> String {
     let mut args = vec!["run", "logcount", path(logs), "--workers", "2"];
     args.extend(extra);
@@ -203,24 +225,7 @@ fn merged_partials_print_what_one_host_prints_in_every_format() {
         expect_exit(&planned, 0, "plan");
         let plan: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(&plan_file).unwrap()).unwrap();
-        let big = plan["files"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .position(|file| file["name"] == "big.log")
-            .unwrap();
-        let holding_big = plan["shards"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|pieces| {
-                pieces
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .any(|piece| piece["file"] == big)
-            })
-            .count();
+        let holding_big = shards_holding(&plan, "big.log");
         assert_eq!(
             holding_big > 1,
             count > 1,
@@ -342,24 +347,7 @@ fn shards_of_several_paths_merge_to_what_one_host_prints_for_those_paths() {
         let json: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(here.join(&plan)).unwrap()).unwrap();
         assert_eq!(json["inputs"], serde_json::json!(SEVERAL));
-        let extra = json["files"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .position(|file| file["name"] == "extra.log")
-            .unwrap();
-        let holding_extra = json["shards"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|pieces| {
-                pieces
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .any(|piece| piece["file"] == extra)
-            })
-            .count();
+        let holding_extra = shards_holding(&json, "extra.log");
         assert_eq!(
             holding_extra > 1,
             count > 1,

@@ -89,6 +89,11 @@ impl Console {
         }
     }
 
+    /// Names the next job submitted.
+    pub fn add_label(&mut self, label: JobLabel) {
+        self.labels.push(label);
+    }
+
     /// Removes the progress bar.
     pub fn finish(&self) {
         self.progress.finish_and_clear();

@@ -195,7 +195,7 @@ impl PoolArgs {
             workers,
             max_workers,
             start_method = %self.start_method,
-            "supervising {} job(s): {config:?}",
+            "starting {workers} worker(s), {} job(s) planned so far: {config:?}",
             jobs.len()
         );
         // Workers' own children are re-parented to us, not to init, so we reap them.

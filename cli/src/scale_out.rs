@@ -411,7 +411,7 @@ pub(crate) fn run_shard(args: &LogcountArgs) -> anyhow::Result<ExitCode> {
         let workers = args.pool.workers() as u64;
         plan.chunk_bytes(index, workers)
     });
-    let mut local = plan.shard_jobs(index, dir.as_deref(), chunk_bytes, args.top);
+    let local = plan.shard_jobs(index, dir.as_deref(), chunk_bytes, args.top);
     let mut sink = match &shard_args.partial {
         Some(out) => Sink::Partial(PartialSink {
             out: out.clone(),
@@ -434,7 +434,7 @@ pub(crate) fn run_shard(args: &LogcountArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    let Counted { ended, summary } = count_on_pool(args, &mut local, &mut sink)?;
+    let Counted { ended, summary } = count_on_pool(args, &local, &mut sink)?;
     let report = &ended.report;
     // A partial written once every result was in is complete: a signal after that changes
     // nothing (the pool does not count it as stopping the run).

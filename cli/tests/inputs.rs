@@ -673,6 +673,68 @@ fn stdin_survives_workers_killed_mid_run() -> TestResult {
     Ok(())
 }
 
+/// Thousands of small files and a few large ones, in a directory and a subdirectory: counted
+/// while they are being listed (small files batched as workers free up, large ones cut once the
+/// listing is over), the report is the one made in process after listing everything.
+fn files_counted_while_listed_are_counted_exactly() -> TestResult {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let d = dir.path();
+    fs::create_dir(d.join("sub")).map_err(|e| e.to_string())?;
+    for index in 0..3_000u32 {
+        let sub = if index % 4 == 0 { "sub/" } else { "" };
+        let text = format!(
+            "10.1.{}.{} - - x\n10.2.0.{} - - y\n",
+            index / 256,
+            index % 256,
+            index % 50
+        );
+        fs::write(d.join(format!("{sub}small-{index}.log")), text).map_err(|e| e.to_string())?;
+    }
+    for index in 0..3u32 {
+        let text: String = (0..20_000u32)
+            .map(|line| {
+                format!(
+                    "10.3.{}.{} - - [x] \"GET / HTTP/1.1\" 200 1\n",
+                    index,
+                    line % 251
+                )
+            })
+            .collect();
+        fs::write(d.join(format!("large-{index}.log")), text).map_err(|e| e.to_string())?;
+    }
+    let path = d.to_str().ok_or("temp dir not UTF-8")?;
+    for chunk_bytes in [None, Some("65536")] {
+        let options = herd_logcount::Options {
+            recursive: true,
+            chunk_bytes: chunk_bytes.map_or(herd_logcount::DEFAULT_CHUNK_BYTES, |bytes| {
+                bytes.parse().unwrap_or(1)
+            }),
+            top: Some(3),
+        };
+        let expected = herd_logcount::count_dir(d, &options)
+            .map_err(|e| e.to_string())?
+            .to_json();
+        let mut args = vec!["run", "logcount", "-r", path, "-j", "2", "--format", "json"];
+        args.extend(["--top", "3"]);
+        if let Some(bytes) = chunk_bytes {
+            args.extend(["--chunk-bytes", bytes]);
+        }
+        let finished = run_in(d, &args, None)?;
+        finished.expect_exit(0)?;
+        check!(
+            finished.stdout.trim_end() == expected.trim_end(),
+            "chunk bytes {chunk_bytes:?}: the run reported\n{}\nnot\n{expected}",
+            finished.stdout
+        );
+        let json = json_of(&finished)?;
+        check!(
+            json["files"].as_object().map(|files| files.len()) == Some(3_003),
+            "not every file is reported"
+        );
+    }
+    Ok(())
+}
+
 fn main() -> std::process::ExitCode {
     run_trials(vec![
         Trial::test(
@@ -715,6 +777,10 @@ fn main() -> std::process::ExitCode {
         Trial::test(
             "stdin_survives_workers_killed_mid_run",
             stdin_survives_workers_killed_mid_run,
+        ),
+        Trial::test(
+            "files_counted_while_listed_are_counted_exactly",
+            files_counted_while_listed_are_counted_exactly,
         ),
     ])
 }

@@ -128,7 +128,8 @@ fn log_records_name_the_worker_pid_job_and_file() -> TestResult {
     let finished = run(&[&common[..], &["-vv"]].concat(), LONG)?;
     finished.expect_exit(0)?;
     finished.expect_stderr_saying("trace: job 4: b.log")?;
-    finished.expect_stderr_saying("trace: supervising 5 job(s)")?;
+    finished.expect_stderr_saying("trace: starting 2 worker(s)")?;
+    finished.expect_stderr_saying("debug: 5 job(s) in the run")?;
 
     let finished = run(&common, LONG)?;
     finished.expect_exit(0)?;

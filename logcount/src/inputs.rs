@@ -7,15 +7,16 @@
 //! it is copied to an unlinked temporary file first; a regular file (`< access.log`) is read in
 //! place. Listing reads metadata only, except for that copy, made once with a fixed-size buffer.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::ffi::OsStr;
-use std::fs::{self, File};
+use std::fs::File;
 use std::io::Seek as _;
 use std::io::{self, Read};
 use std::os::fd::{AsFd as _, AsRawFd};
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+use super::listing::Lister;
 use super::plan::{PlanError, PlannedFile};
 
 /// The name standard input is reported under.
@@ -94,48 +95,20 @@ impl Inputs {
         recursive: bool,
         stdin: impl FnOnce() -> io::Result<StdinFile>,
     ) -> Result<Self, PlanError> {
-        let root = match inputs {
-            [Input::Path(path)] if path.is_dir() => Some(path.clone()),
-            _ => None,
-        };
-        let relative = root.is_some();
-        let mut listing = Listing::default();
-        let mut problems = Vec::new();
-        for input in inputs {
-            if let Input::Path(path) = input {
-                if let Err(problem) = listing.add_path(path, relative, recursive) {
-                    problems.push(problem);
-                }
-                listing.earlier.extend(listing.this_input.drain());
-            }
+        let mut lister = Lister::start(inputs, recursive, stdin)?;
+        let mut files = Vec::new();
+        while !lister.is_done() {
+            files.extend(lister.list(usize::MAX));
         }
-        let stdin_named = inputs.iter().filter(|i| **i == Input::Stdin).count();
-        if stdin_named > 1 {
-            problems.push(PlanError::StdinTwice);
-        }
-        if !problems.is_empty() {
-            return Err(PlanError::several(problems));
-        }
-        // Standard input is a stream, counted on its own even when it is a file named too.
-        let stdin = if stdin_named == 1 {
-            let stdin = stdin().map_err(|error| PlanError::Stdin {
-                temp_dir: std::env::temp_dir(),
-                error,
-            })?;
-            listing.files.push(stdin.planned());
-            Some(stdin.file)
-        } else {
-            None
-        };
-        let Listing {
-            mut files, errors, ..
-        } = listing;
+        files.extend(lister.list(0));
         files.sort_by(|a, b| a.name.cmp(&b.name));
+        let errors = lister.errors().clone();
+        let root = lister.root().map(Path::to_path_buf);
         Ok(Self {
             files,
             errors,
             root,
-            _stdin: stdin,
+            _stdin: lister.into_stdin(),
         })
     }
 
@@ -166,9 +139,9 @@ impl Inputs {
 /// Standard input as a file that any process of this user can open by path: standard input
 /// itself when it is a regular file read from its start (`< access.log`: nothing to copy), else
 /// an unlinked copy of what it holds.
-struct StdinFile {
+pub(crate) struct StdinFile {
     /// A descriptor of this process for it (a duplicate of standard input, or the copy's).
-    file: File,
+    pub(crate) file: File,
     len: u64,
     gzip: bool,
 }
@@ -180,7 +153,7 @@ impl StdinFile {
     /// This process's standard input. A regular file is used where it is, if nothing of it was
     /// read yet; one read from partway (`(head -1; supervisor run logcount -) < log`) is
     /// copied from where it stands, as a pipe is, so the count starts there as `wc`'s does.
-    fn of_this_process() -> io::Result<Self> {
+    pub(crate) fn of_this_process() -> io::Result<Self> {
         if let Ok(fd) = io::stdin().as_fd().try_clone_to_owned() {
             let mut file = File::from(fd);
             let meta = file.metadata()?;
@@ -195,7 +168,7 @@ impl StdinFile {
     /// has no name (so nothing is left behind, however this process ends). `io::copy` moves
     /// the bytes through a fixed buffer (or by `splice` from a pipe): memory does not grow with
     /// the input.
-    fn copy(mut reader: impl Read) -> io::Result<Self> {
+    pub(crate) fn copy(mut reader: impl Read) -> io::Result<Self> {
         let mut file = tempfile::tempfile()?;
         let len = io::copy(&mut reader, &mut file)?;
         Self::reading(file, len)
@@ -211,7 +184,7 @@ impl StdinFile {
         Ok(Self { file, len, gzip })
     }
 
-    fn planned(&self) -> PlannedFile {
+    pub(crate) fn planned(&self) -> PlannedFile {
         PlannedFile {
             name: STDIN_NAME.into(),
             // Any process of the same user may open this process's descriptors by these
@@ -227,109 +200,6 @@ impl StdinFile {
     }
 }
 
-#[derive(Debug, Default)]
-struct Listing {
-    files: Vec<PlannedFile>,
-    errors: BTreeMap<String, String>,
-    /// (device, inode) of the files of earlier inputs: not counted again.
-    earlier: HashSet<(u64, u64)>,
-    /// (device, inode) of the files of the input being listed.
-    this_input: HashSet<(u64, u64)>,
-    /// (device, inode) of the directories entered for the current input, so symlink cycles end.
-    visited: HashSet<(u64, u64)>,
-}
-
-impl Listing {
-    /// Adds the file `path`, or the files in the directory `path`: named relative to it when
-    /// `relative`, else under `path`. Fails if `path` is missing, neither a regular file nor a
-    /// directory, or a directory that cannot be listed.
-    fn add_path(&mut self, path: &Path, relative: bool, recursive: bool) -> Result<(), PlanError> {
-        let meta = fs::metadata(path).map_err(|error| match error.kind() {
-            io::ErrorKind::NotFound => PlanError::Missing(path.to_path_buf()),
-            _ => PlanError::Inaccessible {
-                path: path.to_path_buf(),
-                error,
-            },
-        })?;
-        if meta.is_dir() {
-            self.visited.clear();
-            self.visited.insert((meta.dev(), meta.ino()));
-            let prefix = if relative { Path::new("") } else { path };
-            self.walk(path, prefix, recursive)
-                .map_err(|error| PlanError::Unreadable {
-                    path: path.to_path_buf(),
-                    error,
-                })
-        } else if meta.is_file() {
-            self.add_file(display_name(path), path.to_path_buf(), &meta);
-            Ok(())
-        } else {
-            Err(PlanError::NotAFile(path.to_path_buf()))
-        }
-    }
-
-    fn add_file(&mut self, name: String, path: PathBuf, meta: &fs::Metadata) {
-        let id = (meta.dev(), meta.ino());
-        if self.earlier.contains(&id) {
-            return;
-        }
-        self.this_input.insert(id);
-        self.files.push(PlannedFile {
-            name,
-            gzip: is_gzip(&path),
-            path,
-            len: meta.len(),
-        });
-    }
-
-    /// Adds the entries of `dir` (named `relative`). Only a failure to list `dir` itself is an
-    /// error; a subdirectory that cannot be listed is reported under its name.
-    fn walk(&mut self, dir: &Path, relative: &Path, recursive: bool) -> io::Result<()> {
-        for entry in fs::read_dir(dir)? {
-            let entry = entry?;
-            let file_name = entry.file_name();
-            if file_name.as_encoded_bytes().starts_with(b".") {
-                continue;
-            }
-            let path = entry.path();
-            let relative = relative.join(&file_name);
-            let name = display_name(&relative);
-            // A symlink to a file is a file: only a symlink is stat'ed through its path
-            // (following it); any other entry relative to its directory (fstatat), which
-            // saves a lookup of every component of the path per file.
-            let is_link = entry.file_type().is_ok_and(|t| t.is_symlink());
-            let meta = if is_link {
-                fs::metadata(&path)
-            } else {
-                entry.metadata()
-            };
-            let meta = match meta {
-                Ok(meta) => meta,
-                Err(e) => {
-                    let what = if is_link && e.kind() == io::ErrorKind::NotFound {
-                        "broken symlink"
-                    } else {
-                        "cannot stat"
-                    };
-                    self.errors.insert(name, format!("{what}: {e}"));
-                    continue;
-                }
-            };
-            if meta.is_file() {
-                self.add_file(name, path, &meta);
-            } else if meta.is_dir() && recursive && self.visited.insert((meta.dev(), meta.ino())) {
-                if let Err(e) = self.walk(&path, &relative, recursive) {
-                    self.errors
-                        .insert(name, format!("cannot list directory: {e}"));
-                }
-            }
-            // Anything else (FIFOs, sockets, devices, directories without --recursive) is not
-            // a regular file and is not input.
-        }
-        Ok(())
-    }
-}
-
 /// A file is read decompressed when its name ends in `.gz` (standard input: when it starts
 /// with gzip's magic bytes).
 pub(crate) fn is_gzip(path: &Path) -> bool {
@@ -338,12 +208,13 @@ pub(crate) fn is_gzip(path: &Path) -> bool {
 
 /// A path as a report name, escaped so that distinct paths get distinct names that are safe to
 /// print (see `escape_bytes`).
-fn display_name(path: &Path) -> String {
+pub(crate) fn display_name(path: &Path) -> String {
     super::report::escape_bytes(path.as_os_str().as_encoded_bytes())
 }
 
 #[cfg(test)]
 mod tests {
+    use std::fs;
     use std::io::Write as _;
 
     use super::*;

@@ -14,12 +14,14 @@
 pub mod genlogs;
 
 mod distinct;
+mod growing;
 mod inputs;
 mod ipv6;
 mod key_set;
 mod keys;
 mod kind;
 mod lanes;
+mod listing;
 mod mapped;
 mod partial;
 mod plan;
@@ -31,8 +33,10 @@ mod union;
 #[cfg(test)]
 mod tests;
 
+pub use growing::GrowingPlan;
 pub use inputs::{Input, Inputs, STDIN_NAME};
 pub use kind::LogcountChunk;
+pub use listing::Lister;
 pub use mapped::MapConsent;
 pub use partial::{
     merge_partials, partial_identity, partials_in, publish, MergeError, MergeOptions, Merged,

@@ -246,7 +246,8 @@ impl Plan {
             top: self.top,
             recursive: false,
         };
-        self.jobs = jobs_for(&self.files, &options);
+        let all: Vec<usize> = (0..self.files.len()).collect();
+        self.jobs = jobs_for(&self.files, &all, &options);
     }
 
     /// The time limit for `job` when none is given (`--job-timeout`): [`JOB_TIMEOUT_BASE`]
@@ -291,7 +292,8 @@ pub fn plan_inputs(inputs: &Inputs, options: &Options) -> Result<Plan, PlanError
     }
     let files = inputs.files().to_vec();
     let errors = inputs.errors().clone();
-    let jobs = jobs_for(&files, options);
+    let all: Vec<usize> = (0..files.len()).collect();
+    let jobs = jobs_for(&files, &all, options);
     Ok(Plan {
         files,
         jobs,
@@ -305,35 +307,50 @@ pub fn plan_inputs(inputs: &Inputs, options: &Options) -> Result<Plan, PlanError
 const FILE_WEIGHT_BYTES: u64 = 16 << 10;
 /// The most files in one batch: bounds a job's size on the wire and what one lost worker
 /// costs to redo.
-const MAX_BATCH_FILES: usize = 8192;
+pub(crate) const MAX_BATCH_FILES: usize = 8192;
 
-/// The jobs for `files`: a file larger than a chunk is cut into equal chunks of one job each;
-/// the others are batched whole, in order, into jobs of up to a chunk's weight (its bytes, or
-/// [`GZIP_EXPANSION`] times them for `.gz`, plus [`FILE_WEIGHT_BYTES`] per file), so a
-/// directory of thousands of small logs costs a few jobs and results, not one per file.
+/// What `file` weighs in a batch: its bytes, or [`GZIP_EXPANSION`] times them for `.gz`, plus
+/// [`FILE_WEIGHT_BYTES`].
+pub(crate) fn batch_weight(file: &PlannedFile) -> u64 {
+    let bytes = if file.gzip {
+        file.len.saturating_mul(GZIP_EXPANSION)
+    } else {
+        file.len
+    };
+    bytes.saturating_add(FILE_WEIGHT_BYTES)
+}
+
+/// Whether `file` is counted whole, in a batch, with chunks of `chunk_bytes`: a `.gz` file
+/// always (deflate cannot be entered midway), a plain one when it is no larger than a chunk.
+pub(crate) fn whole_in_a_batch(file: &PlannedFile, chunk_bytes: u64) -> bool {
+    file.gzip || file.len <= chunk_bytes
+}
+
+/// The jobs for the files at `indices` in `files`, in that order: a file larger than a chunk
+/// is cut into equal chunks of one job each; the others are batched whole, in order, into jobs
+/// of up to a chunk's weight ([`batch_weight`]), so a directory of thousands of small logs
+/// costs a few jobs and results, not one per file.
 ///
 /// Batches shrink towards the end (guided scheduling): a batch weighs at most twice a chunk's
 /// share of what is left to batch, down to a quarter of a chunk. Jobs are leased in order, so
 /// the last ones leased are small: the workers end together, and the supervisor's last merge,
 /// after every worker is done, is of a small result. (With equal batches, a worker slowed by
 /// other load held a large last batch while the other idled: 0.51-0.94 s for the same run.)
-fn jobs_for(files: &[PlannedFile], options: &Options) -> Vec<ChunkJob> {
+pub(crate) fn jobs_for(
+    files: &[PlannedFile],
+    indices: &[usize],
+    options: &Options,
+) -> Vec<ChunkJob> {
     let job = |parts| ChunkJob {
         parts,
         per_key_counts: options.top.is_some(),
         may_map: false,
     };
-    let weight_of = |index: usize| {
-        let len = files[index].len;
-        let bytes = if files[index].gzip {
-            len.saturating_mul(GZIP_EXPANSION)
-        } else {
-            len
-        };
-        bytes.saturating_add(FILE_WEIGHT_BYTES)
-    };
-    let batched = |index: usize| files[index].gzip || files[index].len <= options.chunk_bytes;
-    let total_weight: u64 = (0..files.len())
+    let weight_of = |index: usize| batch_weight(&files[index]);
+    let batched = |index: usize| whole_in_a_batch(&files[index], options.chunk_bytes);
+    let total_weight: u64 = indices
+        .iter()
+        .copied()
         .filter(|&index| batched(index))
         .map(weight_of)
         .fold(0, u64::saturating_add);
@@ -341,7 +358,8 @@ fn jobs_for(files: &[PlannedFile], options: &Options) -> Vec<ChunkJob> {
     let mut jobs = Vec::new();
     let mut batch: Vec<JobPart> = Vec::new();
     let mut batch_weight = 0u64;
-    for (file_index, file) in files.iter().enumerate() {
+    for &file_index in indices {
+        let file = &files[file_index];
         let part = |source| JobPart {
             path: file.path.clone(),
             file_index,

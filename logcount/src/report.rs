@@ -321,22 +321,45 @@ pub struct Merger {
 impl Merger {
     /// A merger for the files of `plan` (its planning errors are carried over).
     pub fn new(plan: &Plan) -> Self {
-        let mut files: Vec<FileParts> = plan.files.iter().map(|_| FileParts::default()).collect();
-        for index in plan.jobs.iter().flat_map(ChunkJob::file_indices) {
-            if let Some(file) = files.get_mut(index) {
+        let mut merger = Self::empty(plan.top);
+        merger.add_planned(plan, 0..plan.jobs.len());
+        merger
+    }
+
+    /// A merger for a plan that grows while the run goes on (a
+    /// [`GrowingPlan`](super::GrowingPlan)): tell it of each job with
+    /// [`add_planned`](Self::add_planned) before the job's result comes in.
+    pub fn growing(top: Option<usize>) -> Self {
+        Self::empty(top)
+    }
+
+    /// Takes in what `plan` has gained since this merger last saw it: its new files, its
+    /// planning errors, and its jobs at `jobs` (every job of a file cut into chunks in one
+    /// call, before any of their results is added).
+    pub fn add_planned(&mut self, plan: &Plan, jobs: std::ops::Range<usize>) {
+        for file in plan.files.iter().skip(self.names.len()) {
+            self.names.push(file.name.clone());
+            self.files.push(FileParts::default());
+        }
+        self.errors
+            .extend(plan.errors.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let new_jobs = plan.jobs.get(jobs).unwrap_or_default();
+        for index in new_jobs.iter().flat_map(ChunkJob::file_indices) {
+            if let Some(file) = self.files.get_mut(index) {
                 file.chunks_left += 1;
+                if file.chunks_left > 1 && file.split.is_none() {
+                    file.split = Some(Box::default());
+                }
             }
         }
-        for file in &mut files {
-            if file.chunks_left > 1 {
-                file.split = Some(Box::default());
-            }
-        }
+    }
+
+    fn empty(top: Option<usize>) -> Self {
         Self {
-            names: plan.files.iter().map(|file| file.name.clone()).collect(),
-            files,
-            errors: plan.errors.clone(),
-            top: plan.top,
+            names: Vec::new(),
+            files: Vec::new(),
+            errors: BTreeMap::new(),
+            top,
             top_counts: TopCounts::default(),
             batches: KeyUnion::default(),
             batch_long: Vec::new(),

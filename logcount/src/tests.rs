@@ -1249,3 +1249,196 @@ fn batches_shrink_towards_the_end() {
     assert_eq!(report.files.len(), 400);
     assert_eq!(report.all, FileCounts { total: 400, ip: 1 });
 }
+
+/// Lists `dir` with a [`Lister`] `step` entries at a time into a [`GrowingPlan`], making up to
+/// `eager` jobs after each step as free workers would ask for them, then the rest; counts every
+/// job in process and merges as `supervisor run logcount` does.
+fn count_while_listing(
+    dir: &Path,
+    chunk_bytes: Option<u64>,
+    step: usize,
+    eager: usize,
+    top: Option<usize>,
+) -> (Report, Plan) {
+    let mut lister = Lister::new(&[Input::Path(dir.to_path_buf())], true).unwrap();
+    let mut plan = GrowingPlan::new(top, chunk_bytes, 2);
+    let mut merger = Merger::growing(top);
+    let mut counted = 0;
+    let mut count_new = |plan: &GrowingPlan, merger: &mut Merger, jobs: std::ops::Range<usize>| {
+        merger.add_planned(plan.plan(), jobs.clone());
+        for job in &plan.plan().jobs[jobs] {
+            merger.add(count_chunk(job));
+            counted += 1;
+        }
+    };
+    while !lister.is_done() {
+        plan.add_files(lister.list(step));
+        for _ in 0..eager {
+            let Some(job) = plan.plan_next() else { break };
+            count_new(&plan, &mut merger, job..job + 1);
+        }
+    }
+    let rest = plan.plan_rest(lister.errors());
+    count_new(&plan, &mut merger, rest);
+    assert_eq!(plan.unplanned().count(), 0);
+    (merger.finish(), plan.plan().clone())
+}
+
+/// Every byte of every file of `plan` is in exactly one job: a file is whole in one batch, or
+/// cut into chunks that cover it end to end.
+fn assert_every_file_covered_once(plan: &Plan) {
+    let mut ranges: Vec<Vec<(u64, u64)>> = vec![Vec::new(); plan.files.len()];
+    for job in &plan.jobs {
+        for part in &job.parts {
+            let file = &plan.files[part.file_index];
+            let range = match part.source {
+                ChunkSource::Range { start, end } => (start, end),
+                ChunkSource::Gzip => (0, file.len),
+            };
+            if job.parts.len() > 1 {
+                assert_eq!(range, (0, file.len), "a batched file is whole");
+            }
+            ranges[part.file_index].push(range);
+        }
+    }
+    for (file, mut ranges) in plan.files.iter().zip(ranges) {
+        ranges.sort_unstable();
+        let mut at = 0;
+        for (start, end) in &ranges {
+            assert_eq!(*start, at, "{}: {ranges:?}", file.name);
+            at = *end;
+        }
+        assert_eq!(at, file.len, "{}: {ranges:?}", file.name);
+        assert!(!ranges.is_empty(), "{} is in no job", file.name);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// However the listing is stepped and however many jobs are made before it ends, the
+    /// counts are those of the plan made after listing everything.
+    #[test]
+    fn a_plan_made_while_listing_counts_as_one_made_after(
+        sizes in prop::collection::vec((0usize..400, any::<bool>()), 1..40),
+        chunk_bytes in prop::option::of(1024u64..16_384),
+        step in 1usize..50,
+        eager in 0usize..4,
+        top in prop::option::of(1usize..4),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir(dir.path().join("sub")).unwrap();
+        for (index, (lines, gzipped)) in sizes.iter().enumerate() {
+            let text: String = (0..*lines)
+                .map(|line| format!("10.0.{}.{} - - [x] \"GET / HTTP/1.1\" 200 1\n", index % 7, line % 97))
+                .collect();
+            let sub = if index % 3 == 0 { "sub/" } else { "" };
+            if *gzipped {
+                write(dir.path(), &format!("{sub}f{index}.log.gz"), &gzip(text.as_bytes()));
+            } else {
+                write(dir.path(), &format!("{sub}f{index}.log"), text.as_bytes());
+            }
+        }
+        let options = Options {
+            recursive: true,
+            chunk_bytes: chunk_bytes.unwrap_or(DEFAULT_CHUNK_BYTES),
+            top,
+        };
+        let expected = count_dir(dir.path(), &options).unwrap();
+        let (report, plan) = count_while_listing(dir.path(), chunk_bytes, step, eager, top);
+        prop_assert_eq!(report, expected);
+        assert_every_file_covered_once(&plan);
+    }
+}
+
+#[test]
+fn large_files_wait_for_the_end_of_the_listing_and_are_cut_for_the_whole_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let line = b"192.168.1.1 - - [x] \"GET / HTTP/1.1\" 200 1\n";
+    // Listed in any order: two large files and twenty small ones.
+    for index in 0..2 {
+        write(dir.path(), &format!("big{index}.log"), &line.repeat(2_000));
+    }
+    for index in 0..20 {
+        write(dir.path(), &format!("small{index}.log"), &line.repeat(3));
+    }
+    let chunk = 16 * 1024;
+    let mut lister = Lister::new(&[Input::Path(dir.path().to_path_buf())], false).unwrap();
+    let mut plan = GrowingPlan::new(None, Some(chunk), 2);
+    while !lister.is_done() {
+        plan.add_files(lister.list(1));
+        while plan.plan_next().is_some() {}
+    }
+    // Before the end: only small files are in jobs, each whole.
+    let early = plan.plan().jobs.len();
+    assert!(early >= 1, "small files were batched while listing");
+    for job in &plan.plan().jobs {
+        for part in &job.parts {
+            assert!(plan.plan().files[part.file_index].name.starts_with("small"));
+        }
+    }
+    assert_eq!(plan.unplanned().count(), 2, "the large files wait");
+    let rest = plan.plan_rest(lister.errors());
+    let big_chunks = plan.plan().jobs[rest].len();
+    let big_len = line.len() as u64 * 2_000;
+    assert_eq!(big_chunks as u64, 2 * big_len.div_ceil(chunk));
+    assert_every_file_covered_once(plan.plan());
+}
+
+#[test]
+fn a_lister_in_steps_finds_what_inputs_finds_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    fs::create_dir_all(d.join("logs/deeper")).unwrap();
+    write(d, "logs/a.log", b"1.1.1.1 - -\n");
+    write(d, "logs/deeper/b.log", b"2.2.2.2 - -\n");
+    write(d, "logs/.hidden", b"3.3.3.3 - -\n");
+    write(d, "c.log", b"4.4.4.4 - -\n");
+    std::os::unix::fs::symlink(d.join("missing"), d.join("logs/broken.log")).unwrap();
+    // The same file named twice (directly, and inside a directory) is listed once.
+    let inputs = [
+        Input::Path(d.join("c.log")),
+        Input::Path(d.join("logs")),
+        Input::Path(d.to_path_buf()),
+    ];
+    for recursive in [false, true] {
+        let at_once = Inputs::new(&inputs, recursive).unwrap();
+        for step in [1, 2, 1000] {
+            let mut lister = Lister::new(&inputs, recursive).unwrap();
+            let mut files = Vec::new();
+            while !lister.is_done() {
+                files.extend(lister.list(step));
+            }
+            files.sort_by(|a, b| a.name.cmp(&b.name));
+            assert_eq!(files, at_once.files(), "recursive {recursive}, step {step}");
+            assert_eq!(lister.errors(), at_once.errors());
+        }
+    }
+    let names: Vec<String> = Inputs::new(&inputs, false)
+        .unwrap()
+        .files()
+        .iter()
+        .map(|file| file.name.clone())
+        .collect();
+    let top = d.to_str().unwrap();
+    assert_eq!(names, [format!("{top}/c.log"), format!("{top}/logs/a.log")]);
+}
+
+#[test]
+fn a_lister_names_every_unusable_input_before_listing() {
+    let dir = tempfile::tempdir().unwrap();
+    let gone = dir.path().join("gone");
+    let fifo = dir.path().join("fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    let error = Lister::new(&[Input::Path(gone), Input::Path(fifo)], false).unwrap_err();
+    let each: Vec<String> = error.each().iter().map(ToString::to_string).collect();
+    assert_eq!(each.len(), 2, "{each:?}");
+    assert!(
+        each[0].ends_with("gone: no such file or directory"),
+        "{each:?}"
+    );
+    assert!(
+        each[1].contains("fifo: not a regular file or directory"),
+        "{each:?}"
+    );
+}

@@ -264,6 +264,28 @@ impl<L: Launcher, O: Observer, S: SignalSource, C: Clock> Supervisor<L, O, S, C>
         Some(id)
     }
 
+    /// Gives job `id` a time limit of its own, over the run's `job_timeout` (see
+    /// [`LeaseTable::set_timeout`]). Unknown ids are ignored.
+    pub fn set_job_timeout(&mut self, id: JobId, timeout: Duration) {
+        self.jobs.set_timeout(id, timeout);
+    }
+
+    /// Whether a worker would take a job now: none is queued, and a ready worker holds fewer
+    /// jobs than it may be sent. For a caller that makes its jobs as it goes (while listing its
+    /// inputs, say): submitting one job each time this holds keeps the workers busy without
+    /// committing to more of the work than they can start.
+    pub fn wants_jobs(&self) -> bool {
+        self.phase == Phase::Running
+            && self.drain.accepts_jobs()
+            && self.jobs.queued() == 0
+            && self.slots.iter().any(|slot| {
+                slot.ready
+                    && slot.leaving.is_none()
+                    && slot.channel.is_some()
+                    && slot.held.len() < self.ahead_limit(slot)
+            })
+    }
+
     /// The jobs so far, with their outputs and failures.
     pub fn jobs(&self) -> &LeaseTable {
         &self.jobs
@@ -364,7 +386,8 @@ impl<L: Launcher, O: Observer, S: SignalSource, C: Clock> Supervisor<L, O, S, C>
                 let Some(state) = self.drain.on_signal(signal, now) else {
                     return;
                 };
-                if self.jobs.unfinished() > 0 {
+                // A pool kept alive expects more jobs: stopping it cuts the run short too.
+                if self.jobs.unfinished() > 0 || self.keep_alive {
                     self.stopped.get_or_insert(StopReason::Interrupted);
                     self.stop_signal.get_or_insert(signal);
                 }

@@ -221,6 +221,14 @@ impl Harness {
         }
     }
 
+    /// The supervisor keeps the pool up without jobs, for jobs submitted later.
+    fn kept_alive(self) -> Self {
+        Self {
+            supervisor: self.supervisor.keep_alive(),
+            ..self
+        }
+    }
+
     fn worker(&self, index: usize) -> Shared {
         Rc::clone(&self.workers.borrow()[index])
     }
@@ -580,6 +588,57 @@ fn short_jobs_are_sent_ahead_in_batches() {
     assert!(largest <= MAX_AHEAD, "{largest} jobs sent ahead at once");
     harness.step_until("the run is over", |h| h.supervisor.is_over());
     assert!(harness.supervisor.finish().success());
+}
+
+#[test]
+fn a_pool_wants_jobs_only_when_a_ready_worker_could_take_one() {
+    let mut harness = Harness::new(config(2), 0, MockLauncher::default()).kept_alive();
+    assert!(!harness.supervisor.wants_jobs(), "no worker is ready yet");
+    harness.step_until("both workers are up", |h| h.workers.borrow().len() == 2);
+    harness.supervisor.step();
+    assert!(harness.supervisor.wants_jobs(), "idle workers");
+    let first = harness.supervisor.submit("square", vec![3]).unwrap();
+    assert!(!harness.supervisor.wants_jobs(), "a job is queued");
+    harness.step_until("a worker holds it", |h| {
+        h.job_of(0).is_some() || h.job_of(1).is_some()
+    });
+    assert!(harness.supervisor.wants_jobs(), "the other worker is idle");
+    harness.supervisor.submit("square", vec![4]).unwrap();
+    harness.step_until("both workers hold a job", |h| {
+        h.job_of(0).is_some() && h.job_of(1).is_some()
+    });
+    assert!(
+        !harness.supervisor.wants_jobs(),
+        "each worker holds as many jobs as it may (durations unknown: one)"
+    );
+    let busy_first = usize::from(harness.job_of(0).unwrap().id != first);
+    harness.answer(busy_first);
+    harness.step_until("the first job is done", |h| {
+        h.supervisor.jobs().output(first).is_some()
+    });
+    assert!(harness.supervisor.wants_jobs(), "a worker is free again");
+    harness.supervisor.close();
+    harness.answer(1 - busy_first);
+    harness.step_until("the run is over", |h| h.supervisor.is_over());
+    assert!(!harness.supervisor.wants_jobs(), "the run is over");
+    let report = harness.supervisor.finish();
+    assert!(report.success());
+    assert_eq!(report.jobs.output(first), Some(&[6u8][..]));
+}
+
+#[test]
+fn a_stop_signal_while_more_jobs_may_come_cuts_the_run_short() {
+    let mut harness = Harness::new(config(1), 0, MockLauncher::default()).kept_alive();
+    harness.step_until("the worker is up", |h| h.workers.borrow().len() == 1);
+    harness.signals.borrow_mut().push(Signal::SIGINT);
+    harness.supervisor.step();
+    assert!(harness.supervisor.submit("square", vec![1]).is_none());
+    assert!(!harness.supervisor.wants_jobs());
+    harness.step_until("the run is over", |h| h.supervisor.is_over());
+    assert_eq!(harness.supervisor.stop_signal(), Some(Signal::SIGINT));
+    let report = harness.supervisor.finish();
+    assert_eq!(report.stopped, Some(StopReason::Interrupted));
+    assert!(!report.success());
 }
 
 #[test]

@@ -2,6 +2,7 @@
 //! `supervisor run logcount` (`--shard`, `--plan`, `--partial`) and `supervisor merge` (the
 //! partials into the report one host would print). See docs/scale-out.md.
 
+use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -411,7 +412,31 @@ pub(crate) fn run_shard(args: &LogcountArgs) -> anyhow::Result<ExitCode> {
         let workers = args.pool.workers() as u64;
         plan.chunk_bytes(index, workers)
     });
-    let local = plan.shard_jobs(index, dir.as_deref(), chunk_bytes, args.top);
+    let mut local = plan.shard_jobs(index, dir.as_deref(), chunk_bytes, args.top);
+    // A file shorter than planned has lost lines: it is not counted from what is left, nor
+    // even given to a worker (in a batch, its keys could not be told from the others').
+    let shrunk: BTreeMap<usize, String> = local
+        .files
+        .iter()
+        .enumerate()
+        .filter_map(|(file_index, file)| {
+            let now = std::fs::metadata(&file.path).ok()?.len();
+            (now < file.len).then(|| {
+                let reason = format!(
+                    "shrank since planned: {} bytes planned, {now} now",
+                    file.len
+                );
+                (file_index, reason)
+            })
+        })
+        .collect();
+    if !shrunk.is_empty() {
+        for job in &mut local.jobs {
+            job.parts
+                .retain(|part| !shrunk.contains_key(&part.file_index));
+        }
+        local.jobs.retain(|job| !job.parts.is_empty());
+    }
     let mut sink = match &shard_args.partial {
         Some(out) => Sink::Partial(PartialSink {
             out: out.clone(),
@@ -419,20 +444,8 @@ pub(crate) fn run_shard(args: &LogcountArgs) -> anyhow::Result<ExitCode> {
         }),
         None => Sink::Report(Box::new(Merger::new(&local))),
     };
-    // A file shorter than planned has lost lines: it is not counted from what is left.
-    for (file_index, file) in local.files.iter().enumerate() {
-        if let Ok(meta) = std::fs::metadata(&file.path) {
-            if meta.len() < file.len {
-                sink.add_failure(
-                    file_index,
-                    format!(
-                        "shrank since planned: {} bytes planned, {} now",
-                        file.len,
-                        meta.len()
-                    ),
-                );
-            }
-        }
+    for (file_index, reason) in shrunk {
+        sink.add_failure(file_index, reason);
     }
     let Counted { ended, summary } = count_on_pool(args, &local, &mut sink)?;
     let report = &ended.report;

@@ -1040,3 +1040,67 @@ fn plan_and_shard_usage_errors_exit_2_naming_what_is_wrong() {
     );
     assert_eq!(std::fs::read(&plan).unwrap(), before);
 }
+
+/// A shard of many small files counts them in batches; a file that shrank after planning is
+/// kept out of its batch and reported, and the files batched with it are counted exactly (the
+/// overall distinct count holds none of its keys).
+#[test]
+fn a_file_that_shrank_since_planned_is_reported_and_its_batch_mates_are_exact() {
+    let temp = tempfile::tempdir().unwrap();
+    let logs = temp.path().join("logs");
+    let others = temp.path().join("others");
+    std::fs::create_dir(&logs).unwrap();
+    std::fs::create_dir(&others).unwrap();
+    for index in 0..40u32 {
+        let text: String = (0..50u32)
+            .map(|line| format!("10.{index}.0.{} - - x\n", line % 30))
+            .collect();
+        std::fs::write(logs.join(format!("f{index:02}.log")), &text).unwrap();
+        if index != 7 {
+            std::fs::write(others.join(format!("f{index:02}.log")), &text).unwrap();
+        }
+    }
+    let plan = temp.path().join("plan.json");
+    let output = supervisor(&[
+        "plan",
+        "logcount",
+        path(&logs),
+        "--shards",
+        "1",
+        "-o",
+        path(&plan),
+    ]);
+    expect_exit(&output, 0, "plan");
+    let shrunk = logs.join("f07.log");
+    let text = std::fs::read(&shrunk).unwrap();
+    std::fs::write(&shrunk, &text[..text.len() / 2]).unwrap();
+    let part = temp.path().join("part-0");
+    let output = supervisor(&[
+        "run",
+        "logcount",
+        "--plan",
+        path(&plan),
+        "--shard",
+        "0",
+        "--partial",
+        path(&part),
+        "--workers",
+        "2",
+        "-vv",
+    ]);
+    expect_exit(&output, 1, "a shard with a shrunk file");
+    let planned = stderr(&output)
+        .lines()
+        .filter(|line| line.contains("trace: job ") && line.contains(" more file(s)"))
+        .count();
+    assert!(planned >= 1, "no batch: {}", stderr(&output));
+    let merged = supervisor(&["merge", path(&part), "--format", "json"]);
+    expect_exit(&merged, 1, "merge with a file that could not be counted");
+    let merged: serde_json::Value = serde_json::from_str(&stdout(&merged)).unwrap();
+    let reason = merged["errors"]["f07.log"].as_str().unwrap_or_default();
+    assert!(reason.contains("shrank since planned"), "{merged}");
+    let expected: serde_json::Value =
+        serde_json::from_str(&single_host(&others, &["--format", "json"])).unwrap();
+    assert_eq!(merged["files"], expected["files"]);
+    assert_eq!(merged["all"], expected["all"]);
+}

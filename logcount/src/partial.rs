@@ -26,13 +26,17 @@ use super::union::SortedUnion;
 /// The first bytes of every partial.
 pub const PARTIAL_MAGIC: [u8; 8] = *b"HERDPART";
 /// The partial format this version writes and reads.
-pub const PARTIAL_FORMAT: u32 = 1;
+pub const PARTIAL_FORMAT: u32 = 2;
 /// Header flag: the partial holds per-key request counts (the shard ran with `--top`).
 const FLAG_KEY_COUNTS: u32 = 1;
-/// Entry status: the piece was counted.
+/// Entry status: the piece, a part of a file cut across shards, was counted; its own keys
+/// follow in the key sections.
 const COUNTED: u8 = 0;
 /// Entry status: the file could not be read; a reason follows.
 const FAILED: u8 = 1;
+/// Entry status: the piece is a whole file and was counted; its distinct count follows, its
+/// keys are in the shard's union of whole files' keys.
+const COUNTED_WHOLE: u8 = 2;
 /// The longest byte string (name, reason, key) a partial may hold: far above what a shard
 /// writes, low enough that a damaged length cannot make the reader allocate much.
 const MAX_STRING: u32 = 1 << 20;
@@ -51,6 +55,22 @@ struct CountTables {
 }
 
 impl CountTables {
+    /// Adds another table's counts.
+    fn absorb(&mut self, other: CountTables) {
+        for (key, count) in other.ipv4 {
+            *self.ipv4.entry(key).or_insert(0) += count;
+        }
+        for (key, count) in other.ipv6 {
+            *self.ipv6.entry(key).or_insert(0) += count;
+        }
+        for (key, count) in other.other {
+            *self.other.entry(key).or_insert(0) += count;
+        }
+        for (digest, (count, shown)) in other.long {
+            self.long.entry(digest).or_insert_with(|| (0, shown)).0 += count;
+        }
+    }
+
     fn add(&mut self, keys: &DistinctKeys, counts: &KeyCounts) {
         for (&key, &count) in keys.ipv4.iter().zip(&counts.ipv4) {
             *self.ipv4.entry(key).or_insert(0) += count;
@@ -80,13 +100,89 @@ struct BuiltPiece {
     end: u64,
     total: u64,
     error: Option<String>,
+    /// The jobs planned for it.
+    jobs: usize,
     chunks_left: usize,
+    /// For a whole file counted in one job: its distinct keys, from the job's result.
+    distinct: Option<u64>,
+    /// The keys of a piece counted in jobs of its own (a part of a file, or a whole file cut
+    /// into several chunks).
+    keys: KeyRuns,
+}
+
+impl BuiltPiece {
+    /// Whether the piece is the whole file.
+    fn is_whole(&self) -> bool {
+        self.start == 0 && self.end == self.len
+    }
+
+    /// Whether its jobs' keys are its own: jobs of one part each, for a piece that is a part
+    /// of a file or that was cut into several chunks (its distinct count is then their union).
+    /// A whole file counted in one job has its distinct count in the result, and its keys go
+    /// to the shard's union of whole files' keys.
+    fn keeps_keys(&self) -> bool {
+        !self.is_whole() || self.jobs > 1
+    }
+}
+
+/// Sorted key lists as results bring them, united when the partial is written.
+#[derive(Debug, Default)]
+struct KeyRuns {
     ipv4: SortedUnion<u32>,
     ipv6: SortedUnion<u128>,
-    /// Byte-string keys of the piece's chunks, one sorted list each: united when written.
+    /// Byte-string keys, one sorted list per result: united when written.
     other: Vec<Vec<u8>>,
     long: SortedUnion<[u8; 32]>,
     counts: Option<CountTables>,
+}
+
+impl KeyRuns {
+    fn new(key_counts: bool) -> Self {
+        Self {
+            counts: key_counts.then(CountTables::default),
+            ..Self::default()
+        }
+    }
+
+    fn push(&mut self, keys: DistinctKeys, counts: Option<&KeyCounts>) {
+        if let (Some(tables), Some(key_counts)) = (&mut self.counts, counts) {
+            tables.add(&keys, key_counts);
+        }
+        let DistinctKeys {
+            ipv4,
+            ipv6,
+            other,
+            long,
+        } = keys;
+        self.ipv4.push(ipv4);
+        self.ipv6.push(ipv6);
+        self.other.extend(other);
+        self.long.push(long);
+    }
+
+    /// The union of the keys, and the counts.
+    fn finish(self) -> (DistinctKeys, Option<CountTables>) {
+        let mut other = self.other;
+        other.sort_unstable();
+        other.dedup();
+        let keys = DistinctKeys {
+            ipv4: self.ipv4.finish(),
+            ipv6: self.ipv6.finish(),
+            other,
+            long: self.long.finish(),
+        };
+        (keys, self.counts)
+    }
+}
+
+/// How a piece is written.
+enum Written {
+    /// Status [`FAILED`], with the reason.
+    Failed(String),
+    /// Status [`COUNTED`], with the piece's own keys.
+    Piece(DistinctKeys, Option<CountTables>),
+    /// Status [`COUNTED_WHOLE`], with the file's distinct count.
+    Whole(u64),
 }
 
 /// Gathers one shard's chunk results into its partial.
@@ -98,6 +194,8 @@ pub struct PartialBuilder {
     key_counts: bool,
     errors: BTreeMap<String, String>,
     pieces: Vec<BuiltPiece>,
+    /// The keys of the whole files counted in jobs with others (or alone, in one job).
+    whole: Box<KeyRuns>,
 }
 
 impl PartialBuilder {
@@ -118,16 +216,15 @@ impl PartialBuilder {
                 end: piece.end,
                 total: 0,
                 error: None,
+                jobs: 0,
                 chunks_left: 0,
-                ipv4: SortedUnion::default(),
-                ipv6: SortedUnion::default(),
-                other: Vec::new(),
-                long: SortedUnion::default(),
-                counts: local.top.map(|_| CountTables::default()),
+                distinct: None,
+                keys: KeyRuns::new(local.top.is_some()),
             })
             .collect();
         for file_index in local.jobs.iter().flat_map(ChunkJob::file_indices) {
             if let Some(piece) = pieces.get_mut(file_index) {
+                piece.jobs += 1;
                 piece.chunks_left += 1;
             }
         }
@@ -138,6 +235,7 @@ impl PartialBuilder {
             key_counts: local.top.is_some(),
             errors: local.errors.clone(),
             pieces,
+            whole: Box::new(KeyRuns::new(local.top.is_some())),
         }
     }
 
@@ -150,55 +248,70 @@ impl PartialBuilder {
                 .any(|piece| piece.error.is_some() || piece.chunks_left > 0)
     }
 
-    /// Adds the result of one chunk job. A shard's jobs ([`ShardPlan::shard_jobs`]) hold one
-    /// part each, so a job's keys are its piece's; a job of several parts (a batch, whose keys
-    /// are one union) cannot be told apart by file, and its files are marked unreadable.
+    /// Adds the result of one chunk job: the chunk of a piece counted in jobs of its own (its
+    /// keys are then the piece's), or whole files, alone or batched (each part's counts are the
+    /// file's, and the job's keys, the union of its counted parts' keys, go to the shard's union
+    /// of whole files' keys). A job of several parts that holds a piece of a file cut across
+    /// shards, or a file already marked unreadable, cannot be told apart by file: its files are
+    /// marked unreadable, so that no key is counted without its file.
     pub fn add(&mut self, counts: ChunkCounts) {
         let ChunkCounts {
             parts,
             keys,
             counts,
         } = counts;
-        let (file_index, outcome) = match <[PartCounts; 1]>::try_from(parts) {
-            Ok([part]) => (part.file_index, part.outcome),
-            Err(parts) => {
-                for part in &parts {
-                    self.add_failure(
-                        part.file_index,
-                        "a job of several files cannot be written to a partial".into(),
-                    );
+        let own = match parts.as_slice() {
+            [only] => Some(only.file_index).filter(|&index| {
+                self.pieces
+                    .get(index)
+                    .is_some_and(|piece| piece.keeps_keys())
+            }),
+            _ => None,
+        };
+        if let Some(index) = own {
+            let piece = &mut self.pieces[index];
+            piece.chunks_left = piece.chunks_left.saturating_sub(1);
+            let [part] = <[PartCounts; 1]>::try_from(parts).expect("one part");
+            match part.outcome {
+                Err(reason) => {
+                    piece.error.get_or_insert(reason);
                 }
-                return;
+                Ok(_) if piece.error.is_some() => {}
+                Ok(counted) => {
+                    piece.total += counted.total;
+                    piece.keys.push(keys, counts.as_ref());
+                }
             }
-        };
-        let Some(piece) = self.pieces.get_mut(file_index) else {
-            return;
-        };
-        piece.chunks_left = piece.chunks_left.saturating_sub(1);
-        let counted = match outcome {
-            Ok(counted) => counted,
-            Err(reason) => {
-                piece.error.get_or_insert(reason);
-                return;
-            }
-        };
-        if piece.error.is_some() {
             return;
         }
-        piece.total += counted.total;
-        if let (Some(tables), Some(key_counts)) = (&mut piece.counts, &counts) {
-            tables.add(&keys, key_counts);
+        let attributable = parts.iter().all(|part| {
+            self.pieces
+                .get(part.file_index)
+                .is_some_and(|piece| piece.is_whole() && piece.error.is_none())
+        });
+        for part in parts {
+            let Some(piece) = self.pieces.get_mut(part.file_index) else {
+                continue;
+            };
+            piece.chunks_left = piece.chunks_left.saturating_sub(1);
+            match part.outcome {
+                Err(reason) => {
+                    piece.error.get_or_insert(reason);
+                }
+                Ok(_) if !attributable => {
+                    piece.error.get_or_insert_with(|| {
+                        "not counted: its job also held a file it cannot be told apart from".into()
+                    });
+                }
+                Ok(counted) => {
+                    piece.total = counted.total;
+                    piece.distinct = Some(counted.ip);
+                }
+            }
         }
-        let DistinctKeys {
-            ipv4,
-            ipv6,
-            other,
-            long,
-        } = keys;
-        piece.ipv4.push(ipv4);
-        piece.ipv6.push(ipv6);
-        piece.other.extend(other);
-        piece.long.push(long);
+        if attributable {
+            self.whole.push(keys, counts.as_ref());
+        }
     }
 
     /// Marks the files of a job the pool gave up on unreadable.
@@ -208,10 +321,14 @@ impl PartialBuilder {
         }
     }
 
-    /// Marks a file of the shard unreadable (the first reason is kept).
+    /// Marks a file of the shard unreadable (the first reason is kept). A whole file counted
+    /// in a job with others keeps its counts: its keys are in the shard's union already, and a
+    /// job has a result or a failure, never both.
     pub fn add_failure(&mut self, file_index: usize, reason: String) {
         if let Some(piece) = self.pieces.get_mut(file_index) {
-            piece.error.get_or_insert(reason);
+            if piece.distinct.is_none() {
+                piece.error.get_or_insert(reason);
+            }
         }
     }
 
@@ -226,54 +343,62 @@ impl PartialBuilder {
         put_u32(&mut out, self.count)?;
         put_u32(&mut out, if self.key_counts { FLAG_KEY_COUNTS } else { 0 })?;
         put_u64(&mut out, self.pieces.len() as u64)?;
-        // The table says how many keys each piece has: finish the unions first.
-        let pieces: Vec<(BuiltPiece, Result<DistinctKeys, String>)> = self
+        // The table says how many keys each piece and the whole files' union have: finish the
+        // unions first. A whole file cut into chunks joins the union once its own is made.
+        let mut whole = *self.whole;
+        let pieces: Vec<(BuiltPiece, Written)> = self
             .pieces
             .into_iter()
             .map(|mut piece| {
-                let outcome = match piece.error.take() {
-                    Some(reason) => Err(reason),
-                    None if piece.chunks_left > 0 => Err(format!(
+                let keys = std::mem::take(&mut piece.keys);
+                let written = match piece.error.take() {
+                    Some(reason) => Written::Failed(reason),
+                    None if piece.chunks_left > 0 => Written::Failed(format!(
                         "not counted: the run stopped with {} of its chunks uncounted",
                         piece.chunks_left
                     )),
-                    None => Ok(DistinctKeys {
-                        ipv4: std::mem::take(&mut piece.ipv4).finish(),
-                        ipv6: std::mem::take(&mut piece.ipv6).finish(),
-                        other: {
-                            let mut other = std::mem::take(&mut piece.other);
-                            other.sort_unstable();
-                            other.dedup();
-                            other
-                        },
-                        long: std::mem::take(&mut piece.long).finish(),
-                    }),
+                    None if !piece.keeps_keys() => match piece.distinct {
+                        Some(distinct) => Written::Whole(distinct),
+                        None => Written::Failed("not counted: no job counted it".into()),
+                    },
+                    None => {
+                        let (keys, counts) = keys.finish();
+                        if piece.is_whole() {
+                            let distinct = keys.len();
+                            if let (Some(tables), Some(counts)) = (&mut whole.counts, counts) {
+                                tables.absorb(counts);
+                            }
+                            whole.push(keys, None);
+                            Written::Whole(distinct)
+                        } else {
+                            Written::Piece(keys, counts)
+                        }
+                    }
                 };
-                (piece, outcome)
+                (piece, written)
             })
             .collect();
-        for (piece, outcome) in &pieces {
+        let (whole_keys, whole_counts) = whole.finish();
+        for (piece, written) in &pieces {
             put_bytes(&mut out, piece.name.as_bytes())?;
             put_u64(&mut out, piece.len)?;
             put_u64(&mut out, piece.start)?;
             put_u64(&mut out, piece.end)?;
-            match outcome {
-                Err(reason) => {
+            match written {
+                Written::Failed(reason) => {
                     out.write_all(&[FAILED])?;
                     put_u64(&mut out, 0)?;
                     put_bytes(&mut out, reason.as_bytes())?;
                 }
-                Ok(keys) => {
+                Written::Piece(keys, _) => {
                     out.write_all(&[COUNTED])?;
                     put_u64(&mut out, piece.total)?;
-                    for n in [
-                        keys.ipv4.len(),
-                        keys.ipv6.len(),
-                        keys.other.len(),
-                        keys.long.len(),
-                    ] {
-                        put_u64(&mut out, n as u64)?;
-                    }
+                    put_key_lens(&mut out, keys)?;
+                }
+                Written::Whole(distinct) => {
+                    out.write_all(&[COUNTED_WHOLE])?;
+                    put_u64(&mut out, piece.total)?;
+                    put_u64(&mut out, *distinct)?;
                 }
             }
         }
@@ -282,13 +407,18 @@ impl PartialBuilder {
             put_bytes(&mut out, name.as_bytes())?;
             put_bytes(&mut out, reason.as_bytes())?;
         }
-        for (piece, outcome) in pieces {
-            if let Ok(keys) = outcome {
+        put_key_lens(&mut out, &whole_keys)?;
+        for (_, written) in pieces {
+            if let Written::Piece(keys, counts) = written {
                 write_keys(&mut out, &keys)?;
-                if let Some(tables) = piece.counts {
+                if let Some(tables) = counts {
                     write_counts(&mut out, tables)?;
                 }
             }
+        }
+        write_keys(&mut out, &whole_keys)?;
+        if let Some(tables) = whole_counts {
+            write_counts(&mut out, tables)?;
         }
         out.finish()
     }
@@ -377,6 +507,19 @@ fn put_u64(out: &mut impl Write, value: u64) -> io::Result<()> {
 fn put_bytes(out: &mut impl Write, bytes: &[u8]) -> io::Result<()> {
     put_u32(out, bytes.len() as u32)?;
     out.write_all(bytes)
+}
+
+/// How many IPv4, IPv6, byte-string and long keys `keys` holds.
+fn put_key_lens(out: &mut impl Write, keys: &DistinctKeys) -> io::Result<()> {
+    for n in [
+        keys.ipv4.len(),
+        keys.ipv6.len(),
+        keys.other.len(),
+        keys.long.len(),
+    ] {
+        put_u64(out, n as u64)?;
+    }
+    Ok(())
 }
 
 fn write_keys(out: &mut impl Write, keys: &DistinctKeys) -> io::Result<()> {
@@ -596,6 +739,8 @@ struct PartialHead {
     key_counts: bool,
     entries: Vec<Entry>,
     errors: Vec<(String, String)>,
+    /// How many keys of each kind the union of the whole files' keys holds.
+    whole_lens: [u64; 4],
     /// Where the key sections start.
     keys_at: u64,
 }
@@ -611,10 +756,15 @@ struct Entry {
 }
 
 #[derive(Debug)]
-struct Counted {
-    total: u64,
-    /// Keys of each kind: IPv4, IPv6, byte strings, long.
-    lens: [u64; 4],
+enum Counted {
+    /// A piece of a file cut across shards, with its own keys.
+    Piece {
+        total: u64,
+        /// Keys of each kind: IPv4, IPv6, byte strings, long.
+        lens: [u64; 4],
+    },
+    /// A whole file: its keys are in the partial's union of whole files' keys.
+    Whole { total: u64, distinct: u64 },
 }
 
 /// A reader that knows its position and turns a short read into a clear error.
@@ -767,18 +917,31 @@ fn read_head(path: &Path) -> Result<PartialHead, MergeError> {
         let status = source.u8().map_err(bad)?;
         let total = source.u64().map_err(bad)?;
         let outcome = match status {
-            COUNTED => {
-                let mut lens = [0u64; 4];
-                for n in &mut lens {
-                    *n = source.u64().map_err(bad)?;
-                }
-                Ok(Counted { total, lens })
-            }
+            COUNTED => Ok(Counted::Piece {
+                total,
+                lens: read_lens(&mut source).map_err(bad)?,
+            }),
+            COUNTED_WHOLE => Ok(Counted::Whole {
+                total,
+                distinct: source.u64().map_err(bad)?,
+            }),
             FAILED => Err(source.text().map_err(bad)?),
             other => return Err(corrupt(format!("unknown entry status {other}"))),
         };
         if start > end || end > len {
             return Err(corrupt(format!("{name}: bytes {start}..{end} of {len}")));
+        }
+        if let Ok(Counted::Whole { total, distinct }) = outcome {
+            if (start, end) != (0, len) {
+                return Err(corrupt(format!(
+                    "{name}: bytes {start}..{end} of {len} counted as a whole file"
+                )));
+            }
+            if distinct > total {
+                return Err(corrupt(format!(
+                    "{name}: {distinct} distinct clients in {total} requests"
+                )));
+            }
         }
         if entries.last().is_some_and(|last: &Entry| last.name >= name) {
             return Err(corrupt(format!("{name}: file entries out of order")));
@@ -799,6 +962,27 @@ fn read_head(path: &Path) -> Result<PartialHead, MergeError> {
         }
         errors.push((source.text().map_err(bad)?, source.text().map_err(bad)?));
     }
+    let whole_lens = read_lens(&mut source).map_err(bad)?;
+    let whole_files = entries
+        .iter()
+        .any(|entry| matches!(entry.outcome, Ok(Counted::Whole { .. })));
+    if !whole_files && whole_lens != [0; 4] {
+        return Err(corrupt("keys of whole files, but no whole file".into()));
+    }
+    let whole_keys = whole_lens
+        .iter()
+        .fold(0u64, |sum, n| sum.saturating_add(*n));
+    for entry in &entries {
+        if let Ok(Counted::Whole { distinct, .. }) = entry.outcome {
+            if distinct > whole_keys {
+                return Err(corrupt(format!(
+                    "{}: {distinct} distinct clients, more than the {whole_keys} keys of the \
+                     shard's whole files",
+                    entry.name
+                )));
+            }
+        }
+    }
     if source.at > size - CHECKSUM_LEN {
         return Err(corrupt("its file table runs into the checksum".into()));
     }
@@ -812,8 +996,18 @@ fn read_head(path: &Path) -> Result<PartialHead, MergeError> {
         key_counts: flags & FLAG_KEY_COUNTS != 0,
         entries,
         errors,
+        whole_lens,
         keys_at: source.at,
     })
+}
+
+/// How many keys of each kind (IPv4, IPv6, byte strings, long) a key section holds.
+fn read_lens<R: Read>(source: &mut Source<R>) -> io::Result<[u64; 4]> {
+    let mut lens = [0u64; 4];
+    for n in &mut lens {
+        *n = source.u64()?;
+    }
+    Ok(lens)
 }
 
 fn read_up_to(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
@@ -1014,20 +1208,32 @@ pub fn merge_partials(paths: &[PathBuf], options: MergeOptions) -> Result<Merged
                 gzip: name.ends_with(".gz"),
             })
             .collect(),
+        // A job per piece with keys of its own (or unreadable), and per partial one job for its
+        // whole files, whose keys come as one union, as a batch's do on one host.
         jobs: heads
             .values()
-            .flat_map(|head| &head.entries)
-            .map(|entry| ChunkJob {
-                parts: vec![JobPart {
+            .flat_map(|head| {
+                let part = |entry: &Entry| JobPart {
                     path: PathBuf::new(),
                     file_index: index_of[entry.name.as_str()],
                     source: ChunkSource::Range {
                         start: entry.start,
                         end: entry.end,
                     },
-                }],
-                per_key_counts: options.top.is_some(),
-                may_map: false,
+                };
+                let job = |parts| ChunkJob {
+                    parts,
+                    per_key_counts: options.top.is_some(),
+                    may_map: false,
+                };
+                let (whole, own): (Vec<&Entry>, Vec<&Entry>) = head
+                    .entries
+                    .iter()
+                    .partition(|entry| matches!(entry.outcome, Ok(Counted::Whole { .. })));
+                let batch = (!whole.is_empty()).then(|| job(whole.into_iter().map(part).collect()));
+                own.into_iter()
+                    .map(move |entry| job(vec![part(entry)]))
+                    .chain(batch)
             })
             .collect(),
         errors,
@@ -1077,20 +1283,21 @@ pub fn merge_partials(paths: &[PathBuf], options: MergeOptions) -> Result<Merged
             ),
             at: head.keys_at,
         };
+        let mut whole_parts = Vec::new();
         for entry in &head.entries {
             let file_index = index_of[entry.name.as_str()];
             match &entry.outcome {
                 Err(reason) => merger.add_failure(file_index, reason.clone()),
-                Ok(counted) => {
+                Ok(Counted::Piece { total, lens }) => {
                     let (keys, counts) =
-                        read_piece(&mut source, counted.lens, head.key_counts).map_err(corrupt)?;
-                    // One piece, one job: its distinct count is its keys' (the merger takes
-                    // it for a file in one piece, and unites the keys of a file in several).
+                        read_piece(&mut source, *lens, head.key_counts).map_err(corrupt)?;
+                    // One piece, one job: its distinct count is its keys' (the merger unites
+                    // the keys of a file in several pieces).
                     merger.add(ChunkCounts {
                         parts: vec![PartCounts {
                             file_index,
                             outcome: Ok(FileCounts {
-                                total: counted.total,
+                                total: *total,
                                 ip: keys.len(),
                             }),
                         }],
@@ -1098,7 +1305,23 @@ pub fn merge_partials(paths: &[PathBuf], options: MergeOptions) -> Result<Merged
                         counts: options.top.and(counts),
                     });
                 }
+                Ok(Counted::Whole { total, distinct }) => whole_parts.push(PartCounts {
+                    file_index,
+                    outcome: Ok(FileCounts {
+                        total: *total,
+                        ip: *distinct,
+                    }),
+                }),
             }
+        }
+        let (keys, counts) =
+            read_piece(&mut source, head.whole_lens, head.key_counts).map_err(corrupt)?;
+        if !whole_parts.is_empty() {
+            merger.add(ChunkCounts {
+                parts: whole_parts,
+                keys,
+                counts: options.top.and(counts),
+            });
         }
     }
     Ok(Merged {
@@ -1205,6 +1428,74 @@ mod tests {
         }
     }
 
+    /// Many small files: each shard batches them into a few jobs, as one host does, and the
+    /// partials (each whole file a count, its keys in the shard's union) merge to the single
+    /// host's report, a file that cannot be read inside a batch included.
+    #[test]
+    fn a_shard_of_many_small_files_is_counted_in_batches_and_merges_exactly() {
+        let logs = tempfile::tempdir().unwrap();
+        for index in 0..600u32 {
+            let text = format!(
+                "10.0.{}.{} a\nhost-{}.example b\n2001:db8::{:x} c\n",
+                index / 200,
+                index % 200,
+                index % 37,
+                index % 53
+            );
+            std::fs::write(logs.path().join(format!("f{index:03}.log")), text).unwrap();
+        }
+        let unreadable = logs.path().join("f123.log");
+        std::fs::set_permissions(
+            &unreadable,
+            std::os::unix::fs::PermissionsExt::from_mode(0o000),
+        )
+        .unwrap();
+        let readable_by_us = std::fs::read(&unreadable).is_ok();
+        for top in [None, Some(3)] {
+            let plan = ShardPlan::new(&[logs.path()], false, 3).unwrap();
+            let parts = tempfile::tempdir().unwrap();
+            let mut paths = Vec::new();
+            for index in 0..plan.shard_count() {
+                let local = plan.shard_jobs(index, None, 4 << 20, top);
+                assert!(
+                    local.jobs.len() * 20 < local.files.len(),
+                    "{} jobs for {} files",
+                    local.jobs.len(),
+                    local.files.len()
+                );
+                let mut builder = PartialBuilder::new(&plan, index, &local);
+                for job in &local.jobs {
+                    builder.add(count_chunk(job));
+                }
+                let path = parts.path().join(format!("part-{index}"));
+                let bytes = builder.encode();
+                publish(&path, |file| file.write_all(&bytes)).unwrap();
+                paths.push(path);
+            }
+            let merged = merge_partials(
+                &paths,
+                MergeOptions {
+                    top,
+                    allow_missing: false,
+                },
+            )
+            .unwrap();
+            let options = Options {
+                top,
+                ..Options::default()
+            };
+            let single = count_dir(logs.path(), &options).unwrap();
+            assert_eq!(
+                merged.report.render(Format::Json),
+                single.render(Format::Json)
+            );
+            assert_eq!(merged.report.files.len() + merged.report.errors.len(), 600);
+            if !readable_by_us {
+                assert!(merged.report.errors.contains_key("f123.log"));
+            }
+        }
+    }
+
     #[test]
     fn the_same_shard_encodes_to_the_same_bytes_whatever_the_chunking() {
         let logs = logs();
@@ -1258,9 +1549,11 @@ mod tests {
             body.extend_from_slice(&checksum);
             body
         };
-        // The first entry's IPv4 key count, made huge: the keys run out.
-        let name_len = u32::from_le_bytes(bytes[64..68].try_into().unwrap()) as usize;
-        let ipv4_count_at = 68 + name_len + 8 * 3 + 1 + 8;
+        // The whole files' IPv4 key count (the last table field before the keys), made
+        // huge: the keys run out.
+        let path = dir.path().join("sound");
+        std::fs::write(&path, &bytes).unwrap();
+        let ipv4_count_at = read_head(&path).unwrap().keys_at as usize - 32;
         let mut huge = bytes.clone();
         huge[ipv4_count_at..ipv4_count_at + 8].copy_from_slice(&(u64::MAX / 2).to_le_bytes());
         let path = dir.path().join("huge");
@@ -1272,13 +1565,27 @@ mod tests {
             error.contains("truncated") || error.contains("order"),
             "{error}"
         );
-        // An unknown format version.
-        let mut future = bytes.clone();
-        future[8..12].copy_from_slice(&2u32.to_le_bytes());
-        let path = dir.path().join("future");
-        std::fs::write(&path, reseal(future)).unwrap();
+        // The first entry (a whole file) with more distinct clients than requests.
+        let name_len = u32::from_le_bytes(bytes[64..68].try_into().unwrap()) as usize;
+        let status_at = 68 + name_len + 8 * 3;
+        assert_eq!(bytes[status_at], COUNTED_WHOLE);
+        let distinct_at = status_at + 1 + 8;
+        let mut inflated = bytes.clone();
+        inflated[distinct_at..distinct_at + 8].copy_from_slice(&(u64::MAX / 2).to_le_bytes());
+        let path = dir.path().join("inflated");
+        std::fs::write(&path, reseal(inflated)).unwrap();
         let error = read_head(&path).unwrap_err().to_string();
-        assert!(error.contains("partial format 2"), "{error}");
+        assert!(error.contains("distinct clients in"), "{error}");
+        // An unknown format version (the one before this, say).
+        let mut other = bytes.clone();
+        other[8..12].copy_from_slice(&1u32.to_le_bytes());
+        let path = dir.path().join("other");
+        std::fs::write(&path, reseal(other)).unwrap();
+        let error = read_head(&path).unwrap_err().to_string();
+        assert!(
+            error.contains("partial format 1, this version reads format 2"),
+            "{error}"
+        );
     }
 
     /// More keys than one read block and a partial larger than one write block: written and
@@ -1312,7 +1619,8 @@ mod tests {
 
         let head = read_head(&paths[0]).unwrap();
         assert!(
-            matches!(&head.entries[0].outcome, Ok(counted) if counted.lens[0] == u64::from(keys)),
+            matches!(&head.entries[0].outcome, Ok(Counted::Whole { distinct, .. }) if *distinct == u64::from(keys))
+                && head.whole_lens[0] == u64::from(keys),
             "{:?}",
             head.entries
         );

@@ -22,7 +22,8 @@ use sha2::{Digest, Sha256};
 
 use super::inputs::{is_gzip, Input, Inputs};
 use super::plan::{
-    balanced_chunk_bytes, ChunkJob, ChunkSource, JobPart, Plan, PlanError, PlannedFile,
+    balanced_chunk_bytes, jobs_for, ChunkJob, ChunkSource, JobPart, Options, Plan, PlanError,
+    PlannedFile,
 };
 use super::report::escape_bytes;
 
@@ -277,6 +278,7 @@ impl ShardPlan {
             .map_or(&[][..], Vec::as_slice);
         let mut files = Vec::new();
         let mut jobs = Vec::new();
+        let mut whole = Vec::new();
         for piece in pieces {
             let Some(file) = self.files.get(piece.file) else {
                 continue;
@@ -290,7 +292,12 @@ impl ShardPlan {
                 len: file.len,
                 gzip,
             });
-            // One part per job, never a batch: a partial keeps each piece's own keys.
+            // Whole files are batched (or cut) as one host does; a piece of a file cut across
+            // shards gets jobs of one part each: a partial keeps such a piece's own keys.
+            if piece.start == 0 && piece.end == file.len {
+                whole.push(file_index);
+                continue;
+            }
             let job = |source| ChunkJob {
                 parts: vec![JobPart {
                     path: path.clone(),
@@ -317,6 +324,12 @@ impl ShardPlan {
                 start = end;
             }
         }
+        let options = Options {
+            recursive: false,
+            chunk_bytes: chunk_bytes.max(1),
+            top,
+        };
+        jobs.extend(jobs_for(&files, &whole, &options));
         Plan {
             files,
             jobs,

@@ -290,8 +290,13 @@ impl Wait for WorkerProcess {
     fn has_exited(&mut self) -> io::Result<bool> {
         // The pidfd turns readable when the child exits; reading it does not reap.
         let mut fds = [PollFd::new(self.child.as_fd(), PollFlags::POLLIN)];
-        let ready = nix::poll::poll(&mut fds, PollTimeout::ZERO)?;
-        Ok(ready > 0)
+        loop {
+            match nix::poll::poll(&mut fds, PollTimeout::ZERO) {
+                // A signal (SIGCHLD, likely) came in during the call: ask again.
+                Err(Errno::EINTR) => continue,
+                ready => return Ok(ready? > 0),
+            }
+        }
     }
 
     fn reap(&mut self) -> io::Result<ExitStatus> {

@@ -568,6 +568,64 @@ fn status_table_on_sigusr1_and_interval() -> TestResult {
     Ok(())
 }
 
+/// SIGINT while the inputs are still being listed (20,000 files, one worker): the run stops
+/// with 130 and loses nothing silently: every file is counted exactly or named as not counted,
+/// unless the listing itself was cut short, which the error says.
+fn sigint_while_listing_names_or_counts_every_file() -> TestResult {
+    let logs = tempfile::tempdir().map_err(|e| e.to_string())?;
+    const FILES: usize = 20_000;
+    for index in 0..FILES {
+        std::fs::write(
+            logs.path().join(format!("f{index:05}.log")),
+            format!("10.0.{}.{} - - x\n", index / 256 % 256, index % 256),
+        )
+        .map_err(|e| e.to_string())?;
+    }
+    let dir = path_str(logs.path());
+    let args = ["run", "logcount", dir, "-j", "1", "--format", "json"];
+    let (running, _) = start_with_workers(&args, 1)?;
+    running.signal(Signal::SIGINT);
+    let finished = running.finish(LONG)?;
+    let report: serde_json::Value =
+        serde_json::from_str(&finished.stdout).map_err(|e| format!("{e}: {}", finished.stdout))?;
+    let counted = report["files"].as_object().ok_or("no files")?;
+    let errors = report["errors"].as_object().ok_or("no errors")?;
+    for (name, counts) in counted {
+        check!(
+            counts["total"] == 1 && counts["ip"] == 1,
+            "{name} miscounted: {counts}"
+        );
+    }
+    if counted.len() < FILES {
+        finished.expect_exit(130)?;
+        finished.expect_stderr_saying("stopped by SIGINT before counting")?;
+        for reason in errors.values() {
+            check!(
+                reason
+                    .as_str()
+                    .is_some_and(|r| r.starts_with("not counted")),
+                "{reason}"
+            );
+        }
+        let named = counted.len() + errors.len();
+        if finished.stderr.contains("before listing every input") {
+            check!(named <= FILES, "{named} files reported, of {FILES}");
+        } else {
+            check!(
+                named == FILES,
+                "{} counted and {} named as not counted, of {FILES}",
+                counted.len(),
+                errors.len()
+            );
+        }
+    } else {
+        // The signal came after the last result: nothing was cut short.
+        check!(errors.is_empty(), "{errors:?}");
+    }
+    no_zombie_of_this_process()?;
+    Ok(())
+}
+
 fn main() -> std::process::ExitCode {
     let trials = vec![
         Trial::test(
@@ -611,6 +669,10 @@ fn main() -> std::process::ExitCode {
         Trial::test(
             "sigint_drains_then_a_second_one_stops_at_once",
             sigint_drains_then_a_second_one_stops_at_once,
+        ),
+        Trial::test(
+            "sigint_while_listing_names_or_counts_every_file",
+            sigint_while_listing_names_or_counts_every_file,
         ),
         Trial::test(
             "sigttin_and_sigttou_resize_the_pool",

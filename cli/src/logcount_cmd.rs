@@ -383,10 +383,16 @@ pub fn run(args: &LogcountArgs) -> anyhow::Result<ExitCode> {
         listed_all,
     } = count_while_listing(args, &mut lister, &mut merger)?;
     let report = &ended.report;
-    // Files listed but never given to a worker (the run stopped first) are not counted.
+    // Files listed but never given to the pool (the run stopped first) are not counted: those
+    // in no job yet, and those of a job the stopping pool no longer took.
     let so_far = plan.plan();
     merger.add_planned(so_far, so_far.jobs.len()..so_far.jobs.len());
-    for index in plan.unplanned() {
+    let never_submitted = &so_far.jobs[report.jobs.len().min(so_far.jobs.len())..];
+    let not_given: Vec<usize> = plan
+        .unplanned()
+        .chain(never_submitted.iter().flat_map(ChunkJob::file_indices))
+        .collect();
+    for &index in &not_given {
         merger.add_failure(
             index,
             "not counted: the run stopped before a worker was given it".to_owned(),
@@ -402,7 +408,7 @@ pub fn run(args: &LogcountArgs) -> anyhow::Result<ExitCode> {
                 .failures()
                 .filter_map(|(id, _)| so_far.jobs.get(usize::try_from(id).ok()?))
                 .flat_map(|job| job.file_indices())
-                .chain(plan.unplanned())
+                .chain(not_given.iter().copied())
                 .filter_map(|index| so_far.files.get(index))
                 .map(|file| file.name.as_str())
                 .collect();

@@ -1178,13 +1178,61 @@ pub fn merge_partials(paths: &[PathBuf], options: MergeOptions) -> Result<Merged
     // The run's files, the pieces present of each, and its listing errors.
     let mut files: BTreeMap<&str, Coverage> = BTreeMap::new();
     let mut errors = BTreeMap::new();
+    // Files counted whole, and in which partial: a file whole in one partial is in no other
+    // (the plan gives each byte to one shard), or its counts could not be told apart.
+    let mut whole_in: BTreeMap<&str, &Path> = BTreeMap::new();
+    for head in heads.values() {
+        for entry in &head.entries {
+            if matches!(entry.outcome, Ok(Counted::Whole { .. })) {
+                whole_in.insert(&entry.name, &head.path);
+            }
+        }
+    }
     for head in heads.values() {
         for entry in &head.entries {
             let file = files.entry(&entry.name).or_insert((entry.len, Vec::new()));
             file.1.push((entry.start, entry.end));
+            if let Some(whole) = whole_in.get(entry.name.as_str()) {
+                if file.1.len() > 1 {
+                    return Err(MergeError::Corrupt {
+                        path: head.path.clone(),
+                        reason: format!(
+                            "{}: counted as a whole file in {} and in another partial too",
+                            entry.name,
+                            whole.display()
+                        ),
+                    });
+                }
+            }
         }
         for (name, reason) in &head.errors {
             errors.entry(name.clone()).or_insert_with(|| reason.clone());
+        }
+    }
+    // No byte of a file is in two partials (the plan gives each to one shard): a partial copied
+    // under another index, say, would count its lines twice.
+    let mut pieces_of: BTreeMap<&str, Vec<(u64, u64, &Path)>> = BTreeMap::new();
+    for head in heads.values() {
+        for entry in &head.entries {
+            pieces_of
+                .entry(&entry.name)
+                .or_default()
+                .push((entry.start, entry.end, &head.path));
+        }
+    }
+    for (name, pieces) in &mut pieces_of {
+        pieces.sort_unstable();
+        for pair in pieces.windows(2) {
+            let ((_, end, first), (start, _, second)) = (pair[0], pair[1]);
+            if start < end {
+                return Err(MergeError::Corrupt {
+                    path: second.to_path_buf(),
+                    reason: format!(
+                        "{name}: bytes from {start} counted in {} too",
+                        first.display()
+                    ),
+                });
+            }
         }
     }
     for index in &missing {
@@ -1586,6 +1634,31 @@ mod tests {
             error.contains("partial format 1, this version reads format 2"),
             "{error}"
         );
+    }
+
+    /// Two partials of one plan that claim the same bytes (a shard's partial copied under
+    /// another index), a piece or a whole file (even an empty one): refused, not counted twice.
+    #[test]
+    fn bytes_claimed_by_two_partials_are_refused() {
+        let logs = logs();
+        let plan = ShardPlan::new(&[logs.path()], false, 2).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        for (shard, expected) in [(0, "counted in"), (1, "counted as a whole file in")] {
+            let bytes = shard_bytes(&plan, shard, None);
+            let mut copy = bytes.clone();
+            copy.truncate(copy.len() - 32);
+            copy[44..48].copy_from_slice(&(1 - shard).to_le_bytes());
+            let checksum = Sha256::digest(&copy);
+            copy.extend_from_slice(&checksum);
+            let (first, second) = (dir.path().join("p0"), dir.path().join("p1"));
+            std::fs::write(&first, &bytes).unwrap();
+            std::fs::write(&second, &copy).unwrap();
+            assert_eq!(read_head(&second).unwrap().index, 1 - shard);
+            let error = merge_partials(&[first, second], MergeOptions::default())
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains(expected), "shard {shard}: {error}");
+        }
     }
 
     /// More keys than one read block and a partial larger than one write block: written and

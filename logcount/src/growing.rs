@@ -15,8 +15,8 @@ use std::collections::{BTreeMap, VecDeque};
 use std::ops::Range;
 
 use super::plan::{
-    balanced_chunk_bytes, batch_weight, jobs_for, whole_in_a_batch, ChunkJob, ChunkSource, JobPart,
-    Options, Plan, PlannedFile, MAX_BATCH_FILES,
+    balanced_chunk_bytes, batch_weight, jobs_for, whole_in_a_batch, whole_source, ChunkJob,
+    JobPart, Options, Plan, PlannedFile, MAX_BATCH_FILES,
 };
 
 /// A plan that grows with the listing of its inputs (see the module's documentation). Its
@@ -96,18 +96,10 @@ impl GrowingPlan {
             }
             self.small.pop_front();
             weight = next;
-            let source = if file.gzip {
-                ChunkSource::Gzip
-            } else {
-                ChunkSource::Range {
-                    start: 0,
-                    end: file.len,
-                }
-            };
             parts.push(JobPart {
                 path: file.path.clone(),
                 file_index: index,
-                source,
+                source: whole_source(file),
             });
         }
         if parts.is_empty() {

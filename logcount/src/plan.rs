@@ -320,6 +320,18 @@ pub(crate) fn batch_weight(file: &PlannedFile) -> u64 {
     bytes.saturating_add(FILE_WEIGHT_BYTES)
 }
 
+/// What a job reads of `file` counted whole: all of it (decompressed for `.gz`).
+pub(crate) fn whole_source(file: &PlannedFile) -> ChunkSource {
+    if file.gzip {
+        ChunkSource::Gzip
+    } else {
+        ChunkSource::Range {
+            start: 0,
+            end: file.len,
+        }
+    }
+}
+
 /// Whether `file` is counted whole, in a batch, with chunks of `chunk_bytes`: a `.gz` file
 /// always (deflate cannot be entered midway), a plain one when it is no larger than a chunk.
 pub(crate) fn whole_in_a_batch(file: &PlannedFile, chunk_bytes: u64) -> bool {
@@ -376,14 +388,7 @@ pub(crate) fn jobs_for(
             }
             continue;
         }
-        let source = if files[file_index].gzip {
-            ChunkSource::Gzip
-        } else {
-            ChunkSource::Range {
-                start: 0,
-                end: file.len,
-            }
-        };
+        let source = whole_source(file);
         let weight = weight_of(file_index);
         // At most twice a chunk's share of what is left (this batch's files included).
         let share = u128::from(options.chunk_bytes)

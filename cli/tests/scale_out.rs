@@ -197,6 +197,20 @@ fn shards_holding(plan: &serde_json::Value, name: &str) -> usize {
         .count()
 }
 
+/// `supervisor plan logcount LOGS --shards SHARDS -o PLAN`.
+fn plan_shards(logs: &Path, shards: u32, plan: &Path) -> Output {
+    let shards = shards.to_string();
+    supervisor(&[
+        "plan",
+        "logcount",
+        path(logs),
+        "--shards",
+        &shards,
+        "-o",
+        path(plan),
+    ])
+}
+
 fn single_host(logs: &Path, extra: &[&str]) -> String {
     let mut args = vec!["run", "logcount", path(logs), "--workers", "2"];
     args.extend(extra);
@@ -668,15 +682,7 @@ fn a_plan_file_fixes_the_inputs_even_while_they_grow() {
     make_logs(&logs);
     let expected = single_host(&logs, &["--format", "csv"]);
     let plan = temp.path().join("plan.json");
-    let output = supervisor(&[
-        "plan",
-        "logcount",
-        path(&logs),
-        "--shards",
-        "3",
-        "-o",
-        path(&plan),
-    ]);
+    let output = plan_shards(&logs, 3, &plan);
     expect_exit(&output, 0, "plan");
     // Lines appended after planning are not counted by any shard.
     let mut grown = std::fs::OpenOptions::new()
@@ -1012,26 +1018,10 @@ fn plan_and_shard_usage_errors_exit_2_naming_what_is_wrong() {
         );
     }
     // An existing plan file is never replaced.
-    let output = supervisor(&[
-        "plan",
-        "logcount",
-        path(&logs),
-        "--shards",
-        "2",
-        "-o",
-        path(&plan),
-    ]);
+    let output = plan_shards(&logs, 2, &plan);
     expect_exit(&output, 0, "plan");
     let before = std::fs::read(&plan).unwrap();
-    let output = supervisor(&[
-        "plan",
-        "logcount",
-        path(&logs),
-        "--shards",
-        "3",
-        "-o",
-        path(&plan),
-    ]);
+    let output = plan_shards(&logs, 3, &plan);
     expect_exit(&output, 2, "existing plan");
     assert!(
         stderr(&output).contains("already exists"),
@@ -1061,15 +1051,7 @@ fn a_file_that_shrank_since_planned_is_reported_and_its_batch_mates_are_exact() 
         }
     }
     let plan = temp.path().join("plan.json");
-    let output = supervisor(&[
-        "plan",
-        "logcount",
-        path(&logs),
-        "--shards",
-        "1",
-        "-o",
-        path(&plan),
-    ]);
+    let output = plan_shards(&logs, 1, &plan);
     expect_exit(&output, 0, "plan");
     let shrunk = logs.join("f07.log");
     let text = std::fs::read(&shrunk).unwrap();

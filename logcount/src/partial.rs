@@ -1418,9 +1418,22 @@ mod tests {
         dir
     }
 
+    /// The chunk size of the shards in these tests: small, so that files are cut.
+    const TEST_CHUNK: u64 = 4096;
+
     /// Shard `index` of `plan`, counted in this thread, as partial bytes.
     fn shard_bytes(plan: &ShardPlan, index: u32, top: Option<usize>) -> Vec<u8> {
-        let local = plan.shard_jobs(index, None, 4096, top);
+        shard_bytes_cut(plan, index, top, TEST_CHUNK)
+    }
+
+    /// [`shard_bytes`] with chunks of `chunk_bytes`.
+    fn shard_bytes_cut(
+        plan: &ShardPlan,
+        index: u32,
+        top: Option<usize>,
+        chunk_bytes: u64,
+    ) -> Vec<u8> {
+        let local = plan.shard_jobs(index, None, chunk_bytes, top);
         let mut builder = PartialBuilder::new(plan, index, &local);
         for job in &local.jobs {
             builder.add(count_chunk(job));
@@ -1433,17 +1446,44 @@ mod tests {
         shards: u64,
         top: Option<usize>,
     ) -> (tempfile::TempDir, Vec<PathBuf>) {
+        write_shards_cut(logs, shards, top, TEST_CHUNK)
+    }
+
+    /// [`write_shards`] with chunks of `chunk_bytes`.
+    fn write_shards_cut(
+        logs: &Path,
+        shards: u64,
+        top: Option<usize>,
+        chunk_bytes: u64,
+    ) -> (tempfile::TempDir, Vec<PathBuf>) {
         let plan = ShardPlan::new(&[logs], false, shards).unwrap();
         let parts = tempfile::tempdir().unwrap();
         let paths: Vec<PathBuf> = (0..plan.shard_count())
             .map(|index| {
                 let path = parts.path().join(format!("part-{index}"));
-                let bytes = shard_bytes(&plan, index, top);
+                let bytes = shard_bytes_cut(&plan, index, top, chunk_bytes);
                 publish(&path, |file| file.write_all(&bytes)).unwrap();
                 path
             })
             .collect();
         (parts, paths)
+    }
+
+    /// The merge of the partials at `paths`, and the single-host count of `logs`.
+    fn merged_and_single(paths: &[PathBuf], logs: &Path, top: Option<usize>) -> (Report, Report) {
+        let merged = merge_partials(
+            paths,
+            MergeOptions {
+                top,
+                allow_missing: false,
+            },
+        )
+        .unwrap();
+        let options = Options {
+            top,
+            ..Options::default()
+        };
+        (merged.report, count_dir(logs, &options).unwrap())
     }
 
     #[test]
@@ -1452,22 +1492,10 @@ mod tests {
         for shards in [1, 2, 3, 5, 8] {
             for top in [None, Some(4)] {
                 let (_parts, paths) = write_shards(logs.path(), shards, top);
-                let merged = merge_partials(
-                    &paths,
-                    MergeOptions {
-                        top,
-                        allow_missing: false,
-                    },
-                )
-                .unwrap();
-                let options = Options {
-                    top,
-                    ..Options::default()
-                };
-                let single = count_dir(logs.path(), &options).unwrap();
+                let (merged, single) = merged_and_single(&paths, logs.path(), top);
                 for format in [Format::Table, Format::Csv, Format::Json] {
                     assert_eq!(
-                        merged.report.render(format),
+                        merged.render(format),
                         single.render(format),
                         "{shards} shards, top {top:?}"
                     );
@@ -1499,47 +1527,24 @@ mod tests {
         )
         .unwrap();
         let readable_by_us = std::fs::read(&unreadable).is_ok();
+        let chunk_bytes = 4 << 20;
         for top in [None, Some(3)] {
             let plan = ShardPlan::new(&[logs.path()], false, 3).unwrap();
-            let parts = tempfile::tempdir().unwrap();
-            let mut paths = Vec::new();
             for index in 0..plan.shard_count() {
-                let local = plan.shard_jobs(index, None, 4 << 20, top);
+                let local = plan.shard_jobs(index, None, chunk_bytes, top);
                 assert!(
                     local.jobs.len() * 20 < local.files.len(),
                     "{} jobs for {} files",
                     local.jobs.len(),
                     local.files.len()
                 );
-                let mut builder = PartialBuilder::new(&plan, index, &local);
-                for job in &local.jobs {
-                    builder.add(count_chunk(job));
-                }
-                let path = parts.path().join(format!("part-{index}"));
-                let bytes = builder.encode();
-                publish(&path, |file| file.write_all(&bytes)).unwrap();
-                paths.push(path);
             }
-            let merged = merge_partials(
-                &paths,
-                MergeOptions {
-                    top,
-                    allow_missing: false,
-                },
-            )
-            .unwrap();
-            let options = Options {
-                top,
-                ..Options::default()
-            };
-            let single = count_dir(logs.path(), &options).unwrap();
-            assert_eq!(
-                merged.report.render(Format::Json),
-                single.render(Format::Json)
-            );
-            assert_eq!(merged.report.files.len() + merged.report.errors.len(), 600);
+            let (_parts, paths) = write_shards_cut(logs.path(), 3, top, chunk_bytes);
+            let (merged, single) = merged_and_single(&paths, logs.path(), top);
+            assert_eq!(merged.render(Format::Json), single.render(Format::Json));
+            assert_eq!(merged.files.len() + merged.errors.len(), 600);
             if !readable_by_us {
-                assert!(merged.report.errors.contains_key("f123.log"));
+                assert!(merged.errors.contains_key("f123.log"));
             }
         }
     }
